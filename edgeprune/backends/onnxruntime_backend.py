@@ -1,0 +1,75 @@
+"""ONNX Runtime backend: export to ONNX, run and time on the CPU execution provider."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeprune.backends.base import Artifact
+from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
+from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.latency.timing import LatencyStats, TimingSpec, measure_latency
+from edgeprune.target import Target
+
+
+class OnnxRuntimeSession:
+    """An ``onnxruntime.InferenceSession`` with fixed thread counts and sequential execution."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise InputError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from None
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.input_shapes = [tuple(i.shape) for i in self._session.get_inputs()]
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one inference."""
+        return [np.asarray(o) for o in self._session.run(None, dict(inputs))]
+
+    def time(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> LatencyStats:
+        """Median/p90/CV of single-inference latency."""
+        feed: dict[str, Any] = dict(inputs)
+        run = self._session.run
+        return measure_latency(lambda: run(None, feed), spec)
+
+
+class OnnxRuntimeBackend:
+    """ONNX files executed by ONNX Runtime's CPU execution provider."""
+
+    name: ClassVar[str] = "onnxruntime"
+
+    def available(self) -> bool:
+        """Whether ``onnxruntime`` is importable."""
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def version(self) -> str:
+        """ONNX Runtime's version."""
+        import onnxruntime
+
+        return str(onnxruntime.__version__)
+
+    def export(self, model: nn.Module, example: torch.Tensor, out_path: Path, target: Target) -> Artifact:
+        """Export to a single ONNX file."""
+        export_onnx(model, example, out_path)
+        return Artifact(out_path, "onnx", INPUT_NAME, tuple(example.shape))
+
+    def load(self, artifact: Artifact, target: Target) -> OnnxRuntimeSession:
+        """Load with the target's thread count."""
+        if not self.available():
+            raise MissingRuntimeError("ONNX Runtime", "core")
+        return OnnxRuntimeSession(artifact.path, target.threads)

@@ -1,0 +1,86 @@
+"""Read datasets from an ImageFolder-layout directory, an ``.npz`` file, or the built-in demo digits."""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeprune.data.dataset import ImageDataset
+from edgeprune.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def load_npz(path: Path) -> ImageDataset:
+    """An ``.npz`` with ``x`` (N, H, W, C) or (N, H, W) uint8 and optional ``y`` (N,) integer labels."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files if k in ("x", "y", "label_names")}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"cannot read {path} as an .npz archive: {str(exc).splitlines()[0]}") from None
+    if "x" not in arrays:
+        raise DataError(f"{path} has no array 'x' (expected x: (N, H, W, C) uint8 and y: (N,) labels)")
+    x = arrays["x"]
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.dtype != np.uint8:
+        raise DataError(f"{path}: 'x' must be uint8 pixels, got {x.dtype}")
+    y = arrays.get("y")
+    if y is not None:
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: 'y' must hold integer labels, got {y.dtype}")
+        y = y.astype(np.int64).reshape(-1)
+    names: tuple[str, ...] = ()
+    if "label_names" in arrays:
+        names = tuple(str(n) for n in arrays["label_names"].tolist())
+    return ImageDataset(np.ascontiguousarray(x), y, names, str(path))
+
+
+def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
+    """``root/<class>/<image>`` files, resized to ``size_hw`` and converted to ``channels`` on read.
+
+    Classes are the sorted subfolder names (as in torchvision's ImageFolder). A folder of images with no
+    class subfolders is read as unlabelled.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if class_dirs:
+        entries = [(f, i) for i, d in enumerate(class_dirs) for f in sorted(d.rglob("*")) if f.is_file()]
+        names = tuple(d.name for d in class_dirs)
+    else:
+        entries = [(f, -1) for f in sorted(root.iterdir()) if f.is_file()]
+        names = ()
+    entries = [(f, c) for f, c in entries if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not entries:
+        raise DataError(f"{root} contains no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+    mode = "RGB" if channels == 3 else "L"
+    pixels = np.empty((len(entries), size_hw[0], size_hw[1], channels), dtype=np.uint8)
+    for i, (file, _) in enumerate(entries):
+        try:
+            with Image.open(file) as img:
+                img = img.convert(mode).resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"cannot read image {file}: {str(exc).splitlines()[0]}") from None
+        pixels[i] = arr.reshape(size_hw[0], size_hw[1], channels)
+    labels = np.array([c for _, c in entries], dtype=np.int64) if names else None
+    log.info("read %d images in %d classes from %s", len(entries), len(names), root)
+    return ImageDataset(pixels, labels, names, str(root))
+
+
+def load_dataset(spec: str | Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
+    """Load a dataset from a directory (ImageFolder layout) or an ``.npz`` file."""
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"data not found: {path}")
+    if path.is_dir():
+        return load_image_folder(path, size_hw, channels)
+    if path.suffix == ".npz":
+        return load_npz(path)
+    raise DataError(f"cannot read data from {path}: expected a directory of class folders or an .npz file")

@@ -1,0 +1,84 @@
+"""edgeprune's exceptions: one base class, one subclass per condition.
+
+Every message names the offending value and, where there is one, the fix. The CLI turns any
+:class:`EdgepruneError` into one line on stderr and the exception's ``exit_code``; nothing a user can
+cause by bad input should surface as a traceback.
+
+Exit codes (documented in the README):
+
+* 0 success
+* 2 bad input, or a budget that pruning cannot reach (:class:`BudgetUnreachableError`)
+* 3 validation of an artifact failed
+* 130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class EdgepruneError(Exception):
+    """Base class of every error edgeprune raises on purpose."""
+
+    exit_code: int = 2
+
+
+class InputError(EdgepruneError):
+    """A user-supplied value (flag, file, model, data) is invalid."""
+
+
+class BudgetError(InputError):
+    """A latency budget string could not be parsed or is not positive."""
+
+
+class UnknownNameError(InputError):
+    """A name (target, model, importance ...) is not registered; the message lists the known ones."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        known_sorted = sorted(known)
+        close = difflib.get_close_matches(name, known_sorted, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        super().__init__(f"unknown {kind} '{name}'.{hint} Known: {', '.join(known_sorted)}.")
+        self.name = name
+        self.known = known_sorted
+
+
+class ModelLoadError(InputError):
+    """A model could not be built or its weights could not be loaded."""
+
+
+class DataError(InputError):
+    """A dataset is missing, empty, malformed or does not fit the model."""
+
+
+class MissingRuntimeError(InputError):
+    """An optional runtime is not installed; the message names the pip extra to install."""
+
+    def __init__(self, runtime: str, extra: str) -> None:
+        super().__init__(
+            f"the {runtime} runtime is not installed; install it with: pip install 'edgeprune[{extra}]'"
+        )
+
+
+class OutputError(InputError):
+    """The output directory cannot be used (not writable, or holds results and --force was not given)."""
+
+
+class BudgetUnreachableError(EdgepruneError):
+    """Even the smallest model edgeprune may build is slower than the budget."""
+
+    def __init__(self, budget_ms: float, floor_ms: float, detail: str = "") -> None:
+        extra = f" {detail}" if detail else ""
+        super().__init__(
+            f"budget {budget_ms:.3f} ms cannot be met: the fastest pruned model measured "
+            f"{floor_ms:.3f} ms (median).{extra}"
+        )
+        self.budget_ms = budget_ms
+        self.floor_ms = floor_ms
+
+
+class ValidationFailedError(EdgepruneError):
+    """An exported artifact failed validation (parity or accuracy)."""
+
+    exit_code = 3

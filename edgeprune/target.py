@@ -1,0 +1,126 @@
+"""Targets: where a model will run (runtime, device, threads, precision), loaded from TOML files.
+
+Built-in targets ship inside the package (``edgeprune/targets/*.toml``) so that an installed edgeprune
+finds them without a source checkout; the architecture guide's top-level ``targets/`` folder would not
+be installed by pip. A user may also pass the path of their own TOML file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgeprune.errors import InputError, UnknownNameError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+#: Python module that provides each runtime, and the pip extra that installs it.
+RUNTIME_MODULES: dict[str, tuple[str, str]] = {
+    "onnxruntime": ("onnxruntime", "core"),
+    "openvino": ("openvino", "openvino"),
+    "litert": ("ai_edge_litert", "tflite"),
+}
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+LATENCY_SOURCES = ("measured-local", "measured-agent", "predicted-profile")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A deployment target.
+
+    Attributes:
+        name: short name, e.g. ``"cpu"``.
+        description: one line for humans.
+        runtime: ``"onnxruntime"``, ``"openvino"`` or ``"litert"``.
+        device: the runtime's device name (``"cpu"``, ``"NPU"`` ...).
+        threads: intra-op threads used when timing.
+        precision: inference precision the runtime is told to use.
+        channel_alignment: pruned widths are rounded to a multiple of this (1 = any width).
+        latency_source: where this target's latencies come from.
+        input_shape: optional default input shape (C, H, W) for models that do not carry one.
+
+    >>> load_target("cpu").runtime
+    'onnxruntime'
+    """
+
+    name: str
+    description: str
+    runtime: str
+    device: str = "cpu"
+    threads: int = 1
+    precision: str = "fp32"
+    channel_alignment: int = 1
+    latency_source: str = "measured-local"
+    input_shape: tuple[int, ...] | None = None
+
+    def runtime_installed(self) -> bool:
+        """Whether the Python package of this target's runtime can be imported here."""
+        module, _ = RUNTIME_MODULES[self.runtime]
+        return importlib.util.find_spec(module) is not None
+
+
+def _builtin_dir() -> Any:
+    return resources.files("edgeprune").joinpath("targets")
+
+
+def builtin_target_names() -> list[str]:
+    """Names of the targets shipped with edgeprune."""
+    return sorted(p.name[:-5] for p in _builtin_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def _from_mapping(data: dict[str, Any], origin: str) -> Target:
+    known = {f.name for f in fields(Target)}
+    unknown = set(data) - known
+    if unknown:
+        raise InputError(f"target file {origin}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "runtime"):
+        if key not in data:
+            raise InputError(f"target file {origin}: missing required key '{key}'")
+    data = dict(data)
+    data.setdefault("description", data["name"])
+    if data["runtime"] not in RUNTIME_MODULES:
+        raise InputError(
+            f"target file {origin}: runtime '{data['runtime']}' is not one of {', '.join(RUNTIME_MODULES)}"
+        )
+    if data.get("precision", "fp32") not in PRECISIONS:
+        raise InputError(f"target file {origin}: precision must be one of {', '.join(PRECISIONS)}")
+    if data.get("latency_source", "measured-local") not in LATENCY_SOURCES:
+        raise InputError(f"target file {origin}: latency_source must be one of {', '.join(LATENCY_SOURCES)}")
+    for key in ("threads", "channel_alignment"):
+        value = data.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"target file {origin}: '{key}' must be a positive integer, got {value!r}")
+    if data.get("input_shape") is not None:
+        data["input_shape"] = tuple(int(v) for v in data["input_shape"])
+    return Target(**data)
+
+
+def load_target(name_or_path: str | Path) -> Target:
+    """Load a built-in target by name, or a target TOML file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if text.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise InputError(f"target file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"target file {path} is not valid TOML: {exc}") from None
+        return _from_mapping(data, str(path))
+    names = builtin_target_names()
+    if text not in names:
+        raise UnknownNameError("target", text, names)
+    resource = _builtin_dir().joinpath(f"{text}.toml")
+    return _from_mapping(tomllib.loads(resource.read_text(encoding="utf-8")), f"{text}.toml")
+
+
+def all_targets() -> list[Target]:
+    """Every built-in target."""
+    return [load_target(n) for n in builtin_target_names()]
