@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -16,8 +17,22 @@ from edgeprune.errors import InputError
 
 log = logging.getLogger(__name__)
 
+_NOISY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._dynamo", "torch.fx")
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+
+
+@contextlib.contextmanager
+def _quiet_loggers() -> Iterator[None]:
+    """Raise the exporter's loggers to ERROR for the duration (they log every optimisation pass at INFO)."""
+    previous = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in previous.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -30,7 +45,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     model.eval()
     captured = io.StringIO()
     try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), warnings.catch_warnings():
+        with _quiet_loggers(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,

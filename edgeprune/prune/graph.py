@@ -87,7 +87,8 @@ class ModelGraph:
             group = self._to_record(tp_group, ignored_names, classifier)
             if group is not None:
                 self.groups.append(group)
-        frozen = [g for g in self.groups if not g.prunable]
+        # The classifier's output is frozen by design; anything else frozen deserves a warning.
+        frozen = [g for g in self.groups if not g.prunable and g.name != classifier]
         if frozen and warn_frozen:
             log.warning(
                 "froze %d channel group(s) that cannot be pruned safely: %s",

@@ -1,0 +1,92 @@
+"""Shared CLI plumbing: logging to the terminal through rich, argument converters, error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from edgeprune.errors import EdgepruneError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    """INFO (or DEBUG with --verbose, WARNING with --quiet) to stderr, formatted by rich."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False,
+                          rich_tracebacks=verbose)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    logging.getLogger("edgeprune").setLevel(level)
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    """``"0.5,0.5,0.5"`` → (0.5, 0.5, 0.5)."""
+    try:
+        values = tuple(float(v) for v in re.split(r"[,\s]+", text.strip()) if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def shape(text: str) -> tuple[int, ...]:
+    """``"3,224,224"`` or ``"3x224x224"`` → (3, 224, 224)."""
+    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a shape like 3,224,224, got '{text}'") from None
+    if len(values) != 3 or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected three positive sizes C,H,W, got '{text}'")
+    return values
+
+
+def positive_int(text: str) -> int:
+    """A strictly positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
+    return value
+
+
+def run_guarded(action: Callable[[], int], verbose: bool) -> int:
+    """Run a verb; map edgeprune errors to their exit code and one line, Ctrl-C to 130."""
+    try:
+        return action()
+    except EdgepruneError as exc:
+        err_console.print(f"[bold red]edgeprune: error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("edgeprune: interrupted; no partial results were written", highlight=False)
+        return 130
+    except Exception as exc:  # a bug in edgeprune or in user code: say so plainly
+        if verbose:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        err_console.print(
+            f"[bold red]edgeprune: internal error:[/] {type(exc).__name__}: {first} (rerun with --verbose for details)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1

@@ -1,0 +1,81 @@
+"""``edgeprune fit``: prune a model until its exported artifact meets a measured latency budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgeprune.cli.common import console, float_list, non_negative_int, positive_int, shape
+from edgeprune.config import DEFAULT_OUT_DIR, FitConfig
+from edgeprune.pipeline import fit
+from edgeprune.prune.importance import importance_names
+from edgeprune.report.fit_result import FitResult
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``fit`` verb."""
+    p = sub.add_parser("fit", help="prune a model to meet a latency budget measured on a target",
+                       description="Prune MODEL until its exported artifact, measured on TARGET, meets BUDGET.")
+    p.add_argument("--budget", required=True, help="latency budget with a unit, e.g. 20ms, 1.5ms, 0.02s")
+    p.add_argument("--model", default="demo",
+                   help="demo | cifar-resnetN | torchvision:NAME | package.module:factory (default: demo)")
+    p.add_argument("--weights", type=Path, help="weights file: state dict (.pt/.pth/.th) or .safetensors")
+    p.add_argument("--data", type=Path, help="evaluation data: ImageFolder directory or .npz with x, y")
+    p.add_argument("--train-data", type=Path, help="labelled data for --finetune-epochs")
+    p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
+    p.add_argument("--force", action="store_true", help="replace results already in --out")
+    p.add_argument("--importance", default="l1", help=f"channel importance: {', '.join(importance_names())}")
+    p.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
+    p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate")
+    p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
+    p.add_argument("--eval-images", type=positive_int, help="evaluate on at most this many images")
+    p.add_argument("--mean", type=float_list, help="input normalisation mean per channel, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", type=float_list, help="input normalisation std per channel")
+    p.add_argument("--input-shape", type=shape, help="input shape C,H,W (overrides the model's)")
+    p.add_argument("--num-classes", type=positive_int, help="classifier outputs for spec-built architectures")
+    p.add_argument("--freeze", nargs="*", default=[], metavar="MODULE", help="module names never to prune")
+    p.add_argument("--max-rounds", type=positive_int, default=12, help="bound on export-and-measure rounds")
+    p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build a FitConfig from the flags, run fit, print the summary."""
+    config = FitConfig(
+        budget=args.budget, model=args.model, weights=args.weights, data=args.data, train_data=args.train_data,
+        target=args.target, out=args.out, force=args.force, importance=args.importance,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images,
+        eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
+        num_classes=args.num_classes, max_rounds=args.max_rounds, seed=args.seed, frozen_modules=tuple(args.freeze),
+    )
+    result = fit(config)
+    if args.json:
+        console.print_json(json.dumps(result.report))
+    else:
+        print_summary(result)
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a (no labels)" if value is None else f"{100 * value:.2f}%"
+
+
+def print_summary(result: FitResult) -> None:
+    """The demo's promise: baseline, budget, final latency, accuracy before/after, files."""
+    r = result.report
+    t = r["target"]
+    console.print(f"\n[bold]edgeprune fit[/] {r['model']['spec']} → target [bold]{t['name']}[/] "
+                  f"({t['runtime']}, {t['threads']} thread(s), {t['precision']})")
+    console.print(f"  baseline latency  {result.baseline_latency_ms:8.3f} ms   measured on the target (median)")
+    console.print(f"  budget            {result.budget_ms:8.3f} ms")
+    console.print(f"  pruned latency    {result.final_latency_ms:8.3f} ms   measured on the target (median), "
+                  f"{r['speedup_measured']:.2f}x faster, [green]budget met[/]")
+    console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
+                  f"({r['evaluation']['images']} images, run in {t['runtime']})")
+    console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")
+    console.print("  files:")
+    for name, path in r["files"].items():
+        console.print(f"    {name:18s} {path}", highlight=False)

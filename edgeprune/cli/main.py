@@ -1,0 +1,41 @@
+"""The ``edgeprune`` command: parse the verb, set up logging, run it, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from edgeprune._version import __version__
+from edgeprune.cli import fit_cmd, targets_cmd
+from edgeprune.cli.common import run_guarded, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-command per verb."""
+    parser = argparse.ArgumentParser(
+        prog="edgeprune",
+        description="Make a trained PyTorch vision model fit a latency budget measured on the target runtime.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeprune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    fit_cmd.add_parser(sub)
+    targets_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose, args.quiet)
+    return run_guarded(lambda: args.handler(args), args.verbose)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""``edgeprune targets``: list the built-in targets and whether their runtime is installed here."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from edgeprune.cli.common import console
+from edgeprune.target import RUNTIME_MODULES, all_targets
+
+_SOURCE_TEXT = {
+    "measured-local": "measured on this machine",
+    "measured-agent": "measured on the device through an agent",
+    "predicted-profile": "predicted from a shipped profile",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``targets`` verb."""
+    p = sub.add_parser("targets", help="list targets and whether their runtime is installed")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one row per target."""
+    table = Table(title="edgeprune targets")
+    for column in ("target", "runtime", "device", "threads", "precision", "align", "latencies", "installed"):
+        table.add_column(column)
+    for t in all_targets():
+        installed = "yes" if t.runtime_installed() else f"no: pip install 'edgeprune[{RUNTIME_MODULES[t.runtime][1]}]'"
+        table.add_row(t.name, t.runtime, t.device, str(t.threads), t.precision, str(t.channel_alignment),
+                      _SOURCE_TEXT[t.latency_source], installed)
+    console.print(table)
+    return 0

@@ -1,0 +1,55 @@
+"""FitConfig: every option of ``edgeprune fit``, as one typed record (also the Python API's arguments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_OUT_DIR = Path("edgeprune-out")
+
+
+@dataclass
+class FitConfig:
+    """Options of a fit run. Each field maps to one CLI flag (``budget`` ↔ ``--budget``).
+
+    Attributes:
+        budget: latency budget, e.g. ``"5ms"`` (median of single-inference latency on the target).
+        model: model spec (``demo``, ``cifar-resnet56``, ``torchvision:mobilenet_v2``, ``pkg.mod:factory``).
+        weights: weights file (state dict or safetensors); required except for ``demo``.
+        data: evaluation data (ImageFolder directory or ``.npz``); the demo's held-out digits for ``demo``.
+        train_data: labelled data for fine-tuning; the demo's training digits for ``demo``.
+        target: target name or TOML path.
+        out: output directory.
+        force: replace an output directory that already holds results.
+        importance: channel-importance criterion.
+        finetune_epochs: epochs of recovery fine-tuning after pruning (0 = none).
+        finetune_lr: peak learning rate of fine-tuning.
+        calib_images: calibration images drawn from the training (else evaluation) data.
+        eval_images: cap on evaluation images (None = all).
+        mean, std: override the model's input normalisation.
+        input_shape: override the input shape (C, H, W).
+        num_classes: classifier outputs, for architectures built from a spec.
+        max_rounds: bound on export-and-measure rounds of the search.
+        seed: seed for every random choice.
+    """
+
+    budget: str = "2ms"
+    model: str = "demo"
+    weights: Path | None = None
+    data: Path | None = None
+    train_data: Path | None = None
+    target: str = "cpu"
+    out: Path = DEFAULT_OUT_DIR
+    force: bool = False
+    importance: str = "l1"
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.01
+    calib_images: int = 256
+    eval_images: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    max_rounds: int = 12
+    seed: int = 0
+    frozen_modules: tuple[str, ...] = field(default=())

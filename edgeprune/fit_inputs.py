@@ -1,0 +1,113 @@
+"""Resolve a FitConfig's model, preprocessing and data into ready-to-use objects, checking they fit together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from edgeprune.config import FitConfig
+from edgeprune.data.dataset import ImageDataset
+from edgeprune.data.digits import load_digits_splits
+from edgeprune.data.loaders import load_dataset
+from edgeprune.data.tensors import calibration_indices, to_model_input
+from edgeprune.errors import DataError, InputError
+from edgeprune.models.preprocessing import Preprocessing
+from edgeprune.models.zoo import ModelBundle, load_model
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitInputs:
+    """Everything a fit run consumes, already validated."""
+
+    bundle: ModelBundle
+    preprocessing: Preprocessing
+    eval_set: ImageDataset
+    train_set: ImageDataset | None
+    eval_inputs: torch.Tensor
+    calibration: torch.Tensor
+
+    @property
+    def example(self) -> torch.Tensor:
+        """One real input image at batch size 1 (used for tracing and export)."""
+        return self.calibration[:1]
+
+
+def resolve_preprocessing(bundle: ModelBundle, config: FitConfig, target: Target) -> Preprocessing:
+    """The model's own preprocessing, overridden by ``--input-shape``, ``--mean`` and ``--std``."""
+    prep = bundle.preprocessing
+    shape = config.input_shape or (prep.input_shape if prep else None) or target.input_shape
+    if shape is None:
+        raise InputError(f"model '{bundle.spec}' does not say its input size; pass --input-shape C,H,W")
+    if len(shape) != 3:
+        raise InputError(f"--input-shape needs three values C,H,W, got {','.join(map(str, shape))}")
+    channels, height, width = (int(v) for v in shape)
+    mean = config.mean or (prep.mean if prep and prep.channels == channels else None) or (0.5,) * channels
+    std = config.std or (prep.std if prep and prep.channels == channels else None) or (0.5,) * channels
+    try:
+        return Preprocessing(height, width, channels, tuple(mean), tuple(std))
+    except ValueError as exc:
+        raise InputError(f"invalid input specification: {exc}") from None
+
+
+def _check_classes(dataset: ImageDataset, num_classes: int | None, spec: str) -> None:
+    if dataset.labels is None or num_classes is None:
+        return
+    seen = dataset.num_classes or 0
+    if seen > num_classes:
+        raise DataError(
+            f"{dataset.source} has {seen} classes but model '{spec}' outputs {num_classes}; "
+            "pass --num-classes or data that matches the model"
+        )
+
+
+def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
+    """Load the model and data named by ``config`` and check that they fit each other."""
+    bundle = load_model(config.model, config.weights, config.num_classes)
+    prep = resolve_preprocessing(bundle, config, target)
+    train_set: ImageDataset | None = None
+    if config.data is None:
+        if config.model != "demo":
+            raise InputError("--data is required for models other than the built-in demo")
+        train_set, eval_set = load_digits_splits()
+    else:
+        eval_set = load_dataset(config.data, (prep.height, prep.width), prep.channels)
+    if config.train_data is not None:
+        train_set = load_dataset(config.train_data, (prep.height, prep.width), prep.channels)
+    if bundle.num_classes is None:
+        bundle = replace(bundle, num_classes=_output_width(bundle, prep))
+    for dataset in (eval_set, train_set):
+        if dataset is not None:
+            _check_classes(dataset, bundle.num_classes, bundle.spec)
+    if config.finetune_epochs > 0 and (train_set is None or train_set.labels is None):
+        raise InputError("--finetune-epochs needs labelled training data: pass --train-data DIR_OR_NPZ")
+    if config.eval_images is not None and config.eval_images < len(eval_set):
+        eval_set = eval_set.subset(calibration_indices(len(eval_set), config.eval_images, config.seed))
+    if config.calib_images < 1:
+        raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
+    calib_source = train_set if train_set is not None else eval_set
+    calibration = to_model_input(
+        calib_source.images[calibration_indices(len(calib_source), config.calib_images, config.seed)], prep
+    )
+    return FitInputs(bundle, prep, eval_set, train_set, to_model_input(eval_set.images, prep), calibration)
+
+
+def _output_width(bundle: ModelBundle, prep: Preprocessing) -> int | None:
+    with torch.no_grad():
+        try:
+            out = bundle.model(torch.zeros(1, *prep.input_shape))
+        except Exception as exc:  # user models fail in arbitrary ways on a wrong shape
+            raise InputError(
+                f"model '{bundle.spec}' does not accept input of shape {prep.input_shape}: {exc}"
+            ) from None
+    return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
+
+
+def labels_of(dataset: ImageDataset | None) -> np.ndarray | None:
+    """The dataset's labels, or None."""
+    return None if dataset is None else dataset.labels

@@ -1,0 +1,60 @@
+"""The output directory: results are staged in a hidden folder and moved in only when the run succeeds.
+
+A failed or interrupted run therefore leaves nothing that looks like a result, and an existing directory
+with results is never overwritten unless the user passes ``--force``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgeprune.errors import OutputError
+
+RESULT_FILES = ("model.onnx", "model.safetensors", "plan.json", "report.json", "report.md")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class OutputDir:
+    """An output directory checked up front, with a staging area for the run's files."""
+
+    def __init__(self, path: Path, force: bool) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"output path {self.path} exists and is not a directory")
+        existing = [f for f in RESULT_FILES if (self.path / f).exists()]
+        if existing and not force:
+            raise OutputError(
+                f"output directory {self.path} already holds results ({', '.join(existing)}); "
+                "pass --force to replace them or choose another --out"
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=".edgeprune-staging-", dir=self.path))
+        except OSError as exc:
+            raise OutputError(f"cannot write to output directory {self.path}: {exc.strerror or exc}") from None
+        self.work = self.staging / "work"
+        self.work.mkdir()
+
+    def commit(self, files: list[str]) -> dict[str, Path]:
+        """Move the named staged files into the output directory (each by an atomic rename)."""
+        placed: dict[str, Path] = {}
+        for name in files:
+            source = self.staging / name
+            destination = self.path / name
+            os.chmod(source, 0o666 & ~_umask())  # temporary files are created private; results are not
+            os.replace(source, destination)
+            placed[name] = destination
+        self.discard()
+        return placed
+
+    def discard(self) -> None:
+        """Remove the staging area and everything in it."""
+        shutil.rmtree(self.staging, ignore_errors=True)

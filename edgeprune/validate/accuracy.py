@@ -1,0 +1,44 @@
+"""Accuracy and output parity of an exported artifact, computed in its own runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeprune.backends.base import Session
+
+
+@dataclass(frozen=True)
+class ArtifactEvaluation:
+    """Predictions of an artifact over a dataset, and accuracy when labels exist."""
+
+    predictions: np.ndarray
+    top1: float | None
+    images: int
+
+
+def evaluate_session(session: Session, input_name: str, inputs: torch.Tensor, labels: np.ndarray | None) -> ArtifactEvaluation:
+    """Run the artifact on each input (batch size 1, as exported) and score top-1 against ``labels``."""
+    predictions = np.empty(len(inputs), dtype=np.int64)
+    array = inputs.numpy()
+    for i in range(len(array)):
+        logits = session.run({input_name: array[i : i + 1]})[0]
+        predictions[i] = int(np.argmax(logits.reshape(-1)))
+    top1 = None if labels is None else float((predictions == labels).mean())
+    return ArtifactEvaluation(predictions, top1, len(array))
+
+
+def max_abs_difference(session: Session, input_name: str, model: nn.Module, inputs: torch.Tensor) -> float:
+    """Largest absolute difference between the artifact's and PyTorch's outputs over ``inputs``."""
+    worst = 0.0
+    model.eval()
+    with torch.no_grad():
+        for i in range(len(inputs)):
+            x = inputs[i : i + 1]
+            reference = model(x).numpy()
+            produced = session.run({input_name: x.numpy()})[0]
+            worst = max(worst, float(np.abs(reference - produced).max()))
+    return worst
