@@ -25,6 +25,7 @@ class FitConfig:
         finetune_epochs: epochs of recovery fine-tuning after pruning (0 = none).
         finetune_lr: peak learning rate of fine-tuning.
         calib_images: calibration images drawn from the training (else evaluation) data.
+        bn_recalibrate: re-estimate batch-norm statistics of the pruned model on the calibration images.
         eval_images: cap on evaluation images (None = all).
         mean, std: override the model's input normalisation.
         input_shape: override the input shape (C, H, W).
@@ -45,6 +46,7 @@ class FitConfig:
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     calib_images: int = 256
+    bn_recalibrate: bool = True
     eval_images: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None

@@ -31,6 +31,7 @@ class FitInputs:
     train_set: ImageDataset | None
     eval_inputs: torch.Tensor
     calibration: torch.Tensor
+    calibration_source: str = ""
 
     @property
     def example(self) -> torch.Tensor:
@@ -94,7 +95,8 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     calibration = to_model_input(
         calib_source.images[calibration_indices(len(calib_source), config.calib_images, config.seed)], prep
     )
-    return FitInputs(bundle, prep, eval_set, train_set, to_model_input(eval_set.images, prep), calibration)
+    return FitInputs(bundle, prep, eval_set, train_set, to_model_input(eval_set.images, prep), calibration,
+                     calib_source.source)
 
 
 def _output_width(bundle: ModelBundle, prep: Preprocessing) -> int | None:

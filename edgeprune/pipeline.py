@@ -46,6 +46,7 @@ from edgeprune.report.environment import machine_info, package_versions
 from edgeprune.report.fit_result import REPORT_SCHEMA, FitResult
 from edgeprune.report.markdown import render_markdown
 from edgeprune.target import Target, load_target
+from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 from edgeprune.train.loop import TrainSpec, train_classifier
 from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
 
@@ -107,13 +108,15 @@ class _Run:
 
     def __init__(self, config: FitConfig, budget: Budget, target: Target, backend: Any, importance: Any,
                  inputs: FitInputs, out: OutputDir, clock: _StageClock) -> None:
-        self.config, self.budget, self.target, self.importance = config, budget, target, importance
+        self.config, self.budget_spec, self.target, self.importance = config, budget, target, importance
+        self.budget_ms = budget.ms if budget.ms is not None else float("nan")
         self.inputs, self.out, self.clock = inputs, out, clock
         self.model: nn.Module = inputs.bundle.model
         self.example = inputs.example
         self.measurer = CandidateMeasurer(backend, target, self.example, out.work)
         self.rounds: list[dict[str, Any]] = []
-        self.by_widths: dict[tuple[int, ...], Measurement] = {}
+        # First keep ratio that produced each set of widths, and its measurement.
+        self.by_widths: dict[tuple[int, ...], tuple[float, Measurement]] = {}
         self.groups: list[ChannelGroup] = []
         self.frozen: list[ChannelGroup] = []
         self.scores: dict[str, np.ndarray] = {}
@@ -131,8 +134,10 @@ class _Run:
             self.scores = {g.name: np.asarray(self.importance.score(g, ctx)) for g in self.groups}
         with self.clock("measure"):
             baseline = self.measurer.measure(self.model, "original", CONFIRM_TIMING)
+            self.budget_ms = self.budget_spec.resolve(baseline.stats.median_ms)
             self._record("baseline", 1.0, baseline)
-            log.info("original model: %.3f ms on %s (budget %s)", baseline.stats.median_ms, self.target.name, self.budget)
+            log.info("original model: %.3f ms on %s; budget %.3f ms (%s)", baseline.stats.median_ms,
+                     self.target.name, self.budget_ms, self.budget_spec)
         ratio, slim, final = self._search_and_confirm(baseline)
         return self._finish(baseline, ratio, slim, final)
 
@@ -143,41 +148,43 @@ class _Run:
         return tuple(len(keep[g.name]) for g in self.groups)
 
     def _record(self, kind: str, ratio: float, m: Measurement) -> None:
-        meets = m.stats.median_ms <= self.budget.ms
+        meets = m.stats.median_ms <= self.budget_ms
         self.rounds.append({"kind": kind, "keep_ratio": ratio, "median_ms": m.stats.median_ms,
                             "p90_ms": m.stats.p90_ms, "cv": m.stats.cv, "meets_budget": meets})
         log.info("%s: keep %.1f%% of channels → %.3f ms %s", kind, 100 * ratio, m.stats.median_ms,
                  "(within budget)" if meets else "(over budget)")
 
-    def _measure_ratio(self, ratio: float, kind: str) -> float:
+    def _measure_ratio(self, ratio: float, kind: str) -> tuple[float, float]:
+        """(median ms, the first ratio measured with the same widths) for a keep ratio."""
         keep = self._keep(ratio)
         widths = self._widths(keep)
         if widths not in self.by_widths:
             if len(self.rounds) >= self.config.max_rounds:
                 raise _RoundsExhausted()
             slim = slim_copy(self.model, self.example, keep, self.config.frozen_modules)
-            self.by_widths[widths] = self.measurer.measure(slim, f"keep{ratio:.4f}")
-            self._record(kind, ratio, self.by_widths[widths])
-        return self.by_widths[widths].stats.median_ms
+            self.by_widths[widths] = (ratio, self.measurer.measure(slim, f"keep{ratio:.4f}"))
+            self._record(kind, ratio, self.by_widths[widths][1])
+        first_ratio, measurement = self.by_widths[widths]
+        return measurement.stats.median_ms, first_ratio
 
     def _search_and_confirm(self, baseline: Measurement) -> tuple[float, nn.Module, Measurement]:
-        target_ms = self.budget.ms * (1 - SEARCH_HEADROOM)
+        target_ms = self.budget_ms * (1 - SEARCH_HEADROOM)
         feasible: list[float] = []
         with self.clock("search"):
             if baseline.stats.median_ms <= target_ms:
                 feasible = [1.0]
                 log.info("the original model already meets the budget; nothing to prune")
             else:
-                floor_ms = self._measure_ratio(FLOOR_RATIO, "floor")
+                floor_ms, _ = self._measure_ratio(FLOOR_RATIO, "floor")
                 if floor_ms > target_ms:
-                    raise BudgetUnreachableError(self.budget.ms, floor_ms, _floor_hint(self.frozen))
+                    raise BudgetUnreachableError(self.budget_ms, floor_ms, _floor_hint(self.frozen))
                 max_width = max(g.width for g in self.groups)
                 feasible_ratios: list[float] = [FLOOR_RATIO]
 
                 def latency_at(ratio: float) -> float:
-                    ms = self._measure_ratio(ratio, "search")
+                    ms, first_ratio = self._measure_ratio(ratio, "search")
                     if ms <= target_ms:
-                        feasible_ratios.append(ratio)
+                        feasible_ratios.append(first_ratio)
                     return ms
 
                 try:
@@ -190,14 +197,17 @@ class _Run:
             ratio = feasible.pop()
             slim = self.model if ratio == 1.0 else slim_copy(self.model, self.example, self._keep(ratio),
                                                              self.config.frozen_modules)
+            if slim is not self.model and self.config.bn_recalibrate:
+                with self.clock("recover"):
+                    recalibrate_batchnorm(slim, self.inputs.calibration)
             slim = self._finetune(slim)
             with self.clock("confirm"):
                 final = self.measurer.measure(slim, "final", CONFIRM_TIMING)
             self._record("confirm", ratio, final)
-            if final.stats.median_ms <= self.budget.ms:
+            if final.stats.median_ms <= self.budget_ms:
                 return ratio, slim, final
         floor = min(r["median_ms"] for r in self.rounds)
-        raise BudgetUnreachableError(self.budget.ms, floor, "The confirmation measurement missed the budget.")
+        raise BudgetUnreachableError(self.budget_ms, floor, "The confirmation measurement missed the budget.")
 
     def _finetune(self, model: nn.Module) -> nn.Module:
         epochs = self.config.finetune_epochs
@@ -207,7 +217,7 @@ class _Run:
         from edgeprune.data.tensors import to_model_input
 
         start = time.perf_counter()
-        with self.clock("finetune"):
+        with self.clock("recover"):
             x = to_model_input(train.images, self.inputs.preprocessing)
             spec = TrainSpec(epochs=epochs, lr=self.config.finetune_lr, seed=self.config.seed)
             train_classifier(model, x, torch.from_numpy(train.labels), spec,
@@ -253,7 +263,8 @@ class _Run:
             "model": {"spec": bundle.spec, "weights": str(self.config.weights) if self.config.weights else None,
                       "input_shape": list(self.example.shape), "preprocessing": self.inputs.preprocessing.to_dict()},
             "target": asdict(self.target),
-            "budget_ms": self.budget.ms,
+            "budget_ms": self.budget_ms,
+            "budget_spec": str(self.budget_spec),
             "baseline": self._side(baseline, base_eval.top1, macs_before, params_before),
             "final": self._side(final, final_eval.top1, macs_after, params_after),
             "speedup_measured": baseline.stats.median_ms / final.stats.median_ms,
@@ -264,6 +275,8 @@ class _Run:
                            "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
             "parity": {"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(self.inputs.calibration)),
                        "reference": "pruned PyTorch model"},
+            "calibration": {"images": len(self.inputs.calibration), "source": self.inputs.calibration_source,
+                            "bn_recalibrated": self.config.bn_recalibrate and slim is not self.model},
             "finetune": {"epochs": self.config.finetune_epochs if slim is not self.model else 0,
                          "images": 0 if self.inputs.train_set is None else len(self.inputs.train_set),
                          "seconds": self.finetune_seconds},

@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``fit`` verb."""
     p = sub.add_parser("fit", help="prune a model to meet a latency budget measured on a target",
                        description="Prune MODEL until its exported artifact, measured on TARGET, meets BUDGET.")
-    p.add_argument("--budget", required=True, help="latency budget with a unit, e.g. 20ms, 1.5ms, 0.02s")
+    p.add_argument("--budget", required=True, help="latency budget with a unit (20ms, 1.5ms, 0.02s) or a share of the "
+                   "original's latency measured on the target (60%%)")
     p.add_argument("--model", default="demo",
                    help="demo | cifar-resnetN | torchvision:NAME | package.module:factory (default: demo)")
     p.add_argument("--weights", type=Path, help="weights file: state dict (.pt/.pth/.th) or .safetensors")
@@ -30,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
     p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
+    p.add_argument("--no-bn-recalibrate", dest="bn_recalibrate", action="store_false",
+                   help="keep the original batch-norm statistics after pruning")
     p.add_argument("--eval-images", type=positive_int, help="evaluate on at most this many images")
     p.add_argument("--mean", type=float_list, help="input normalisation mean per channel, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", type=float_list, help="input normalisation std per channel")
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     config = FitConfig(
         budget=args.budget, model=args.model, weights=args.weights, data=args.data, train_data=args.train_data,
         target=args.target, out=args.out, force=args.force, importance=args.importance,
-        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, seed=args.seed, frozen_modules=tuple(args.freeze),
     )

@@ -22,8 +22,12 @@ class ZeroPadShortcut(nn.Module):
     """Option-A shortcut: spatial subsampling by ``stride`` and zero padding from ``in_channels`` to ``out_channels``.
 
     The input's channels are placed at offset ``pad_front`` of the output (the classic layout pads equally
-    on both sides).
+    on both sides). ``channel_padding = True`` tells edgeprune's dependency graph that output channel
+    ``pad_front + i`` carries input channel ``i`` and the others are zeros, so the residual stream across
+    stages can be pruned consistently.
     """
+
+    channel_padding = True
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()

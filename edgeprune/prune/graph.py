@@ -1,19 +1,31 @@
 """Channel groups from Torch-Pruning's dependency graph, and physical channel removal.
 
-This is the only module that imports ``torch_pruning``. It traces the model once, turns each of
-Torch-Pruning's groups into an edgeprune :class:`~edgeprune.prune.groups.ChannelGroup`, and freezes
-(with a warning that names it) every group edgeprune cannot prune safely:
+This is the only module that imports ``torch_pruning``. It traces the model once, turns Torch-Pruning's
+groups into edgeprune :class:`~edgeprune.prune.groups.ChannelGroup` records, and freezes (with a warning
+that names it) every group edgeprune cannot prune safely:
 
 * the classifier's output (pruning it would change the model's meaning);
-* groups whose members have different widths: Torch-Pruning treats ops it does not understand, such as
-  the option-A zero-padding shortcut of CIFAR ResNets, as element-wise, which couples a 16-channel stage
-  to a 32-channel one. Removing "channel i" from such a group would corrupt the network.
+* groups whose members have different widths: Torch-Pruning treats ops it does not understand as
+  element-wise, which can couple a 16-channel layer to a 32-channel one; removing "channel i" from such a
+  group would corrupt the network.
+
+Channel padding (the option-A shortcut of CIFAR ResNets) is taught to the graph rather than frozen:
+modules with ``channel_padding = True`` (attributes ``in_channels``, ``out_channels``, ``pad_front``) put
+input channel ``i`` at output channel ``pad_front + i`` and zeros elsewhere. Torch-Pruning is given a
+pruner that keeps their input and output sides independent, which splits the residual stream into one
+Torch-Pruning group per stage; this module then merges channels across stages through the padding
+offset. Stage s's residual channels form one edgeprune group together with the channels of later stages
+they are padded into; the channels a stage adds (the zero-padded ones) form another. Because kept
+channels keep their order, the coupled channels stay contiguous after pruning and the shortcut remains a
+plain zero-pad with a smaller ``pad_front``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch_pruning as tp
@@ -26,6 +38,25 @@ log = logging.getLogger(__name__)
 
 _OUT_HANDLERS = {"prune_out_channels"}
 _IN_HANDLERS = {"prune_in_channels"}
+
+
+class _ChannelPaddingPruner(tp.pruner.function.BasePruningFunc):
+    """Torch-Pruning pruner for zero-padding modules: input and output sides are pruned independently."""
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        layer.pad_front -= sum(1 for i in idxs if i < layer.pad_front)
+        layer.out_channels -= len(set(idxs))
+        return layer
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        layer.in_channels -= len(set(idxs))
+        return layer
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return int(layer.out_channels)
+
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return int(layer.in_channels)
 
 
 def _channel_dim_size(module: nn.Module, dim: str) -> int | None:
@@ -44,12 +75,23 @@ def find_classifier(model: nn.Module, example_input: torch.Tensor) -> str | None
         out = model(example_input)
     if not isinstance(out, torch.Tensor) or out.dim() < 2:
         return None
-    n_out = out.shape[1]
     found = None
     for name, module in model.named_modules():
-        if _channel_dim_size(module, "out") == n_out and isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and _channel_dim_size(module, "out") == out.shape[1]:
             found = name
     return found
+
+
+@dataclass
+class _TpGroup:
+    """One Torch-Pruning group: its root (for pruning) and its members in edgeprune's terms."""
+
+    root: str
+    module: nn.Module
+    handler: object
+    width: int
+    members: list[GroupMember]
+    frozen_reason: str
 
 
 class ModelGraph:
@@ -57,7 +99,7 @@ class ModelGraph:
 
     >>> graph = ModelGraph(model, torch.randn(1, 3, 32, 32))       # doctest: +SKIP
     >>> [g.name for g in graph.prunable_groups()][:2]                # doctest: +SKIP
-    ['layer1.0.conv1', 'layer1.1.conv1']
+    ['conv1', 'layer1.0.conv1']
     """
 
     def __init__(
@@ -70,25 +112,32 @@ class ModelGraph:
         self.model = model
         self._name_of = {m: n for n, m in model.named_modules()}
         modules = dict(model.named_modules())
-        classifier = find_classifier(model, example_input)
-        self.classifier = classifier
-        ignored_names = set(frozen_modules)
-        unknown = [n for n in ignored_names if n not in modules]
+        unknown = [n for n in frozen_modules if n not in modules]
         if unknown:
             raise ModelLoadError(f"cannot freeze unknown module(s): {', '.join(sorted(unknown))}")
+        self.classifier = find_classifier(model, example_input)
+        padding_types = {type(m) for m in model.modules() if getattr(m, "channel_padding", False)}
         try:
             with torch.enable_grad():
-                self._dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+                self._dg = tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs=example_input,
+                    customized_pruners={t: _ChannelPaddingPruner() for t in padding_types},
+                )
         except Exception as exc:  # tracing failures come in many types; report them as one
             raise ModelLoadError(f"cannot trace the model's channel dependencies: {exc}") from None
-        self._roots: dict[str, tuple[nn.Module, object]] = {}
-        self.groups: list[ChannelGroup] = []
-        for tp_group in self._dg.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear]):
-            group = self._to_record(tp_group, ignored_names, classifier)
-            if group is not None:
-                self.groups.append(group)
+        tp_groups = [
+            g
+            for g in (self._record(t, set(frozen_modules)) for t in self._dg.get_all_groups(
+                root_module_types=[nn.Conv2d, nn.Linear]))
+            if g is not None
+        ]
+        self._tp_by_root = {g.root: g for g in tp_groups}
+        # For each edgeprune group: its channels as (Torch-Pruning root, channel index) per part.
+        self._parts: dict[str, list[tuple[str, list[int]]]] = {}
+        self.groups: list[ChannelGroup] = self._merge_padded(tp_groups, modules)
         # The classifier's output is frozen by design; anything else frozen deserves a warning.
-        frozen = [g for g in self.groups if not g.prunable and g.name != classifier]
+        frozen = [g for g in self.groups if not g.prunable and g.name != self.classifier]
         if frozen and warn_frozen:
             log.warning(
                 "froze %d channel group(s) that cannot be pruned safely: %s",
@@ -96,11 +145,11 @@ class ModelGraph:
                 "; ".join(f"{g.name} ({g.frozen_reason})" for g in frozen),
             )
 
-    def _to_record(self, tp_group: object, ignored: set[str], classifier: str | None) -> ChannelGroup | None:
+    # -- building -----------------------------------------------------------------------------------
+    def _record(self, tp_group: object, ignored: set[str]) -> _TpGroup | None:
         items = list(tp_group)  # type: ignore[call-overload]
         root_dep = items[0].dep
-        root_module = root_dep.target.module
-        root_name = self._name_of.get(root_module)
+        root_name = self._name_of.get(root_dep.target.module)
         if root_name is None or root_dep.handler.__name__ not in _OUT_HANDLERS:
             return None
         width = len(items[0].idxs)
@@ -110,21 +159,17 @@ class ModelGraph:
             module = item.dep.target.module
             name = self._name_of.get(module)
             handler = item.dep.handler.__name__
-            if name is None or not isinstance(module, nn.Module):
-                continue  # functional ops (add, cat, flatten) carry no weights
             dim = "out" if handler in _OUT_HANDLERS else "in" if handler in _IN_HANDLERS else None
-            if dim is None:
-                continue
+            if name is None or dim is None:
+                continue  # functional ops (add, cat, flatten) carry no weights
             size = _channel_dim_size(module, dim)
-            indices = tuple(int(i) for i in item.idxs)
             if size is not None and size != width and not (dim == "in" and isinstance(module, nn.Linear)):
                 mismatched.append(f"{name}:{dim}={size}")
-            members.append(GroupMember(name, type(module).__name__, dim, indices))
-        self._roots[root_name] = (root_module, root_dep.handler)
-        reason = ""
+            members.append(GroupMember(name, type(module).__name__, dim, tuple(int(i) for i in item.idxs)))
         touched = {m.module for m in members}
-        if any(m.module == classifier and m.dim == "out" for m in members):
-            reason = f"output classes of the classifier {classifier}"
+        reason = ""
+        if any(m.module == self.classifier and m.dim == "out" for m in members):
+            reason = f"output classes of the classifier {self.classifier}"
         elif touched & ignored:
             reason = "contains " + ", ".join(sorted(touched & ignored)) + ", frozen by request"
         elif mismatched:
@@ -132,15 +177,68 @@ class ModelGraph:
                 f"couples layers of different widths ({', '.join(mismatched[:3])}"
                 f"{', ...' if len(mismatched) > 3 else ''}) through an op the dependency graph does not model"
             )
-        return ChannelGroup(
-            name=root_name,
-            width=width,
-            members=tuple(members),
-            prunable=not reason,
-            frozen_reason=reason,
-            module_names=tuple(sorted(touched)),
-        )
+        return _TpGroup(root_name, root_dep.target.module, root_dep.handler, width, members, reason)
 
+    def _merge_padded(self, tp_groups: list[_TpGroup], modules: dict[str, nn.Module]) -> list[ChannelGroup]:
+        """Union channels of Torch-Pruning groups linked by padding modules; build edgeprune groups."""
+        parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+        def find(x: tuple[str, int]) -> tuple[str, int]:
+            while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        sides: dict[str, dict[str, tuple[str, dict[int, int]]]] = defaultdict(dict)
+        for g in tp_groups:
+            for m in g.members:
+                if getattr(modules[m.module], "channel_padding", False):
+                    sides[m.module][m.dim] = (g.root, {idx: j for j, idx in enumerate(m.indices)})
+        for name, side in sides.items():
+            if "in" not in side or "out" not in side:
+                continue
+            (in_root, in_pos), (out_root, out_pos) = side["in"], side["out"]
+            offset = int(modules[name].pad_front)  # type: ignore[arg-type]
+            for in_idx, j in in_pos.items():
+                k = out_pos.get(offset + in_idx)
+                if k is not None:
+                    parent[find((in_root, j))] = find((out_root, k))
+        by_component: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+        order = {g.root: i for i, g in enumerate(tp_groups)}
+        for g in tp_groups:
+            for j in range(g.width):
+                by_component[find((g.root, j))].append((g.root, j))
+        # Channels spanning the same Torch-Pruning groups form one edgeprune group.
+        classes: dict[tuple[str, ...], list[list[tuple[str, int]]]] = defaultdict(list)
+        for channels in by_component.values():
+            channels.sort(key=lambda c: (order[c[0]], c[1]))
+            classes[tuple(sorted({r for r, _ in channels}, key=order.__getitem__))].append(channels)
+        groups: list[ChannelGroup] = []
+        for roots, channel_sets in sorted(classes.items(), key=lambda kv: order[kv[0][0]]):
+            channel_sets.sort(key=lambda cs: cs[0][1])
+            index_in = [{r: j for r, j in cs} for cs in channel_sets]
+            members: list[GroupMember] = []
+            for root in roots:
+                positions = [ix[root] for ix in index_in]
+                members += [
+                    GroupMember(m.module, m.kind, m.dim, tuple(m.indices[p] for p in positions))
+                    for m in self._tp_by_root[root].members
+                ]
+                self._parts.setdefault(roots[0], []).append((root, positions))
+            reasons = [self._tp_by_root[r].frozen_reason for r in roots if self._tp_by_root[r].frozen_reason]
+            groups.append(
+                ChannelGroup(
+                    name=roots[0],
+                    width=len(channel_sets),
+                    members=tuple(members),
+                    prunable=not reasons,
+                    frozen_reason=reasons[0] if reasons else "",
+                    module_names=tuple(sorted({m.module for m in members})),
+                )
+            )
+        return groups
+
+    # -- queries and surgery ----------------------------------------------------------------------
     def prunable_groups(self) -> list[ChannelGroup]:
         """Groups that may lose channels."""
         return [g for g in self.groups if g.prunable]
@@ -151,18 +249,20 @@ class ModelGraph:
         Indices are group channel positions (0..width-1). Groups not in ``keep`` are left whole.
         """
         by_name = {g.name: g for g in self.groups}
+        removal: dict[str, set[int]] = defaultdict(set)
         for name, kept in keep.items():
             group = by_name.get(name)
             if group is None or not group.prunable:
                 raise ValueError(f"group '{name}' is unknown or frozen")
-            kept_set = set(int(i) for i in kept)
+            kept_set = {int(i) for i in kept}
             if not kept_set or not kept_set <= set(range(group.width)):
                 raise ValueError(f"group '{name}': keep indices must be a non-empty subset of 0..{group.width - 1}")
-            remove = [i for i in range(group.width) if i not in kept_set]
-            if not remove:
-                continue
-            module, handler = self._roots[name]
-            self._dg.get_pruning_group(module, handler, idxs=remove).prune()
+            for root, positions in self._parts[name]:
+                removal[root].update(positions[c] for c in range(group.width) if c not in kept_set)
+        for root, idxs in removal.items():
+            if idxs:
+                tp_group = self._tp_by_root[root]
+                self._dg.get_pruning_group(tp_group.module, tp_group.handler, idxs=sorted(idxs)).prune()
 
 
 def count_macs_and_params(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:

@@ -43,6 +43,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Importance `{report['method']['importance']}`, allocation `{report['method']['allocation']}` "
         f"(keep ratio {report['method']['keep_ratio']:.3f}, channel alignment {target['channel_alignment']}). "
+        f"Batch-norm statistics re-estimated: {'yes' if report['calibration']['bn_recalibrated'] else 'no'} "
+        f"({report['calibration']['images']} calibration images from `{report['calibration']['source']}`). "
         f"Fine-tuning: {report['finetune']['epochs']} epoch(s) on {report['finetune']['images']} images "
         f"({report['finetune']['seconds']:.1f} s).",
         "",

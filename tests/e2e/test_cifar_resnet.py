@@ -1,0 +1,53 @@
+"""Real pretrained CIFAR ResNets from ../shared/data (skipped with a reason when it is absent)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
+from edgeprune.data.loaders import load_npz
+from edgeprune.data.tensors import to_model_input
+from edgeprune.latency.timing import TimingSpec, measure_latency
+from edgeprune.models.zoo import CIFAR_PREPROCESSING, load_model
+
+WEIGHTS = "models/cifar10/akamaster_resnet/resnet56-4bfd9763.th"
+LOSSLESS_TEST = "cifar10/cifar10_test_lossless_first1017.npz"
+
+
+def test_cifar_resnet56_reaches_92_percent_on_the_lossless_test_subset(shared_data: Path) -> None:
+    model = load_model("cifar-resnet56", shared_data / WEIGHTS).model
+    data = load_npz(shared_data / LOSSLESS_TEST)
+    x = to_model_input(data.images, CIFAR_PREPROCESSING)
+    with torch.no_grad():
+        predictions = torch.cat([model(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)]).numpy()
+    accuracy = float((predictions == data.labels).mean())
+    assert accuracy >= 0.92, accuracy
+
+
+@pytest.mark.slow
+def test_fit_cifar_resnet56_to_half_its_measured_latency(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r56"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeprune", "fit", "--model", "cifar-resnet56", "--weights",
+         str(shared_data / WEIGHTS), "--data", str(shared_data / LOSSLESS_TEST), "--eval-images", "300",
+         "--target", "cpu", "--budget", "50%", "--out", str(out)],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    budget_ms = report["budget_ms"]
+    assert budget_ms == pytest.approx(0.5 * report["baseline"]["latency"]["median_ms"])
+    assert report["final"]["latency"]["median_ms"] <= budget_ms
+    assert report["baseline"]["top1"] > 0.9
+    # Independent re-timing of the shipped file agrees with the budget up to timing noise.
+    session = OnnxRuntimeSession(out / "model.onnx", threads=1)
+    example = np.zeros((1, 3, 32, 32), dtype=np.float32)
+    stats = measure_latency(lambda: session.run({"input": example}), TimingSpec(warmup_runs=20, min_runs=50))
+    assert stats.median_ms <= budget_ms * 1.15

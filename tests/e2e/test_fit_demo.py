@@ -1,0 +1,129 @@
+"""End to end: the CLI `fit` on the built-in demo, with budgets relative to a baseline measured in the test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import edgeprune
+from edgeprune.backends.onnx_export import export_onnx
+from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
+from edgeprune.latency.timing import TimingSpec, measure_latency
+from edgeprune.models.demo import DEMO_PREPROCESSING
+from edgeprune.models.zoo import load_model
+from edgeprune.outputs import RESULT_FILES
+
+TIMING_NOISE = 0.15  # allowance for re-timing the same file on a shared 2-core machine
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, timeout=900)
+
+
+def median_ms(onnx_path: Path, example: np.ndarray) -> float:
+    session = OnnxRuntimeSession(onnx_path, threads=1)
+    return measure_latency(lambda: session.run({"input": example}), TimingSpec(min_seconds=1.0)).median_ms
+
+
+@pytest.fixture(scope="module")
+def demo_baseline_ms(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """The demo model's latency, measured in this test run with ONNX Runtime on 1 thread."""
+    model = load_model("demo").model
+    example = torch.zeros(1, *DEMO_PREPROCESSING.input_shape)
+    path = export_onnx(model, example, tmp_path_factory.mktemp("baseline") / "demo.onnx")
+    return median_ms(path, example.numpy())
+
+
+@pytest.mark.slow
+def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
+    tmp_path: Path, demo_baseline_ms: float
+) -> None:
+    budget_ms = 0.6 * demo_baseline_ms
+    out = tmp_path / "out"
+    proc = run_cli("fit", "--target", "cpu", "--budget", f"{budget_ms:.4f}ms", "--out", str(out),
+                   "--finetune-epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["budget_ms"] == pytest.approx(budget_ms, rel=1e-3)
+    assert report["final"]["latency"]["measured"] is True
+    assert report["final"]["latency"]["median_ms"] <= budget_ms
+    assert report["final"]["macs"] < report["baseline"]["macs"]
+    assert 0.0 <= report["baseline"]["top1"] <= 1.0 and 0.0 <= report["final"]["top1"] <= 1.0
+    assert report["baseline"]["top1"] > 0.9  # the demo model really learned the digits
+    assert report["parity"]["max_abs_diff"] < 1e-4
+    for name in RESULT_FILES:
+        assert (out / name).is_file(), name
+    assert "budget met" in proc.stdout and "accuracy" in proc.stdout
+    # The shipped ONNX file loads and runs in ONNX Runtime, and re-timed independently it is within budget
+    # up to timing noise.
+    example = np.zeros((1, 1, 32, 32), dtype=np.float32)
+    logits = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": example})[0]
+    assert logits.shape == (1, 10)
+    assert median_ms(out / "model.onnx", example) <= budget_ms * (1 + TIMING_NOISE)
+    # The slim PyTorch model rebuilds from plan + weights and matches the ONNX file.
+    slim = edgeprune.load_slim_model(out)
+    with torch.no_grad():
+        reference = slim(torch.from_numpy(example)).numpy()
+    assert np.abs(reference - logits).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_unreachable_budget_exits_2_with_the_floor_and_leaves_no_result(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("fit", "--budget", "1us", "--out", str(out))
+    assert proc.returncode == 2
+    assert "fastest pruned model measured" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_python_api_returns_the_facts_of_report_json(tmp_path: Path) -> None:
+    result = edgeprune.fit("demo", target="cpu", budget="75%", out=tmp_path / "api")
+    on_disk = json.loads((tmp_path / "api" / "report.json").read_text())
+    assert result.report == on_disk
+    assert result.final_latency_ms <= result.budget_ms
+    assert result.budget_ms == pytest.approx(0.75 * result.baseline_latency_ms)
+    assert result.accuracy_before is not None and result.accuracy_after is not None
+    assert result.files["model.onnx"].is_file()
+
+
+def test_existing_results_are_not_overwritten_without_force(tmp_path: Path) -> None:
+    (tmp_path / "report.json").write_text("{}")
+    proc = run_cli("fit", "--budget", "1ms", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "--force" in proc.stderr
+    assert (tmp_path / "report.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "fast"], "cannot read budget"),
+        (["--budget", "20"], "has no unit"),
+        (["--budget", "-3ms"], "positive"),
+        (["--budget", "0ms"], "greater than zero"),
+        (["--budget", "1ms", "--target", "cpuu"], "Did you mean 'cpu'"),
+        (["--budget", "1ms", "--importance", "magic"], "unknown importance criterion 'magic'"),
+        (["--budget", "1ms", "--model", "cifar-resnet56"], "--data is required"),
+        (["--budget", "1ms", "--model", "cifar-resnet57", "--data", "x.npz"], "6n+2"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = run_cli("fit", *args, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_targets_lists_cpu_with_its_runtime_installed() -> None:
+    proc = run_cli("targets")
+    assert proc.returncode == 0
+    assert "cpu" in proc.stdout and "onnxruntime" in proc.stdout and "yes" in proc.stdout

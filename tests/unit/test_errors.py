@@ -1,0 +1,50 @@
+"""edgeprune.errors: hierarchy, exit codes and messages."""
+
+from __future__ import annotations
+
+from edgeprune.errors import (
+    BudgetUnreachableError,
+    DataError,
+    EdgepruneError,
+    InputError,
+    MissingRuntimeError,
+    ModelLoadError,
+    OutputError,
+    UnknownNameError,
+    ValidationFailedError,
+)
+
+
+def test_exit_codes() -> None:
+    assert EdgepruneError().exit_code == 2
+    for cls in (InputError, ModelLoadError, DataError, OutputError):
+        assert issubclass(cls, InputError)
+        assert cls("x").exit_code == 2
+    assert BudgetUnreachableError(1.0, 2.0).exit_code == 2
+    assert ValidationFailedError("x").exit_code == 3
+
+
+def test_unknown_name_lists_sorted_names_and_suggests() -> None:
+    err = UnknownNameError("target", "cpuu", ["gpu", "cpu"])
+    assert str(err) == "unknown target 'cpuu'. Did you mean 'cpu'? Known: cpu, gpu."
+    assert err.name == "cpuu"
+    assert err.known == ["cpu", "gpu"]
+    assert isinstance(err, InputError)
+
+
+def test_unknown_name_without_close_match_has_no_hint() -> None:
+    err = UnknownNameError("model", "zzzzzz", ["alpha"])
+    assert "Did you mean" not in str(err)
+    assert "Known: alpha." in str(err)
+
+
+def test_missing_runtime_names_extra() -> None:
+    assert "pip install 'edgeprune[openvino]'" in str(MissingRuntimeError("OpenVINO", "openvino"))
+
+
+def test_budget_unreachable_message() -> None:
+    err = BudgetUnreachableError(1.0, 2.5, "try a smaller model")
+    assert err.budget_ms == 1.0 and err.floor_ms == 2.5
+    assert str(err) == (
+        "budget 1.000 ms cannot be met: the fastest pruned model measured 2.500 ms (median). try a smaller model"
+    )
