@@ -5,7 +5,7 @@ the target → bisect one uniform keep ratio on *measured* latency → (optional
 model and confirm its latency with a longer measurement → evaluate both artifacts in the runtime → write
 plan, weights, ONNX file and reports atomically into the output directory.
 
-The search aims 2% under the budget so that run-to-run timing noise does not push the shipped model over
+The search aims ``search_headroom`` (default 5%) under the budget so that run-to-run timing noise does not push the shipped model over
 it; the confirmation measures the final artifact against the budget itself. If the confirmation misses,
 the next smaller candidate that met the budget is tried, so the loop closes on measured latency.
 """
@@ -52,7 +52,6 @@ from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
 
 log = logging.getLogger(__name__)
 
-SEARCH_HEADROOM = 0.02
 FLOOR_RATIO = 1e-6
 PARITY_IMAGES = 16
 
@@ -75,6 +74,8 @@ def _check_config(config: FitConfig) -> None:
         raise InputError(f"--finetune-epochs must be >= 0, got {config.finetune_epochs}")
     if config.finetune_lr <= 0:
         raise InputError(f"--finetune-lr must be positive, got {config.finetune_lr}")
+    if not 0 <= config.search_headroom < 0.5:
+        raise InputError(f"--search-headroom must be in [0, 0.5), got {config.search_headroom}")
     if config.max_rounds < 3:
         raise InputError(f"--max-rounds must be at least 3, got {config.max_rounds}")
     if config.eval_images is not None and config.eval_images < 1:
@@ -168,7 +169,7 @@ class _Run:
         return measurement.stats.median_ms, first_ratio
 
     def _search_and_confirm(self, baseline: Measurement) -> tuple[float, nn.Module, Measurement]:
-        target_ms = self.budget_ms * (1 - SEARCH_HEADROOM)
+        target_ms = self.budget_ms * (1 - self.config.search_headroom)
         feasible: list[float] = []
         with self.clock("search"):
             if baseline.stats.median_ms <= target_ms:
@@ -242,7 +243,7 @@ class _Run:
         keep = self._keep(ratio) if ratio < 1.0 else {g.name: list(range(g.width)) for g in self.groups}
         bundle = self.inputs.bundle
         method = {"importance": self.importance.name, "allocation": "uniform-ratio-bisection",
-                  "keep_ratio": ratio, "search_headroom": SEARCH_HEADROOM}
+                  "keep_ratio": ratio, "search_headroom": self.config.search_headroom}
         plan = SlimPlan(bundle.spec, bundle.build_kwargs, list(self.example.shape),
                         self.inputs.preprocessing.to_dict(),
                         [{"name": g.name, "width_before": g.width, "width_after": len(keep[g.name]),

@@ -85,6 +85,9 @@ def _from_mapping(data: dict[str, Any], origin: str) -> Target:
             raise InputError(f"target file {origin}: missing required key '{key}'")
     data = dict(data)
     data.setdefault("description", data["name"])
+    for key in ("name", "runtime", "description", "device", "precision", "latency_source"):
+        if key in data and not isinstance(data[key], str):
+            raise InputError(f"target file {origin}: '{key}' must be a string, got {data[key]!r}")
     if data["runtime"] not in RUNTIME_MODULES:
         raise InputError(
             f"target file {origin}: runtime '{data['runtime']}' is not one of {', '.join(RUNTIME_MODULES)}"
@@ -98,7 +101,12 @@ def _from_mapping(data: dict[str, Any], origin: str) -> Target:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InputError(f"target file {origin}: '{key}' must be a positive integer, got {value!r}")
     if data.get("input_shape") is not None:
-        data["input_shape"] = tuple(int(v) for v in data["input_shape"])
+        shape = data["input_shape"]
+        if not isinstance(shape, list) or len(shape) != 3 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
+        ):
+            raise InputError(f"target file {origin}: 'input_shape' must be three positive integers [C, H, W]")
+        data["input_shape"] = tuple(shape)
     return Target(**data)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
 from collections.abc import Callable
 
 from rich.console import Console
@@ -12,8 +13,9 @@ from rich.logging import RichHandler
 
 from edgeprune.errors import EdgepruneError
 
-console = Console()
-err_console = Console(stderr=True)
+# When output is piped (scripts, CI logs) rich would assume 80 columns and truncate tables; don't.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def setup_logging(verbose: bool, quiet: bool) -> None:

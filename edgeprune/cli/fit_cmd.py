@@ -40,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=positive_int, help="classifier outputs for spec-built architectures")
     p.add_argument("--freeze", nargs="*", default=[], metavar="MODULE", help="module names never to prune")
     p.add_argument("--max-rounds", type=positive_int, default=12, help="bound on export-and-measure rounds")
+    p.add_argument("--search-headroom", type=float, default=0.05,
+                   help="aim this fraction under the budget while searching (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=run)
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
-        num_classes=args.num_classes, max_rounds=args.max_rounds, seed=args.seed, frozen_modules=tuple(args.freeze),
+        num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom, seed=args.seed, frozen_modules=tuple(args.freeze),
     )
     result = fit(config)
     if args.json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,16 +41,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             text = str(exc)
-            if "GLOBAL" in text or "Unsupported global" in text or "weights_only" in text:
+            if "GLOBAL" in text or "Unsupported global" in text:
                 raise ModelLoadError(
                     f"{path} contains pickled Python objects (probably a whole model), which edgeprune does not "
                     "load because unpickling can run arbitrary code; save the weights instead with "
                     "torch.save(model.state_dict(), 'weights.pt')"
                 ) from None
             raise ModelLoadError(f"cannot read weights file {path}: corrupt or not a PyTorch file") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
+        except Exception as exc:  # torch raises many types on corrupt input (IndexError, RuntimeError ...)
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelLoadError(f"cannot read weights file {path}: {first}") from None
+            raise ModelLoadError(f"cannot read weights file {path}: corrupt or not a PyTorch file ({first})") from None
     return _as_state_dict(obj, path)
 
 

@@ -97,8 +97,10 @@ def _user_factory(spec: str, num_classes: int | None) -> ModelBundle:
     module_name, func_name = spec.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelLoadError(f"cannot import module '{module_name}' for model '{spec}': {exc}") from None
+    except Exception as exc:  # user code may fail on import in any way (SyntaxError, RuntimeError ...)
+        raise ModelLoadError(
+            f"cannot import module '{module_name}' for model '{spec}': {type(exc).__name__}: {exc}"
+        ) from None
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise ModelLoadError(f"'{func_name}' is not a callable in module '{module_name}'")

@@ -49,6 +49,13 @@ def module_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
 def resize_modules(model: nn.Module, shapes: dict[str, dict[str, Any]]) -> None:
     """Resize ``model``'s modules in place to the recorded attributes and tensor shapes."""
     modules = dict(model.named_modules())
+    try:
+        _resize(modules, shapes)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise InputError(f"malformed plan: module shapes are invalid ({type(exc).__name__}: {exc})") from None
+
+
+def _resize(modules: dict[str, nn.Module], shapes: dict[str, dict[str, Any]]) -> None:
     for name, entry in shapes.items():
         module = modules.get(name)
         if module is None or type(module).__name__ != entry["type"]:
@@ -108,6 +115,8 @@ class SlimPlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SlimPlan":
         """Parse a plan written by :meth:`to_dict`."""
+        if not isinstance(data, dict):
+            raise InputError("not an edgeprune plan: expected a JSON object")
         if data.get("format") != PLAN_FORMAT or data.get("version") != PLAN_VERSION:
             raise InputError(f"not an edgeprune plan (version {PLAN_VERSION})")
         try:
@@ -120,8 +129,8 @@ class SlimPlan:
                 shapes=dict(data["modules"]),
                 method=dict(data.get("method", {})),
             )
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"malformed plan: missing {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"malformed plan: missing or invalid {exc}") from None
 
 
 def load_slim_model(out_dir: str | Path) -> nn.Module:
@@ -145,5 +154,9 @@ def load_slim_model(out_dir: str | Path) -> nn.Module:
         raise InputError(f"{plan_path} is not valid JSON: {exc}") from None
     bundle = build_architecture(plan.model_spec, plan.build_kwargs.get("num_classes"))
     resize_modules(bundle.model, plan.shapes)
-    apply_state_dict(bundle.model, load_file(str(weights_path)), str(weights_path))
+    try:
+        state = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        raise InputError(f"cannot read {weights_path}: {exc}") from None
+    apply_state_dict(bundle.model, state, str(weights_path))
     return bundle.model.eval()

@@ -18,7 +18,9 @@ def aligned_width(width: int, keep_ratio: float, alignment: int) -> int:
     """
     step = max(1, alignment)
     target = keep_ratio * width
-    kept = int(round(target / step)) * step
+    kept = int(math.floor(target / step + 0.5)) * step  # round half up, so ratio 1.0 keeps every channel
+    if keep_ratio >= 1.0:
+        return width
     return min(width, max(min(step, width), kept))
 
 

@@ -108,7 +108,7 @@ def test_existing_results_are_not_overwritten_without_force(tmp_path: Path) -> N
     [
         (["--budget", "fast"], "cannot read budget"),
         (["--budget", "20"], "has no unit"),
-        (["--budget", "-3ms"], "positive"),
+        (["--budget=-3ms"], "positive"),
         (["--budget", "0ms"], "greater than zero"),
         (["--budget", "1ms", "--target", "cpuu"], "Did you mean 'cpu'"),
         (["--budget", "1ms", "--importance", "magic"], "unknown importance criterion 'magic'"),

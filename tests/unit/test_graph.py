@@ -67,24 +67,21 @@ def test_cifar_resnet20_residual_stream_is_coupled_through_padding(cifar20_graph
     assert sum(g.width for g in cifar20_graph.groups if g.name not in BLOCK_GROUPS and g.prunable) == 64
 
 
-def test_unmodelled_padding_is_frozen_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unmodelled_padding_is_frozen_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # Without channel_padding the zero-pad shortcut is an op the dependency graph does not model: the
-    # residual stream then couples 16-, 32- and 64-wide layers and must be frozen, with a reason.
+    # residual stream then couples 16-, 32- and 64-wide layers and must be frozen, with a logged reason.
     monkeypatch.setattr(ZeroPadShortcut, "channel_padding", False)
     torch.manual_seed(0)
-    graph = ModelGraph(CifarResNet(20).eval(), CIFAR_X, warn_frozen=False)
+    with caplog.at_level("WARNING", logger="edgeprune.prune.graph"):
+        graph = ModelGraph(CifarResNet(20).eval(), CIFAR_X)
     by_name = {g.name: g for g in graph.groups}
     assert not by_name["conv1"].prunable
     assert "different widths" in by_name["conv1"].frozen_reason
     assert not by_name["linear"].prunable
     assert {g.name: g.width for g in graph.prunable_groups()} == BLOCK_GROUPS
-
-
-def test_frozen_groups_are_logged(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(ZeroPadShortcut, "channel_padding", False)
-    with caplog.at_level("WARNING", logger="edgeprune.prune.graph"):
-        ModelGraph(CifarResNet(20).eval(), CIFAR_X)
-    assert "froze 1 channel group(s)" in caplog.text
+    assert "froze 1 channel group(s)" in caplog.text  # the classifier is frozen silently
     assert "conv1 (couples layers of different widths" in caplog.text
 
 

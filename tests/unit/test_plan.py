@@ -180,11 +180,6 @@ def test_weights_that_do_not_fit_the_plan(pruned: tuple, tmp_path: Path) -> None
         load_slim_model(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: plan.py:117 SlimPlan.from_dict calls data.get() before checking data is a dict; a plan.json "
-    "holding a JSON list/string raises AttributeError",
-    strict=True,
-)
 def test_plan_json_that_is_not_an_object(pruned: tuple, tmp_path: Path) -> None:
     _, slim, keep, graph = pruned
     write_output(tmp_path, slim, make_plan(slim, keep, graph))
@@ -193,11 +188,6 @@ def test_plan_json_that_is_not_an_object(pruned: tuple, tmp_path: Path) -> None:
         load_slim_model(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: plan.py:53-57 resize_modules indexes entry['type'/'attrs'/'tensors'] unguarded; a module "
-    "entry missing a key raises KeyError",
-    strict=True,
-)
 def test_plan_module_entry_missing_keys(pruned: tuple, tmp_path: Path) -> None:
     _, slim, keep, graph = pruned
     plan = make_plan(slim, keep, graph)
@@ -207,11 +197,6 @@ def test_plan_module_entry_missing_keys(pruned: tuple, tmp_path: Path) -> None:
         load_slim_model(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: plan.py:147 reads model.safetensors with load_file unguarded; a corrupt file raises "
-    "SafetensorError instead of an InputError",
-    strict=True,
-)
 def test_corrupt_slim_weights(pruned: tuple, tmp_path: Path) -> None:
     _, slim, keep, graph = pruned
     write_output(tmp_path, slim, make_plan(slim, keep, graph))

@@ -127,19 +127,11 @@ def test_directory_is_input_error(tmp_path: Path) -> None:
         load_target(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: target.py:89 tests `data['runtime'] not in RUNTIME_MODULES` on an unhashable TOML array -> TypeError",
-    strict=True,
-)
 def test_runtime_of_wrong_type_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         load_target(_write(tmp_path, 'name = "x"\nruntime = ["onnxruntime"]\n'))
 
 
-@pytest.mark.xfail(
-    reason="BUG: target.py:101-102 converts input_shape with int()/tuple() unguarded -> ValueError/TypeError",
-    strict=True,
-)
 @pytest.mark.parametrize("shape", ['["a", 32, 32]', "3"])
 def test_bad_input_shape_is_input_error(tmp_path: Path, shape: str) -> None:
     with pytest.raises(InputError):

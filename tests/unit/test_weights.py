@@ -145,11 +145,6 @@ def test_garbage_bytes_are_model_load_error(tmp_path: Path, name: str, data: byt
         read_state_dict(path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: weights.py:46 treats any UnpicklingError whose text contains 'weights_only' as a pickled "
-    "module; torch's message always contains it, so random bytes are reported as 'a whole model'",
-    strict=True,
-)
 def test_garbage_bytes_are_not_reported_as_a_pickled_model(tmp_path: Path) -> None:
     path = tmp_path / "garbage.pt"
     path.write_bytes(b"garbage bytes here")  # torch raises UnpicklingError("Weights only load failed ...")
@@ -158,11 +153,6 @@ def test_garbage_bytes_are_not_reported_as_a_pickled_model(tmp_path: Path) -> No
     assert "probably a whole model" not in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: weights.py:51 does not catch IndexError (nor other exceptions) that torch's weights-only "
-    "unpickler raises on some garbage ('pop from empty list'), so the user sees a traceback",
-    strict=True,
-)
 def test_garbage_that_breaks_the_unpickler_is_model_load_error(tmp_path: Path) -> None:
     path = tmp_path / "garbage.pt"
     path.write_bytes(b"this is not a checkpoint at all")

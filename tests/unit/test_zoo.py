@@ -165,11 +165,6 @@ def test_user_factory_module_not_found() -> None:
         build_architecture("ep_unit_no_such_module:build")
 
 
-@pytest.mark.xfail(
-    reason="BUG: zoo.py:95-97 catches only ImportError around import_module; a user module that raises "
-    "(or has a SyntaxError) at import escapes as a traceback",
-    strict=True,
-)
 @pytest.mark.parametrize("source", ["raise RuntimeError('import-time failure')\n", "def build(:\n"])
 def test_user_module_failing_at_import_is_model_load_error(
     make_module: Callable[[str, str], str], source: str, request: pytest.FixtureRequest

@@ -1,0 +1,66 @@
+"""edgeprune.io_atomic: atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeprune.io_atomic import write_atomic, write_json_atomic, write_text_atomic
+
+
+def test_write_json_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "report.json"
+    data = {"b": 1, "a": [1.5, None, True], "name": "café"}
+    assert write_json_atomic(path, data) == path
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text) == data
+    assert text.endswith("\n")
+    assert text.index('"b"') < text.index('"a"')  # insertion order kept
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.json"]  # no temporary files left
+
+
+def test_overwrite_replaces_content(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"v": 1})
+    write_json_atomic(path, {"v": 2})
+    assert json.loads(path.read_text()) == {"v": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_failing_writer_keeps_previous_content(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"v": 1})
+
+    def broken(tmp: Path) -> None:
+        tmp.write_text('{"v": 2, "trunc')  # half written, then fails
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, broken)
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_unserialisable_data_keeps_previous_content(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"v": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"v": object()})
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_failing_writer_creates_nothing(tmp_path: Path) -> None:
+    def broken(tmp: Path) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "new.bin", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_text_atomic(tmp_path: Path) -> None:
+    path = write_text_atomic(tmp_path / "r.md", "# héllo\n")
+    assert path.read_text(encoding="utf-8") == "# héllo\n"

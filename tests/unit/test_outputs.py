@@ -1,0 +1,100 @@
+"""edgeprune.outputs: the output directory with its staging area."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from edgeprune.errors import InputError, OutputError
+from edgeprune.outputs import RESULT_FILES, OutputDir
+
+
+def test_new_directory_is_created_with_staging(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path / "a" / "b", force=False)
+    assert out.path.is_dir()
+    assert out.staging.is_dir() and out.staging.parent == out.path
+    assert out.staging.name.startswith(".edgeprune-staging-")
+    assert out.work == out.staging / "work" and out.work.is_dir()
+
+
+def test_directory_with_other_files_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    out = OutputDir(tmp_path, force=False)
+    out.discard()
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("name", RESULT_FILES)
+def test_existing_results_are_refused_without_force(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text("old")
+    with pytest.raises(OutputError, match=f"already holds results \\({name}\\).*--force"):
+        OutputDir(tmp_path, force=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing staged
+    out = OutputDir(tmp_path, force=True)
+    assert out.staging.is_dir()
+    out.discard()
+
+
+def test_commit_moves_files_and_removes_staging(tmp_path: Path) -> None:
+    (tmp_path / "report.json").write_text("old")
+    out = OutputDir(tmp_path, force=True)
+    (out.staging / "report.json").write_text("new")
+    (out.staging / "plan.json").write_text("{}")
+    (out.work / "scratch.onnx").write_text("tmp")
+    placed = out.commit(["report.json", "plan.json"])
+    assert placed == {"report.json": tmp_path / "report.json", "plan.json": tmp_path / "plan.json"}
+    assert (tmp_path / "report.json").read_text() == "new"
+    assert (tmp_path / "plan.json").read_text() == "{}"
+    assert not out.staging.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "report.json"]
+
+
+def test_committed_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        out = OutputDir(tmp_path, force=False)
+        staged = out.staging / "report.md"
+        staged.write_text("x")
+        os.chmod(staged, 0o600)  # as a mkstemp file would be
+        out.commit(["report.md"])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o644
+
+
+def test_discard_removes_staging(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path, force=False)
+    (out.work / "partial.onnx").write_bytes(b"\x00" * 10)
+    out.discard()
+    assert not out.staging.exists()
+    assert list(tmp_path.iterdir()) == []
+    out.discard()  # idempotent
+
+
+def test_path_that_is_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a directory"):
+        OutputDir(path, force=True)
+    assert issubclass(OutputError, InputError)
+
+
+def test_path_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot write to output directory"):
+        OutputDir(tmp_path / "file" / "out", force=False)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="permissions do not apply to root")
+def test_unwritable_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="cannot write"):
+            OutputDir(locked, force=False)
+    finally:
+        locked.chmod(0o700)
