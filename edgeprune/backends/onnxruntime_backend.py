@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact
+from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.errors import InputError, MissingRuntimeError
 from edgeprune.latency.timing import LatencyStats, TimingSpec, measure_latency
@@ -34,6 +34,7 @@ class OnnxRuntimeSession:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise InputError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from None
+        self._path, self._threads = path, threads
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.input_shapes = [tuple(i.shape) for i in self._session.get_inputs()]
 
@@ -47,11 +48,17 @@ class OnnxRuntimeSession:
         run = self._session.run
         return measure_latency(lambda: run(None, feed), spec)
 
+    def profile_layers(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> list[LayerTiming]:
+        """Per-node median times from ORT's profiler (use to attribute time, not as the latency: profiling
+        inflates small kernels)."""
+        return profile_onnxruntime(self._path, self._threads, inputs, spec)
+
 
 class OnnxRuntimeBackend:
     """ONNX files executed by ONNX Runtime's CPU execution provider."""
 
     name: ClassVar[str] = "onnxruntime"
+    artifact_format: ClassVar[str] = "onnx"
 
     def available(self) -> bool:
         """Whether ``onnxruntime`` is importable."""
@@ -73,3 +80,43 @@ class OnnxRuntimeBackend:
         if not self.available():
             raise MissingRuntimeError("ONNX Runtime", "core")
         return OnnxRuntimeSession(artifact.path, target.threads)
+
+
+def profile_onnxruntime(
+    path: Path, threads: int, inputs: Mapping[str, np.ndarray], spec: TimingSpec
+) -> list[LayerTiming]:
+    """Run ``spec.min_runs`` profiled inferences in a separate session and return median per-node times."""
+    import json
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = os.path.join(tmp, "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = dict(inputs)
+        for _ in range(spec.warmup_runs):
+            session.run(None, feed)
+        for _ in range(spec.min_runs):
+            session.run(None, feed)
+        trace = json.loads(Path(session.end_profiling()).read_text())
+    per_node: dict[tuple[str, str], list[float]] = {}
+    for event in trace:
+        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
+            continue
+        name = str(event["name"])[: -len("_kernel_time")]
+        key = (name, str(event.get("args", {}).get("op_name", "")))
+        per_node.setdefault(key, []).append(float(event["dur"]) / 1000.0)
+    runs = spec.warmup_runs + spec.min_runs
+    timings = []
+    for (name, op), durations in per_node.items():
+        steady = durations[-spec.min_runs :] if len(durations) >= runs else durations
+        timings.append(LayerTiming(name, op, float(np.median(steady))))
+    return timings
