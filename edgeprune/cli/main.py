@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from edgeprune._version import __version__
-from edgeprune.cli import fit_cmd, targets_cmd
+from edgeprune.cli import fit_cmd, profile_cmd, targets_cmd
 from edgeprune.cli.common import run_guarded, setup_logging
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     fit_cmd.add_parser(sub)
+    profile_cmd.add_parser(sub)
     targets_cmd.add_parser(sub)
     return parser
 

@@ -1,0 +1,55 @@
+"""``edgeprune profile``: measure a model's kernels on a target and write its latency table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgeprune.cli.common import console, err_console, positive_int, shape
+from edgeprune.latency.profile_model import ProfileConfig, profile_model
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``profile`` verb."""
+    p = sub.add_parser("profile", help="build the latency table of a model on a target",
+                       description="Time every kernel of MODEL on TARGET across the widths pruning can produce, "
+                                   "and calibrate on whole sub-networks; the table is reused by later runs.")
+    p.add_argument("--model", default="demo", help="model spec (weights do not change latency)")
+    p.add_argument("--target", default="cpu", help="target name or TOML file")
+    p.add_argument("--input-shape", type=shape, help="input shape C,H,W (overrides the model's)")
+    p.add_argument("--num-classes", type=positive_int, help="classifier outputs for spec-built architectures")
+    p.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
+    p.add_argument("--max-points", type=positive_int, help="most widths probed per layer side")
+    p.add_argument("--calibration-samples", type=positive_int, default=8,
+                   help="sub-networks measured end to end for calibration (default 8)")
+    p.add_argument("--recalibrate", action="store_true", help="measure the calibration again")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profile with a progress bar and print where the table went."""
+    config = ProfileConfig(model=args.model, target=args.target, input_shape=args.input_shape,
+                           num_classes=args.num_classes, table_dir=args.table_dir, max_points=args.max_points,
+                           calibration_samples=args.calibration_samples, recalibrate=args.recalibrate,
+                           seed=args.seed)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(done: int, total: int, what: str) -> None:
+            label = "calibrating on sub-networks" if what == "calibration" else "timing kernel probes"
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        _, summary = profile_model(config, progress)
+    c = summary.calibration
+    console.print(f"latency table: [bold]{summary.table_path}[/]", highlight=False)
+    console.print(f"  kernel timings measured {summary.probes_measured}, reused {summary.probes_reused}")
+    console.print(f"  calibration: measured ≈ {c.scale:.3f} × Σ kernels + {c.offset_ms:.3f} ms "
+                  f"(worst error on its {len(c.samples)} samples: {summary.calibration_error_pct:.1f}%)")
+    console.print(f"  took {summary.seconds:.1f} s")
+    return 0

@@ -1,0 +1,157 @@
+"""The prunable model seen as a list of kernels: each Conv2d/Linear with its shape and the groups that set
+its input and output widths.
+
+A candidate (one width per channel group) then maps to concrete per-layer shapes, which the latency
+table looks up. Batch norm and activations are folded into their convolution by every runtime edgeprune
+targets, so a "layer" here is a fused kernel: conv (+BN) (+activation) (+residual add).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgeprune.prune.groups import ChannelGroup
+
+
+@dataclass(frozen=True)
+class LayerSignature:
+    """Everything about a kernel except its widths: the key under which latency tables store timings.
+
+    ``kind`` is ``"conv"`` (dense or grouped), ``"dwconv"`` (depthwise: groups == channels) or ``"linear"``.
+    ``height``/``width`` are the input's spatial size; ``groups`` is the group count of a grouped conv
+    (1 for dense convs, linears and depthwise convs, whose group count follows the width).
+    """
+
+    kind: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    height: int
+    width: int
+    bias: bool
+    groups: int = 1
+
+    def key(self) -> str:
+        """Stable text key, e.g. ``conv|k3x3|s1x1|p1x1|d1x1|32x32|b0``."""
+        k, s, p, d = self.kernel, self.stride, self.padding, self.dilation
+        return (
+            f"{self.kind}|k{k[0]}x{k[1]}|s{s[0]}x{s[1]}|p{p[0]}x{p[1]}|d{d[0]}x{d[1]}|"
+            f"{self.height}x{self.width}|b{int(self.bias)}|g{self.groups}"
+        )
+
+    @classmethod
+    def from_key(cls, key: str) -> "LayerSignature":
+        """Inverse of :meth:`key`."""
+        kind, k, s, p, d, hw, b, g = key.split("|")
+
+        def pair(text: str) -> tuple[int, int]:
+            a, c = text[1:].split("x")
+            return int(a), int(c)
+
+        h, w = hw.split("x")
+        return cls(kind, pair(k), pair(s), pair(p), pair(d), int(h), int(w), b == "b1", int(g[1:]))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One kernel of the model.
+
+    A side's width is its fixed channels (in no prunable group) plus the current width of every group that
+    owns channels on that side; a residual-stream layer of a CIFAR ResNet's third stage, for instance, sums
+    three groups (the channels of stage 1, and those added by stages 2 and 3).
+
+    Attributes:
+        name: module name.
+        signature: shape-independent key.
+        in_channels, out_channels: original widths.
+        in_groups, out_groups: groups owning channels on each side, with their original widths.
+    """
+
+    name: str
+    signature: LayerSignature
+    in_channels: int
+    out_channels: int
+    in_groups: tuple[tuple[str, int], ...]
+    out_groups: tuple[tuple[str, int], ...]
+
+    def _side(self, total: int, parts: tuple[tuple[str, int], ...], group_widths: Mapping[str, int]) -> int:
+        return total - sum(w for _, w in parts) + sum(group_widths.get(g, w) for g, w in parts)
+
+    def widths(self, group_widths: Mapping[str, int]) -> tuple[int, int]:
+        """(cin, cout) of this layer in a candidate; groups not in ``group_widths`` keep their width."""
+        cin = self._side(self.in_channels, self.in_groups, group_widths)
+        cout = self._side(self.out_channels, self.out_groups, group_widths)
+        if self.signature.kind == "dwconv":  # in and out channels of a depthwise conv are the same channels
+            cin = cout = cout if self.out_groups else cin
+        return cin, cout
+
+    @property
+    def groups(self) -> set[str]:
+        """Names of every group this layer's widths depend on."""
+        return {g for g, _ in self.in_groups} | {g for g, _ in self.out_groups}
+
+
+def _pair(value: object) -> tuple[int, int]:
+    if isinstance(value, tuple):
+        return int(value[0]), int(value[-1])
+    return int(value), int(value)  # type: ignore[call-overload]
+
+
+def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> list[Layer]:
+    """All Conv2d and Linear kernels of ``model`` at the example's input size, in execution order."""
+    sides: dict[tuple[str, str], dict[str, int]] = {}
+    for group in groups:
+        if not group.prunable:
+            continue
+        for member in group.members:
+            sides.setdefault((member.module, member.dim), {})[group.name] = group.width
+    shapes: dict[str, tuple[int, ...]] = {}
+    order: list[str] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+
+            def hook(mod: nn.Module, args: tuple, _out: object, name: str = name) -> None:
+                if name not in shapes:
+                    shapes[name] = tuple(args[0].shape)
+                    order.append(name)
+
+            hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    modules = dict(model.named_modules())
+    layers: list[Layer] = []
+    for name in order:
+        module = modules[name]
+        shape = shapes[name]
+        if isinstance(module, nn.Conv2d):
+            depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
+            signature = LayerSignature(
+                "dwconv" if depthwise else "conv",
+                _pair(module.kernel_size),
+                _pair(module.stride),
+                _pair(module.padding) if not isinstance(module.padding, str) else (0, 0),
+                _pair(module.dilation),
+                int(shape[2]),
+                int(shape[3]),
+                module.bias is not None,
+                1 if depthwise else int(module.groups),
+            )
+            cin, cout = module.in_channels, module.out_channels
+        else:
+            assert isinstance(module, nn.Linear)
+            signature = LayerSignature("linear", (1, 1), (1, 1), (0, 0), (1, 1), 1, 1, module.bias is not None)
+            cin, cout = module.in_features, module.out_features
+        layers.append(Layer(name, signature, cin, cout, tuple(sides.get((name, "in"), {}).items()),
+                            tuple(sides.get((name, "out"), {}).items())))
+    return layers

@@ -1,0 +1,94 @@
+"""Single-kernel probe models: one fused kernel (conv + bias + ReLU, or a linear layer) at given widths.
+
+Timing a probe on the target's runtime gives the cost of that kernel at those widths. For runtimes that
+read ONNX (ONNX Runtime, OpenVINO) the probe is written directly with ``onnx.helper``, which takes
+milliseconds; for the others it is a tiny PyTorch module exported by the backend (about a second each for
+LiteRT), so their grids are coarser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from edgeprune.latency.layers import LayerSignature
+
+PROBE_INPUT = "input"
+_OPSET = 17
+
+
+def probe_input_shape(sig: LayerSignature, cin: int) -> tuple[int, ...]:
+    """Input shape of a probe (batch 1)."""
+    return (1, cin) if sig.kind == "linear" else (1, cin, sig.height, sig.width)
+
+
+def _weights(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    # Values well away from zero: denormal weights or activations would distort timings.
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0.05, 0.15, size=shape) * rng.choice([-1.0, 1.0], size=shape)).astype(np.float32)
+
+
+def probe_onnx(sig: LayerSignature, cin: int, cout: int) -> onnx.ModelProto:
+    """An ONNX model holding one fused kernel: Conv(+bias)+Relu, or Gemm for linear layers."""
+    x = helper.make_tensor_value_info(PROBE_INPUT, TensorProto.FLOAT, list(probe_input_shape(sig, cin)))
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    if sig.kind == "linear":
+        inits.append(numpy_helper.from_array(_weights((cout, cin), 0), "W"))
+        inputs = [PROBE_INPUT, "W"]
+        if sig.bias:
+            inits.append(numpy_helper.from_array(_weights((cout,), 1), "B"))
+            inputs.append("B")
+        nodes.append(helper.make_node("Gemm", inputs, ["output"], transB=1))
+        out_shape = [1, cout]
+    else:
+        groups = cin if sig.kind == "dwconv" else sig.groups
+        if sig.kind == "dwconv":
+            cout = cin
+        inits.append(numpy_helper.from_array(_weights((cout, cin // groups, *sig.kernel), 0), "W"))
+        inputs = [PROBE_INPUT, "W"]
+        # Batch norm folds into a bias, so every fused conv kernel has one.
+        inits.append(numpy_helper.from_array(_weights((cout,), 1), "B"))
+        inputs.append("B")
+        nodes.append(
+            helper.make_node(
+                "Conv", inputs, ["conv"], kernel_shape=list(sig.kernel), strides=list(sig.stride),
+                pads=[sig.padding[0], sig.padding[1], sig.padding[0], sig.padding[1]],
+                dilations=list(sig.dilation), group=groups,
+            )
+        )
+        nodes.append(helper.make_node("Relu", ["conv"], ["output"]))
+        out_h = (sig.height + 2 * sig.padding[0] - sig.dilation[0] * (sig.kernel[0] - 1) - 1) // sig.stride[0] + 1
+        out_w = (sig.width + 2 * sig.padding[1] - sig.dilation[1] * (sig.kernel[1] - 1) - 1) // sig.stride[1] + 1
+        out_shape = [1, cout, out_h, out_w]
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)
+    graph = helper.make_graph(nodes, "edgeprune_probe", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="edgeprune")
+    model.ir_version = 8
+    return model
+
+
+class ProbeModule(nn.Module):
+    """The PyTorch form of a probe, for backends that convert from PyTorch (LiteRT)."""
+
+    def __init__(self, sig: LayerSignature, cin: int, cout: int) -> None:
+        super().__init__()
+        self.layer: nn.Module
+        if sig.kind == "linear":
+            self.layer = nn.Linear(cin, cout, bias=sig.bias)
+        else:
+            groups = cin if sig.kind == "dwconv" else sig.groups
+            self.layer = nn.Conv2d(cin, cin if sig.kind == "dwconv" else cout, sig.kernel, sig.stride,
+                                   sig.padding, sig.dilation, groups=groups, bias=True)
+        with torch.no_grad():
+            self.layer.weight.copy_(torch.from_numpy(_weights(tuple(self.layer.weight.shape), 0)))
+            if self.layer.bias is not None:
+                self.layer.bias.copy_(torch.from_numpy(_weights(tuple(self.layer.bias.shape), 1)))
+        self.relu = sig.kind != "linear"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.layer(x)
+        return torch.relu(y) if self.relu else y

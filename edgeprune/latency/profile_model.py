@@ -1,0 +1,172 @@
+"""``profile``: build (or complete) the latency table of a model on a target, and its calibration.
+
+>>> model, summary = profile_model(ProfileConfig(model="cifar-resnet56", target="cpu"))   # doctest: +SKIP
+>>> model.predict({"conv1": 8})                                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from edgeprune.backends import get_backend
+from edgeprune.backends.base import Backend
+from edgeprune.errors import InputError
+from edgeprune.latency.candidates import SEARCH_TIMING, CandidateMeasurer
+from edgeprune.latency.layers import extract_layers
+from edgeprune.latency.predictor import LookupLatencyModel, structure_key
+from edgeprune.latency.profiler import (
+    ProfileSummary,
+    ProgressFn,
+    calibrate,
+    layer_grids,
+    measure_probes,
+    missing_probes,
+    sample_widths,
+)
+from edgeprune.latency.table import LatencyTable, TableContext
+from edgeprune.models.demo_training import cache_dir
+from edgeprune.models.zoo import build_architecture
+from edgeprune.prune.graph import ModelGraph
+from edgeprune.prune.surgery import slim_copy
+from edgeprune.report.environment import machine_info
+from edgeprune.target import Target, load_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProfileConfig:
+    """Options of ``edgeprune profile`` (each maps to a flag).
+
+    Attributes:
+        model: model spec (weights do not change latency, so none are needed).
+        target: target name or TOML path.
+        input_shape: (C, H, W) override.
+        num_classes: classifier outputs for spec-built architectures.
+        table_dir: where latency tables live (default: the edgeprune cache).
+        max_points: most widths probed per layer side (default: 6, or 3 for runtimes probed through PyTorch).
+        calibration_samples: sub-networks measured end to end for the calibration.
+        recalibrate: measure the calibration again even if the table has one for this model.
+        seed: seed of the calibration samples.
+    """
+
+    model: str = "demo"
+    target: str = "cpu"
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    table_dir: Path | None = None
+    max_points: int | None = None
+    calibration_samples: int = 8
+    recalibrate: bool = False
+    seed: int = 0
+    frozen_modules: tuple[str, ...] = field(default=())
+
+
+def table_context(backend: Backend, target: Target) -> TableContext:
+    """The measurement context of the local machine for a target."""
+    machine = machine_info()
+    return TableContext(
+        runtime=backend.name,
+        runtime_version=backend.version(),
+        device=target.device,
+        threads=target.threads,
+        precision=target.precision,
+        machine=f"{machine['cpu']} ({machine['logical_cores']} cores, {machine['architecture']})",
+    )
+
+
+def default_table_dir() -> Path:
+    """Where latency tables are kept unless ``--table-dir`` says otherwise."""
+    return cache_dir() / "latency-tables"
+
+
+def build_lookup_model(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    graph: ModelGraph,
+    target: Target,
+    backend: Backend,
+    table: LatencyTable,
+    work: Path,
+    max_points: int,
+    calibration_samples: int = 8,
+    recalibrate: bool = False,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> tuple[LookupLatencyModel, int, int]:
+    """Probe what the table lacks, then calibrate; returns (model, probes measured, probes reused)."""
+    layers = extract_layers(model, example, graph.groups)
+    grids = layer_grids(layers, target.channel_alignment, max_points)
+    todo = missing_probes(grids, table)
+    total = len({(g.layer.signature.key(), c) for g in grids for c in g.probes()})
+    log.info("latency table: %d kernel timings needed, %d to measure", total, len(todo))
+    measure_probes(todo, backend, target, table, work, progress)
+    lookup = LookupLatencyModel(grids, table)
+    key = structure_key(layers, list(example.shape))
+    if key in table.calibrations and not recalibrate:
+        lookup.calibration = table.calibrations[key]
+    else:
+        measurer = CandidateMeasurer(backend, target, example, work)
+        groups = graph.prunable_groups()
+
+        def measure(widths: Mapping[str, int]) -> float:
+            keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
+            slim = slim_copy(model, example, keep) if keep else model
+            return measurer.measure(slim, "calibration", SEARCH_TIMING).stats.median_ms
+
+        samples = sample_widths(groups, target.channel_alignment, calibration_samples, seed)
+        lookup.calibration = calibrate(lookup, samples, measure, progress)
+        table.calibrations[key] = lookup.calibration
+        table.save()
+    return lookup, len(todo), total - len(todo)
+
+
+def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> tuple[LookupLatencyModel, ProfileSummary]:
+    """Build the latency table and calibration of ``config.model`` on ``config.target``."""
+    if config.calibration_samples < 2:
+        raise InputError(f"--calibration-samples must be at least 2, got {config.calibration_samples}")
+    start = time.perf_counter()
+    target = load_target(config.target)
+    if target.latency_source == "predicted-profile":
+        raise InputError(
+            f"target '{target.name}' is a device edgeprune cannot reach from here; its latencies come from a "
+            "shipped profile. Run 'edgeprune agent' on the device and pass --device URL to measure it"
+        )
+    backend = get_backend(target)
+    bundle = build_architecture(config.model, config.num_classes)
+    shape = config.input_shape or (bundle.preprocessing.input_shape if bundle.preprocessing else None) or target.input_shape
+    if shape is None:
+        raise InputError(f"model '{config.model}' does not say its input size; pass --input-shape C,H,W")
+    model = bundle.model.eval()
+    example = torch.full((1, *shape), 0.5)
+    graph = ModelGraph(model, example, config.frozen_modules)
+    max_points = config.max_points or (6 if backend.name in ("onnxruntime", "openvino") else 3)
+    table = LatencyTable.open(table_context(backend, target), config.table_dir or default_table_dir())
+    work = Path(tempfile.mkdtemp(prefix="edgeprune-profile-"))
+    try:
+        lookup, measured, reused = build_lookup_model(
+            model, example, graph, target, backend, table, work, max_points,
+            config.calibration_samples, config.recalibrate, config.seed, progress,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    calibration = lookup.calibration
+    assert calibration is not None and table.path is not None
+    errors = [abs(calibration.apply(x) - y) / y for x, y in calibration.samples if y > 0]
+    summary = ProfileSummary(
+        table_path=table.path,
+        probes_measured=measured,
+        probes_reused=reused,
+        calibration=calibration,
+        calibration_error_pct=100 * max(errors) if errors else 0.0,
+        seconds=time.perf_counter() - start,
+    )
+    return lookup, summary

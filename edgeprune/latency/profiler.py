@@ -1,0 +1,179 @@
+"""Build a model's latency table: time single-kernel probes across width grids, then calibrate on whole
+sub-networks measured end to end.
+
+The probes cover every width a search can produce for each layer (the alignment steps, or an even
+subset of them when there are too many). Probes already in the table, from this or another model with
+the same layer shapes in the same context, are not measured again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgeprune.backends.base import Artifact, Backend
+from edgeprune.latency.grid import width_grid
+from edgeprune.latency.layers import Layer
+from edgeprune.latency.predictor import LayerGrid, LookupLatencyModel
+from edgeprune.latency.probes import PROBE_INPUT, ProbeModule, probe_input_shape, probe_onnx
+from edgeprune.latency.table import Calibration, LatencyTable
+from edgeprune.latency.timing import TimingSpec
+from edgeprune.prune.groups import ChannelGroup
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMING = TimingSpec(warmup_runs=5, min_runs=30, min_seconds=0.15, max_cv=0.25, retries=1)
+ProgressFn = Callable[[int, int, str], None]
+
+
+def min_width(width: int, alignment: int) -> int:
+    """The smallest width a group may be pruned to."""
+    return min(width, max(1, alignment))
+
+
+def layer_grids(layers: Sequence[Layer], alignment: int, max_points: int) -> list[LayerGrid]:
+    """For each layer, the widths to probe on each side."""
+
+    def side(total: int, parts: tuple[tuple[str, int], ...]) -> tuple[int, ...]:
+        if not parts:
+            return (total,)
+        fixed = total - sum(w for _, w in parts)
+        lowest = fixed + sum(min_width(w, alignment) for _, w in parts)
+        return tuple(width_grid(lowest, total, alignment, max_points))
+
+    grids = []
+    for layer in layers:
+        cins = side(layer.in_channels, layer.in_groups)
+        couts = side(layer.out_channels, layer.out_groups)
+        if layer.signature.kind == "dwconv":
+            cins = couts = couts if layer.out_groups else cins
+        grids.append(LayerGrid(layer, cins, couts))
+    return grids
+
+
+def missing_probes(grids: Sequence[LayerGrid], table: LatencyTable) -> list[tuple[str, int, int]]:
+    """Distinct (signature key, cin, cout) not yet in the table, in a stable order."""
+    seen: set[tuple[str, int, int]] = set()
+    todo = []
+    for grid in grids:
+        key = grid.layer.signature.key()
+        for cin, cout in grid.probes():
+            item = (key, cin, cout)
+            if item not in seen and table.get(key, cin, cout) is None:
+                seen.add(item)
+                todo.append(item)
+    return todo
+
+
+def _probe_artifact(backend: Backend, target: Target, key: str, cin: int, cout: int, work: Path) -> Artifact:
+    from edgeprune.latency.layers import LayerSignature
+
+    sig = LayerSignature.from_key(key)
+    shape = probe_input_shape(sig, cin)
+    name = f"probe-{abs(hash((key, cin, cout))):x}"
+    if backend.name in ("onnxruntime", "openvino"):  # both read ONNX: write the probe directly (fast)
+        path = work / f"{name}.onnx"
+        onnx.save(probe_onnx(sig, cin, cout), str(path))
+        return Artifact(path, "onnx", PROBE_INPUT, shape)
+    import torch
+
+    return backend.export(ProbeModule(sig, cin, cout).eval(), torch.zeros(shape), work / name, target)
+
+
+def measure_probes(
+    todo: Sequence[tuple[str, int, int]],
+    backend: Backend,
+    target: Target,
+    table: LatencyTable,
+    work: Path,
+    progress: ProgressFn | None = None,
+    spec: TimingSpec = PROBE_TIMING,
+) -> int:
+    """Time each probe and save the table after every one (so an interruption loses at most one)."""
+    for done, (key, cin, cout) in enumerate(todo, 1):
+        artifact = _probe_artifact(backend, target, key, cin, cout, work)
+        session = backend.load(artifact, target)
+        feed = {artifact.input_name: np.full(artifact.input_shape, 0.5, dtype=np.float32)}
+        stats = session.time(feed, spec)
+        table.put(key, cin, cout, stats.median_ms)
+        table.save()
+        for leftover in artifact.path.parent.glob(artifact.path.stem + "*"):
+            leftover.unlink(missing_ok=True)
+        if progress:
+            progress(done, len(todo), key.split("|")[0])
+    return len(todo)
+
+
+def sample_widths(groups: Sequence[ChannelGroup], alignment: int, count: int, seed: int) -> list[dict[str, int]]:
+    """Calibration candidates: the full model, the smallest one, and random aligned widths per group."""
+    rng = random.Random(seed)
+    full = {g.name: g.width for g in groups}
+    smallest = {g.name: min_width(g.width, alignment) for g in groups}
+    samples = [full, smallest]
+    while len(samples) < count:
+        mode = rng.random()
+        candidate = {}
+        for g in groups:
+            lo = min_width(g.width, alignment)
+            steps = list(range(lo, g.width + 1, max(1, alignment))) or [g.width]
+            if g.width not in steps:
+                steps.append(g.width)
+            if mode < 0.5:  # uniform-ish ratio with jitter, like the searches produce
+                ratio = rng.uniform(0.2, 1.0)
+                target_width = ratio * g.width
+                candidate[g.name] = min(steps, key=lambda s: abs(s - target_width))
+            else:
+                candidate[g.name] = rng.choice(steps)
+        samples.append(candidate)
+    return samples
+
+
+def fit_calibration(pairs: Sequence[tuple[float, float]]) -> Calibration:
+    """Least-squares fit of measured = scale × kernel_sum + offset.
+
+    The offset may be negative: every probe also pays the runtime's per-call overhead, which the sum over
+    a model's n kernels counts n times while the model pays it once; that constant lands in the offset.
+    Falls back to a scale-only fit when the samples cannot determine a positive slope.
+    """
+    x = np.array([p[0] for p in pairs])
+    y = np.array([p[1] for p in pairs])
+    if len(pairs) >= 2 and np.ptp(x) > 0:
+        scale, offset = np.polyfit(x, y, 1)
+        if scale > 0:
+            return Calibration(float(scale), float(offset), [tuple(p) for p in pairs])  # type: ignore[misc]
+    scale = float((x @ y) / (x @ x)) if x @ x > 0 else 1.0
+    return Calibration(scale, 0.0, [tuple(p) for p in pairs])  # type: ignore[misc]
+
+
+def calibrate(
+    model: LookupLatencyModel,
+    samples: Sequence[Mapping[str, int]],
+    measure_ms: Callable[[Mapping[str, int]], float],
+    progress: ProgressFn | None = None,
+) -> Calibration:
+    """Measure each sample end to end and fit the whole-model correction."""
+    pairs = []
+    for done, widths in enumerate(samples, 1):
+        pairs.append((model.kernel_sum(widths), measure_ms(widths)))
+        if progress:
+            progress(done, len(samples), "calibration")
+    return fit_calibration(pairs)
+
+
+@dataclass
+class ProfileSummary:
+    """What a profile run did."""
+
+    table_path: Path
+    probes_measured: int
+    probes_reused: int
+    calibration: Calibration
+    calibration_error_pct: float
+    seconds: float

@@ -1,0 +1,133 @@
+"""Latency tables: measured single-kernel timings keyed by runtime context, layer signature and widths.
+
+A table file belongs to one measurement context (runtime and version, device, threads, precision, machine),
+so timings are reused by any model with the same layer shapes measured in the same context, and never
+mixed across contexts. Entries are written atomically after every probe: an interrupted ``profile`` keeps
+what it finished and resumes from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeprune.errors import InputError
+from edgeprune.io_atomic import write_json_atomic
+from edgeprune.latency.layers import LayerSignature
+
+log = logging.getLogger(__name__)
+
+TABLE_FORMAT = "edgeprune-latency-table"
+TABLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TableContext:
+    """Where and how a table's timings were measured."""
+
+    runtime: str
+    runtime_version: str
+    device: str
+    threads: int
+    precision: str
+    machine: str
+
+    def key(self) -> str:
+        """Short stable hash of the context (used in file names)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Calibration:
+    """Whole-model correction for one model structure: measured ≈ ``scale`` × Σ kernels + ``offset_ms``.
+
+    ``samples`` keeps the (sum of kernel timings, measured ms) pairs it was fitted on.
+    """
+
+    scale: float
+    offset_ms: float
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def apply(self, kernel_sum_ms: float) -> float:
+        """Calibrated whole-model latency (never below 1% of the kernel sum)."""
+        return max(self.scale * kernel_sum_ms + self.offset_ms, 0.01 * kernel_sum_ms)
+
+
+@dataclass
+class LatencyTable:
+    """Kernel timings (ms) per signature key and ``"cin,cout"``; calibrations per model structure."""
+
+    context: TableContext
+    path: Path | None = None
+    entries: dict[str, dict[str, float]] = field(default_factory=dict)
+    calibrations: dict[str, Calibration] = field(default_factory=dict)
+
+    def get(self, sig: LayerSignature | str, cin: int, cout: int) -> float | None:
+        """The measured time of a kernel, or None."""
+        key = sig if isinstance(sig, str) else sig.key()
+        return self.entries.get(key, {}).get(f"{cin},{cout}")
+
+    def put(self, sig: LayerSignature | str, cin: int, cout: int, ms: float) -> None:
+        """Record a kernel timing (call :meth:`save` to persist)."""
+        key = sig if isinstance(sig, str) else sig.key()
+        self.entries.setdefault(key, {})[f"{cin},{cout}"] = float(ms)
+
+    def points(self, sig: LayerSignature | str) -> dict[tuple[int, int], float]:
+        """All measured (cin, cout) → ms of a signature."""
+        key = sig if isinstance(sig, str) else sig.key()
+        return {tuple(int(v) for v in k.split(",")): ms for k, ms in self.entries.get(key, {}).items()}  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.entries.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "format": TABLE_FORMAT,
+            "version": TABLE_VERSION,
+            "context": asdict(self.context),
+            "entries": self.entries,
+            "calibrations": {k: asdict(c) for k, c in self.calibrations.items()},
+        }
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write the table atomically (to ``path`` or where it was loaded from)."""
+        target = path or self.path
+        if target is None:
+            raise ValueError("no path to save the latency table to")
+        self.path = Path(target)
+        write_json_atomic(self.path, self.to_dict())
+        return self.path
+
+    @classmethod
+    def load(cls, path: Path) -> "LatencyTable":
+        """Read a table written by :meth:`save`."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            if data.get("format") != TABLE_FORMAT or data.get("version") != TABLE_VERSION:
+                raise InputError(f"{path} is not an edgeprune latency table (version {TABLE_VERSION})")
+            table = cls(TableContext(**data["context"]), Path(path))
+            table.entries = {k: {kk: float(vv) for kk, vv in v.items()} for k, v in data["entries"].items()}
+            table.calibrations = {
+                k: Calibration(c["scale"], c["offset_ms"], [tuple(s) for s in c.get("samples", [])])  # type: ignore[misc]
+                for k, c in data.get("calibrations", {}).items()
+            }
+            return table
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"cannot read latency table {path}: {exc}") from None
+
+    @classmethod
+    def open(cls, context: TableContext, directory: Path) -> "LatencyTable":
+        """The table for ``context`` in ``directory``, loaded if it exists, else empty."""
+        path = Path(directory) / f"{context.runtime}-{context.key()}.json"
+        if path.is_file():
+            table = cls.load(path)
+            if table.context != context:
+                raise InputError(f"latency table {path} belongs to another context")
+            log.info("reusing latency table %s (%d kernel timings)", path, len(table))
+            return table
+        return cls(context, path)
