@@ -45,6 +45,8 @@ class Target:
         channel_alignment: pruned widths are rounded to a multiple of this (1 = any width).
         latency_source: where this target's latencies come from.
         input_shape: optional default input shape (C, H, W) for models that do not carry one.
+        profile: name of the shipped latency profile (``edgeprune/profiles``) used when latencies cannot be
+            measured (``latency_source = "predicted-profile"``).
 
     >>> load_target("cpu").runtime
     'onnxruntime'
@@ -59,6 +61,7 @@ class Target:
     channel_alignment: int = 1
     latency_source: str = "measured-local"
     input_shape: tuple[int, ...] | None = None
+    profile: str | None = None
 
     def runtime_installed(self) -> bool:
         """Whether the Python package of this target's runtime can be imported here."""
@@ -85,7 +88,9 @@ def _from_mapping(data: dict[str, Any], origin: str) -> Target:
             raise InputError(f"target file {origin}: missing required key '{key}'")
     data = dict(data)
     data.setdefault("description", data["name"])
-    for key in ("name", "runtime", "description", "device", "precision", "latency_source"):
+    if data.get("latency_source") == "predicted-profile" and not data.get("profile"):
+        raise InputError(f"target file {origin}: latency_source 'predicted-profile' needs a 'profile' name")
+    for key in ("name", "runtime", "description", "device", "precision", "latency_source", "profile"):
         if key in data and not isinstance(data[key], str):
             raise InputError(f"target file {origin}: '{key}' must be a string, got {data[key]!r}")
     if data["runtime"] not in RUNTIME_MODULES:

@@ -12,7 +12,7 @@ from edgeprune.target import RUNTIME_MODULES, all_targets
 _SOURCE_TEXT = {
     "measured-local": "measured on this machine",
     "measured-agent": "measured on the device through an agent",
-    "predicted-profile": "predicted from a shipped profile",
+    "predicted-profile": "predicted (shipped profile)",
 }
 
 
@@ -32,4 +32,6 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(t.name, t.runtime, t.device, str(t.threads), t.precision, str(t.channel_alignment),
                       _SOURCE_TEXT[t.latency_source], installed)
     console.print(table)
+    if any(t.latency_source == "predicted-profile" for t in all_targets()):
+        console.print("Predicted targets: run 'edgeprune agent' on the device and pass --device URL to measure instead.")
     return 0
