@@ -80,7 +80,7 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
         err_console.print(f"[bold red]edgeprune: error:[/] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        err_console.print("edgeprune: interrupted; no partial results were written", highlight=False)
+        err_console.print("edgeprune: interrupted; nothing half-written was left behind", highlight=False)
         return 130
     except Exception as exc:  # a bug in edgeprune or in user code: say so plainly
         if verbose:

@@ -17,6 +17,7 @@ from typing import Protocol
 from edgeprune.errors import InputError
 from edgeprune.latency.grid import interpolate_2d
 from edgeprune.latency.layers import Layer
+from edgeprune.latency.probes import EMPTY_PROBE_KEY
 from edgeprune.latency.table import Calibration, LatencyTable
 
 
@@ -61,16 +62,18 @@ class LookupLatencyModel:
 
     def __init__(self, grids: Sequence[LayerGrid], table: LatencyTable, calibration: Calibration | None = None) -> None:
         self.calibration = calibration
+        # Every probe also paid the runtime's fixed per-call cost; a model pays it once, not once per layer.
+        call_ms = table.get(EMPTY_PROBE_KEY, 0, 0) or 0.0
         self._layers: list[tuple[Layer, tuple[int, ...], tuple[int, ...], list[list[float]]]] = []
         for grid in grids:
             sig = grid.layer.signature
             if sig.kind == "dwconv":
                 xs: tuple[int, ...] = grid.couts
                 ys: tuple[int, ...] = (0,)
-                values = [[self._need(table, grid, c, c)] for c in grid.couts]
+                values = [[max(self._need(table, grid, c, c) - call_ms, 0.0)] for c in grid.couts]
             else:
                 xs, ys = grid.cins, grid.couts
-                values = [[self._need(table, grid, i, o) for o in ys] for i in xs]
+                values = [[max(self._need(table, grid, i, o) - call_ms, 0.0) for o in ys] for i in xs]
             self._layers.append((grid.layer, xs, ys, values))
 
     @staticmethod

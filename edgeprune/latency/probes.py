@@ -71,6 +71,28 @@ def probe_onnx(sig: LayerSignature, cin: int, cout: int) -> onnx.ModelProto:
     return model
 
 
+#: Signature key of the empty probe (a ReLU on one value): the runtime's fixed cost of one inference call,
+#: which every probe pays and which is subtracted from kernel timings.
+EMPTY_PROBE_KEY = "empty"
+
+
+def empty_probe_onnx() -> onnx.ModelProto:
+    """An ONNX model doing almost nothing (ReLU of one value)."""
+    x = helper.make_tensor_value_info(PROBE_INPUT, TensorProto.FLOAT, [1, 1])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1])
+    graph = helper.make_graph([helper.make_node("Relu", [PROBE_INPUT], ["output"])], "edgeprune_empty", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="edgeprune")
+    model.ir_version = 8
+    return model
+
+
+class EmptyProbeModule(nn.Module):
+    """PyTorch form of the empty probe."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+
 class ProbeModule(nn.Module):
     """The PyTorch form of a probe, for backends that convert from PyTorch (LiteRT)."""
 

@@ -21,7 +21,15 @@ from edgeprune.backends.base import Artifact, Backend
 from edgeprune.latency.grid import width_grid
 from edgeprune.latency.layers import Layer
 from edgeprune.latency.predictor import LayerGrid, LookupLatencyModel
-from edgeprune.latency.probes import PROBE_INPUT, ProbeModule, probe_input_shape, probe_onnx
+from edgeprune.latency.probes import (
+    EMPTY_PROBE_KEY,
+    PROBE_INPUT,
+    EmptyProbeModule,
+    ProbeModule,
+    empty_probe_onnx,
+    probe_input_shape,
+    probe_onnx,
+)
 from edgeprune.latency.table import Calibration, LatencyTable
 from edgeprune.latency.timing import TimingSpec
 from edgeprune.prune.groups import ChannelGroup
@@ -61,7 +69,7 @@ def layer_grids(layers: Sequence[Layer], alignment: int, max_points: int) -> lis
 def missing_probes(grids: Sequence[LayerGrid], table: LatencyTable) -> list[tuple[str, int, int]]:
     """Distinct (signature key, cin, cout) not yet in the table, in a stable order."""
     seen: set[tuple[str, int, int]] = set()
-    todo = []
+    todo = [] if table.get(EMPTY_PROBE_KEY, 0, 0) is not None else [(EMPTY_PROBE_KEY, 0, 0)]
     for grid in grids:
         key = grid.layer.signature.key()
         for cin, cout in grid.probes():
@@ -75,16 +83,21 @@ def missing_probes(grids: Sequence[LayerGrid], table: LatencyTable) -> list[tupl
 def _probe_artifact(backend: Backend, target: Target, key: str, cin: int, cout: int, work: Path) -> Artifact:
     from edgeprune.latency.layers import LayerSignature
 
-    sig = LayerSignature.from_key(key)
-    shape = probe_input_shape(sig, cin)
     name = f"probe-{abs(hash((key, cin, cout))):x}"
+    if key == EMPTY_PROBE_KEY:
+        shape: tuple[int, ...] = (1, 1)
+        proto, module = empty_probe_onnx, EmptyProbeModule
+    else:
+        sig = LayerSignature.from_key(key)
+        shape = probe_input_shape(sig, cin)
+        proto, module = (lambda: probe_onnx(sig, cin, cout)), (lambda: ProbeModule(sig, cin, cout))
     if backend.name in ("onnxruntime", "openvino"):  # both read ONNX: write the probe directly (fast)
         path = work / f"{name}.onnx"
-        onnx.save(probe_onnx(sig, cin, cout), str(path))
+        onnx.save(proto(), str(path))
         return Artifact(path, "onnx", PROBE_INPUT, shape)
     import torch
 
-    return backend.export(ProbeModule(sig, cin, cout).eval(), torch.zeros(shape), work / name, target)
+    return backend.export(module().eval(), torch.zeros(shape), work / name, target)
 
 
 def measure_probes(

@@ -1,0 +1,76 @@
+"""`edgeprune profile` end to end on ONNX Runtime: predictions agree with measurements; an interrupted
+profile keeps its finished probes and resumes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgeprune.latency.candidates import CandidateMeasurer
+from edgeprune.latency.profile_model import ProfileConfig, profile_model
+from edgeprune.latency.profiler import sample_widths
+from edgeprune.latency.timing import TimingSpec
+from edgeprune.backends import get_backend
+from edgeprune.models.zoo import build_architecture
+from edgeprune.prune.graph import ModelGraph
+from edgeprune.prune.surgery import slim_copy
+from edgeprune.target import load_target
+
+# Stated tolerance: sub-millisecond models on a shared 2-core machine drift by up to ~8% between two
+# measurements a minute apart, so each prediction must be within 25% and the median error within 12%.
+# The strict fidelity goal (95% within ±10%) is checked by tools/bench/latency_fidelity.py, not here.
+PER_CONFIG_TOLERANCE = 0.25
+MEDIAN_TOLERANCE = 0.12
+
+
+@pytest.mark.slow
+def test_predictions_agree_with_measured_latency_of_pruned_variants(tmp_path: Path) -> None:
+    config = ProfileConfig(model="cifar-resnet14", target="cpu", table_dir=tmp_path, calibration_samples=6)
+    lookup, summary = profile_model(config)
+    assert summary.probes_measured > 0 and summary.table_path.is_file()
+    target = load_target("cpu")
+    model = build_architecture("cifar-resnet14").model.eval()
+    example = torch.full((1, 3, 32, 32), 0.5)
+    groups = ModelGraph(model, example).prunable_groups()
+    measurer = CandidateMeasurer(get_backend(target), target, example, tmp_path)
+    errors = []
+    for widths in sample_widths(groups, target.channel_alignment, 6, seed=99)[2:]:
+        keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
+        measured = measurer.measure(slim_copy(model, example, keep), "check", TimingSpec(min_seconds=0.5)).stats.median_ms
+        errors.append(abs(lookup.predict(widths) - measured) / measured)
+    assert max(errors) <= PER_CONFIG_TOLERANCE, errors
+    assert float(np.median(errors)) <= MEDIAN_TOLERANCE, errors
+    # A second profile of the same model reuses every probe and the calibration.
+    _, again = profile_model(config)
+    assert again.probes_measured == 0 and again.probes_reused == summary.probes_measured
+
+
+@pytest.mark.slow
+def test_interrupted_profile_keeps_finished_probes_and_resumes(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "edgeprune", "profile", "--model", "cifar-resnet20", "--target", "cpu",
+           "--table-dir", str(tmp_path), "--calibration-samples", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    tables: list[Path] = []
+    while time.time() < deadline and proc.poll() is None:
+        tables = list(tmp_path.glob("*.json"))
+        if tables and len(json.loads(tables[0].read_text())["entries"]) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    done_before = sum(len(v) for v in json.loads(tables[0].read_text())["entries"].values())
+    assert done_before >= 1
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    assert f"reused {done_before}" in finished.stdout

@@ -1,0 +1,168 @@
+"""Latency-model fidelity: predicted vs measured latency of random pruned variants, per backend.
+
+    python tools/bench/latency_fidelity.py                       # everything (about an hour on 2 cores)
+    python tools/bench/latency_fidelity.py --models cifar-resnet56 --backends cpu --configs 20
+
+For each model and local backend (target cpu = ONNX Runtime, cpu-openvino, cpu-tflite; 1 thread each):
+profile the model (kernel probes + calibration, timed), draw N random channel configurations (seeded,
+not the calibration's), predict each with the lookup model, export and measure it on the runtime, and
+report the share within ±10% and the median absolute error. Results go to docs/benchmarks.md (section
+"Latency-model fidelity"), docs/figures/latency_fidelity.png and docs/figures/latency_fidelity.json.
+Goal (issue 3): >= 95% within ±10% and median error <= 3% on every backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from edgeprune.backends import get_backend  # noqa: E402
+from edgeprune.latency.candidates import CandidateMeasurer, TimingSpec  # noqa: E402
+from edgeprune.latency.profile_model import build_lookup_model, table_context  # noqa: E402
+from edgeprune.latency.profiler import sample_widths  # noqa: E402
+from edgeprune.latency.table import LatencyTable  # noqa: E402
+from edgeprune.models.zoo import build_architecture  # noqa: E402
+from edgeprune.prune.graph import ModelGraph  # noqa: E402
+from edgeprune.prune.surgery import slim_copy  # noqa: E402
+from edgeprune.report.environment import machine_info, package_versions  # noqa: E402
+from edgeprune.target import load_target  # noqa: E402
+
+log = logging.getLogger("latency_fidelity")
+MODELS = {"cifar-resnet56": (3, 32, 32), "torchvision:mobilenet_v2": (3, 224, 224)}
+TARGETS = ("cpu", "cpu-openvino", "cpu-tflite")
+MEASURE = TimingSpec(warmup_runs=10, min_runs=50, min_seconds=1.0)
+SECTION = "## Latency-model fidelity"
+
+
+def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_dir: Path) -> dict:
+    target = load_target(target_name)
+    backend = get_backend(target)
+    shape = MODELS[model_spec]
+    model = build_architecture(model_spec).model.eval()
+    example = torch.full((1, *shape), 0.5)
+    graph = ModelGraph(model, example, warn_frozen=False)
+    groups = graph.prunable_groups()
+    table = LatencyTable.open(table_context(backend, target), table_dir)
+    work = Path(tempfile.mkdtemp(prefix="fidelity-"))
+    try:
+        start = time.perf_counter()
+        max_points = 6 if backend.name in ("onnxruntime", "openvino") else 3
+        lookup, measured, reused = build_lookup_model(model, example, graph, target, backend, table, work,
+                                                      max_points, calibration_samples=8, recalibrate=True)
+        profile_s = time.perf_counter() - start
+        measurer = CandidateMeasurer(backend, target, example, work)
+        rows = []
+        for i, widths in enumerate(sample_widths(groups, target.channel_alignment, configs + 2, seed)[2:], 1):
+            predicted = lookup.predict(widths)
+            t0 = time.perf_counter()
+            keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
+            slim = slim_copy(model, example, keep) if keep else model
+            ms = measurer.measure(slim, f"cfg{i}", MEASURE).stats.median_ms
+            call = time.perf_counter()
+            for _ in range(100):
+                lookup.predict(widths)
+            predict_us = (time.perf_counter() - call) / 100 * 1e6
+            rows.append({"predicted_ms": predicted, "measured_ms": ms, "predict_us": predict_us})
+            log.info("%s %s %d/%d: predicted %.3f measured %.3f (%+.1f%%) [%.0f s]", model_spec, target_name, i,
+                     configs, predicted, ms, 100 * (predicted - ms) / ms, time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
+    return {
+        "model": model_spec, "target": target_name, "backend": backend.name, "runtime_version": backend.version(),
+        "configs": len(rows), "within_10pct": float((errors <= 0.10).mean()), "median_abs_error_pct": float(100 * np.median(errors)),
+        "max_abs_error_pct": float(100 * errors.max()), "profile_seconds": profile_s, "probes_measured": measured,
+        "probes_reused": reused, "predict_us_median": float(np.median([r["predict_us"] for r in rows])), "rows": rows,
+    }
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(6 * len(MODELS), 5.5), squeeze=False)
+    for ax, model in zip(axes[0], MODELS):
+        top = 0.0
+        for r in (r for r in results if r["model"] == model):
+            m = [row["measured_ms"] for row in r["rows"]]
+            p = [row["predicted_ms"] for row in r["rows"]]
+            top = max(top, *m, *p)
+            ax.scatter(m, p, s=14, label=f"{r['backend']}: {100 * r['within_10pct']:.0f}% within ±10%")
+        xs = np.linspace(0, top * 1.05, 10)
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.fill_between(xs, xs * 0.9, xs * 1.1, color="grey", alpha=0.2, label="±10%")
+        ax.set(title=model, xlabel="measured median latency (ms)", ylabel="predicted latency (ms)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_markdown(results: list[dict], doc: Path) -> None:
+    machine, versions = machine_info(), package_versions()
+    lines = [
+        SECTION, "",
+        f"`python tools/bench/latency_fidelity.py` on {machine['cpu']} ({machine['logical_cores']} logical cores, shared VM), "
+        f"1 thread per runtime, {results[0]['configs'] if results else 0} random configurations per model "
+        "(seeded; not the calibration samples). Measured = median of >= 50 runs and >= 1 s after 10 warm-ups. "
+        f"torch {versions['torch']}, onnxruntime {versions['onnxruntime']}. Goal: >= 95% within ±10%, median error <= 3%.",
+        "",
+        "| model | backend (version) | within ±10% | median abs error | max error | time to profile | probes measured (reused) | predict() |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} | {r['backend']} {r['runtime_version']} | {100 * r['within_10pct']:.0f}% | "
+            f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {r['profile_seconds']:.0f} s | "
+            f"{r['probes_measured']} ({r['probes_reused']}) | {r['predict_us_median']:.0f} µs |"
+        )
+    lines += ["", "![predicted vs measured](figures/latency_fidelity.png)", ""]
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n\nResults of the scripts in `tools/bench/`, each with the command that reproduces it.\n"
+    if SECTION in text:
+        head, _, rest = text.partition(SECTION)
+        tail = rest.split("\n## ", 1)
+        text = head + "\n".join(lines) + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(lines)
+    doc.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description="predicted vs measured latency per backend")
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--backends", nargs="*", default=list(TARGETS), help="target names")
+    parser.add_argument("--configs", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--table-dir", type=Path, default=Path(tempfile.gettempdir()) / "edgeprune-fidelity-tables")
+    args = parser.parse_args()
+    out_json = REPO / "docs" / "figures" / "latency_fidelity.json"
+    previous = json.loads(out_json.read_text()) if out_json.exists() else []
+    results = [r for r in previous if not (r["model"] in args.models and r["target"] in args.backends)]
+    for model in args.models:
+        for target in args.backends:
+            results.append(run_one(model, target, args.configs, args.seed, args.table_dir))
+            out_json.parent.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps(results, indent=1))
+    results.sort(key=lambda r: (list(MODELS).index(r["model"]), TARGETS.index(r["target"])))
+    plot(results, REPO / "docs" / "figures" / "latency_fidelity.png")
+    write_markdown(results, REPO / "docs" / "benchmarks.md")
+    for r in results:
+        log.info("%s %s: %.0f%% within ±10%%, median error %.1f%%", r["model"], r["backend"], 100 * r["within_10pct"], r["median_abs_error_pct"])
+
+
+if __name__ == "__main__":
+    main()
