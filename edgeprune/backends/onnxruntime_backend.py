@@ -71,7 +71,8 @@ class OnnxRuntimeBackend:
         return str(onnxruntime.__version__)
 
     def export(self, model: nn.Module, example: torch.Tensor, out_path: Path, target: Target) -> Artifact:
-        """Export to a single ONNX file."""
+        """Export to a single ONNX file (``out_path`` with the suffix ``.onnx``)."""
+        out_path = out_path.with_suffix(".onnx")
         export_onnx(model, example, out_path)
         return Artifact(out_path, "onnx", INPUT_NAME, tuple(example.shape))
 

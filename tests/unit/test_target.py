@@ -67,6 +67,7 @@ def test_custom_target_file_all_fields(tmp_path: Path) -> None:
         precision = "fp16"
         channel_alignment = 16
         latency_source = "predicted-profile"
+        profile = "intel-npu"
         input_shape = [3, 64, 64]
         """.replace("        ", ""),
     )
@@ -80,6 +81,13 @@ def test_custom_target_file_all_fields(tmp_path: Path) -> None:
     assert target.channel_alignment == 16
     assert target.latency_source == "predicted-profile"
     assert target.input_shape == (3, 64, 64)
+    assert target.profile == "intel-npu"
+
+
+def test_predicted_target_without_a_profile_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'name = "x"\nruntime = "litert"\nlatency_source = "predicted-profile"\n')
+    with pytest.raises(InputError, match="needs a 'profile'"):
+        load_target(path)
 
 
 def test_malformed_toml_is_input_error(tmp_path: Path) -> None:

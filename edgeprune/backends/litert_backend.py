@@ -1,0 +1,240 @@
+"""LiteRT (TensorFlow Lite) backend: PyTorch → ``.tflite`` with litert-torch, run and time with XNNPACK.
+
+The converter and the interpreter write to the process's file descriptors from native code (absl/TF logs,
+a rich progress tree, the XNNPACK delegate banner), which Python's ``redirect_stdout`` cannot catch;
+:func:`quiet_native_output` redirects the descriptors themselves for the duration and sends what was
+written to this module's DEBUG log instead.
+
+The exported model keeps PyTorch's NCHW input layout (the converter inserts a transpose), so a session
+takes the same array as the PyTorch model. Only fp32 is supported: fp16/int8 TFLite models need
+quantisation, which edgeprune does not do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeprune.backends.base import Artifact, LayerTiming
+from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.latency.timing import LatencyStats, TimingSpec, measure_latency
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+_NOISY_LOGGERS = ("absl", "litert_torch", "jax", "torch.export", "torch._dynamo", "torch.fx", "torch.utils._pytree")
+#: log levels read by native TF/absl logging when it first loads; set only while output is being silenced
+_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3"}
+NO_PROFILER_MESSAGE = "LiteRT has no per-op profiler from Python; edgeprune times single-kernel probe models instead"
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence everything written to stdout/stderr for the duration, from Python and from native code.
+
+    Python-level streams are redirected to a buffer, the noisy loggers are raised to ERROR, warnings are
+    ignored (and the warning filters restored afterwards, undoing filters that imports install), the native
+    log-level variables are set (:func:`_quiet_env`), and file descriptors 1 and 2 point at a temporary file.
+    The captured text goes to this module's DEBUG log. The descriptor redirect is process-wide, so other
+    threads' output in that window is captured too.
+    """
+    captured = io.StringIO()
+    previous_levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
+        saved: list[tuple[int, int]] = []
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(sink.fileno(), fd)
+            except OSError:  # no such descriptor (embedded interpreters): Python-level redirect only
+                pass
+        try:
+            with _quiet_env(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            for name, level in previous_levels.items():
+                logging.getLogger(name).setLevel(level)
+            sink.seek(0)
+            native = sink.read().decode("utf-8", errors="replace")
+            text = (captured.getvalue() + native).strip()
+            if text:
+                log.debug("LiteRT output:\n%s", text)
+
+
+@contextlib.contextmanager
+def _quiet_env() -> Iterator[None]:
+    """Set :data:`_QUIET_ENV` for the duration (native TF/absl logging reads it when it first loads).
+
+    Afterwards each variable gets its previous value back, unless something inside the window set it to a
+    value of its own (``import litert_torch`` sets ``TF_CPP_MIN_LOG_LEVEL=1``): that is left as a plain
+    import would leave it.
+    """
+    previous = {key: os.environ.get(key) for key in _QUIET_ENV}
+    os.environ.update(_QUIET_ENV)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if os.environ.get(key) != _QUIET_ENV[key]:
+                continue
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _import_converter() -> Any:
+    if importlib.util.find_spec("litert_torch") is None:
+        raise MissingRuntimeError("LiteRT", "tflite")
+    if "litert_torch" in sys.modules:
+        return sys.modules["litert_torch"]
+    with quiet_native_output():
+        import litert_torch
+    return litert_torch
+
+
+def _interpreter_class() -> Any:
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        raise MissingRuntimeError("LiteRT", "tflite")
+    with quiet_native_output():
+        from ai_edge_litert.interpreter import Interpreter
+    return Interpreter
+
+
+def _require_fp32(target: Target) -> None:
+    if target.precision != "fp32":
+        raise InputError(
+            f"target '{target.name}': the LiteRT backend runs fp32 only, not '{target.precision}' "
+            "(fp16/int8 TFLite models need quantisation, which edgeprune does not do)"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class LiteRtSession:
+    """A LiteRT interpreter (XNNPACK delegate, the target's thread count) for a single-input model."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        interpreter_cls = _interpreter_class()
+        try:
+            with quiet_native_output():  # the XNNPACK delegate announces itself on stderr
+                self._interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
+                self._interpreter.allocate_tensors()
+        except Exception as exc:
+            raise InputError(f"LiteRT cannot load {path}: {_first_line(exc)}") from None
+        inputs = self._interpreter.get_input_details()
+        if len(inputs) != 1:
+            raise InputError(f"LiteRT model {path} has {len(inputs)} inputs; edgeprune handles one")
+        self.input_name = str(inputs[0]["name"])
+        self.input_shape = tuple(int(v) for v in inputs[0]["shape"])
+        self._input_index = int(inputs[0]["index"])
+        self._output_indices = [int(o["index"]) for o in self._interpreter.get_output_details()]
+
+    def _input_array(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The single input, found by the model's tensor name or, failing that, as the mapping's only value
+        (TFLite names it ``serving_default_args_0``, callers usually say ``input``)."""
+        if self.input_name in inputs:
+            value = inputs[self.input_name]
+        elif len(inputs) == 1:
+            value = next(iter(inputs.values()))
+        else:
+            raise InputError(f"LiteRT model takes one input, got {len(inputs)}: {', '.join(inputs)}")
+        array = np.ascontiguousarray(value, dtype=np.float32)
+        if tuple(array.shape) != self.input_shape:
+            raise InputError(f"LiteRT model expects input shape {self.input_shape}, got {tuple(array.shape)}")
+        return array
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one inference on NCHW input and return copies of the outputs."""
+        self._interpreter.set_tensor(self._input_index, self._input_array(inputs))
+        self._interpreter.invoke()
+        return [np.array(self._interpreter.get_tensor(i)) for i in self._output_indices]
+
+    def time(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> LatencyStats:
+        """Median/p90/CV of single-inference latency: each timed call is ``set_tensor`` + ``invoke`` (copying
+        the input in, as ONNX Runtime and OpenVINO do per call); reading the outputs is not timed."""
+        array = self._input_array(inputs)
+        index, interpreter = self._input_index, self._interpreter
+
+        def call() -> None:
+            interpreter.set_tensor(index, array)
+            interpreter.invoke()
+
+        return measure_latency(call, spec)
+
+    def profile_layers(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> list[LayerTiming]:
+        """Not available: raises NotImplementedError (see :data:`NO_PROFILER_MESSAGE`)."""
+        raise NotImplementedError(NO_PROFILER_MESSAGE)
+
+
+class LiteRtBackend:
+    """``.tflite`` files converted by litert-torch and executed by the LiteRT interpreter (XNNPACK)."""
+
+    name: ClassVar[str] = "litert"
+    artifact_format: ClassVar[str] = "tflite"
+
+    def available(self) -> bool:
+        """Whether both the converter (``litert_torch``) and the interpreter (``ai_edge_litert``) are importable."""
+        return all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert"))
+
+    def version(self) -> str:
+        """The interpreter's (ai-edge-litert) version."""
+        from importlib import metadata
+
+        try:
+            return metadata.version("ai-edge-litert")
+        except metadata.PackageNotFoundError:
+            raise MissingRuntimeError("LiteRT", "tflite") from None
+
+    def export(self, model: nn.Module, example: torch.Tensor, out_path: Path, target: Target) -> Artifact:
+        """Convert ``model`` (in eval mode) at the example's shape to ``out_path.with_suffix('.tflite')``."""
+        _require_fp32(target)
+        litert_torch = _import_converter()
+        path = out_path.with_suffix(".tflite")
+        was_training = model.training
+        model.eval()
+        try:
+            with quiet_native_output():
+                litert_torch.convert(model, (example,)).export(str(path))
+        except Exception as exc:  # the converter raises many types; the user needs one line
+            raise InputError(f"LiteRT conversion failed: {_first_line(exc)}") from None
+        finally:
+            model.train(was_training)
+        session = LiteRtSession(path, target.threads)
+        return Artifact(path, "tflite", session.input_name, session.input_shape)
+
+    def load(self, artifact: Artifact, target: Target) -> LiteRtSession:
+        """Load a ``.tflite`` artifact with the target's thread count (fp32 targets only)."""
+        _require_fp32(target)
+        if artifact.format != "tflite":
+            raise InputError(
+                f"the LiteRT backend cannot load a '{artifact.format}' artifact ({artifact.path}); it reads tflite"
+            )
+        return LiteRtSession(artifact.path, target.threads)
