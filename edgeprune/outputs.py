@@ -13,7 +13,12 @@ from pathlib import Path
 
 from edgeprune.errors import OutputError
 
-RESULT_FILES = ("model.onnx", "model.safetensors", "plan.json", "report.json", "report.md")
+RESULT_FILES = (
+    "model.onnx", "model.xml", "model.bin", "model.tflite", "model.safetensors", "plan.json", "report.json", "report.md",
+)
+
+#: The files of an artifact of each format, as named in the output directory.
+ARTIFACT_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin"), "tflite": ("model.tflite",)}
 
 
 def _umask() -> int:

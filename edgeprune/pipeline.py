@@ -34,7 +34,7 @@ from edgeprune.errors import BudgetUnreachableError, InputError
 from edgeprune.fit_inputs import FitInputs, resolve_inputs
 from edgeprune.io_atomic import write_json_atomic, write_text_atomic
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
-from edgeprune.outputs import OutputDir
+from edgeprune.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.prune.graph import ModelGraph, count_macs_and_params
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.importance import ScoringContext, get_importance
@@ -92,6 +92,11 @@ def fit(config: FitConfig) -> FitResult:
     budget = Budget.parse(config.budget)
     _check_config(config)
     target = load_target(config.target)
+    if target.latency_source == "predicted-profile":
+        raise InputError(
+            f"target '{target.name}' cannot be measured from this machine and fit only ships measured latencies "
+            "in this version; run 'edgeprune agent' on the device and point edgeprune at it, or use a local target"
+        )
     backend = get_backend(target)
     importance = get_importance(config.importance)
     out = OutputDir(config.out, config.force)
@@ -249,11 +254,13 @@ class _Run:
                         [{"name": g.name, "width_before": g.width, "width_after": len(keep[g.name]),
                           "kept": keep[g.name]} for g in self.groups],
                         module_shapes(slim), method)
-        final.artifact.path.replace(stage / "model.onnx")
+        artifact_files = ARTIFACT_FILES[final.artifact.format]
+        for name in artifact_files:  # model.xml comes with model.bin; the others are one file
+            final.artifact.path.with_suffix(Path(name).suffix).replace(stage / name)
         state = {k: v.detach().contiguous() for k, v in slim.state_dict().items()}
         save_file(state, str(stage / "model.safetensors"), metadata={"plan_sha256": plan.digest()})
         write_json_atomic(stage / "plan.json", plan.to_dict())
-        names = ["model.onnx", "model.safetensors", "plan.json", "report.json", "report.md"]
+        names = [*artifact_files, "model.safetensors", "plan.json", "report.json", "report.md"]
         out_dir = self.out.path.resolve()
         report: dict[str, Any] = {
             "schema": REPORT_SCHEMA,
@@ -271,6 +278,8 @@ class _Run:
             "speedup_measured": baseline.stats.median_ms / final.stats.median_ms,
             "mac_reduction": macs_before / max(macs_after, 1),
             "method": method,
+            "artifact": {"format": final.artifact.format, "file": str(out_dir / artifact_files[0]),
+                         "input_name": final.artifact.input_name, "input_shape": list(final.artifact.input_shape)},
             "evaluation": {"dataset": self.inputs.eval_set.source, "images": base_eval.images,
                            "runtime": self.target.runtime,
                            "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
@@ -295,7 +304,8 @@ class _Run:
 
     def _side(self, m: Measurement, top1: float | None, macs: int, params: int) -> dict[str, Any]:
         return {"latency": {**m.stats.to_dict(), "measured": True, "source": "measured-local",
-                            "backend": self.target.runtime, "threads": self.target.threads,
+                            "backend": self.target.runtime, "runtime_version": self.measurer.backend.version(),
+                            "device": self.target.device, "threads": self.target.threads,
                             "precision": self.target.precision},
                 "top1": top1, "macs": macs, "params": params}
 

@@ -8,7 +8,10 @@ import platform
 from functools import lru_cache
 from typing import Any
 
-_PACKAGES = ("edgeprune", "torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "numpy", "scikit-learn")
+_PACKAGES = (
+    "edgeprune", "torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "openvino", "litert-torch",
+    "ai-edge-litert", "numpy", "scikit-learn",
+)
 
 
 def _cpu_model() -> str:

@@ -17,7 +17,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     """A readable summary: outcome, latency, accuracy, size, widths, search rounds, environment."""
     target, base, final = report["target"], report["baseline"], report["final"]
     lat_note = (
-        f"measured with {target['runtime']} {report['environment']['versions'].get('onnxruntime', '')} on "
+        f"measured with {target['runtime']} {final['latency']['runtime_version']} on "
         f"{report['environment']['machine']['cpu']}, {target['threads']} thread(s), {target['precision']}"
     )
     lines = [
@@ -35,8 +35,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| parameters | {base['params']:,} | {final['params']:,} |",
         "",
         f"Accuracy: {report['evaluation']['images']} images of `{report['evaluation']['dataset']}`, computed by "
-        f"running each exported ONNX file in ONNX Runtime. Top-1 agreement of pruned with original: "
-        f"{_pct(report['evaluation']['agreement_with_original'])}. Output parity of the ONNX file with the "
+        f"running each exported artifact ({report['artifact']['format']}) in {target['runtime']}. Top-1 agreement of "
+        f"pruned with original: {_pct(report['evaluation']['agreement_with_original'])}. Output parity of the artifact "
+        "with the "
         f"pruned PyTorch model: max abs diff {report['parity']['max_abs_diff']:.2e}.",
         "",
         "## Method",

@@ -127,3 +127,25 @@ def test_targets_lists_cpu_with_its_runtime_installed() -> None:
     proc = run_cli("targets")
     assert proc.returncode == 0
     assert "cpu" in proc.stdout and "onnxruntime" in proc.stdout and "yes" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "artifact"), [("cpu-openvino", "model.xml"), ("cpu-tflite", "model.tflite")])
+def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifact: str, tmp_path: Path) -> None:
+    pytest.importorskip("openvino" if target == "cpu-openvino" else "ai_edge_litert")
+    out = tmp_path / target
+    proc = run_cli("fit", "--target", target, "--budget", "70%", "--out", str(out), "--max-rounds", "8")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (out / artifact).is_file() and not (out / "model.onnx").exists()
+    assert report["artifact"]["format"] == {"model.xml": "openvino", "model.tflite": "tflite"}[artifact]
+    assert report["final"]["latency"]["backend"] == report["target"]["runtime"]
+    assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
+    assert report["parity"]["max_abs_diff"] < 1e-3
+    assert report["final"]["top1"] is not None
+
+
+def test_predicted_only_targets_are_refused_by_fit_with_the_agent_hint(tmp_path: Path) -> None:
+    proc = run_cli("fit", "--target", "rpi4", "--budget", "20ms", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "agent" in proc.stderr and "Traceback" not in proc.stderr
