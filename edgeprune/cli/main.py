@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from edgeprune._version import __version__
-from edgeprune.cli import fit_cmd, profile_cmd, targets_cmd
+from edgeprune.cli import agent_cmd, fit_cmd, profile_cmd, targets_cmd
 from edgeprune.cli.common import run_guarded, setup_logging
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    agent_cmd.add_parser(sub)
     fit_cmd.add_parser(sub)
     profile_cmd.add_parser(sub)
     targets_cmd.add_parser(sub)

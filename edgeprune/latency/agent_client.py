@@ -1,0 +1,273 @@
+"""Client of the on-device agent: send an artifact, get back latency measured with the device's runtime.
+
+>>> parse_agent_url("raspberrypi.local:8765")
+('raspberrypi.local', 8765)
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import logging
+import os
+import socket
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from edgeprune.backends.base import Artifact, LayerTiming
+from edgeprune.errors import InputError
+from edgeprune.latency.agent_protocol import (
+    AUTH_HEADER,
+    DEFAULT_PORT,
+    INFO_PATH,
+    IR_BIN,
+    IR_XML,
+    MEASURE_PATH,
+    PROTOCOL_VERSION,
+    REQUEST_HEADER,
+    TOKEN_ENV,
+    MeasureRequest,
+    ProtocolError,
+    one_line,
+    parse_measure_response,
+)
+from edgeprune.latency.timing import LatencyStats, TimingSpec
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+_MAX_RESPONSE_BYTES = 4 << 20
+_BLOCKSIZE = 1 << 20
+
+
+def parse_agent_url(url: str) -> tuple[str, int]:
+    """``http://host:port``, ``host:port`` or ``host`` (port 8765) → (host, port); only plain http."""
+    text = url.strip()
+    if not text:
+        raise InputError("empty agent URL; expected http://HOST:PORT")
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise InputError(f"malformed agent URL '{url}'; expected http://HOST:PORT") from None
+    if parts.scheme != "http":
+        raise InputError(f"agent URL '{url}': only http:// is supported (the agent has no TLS; on untrusted "
+                         "networks reach it through an SSH tunnel)")
+    if parts.username or parts.password:
+        raise InputError(f"agent URL '{url}' must not carry credentials; pass the token separately")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InputError(f"agent URL '{url}' must be just http://HOST:PORT")
+    if not parts.hostname:
+        raise InputError(f"agent URL '{url}' has no host; expected http://HOST:PORT")
+    return parts.hostname, port if port is not None else DEFAULT_PORT
+
+
+@dataclass(frozen=True)
+class AgentMeasurement:
+    """One measurement taken by an agent.
+
+    Attributes:
+        stats: latency statistics measured on the device.
+        environment: machine facts, runtime name/version, device, threads, precision on the agent.
+        timing: the timing spec the agent actually used (it may shorten a spec that would run too long).
+        load_ms: time the runtime took to load (compile) the artifact.
+        first_run_ms: the first inference, excluded from the statistics.
+    """
+
+    stats: LatencyStats
+    environment: dict[str, Any]
+    timing: TimingSpec
+    load_ms: float | None = None
+    first_run_ms: float | None = None
+
+
+@dataclass
+class AgentClient:
+    """Talks to one ``edgeprune agent``.
+
+    Args:
+        url: ``http://host:port`` (or ``host:port``).
+        token: the agent's token; defaults to the ``EDGEPRUNE_AGENT_TOKEN`` environment variable.
+        timeout_s: socket timeout for connecting and for each wait on the agent (a measure waits for the
+            upload, any queued measurements and its own timing).
+    """
+
+    url: str
+    token: str | None = None
+    timeout_s: float = 600.0
+    _info: dict[str, Any] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.host, self.port = parse_agent_url(self.url)
+        host_text = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{host_text}:{self.port}"
+        if self.token is None:
+            self.token = os.environ.get(TOKEN_ENV)
+        if not self.token:
+            raise InputError(f"no token for the agent at {self.url}: pass one or set {TOKEN_ENV}")
+
+    # --- public API ------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The agent's protocol, machine facts, installed runtimes and limits (``GET /v1/info``)."""
+        data = self._request("GET", INFO_PATH, {}, None, 0)
+        if data.get("protocol") != PROTOCOL_VERSION:
+            raise InputError(f"the agent at {self.url} speaks protocol {data.get('protocol')!r}, this edgeprune "
+                             f"{PROTOCOL_VERSION!r}; use the same edgeprune version on both sides")
+        self._info = data
+        return data
+
+    def measure(self, artifact: Artifact, target: Target, spec: TimingSpec | None = None,
+                input_dtype: str = "float32") -> AgentMeasurement:
+        """Upload ``artifact`` and have the agent time it with ``target``'s runtime, device, threads, precision."""
+        request = MeasureRequest(
+            format=artifact.format, runtime=target.runtime, device=target.device, threads=target.threads,
+            precision=target.precision, input_name=artifact.input_name, input_shape=tuple(artifact.input_shape),
+            timing=spec or TimingSpec(), input_dtype=input_dtype,
+        )
+        try:  # validate locally what the agent would refuse anyway
+            MeasureRequest.from_dict(request.to_dict())
+        except ProtocolError as exc:
+            raise InputError(f"cannot measure {artifact.path.name} on the agent: {exc}") from None
+        self._preflight(target, artifact)
+        body, size = _artifact_body(artifact)
+        limit = int(self._agent_info()["limits"]["max_bytes"])
+        if size > limit:
+            body.close()
+            raise InputError(f"{artifact.path.name} is {size / 2**20:.1f} MiB but the agent at {self.url} accepts "
+                             f"at most {limit / 2**20:.1f} MiB (start it with a larger --max-mb)")
+        headers = {REQUEST_HEADER: request.to_header(), "Content-Type": "application/octet-stream"}
+        with body:
+            data = self._request("POST", MEASURE_PATH, headers, body, size)
+        try:
+            stats, timing, environment, extra = parse_measure_response(data)
+        except ProtocolError as exc:
+            raise InputError(f"the agent at {self.url}: {exc}") from None
+        if timing != request.timing:
+            log.info("the agent shortened the timing to fit its limit: %s", timing)
+        return AgentMeasurement(stats, environment, timing, extra.get("load_ms"), extra.get("first_run_ms"))
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _agent_info(self) -> dict[str, Any]:
+        return self._info if self._info is not None else self.info()
+
+    def _preflight(self, target: Target, artifact: Artifact) -> None:
+        runtimes = self._agent_info().get("runtimes", {})
+        entry = runtimes.get(target.runtime)
+        if not isinstance(entry, dict):
+            raise InputError(f"the agent at {self.url} does not know runtime '{target.runtime}'")
+        if not entry.get("installed"):
+            raise InputError(f"the agent at {self.url} has no {target.runtime} runtime; on the device run: "
+                             f"pip install 'edgeprune[{entry.get('extra', target.runtime)}]'")
+
+    def _request(self, method: str, path: str, headers: dict[str, str], body: BinaryIO | None,
+                 size: int) -> dict[str, Any]:
+        """One HTTP exchange; every failure becomes a one-line :class:`InputError`."""
+        headers = {**headers, AUTH_HEADER: f"Bearer {self.token}", "Content-Length": str(size),
+                   "Accept": "application/json"}
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s, blocksize=_BLOCKSIZE)
+        try:
+            try:
+                conn.request(method, path, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                # the agent refused before reading the whole upload; its answer may still be readable
+                try:
+                    response = conn.getresponse()
+                except (OSError, http.client.HTTPException):
+                    raise InputError(
+                        f"the agent at {self.url} closed the connection during the upload ({size / 2**20:.1f} "
+                        "MiB): wrong token, or larger than its --max-mb limit?") from None
+            else:
+                response = conn.getresponse()
+            raw = response.read(_MAX_RESPONSE_BYTES + 1)
+            status = response.status
+        except ConnectionRefusedError:
+            raise InputError(f"cannot connect to the edgeprune agent at {self.url}: connection refused "
+                             "(is 'edgeprune agent' running there, on this port?)") from None
+        except (TimeoutError, socket.timeout):
+            raise InputError(f"the edgeprune agent at {self.url} did not answer within {self.timeout_s:g} s") from None
+        except socket.gaierror as exc:
+            raise InputError(f"cannot resolve the agent host '{self.host}': {exc.strerror or exc}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise InputError(f"cannot talk to the edgeprune agent at {self.url}: {one_line(reason, 200)}") from None
+        finally:
+            conn.close()
+        if len(raw) > _MAX_RESPONSE_BYTES:
+            raise InputError(f"the agent at {self.url} sent an oversized answer")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if status != 200:
+            error = data.get("error") if isinstance(data, dict) else None
+            text = one_line(str(error)) if error else one_line(raw.decode("utf-8", "replace"), 200) or "no detail"
+            raise InputError(f"the edgeprune agent at {self.url} refused {method} {path} (HTTP {status}): {text}")
+        if not isinstance(data, dict):
+            raise InputError(f"the agent at {self.url} sent an answer that is not a JSON object")
+        return data
+
+
+def _artifact_body(artifact: Artifact) -> tuple[BinaryIO, int]:
+    """The request body for an artifact: the file itself, or for OpenVINO IR a zip of model.xml + model.bin."""
+    path = Path(artifact.path)
+    if artifact.format == "openvino":
+        xml, weights = path, path.with_suffix(".bin")
+        for p in (xml, weights):
+            if not p.is_file():
+                raise InputError(f"OpenVINO IR file not found: {p}")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.write(xml, IR_XML)
+            archive.write(weights, IR_BIN)
+        size = buffer.tell()
+        buffer.seek(0)
+        return buffer, size
+    if not path.is_file():
+        raise InputError(f"artifact not found: {path}")
+    return open(path, "rb"), path.stat().st_size
+
+
+class RemoteSession:
+    """A :class:`~edgeprune.backends.base.Session` whose ``time()`` measures on an agent.
+
+    Outputs are not shipped back, so :meth:`run` and :meth:`profile_layers` raise ``NotImplementedError``:
+    parity and accuracy are checked with a local session. The last measurement (with the agent's
+    environment) is kept in :attr:`last_measurement`.
+    """
+
+    def __init__(self, client: AgentClient, artifact: Artifact, target: Target) -> None:
+        self.client = client
+        self.artifact = artifact
+        self.target = target
+        self.last_measurement: AgentMeasurement | None = None
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Not available: the agent returns timings only."""
+        raise NotImplementedError("a remote agent returns timings only; run the artifact locally for outputs")
+
+    def time(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> LatencyStats:
+        """Latency measured by the agent on zeros of the artifact's input shape (``inputs`` fix shape and dtype)."""
+        dtype = "float32"
+        if self.artifact.input_name in inputs:
+            x = np.asarray(inputs[self.artifact.input_name])
+            if tuple(x.shape) != tuple(self.artifact.input_shape):
+                raise InputError(f"input '{self.artifact.input_name}' has shape {tuple(x.shape)} but the artifact "
+                                 f"expects {tuple(self.artifact.input_shape)}")
+            dtype = str(x.dtype)
+        self.last_measurement = self.client.measure(self.artifact, self.target, spec, input_dtype=dtype)
+        return self.last_measurement.stats
+
+    def profile_layers(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> list[LayerTiming]:
+        """Not available through the agent."""
+        raise NotImplementedError("per-layer profiles are not available through the agent")
