@@ -34,6 +34,8 @@ class FitConfig:
         search_headroom: the search aims this fraction under the budget, leaving room for timing drift
             between the search and the confirmation (measured here: 8% drift within a minute on a shared VM).
         seed: seed for every random choice.
+        device: URL of an ``edgeprune agent`` on the device; latencies are then measured there.
+        device_token: the agent's token (default: the EDGEPRUNE_AGENT_TOKEN environment variable).
     """
 
     budget: str = "2ms"
@@ -57,4 +59,6 @@ class FitConfig:
     max_rounds: int = 12
     search_headroom: float = 0.05
     seed: int = 0
+    device: str | None = None
+    device_token: str | None = None
     frozen_modules: tuple[str, ...] = field(default=())

@@ -34,6 +34,7 @@ from edgeprune.errors import BudgetUnreachableError, InputError
 from edgeprune.fit_inputs import FitInputs, resolve_inputs
 from edgeprune.io_atomic import write_json_atomic, write_text_atomic
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
+from edgeprune.latency.timers import ArtifactTimer, make_timer
 from edgeprune.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.prune.graph import ModelGraph, count_macs_and_params
 from edgeprune.prune.groups import ChannelGroup
@@ -92,19 +93,20 @@ def fit(config: FitConfig) -> FitResult:
     budget = Budget.parse(config.budget)
     _check_config(config)
     target = load_target(config.target)
-    if target.latency_source == "predicted-profile":
+    if target.latency_source == "predicted-profile" and not config.device:
         raise InputError(
-            f"target '{target.name}' cannot be measured from this machine and fit only ships measured latencies "
-            "in this version; run 'edgeprune agent' on the device and point edgeprune at it, or use a local target"
+            f"target '{target.name}' cannot be measured from this machine and fit ships only measured latencies "
+            "in this version; run 'edgeprune agent' on the device and pass --device URL, or use a local target"
         )
     backend = get_backend(target)
+    timer = make_timer(backend, target, config.device, config.device_token)
     importance = get_importance(config.importance)
     out = OutputDir(config.out, config.force)
     try:
         with clock("load"):
             inputs = resolve_inputs(config, target)
         torch.manual_seed(config.seed)
-        return _Run(config, budget, target, backend, importance, inputs, out, clock).execute()
+        return _Run(config, budget, target, backend, importance, inputs, out, clock, timer).execute()
     finally:
         out.discard()
 
@@ -113,13 +115,13 @@ class _Run:
     """State of one fit run (kept in one object so the stages read as a sequence)."""
 
     def __init__(self, config: FitConfig, budget: Budget, target: Target, backend: Any, importance: Any,
-                 inputs: FitInputs, out: OutputDir, clock: _StageClock) -> None:
+                 inputs: FitInputs, out: OutputDir, clock: _StageClock, timer: ArtifactTimer) -> None:
         self.config, self.budget_spec, self.target, self.importance = config, budget, target, importance
         self.budget_ms = budget.ms if budget.ms is not None else float("nan")
         self.inputs, self.out, self.clock = inputs, out, clock
         self.model: nn.Module = inputs.bundle.model
         self.example = inputs.example
-        self.measurer = CandidateMeasurer(backend, target, self.example, out.work)
+        self.measurer = CandidateMeasurer(backend, target, self.example, out.work, timer)
         self.rounds: list[dict[str, Any]] = []
         # First keep ratio that produced each set of widths, and its measurement.
         self.by_widths: dict[tuple[int, ...], tuple[float, Measurement]] = {}
@@ -294,7 +296,9 @@ class _Run:
             "groups": plan.groups and [{k: g[k] for k in ("name", "width_before", "width_after")} for g in plan.groups],
             "frozen_groups": [{"name": g.name, "width": g.width, "reason": g.frozen_reason} for g in self.frozen],
             "files": {n: str(out_dir / n) for n in names},
-            "environment": {"machine": machine_info(), "versions": package_versions()},
+            "environment": {"machine": machine_info(), "versions": package_versions(),
+                            "measured_on": {"source": self.measurer.timer.source,
+                                            "machine": self.measurer.timer.machine()}},
             "timings_s": dict(self.clock.seconds),
         }
         write_json_atomic(stage / "report.json", report)
@@ -303,8 +307,10 @@ class _Run:
         return FitResult(report)
 
     def _side(self, m: Measurement, top1: float | None, macs: int, params: int) -> dict[str, Any]:
-        return {"latency": {**m.stats.to_dict(), "measured": True, "source": "measured-local",
-                            "backend": self.target.runtime, "runtime_version": self.measurer.backend.version(),
+        timer = self.measurer.timer
+        return {"latency": {**m.stats.to_dict(), "measured": True, "source": timer.source,
+                            "machine": timer.machine().get("cpu"),
+                            "backend": self.target.runtime, "runtime_version": timer.runtime_version(),
                             "device": self.target.device, "threads": self.target.threads,
                             "precision": self.target.precision},
                 "top1": top1, "macs": macs, "params": params}

@@ -43,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-headroom", type=float, default=0.05,
                    help="aim this fraction under the budget while searching (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+    p.add_argument("--device", metavar="URL", help="measure on the device through 'edgeprune agent' at URL")
+    p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=run)
 
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
-        num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom, seed=args.seed, frozen_modules=tuple(args.freeze),
+        num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
+        device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),
     )
     result = fit(config)
     if args.json:
@@ -74,9 +77,11 @@ def print_summary(result: FitResult) -> None:
     t = r["target"]
     console.print(f"\n[bold]edgeprune fit[/] {r['model']['spec']} → target [bold]{t['name']}[/] "
                   f"({t['runtime']}, {t['threads']} thread(s), {t['precision']})")
-    console.print(f"  baseline latency  {result.baseline_latency_ms:8.3f} ms   measured on the target (median)")
+    where = "measured on the device through the agent" if r["final"]["latency"]["source"] == "measured-agent" \
+        else "measured on the target"
+    console.print(f"  baseline latency  {result.baseline_latency_ms:8.3f} ms   {where} (median)")
     console.print(f"  budget            {result.budget_ms:8.3f} ms")
-    console.print(f"  pruned latency    {result.final_latency_ms:8.3f} ms   measured on the target (median), "
+    console.print(f"  pruned latency    {result.final_latency_ms:8.3f} ms   {where} (median), "
                   f"{r['speedup_measured']:.2f}x faster, [green]budget met[/]")
     console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")

@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sub-networks measured end to end for calibration (default 8)")
     p.add_argument("--recalibrate", action="store_true", help="measure the calibration again")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", metavar="URL", help="time the probes on the device through 'edgeprune agent' at URL")
+    p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
     p.set_defaults(handler=run)
 
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     config = ProfileConfig(model=args.model, target=args.target, input_shape=args.input_shape,
                            num_classes=args.num_classes, table_dir=args.table_dir, max_points=args.max_points,
                            calibration_samples=args.calibration_samples, recalibrate=args.recalibrate,
-                           seed=args.seed)
+                           seed=args.seed, device=args.device, device_token=args.device_token)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
         tasks: dict[str, int] = {}

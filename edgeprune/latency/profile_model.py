@@ -36,7 +36,7 @@ from edgeprune.models.demo_training import cache_dir
 from edgeprune.models.zoo import build_architecture
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
-from edgeprune.report.environment import machine_info
+from edgeprune.latency.timers import ArtifactTimer, LocalTimer, make_timer
 from edgeprune.target import Target, load_target
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class ProfileConfig:
         calibration_samples: sub-networks measured end to end for the calibration.
         recalibrate: measure the calibration again even if the table has one for this model.
         seed: seed of the calibration samples.
+        device: URL of an ``edgeprune agent`` on the device (probes are then timed there).
+        device_token: the agent's token (default: the EDGEPRUNE_AGENT_TOKEN environment variable).
     """
 
     model: str = "demo"
@@ -67,19 +69,22 @@ class ProfileConfig:
     calibration_samples: int = 8
     recalibrate: bool = False
     seed: int = 0
+    device: str | None = None
+    device_token: str | None = None
     frozen_modules: tuple[str, ...] = field(default=())
 
 
-def table_context(backend: Backend, target: Target) -> TableContext:
-    """The measurement context of the local machine for a target."""
-    machine = machine_info()
+def table_context(backend: Backend, target: Target, timer: ArtifactTimer | None = None) -> TableContext:
+    """The measurement context (machine, runtime version ...) of whatever times the probes."""
+    timer = timer or LocalTimer(backend, target)
+    machine = timer.machine()
     return TableContext(
         runtime=backend.name,
-        runtime_version=backend.version(),
+        runtime_version=timer.runtime_version(),
         device=target.device,
         threads=target.threads,
         precision=target.precision,
-        machine=f"{machine['cpu']} ({machine['logical_cores']} cores, {machine['architecture']})",
+        machine=f"{machine.get('cpu')} ({machine.get('logical_cores')} cores, {machine.get('architecture')})",
     )
 
 
@@ -101,6 +106,7 @@ def build_lookup_model(
     recalibrate: bool = False,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    timer: ArtifactTimer | None = None,
 ) -> tuple[LookupLatencyModel, int, int]:
     """Probe what the table lacks, then calibrate; returns (model, probes measured, probes reused)."""
     layers = extract_layers(model, example, graph.groups)
@@ -108,13 +114,14 @@ def build_lookup_model(
     todo = missing_probes(grids, table)
     total = len({(g.layer.signature.key(), c) for g in grids for c in g.probes()})
     log.info("latency table: %d kernel timings needed, %d to measure", total, len(todo))
-    measure_probes(todo, backend, target, table, work, progress)
+    timer = timer or LocalTimer(backend, target)
+    measure_probes(todo, backend, target, table, work, timer, progress)
     lookup = LookupLatencyModel(grids, table)
     key = structure_key(layers, list(example.shape))
     if key in table.calibrations and not recalibrate:
         lookup.calibration = table.calibrations[key]
     else:
-        measurer = CandidateMeasurer(backend, target, example, work)
+        measurer = CandidateMeasurer(backend, target, example, work, timer)
         groups = graph.prunable_groups()
 
         def measure(widths: Mapping[str, int]) -> float:
@@ -135,12 +142,13 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
         raise InputError(f"--calibration-samples must be at least 2, got {config.calibration_samples}")
     start = time.perf_counter()
     target = load_target(config.target)
-    if target.latency_source == "predicted-profile":
+    if target.latency_source == "predicted-profile" and not config.device:
         raise InputError(
             f"target '{target.name}' is a device edgeprune cannot reach from here; its latencies come from a "
             "shipped profile. Run 'edgeprune agent' on the device and pass --device URL to measure it"
         )
     backend = get_backend(target)
+    timer = make_timer(backend, target, config.device, config.device_token)
     bundle = build_architecture(config.model, config.num_classes)
     shape = config.input_shape or (bundle.preprocessing.input_shape if bundle.preprocessing else None) or target.input_shape
     if shape is None:
@@ -149,12 +157,12 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
     example = torch.full((1, *shape), 0.5)
     graph = ModelGraph(model, example, config.frozen_modules)
     max_points = config.max_points or (6 if backend.name in ("onnxruntime", "openvino") else 3)
-    table = LatencyTable.open(table_context(backend, target), config.table_dir or default_table_dir())
+    table = LatencyTable.open(table_context(backend, target, timer), config.table_dir or default_table_dir())
     work = Path(tempfile.mkdtemp(prefix="edgeprune-profile-"))
     try:
         lookup, measured, reused = build_lookup_model(
             model, example, graph, target, backend, table, work, max_points,
-            config.calibration_samples, config.recalibrate, config.seed, progress,
+            config.calibration_samples, config.recalibrate, config.seed, progress, timer,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

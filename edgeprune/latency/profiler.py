@@ -31,6 +31,7 @@ from edgeprune.latency.probes import (
     probe_onnx,
 )
 from edgeprune.latency.table import Calibration, LatencyTable
+from edgeprune.latency.timers import ArtifactTimer
 from edgeprune.latency.timing import TimingSpec
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.target import Target
@@ -106,15 +107,14 @@ def measure_probes(
     target: Target,
     table: LatencyTable,
     work: Path,
+    timer: ArtifactTimer,
     progress: ProgressFn | None = None,
     spec: TimingSpec = PROBE_TIMING,
 ) -> int:
     """Time each probe and save the table after every one (so an interruption loses at most one)."""
     for done, (key, cin, cout) in enumerate(todo, 1):
         artifact = _probe_artifact(backend, target, key, cin, cout, work)
-        session = backend.load(artifact, target)
-        feed = {artifact.input_name: np.full(artifact.input_shape, 0.5, dtype=np.float32)}
-        stats = session.time(feed, spec)
+        stats = timer.time(artifact, spec)
         table.put(key, cin, cout, stats.median_ms)
         table.save()
         for leftover in artifact.path.parent.glob(artifact.path.stem + "*"):

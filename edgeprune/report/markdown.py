@@ -17,8 +17,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     """A readable summary: outcome, latency, accuracy, size, widths, search rounds, environment."""
     target, base, final = report["target"], report["baseline"], report["final"]
     lat_note = (
-        f"measured with {target['runtime']} {final['latency']['runtime_version']} on "
-        f"{report['environment']['machine']['cpu']}, {target['threads']} thread(s), {target['precision']}"
+        f"{final['latency']['source'].replace('-', ' ')} with {target['runtime']} {final['latency']['runtime_version']} on "
+        f"{final['latency']['machine']}, {target['threads']} thread(s), {target['precision']}"
     )
     lines = [
         f"# edgeprune report: {report['model']['spec']} on target `{target['name']}`",

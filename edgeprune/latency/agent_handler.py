@@ -1,0 +1,271 @@
+"""HTTP request handling of the agent: routing, token check, upload limits and streaming, and answers.
+
+One :class:`AgentRequestHandler` serves one connection (HTTP/1.0, one request): ``GET /v1/info`` and
+``POST /v1/measure``. Uploads are streamed into a per-request directory under the agent's private
+directory, checked (:mod:`edgeprune.latency.agent_checks`), measured in the worker process
+(:mod:`edgeprune.latency.agent_worker`) under the server's measurement lock, and deleted. Every answer
+is JSON; refusals are ``{"error": "<one line>"}`` and tracebacks only go to the agent's log. The
+server and its state live in :mod:`edgeprune.latency.agent_server`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from edgeprune._version import __version__
+from edgeprune.latency.agent_checks import CHUNK, Refused, check_tflite, unpack_openvino_zip
+from edgeprune.latency.agent_protocol import (
+    AUTH_HEADER,
+    INFO_PATH,
+    MAX_TIMING_S,
+    MEASURE_PATH,
+    PROTOCOL_VERSION,
+    REQUEST_HEADER,
+    MeasureRequest,
+    ProtocolError,
+    one_line,
+)
+from edgeprune.latency.agent_worker import WorkerFailed
+from edgeprune.report.environment import machine_info
+
+if TYPE_CHECKING:
+    from edgeprune.latency.agent_server import AgentServer
+
+log = logging.getLogger(__name__)
+
+#: after refusing an upload early, read (and discard) at most this much of it so the client sees the answer
+_DRAIN_LIMIT = 8 << 20
+_UPLOAD_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "upload.zip"}
+
+
+class AgentRequestHandler(BaseHTTPRequestHandler):
+    """Serves one request to the agent (see the module docstring); ``server`` holds the shared state."""
+
+    server: AgentServer
+    server_version = f"edgeprune-agent/{__version__}"
+    sys_version = ""
+    protocol_version = "HTTP/1.0"  # one request per connection
+
+    def setup(self) -> None:
+        self.timeout = self.server.config.timeout_s
+        self._started = time.perf_counter()
+        self._body_left = 0
+        self._received = 0
+        self._note = ""
+        super().setup()
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silence the stdlib's access log; :meth:`_log_line` writes one line per request instead."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Stdlib-detected errors (bad request line, unknown method ...) as JSON too."""
+        text = message or self.responses.get(code, ("error",))[0]
+        self._respond(code, {"error": one_line(text)})
+
+    def _respond(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="edgeprune-agent"')
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except OSError:
+            self._note += " (client went away)"
+        if status >= 400:
+            self._note = f"{self._note}: {payload.get('error', '')}" if self._note else str(payload.get("error", ""))
+        self._drain()
+        self._log_line(status)
+
+    def _drain(self) -> None:
+        """Read and discard a bounded part of an unread body so that the client can read our answer."""
+        left = min(self._body_left, _DRAIN_LIMIT)
+        self._body_left = 0
+        try:
+            self.connection.settimeout(2.0)
+            while left > 0:
+                chunk = self.rfile.read(min(left, CHUNK))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    def _log_line(self, status: int) -> None:
+        ms = (time.perf_counter() - self._started) * 1e3
+        method = getattr(self, "command", None) or "-"
+        path = one_line(urlsplit(getattr(self, "path", "") or "-").path, 60)
+        size = f" {self._received / 2**20:.2f} MiB" if self._received else ""
+        log.log(logging.INFO if status < 500 else logging.WARNING, "agent: %s %s %s -> %d%s %.0f ms %s",
+                self.client_address[0], method, path, status, size, ms, one_line(self._note, 200) if self._note else "")
+
+    def _dispatch(self, routes: dict[str, Callable[[], dict[str, Any]]]) -> None:
+        path = urlsplit(self.path).path
+        length = self.headers.get("Content-Length")
+        self._body_left = int(length) if length and length.isdigit() else 0
+        try:
+            if path not in (INFO_PATH, MEASURE_PATH):
+                raise Refused(404, f"no such endpoint {one_line(path, 60)}; use GET {INFO_PATH} or POST {MEASURE_PATH}")
+            if path not in routes:
+                raise Refused(405, f"method {self.command} not allowed on {path}")
+            if not self.server.token_ok(self.headers.get(AUTH_HEADER)):
+                raise Refused(401, "missing or wrong token (send 'Authorization: Bearer <token>')")
+            payload = routes[path]()
+        except Refused as exc:
+            self._respond(exc.status, {"error": one_line(exc.message)})
+            return
+        except Exception as exc:  # a bug in the agent: one line to the client, the traceback to the log
+            log.debug("internal error", exc_info=True)
+            self._respond(500, {"error": f"internal agent error ({type(exc).__name__}); see the agent's log"})
+            return
+        self._respond(200, payload)
+
+    def do_GET(self) -> None:
+        """``GET /v1/info``."""
+        self._dispatch({INFO_PATH: self._info})
+
+    def do_POST(self) -> None:
+        """``POST /v1/measure``."""
+        self._dispatch({MEASURE_PATH: self._measure})
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    def _info(self) -> dict[str, Any]:
+        config = self.server.config
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "edgeprune_version": __version__,
+            "machine": machine_info(),
+            "runtimes": self.server.runtimes(),
+            "limits": {"max_bytes": config.max_bytes, "timeout_s": config.timeout_s,
+                       "max_timing_s": self._max_timing_s()},
+        }
+
+    def _max_timing_s(self) -> float:
+        config = self.server.config
+        return min(config.max_timing_s, MAX_TIMING_S, config.timeout_s / 2)
+
+    def _measure(self) -> dict[str, Any]:
+        config = self.server.config
+        try:
+            request = MeasureRequest.from_header(self.headers.get(REQUEST_HEADER))
+        except ProtocolError as exc:
+            raise Refused(400, str(exc)) from None
+        self._note = f"{request.format}/{request.runtime}"
+        if self.headers.get("Transfer-Encoding"):
+            raise Refused(411, "chunked uploads are not accepted; send Content-Length")
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            raise Refused(411, "Content-Length is required")
+        if not length_text.strip().isdigit():
+            raise Refused(400, "Content-Length must be a non-negative integer")
+        length = int(length_text)
+        if length > config.max_bytes:
+            raise Refused(413, f"the upload is {length} bytes; this agent accepts at most {config.max_bytes} "
+                               "(start it with a larger --max-mb)")
+        if length == 0:
+            raise Refused(415, "empty body: send the model file")
+        if not self.server.upload_slots.acquire(timeout=config.timeout_s):
+            raise Refused(503, "agent busy (too many uploads in progress); retry later")
+        request_dir: Path | None = None
+        try:
+            request_dir = Path(tempfile.mkdtemp(prefix="req-", dir=self.server.work_dir))
+            upload = request_dir / _UPLOAD_NAMES[request.format]
+            self._receive(upload, length)
+            model_path = self._check_payload(request, upload, request_dir)
+            reply = self._run_worker(request, model_path, request_dir)
+        finally:
+            self.server.upload_slots.release()
+            if request_dir is not None:
+                shutil.rmtree(request_dir, ignore_errors=True)
+        stats = reply["stats"]
+        self._note += f" median {stats['median_ms']:.3f} ms over {stats['runs']} runs"
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "stats": stats,
+            "timing": reply["timing"],
+            "load_ms": reply.get("load_ms"),
+            "first_run_ms": reply.get("first_run_ms"),
+            "environment": {
+                "machine": machine_info(),
+                "runtime": reply.get("runtime", request.runtime),
+                "runtime_version": reply.get("runtime_version"),
+                "device": request.device,
+                "threads": request.threads,
+                "precision": request.precision,
+                "input_shape": list(request.input_shape),
+                "edgeprune_version": __version__,
+                "protocol": PROTOCOL_VERSION,
+            },
+        }
+
+    def _receive(self, dest: Path, length: int) -> None:
+        """Stream exactly ``length`` body bytes to ``dest`` within the upload time limit."""
+        timeout_s = self.server.config.timeout_s
+        deadline = time.monotonic() + timeout_s
+        self._body_left = length
+        try:
+            with open(dest, "xb") as out:
+                while self._body_left > 0:
+                    if time.monotonic() > deadline:
+                        raise Refused(408, f"the upload did not complete within {timeout_s:g} s")
+                    chunk = self.rfile.read(min(self._body_left, CHUNK))
+                    if not chunk:
+                        raise Refused(400, f"the upload ended {self._body_left} bytes short of its Content-Length")
+                    out.write(chunk)
+                    self._body_left -= len(chunk)
+                    self._received += len(chunk)
+        except (TimeoutError, socket.timeout):
+            raise Refused(408, f"the upload stalled for more than {timeout_s:g} s") from None
+
+    def _check_payload(self, request: MeasureRequest, upload: Path, request_dir: Path) -> Path:
+        """Structural checks per format; returns the path the runtime should load (ONNX is checked in the worker)."""
+        if request.format == "tflite":
+            check_tflite(upload)
+            return upload
+        if request.format == "openvino":
+            xml_path = unpack_openvino_zip(upload, request_dir, 2 * self.server.config.max_bytes)
+            upload.unlink()
+            return xml_path
+        return upload
+
+    def _run_worker(self, request: MeasureRequest, model_path: Path, request_dir: Path) -> dict[str, Any]:
+        """Measure under the lock in the worker process; translate its failures into refusals."""
+        server = self.server
+        timeout_s = server.config.timeout_s
+        if not server.measure_lock.acquire(timeout=timeout_s):
+            raise Refused(503, f"agent busy: waited {timeout_s:g} s for earlier measurements; retry later")
+        try:
+            job = {"op": "measure", "request": request.to_dict(), "path": str(model_path),
+                   "max_timing_s": self._max_timing_s()}
+            try:
+                reply = server.worker.call(job, timeout_s)
+            except WorkerFailed as exc:
+                raise Refused(exc.status, str(exc)) from None
+            if reply.get("ok") and isinstance(reply.get("interval"), list):
+                start, end = reply["interval"]
+                server.measurements.append((float(start), float(end)))
+        finally:
+            server.measure_lock.release()
+        if not reply.get("ok"):
+            message = str(reply.get("error", "measurement failed")).replace(str(request_dir), "<upload>")
+            status = reply.get("status")
+            raise Refused(status if isinstance(status, int) and 400 <= status < 600 else 422, message)
+        return reply

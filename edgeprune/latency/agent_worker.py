@@ -1,0 +1,270 @@
+"""The agent's measurement worker process and the server-side handle on it.
+
+Models are loaded and timed in a separate process, so that a runtime that crashes on a malformed model,
+or hangs past the per-request timeout, is killed and restarted while the agent keeps serving.
+
+Protocol (JSON lines): the worker writes ``{"ready": true, "runtimes": {...}}`` once started, then
+answers each job read from stdin (one JSON object per line: ``{"op": "info"}`` or
+``{"op": "measure", "request": ..., "path": ..., "max_timing_s": ...}``) with exactly one JSON
+object per line on stdout: ``{"ok": true, ...}`` or ``{"ok": false, "status": <http>, "error": "..."}``.
+Closing its stdin asks it to exit.
+
+:func:`worker_main` is the worker's entry point; :class:`RuntimeWorker` starts it (with
+``python -c "from edgeprune.latency.agent_worker import worker_main; worker_main()"``), sends it jobs
+and kills it on timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from edgeprune.errors import EdgepruneError, MissingRuntimeError
+from edgeprune.latency.agent_checks import Refused, check_onnx
+from edgeprune.latency.agent_protocol import (
+    MeasureRequest,
+    ProtocolError,
+    fit_timing_to_budget,
+    latency_stats_to_dict,
+    one_line,
+    timing_spec_to_dict,
+)
+from edgeprune.target import RUNTIME_MODULES, Target
+
+log = logging.getLogger(__name__)
+
+_WORKER_STARTUP_S = 180.0
+_MAX_REPLY_BYTES = 1 << 20
+_DIST_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
+#: what the worker process runs (``python -c``); it imports this module by its installed name
+_WORKER_CODE = "from edgeprune.latency.agent_worker import worker_main; worker_main()"
+
+
+# --------------------------------------------------------------------------------------------------
+# In the worker process: loads and times models; spoken to with one JSON object per line on stdin/stdout
+# --------------------------------------------------------------------------------------------------
+
+
+def _runtime_report() -> dict[str, dict[str, Any]]:
+    """Per runtime: installed here, version, whether this edgeprune has a backend for it, the pip extra."""
+    import importlib.metadata
+
+    from edgeprune.backends import get_backend
+
+    report: dict[str, dict[str, Any]] = {}
+    for runtime, (_module, extra) in RUNTIME_MODULES.items():
+        target = Target(name="agent", description="agent", runtime=runtime)
+        entry: dict[str, Any] = {"installed": target.runtime_installed(), "extra": extra, "version": None,
+                                 "backend": False, "note": None}
+        try:
+            entry["version"] = importlib.metadata.version(_DIST_NAMES[runtime])
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        try:
+            backend = get_backend(target)
+            entry["backend"] = True
+            if entry["installed"]:
+                entry["version"] = backend.version()
+        except Exception as exc:  # a missing/broken backend is reported, not fatal
+            entry["note"] = one_line(str(exc), 200)
+        if not entry["installed"]:
+            entry["note"] = f"not installed; on the device run: pip install 'edgeprune[{extra}]'"
+        report[runtime] = entry
+    return report
+
+
+def _worker_measure(job: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from edgeprune.backends import get_backend
+    from edgeprune.backends.base import Artifact
+
+    request = MeasureRequest.from_dict(job["request"])
+    path = Path(job["path"])
+    if request.format == "onnx":
+        check_onnx(path)
+    target = Target(name="agent", description="measured through the edgeprune agent", runtime=request.runtime,
+                    device=request.device, threads=request.threads, precision=request.precision)
+    if not target.runtime_installed():
+        raise MissingRuntimeError(request.runtime, RUNTIME_MODULES[request.runtime][1])
+    backend = get_backend(target)
+    started = time.monotonic()
+    t0 = time.perf_counter()
+    session = backend.load(Artifact(path, request.format, request.input_name, request.input_shape), target)
+    load_s = time.perf_counter() - t0
+    feed = {request.input_name: np.zeros(request.input_shape, dtype=request.input_dtype)}
+    t0 = time.perf_counter()
+    session.run(feed)
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    session.run(feed)
+    estimate_s = time.perf_counter() - t0
+    spec = fit_timing_to_budget(request.timing, estimate_s, float(job["max_timing_s"]))
+    stats = session.time(feed, spec)
+    ended = time.monotonic()
+    return {"ok": True, "stats": latency_stats_to_dict(stats), "timing": timing_spec_to_dict(spec),
+            "runtime": backend.name, "runtime_version": backend.version(), "load_ms": load_s * 1e3,
+            "first_run_ms": first_s * 1e3, "interval": [started, ended]}
+
+
+def _worker_handle(job: Any) -> dict[str, Any]:
+    try:
+        if not isinstance(job, dict):
+            raise Refused(400, "malformed job")
+        if job.get("op") == "info":
+            return {"ok": True, "runtimes": _runtime_report()}
+        return _worker_measure(job)
+    except Refused as exc:
+        return {"ok": False, "status": exc.status, "error": one_line(exc.message)}
+    except ProtocolError as exc:
+        return {"ok": False, "status": 400, "error": one_line(str(exc))}
+    except EdgepruneError as exc:
+        return {"ok": False, "status": 422, "error": one_line(str(exc))}
+    except Exception as exc:  # runtime failures: one line for the client, details in the agent's log
+        logging.getLogger(__name__).debug("worker job failed", exc_info=True)
+        return {"ok": False, "status": 422, "error": one_line(f"{type(exc).__name__}: {exc}")}
+    finally:
+        import gc
+
+        gc.collect()
+
+
+def worker_main() -> None:
+    """Entry point of the worker process: JSON jobs on stdin, one JSON reply per line on stdout.
+
+    Runtimes sometimes print to stdout; the protocol therefore uses a private duplicate of the original
+    stdout descriptor and points descriptor 1 at stderr.
+    """
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
+    logging.basicConfig(level=logging.WARNING, format="agent worker: %(message)s")
+    proto.write(json.dumps({"ready": True, "runtimes": _runtime_report()}) + "\n")
+    proto.flush()
+    for line in sys.stdin.buffer:
+        try:
+            job = json.loads(line)
+        except ValueError:
+            job = None
+        proto.write(json.dumps(_worker_handle(job)) + "\n")
+        proto.flush()
+
+
+# --------------------------------------------------------------------------------------------------
+# In the server process: the handle on the worker
+# --------------------------------------------------------------------------------------------------
+
+
+class WorkerFailed(Exception):
+    """The worker process crashed or exceeded its time; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RuntimeWorker:
+    """Owns the worker process: starts it on demand, sends one job at a time, kills it on timeout."""
+
+    def __init__(self, cwd: Path, startup_timeout_s: float = _WORKER_STARTUP_S) -> None:
+        self._cwd = cwd
+        self._startup_timeout_s = startup_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._replies: queue.Queue[bytes | None] = queue.Queue()
+        self.runtimes: dict[str, dict[str, Any]] | None = None
+
+    def _start(self) -> None:
+        import edgeprune
+
+        env = dict(os.environ)
+        package_root = str(Path(edgeprune.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self._proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, cwd=self._cwd, env=env)
+        self._replies = queue.Queue()
+        threading.Thread(target=self._pump, args=(self._proc.stdout, self._replies), daemon=True,
+                         name="agent-worker-reader").start()
+        reply = self._wait(self._startup_timeout_s, "starting the runtime worker")
+        if not reply.get("ready"):
+            self.stop()
+            raise WorkerFailed(500, "the runtime worker did not start")
+        self.runtimes = reply.get("runtimes")
+        log.debug("runtime worker started (pid %d)", self._proc.pid)
+
+    @staticmethod
+    def _pump(stream: BinaryIO, replies: queue.Queue[bytes | None]) -> None:
+        try:
+            while line := stream.readline(_MAX_REPLY_BYTES):
+                replies.put(line)
+        except (OSError, ValueError):
+            pass
+        replies.put(None)
+
+    def ensure_started(self) -> None:
+        """Start the worker if it is not running (it is started lazily and after a crash)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = None
+            self._start()
+
+    def call(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Send one job and wait for its reply; raises :class:`WorkerFailed` on crash or timeout."""
+        self.ensure_started()
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(job).encode("utf-8") + b"\n")
+            self._proc.stdin.flush()
+        except OSError:
+            pass  # the worker died; _wait reports how
+        return self._wait(timeout_s, "measuring")
+
+    def _wait(self, timeout_s: float, doing: str) -> dict[str, Any]:
+        assert self._proc is not None
+        try:
+            line = self._replies.get(timeout=timeout_s)
+        except queue.Empty:
+            self.stop()
+            raise WorkerFailed(504, f"{doing} did not finish within {timeout_s:g} s; the agent stopped it "
+                                    "(raise the agent's --timeout, or shorten the timing)") from None
+        if line is None:
+            code = self._proc.wait()
+            self._proc = None
+            how = f"exit code {code}"
+            if code < 0:
+                try:
+                    how = f"killed by {signal.Signals(-code).name}"
+                except ValueError:
+                    how = f"killed by signal {-code}"
+            raise WorkerFailed(422, f"the runtime crashed while {doing} ({how}); the agent restarted it")
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            self.stop()
+            raise WorkerFailed(500, "the runtime worker sent a malformed reply") from None
+        if not isinstance(reply, dict):
+            self.stop()
+            raise WorkerFailed(500, "the runtime worker sent a malformed reply")
+        return reply
+
+    def stop(self) -> None:
+        """Stop the worker (closing stdin asks it to exit; it is killed if it does not)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin:
+                proc.stdin.close()
+            proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()

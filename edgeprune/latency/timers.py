@@ -1,0 +1,91 @@
+"""Where an artifact is timed: in this process with the local runtime, or on the device through an agent.
+
+Both return the same :class:`~edgeprune.latency.timing.LatencyStats`; each also says where its figures
+come from (``measured-local`` or ``measured-agent``) and on what machine and runtime, so reports and
+latency tables never mix the two.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeprune.backends.base import Artifact, Backend
+from edgeprune.latency.timing import LatencyStats, TimingSpec
+from edgeprune.report.environment import machine_info
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+
+class ArtifactTimer(Protocol):
+    """Times artifacts for one target."""
+
+    source: str
+
+    def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
+        """Median/p90/CV of the artifact's single-inference latency."""
+        ...
+
+    def runtime_version(self) -> str:
+        """Version of the runtime that does the timing."""
+        ...
+
+    def machine(self) -> dict[str, Any]:
+        """Facts about the machine that does the timing."""
+        ...
+
+
+class LocalTimer:
+    """Times with the target's backend in this process."""
+
+    source = "measured-local"
+
+    def __init__(self, backend: Backend, target: Target) -> None:
+        self.backend, self.target = backend, target
+
+    def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
+        session = self.backend.load(artifact, self.target)
+        feed = {artifact.input_name: np.full(artifact.input_shape, 0.5, dtype=np.float32)}
+        return session.time(feed, spec)
+
+    def runtime_version(self) -> str:
+        return self.backend.version()
+
+    def machine(self) -> dict[str, Any]:
+        return dict(machine_info())
+
+
+class AgentTimer:
+    """Uploads each artifact to an ``edgeprune agent`` on the device and returns its measurement."""
+
+    source = "measured-agent"
+
+    def __init__(self, url: str, token: str | None, target: Target) -> None:
+        from edgeprune.latency.agent_client import AgentClient
+
+        self.client = AgentClient(url, token)
+        self.target = target
+        self.info = self.client.info()
+        runtime = self.info.get("runtimes", {}).get(target.runtime, {})
+        self._version = str(runtime.get("version", "unknown")) if isinstance(runtime, dict) else "unknown"
+        log.info("measuring on the agent at %s (%s)", self.client.url, self.info.get("machine", {}).get("cpu", "?"))
+
+    def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
+        return self.client.measure(artifact, self.target, spec).stats
+
+    def runtime_version(self) -> str:
+        return self._version
+
+    def machine(self) -> dict[str, Any]:
+        machine = self.info.get("machine", {})
+        return dict(machine) if isinstance(machine, dict) else {}
+
+
+def make_timer(backend: Backend, target: Target, device_url: str | None, device_token: str | None) -> ArtifactTimer:
+    """An agent timer when ``device_url`` is given, else the local one."""
+    if device_url:
+        return AgentTimer(device_url, device_token, target)
+    return LocalTimer(backend, target)

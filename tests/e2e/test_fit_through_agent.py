@@ -1,0 +1,55 @@
+"""`fit` and `profile` pointed at an on-device agent (here: a real agent on loopback, this machine's CPU)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import edgeprune
+from edgeprune.latency.agent_server import AgentConfig, AgentServer
+from edgeprune.latency.profile_model import ProfileConfig, profile_model
+
+TOKEN = "test-token-for-loopback-agent-0123456789"
+
+
+@pytest.fixture(scope="module")
+def agent_url() -> Iterator[str]:
+    server = AgentServer(AgentConfig(token=TOKEN, port=0, max_bytes=64 << 20, timeout_s=120.0))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield server.url
+    server.shutdown()
+    server.close()
+
+
+@pytest.mark.slow
+def test_fit_measures_every_candidate_on_the_agent(agent_url: str, tmp_path: Path) -> None:
+    result = edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "out", device=agent_url,
+                           device_token=TOKEN, max_rounds=8)
+    report = result.report
+    for side in ("baseline", "final"):
+        assert report[side]["latency"]["source"] == "measured-agent"
+        assert report[side]["latency"]["machine"]  # the agent's machine, reported by the agent
+    assert report["environment"]["measured_on"]["source"] == "measured-agent"
+    assert result.final_latency_ms <= result.budget_ms
+    assert "measured agent" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_predicted_target_becomes_measured_with_an_agent(agent_url: str, tmp_path: Path) -> None:
+    # An ONNX Runtime target declared as unreachable: with --device it is measured on the agent instead.
+    target = tmp_path / "board.toml"
+    target.write_text('name = "board"\nruntime = "onnxruntime"\nlatency_source = "predicted-profile"\n'
+                      'profile = "rpi4"\nchannel_alignment = 8\n')
+    _, summary = profile_model(ProfileConfig(model="cifar-resnet8", target=str(target), table_dir=tmp_path / "t",
+                                             calibration_samples=3, device=agent_url, device_token=TOKEN))
+    assert summary.probes_measured > 0 and summary.table_path.is_file()
+
+
+def test_a_wrong_token_is_one_clear_error(agent_url: str, tmp_path: Path) -> None:
+    with pytest.raises(edgeprune.EdgepruneError, match="(?i)token|401|unauthor"):
+        edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "o", device=agent_url,
+                      device_token="wrong-token-wrong-token-wrong")
