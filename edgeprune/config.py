@@ -22,6 +22,9 @@ class FitConfig:
         out: output directory.
         force: replace an output directory that already holds results.
         importance: channel-importance criterion.
+        allocation: ``latency`` (search widths on the profiled latency table) or ``uniform`` (one keep ratio
+            for every group, bisected on measured latency).
+        table_dir: where latency tables are kept (default: the edgeprune cache).
         finetune_epochs: epochs of recovery fine-tuning after pruning (0 = none).
         finetune_lr: peak learning rate of fine-tuning.
         calib_images: calibration images drawn from the training (else evaluation) data.
@@ -47,6 +50,8 @@ class FitConfig:
     out: Path = DEFAULT_OUT_DIR
     force: bool = False
     importance: str = "l1"
+    allocation: str = "latency"
+    table_dir: Path | None = None
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     calib_images: int = 256

@@ -1,13 +1,15 @@
 """``fit``: the one place that wires the stages together.
 
-Flow (foundation version): load model and data → channel groups → importance → measure the original on
-the target → bisect one uniform keep ratio on *measured* latency → (optional) fine-tune → export the final
-model and confirm its latency with a longer measurement → evaluate both artifacts in the runtime → write
-plan, weights, ONNX file and reports atomically into the output directory.
+Flow: load model and data → channel groups → importance → measure the original on the target → an
+allocation strategy proposes widths (``latency``: greedy importance-per-millisecond search on the profiled
+latency table; ``uniform``: one keep ratio bisected on measured latency) → every candidate is exported and
+measured on the target → recover (batch-norm statistics, optional fine-tune) → export the final model and
+confirm its latency with a longer measurement → on any miss the strategy recalibrates and proposes again →
+evaluate both artifacts in the runtime → write plan, weights, artifact and reports atomically.
 
-The search aims ``search_headroom`` (default 5%) under the budget so that run-to-run timing noise does not push the shipped model over
-it; the confirmation measures the final artifact against the budget itself. If the confirmation misses,
-the next smaller candidate that met the budget is tried, so the loop closes on measured latency.
+The search aims ``search_headroom`` (default 5%) under the budget so that drift between measurements
+does not push the shipped model over it; the confirmation measures the shipped artifact against the
+budget itself, and only a confirmed model is ever written.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from edgeprune._version import __version__
 from edgeprune.backends import get_backend
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
@@ -40,11 +39,15 @@ from edgeprune.prune.graph import ModelGraph, count_macs_and_params
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.importance import ScoringContext, get_importance
 from edgeprune.prune.plan import SlimPlan, module_shapes
-from edgeprune.prune.ratio_bisect import bisect_largest_feasible
 from edgeprune.prune.surgery import slim_copy
-from edgeprune.prune.uniform import uniform_keep
-from edgeprune.report.environment import machine_info, package_versions
-from edgeprune.report.fit_result import REPORT_SCHEMA, FitResult
+from edgeprune.latency.profile_model import build_lookup_model, default_table_dir, table_context
+from edgeprune.latency.table import LatencyTable
+from edgeprune.latency.timing import LatencyStats
+from edgeprune.loop.base import Allocation, Candidate, RoundsExhausted, kept_fraction
+from edgeprune.loop.latency_search import LatencySearch
+from edgeprune.loop.uniform import UniformBisection
+from edgeprune.report.fit_report import ModelSide, build_fit_report
+from edgeprune.report.fit_result import FitResult
 from edgeprune.report.markdown import render_markdown
 from edgeprune.target import Target, load_target
 from edgeprune.train.bn_recalibration import recalibrate_batchnorm
@@ -53,7 +56,6 @@ from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
 
 log = logging.getLogger(__name__)
 
-FLOOR_RATIO = 1e-6
 PARITY_IMAGES = 16
 
 
@@ -77,6 +79,8 @@ def _check_config(config: FitConfig) -> None:
         raise InputError(f"--finetune-lr must be positive, got {config.finetune_lr}")
     if not 0 <= config.search_headroom < 0.5:
         raise InputError(f"--search-headroom must be in [0, 0.5), got {config.search_headroom}")
+    if config.allocation not in ("latency", "uniform"):
+        raise InputError(f"--allocation must be 'latency' or 'uniform', got '{config.allocation}'")
     if config.max_rounds < 3:
         raise InputError(f"--max-rounds must be at least 3, got {config.max_rounds}")
     if config.eval_images is not None and config.eval_images < 1:
@@ -121,10 +125,10 @@ class _Run:
         self.inputs, self.out, self.clock = inputs, out, clock
         self.model: nn.Module = inputs.bundle.model
         self.example = inputs.example
+        self.backend = backend
         self.measurer = CandidateMeasurer(backend, target, self.example, out.work, timer)
         self.rounds: list[dict[str, Any]] = []
-        # First keep ratio that produced each set of widths, and its measurement.
-        self.by_widths: dict[tuple[int, ...], tuple[float, Measurement]] = {}
+        self.graph: ModelGraph | None = None
         self.groups: list[ChannelGroup] = []
         self.frozen: list[ChannelGroup] = []
         self.scores: dict[str, np.ndarray] = {}
@@ -133,7 +137,8 @@ class _Run:
     # -- stages -----------------------------------------------------------------------------------
     def execute(self) -> FitResult:
         with self.clock("analyse"):
-            graph = ModelGraph(self.model, self.example, self.config.frozen_modules)
+            self.graph = ModelGraph(self.model, self.example, self.config.frozen_modules)
+            graph = self.graph
             self.groups, self.frozen = graph.prunable_groups(), [g for g in graph.groups if not g.prunable]
             if not self.groups:
                 raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
@@ -143,79 +148,91 @@ class _Run:
         with self.clock("measure"):
             baseline = self.measurer.measure(self.model, "original", CONFIRM_TIMING)
             self.budget_ms = self.budget_spec.resolve(baseline.stats.median_ms)
-            self._record("baseline", 1.0, baseline)
+            self._record("baseline", {}, {}, baseline.stats.median_ms, baseline.stats)
             log.info("original model: %.3f ms on %s; budget %.3f ms (%s)", baseline.stats.median_ms,
                      self.target.name, self.budget_ms, self.budget_spec)
-        ratio, slim, final = self._search_and_confirm(baseline)
-        return self._finish(baseline, ratio, slim, final)
+        allocation = self._allocation()
+        keep, slim, final = self._closed_loop(allocation, baseline)
+        return self._finish(baseline, keep, slim, final, allocation)
 
-    def _keep(self, ratio: float) -> dict[str, list[int]]:
-        return uniform_keep(self.groups, self.scores, ratio, self.target.channel_alignment)
+    def _allocation(self) -> Allocation:
+        hint = _floor_hint(self.frozen)
+        if self.config.allocation == "uniform":
+            return UniformBisection(self.groups, self.scores, self.target.channel_alignment, self._measure_keep,
+                                    self.config.max_rounds, hint)
+        with self.clock("profile"):
+            assert self.graph is not None
+            table = LatencyTable.open(table_context(self.backend, self.target, self.measurer.timer),
+                                      self.config.table_dir or default_table_dir())
+            max_points = 6 if self.backend.name in ("onnxruntime", "openvino") else 3
+            lookup, measured, reused = build_lookup_model(
+                self.model, self.example, self.graph, self.target, self.backend, table, self.out.work, max_points,
+                seed=self.config.seed, timer=self.measurer.timer)
+            log.info("latency table %s: %d kernel timings measured, %d reused", table.path, measured, reused)
+        return LatencySearch(self.groups, self.scores, lookup, self.target.channel_alignment,
+                             getattr(self.importance, "globally_comparable", False),
+                             lambda keep: self._measure_keep(keep, "floor", {}), hint,
+                             f"lookup table ({self.measurer.timer.source})")
 
-    def _widths(self, keep: dict[str, list[int]]) -> tuple[int, ...]:
-        return tuple(len(keep[g.name]) for g in self.groups)
-
-    def _record(self, kind: str, ratio: float, m: Measurement) -> None:
-        meets = m.stats.median_ms <= self.budget_ms
-        self.rounds.append({"kind": kind, "keep_ratio": ratio, "median_ms": m.stats.median_ms,
-                            "p90_ms": m.stats.p90_ms, "cv": m.stats.cv, "meets_budget": meets})
-        log.info("%s: keep %.1f%% of channels → %.3f ms %s", kind, 100 * ratio, m.stats.median_ms,
+    def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], median_ms: float,
+                stats: LatencyStats | None = None) -> None:
+        meets = median_ms <= self.budget_ms
+        fraction = kept_fraction(keep, {g.name: g.width for g in self.groups})
+        self.rounds.append({"kind": kind, "channels_kept": fraction, **info, "median_ms": median_ms,
+                            "p90_ms": stats.p90_ms if stats else None, "cv": stats.cv if stats else None,
+                            "meets_budget": meets})
+        predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info else ""
+        log.info("%s: %.1f%% of channels kept → measured %.3f ms%s %s", kind, 100 * fraction, median_ms, predicted,
                  "(within budget)" if meets else "(over budget)")
 
-    def _measure_ratio(self, ratio: float, kind: str) -> tuple[float, float]:
-        """(median ms, the first ratio measured with the same widths) for a keep ratio."""
-        keep = self._keep(ratio)
-        widths = self._widths(keep)
-        if widths not in self.by_widths:
-            if len(self.rounds) >= self.config.max_rounds:
-                raise _RoundsExhausted()
-            slim = slim_copy(self.model, self.example, keep, self.config.frozen_modules)
-            self.by_widths[widths] = (ratio, self.measurer.measure(slim, f"keep{ratio:.4f}"))
-            self._record(kind, ratio, self.by_widths[widths][1])
-        first_ratio, measurement = self.by_widths[widths]
-        return measurement.stats.median_ms, first_ratio
+    def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
+        if len(self.rounds) >= self.config.max_rounds:
+            raise RoundsExhausted()
+        slim = slim_copy(self.model, self.example, keep, self.config.frozen_modules) if keep else self.model
+        m = self.measurer.measure(slim, kind)
+        self._record(kind, keep, info, m.stats.median_ms, m.stats)
+        return m.stats.median_ms
 
-    def _search_and_confirm(self, baseline: Measurement) -> tuple[float, nn.Module, Measurement]:
+    def _closed_loop(self, allocation: Allocation, baseline: Measurement
+                     ) -> tuple[dict[str, list[int]], nn.Module, Measurement]:
+        """Measure candidates until the shipped artifact's confirmed latency meets the budget."""
         target_ms = self.budget_ms * (1 - self.config.search_headroom)
-        feasible: list[float] = []
+        best_ms = baseline.stats.median_ms
         with self.clock("search"):
-            if baseline.stats.median_ms <= target_ms:
-                feasible = [1.0]
-                log.info("the original model already meets the budget; nothing to prune")
-            else:
-                floor_ms, _ = self._measure_ratio(FLOOR_RATIO, "floor")
-                if floor_ms > target_ms:
-                    raise BudgetUnreachableError(self.budget_ms, floor_ms, _floor_hint(self.frozen))
-                max_width = max(g.width for g in self.groups)
-                feasible_ratios: list[float] = [FLOOR_RATIO]
-
-                def latency_at(ratio: float) -> float:
-                    ms, first_ratio = self._measure_ratio(ratio, "search")
-                    if ms <= target_ms:
-                        feasible_ratios.append(first_ratio)
-                    return ms
-
+            candidate: Candidate | None = allocation.first(baseline.stats.median_ms, self.budget_ms, target_ms)
+        while candidate is not None:
+            if candidate.measured_ms is None:  # a predicted candidate: measure it before recovering it
                 try:
-                    bisect_largest_feasible(latency_at, target_ms, FLOOR_RATIO, 1.0,
-                                            self.config.max_rounds, 0.5 / max_width)
-                except _RoundsExhausted:
-                    log.info("round limit reached; continuing with the best candidate measured")
-                feasible = sorted(set(feasible_ratios))
-        while feasible:
-            ratio = feasible.pop()
-            slim = self.model if ratio == 1.0 else slim_copy(self.model, self.example, self._keep(ratio),
-                                                             self.config.frozen_modules)
-            if slim is not self.model and self.config.bn_recalibrate:
-                with self.clock("recover"):
-                    recalibrate_batchnorm(slim, self.inputs.calibration)
-            slim = self._finetune(slim)
-            with self.clock("confirm"):
-                final = self.measurer.measure(slim, "final", CONFIRM_TIMING)
-            self._record("confirm", ratio, final)
-            if final.stats.median_ms <= self.budget_ms:
-                return ratio, slim, final
-        floor = min(r["median_ms"] for r in self.rounds)
-        raise BudgetUnreachableError(self.budget_ms, floor, "The confirmation measurement missed the budget.")
+                    with self.clock("search"):
+                        candidate.measured_ms = self._measure_keep(candidate.keep, "search", candidate.info)
+                except RoundsExhausted:
+                    break
+            best_ms = min(best_ms, candidate.measured_ms)
+            if candidate.measured_ms <= self.budget_ms:
+                slim = self._recover(candidate.keep)
+                with self.clock("confirm"):
+                    final = self.measurer.measure(slim, "final", CONFIRM_TIMING)
+                self._record("confirm", candidate.keep, candidate.info, final.stats.median_ms, final.stats)
+                if final.stats.median_ms <= self.budget_ms:
+                    return candidate.keep, slim, final
+                missed_ms = final.stats.median_ms
+            else:
+                missed_ms = candidate.measured_ms
+            if len(self.rounds) >= self.config.max_rounds:
+                break
+            with self.clock("search"):
+                candidate = allocation.after_miss(candidate, missed_ms)
+        raise BudgetUnreachableError(self.budget_ms, best_ms,
+                                     f"No candidate met it within {self.config.max_rounds} measured rounds.")
+
+    def _recover(self, keep: dict[str, list[int]]) -> nn.Module:
+        if not keep:
+            return self.model
+        slim = slim_copy(self.model, self.example, keep, self.config.frozen_modules)
+        if self.config.bn_recalibrate:
+            with self.clock("recover"):
+                recalibrate_batchnorm(slim, self.inputs.calibration)
+        return self._finetune(slim)
 
     def _finetune(self, model: nn.Module) -> nn.Module:
         epochs = self.config.finetune_epochs
@@ -234,11 +251,12 @@ class _Run:
         return model.eval()
 
     # -- outputs ----------------------------------------------------------------------------------
-    def _finish(self, baseline: Measurement, ratio: float, slim: nn.Module, final: Measurement) -> FitResult:
+    def _finish(self, baseline: Measurement, keep: dict[str, list[int]], slim: nn.Module, final: Measurement,
+                allocation: Allocation) -> FitResult:
         stage = self.out.staging
         labels = self.inputs.eval_set.labels
         with self.clock("evaluate"):
-            backend, target = self.measurer.backend, self.target
+            backend, target = self.backend, self.target
             base_eval = evaluate_session(backend.load(baseline.artifact, target), baseline.artifact.input_name,
                                          self.inputs.eval_inputs, labels)
             final_session = backend.load(final.artifact, target)
@@ -247,14 +265,14 @@ class _Run:
                                         self.inputs.calibration[:PARITY_IMAGES])
         macs_before, params_before = count_macs_and_params(self.model, self.example)
         macs_after, params_after = count_macs_and_params(slim, self.example)
-        keep = self._keep(ratio) if ratio < 1.0 else {g.name: list(range(g.width)) for g in self.groups}
+        kept = {g.name: keep.get(g.name, list(range(g.width))) for g in self.groups}
         bundle = self.inputs.bundle
-        method = {"importance": self.importance.name, "allocation": "uniform-ratio-bisection",
-                  "keep_ratio": ratio, "search_headroom": self.config.search_headroom}
+        method = {"importance": self.importance.name, **allocation.method(),
+                  "search_headroom": self.config.search_headroom}
         plan = SlimPlan(bundle.spec, bundle.build_kwargs, list(self.example.shape),
                         self.inputs.preprocessing.to_dict(),
-                        [{"name": g.name, "width_before": g.width, "width_after": len(keep[g.name]),
-                          "kept": keep[g.name]} for g in self.groups],
+                        [{"name": g.name, "width_before": g.width, "width_after": len(kept[g.name]),
+                          "kept": kept[g.name]} for g in self.groups],
                         module_shapes(slim), method)
         artifact_files = ARTIFACT_FILES[final.artifact.format]
         for name in artifact_files:  # model.xml comes with model.bin; the others are one file
@@ -264,60 +282,36 @@ class _Run:
         write_json_atomic(stage / "plan.json", plan.to_dict())
         names = [*artifact_files, "model.safetensors", "plan.json", "report.json", "report.md"]
         out_dir = self.out.path.resolve()
-        report: dict[str, Any] = {
-            "schema": REPORT_SCHEMA,
-            "edgeprune_version": __version__,
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "status": "budget met",
-            "out_dir": str(out_dir),
-            "model": {"spec": bundle.spec, "weights": str(self.config.weights) if self.config.weights else None,
-                      "input_shape": list(self.example.shape), "preprocessing": self.inputs.preprocessing.to_dict()},
-            "target": asdict(self.target),
-            "budget_ms": self.budget_ms,
-            "budget_spec": str(self.budget_spec),
-            "baseline": self._side(baseline, base_eval.top1, macs_before, params_before),
-            "final": self._side(final, final_eval.top1, macs_after, params_after),
-            "speedup_measured": baseline.stats.median_ms / final.stats.median_ms,
-            "mac_reduction": macs_before / max(macs_after, 1),
-            "method": method,
-            "artifact": {"format": final.artifact.format, "file": str(out_dir / artifact_files[0]),
-                         "input_name": final.artifact.input_name, "input_shape": list(final.artifact.input_shape)},
-            "evaluation": {"dataset": self.inputs.eval_set.source, "images": base_eval.images,
-                           "runtime": self.target.runtime,
-                           "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
-            "parity": {"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(self.inputs.calibration)),
-                       "reference": "pruned PyTorch model"},
-            "calibration": {"images": len(self.inputs.calibration), "source": self.inputs.calibration_source,
-                            "bn_recalibrated": self.config.bn_recalibrate and slim is not self.model},
-            "finetune": {"epochs": self.config.finetune_epochs if slim is not self.model else 0,
-                         "images": 0 if self.inputs.train_set is None else len(self.inputs.train_set),
-                         "seconds": self.finetune_seconds},
-            "search": {"rounds": self.rounds, "exports": self.measurer.exports},
-            "groups": plan.groups and [{k: g[k] for k in ("name", "width_before", "width_after")} for g in plan.groups],
-            "frozen_groups": [{"name": g.name, "width": g.width, "reason": g.frozen_reason} for g in self.frozen],
-            "files": {n: str(out_dir / n) for n in names},
-            "environment": {"machine": machine_info(), "versions": package_versions(),
-                            "measured_on": {"source": self.measurer.timer.source,
-                                            "machine": self.measurer.timer.machine()}},
-            "timings_s": dict(self.clock.seconds),
-        }
+        pruned = slim is not self.model
+        report = build_fit_report(
+            out_dir=out_dir, files=names,
+            model={"spec": bundle.spec, "weights": str(self.config.weights) if self.config.weights else None,
+                   "input_shape": list(self.example.shape), "preprocessing": self.inputs.preprocessing.to_dict()},
+            target=self.target, timer=self.measurer.timer, budget_ms=self.budget_ms,
+            budget_spec=str(self.budget_spec),
+            baseline=ModelSide(baseline.stats, base_eval.top1, macs_before, params_before),
+            final=ModelSide(final.stats, final_eval.top1, macs_after, params_after),
+            method=method,
+            artifact={"format": final.artifact.format, "file": str(out_dir / artifact_files[0]),
+                      "input_name": final.artifact.input_name, "input_shape": list(final.artifact.input_shape)},
+            evaluation={"dataset": self.inputs.eval_set.source, "images": base_eval.images,
+                        "runtime": self.target.runtime,
+                        "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
+            parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(self.inputs.calibration)),
+                    "reference": "pruned PyTorch model"},
+            calibration={"images": len(self.inputs.calibration), "source": self.inputs.calibration_source,
+                         "bn_recalibrated": self.config.bn_recalibrate and pruned},
+            finetune={"epochs": self.config.finetune_epochs if pruned else 0,
+                      "images": 0 if self.inputs.train_set is None else len(self.inputs.train_set),
+                      "seconds": self.finetune_seconds},
+            rounds=self.rounds, exports=self.measurer.exports,
+            groups=[{k: g[k] for k in ("name", "width_before", "width_after")} for g in plan.groups],
+            frozen=self.frozen, timings_s=dict(self.clock.seconds),
+        )
         write_json_atomic(stage / "report.json", report)
         write_text_atomic(stage / "report.md", render_markdown(report))
         self.out.commit(names)
         return FitResult(report)
-
-    def _side(self, m: Measurement, top1: float | None, macs: int, params: int) -> dict[str, Any]:
-        timer = self.measurer.timer
-        return {"latency": {**m.stats.to_dict(), "measured": True, "source": timer.source,
-                            "machine": timer.machine().get("cpu"),
-                            "backend": self.target.runtime, "runtime_version": timer.runtime_version(),
-                            "device": self.target.device, "threads": self.target.threads,
-                            "precision": self.target.precision},
-                "top1": top1, "macs": macs, "params": params}
-
-
-class _RoundsExhausted(Exception):
-    """Internal: the search used all its export-and-measure rounds."""
 
 
 def _floor_hint(frozen: list[ChannelGroup]) -> str:

@@ -28,6 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
     p.add_argument("--importance", default="l1", help=f"channel importance: {', '.join(importance_names())}")
+    p.add_argument("--allocation", choices=("latency", "uniform"), default="latency",
+                   help="latency: search per-group widths on the profiled latency table (default); "
+                        "uniform: one keep ratio for all groups, bisected on measured latency")
+    p.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
     p.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
     p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     config = FitConfig(
         budget=args.budget, model=args.model, weights=args.weights, data=args.data, train_data=args.train_data,
         target=args.target, out=args.out, force=args.force, importance=args.importance,
+        allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,

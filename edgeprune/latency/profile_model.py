@@ -112,7 +112,7 @@ def build_lookup_model(
     layers = extract_layers(model, example, graph.groups)
     grids = layer_grids(layers, target.channel_alignment, max_points)
     todo = missing_probes(grids, table)
-    total = len({(g.layer.signature.key(), c) for g in grids for c in g.probes()})
+    total = len({(g.layer.signature.key(), c) for g in grids for c in g.probes()}) + 1  # + the empty probe
     log.info("latency table: %d kernel timings needed, %d to measure", total, len(todo))
     timer = timer or LocalTimer(backend, target)
     measure_probes(todo, backend, target, table, work, timer, progress)

@@ -43,18 +43,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## Method",
         "",
         f"Importance `{report['method']['importance']}`, allocation `{report['method']['allocation']}` "
-        f"(keep ratio {report['method']['keep_ratio']:.3f}, channel alignment {target['channel_alignment']}). "
+        f"(channel alignment {target['channel_alignment']}, search aimed {100 * report['method']['search_headroom']:.0f}% "
+        "under the budget). "
         f"Batch-norm statistics re-estimated: {'yes' if report['calibration']['bn_recalibrated'] else 'no'} "
         f"({report['calibration']['images']} calibration images from `{report['calibration']['source']}`). "
         f"Fine-tuning: {report['finetune']['epochs']} epoch(s) on {report['finetune']['images']} images "
         f"({report['finetune']['seconds']:.1f} s).",
         "",
-        "| round | kind | keep ratio | median ms | within budget |",
-        "|---|---|---|---|---|",
+        "| round | kind | channels kept | predicted ms | measured ms | within budget |",
+        "|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(report["search"]["rounds"], 1):
         ok = "yes" if r["meets_budget"] else "no"
-        lines.append(f"| {i} | {r['kind']} | {r['keep_ratio']:.3f} | {r['median_ms']:.3f} | {ok} |")
+        predicted = f"{r['predicted_ms']:.3f}" if r.get("predicted_ms") is not None else "—"
+        lines.append(f"| {i} | {r['kind']} | {100 * r['channels_kept']:.1f}% | {predicted} | {r['median_ms']:.3f} | {ok} |")
     lines += ["", "## Channel widths", "", "| group | before | after |", "|---|---|---|"]
     for g in report["groups"]:
         lines.append(f"| {g['name']} | {g['width_before']} | {g['width_after']} |")

@@ -18,7 +18,6 @@ from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
 from edgeprune.latency.timing import TimingSpec, measure_latency
 from edgeprune.models.demo import DEMO_PREPROCESSING
 from edgeprune.models.zoo import load_model
-from edgeprune.outputs import RESULT_FILES
 
 TIMING_NOISE = 0.15  # allowance for re-timing the same file on a shared 2-core machine
 
@@ -58,8 +57,12 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     assert 0.0 <= report["baseline"]["top1"] <= 1.0 and 0.0 <= report["final"]["top1"] <= 1.0
     assert report["baseline"]["top1"] > 0.9  # the demo model really learned the digits
     assert report["parity"]["max_abs_diff"] < 1e-4
-    for name in RESULT_FILES:
+    for name in ("model.onnx", "model.safetensors", "plan.json", "report.json", "report.md"):
         assert (out / name).is_file(), name
+    assert report["method"]["allocation"] == "latency-budgeted-search"
+    rounds = report["search"]["rounds"]
+    assert rounds[-1]["kind"] == "confirm" and rounds[-1]["meets_budget"]
+    assert all("predicted_ms" in r for r in rounds if r["kind"] in ("search", "confirm"))
     assert "budget met" in proc.stdout and "accuracy" in proc.stdout
     # The shipped ONNX file loads and runs in ONNX Runtime, and re-timed independently it is within budget
     # up to timing noise.

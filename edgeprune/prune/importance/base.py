@@ -15,10 +15,15 @@ from edgeprune.prune.groups import ChannelGroup
 
 @dataclass
 class ScoringContext:
-    """What a criterion may look at: the model, and calibration inputs (may be empty for data-free criteria)."""
+    """What a criterion may look at: the model, and calibration inputs (may be empty for data-free criteria).
+
+    ``labels`` (optional, one class index per calibration image) lets gradient-based criteria such as
+    ``taylor`` use ground truth instead of the model's own predictions.
+    """
 
     model: nn.Module
     calibration: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
 
 class Importance(Protocol):

@@ -1,0 +1,90 @@
+"""The latency-budgeted allocation: search widths on the latency model, measure, recalibrate, search again.
+
+The latency model (a profiled lookup table, or a shipped profile) is first anchored to the original
+model's measured latency. Each candidate is then measured on the target; when a measurement misses the
+budget, the model's correction factor is multiplied by measured/predicted and the search runs again, so
+predictions converge on what the runtime really does (the closed loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeprune.errors import BudgetUnreachableError
+from edgeprune.latency.predictor import LatencyModel
+from edgeprune.loop.base import Candidate
+from edgeprune.prune.groups import ChannelGroup
+from edgeprune.prune.search import latency_budgeted_widths
+
+log = logging.getLogger(__name__)
+
+
+class _Corrected:
+    """A latency model multiplied by a correction factor learned from measurements."""
+
+    def __init__(self, model: LatencyModel, factor: float) -> None:
+        self.model, self.factor = model, factor
+
+    def predict(self, widths: Mapping[str, int]) -> float:
+        return self.factor * self.model.predict(widths)
+
+    def breakdown(self, widths: Mapping[str, int]) -> dict[str, float]:
+        return {k: self.factor * v for k, v in self.model.breakdown(widths).items()}
+
+
+class LatencySearch:
+    """Greedy importance-per-millisecond search on a latency model, corrected by measurements."""
+
+    name = "latency-budgeted-search"
+
+    def __init__(self, groups: Sequence[ChannelGroup], scores: Mapping[str, np.ndarray], latency: LatencyModel,
+                 alignment: int, globally_comparable: bool, measure_floor: Callable[[dict[str, list[int]]], float],
+                 floor_hint: str, latency_source: str) -> None:
+        self.groups, self.scores, self.latency = list(groups), scores, latency
+        self.alignment, self.globally_comparable = alignment, globally_comparable
+        self.measure_floor, self.floor_hint, self.latency_source = measure_floor, floor_hint, latency_source
+        self.correction = 1.0
+        self.target_ms = 0.0
+        self.budget_ms = 0.0
+        self.history: list[dict[str, float]] = []
+
+    def _search(self) -> Candidate:
+        result = latency_budgeted_widths(self.groups, self.scores, _Corrected(self.latency, self.correction),
+                                         self.target_ms, self.alignment, self.globally_comparable)
+        if not result.feasible:
+            smallest = {g.name: list(range(min(g.width, max(1, self.alignment)))) for g in self.groups}
+            floor_ms = self.measure_floor(smallest)
+            if floor_ms > self.target_ms:
+                raise BudgetUnreachableError(self.budget_ms, floor_ms, self.floor_hint)
+            # The model is pessimistic for small widths: re-anchor on the measured floor and search again.
+            self.correction *= floor_ms / max(result.predicted_ms, 1e-9)
+            result = latency_budgeted_widths(self.groups, self.scores, _Corrected(self.latency, self.correction),
+                                             self.target_ms, self.alignment, self.globally_comparable)
+        log.info("latency search: %d steps, predicted %.3f ms (correction x%.3f)", result.steps,
+                 result.predicted_ms, self.correction)
+        return Candidate(dict(result.keep), {"predicted_ms": result.predicted_ms, "correction": self.correction})
+
+    def first(self, baseline_ms: float, budget_ms: float, target_ms: float) -> Candidate:
+        self.budget_ms, self.target_ms = budget_ms, target_ms
+        if baseline_ms <= target_ms:
+            return Candidate({}, {"predicted_ms": baseline_ms}, baseline_ms)
+        full = {g.name: g.width for g in self.groups}
+        self.correction = baseline_ms / max(self.latency.predict(full), 1e-9)  # anchor on the measured original
+        return self._search()
+
+    def after_miss(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
+        predicted = float(candidate.info.get("predicted_ms", measured_ms))
+        self.history.append({"predicted_ms": predicted, "measured_ms": measured_ms})
+        self.correction *= measured_ms / max(predicted, 1e-9)
+        log.info("measured %.3f ms vs predicted %.3f ms: recalibrating (x%.3f) and searching again",
+                 measured_ms, predicted, measured_ms / max(predicted, 1e-9))
+        return self._search()
+
+    def method(self) -> dict[str, Any]:
+        return {"allocation": self.name, "latency_model": self.latency_source,
+                "globally_comparable_scores": self.globally_comparable, "final_correction": self.correction}
+

@@ -1,0 +1,89 @@
+"""Assemble the fit report (report.json's content) from the facts a run collected."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeprune._version import __version__
+from edgeprune.latency.timers import ArtifactTimer
+from edgeprune.latency.timing import LatencyStats
+from edgeprune.prune.groups import ChannelGroup
+from edgeprune.report.environment import machine_info, package_versions
+from edgeprune.report.fit_result import REPORT_SCHEMA
+from edgeprune.target import Target
+
+
+@dataclass
+class ModelSide:
+    """One side of the comparison (original or pruned): its measured latency, accuracy and size."""
+
+    stats: LatencyStats
+    top1: float | None
+    macs: int
+    params: int
+
+
+def latency_entry(stats: LatencyStats, timer: ArtifactTimer, target: Target) -> dict[str, Any]:
+    """A latency figure with everything needed to interpret it."""
+    return {**stats.to_dict(), "measured": True, "source": timer.source, "machine": timer.machine().get("cpu"),
+            "backend": target.runtime, "runtime_version": timer.runtime_version(), "device": target.device,
+            "threads": target.threads, "precision": target.precision}
+
+
+def build_fit_report(
+    *,
+    out_dir: Path,
+    files: list[str],
+    model: dict[str, Any],
+    target: Target,
+    timer: ArtifactTimer,
+    budget_ms: float,
+    budget_spec: str,
+    baseline: ModelSide,
+    final: ModelSide,
+    method: dict[str, Any],
+    artifact: dict[str, Any],
+    evaluation: dict[str, Any],
+    parity: dict[str, Any],
+    calibration: dict[str, Any],
+    finetune: dict[str, Any],
+    rounds: list[dict[str, Any]],
+    exports: int,
+    groups: list[dict[str, Any]],
+    frozen: list[ChannelGroup],
+    timings_s: dict[str, float],
+) -> dict[str, Any]:
+    """report.json's content (schema ``edgeprune.fit-report/1``)."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "edgeprune_version": __version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "budget met",
+        "out_dir": str(out_dir),
+        "model": model,
+        "target": asdict(target),
+        "budget_ms": budget_ms,
+        "budget_spec": budget_spec,
+        "baseline": {"latency": latency_entry(baseline.stats, timer, target), "top1": baseline.top1,
+                     "macs": baseline.macs, "params": baseline.params},
+        "final": {"latency": latency_entry(final.stats, timer, target), "top1": final.top1,
+                  "macs": final.macs, "params": final.params},
+        "speedup_measured": baseline.stats.median_ms / final.stats.median_ms,
+        "mac_reduction": baseline.macs / max(final.macs, 1),
+        "method": method,
+        "artifact": artifact,
+        "evaluation": evaluation,
+        "parity": parity,
+        "calibration": calibration,
+        "finetune": finetune,
+        "search": {"rounds": rounds, "exports": exports},
+        "groups": groups,
+        "frozen_groups": [{"name": g.name, "width": g.width, "reason": g.frozen_reason} for g in frozen],
+        "files": {n: str(out_dir / n) for n in files},
+        "environment": {"machine": machine_info(), "versions": package_versions(),
+                        "measured_on": {"source": timer.source, "machine": timer.machine()}},
+        "timings_s": timings_s,
+    }
