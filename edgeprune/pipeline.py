@@ -39,6 +39,7 @@ from edgeprune.prune.graph import ModelGraph, count_macs_and_params
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.importance import ScoringContext, get_importance
 from edgeprune.prune.plan import SlimPlan, module_shapes
+from edgeprune.prune.reconstruct import reconstruct_consumers
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.latency.profile_model import build_lookup_model, default_table_dir, table_context
 from edgeprune.latency.table import LatencyTable
@@ -133,6 +134,7 @@ class _Run:
         self.frozen: list[ChannelGroup] = []
         self.scores: dict[str, np.ndarray] = {}
         self.finetune_seconds = 0.0
+        self.reconstruction: dict[str, Any] | None = None
 
     # -- stages -----------------------------------------------------------------------------------
     def execute(self) -> FitResult:
@@ -229,10 +231,28 @@ class _Run:
         if not keep:
             return self.model
         slim = slim_copy(self.model, self.example, keep, self.config.frozen_modules)
-        if self.config.bn_recalibrate:
+        if self._reconstructs():
+            with self.clock("recover"):
+                errors = reconstruct_consumers(self.model, slim, self.example, self.inputs.calibration, keep,
+                                               self.groups, seed=self.config.seed)
+            if errors:
+                before = float(np.mean([e.error_before for e in errors.values()]))
+                after = float(np.mean([e.error_after for e in errors.values()]))
+                log.info("least-squares reconstruction of %d layers: relative output error %.3f → %.3f",
+                         len(errors), before, after)
+                self.reconstruction = {"layers": len(errors), "mean_error_before": before, "mean_error_after": after}
+        if self._recalibrates_bn():
             with self.clock("recover"):
                 recalibrate_batchnorm(slim, self.inputs.calibration)
         return self._finetune(slim)
+
+    def _recalibrates_bn(self) -> bool:
+        wanted = self.config.bn_recalibrate
+        return not self._reconstructs() if wanted is None else wanted
+
+    def _reconstructs(self) -> bool:
+        wanted = self.config.reconstruct
+        return self.importance.name == "lasso" if wanted is None else wanted
 
     def _finetune(self, model: nn.Module) -> nn.Module:
         epochs = self.config.finetune_epochs
@@ -300,7 +320,8 @@ class _Run:
             parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(self.inputs.calibration)),
                     "reference": "pruned PyTorch model"},
             calibration={"images": len(self.inputs.calibration), "source": self.inputs.calibration_source,
-                         "bn_recalibrated": self.config.bn_recalibrate and pruned},
+                         "bn_recalibrated": self._recalibrates_bn() and pruned,
+                         "reconstruction": self.reconstruction if pruned else None},
             finetune={"epochs": self.config.finetune_epochs if pruned else 0,
                       "images": 0 if self.inputs.train_set is None else len(self.inputs.train_set),
                       "seconds": self.finetune_seconds},

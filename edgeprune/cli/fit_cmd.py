@@ -35,8 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
     p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
-    p.add_argument("--no-bn-recalibrate", dest="bn_recalibrate", action="store_false",
-                   help="keep the original batch-norm statistics after pruning")
+    p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="re-estimate batch-norm statistics after pruning (default: on unless --reconstruct)")
+    p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
+                   help="refit layers consuming pruned channels by least squares (default: on for lasso)")
     p.add_argument("--eval-images", type=positive_int, help="evaluate on at most this many images")
     p.add_argument("--mean", type=float_list, help="input normalisation mean per channel, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", type=float_list, help="input normalisation std per channel")
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate,
+        reconstruct=args.reconstruct,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),

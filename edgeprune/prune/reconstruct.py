@@ -23,7 +23,11 @@ Details and deviations:
 * The refit is kept only if it lowers the sampled relative error; the before/after errors are returned.
 * Layers that the sampler does not support (grouped/depthwise convolutions), that run more than once per
   forward pass, or whose forward is not a plain conv/affine map are skipped with a log message.
-* Works for any selection criterion: only the kept channels (``keep``) matter.
+* Works for any selection criterion: only the kept channels (``keep``) matter. Only weights change, so
+  the slim model's structure, and hence its latency, is untouched.
+* Cost: one pass of the original model, then per refitted layer one pass of the slim model over the
+  calibration images, stopped right after that layer (about 2.6 s for the 55 layers of a ResNet-56 at
+  50% channels with 64 32x32 images on 2 CPU cores; it grows linearly with the number of images).
 """
 
 from __future__ import annotations

@@ -32,11 +32,18 @@ Implementation notes and deviations (documented on purpose):
   exactly ``c'`` (several channels leave at once), the fit with the fewest non-zeros above ``c'`` is
   truncated to its ``c'`` largest ``beta`` (ties by the channel's energy ``G_cc``).
 * Scores: channel ``c`` scores the largest alpha at which it is still selected (its survival along the
-  LASSO path; the path from :func:`sklearn.linear_model.lasso_path` on a log grid, ties within one grid
-  step resolved by bisection), divided by ``alpha_max``. Keeping the top ``k`` scores therefore keeps the
+  LASSO path, divided by ``alpha_max``). The path is a warm-started sequence of fits on a log grid of
+  alphas (what :func:`sklearn.linear_model.lasso_path` computes, but stopped as soon as every channel is
+  in or the active ones reproduce the group's contribution to a relative squared error of 1e-6, because
+  coordinate descent crawls at tiny alphas on near-singular Grams); channels entering within one grid
+  step are ordered by recursive bisection of that step; channels that never enter score below all
+  others, by energy ``G_cc`` (0 for dead channels). Keeping the top ``k`` scores therefore keeps the
   channels the LASSO keeps at width ``k`` whenever the path is nested (channels only leave as alpha grows,
   the usual case); with strongly correlated channels a LASSO path may drop a channel and re-admit it, and
   then the two can differ — :meth:`LassoImportance.lasso_select` is the exact He et al. selection.
+* Each group's LASSO is solved on the original network with the other groups' channels intact (scores
+  are computed once, before the width search); He et al. prune layer by layer on the progressively
+  pruned network. The least-squares refit does use the pruned network's inputs.
 * Groups with no supported consumer (only depthwise/grouped convolutions, a Linear behind a flatten of a
   spatial map that the group's indices cannot express, or layers whose recording fails its consistency
   check) fall back to L1 filter norms; their names are listed in :attr:`LassoImportance.fallbacks`.
@@ -54,7 +61,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import Lasso, lasso_path
+from sklearn.linear_model import Lasso
 from torch import nn
 
 from edgeprune.prune.activations import (
@@ -69,9 +76,13 @@ from edgeprune.prune.importance.l1 import L1Importance
 
 log = logging.getLogger(__name__)
 
-_TOL = 1e-10
+_TOL = 1e-8
 _MAX_ITER = 100_000
 _ALPHA_FLOOR = 1e-6  # smallest alpha tried, relative to alpha_max
+_MIN_ALPHAS = 100  # grid points of the path (at least; two per channel)
+_SPLIT_DEPTH = 20
+_PATH_MAX_ITER = 5_000  # coordinate-descent sweeps per path point (warm-started, so rarely reached)
+_PATH_STOP_LOSS = 1e-6  # the path stops once the active channels leave this relative squared error
 
 
 def group_consumers(group: ChannelGroup, model: nn.Module) -> list[GroupMember]:
@@ -115,6 +126,7 @@ class LassoProblem:
     consumers: tuple[str, ...]
     _x: np.ndarray = field(init=False, repr=False)
     _y: np.ndarray = field(init=False, repr=False)
+    _xtx: np.ndarray = field(init=False, repr=False)
     _survival: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +134,7 @@ class LassoProblem:
         eigval, eigvec = np.linalg.eigh(gram)
         self._x = np.sqrt(np.clip(eigval, 0.0, None))[:, None] * eigvec.T  # X^T X = G
         self._y = self._x.sum(axis=1)  # X^T y = G 1
+        self._xtx = self._x.T @ self._x
         self.gram = gram
 
     @property
@@ -134,13 +147,16 @@ class LassoProblem:
         """Smallest alpha at which every coefficient is zero."""
         return float(max(self.gram.sum(axis=1).max(), 0.0) / self.width)
 
-    def solve(self, alpha: float) -> np.ndarray:
-        """The non-negative LASSO coefficients at ``alpha``."""
+    def solve(self, alpha: float, init: np.ndarray | None = None, max_iter: int = _MAX_ITER) -> np.ndarray:
+        """The non-negative LASSO coefficients at ``alpha`` (coordinate descent warm-started from ``init``)."""
+        estimator = Lasso(alpha=alpha, fit_intercept=False, positive=True, precompute=self._xtx, tol=_TOL,
+                          max_iter=max_iter, warm_start=init is not None)
+        if init is not None:
+            estimator.coef_ = np.array(init, dtype=np.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            fit = Lasso(alpha=alpha, fit_intercept=False, positive=True, precompute=True, tol=_TOL,
-                        max_iter=_MAX_ITER).fit(self._x, self._y)
-        return np.asarray(fit.coef_, dtype=np.float64)
+            estimator.fit(self._x, self._y)
+        return np.asarray(estimator.coef_, dtype=np.float64)
 
     def _ranked(self, beta: np.ndarray) -> list[int]:
         # largest coefficient first; ties (e.g. zeros) by the channel's energy, then index
@@ -161,12 +177,12 @@ class LassoProblem:
         best, best_count = beta_lo, int(np.count_nonzero(beta_lo > 0))
         for _ in range(80):
             mid = 0.5 * (lo + hi)
-            beta = self.solve(math.exp(mid))
+            beta = self.solve(math.exp(mid), init=beta_lo)
             count = int(np.count_nonzero(beta > 0))
             if count == k:
                 return sorted(int(c) for c in np.flatnonzero(beta > 0))
             if count > k:
-                lo = mid
+                lo, beta_lo = mid, beta
                 if count < best_count:
                     best, best_count = beta, count
             else:
@@ -176,36 +192,37 @@ class LassoProblem:
         log.debug("no alpha keeps exactly %d of %d channels; truncating a fit with %d", k, p, best_count)
         return sorted(self._ranked(best)[:k])
 
-    def survival(self, n_alphas: int = 100, refine_steps: int = 16) -> np.ndarray:
-        """Per channel: the largest alpha (relative to ``alpha_max``) at which it is still selected."""
+    def survival(self) -> np.ndarray:
+        """Per channel: the largest alpha (relative to ``alpha_max``) at which it is still selected.
+
+        The path is computed on a log grid of alphas; channels that enter within the same grid step are
+        told apart by splitting the step at its geometric midpoint (one fit tells every tied channel which
+        half it enters in), recursively, to a relative resolution of about ``2**-_SPLIT_DEPTH`` of a step.
+        Each channel scores an alpha at which it is active. The path stops once the active channels
+        reproduce the group's contribution to a relative squared error of ``_PATH_STOP_LOSS`` (the
+        remaining channels are redundant: coordinate descent crawls there on near-singular Grams); channels
+        that never entered score below all others, ordered by their energy ``G_cc``.
+        """
         if self._survival is not None:
             return self._survival
         amax = self.alpha_max
-        grid = np.geomspace(amax, amax * _ALPHA_FLOOR, n_alphas)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            alphas, coefs, _ = lasso_path(self._x, self._y, alphas=grid, positive=True, tol=_TOL,
-                                          max_iter=_MAX_ITER)
-        active = coefs > 0  # (p, n_alphas), alphas descending
-        first = np.where(active.any(axis=1), active.argmax(axis=1), -1)
+        alphas = np.geomspace(amax, amax * _ALPHA_FLOOR, max(_MIN_ALPHAS, 2 * self.width))
+        first = np.full(self.width, -1)
+        coefs = np.zeros((self.width, len(alphas)))
+        total = float(self.gram.sum())
+        for i in range(1, len(alphas)):  # descending alphas, warm-started
+            beta = coefs[:, i] = self.solve(alphas[i], init=coefs[:, i - 1], max_iter=_PATH_MAX_ITER)
+            first[(beta > 0) & (first < 0)] = i
+            residual = float((1 - beta) @ self.gram @ (1 - beta)) / total
+            if (first >= 0).all() or residual <= _PATH_STOP_LOSS:
+                break
         scores = np.zeros(self.width, dtype=np.float64)
-        for c in range(self.width):
-            if first[c] >= 0:
-                scores[c] = alphas[first[c]]
-        # channels entering within the same grid step: find each one's own entry alpha by bisection
+        for c in np.flatnonzero(first >= 0):
+            scores[c] = alphas[first[c]]
         for i in np.unique(first[first > 0]):
             tied = np.flatnonzero(first == i)
-            if len(tied) < 2:
-                continue
-            for c in tied:
-                lo, hi = math.log(alphas[i]), math.log(alphas[i - 1])  # active at lo, not at hi
-                for _ in range(refine_steps):
-                    mid = 0.5 * (lo + hi)
-                    if self.solve(math.exp(mid))[c] > 0:
-                        lo = mid
-                    else:
-                        hi = mid
-                scores[c] = math.exp(lo)
+            if len(tied) > 1:
+                self._split(tied, math.log(alphas[i]), math.log(alphas[i - 1]), coefs[:, i], scores, _SPLIT_DEPTH)
         never = first < 0
         if never.any():
             energy = np.diag(self.gram)
@@ -213,6 +230,19 @@ class LassoProblem:
             scores[never] = 0.5 * alphas[-1] * energy[never] / scale  # below every selected channel
         self._survival = scores / amax
         return self._survival
+
+    def _split(self, tied: np.ndarray, lo: float, hi: float, beta_lo: np.ndarray, scores: np.ndarray,
+               depth: int) -> None:
+        """Order ``tied`` channels (active at ``exp(lo)``, inactive at ``exp(hi)``) by their entry alpha."""
+        scores[tied] = math.exp(lo)
+        if len(tied) < 2 or depth == 0:
+            return
+        mid = 0.5 * (lo + hi)
+        beta = self.solve(math.exp(mid), init=beta_lo, max_iter=_PATH_MAX_ITER)
+        on = tied[beta[tied] > 0]
+        off = tied[beta[tied] <= 0]
+        self._split(on, mid, hi, beta, scores, depth - 1)
+        self._split(off, lo, mid, beta_lo, scores, depth - 1)
 
 
 def lasso_problem_from_grams(group: ChannelGroup, model: nn.Module, grams: Mapping[str, LayerGram]
@@ -299,7 +329,7 @@ class LassoImportance:
         return self._problems[group.name]
 
     def score(self, group: ChannelGroup, ctx: ScoringContext) -> np.ndarray:
-        """Survival of each channel along the LASSO path, in (0, 1]; L1 norms for fallback groups."""
+        """Survival of each channel along the LASSO path, in [0, 1]; L1 norms for fallback groups."""
         problem = self.problem(group, ctx)
         if problem is None:
             return L1Importance().score(group, ctx)
@@ -315,7 +345,15 @@ class LassoImportance:
 
 
 def lasso_select(group: ChannelGroup, width: int, ctx: ScoringContext) -> list[int]:
-    """He et al.'s LASSO selection of ``width`` channels of ``group`` (a one-off; see :class:`LassoImportance`)."""
-    criterion = LassoImportance()
-    criterion.prepare(ctx)
-    return criterion.lasso_select(group, width, ctx)
+    """He et al.'s LASSO selection of ``width`` channels of ``group`` (sorted indices), standalone.
+
+    Makes a calibration pass over the group's own consumers only; falls back to the top L1 channels when
+    the group has no supported consumer. Within a run, prefer :meth:`LassoImportance.lasso_select`.
+    """
+    if ctx.calibration is None or len(ctx.calibration) == 0:
+        raise ValueError("LASSO channel selection needs calibration images")
+    problem = build_lasso_problem(group, ctx.model, ctx.calibration)
+    if problem is None:
+        scores = L1Importance().score(group, ctx)
+        return sorted(int(i) for i in np.argsort(-scores, kind="stable")[:width])
+    return problem.select(width)
