@@ -2,12 +2,15 @@
 
     python tools/bench/latency_fidelity.py                       # everything (about an hour on 2 cores)
     python tools/bench/latency_fidelity.py --models cifar-resnet56 --backends cpu --configs 20
+    taskset -c 0 python tools/bench/latency_fidelity.py --models cifar-resnet56 --part r56 &   # two parts in
+    taskset -c 1 python tools/bench/latency_fidelity.py --models torchvision:mobilenet_v2 --part mnv2   # parallel
+    python tools/bench/latency_fidelity.py --render-only
 
 For each model and local backend (target cpu = ONNX Runtime, cpu-openvino, cpu-tflite; 1 thread each):
 profile the model (kernel probes + calibration, timed), draw N random channel configurations (seeded,
 not the calibration's), predict each with the lookup model, export and measure it on the runtime, and
 report the share within ±10% and the median absolute error. Results go to docs/benchmarks.md (section
-"Latency-model fidelity"), docs/figures/latency_fidelity.png and docs/figures/latency_fidelity.json.
+"Latency-model fidelity"), docs/figures/latency_fidelity.png and docs/figures/latency_fidelity-<part>.json.
 Goal (issue 3): >= 95% within ±10% and median error <= 3% on every backend.
 """
 
@@ -148,15 +151,21 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--table-dir", type=Path, default=Path(tempfile.gettempdir()) / "edgeprune-fidelity-tables")
+    parser.add_argument("--part", default="all",
+                        help="name of this run's results file (parallel runs pinned to separate cores use different parts)")
+    parser.add_argument("--render-only", action="store_true", help="merge the saved parts into the docs and plot")
     args = parser.parse_args()
-    out_json = REPO / "docs" / "figures" / "latency_fidelity.json"
-    previous = json.loads(out_json.read_text()) if out_json.exists() else []
-    results = [r for r in previous if not (r["model"] in args.models and r["target"] in args.backends)]
-    for model in args.models:
-        for target in args.backends:
-            results.append(run_one(model, target, args.configs, args.seed, args.table_dir))
-            out_json.parent.mkdir(parents=True, exist_ok=True)
-            out_json.write_text(json.dumps(results, indent=1))
+    figures = REPO / "docs" / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    if not args.render_only:
+        out_json = figures / f"latency_fidelity-{args.part}.json"
+        previous = json.loads(out_json.read_text()) if out_json.exists() else []
+        done = [r for r in previous if not (r["model"] in args.models and r["target"] in args.backends)]
+        for model in args.models:
+            for target in args.backends:
+                done.append(run_one(model, target, args.configs, args.seed, args.table_dir))
+                out_json.write_text(json.dumps(done, indent=1))
+    results = [r for part in sorted(figures.glob("latency_fidelity-*.json")) for r in json.loads(part.read_text())]
     results.sort(key=lambda r: (list(MODELS).index(r["model"]), TARGETS.index(r["target"])))
     plot(results, REPO / "docs" / "figures" / "latency_fidelity.png")
     write_markdown(results, REPO / "docs" / "benchmarks.md")
