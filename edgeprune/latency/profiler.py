@@ -38,7 +38,7 @@ from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMING = TimingSpec(warmup_runs=5, min_runs=30, min_seconds=0.15, max_cv=0.25, retries=1)
+PROBE_TIMING = TimingSpec(warmup_runs=5, min_runs=30, min_seconds=0.15, max_cv=0.25, retries=1, warn_noisy=False)
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -112,15 +112,20 @@ def measure_probes(
     spec: TimingSpec = PROBE_TIMING,
 ) -> int:
     """Time each probe and save the table after every one (so an interruption loses at most one)."""
+    noisy = 0
     for done, (key, cin, cout) in enumerate(todo, 1):
         artifact = _probe_artifact(backend, target, key, cin, cout, work)
         stats = timer.time(artifact, spec)
+        noisy += int(stats.noisy)
         table.put(key, cin, cout, stats.median_ms)
         table.save()
         for leftover in artifact.path.parent.glob(artifact.path.stem + "*"):
             leftover.unlink(missing_ok=True)
         if progress:
             progress(done, len(todo), key.split("|")[0])
+    if noisy:
+        log.warning("%d of %d kernel timings stayed noisy (CV above %.0f%%); their medians are used, but "
+                    "another process using the CPU makes the table less accurate", noisy, len(todo), 100 * spec.max_cv)
     return len(todo)
 
 

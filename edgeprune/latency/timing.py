@@ -29,6 +29,8 @@ class TimingSpec:
     min_seconds: float = 1.0
     max_cv: float = 0.15
     retries: int = 2
+    #: warn about a measurement that stays noisy; the profiler turns this off and warns once per profile
+    warn_noisy: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,11 @@ def measure_latency(call: Callable[[], object], spec: TimingSpec | None = None) 
     attempt = 0
     while best.noisy and attempt < spec.retries:
         attempt += 1
-        log.info("timing was noisy (CV %.1f%%); measuring again (%d/%d)", best.cv * 100, attempt, spec.retries)
+        log.debug("timing was noisy (CV %.1f%%); measuring again (%d/%d)", best.cv * 100, attempt, spec.retries)
         again = _summarise(_one_pass(call, spec), spec.max_cv)
         if again.cv < best.cv:
             best = again
-    if best.noisy:
+    if best.noisy and spec.warn_noisy:
         log.warning(
             "latency measurement stayed noisy (CV %.1f%% > %.0f%%): is another process using the CPU?",
             best.cv * 100,
