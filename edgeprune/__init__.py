@@ -3,8 +3,8 @@
 Public API::
 
     import edgeprune
-    result = edgeprune.fit("demo", target="cpu", budget="1ms")
-    print(result.final_latency_ms, result.accuracy_after)
+    result = edgeprune.fit("demo", target="cpu", budget="60%")
+    result.final_latency_ms, result.accuracy_before, result.accuracy_after   # measured on the target
 """
 
 from edgeprune._version import __version__

@@ -98,11 +98,6 @@ def fit(config: FitConfig) -> FitResult:
     budget = Budget.parse(config.budget)
     _check_config(config)
     target = load_target(config.target)
-    if target.latency_source == "predicted-profile" and not config.device:
-        raise InputError(
-            f"target '{target.name}' cannot be measured from this machine and fit ships only measured latencies "
-            "in this version; run 'edgeprune agent' on the device and pass --device URL, or use a local target"
-        )
     backend = get_backend(target)
     timer = make_timer(backend, target, config.device, config.device_token)
     importance = get_importance(config.importance)

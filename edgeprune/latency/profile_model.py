@@ -142,11 +142,6 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
         raise InputError(f"--calibration-samples must be at least 2, got {config.calibration_samples}")
     start = time.perf_counter()
     target = load_target(config.target)
-    if target.latency_source == "predicted-profile" and not config.device:
-        raise InputError(
-            f"target '{target.name}' is a device edgeprune cannot reach from here; its latencies come from a "
-            "shipped profile. Run 'edgeprune agent' on the device and pass --device URL to measure it"
-        )
     backend = get_backend(target)
     timer = make_timer(backend, target, config.device, config.device_token)
     bundle = build_architecture(config.model, config.num_classes)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeprune.backends.base import Artifact, Backend
+from edgeprune.errors import InputError
 from edgeprune.latency.timing import LatencyStats, TimingSpec
 from edgeprune.report.environment import machine_info
 from edgeprune.target import Target
@@ -85,7 +86,17 @@ class AgentTimer:
 
 
 def make_timer(backend: Backend, target: Target, device_url: str | None, device_token: str | None) -> ArtifactTimer:
-    """An agent timer when ``device_url`` is given, else the local one."""
+    """An agent timer when ``device_url`` is given, else the local one.
+
+    A target whose latencies can only be predicted from here (``latency_source = "predicted-profile"``)
+    needs an agent: measuring it on this machine would report another device's latency as its own.
+    """
     if device_url:
         return AgentTimer(device_url, device_token, target)
+    if target.latency_source == "predicted-profile":
+        raise InputError(
+            f"target '{target.name}' is a device edgeprune cannot reach from here (its latencies would only be "
+            "predicted from a shipped profile); run 'edgeprune agent' on the device and pass --device URL to "
+            "measure it, or use a local target"
+        )
     return LocalTimer(backend, target)
