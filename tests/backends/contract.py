@@ -16,6 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+from model_helpers import randomise_bn
+
 from edgeprune.backends import get_backend
 from edgeprune.backends.base import ARTIFACT_FORMATS, Artifact
 from edgeprune.latency.timing import TimingSpec
@@ -51,31 +53,18 @@ class TinyInvertedResidual(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm affine parameters and running statistics, so parity is tested on realistic
-    activations (fresh BN layers are identities at eval)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-    return model.eval()
 
 
 def _residual() -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
-    return randomise_bn(CifarResNet(8), 1), torch.randn(1, 3, 32, 32)
+    return randomise_bn(CifarResNet(8), 1).eval(), torch.randn(1, 3, 32, 32)
 
 
 def _inverted_residual() -> tuple[nn.Module, torch.Tensor]:
     # 48x48 (~7 M MACs, ~0.2 ms): at 24x24 OpenVINO's fixed per-call overhead in Python (~50 us) was more
     # than half of the median, which put the profile-vs-median check (factor 3) at a ratio of ~2.5
     torch.manual_seed(0)
-    return randomise_bn(TinyInvertedResidual(), 2), torch.randn(1, 3, 48, 48)
+    return randomise_bn(TinyInvertedResidual(), 2).eval(), torch.randn(1, 3, 48, 48)
 
 
 MODELS: dict[str, Callable[[], tuple[nn.Module, torch.Tensor]]] = {

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_helpers import randomise_bn
+
 
 class ProjBlock(nn.Module):
     """Residual block with a 1x1 projection shortcut (so the residual stream is prunable)."""
@@ -43,17 +45,6 @@ class TinyResNet(nn.Module):
         return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def randomise_bn(model: nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial affine parameters and running statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
 
 
 @pytest.fixture

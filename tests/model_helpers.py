@@ -1,0 +1,21 @@
+"""Helpers shared by the test packages (importable because pytest puts tests/ on sys.path for conftest.py)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial affine parameters and running statistics (fresh BN layers are
+    identities at eval, which would hide parity and surgery errors). Returns the model."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    return model
