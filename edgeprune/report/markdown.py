@@ -1,8 +1,20 @@
-"""Render a fit report (the ``report.json`` dictionary) as Markdown for people."""
+"""Render a fit report (the ``report.json`` dictionary) as Markdown for people.
+
+Only the core of a report is required (``target``, ``baseline``, ``final`` with their ``latency``, and
+``budget_ms``); every other section is rendered when present and left out otherwise, so reports written
+by older versions still render. Where latencies were predicted rather than measured, the report says
+"PREDICTED, not measured" next to every latency figure.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
+
+from edgeprune.report import markdown_sections as sections
+
+#: plot file → alt text, in the order they appear
+_PLOTS = {"accuracy_vs_latency.png": "accuracy vs latency"}
 
 
 def _pct(value: float | None) -> str:
@@ -10,68 +22,147 @@ def _pct(value: float | None) -> str:
 
 
 def _ms(stats: dict[str, Any]) -> str:
-    return f"{stats['median_ms']:.3f} ms (p90 {stats['p90_ms']:.3f}, CV {100 * stats['cv']:.1f}%, {stats['runs']} runs)"
+    """A latency summary; a prediction (no runs) shows only its value."""
+    median = stats.get("median_ms")
+    if median is None:
+        return "—"
+    if not stats.get("runs"):
+        return f"{median:.3f} ms"
+    extra = []
+    if stats.get("p90_ms") is not None:
+        extra.append(f"p90 {stats['p90_ms']:.3f}")
+    if stats.get("cv") is not None:
+        extra.append(f"CV {100 * stats['cv']:.1f}%")
+    extra.append(f"{stats['runs']} runs")
+    noisy = ", **noisy**" if stats.get("noisy") else ""
+    return f"{median:.3f} ms ({', '.join(extra)}{noisy})"
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """A readable summary: outcome, latency, accuracy, size, widths, search rounds, environment."""
-    target, base, final = report["target"], report["baseline"], report["final"]
-    lat_note = (
-        f"{final['latency']['source'].replace('-', ' ')} with {target['runtime']} {final['latency']['runtime_version']} on "
-        f"{final['latency']['machine']}, {target['threads']} thread(s), {target['precision']}"
-    )
-    lines = [
-        f"# edgeprune report: {report['model']['spec']} on target `{target['name']}`",
+def latency_provenance(report: dict[str, Any]) -> str:
+    """One sentence saying where the latencies come from: measured here, measured on the device through an
+    agent, or PREDICTED from a shipped profile (and then plainly not measured)."""
+    target = report.get("target") or {}
+    lat = (report.get("final") or {}).get("latency") or {}
+    source = lat.get("source", "measured-local")
+    runtime = f"{target.get('runtime', lat.get('backend', 'the runtime'))} {lat.get('runtime_version', '')}".strip()
+    setup = f"{target.get('threads', lat.get('threads', '?'))} thread(s), {target.get('precision', lat.get('precision', '?'))}"
+    machine = lat.get("machine") or "unknown machine"
+    if source == "measured-local":
+        return (f"**Latencies were measured on the target** (this machine, {machine}) with {runtime}, {setup}: "
+                "median of one inference at batch size 1.")
+    if source == "measured-agent":
+        return (f"**Latencies were measured on the target device through an edgeprune agent** ({machine}) with "
+                f"{runtime}, {setup}: median of one inference at batch size 1.")
+    if source == "predicted-profile":
+        profile = target.get("profile") or "the target's profile"
+        return (f"**Latencies are PREDICTED, not measured**: they come from the shipped profile `{profile}` "
+                f"({machine}) for {runtime}, {setup}; nothing was timed on the device. Run `edgeprune agent` on "
+                "the device and pass `--device URL` to measure them.")
+    return f"**Latency source: {source}** ({runtime}, {setup}, {machine})."
+
+
+def _headline(report: dict[str, Any]) -> list[str]:
+    target, base, final = report.get("target") or {}, report["baseline"], report["final"]
+    predicted = final["latency"].get("source") == "predicted-profile"
+    verb = "is predicted to run" if predicted else "runs"
+    status = str(report.get("status", "budget met"))
+    speedup = report.get("speedup_measured")
+    if speedup is None and final["latency"].get("median_ms"):
+        speedup = base["latency"]["median_ms"] / final["latency"]["median_ms"]
+    budget = f"Budget {report['budget_ms']:.3f} ms" + (f" ({report['budget_spec']})" if report.get("budget_spec") else "")
+    model = (report.get("model") or {}).get("spec", "model")
+    return [
+        f"# edgeprune report: {model} on target `{target.get('name', '?')}`",
         "",
-        f"**Budget {report['budget_ms']:.3f} ms — met.** The exported model runs in "
-        f"**{final['latency']['median_ms']:.3f} ms** (median), {report['speedup_measured']:.2f}x faster than the "
-        f"original's {base['latency']['median_ms']:.3f} ms. Latencies are {lat_note}.",
+        f"**{budget}: {status}.** The exported model {verb} in **{final['latency']['median_ms']:.3f} ms** "
+        f"(median), {speedup:.2f}x faster than the original's {base['latency']['median_ms']:.3f} ms.",
         "",
-        "| | original | pruned |",
-        "|---|---|---|",
-        f"| latency (measured) | {_ms(base['latency'])} | {_ms(final['latency'])} |",
-        f"| top-1 accuracy | {_pct(base['top1'])} | {_pct(final['top1'])} |",
-        f"| MACs | {base['macs']:,} | {final['macs']:,} ({report['mac_reduction']:.2f}x fewer) |",
-        f"| parameters | {base['params']:,} | {final['params']:,} |",
-        "",
-        f"Accuracy: {report['evaluation']['images']} images of `{report['evaluation']['dataset']}`, computed by "
-        f"running each exported artifact ({report['artifact']['format']}) in {target['runtime']}. Top-1 agreement of "
-        f"pruned with original: {_pct(report['evaluation']['agreement_with_original'])}. Output parity of the artifact "
-        "with the "
-        f"pruned PyTorch model: max abs diff {report['parity']['max_abs_diff']:.2e}.",
-        "",
-        "## Method",
-        "",
-        f"Importance `{report['method']['importance']}`, allocation `{report['method']['allocation']}` "
-        f"(channel alignment {target['channel_alignment']}, search aimed {100 * report['method']['search_headroom']:.0f}% "
-        "under the budget). "
-        f"Batch-norm statistics re-estimated: {'yes' if report['calibration']['bn_recalibrated'] else 'no'} "
-        f"({report['calibration']['images']} calibration images from `{report['calibration']['source']}`). "
-        f"Fine-tuning: {report['finetune']['epochs']} epoch(s) on {report['finetune']['images']} images "
-        f"({report['finetune']['seconds']:.1f} s).",
-        "",
-        "| round | kind | channels kept | predicted ms | measured ms | within budget |",
-        "|---|---|---|---|---|---|",
-    ]
-    for i, r in enumerate(report["search"]["rounds"], 1):
-        ok = "yes" if r["meets_budget"] else "no"
-        predicted = f"{r['predicted_ms']:.3f}" if r.get("predicted_ms") is not None else "—"
-        lines.append(f"| {i} | {r['kind']} | {100 * r['channels_kept']:.1f}% | {predicted} | {r['median_ms']:.3f} | {ok} |")
-    lines += ["", "## Channel widths", "", "| group | before | after |", "|---|---|---|"]
-    for g in report["groups"]:
-        lines.append(f"| {g['name']} | {g['width_before']} | {g['width_after']} |")
-    if report["frozen_groups"]:
-        lines += ["", "Frozen (not pruned): " + "; ".join(f"`{g['name']}` ({g['reason']})" for g in report["frozen_groups"])]
-    lines += ["", "## Files", ""] + [f"- `{name}`: {path}" for name, path in report["files"].items()]
-    env = report["environment"]
-    lines += [
-        "",
-        "## Environment",
-        "",
-        f"- machine: {env['machine']['cpu']}, {env['machine']['logical_cores']} logical cores, "
-        f"governor {env['machine']['cpu_governor'] or 'unknown'}, {env['machine']['os']}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-        "- time per stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["timings_s"].items()),
+        latency_provenance(report),
         "",
     ]
-    return "\n".join(lines)
+
+
+def _summary_table(report: dict[str, Any]) -> list[str]:
+    base, final = report["baseline"], report["final"]
+    predicted = final["latency"].get("source") == "predicted-profile"
+    label = "latency (PREDICTED, not measured)" if predicted else "latency (measured)"
+    rows = [[label, _ms(base["latency"]), _ms(final["latency"])],
+            ["top-1 accuracy", _pct(base.get("top1")), _pct(final.get("top1"))]]
+    if base.get("macs") is not None and final.get("macs") is not None:
+        fewer = f" ({report['mac_reduction']:.2f}x fewer)" if report.get("mac_reduction") else ""
+        rows.append(["MACs", f"{base['macs']:,}", f"{final['macs']:,}{fewer}"])
+    if base.get("params") is not None and final.get("params") is not None:
+        rows.append(["parameters", f"{base['params']:,}", f"{final['params']:,}"])
+    return sections.table(["", "original", "pruned"], rows) + [""]
+
+
+def _evaluation(report: dict[str, Any]) -> list[str]:
+    ev, target = report.get("evaluation") or {}, report.get("target") or {}
+    parts = []
+    if ev:
+        fmt = (report.get("artifact") or {}).get("format", "artifact")
+        parts.append(f"Accuracy: {ev.get('images', '?')} images of `{ev.get('dataset', '?')}`, computed by running "
+                     f"each exported artifact ({fmt}) in {ev.get('runtime', target.get('runtime', 'the runtime'))}.")
+        if ev.get("agreement_with_original") is not None:
+            parts.append(f"Top-1 agreement of pruned with original: {_pct(ev['agreement_with_original'])}.")
+    parity = report.get("parity") or {}
+    if parity.get("max_abs_diff") is not None:
+        parts.append(f"Output parity of the artifact with the {parity.get('reference', 'pruned PyTorch model')}: "
+                     f"max abs diff {parity['max_abs_diff']:.2e}.")
+    return [" ".join(parts), ""] if parts else []
+
+
+def _plots(plots: Collection[str]) -> list[str]:
+    shown = [f"![{alt}]({name})" for name, alt in _PLOTS.items() if name in plots]
+    if not shown:
+        return []
+    return ["## Accuracy vs latency", ""] + shown + [""]
+
+
+def _method(report: dict[str, Any]) -> list[str]:
+    method, target = report.get("method") or {}, report.get("target") or {}
+    if not method:
+        return []
+    text = f"Importance `{method.get('importance', '?')}`, allocation `{method.get('allocation', '?')}`"
+    details = []
+    if target.get("channel_alignment") is not None:
+        details.append(f"channel alignment {target['channel_alignment']}")
+    if method.get("search_headroom") is not None:
+        details.append(f"search aimed {100 * method['search_headroom']:.0f}% under the budget")
+    if method.get("latency_model"):
+        details.append(f"latency model: {method['latency_model']}")
+    text += f" ({', '.join(details)})." if details else "."
+    calib, finetune = report.get("calibration") or {}, report.get("finetune") or {}
+    if calib:
+        text += (f" Batch-norm statistics re-estimated: {'yes' if calib.get('bn_recalibrated') else 'no'} "
+                 f"({calib.get('images', '?')} calibration images from `{calib.get('source', '?')}`).")
+        recon = calib.get("reconstruction")
+        if recon:
+            text += (f" Least-squares reconstruction of {recon.get('layers', '?')} layer(s): relative output error "
+                     f"{recon.get('mean_error_before', float('nan')):.3f} → {recon.get('mean_error_after', float('nan')):.3f}.")
+    if finetune:
+        text += (f" Fine-tuning: {finetune.get('epochs', 0)} epoch(s) on {finetune.get('images', 0)} images "
+                 f"({finetune.get('seconds', 0.0):.1f} s).")
+    return ["## Method", "", text, ""]
+
+
+def render_markdown(report: dict[str, Any], plots: Collection[str] = ()) -> str:
+    """A readable summary of a fit report.
+
+    Args:
+        report: report.json's content.
+        plots: file names of plots written beside report.md (``accuracy_vs_latency.png``,
+            ``layer_latency.png``); each one named here is embedded by a relative link.
+
+    Sections: outcome and where latencies come from, summary table, evaluation, plots, per-artifact
+    validation, method, search rounds (predicted vs measured), per-layer latency, channel widths, time per
+    stage, files, environment.
+
+    >>> "PREDICTED" in render_markdown(predicted_report)    # doctest: +SKIP
+    True
+    """
+    lines = _headline(report) + _summary_table(report) + _evaluation(report) + _plots(plots)
+    lines += sections.artifact_validation(report) + _method(report) + sections.search_rounds(report)
+    lines += sections.per_layer(report, tuple(plots)) + sections.channel_widths(report)
+    lines += sections.stage_times(report) + sections.files(report, tuple(plots)) + sections.environment(report)
+    return "\n".join(lines).rstrip("\n") + "\n"

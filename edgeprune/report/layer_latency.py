@@ -1,0 +1,203 @@
+"""Per-layer latency before and after pruning, for the report's ``per_layer_latency`` key and its plot.
+
+Two sources, always labelled:
+
+* :func:`per_layer_latency` runs each artifact under the runtime's own profiler (ONNX Runtime profiling,
+  OpenVINO ``PERF_COUNT``) through :meth:`Session.profile_layers` and matches the executed nodes by name.
+  Both artifacts come from the same export of the same architecture, and channel pruning changes widths,
+  not the graph, so the runtime names its (fused) nodes identically in both. A node seen only before was
+  removed or fused differently after; a node seen only after is listed under ``unmatched_after``.
+* :func:`predicted_layer_latency` turns two :meth:`LookupLatencyModel.breakdown` dictionaries (per-layer
+  milliseconds predicted from the latency table) into the same format.
+
+The result::
+
+    {"source": "measured (onnxruntime profiler)" | "predicted (latency table)", "unit": "ms",
+     "layers": [{"name": str, "before_ms": float, "after_ms": float | None, ...}],   # slowest first
+     "total_before_ms": float, "total_after_ms": float, "unmatched_after": [...], "note": str}
+
+Profilers attribute time to nodes; they inflate small kernels and leave out the per-call overhead, so the
+per-layer figures explain where time goes and need not add up to the measured median latency.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeprune.backends.base import Artifact, LayerTiming
+from edgeprune.latency.timing import TimingSpec
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+PREDICTED_SOURCE = "predicted (latency table)"
+MEASURED_NOTE = ("per-node medians from the runtime's profiler: they attribute time to (fused) nodes, inflate "
+                 "small kernels and leave out per-call overhead, so they need not sum to the measured latency")
+PREDICTED_NOTE = "predicted from the profiled latency table (calibrated to whole-model measurements), not measured"
+#: ONNX ops that ONNX Runtime / OpenVINO fuse into the convolution before them
+_ACTIVATIONS = frozenset({"Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu"})
+#: suffixes runtimes append to an ONNX tensor name when they rewrite the node producing it
+_RUNTIME_SUFFIXES = ("_nchwc",)
+
+
+def measured_source(runtime: str) -> str:
+    """The ``source`` label of profiler-measured per-layer times for ``runtime``."""
+    return f"measured ({runtime} profiler)"
+
+
+def per_layer_latency(
+    backend: Any,
+    target: Target,
+    before_artifact: Artifact,
+    after_artifact: Artifact,
+    example_input: np.ndarray,
+    spec: TimingSpec,
+) -> dict[str, Any] | None:
+    """Profile both artifacts with the runtime's own profiler and pair their nodes by name.
+
+    Returns the ``per_layer_latency`` dictionary (source ``"measured (<runtime> profiler)"``), or ``None``
+    when the runtime has no per-layer profiler (LiteRT, or an agent session: ``NotImplementedError``); the
+    caller may then fall back to :func:`predicted_layer_latency`. Other errors (a runtime that cannot load
+    the artifact) propagate.
+
+    >>> plt = per_layer_latency(backend, target, original, pruned, x, TimingSpec(min_runs=50))  # doctest: +SKIP
+    >>> plt["layers"][0]["before_ms"] >= plt["layers"][-1]["before_ms"]                          # doctest: +SKIP
+    True
+    """
+    try:
+        before = _profile(backend, target, before_artifact, example_input, spec)
+        after = _profile(backend, target, after_artifact, example_input, spec)
+    except NotImplementedError as exc:
+        log.info("no per-layer profile from %s: %s", target.runtime, exc or "the runtime has no layer profiler")
+        return None
+    labels = onnx_module_labels(before_artifact.path) if before_artifact.format == "onnx" else {}
+    return match_layer_timings(before, after, measured_source(target.runtime), labels)
+
+
+def _profile(backend: Any, target: Target, artifact: Artifact, example_input: np.ndarray,
+             spec: TimingSpec) -> list[LayerTiming]:
+    session = backend.load(artifact, target)
+    feed = {artifact.input_name: np.ascontiguousarray(example_input, dtype=np.float32)}
+    return list(session.profile_layers(feed, spec))
+
+
+def _by_name(timings: Sequence[LayerTiming]) -> dict[str, tuple[str, float]]:
+    """Name → (op type, ms); a name reported under several op types gets their sum."""
+    merged: dict[str, tuple[str, float]] = {}
+    for t in timings:
+        op, ms = merged.get(t.name, (t.op_type, 0.0))
+        merged[t.name] = (op, ms + float(t.ms))
+    return merged
+
+
+def match_layer_timings(
+    before: Sequence[LayerTiming],
+    after: Sequence[LayerTiming],
+    source: str,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Pair two profiles by node name into the ``per_layer_latency`` format (slowest-before first).
+
+    ``labels`` maps runtime node names to readable module paths (see :func:`onnx_module_labels`); a layer
+    with a label gets a ``"module"`` key.
+    """
+    labels = labels or {}
+    b, a = _by_name(before), _by_name(after)
+    layers = []
+    for name, (op, ms) in b.items():
+        entry: dict[str, Any] = {"name": name, "op_type": op, "before_ms": ms,
+                                 "after_ms": a[name][1] if name in a else None}
+        if name in labels:
+            entry["module"] = labels[name]
+        layers.append(entry)
+    layers.sort(key=lambda e: -e["before_ms"])
+    unmatched = [{"name": n, "op_type": op, "after_ms": ms} for n, (op, ms) in a.items() if n not in b]
+    if unmatched:
+        log.debug("%d node(s) of the pruned model have no counterpart in the original (fused differently)",
+                  len(unmatched))
+    return {
+        "source": source,
+        "unit": "ms",
+        "layers": layers,
+        "total_before_ms": float(sum(ms for _, ms in b.values())),
+        "total_after_ms": float(sum(ms for _, ms in a.values())),
+        "removed_or_fused": [e["name"] for e in layers if e["after_ms"] is None],
+        "unmatched_after": unmatched,
+        "note": MEASURED_NOTE,
+    }
+
+
+def predicted_layer_latency(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, Any]:
+    """The ``per_layer_latency`` dictionary from two latency-model breakdowns (layer name → ms).
+
+    Use ``LookupLatencyModel.breakdown(widths)`` with the original widths and with the pruned widths; its
+    ``"(rest of the model)"`` entry (the calibration offset) is kept as a row of its own.
+
+    >>> predicted_layer_latency({"conv1": 0.4, "fc": 0.1}, {"conv1": 0.2, "fc": 0.1})["layers"][0]
+    {'name': 'conv1', 'before_ms': 0.4, 'after_ms': 0.2}
+    """
+    layers = [{"name": str(n), "before_ms": float(ms), "after_ms": float(after[n]) if n in after else None}
+              for n, ms in before.items()]
+    layers.sort(key=lambda e: -e["before_ms"])
+    unmatched = [{"name": str(n), "after_ms": float(ms)} for n, ms in after.items() if n not in before]
+    return {
+        "source": PREDICTED_SOURCE,
+        "unit": "ms",
+        "layers": layers,
+        "total_before_ms": float(sum(before.values())),
+        "total_after_ms": float(sum(after.values())),
+        "removed_or_fused": [e["name"] for e in layers if e["after_ms"] is None],
+        "unmatched_after": unmatched,
+        "note": PREDICTED_NOTE,
+    }
+
+
+def _module_of(node: Any) -> str | None:
+    """The deepest module path in a node's ``pkg.torch.onnx.name_scopes`` (set by the dynamo exporter)."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            modules = [s for s in scopes[:-1] if s]  # the last entry is the op itself
+            return str(modules[-1]) if modules else None
+    return None
+
+
+def onnx_module_labels(path: Path) -> dict[str, str]:
+    """Best-effort map from the names a runtime gives an ONNX model's nodes to PyTorch module paths.
+
+    Covers the ONNX node names, their output tensor names (ORT names rewritten nodes after their output,
+    plus ``_nchwc``), and looks through fused activations to the convolution they follow. Returns ``{}``
+    when the file has no exporter metadata or cannot be read.
+    """
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # a label is a nicety: never fail the report for it
+        log.debug("no module labels from %s: %s", path, exc)
+        return {}
+    producer = {out: node for node in graph.node for out in node.output}
+    labels: dict[str, str] = {}
+    for node in graph.node:
+        source = node
+        if node.op_type in _ACTIVATIONS and node.input and node.input[0] in producer:
+            previous = producer[node.input[0]]
+            if previous.op_type in ("Conv", "Gemm", "MatMul"):
+                source = previous
+        module = _module_of(source) or _module_of(node)
+        if module is None:
+            continue
+        for name in (node.name, *node.output):
+            labels[name] = module
+            for suffix in _RUNTIME_SUFFIXES:
+                labels[name + suffix] = module
+    return labels
