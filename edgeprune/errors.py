@@ -82,3 +82,7 @@ class ValidationFailedError(EdgepruneError):
     """An exported artifact failed validation (parity or accuracy)."""
 
     exit_code = 3
+
+
+class ArtifactIntegrityError(ValidationFailedError):
+    """An artifact's files do not match the checksums recorded in its sidecar (modified or replaced)."""

@@ -1,0 +1,52 @@
+"""``edgeprune export``: rebuild a slim model from its plan and write ONNX / OpenVINO / TFLite artifacts with sidecars."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+
+from edgeprune.cli.common import console
+from edgeprune.export.formats import parse_formats
+from edgeprune.export.slim_source import export_from_source
+from edgeprune.target import load_target
+
+
+def _formats(text: str) -> str:
+    parse_formats(text)  # an unknown format is reported before anything is loaded
+    return text
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``export`` verb."""
+    p = sub.add_parser("export", help="export a pruned model to ONNX, OpenVINO IR and/or TFLite, with sidecars",
+                       description="Rebuild the slim model from an edgeprune output folder (or its plan.json) and "
+                                   "write one artifact per format, each with a JSON sidecar (versions, target, "
+                                   "input spec, plan hash, checksums).")
+    p.add_argument("--from", dest="source", type=Path, required=True, metavar="OUT_DIR|plan.json",
+                   help="edgeprune output folder, or its plan.json")
+    p.add_argument("--weights", type=Path, help="slim weights (.safetensors; default: the folder's model.safetensors)")
+    p.add_argument("--export", dest="formats", default="onnx", type=_formats, metavar="FORMATS",
+                   help="comma-separated formats: onnx, openvino, tflite (default onnx)")
+    p.add_argument("--nhwc", action="store_true", help="give the artifacts channels-last (N, H, W, C) input")
+    p.add_argument("--target", default="cpu", help="target name or TOML file (threads/precision recorded)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="replace existing artifacts in --out")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and list the files written."""
+    target = load_target(args.target)
+    exported = export_from_source(args.source, args.formats, args.out, target=target, weights=args.weights,
+                                  nhwc=args.nhwc, force=args.force)
+    table = Table(title=f"edgeprune export → {args.out}")
+    for column in ("format", "runtime", "input", "files"):
+        table.add_column(column)
+    for item in exported:
+        s = item.sidecar
+        table.add_row(item.format, f"{s.runtime} {s.runtime_version}", f"{s.input.layout} {list(s.input.shape)}",
+                      ", ".join(item.file_names))
+    console.print(table)
+    return 0

@@ -1,0 +1,110 @@
+"""``edgeprune validate``: check a model file in its runtime (parity, accuracy, measured latency); exit 3 on failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgeprune.cli.common import console, float_list, positive_int
+from edgeprune.errors import InputError, ValidationFailedError
+from edgeprune.latency.timing import TimingSpec
+from edgeprune.models.preprocessing import Preprocessing
+from edgeprune.target import load_target
+from edgeprune.validate.artifact_check import ValidationResult, validate_artifact
+from edgeprune.validate.runners import default_target
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got '{text}'")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``validate`` verb."""
+    p = sub.add_parser("validate", help="check an artifact in its runtime: parity, accuracy, measured latency",
+                       description="Load ARTIFACT (.onnx, .xml, .tflite; edgeprune's or not) in its runtime with the "
+                                   "target's threads and precision, compare it with a reference, score accuracy "
+                                   "on labelled data and measure its latency. Exit 0 pass, 3 fail, 2 bad input.")
+    p.add_argument("artifact", type=Path, help="model file: .onnx, .xml (with .bin beside it) or .tflite")
+    p.add_argument("--target", help="target name or TOML file (default: the sidecar's, else the format's CPU target)")
+    p.add_argument("--data", type=Path, help="ImageFolder directory or .npz (default: random inputs)")
+    p.add_argument("--reference", type=Path, metavar="MODEL_OR_ARTIFACT",
+                   help="another artifact, or an edgeprune output folder / plan.json (slim PyTorch model)")
+    p.add_argument("--min-accuracy", type=_fraction, help="fail below this top-1 accuracy (fraction, needs labels)")
+    p.add_argument("--images", type=positive_int, help="use a seeded subset of N images (or N random inputs)")
+    p.add_argument("--mean", type=float_list, help="per-channel mean for --data (default: the sidecar's)")
+    p.add_argument("--std", type=float_list, help="per-channel std for --data (default: the sidecar's)")
+    p.add_argument("--timing-seconds", type=_seconds, default=1.0,
+                   help="least time spent timing (default 1.0; 0 skips the latency measurement)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(handler=run)
+
+
+def _preprocessing(args: argparse.Namespace) -> Preprocessing | None:
+    if args.mean is None and args.std is None:
+        return None
+    if args.mean is None or args.std is None or len(args.mean) != len(args.std) or len(args.mean) not in (1, 3):
+        raise InputError("--mean and --std go together, with 1 or 3 values each")
+    try:  # height and width come from the artifact; only the normalisation is used
+        return Preprocessing(1, 1, len(args.mean), args.mean, args.std)
+    except ValueError as exc:
+        raise InputError(f"--mean/--std: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, print the summary (or JSON), and exit 3 when a check failed."""
+    target = load_target(args.target) if args.target else default_target(args.artifact)
+    timing = TimingSpec(min_seconds=args.timing_seconds)
+    result = validate_artifact(args.artifact, target, data=args.data, reference=args.reference,
+                               min_accuracy=args.min_accuracy, images=args.images, preprocessing=_preprocessing(args),
+                               timing=timing, measure=args.timing_seconds > 0, seed=args.seed,
+                               raise_on_failure=False)
+    if args.json:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        _print_summary(result)
+    if not result.passed:
+        raise ValidationFailedError(result.failure_message())
+    return 0
+
+
+def _print_summary(r: ValidationResult) -> None:
+    rt = r.runtime
+    status = "[bold green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
+    console.print(f"\n[bold]edgeprune validate[/] {r.artifact}  {status}", highlight=False)
+    console.print(f"  runtime     {rt['name']} {rt['version']} on {rt['device']}, {rt['threads']} thread(s), "
+                  f"{rt['precision']}  (target {rt['target']})", highlight=False)
+    console.print(f"  input       {r.input['name']} {r.input['shape']} {r.input['layout']}"
+                  f"{'  (sidecar verified)' if r.sidecar_verified else ''}", highlight=False)
+    console.print(f"  data        {r.data['source']}, {r.data['images_count']} input(s)", highlight=False)
+    if r.parity is not None:
+        p = r.parity
+        console.print(f"  reference   {r.reference}", highlight=False)
+        console.print(f"  parity      max |diff| {p['max_abs_diff_output_units']:.3g} "
+                      f"(relative {p['max_abs_diff_relative']:.3g}), top-1 agreement {p['top1_agreement_fraction']:.2%}")
+    if r.accuracy is not None:
+        console.print(f"  accuracy    top-1 {r.accuracy['top1_accuracy_fraction']:.2%}")
+    if r.latency is not None:
+        lat = r.latency
+        console.print(f"  latency     median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms (measured, "
+                      f"{lat['runs_count']} runs{', noisy' if lat['noisy'] else ''})")
+    for check in r.checks:
+        mark = "[green]ok[/]" if check.passed else "[red]FAILED[/]"
+        console.print(f"  check       {check.describe()}  {mark}", highlight=False)

@@ -1,0 +1,98 @@
+"""Artifact formats: parsing ``--export onnx,openvino,tflite``, file names, and the runtime each format runs in.
+
+Each format has one runtime of its own (``onnx`` → ONNX Runtime, ``openvino`` → OpenVINO, ``tflite`` → LiteRT).
+When the target's runtime is that runtime, the target is used as it is; otherwise the artifact is run with
+:func:`runtime_target`: the target's thread count on the runtime's CPU device in fp32 (a target's device and
+precision belong to its own runtime: an ``intel-npu`` fp16 target says nothing about how LiteRT should run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from edgeprune.backends.base import ARTIFACT_FORMATS
+from edgeprune.errors import InputError, MissingRuntimeError, UnknownNameError
+from edgeprune.target import RUNTIME_MODULES, Target
+
+#: the runtime that runs each artifact format
+FORMAT_RUNTIME: dict[str, str] = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+#: the main file's suffix of each format (OpenVINO's ``.bin`` weights sit beside the ``.xml``)
+FORMAT_SUFFIX: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
+#: every file suffix of each format, main file first
+FORMAT_FILE_SUFFIXES: dict[str, tuple[str, ...]] = {"onnx": (".onnx",), "openvino": (".xml", ".bin"),
+                                                    "tflite": (".tflite",)}
+#: human names of the runtimes, for error messages
+RUNTIME_TITLES: dict[str, str] = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
+#: other spellings accepted on the command line
+_ALIASES = {"ov": "openvino", "ir": "openvino", "openvino-ir": "openvino", "litert": "tflite", "ort": "onnx"}
+
+
+def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"onnx,openvino,tflite"`` (or a list of names) → the formats, in order, without duplicates.
+
+    An unknown name raises :class:`~edgeprune.errors.UnknownNameError` suggesting the closest one.
+
+    >>> parse_formats("onnx, tflite,onnx")
+    ('onnx', 'tflite')
+    """
+    parts = re.split(r"[,\s]+", text.strip()) if isinstance(text, str) else [str(p).strip() for p in text]
+    formats: list[str] = []
+    for part in (p.lower() for p in parts if p):
+        name = _ALIASES.get(part, part)
+        if name not in ARTIFACT_FORMATS:
+            raise UnknownNameError("export format", part, ARTIFACT_FORMATS)
+        if name not in formats:
+            formats.append(name)
+    if not formats:
+        raise InputError(f"no export format given; choose from {', '.join(ARTIFACT_FORMATS)}")
+    return tuple(formats)
+
+
+def format_of_path(path: Path) -> str:
+    """The artifact format of a file, from its suffix (``.onnx``, ``.xml``, ``.tflite``)."""
+    suffix = Path(path).suffix.lower()
+    for fmt, own in FORMAT_SUFFIX.items():
+        if suffix == own:
+            return fmt
+    raise InputError(
+        f"{path}: not a model file edgeprune can run (expected {', '.join(FORMAT_SUFFIX.values())})"
+    )
+
+
+def artifact_files(path: Path, fmt: str) -> list[Path]:
+    """Every file of the artifact whose main file is ``path`` (``model.xml`` → ``model.xml``, ``model.bin``)."""
+    return [Path(path).with_suffix(s) for s in FORMAT_FILE_SUFFIXES[fmt]]
+
+
+def runtime_target(target: Target, fmt: str) -> Target:
+    """The target to run a ``fmt`` artifact with: ``target`` itself when it uses that format's runtime, else
+    the same thread count on that runtime's CPU in fp32 (see the module docstring).
+
+    >>> from edgeprune.target import load_target
+    >>> runtime_target(load_target("cpu"), "tflite").runtime
+    'litert'
+    """
+    runtime = FORMAT_RUNTIME[fmt]
+    if target.runtime == runtime:
+        return target
+    return dataclasses.replace(target, runtime=runtime, device="cpu", precision="fp32",
+                               channel_alignment=1, latency_source="measured-local", profile=None)
+
+
+def effective_precision(target: Target) -> str:
+    """The precision the runtime really computes in: ONNX Runtime's CPU provider and LiteRT run fp32 models in
+    fp32 whatever the target says; OpenVINO honours the target's precision hint."""
+    return target.precision if target.runtime == "openvino" else "fp32"
+
+
+def require_runtime(runtime: str, *, converting: bool = False) -> None:
+    """Raise :class:`~edgeprune.errors.MissingRuntimeError` (naming the pip extra) when ``runtime`` is absent;
+    ``converting`` also requires the converter that writes its format (LiteRT's is ``litert_torch``)."""
+    import importlib.util
+
+    module, extra = RUNTIME_MODULES[runtime]
+    modules = [module, "litert_torch"] if runtime == "litert" and converting else [module]
+    if any(importlib.util.find_spec(m) is None for m in modules):
+        raise MissingRuntimeError(RUNTIME_TITLES.get(runtime, runtime), extra)

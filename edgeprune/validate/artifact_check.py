@@ -1,0 +1,246 @@
+"""Validate a model file in its own runtime: output parity with a reference, accuracy, measured latency.
+
+``validate_artifact`` loads any ``.onnx`` / ``.xml`` / ``.tflite`` (see :mod:`edgeprune.validate.runners`),
+runs it on validation data (an ImageFolder or ``.npz``; seeded random inputs of its input shape when there is
+none), compares it with a reference (a PyTorch model or another artifact) under the limits of
+:mod:`edgeprune.validate.tolerances`, scores accuracy when the data has labels, and times it with the target's
+threads and precision. A failed check raises :class:`~edgeprune.errors.ValidationFailedError` (exit code 3)
+whose message names the artifact and each failing figure with its limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from edgeprune.errors import InputError, ValidationFailedError
+from edgeprune.latency.timing import TimingSpec
+from edgeprune.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from edgeprune.target import Target
+from edgeprune.validate.runners import LoadedArtifact, TorchRunner, load_artifact
+from edgeprune.validate.tolerances import tolerance_for
+
+log = logging.getLogger(__name__)
+
+RESULT_SCHEMA = "edgeprune.validation/1"
+#: random inputs used when no data is given
+RANDOM_INPUTS = 32
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pass/fail figure: ``value`` compared with ``limit`` (``<=`` for at-most limits, else ``>=``)."""
+
+    name: str
+    value: float
+    limit: float
+    at_most: bool
+
+    @property
+    def passed(self) -> bool:
+        """Whether the value is within the limit (NaN never is)."""
+        if not np.isfinite(self.value):
+            return False
+        return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+    def describe(self) -> str:
+        """``top1_agreement_fraction 0.5000 < limit 0.99``."""
+        op = (">" if self.at_most else "<") if not self.passed else ("<=" if self.at_most else ">=")
+        return f"{self.name} {self.value:.4g} {op} limit {self.limit:.4g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"name": self.name, "value": float(self.value), "limit": self.limit,
+                "comparison": "at_most" if self.at_most else "at_least", "passed": self.passed}
+
+
+@dataclass
+class ValidationResult:
+    """What validation found; :meth:`to_dict` is JSON-ready and every figure's key names its unit."""
+
+    artifact: str
+    format: str
+    sidecar_verified: bool
+    runtime: dict[str, Any]
+    input: dict[str, Any]
+    data: dict[str, Any]
+    reference: str | None
+    parity: dict[str, Any] | None
+    accuracy: dict[str, Any] | None
+    latency: dict[str, Any] | None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check passed."""
+        return all(c.passed for c in self.checks)
+
+    def failure_message(self) -> str:
+        """One line naming the artifact and each failing figure with its limit ("" when all passed)."""
+        failed = [c.describe() for c in self.checks if not c.passed]
+        if not failed:
+            return ""
+        return f"artifact {self.artifact} failed validation ({self.runtime['precision']}): {'; '.join(failed)}"
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`~edgeprune.errors.ValidationFailedError` when a check failed."""
+        if not self.passed:
+            raise ValidationFailedError(self.failure_message())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, schema :data:`RESULT_SCHEMA`."""
+        return {"schema": RESULT_SCHEMA, "artifact": self.artifact, "format": self.format, "passed": self.passed,
+                "sidecar_verified": self.sidecar_verified, "runtime": self.runtime, "input": self.input,
+                "data": self.data, "reference": self.reference, "parity": self.parity, "accuracy": self.accuracy,
+                "latency": self.latency, "checks": [c.to_dict() for c in self.checks]}
+
+
+def _preprocessing(loaded: LoadedArtifact, given: Preprocessing | None,
+                   reference_prep: Preprocessing | None) -> Preprocessing:
+    """Normalisation for image data: given > the artifact's sidecar > the reference's plan > ImageNet's."""
+    _, c, h, w = loaded.nchw_shape
+    spec = loaded.sidecar.input if loaded.sidecar is not None else None
+    if given is not None:
+        mean, std = given.mean, given.std
+    elif spec is not None and spec.mean is not None and spec.std is not None:
+        mean, std = spec.mean, spec.std
+    elif reference_prep is not None:
+        mean, std = reference_prep.mean, reference_prep.std
+    else:
+        log.warning("the input normalisation of %s is unknown; using ImageNet's mean and std (pass --mean/--std)",
+                    loaded.path.name)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ((0.5,), (0.5,))
+    if len(mean) != c or len(std) != c:
+        raise InputError(f"mean/std have {len(mean)}/{len(std)} values but {loaded.path.name} takes {c} channel(s)")
+    return Preprocessing(h, w, c, tuple(mean), tuple(std))
+
+
+def _inputs(loaded: LoadedArtifact, data: str | Path | None, images: int | None, seed: int,
+            prep: Preprocessing | None, reference_prep: Preprocessing | None
+            ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(NCHW float32 inputs, labels or None, source description)."""
+    if data is None:
+        n = images or RANDOM_INPUTS
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((n, *loaded.nchw_shape[1:])).astype(np.float32), None, "random normal inputs"
+    from edgeprune.data.loaders import load_dataset
+    from edgeprune.data.tensors import calibration_indices, to_model_input
+
+    chosen = _preprocessing(loaded, prep, reference_prep)
+    dataset = load_dataset(data, (chosen.height, chosen.width), chosen.channels)
+    if images is not None and images < len(dataset):
+        dataset = dataset.subset(calibration_indices(len(dataset), images, seed), f"[{images} images]")
+    return to_model_input(dataset.images, chosen).numpy(), dataset.labels, dataset.source
+
+
+def _reference(reference: nn.Module | str | Path | None, target: Target
+               ) -> tuple[TorchRunner | LoadedArtifact | None, Preprocessing | None]:
+    if reference is None:
+        return None, None
+    if isinstance(reference, nn.Module):
+        return TorchRunner(reference), None
+    from edgeprune.export.slim_source import is_slim_source, load_slim_source
+
+    path = Path(reference)
+    if is_slim_source(path):
+        source = load_slim_source(path)
+        return TorchRunner(source.model, f"slim PyTorch model from {source.plan_path}"), source.preprocessing
+    if not path.exists():
+        raise InputError(f"reference {path} not found: give an artifact file, an edgeprune output folder or plan.json")
+    return load_artifact(path, target), None
+
+
+def _parity(name: str, outputs: list[np.ndarray], expected: list[np.ndarray]) -> dict[str, Any]:
+    if outputs[0].shape != expected[0].shape:
+        raise ValidationFailedError(f"artifact {name} failed validation: output shape {list(outputs[0].shape)} differs from the reference's "
+                                    f"{list(expected[0].shape)}")
+    diff = max(float(np.abs(o.astype(np.float64) - e).max()) for o, e in zip(outputs, expected))
+    scale = max(float(np.abs(e).max()) for e in expected)
+    agree = float(np.mean([np.argmax(o.reshape(-1)) == np.argmax(e.reshape(-1)) for o, e in zip(outputs, expected)]))
+    return {"max_abs_diff_output_units": diff, "output_scale_output_units": scale,
+            "max_abs_diff_relative": diff / max(1.0, scale), "top1_agreement_fraction": agree,
+            "images_count": len(outputs)}
+
+
+def validate_artifact(
+    path: str | Path,
+    target: Target,
+    *,
+    data: str | Path | None = None,
+    reference: nn.Module | str | Path | None = None,
+    min_accuracy: float | None = None,
+    images: int | None = None,
+    preprocessing: Preprocessing | None = None,
+    timing: TimingSpec | None = None,
+    measure: bool = True,
+    seed: int = 0,
+    raise_on_failure: bool = True,
+) -> ValidationResult:
+    """Validate the model file at ``path`` in its runtime with ``target``'s threads and precision.
+
+    Args:
+        path: ``.onnx``, ``.xml`` (``.bin`` beside it) or ``.tflite``, written by edgeprune or not.
+        target: threads and precision to run with (a format of another runtime runs on that runtime's CPU
+            in fp32: :func:`~edgeprune.export.formats.runtime_target`).
+        data: ImageFolder directory or ``.npz``; None: seeded random inputs of the artifact's input shape.
+        reference: PyTorch model, or the path of another artifact, an edgeprune output folder or plan.json.
+        min_accuracy: smallest acceptable top-1 accuracy (needs labelled data).
+        images: evaluate a seeded subset of this many images (or this many random inputs).
+        preprocessing: normalisation for ``data`` (default: the sidecar's, else the reference plan's).
+        timing: how to time it (default :class:`TimingSpec`); ``measure=False`` skips timing.
+        raise_on_failure: raise :class:`~edgeprune.errors.ValidationFailedError` when a check fails, rather
+            than returning a result whose ``passed`` is False.
+
+    >>> validate_artifact("out/model.onnx", load_target("cpu"), reference="out")   # doctest: +SKIP
+    """
+    if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
+        raise InputError(f"min accuracy must be a fraction between 0 and 1, got {min_accuracy}")
+    loaded = load_artifact(path, target)
+    ref, ref_prep = _reference(reference, target)
+    if isinstance(ref, LoadedArtifact) and ref.nchw_shape != loaded.nchw_shape:
+        raise InputError(f"reference {ref.path.name} takes input {list(ref.nchw_shape)} (NCHW) but "
+                         f"{loaded.path.name} takes {list(loaded.nchw_shape)}")
+    x, labels, source = _inputs(loaded, data, images, seed, preprocessing, ref_prep)
+    if min_accuracy is not None and labels is None:
+        raise InputError("a minimum accuracy needs labelled data: pass --data with class folders or an .npz with 'y'")
+    outputs = [loaded.run(x[i : i + 1]) for i in range(len(x))]
+    checks = [Check("nonfinite_outputs_count", float(sum(int((~np.isfinite(o)).sum()) for o in outputs)), 0.0, True)]
+    parity = None
+    if ref is not None:
+        parity = _parity(str(loaded.path), outputs, [ref.run(x[i : i + 1]) for i in range(len(x))])
+        limits = tolerance_for(loaded.precision, ref.precision)
+        parity["limits"] = {"max_abs_diff_relative": limits.max_abs_diff_relative,
+                            "top1_agreement_fraction": limits.min_top1_agreement}
+        checks += [Check("max_abs_diff_relative", parity["max_abs_diff_relative"], limits.max_abs_diff_relative, True),
+                   Check("top1_agreement_fraction", parity["top1_agreement_fraction"], limits.min_top1_agreement,
+                         False)]
+    accuracy = None
+    if labels is not None:
+        top1 = float(np.mean([np.argmax(o.reshape(-1)) == y for o, y in zip(outputs, labels)]))
+        accuracy = {"top1_accuracy_fraction": top1, "images_count": len(labels), "min_accuracy_fraction": min_accuracy}
+        if min_accuracy is not None:
+            checks.append(Check("top1_accuracy_fraction", top1, min_accuracy, False))
+    latency = None
+    if measure:
+        stats = loaded.session.time(loaded.feed(x[:1]), timing or TimingSpec())
+        latency = {"source": "measured-local", "backend": loaded.target.runtime,
+                   "runtime_version": loaded.runtime_version, "device": loaded.target.device,
+                   "threads": loaded.target.threads, "precision": loaded.precision, "batch_size": 1,
+                   "median_ms": stats.median_ms, "p90_ms": stats.p90_ms, "mean_ms": stats.mean_ms,
+                   "min_ms": stats.min_ms, "cv_fraction": stats.cv, "runs_count": stats.runs, "noisy": stats.noisy}
+    result = ValidationResult(
+        artifact=str(loaded.path), format=loaded.format, sidecar_verified=loaded.sidecar is not None,
+        runtime={"name": loaded.target.runtime, "version": loaded.runtime_version, "device": loaded.target.device,
+                 "threads": loaded.target.threads, "precision": loaded.precision, "target": loaded.target.name},
+        input={"name": loaded.input_name, "shape": list(loaded.input_shape), "layout": loaded.layout},
+        data={"source": source, "images_count": len(x), "labelled": labels is not None},
+        reference=None if ref is None else ref.describe(), parity=parity, accuracy=accuracy, latency=latency,
+        checks=checks)
+    if raise_on_failure:
+        result.raise_for_failure()
+    return result

@@ -1,0 +1,44 @@
+"""How closely an artifact must match its reference, by the precision it computes in.
+
+The output difference is judged relative to the output's scale: ``max|artifact - reference| / max(1, max|reference|)``.
+Logits of a few units then get an absolute limit (fp32: 1e-3), and large-valued outputs a proportional one, so
+one limit serves classifiers and regressors alike. Top-1 agreement is the fraction of inputs on which both
+pick the same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits for one precision.
+
+    Attributes:
+        max_abs_diff_relative: largest allowed ``max|diff| / max(1, max|reference|)``.
+        min_top1_agreement: smallest allowed fraction of inputs with the same top-1 class.
+    """
+
+    max_abs_diff_relative: float
+    min_top1_agreement: float
+
+
+#: limits by precision: fp32 runtimes agree with PyTorch to ~1e-6 on small models; half precisions keep
+#: about three significant digits, which after a few dozen layers is a few percent of the output scale
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(1e-3, 0.99),
+    "fp16": Tolerance(5e-2, 0.95),
+    "bf16": Tolerance(5e-2, 0.95),
+    "int8": Tolerance(2.5e-1, 0.90),
+}
+
+
+def tolerance_for(*precisions: str) -> Tolerance:
+    """The loosest limits among ``precisions`` (artifact and reference may compute in different ones).
+
+    >>> tolerance_for("fp32", "bf16").min_top1_agreement
+    0.95
+    """
+    chosen = [TOLERANCES.get(p, TOLERANCES["fp32"]) for p in precisions] or [TOLERANCES["fp32"]]
+    return Tolerance(max(t.max_abs_diff_relative for t in chosen), min(t.min_top1_agreement for t in chosen))
