@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from edgeprune.errors import EdgepruneError
 
@@ -72,12 +73,27 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line: its lines joined by spaces, blank lines dropped.
+
+    >>> one_line("bad value\\n  details")
+    'bad value details'
+    """
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def print_error(message: str, label: str = "edgeprune: error:") -> None:
+    """Print ``label message`` as one line on stderr; the message is shown literally (no rich markup), so
+    text such as ``pip install 'edgeprune[openvino]'`` keeps its brackets."""
+    err_console.print(f"[bold red]{label}[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+
+
 def run_guarded(action: Callable[[], int], verbose: bool) -> int:
     """Run a verb; map edgeprune errors to their exit code and one line, Ctrl-C to 130."""
     try:
         return action()
     except EdgepruneError as exc:
-        err_console.print(f"[bold red]edgeprune: error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("edgeprune: interrupted; nothing half-written was left behind", highlight=False)
@@ -86,9 +102,5 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
         if verbose:
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
-        err_console.print(
-            f"[bold red]edgeprune: internal error:[/] {type(exc).__name__}: {first} (rerun with --verbose for details)",
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_error(f"{type(exc).__name__}: {first} (rerun with --verbose for details)", "edgeprune: internal error:")
         return 1

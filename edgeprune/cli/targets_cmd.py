@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rich.markup import escape
 from rich.table import Table
 
 from edgeprune.cli.common import console
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     for column in ("target", "runtime", "device", "threads", "precision", "align", "latencies", "installed"):
         table.add_column(column)
     for t in all_targets():
-        installed = "yes" if t.runtime_installed() else f"no: pip install 'edgeprune[{RUNTIME_MODULES[t.runtime][1]}]'"
+        # escaped: rich would read '[openvino]' as a markup tag and drop it
+        installed = "yes" if t.runtime_installed() else escape(f"no: pip install 'edgeprune[{RUNTIME_MODULES[t.runtime][1]}]'")
         table.add_row(t.name, t.runtime, t.device, str(t.threads), t.precision, str(t.channel_alignment),
                       _SOURCE_TEXT[t.latency_source], installed)
     console.print(table)
