@@ -37,11 +37,26 @@ class UnknownNameError(InputError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         known_sorted = sorted(known)
-        close = difflib.get_close_matches(name, known_sorted, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        close = closest_name(name, known_sorted)
+        hint = f" Did you mean '{close}'?" if close else ""
         super().__init__(f"unknown {kind} '{name}'.{hint} Known: {', '.join(known_sorted)}.")
         self.name = name
         self.known = known_sorted
+
+
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name closest to ``name`` (ignoring case), or None when none is close.
+
+    The similarity cutoff is 0.5 rather than difflib's 0.6 so that short names get a hint too.
+
+    >>> closest_name("l2", ["bn", "l1", "taylor"])
+    'l1'
+    >>> closest_name("RPI44", ["cpu", "rpi4", "rpi5"])
+    'rpi4'
+    """
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.5)
+    return by_lower[close[0]] if close else None
 
 
 class ModelLoadError(InputError):

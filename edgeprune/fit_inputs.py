@@ -15,7 +15,8 @@ from edgeprune.data.loaders import load_dataset
 from edgeprune.data.tensors import calibration_indices, to_model_input
 from edgeprune.errors import DataError, InputError
 from edgeprune.models.preprocessing import Preprocessing
-from edgeprune.models.zoo import ModelBundle, load_model
+from edgeprune.models.weights import load_weights
+from edgeprune.models.zoo import ModelBundle, build_architecture, load_default_weights
 from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,20 @@ def _check_classes(dataset: ImageDataset, num_classes: int | None, spec: str) ->
 
 
 def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
-    """Load the model and data named by ``config`` and check that they fit each other."""
-    bundle = load_model(config.model, config.weights, config.num_classes)
+    """Load the model and data named by ``config`` and check that they fit each other.
+
+    Every check runs before anything expensive: the weights file, the input shape (one forward pass of
+    the untrained architecture), the data and its class count are all checked before the demo model is
+    trained on first use.
+    """
+    bundle = build_architecture(config.model, config.num_classes)
+    if config.weights is not None:
+        load_weights(bundle.model, config.weights)
+    bundle.model.eval()
     prep = resolve_preprocessing(bundle, config, target)
+    width = _output_width(bundle, prep)
+    if bundle.num_classes is None:
+        bundle = replace(bundle, num_classes=width)
     train_set: ImageDataset | None = None
     if config.data is None:
         if config.model != "demo":
@@ -80,8 +92,6 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
         eval_set = load_dataset(config.data, (prep.height, prep.width), prep.channels)
     if config.train_data is not None:
         train_set = load_dataset(config.train_data, (prep.height, prep.width), prep.channels)
-    if bundle.num_classes is None:
-        bundle = replace(bundle, num_classes=_output_width(bundle, prep))
     for dataset in (eval_set, train_set):
         if dataset is not None:
             _check_classes(dataset, bundle.num_classes, bundle.spec)
@@ -91,6 +101,9 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
         eval_set = eval_set.subset(calibration_indices(len(eval_set), config.eval_images, config.seed))
     if config.calib_images < 1:
         raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
+    if config.weights is None:
+        load_default_weights(bundle)  # trains the demo model on first use: only once every input is checked
+        bundle.model.eval()
     calib_source = train_set if train_set is not None else eval_set
     calibration = to_model_input(
         calib_source.images[calibration_indices(len(calib_source), config.calib_images, config.seed)], prep
@@ -100,6 +113,7 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
 
 
 def _output_width(bundle: ModelBundle, prep: Preprocessing) -> int | None:
+    """Run the model once on zeros of the input shape: refuses a shape it cannot take; returns its classes."""
     with torch.no_grad():
         try:
             out = bundle.model(torch.zeros(1, *prep.input_shape))

@@ -123,11 +123,21 @@ def load_model(spec: str, weights: str | Path | None = None, num_classes: int | 
     bundle = build_architecture(spec, num_classes)
     if weights is not None:
         load_weights(bundle.model, weights)
-    elif spec == "demo":
+    else:
+        load_default_weights(bundle)
+    bundle.model.eval()
+    return bundle
+
+
+def load_default_weights(bundle: ModelBundle) -> None:
+    """Give ``bundle`` the weights it has when no ``--weights`` is passed, in place.
+
+    ``demo`` gets the trained demo model (trained on first use: about a minute, so callers check every
+    other input first); any other model keeps its random initialisation, with a warning.
+    """
+    if bundle.spec == "demo":
         from edgeprune.models.demo_training import trained_demo_model
 
         bundle.model = trained_demo_model()
     else:
-        log.warning("no --weights given for model '%s': it has random weights", spec)
-    bundle.model.eval()
-    return bundle
+        log.warning("no --weights given for model '%s': it has random weights", bundle.spec)
