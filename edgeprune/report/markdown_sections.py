@@ -67,8 +67,8 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
     exports = (report.get("search") or {}).get("exports")
     lines = ["## Search rounds: predicted vs measured latency", ""]
     lines.append("Each round exported a candidate and timed it on the target; *predicted ms* is what the latency "
-                 "model expected before measuring (— where no prediction was made), *error* is predicted vs "
-                 "measured." if not predicted_run else
+                 "model expected before measuring (— where no prediction was made), *error* is "
+                 "(predicted − measured) / measured." if not predicted_run else
                  "No round was measured: this run's latencies are PREDICTED from the shipped profile.")
     if exports is not None:
         lines[-1] += f" {exports} export(s) in all."

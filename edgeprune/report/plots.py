@@ -163,7 +163,7 @@ def plot_layer_latency(per_layer: dict[str, Any], path: Path, top: int = TOP_LAY
             ax.text(0, y + height / 2, " removed or fused after pruning", va="center", fontsize=7, color="tab:gray")
     ax.set_yticks(ys)
     ax.set_yticklabels([_layer_label(l) for l in layers], fontsize=8)
-    ax.invert_yaxis()  # slowest at the top
+    ax.set_ylim(n - 0.5, -0.6)  # slowest at the top, no empty margin
     first, _, rest = source.partition(" ")
     loud = f"{first.upper()} {rest}".strip() if first in ("measured", "predicted") else source
     ax.set_xlabel(f"latency per layer ({unit}), {source}")

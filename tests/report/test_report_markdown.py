@@ -1,0 +1,74 @@
+"""report.md: every section when the data is there, robust when it is not, honest about predicted latencies."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from edgeprune.report.markdown import latency_provenance, render_markdown
+
+
+def test_full_report_has_every_section(full_report: dict[str, Any]) -> None:
+    md = render_markdown(full_report, ["accuracy_vs_latency.png", "layer_latency.png"])
+    for heading in ("# edgeprune report: demo on target `cpu`", "## Accuracy vs latency",
+                    "## Validation of every exported artifact", "## Method",
+                    "## Search rounds: predicted vs measured latency", "## Per-layer latency",
+                    "## Channel widths per layer group", "## Time per stage", "## Files", "## Environment"):
+        assert heading in md, heading
+    assert "![accuracy vs latency](accuracy_vs_latency.png)" in md
+    assert "![per-layer latency before and after pruning](layer_latency.png)" in md
+    assert "**Latencies were measured on the target**" in md
+    assert "PREDICTED" not in md.split("## Per-layer latency")[0]
+    assert "measured (onnxruntime profiler)" in md
+
+
+def test_search_rounds_show_predicted_and_measured(full_report: dict[str, Any]) -> None:
+    md = render_markdown(full_report)
+    rounds = full_report["search"]["rounds"]
+    predicted = [r for r in rounds if r.get("predicted_ms") is not None]
+    assert predicted, "the demo report has predicted rounds"
+    for r in predicted:
+        assert f"| {r['predicted_ms']:.3f} | {r['median_ms']:.3f} |" in md
+    table = md.split("## Search rounds")[1].split("\n## ")[0]
+    assert table.count("\n| ") == len(rounds) + 1  # header + one row per round
+
+
+def test_widths_timings_and_artifacts_are_rendered(full_report: dict[str, Any]) -> None:
+    md = render_markdown(full_report)
+    for g in full_report["groups"]:
+        assert f"| `{g['name']}` | {g['width_before']} | {g['width_after']} |" in md
+    for stage, seconds in full_report["timings_s"].items():
+        assert f"| {stage} | {seconds:.1f} |" in md
+    assert "| onnx | model.onnx | 9.50e-07 | 99.70% | 71.00% | 0.840 | 0.900 | yes |" in md
+    assert "**no**" in md and "1 artifact(s) failed validation" in md
+    assert "parity above tolerance \\| 1e-3" in md  # a pipe in a value does not break the table
+
+
+def test_plots_are_embedded_only_when_written(full_report: dict[str, Any]) -> None:
+    md = render_markdown(full_report)
+    assert "](accuracy_vs_latency.png)" not in md and "](layer_latency.png)" not in md
+
+
+def test_predicted_profile_says_predicted_not_measured(predicted_report: dict[str, Any]) -> None:
+    md = render_markdown(predicted_report)
+    assert "PREDICTED, not measured" in md
+    assert "latency (PREDICTED, not measured)" in md
+    assert "measured on the target" not in md
+    assert "rpi4-litert" in md
+    assert "PREDICTED" in latency_provenance(predicted_report)
+
+
+def test_agent_source_is_named(demo_report: dict[str, Any]) -> None:
+    demo_report["final"]["latency"]["source"] = "measured-agent"
+    assert "through an edgeprune agent" in render_markdown(demo_report)
+
+
+def test_minimal_older_report_renders(demo_report: dict[str, Any]) -> None:
+    core = {k: copy.deepcopy(demo_report[k]) for k in ("schema", "target", "baseline", "final", "budget_ms")}
+    for side in ("baseline", "final"):
+        core[side] = {"latency": {"median_ms": demo_report[side]["latency"]["median_ms"]}}
+    md = render_markdown(core)
+    assert md.startswith("# edgeprune report:")
+    assert f"{demo_report['final']['latency']['median_ms']:.3f} ms" in md
+    for optional in ("## Search rounds", "## Per-layer latency", "## Validation", "## Time per stage"):
+        assert optional not in md
