@@ -27,6 +27,13 @@ class FitConfig:
         table_dir: where latency tables are kept (default: the edgeprune cache).
         finetune_epochs: epochs of recovery fine-tuning after pruning (0 = none).
         finetune_lr: peak learning rate of fine-tuning.
+        finetune_schedule: ``rewind`` (learning-rate rewinding, Renda et al. 2020: the tail of a step
+            schedule replayed from the peak rate), ``constant`` (classic fine-tuning) or ``one-cycle``.
+        distill: fine-tune against the original model's outputs (knowledge distillation, Hinton et al. 2015)
+            as well as the labels; works without labels too.
+        steps: prune in this many steps towards the budget (geometric latency steps), recovering after
+            each (iterative pruning); 1 = one shot. Fine-tune epochs are spent in every step.
+        resume: continue an interrupted run in ``out`` (replaying its measurements and fine-tune checkpoints).
         calib_images: calibration images drawn from the training (else evaluation) data.
         bn_recalibrate: re-estimate batch-norm statistics of the pruned model on the calibration images;
             None = on unless the layers are reconstructed (the refit restores the original pre-BN outputs,
@@ -59,6 +66,10 @@ class FitConfig:
     table_dir: Path | None = None
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
+    finetune_schedule: str = "rewind"
+    distill: bool = False
+    steps: int = 1
+    resume: bool = False
     calib_images: int = 256
     bn_recalibrate: bool | None = None
     reconstruct: bool | None = None

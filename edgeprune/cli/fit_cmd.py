@@ -11,6 +11,7 @@ from edgeprune.config import DEFAULT_OUT_DIR, FitConfig
 from edgeprune.pipeline import fit
 from edgeprune.prune.importance import importance_names
 from edgeprune.report.fit_result import FitResult
+from edgeprune.train.schedules import SCHEDULES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "uniform: one keep ratio for all groups, bisected on measured latency")
     p.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
     p.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
-    p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate")
+    p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate (default 0.01)")
+    p.add_argument("--finetune-schedule", choices=SCHEDULES, default="rewind",
+                   help="rewind: learning-rate rewinding (Renda et al. 2020; default); constant: classic fine-tuning")
+    p.add_argument("--distill", action="store_true",
+                   help="fine-tune with knowledge distillation from the original model (works without labels)")
+    p.add_argument("--steps", type=positive_int, default=1,
+                   help="prune in N steps towards the budget, recovering after each (default 1: one shot)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (same options) from its last finished step")
     p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
     p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="re-estimate batch-norm statistics after pruning (default: on unless --reconstruct)")
@@ -61,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
         budget=args.budget, model=args.model, weights=args.weights, data=args.data, train_data=args.train_data,
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         allocation=args.allocation, table_dir=args.table_dir,
-        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate,
-        reconstruct=args.reconstruct,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+        finetune_schedule=args.finetune_schedule, distill=args.distill, steps=args.steps, resume=args.resume,
+        calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate, reconstruct=args.reconstruct,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),
@@ -85,12 +95,13 @@ def print_summary(result: FitResult) -> None:
     t = r["target"]
     console.print(f"\n[bold]edgeprune fit[/] {r['model']['spec']} → target [bold]{t['name']}[/] "
                   f"({t['runtime']}, {t['threads']} thread(s), {t['precision']})")
-    where = "measured on the device through the agent" if r["final"]["latency"]["source"] == "measured-agent" \
-        else "measured on the target"
+    where = {"measured-agent": "measured on the device through the agent",
+             "predicted-profile": "PREDICTED from the shipped profile, not measured"}.get(
+        r["final"]["latency"]["source"], "measured on the target")
     console.print(f"  baseline latency  {result.baseline_latency_ms:8.3f} ms   {where} (median)")
     console.print(f"  budget            {result.budget_ms:8.3f} ms")
     console.print(f"  pruned latency    {result.final_latency_ms:8.3f} ms   {where} (median), "
-                  f"{r['speedup_measured']:.2f}x faster, [green]budget met[/]")
+                  f"{r['speedup_measured']:.2f}x faster, [green]budget met[/]", highlight=False)
     console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")

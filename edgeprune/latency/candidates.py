@@ -8,6 +8,7 @@ architecture twice in a round unless asked to confirm it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,13 @@ class CandidateMeasurer:
         self.exports = 0
         self._counter = 0
 
-    def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING) -> Measurement:
-        """Export ``model`` as ``name`` and measure it; the artifact stays in the work directory."""
+    def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING,
+                keep: Mapping[str, Sequence[int]] | None = None) -> Measurement:
+        """Export ``model`` as ``name`` and measure it; the artifact stays in the work directory.
+
+        ``keep`` (the channels the candidate keeps) is not needed to measure; latency models that predict
+        instead of measuring (:class:`~edgeprune.latency.predicted.PredictedMeasurer`) use it.
+        """
         self._counter += 1
         path = self.work_dir / f"{self._counter:03d}-{name}.onnx"
         artifact = self.backend.export(model, self.example, path, self.target)

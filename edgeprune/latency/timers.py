@@ -85,15 +85,22 @@ class AgentTimer:
         return dict(machine) if isinstance(machine, dict) else {}
 
 
-def make_timer(backend: Backend, target: Target, device_url: str | None, device_token: str | None) -> ArtifactTimer:
+def make_timer(backend: Backend, target: Target, device_url: str | None, device_token: str | None,
+               predict_unreachable: bool = False) -> ArtifactTimer:
     """An agent timer when ``device_url`` is given, else the local one.
 
     A target whose latencies can only be predicted from here (``latency_source = "predicted-profile"``)
-    needs an agent: measuring it on this machine would report another device's latency as its own.
+    is never timed on this machine (that would report another device's latency as its own): without an
+    agent, ``predict_unreachable`` gives a :class:`~edgeprune.latency.predicted.ProfileTimer` that labels
+    every figure as predicted; otherwise such a target is refused.
     """
     if device_url:
         return AgentTimer(device_url, device_token, target)
     if target.latency_source == "predicted-profile":
+        if predict_unreachable:
+            from edgeprune.latency.predicted import ProfileTimer
+
+            return ProfileTimer(target)  # type: ignore[return-value]
         raise InputError(
             f"target '{target.name}' is a device edgeprune cannot reach from here (its latencies would only be "
             "predicted from a shipped profile); run 'edgeprune agent' on the device and pass --device URL to "

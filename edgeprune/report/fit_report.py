@@ -28,7 +28,7 @@ class ModelSide:
 
 def latency_entry(stats: LatencyStats, timer: ArtifactTimer, target: Target) -> dict[str, Any]:
     """A latency figure with everything needed to interpret it."""
-    return {**stats.to_dict(), "measured": True, "source": timer.source, "machine": timer.machine().get("cpu"),
+    return {**stats.to_dict(), "measured": timer.source.startswith("measured"), "source": timer.source, "machine": timer.machine().get("cpu"),
             "backend": target.runtime, "runtime_version": timer.runtime_version(), "device": target.device,
             "threads": target.threads, "precision": target.precision}
 
@@ -61,7 +61,7 @@ def build_fit_report(
         "schema": REPORT_SCHEMA,
         "edgeprune_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "budget met",
+        "status": "budget met" if timer.source.startswith("measured") else "budget met (predicted, not measured)",
         "out_dir": str(out_dir),
         "model": model,
         "target": asdict(target),

@@ -1,21 +1,31 @@
-"""Supervised training of a classifier on in-memory tensors (used for the demo model and for fine-tuning)."""
+"""Supervised training of a classifier on in-memory tensors (the demo model, and recovery fine-tuning).
+
+Training is seeded (shuffling uses its own generator) and can be checkpointed after every epoch; a run
+given the same checkpoint path continues from the last finished epoch and ends with the same weights as
+an uninterrupted run (same seed, same thread count).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from edgeprune.progress import progress_bar
+from edgeprune.train.distill import LossFn, cross_entropy_loss
+from edgeprune.train.schedules import make_scheduler
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Optimiser settings: SGD with momentum and a cosine learning-rate decay over all steps."""
+    """Optimiser settings: SGD with Nesterov momentum under a learning-rate schedule (see schedules.py)."""
 
     epochs: int
     lr: float = 0.01
@@ -23,50 +33,87 @@ class TrainSpec:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
+    schedule: str = "one-cycle"
 
 
 EpochCallback = Callable[[int, float], None]
 
 
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path | None, spec: TrainSpec, n: int) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    state = torch.load(path, weights_only=True)
+    if state.get("spec") != asdict(spec) or state.get("images") != n:
+        log.warning("ignoring fine-tune checkpoint %s: it was made with other settings", path)
+        return None
+    return state
+
+
 def train_classifier(
     model: nn.Module,
     inputs: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None,
     spec: TrainSpec,
     on_epoch: EpochCallback | None = None,
+    loss_fn: LossFn | None = None,
+    checkpoint: Path | None = None,
+    description: str = "training",
 ) -> list[float]:
-    """Train ``model`` in place with cross-entropy; returns the mean loss of each epoch.
+    """Train ``model`` in place; returns the mean loss of each epoch (resumed epochs included).
 
-    Random flips are not applied (digits and many edge tasks are not flip-invariant); shuffling is seeded.
+    ``loss_fn(logits, inputs, labels)`` defaults to cross-entropy (labels required); distillation passes
+    a loss that also reads the teacher's outputs (labels optional). Random flips are not applied (digits
+    and many edge tasks are not flip-invariant). With ``checkpoint``, state is saved after each epoch and
+    a later call with the same spec resumes from it.
     """
     if spec.epochs <= 0:
         return []
+    loss_fn = loss_fn or cross_entropy_loss
+    n = len(inputs)
     generator = torch.Generator().manual_seed(spec.seed)
     optimiser = torch.optim.SGD(
         model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay, nesterov=True
     )
-    n = len(inputs)
     steps_per_epoch = max(1, (n + spec.batch_size - 1) // spec.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.15
-    )
+    scheduler = make_scheduler(optimiser, spec.schedule, spec.lr, spec.epochs * steps_per_epoch)
     losses: list[float] = []
+    resumed = _load_checkpoint(checkpoint, spec, n)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimiser.load_state_dict(resumed["optimiser"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        generator.set_state(resumed["generator"])
+        losses = [float(v) for v in resumed["losses"]]
+        log.info("%s: resuming after epoch %d/%d from %s", description, len(losses), spec.epochs, checkpoint)
     model.train()
-    for epoch in range(spec.epochs):
+    for epoch in range(len(losses), spec.epochs):
         order = torch.randperm(n, generator=generator)
         total, count = 0.0, 0
-        for start in range(0, n, spec.batch_size):
-            idx = order[start : start + spec.batch_size]
-            if len(idx) < 2:
-                continue  # batch norm needs more than one sample
-            optimiser.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(inputs[idx]), labels[idx])
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
+        with progress_bar(f"{description} epoch {epoch + 1}/{spec.epochs}", steps_per_epoch) as advance:
+            for start in range(0, n, spec.batch_size):
+                idx = order[start : start + spec.batch_size]
+                advance(1)
+                if len(idx) < 2:
+                    continue  # batch norm needs more than one sample
+                optimiser.zero_grad(set_to_none=True)
+                batch = inputs[idx]
+                loss = loss_fn(model(batch), batch, None if labels is None else labels[idx])
+                loss.backward()
+                optimiser.step()
+                scheduler.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
         losses.append(total / max(count, 1))
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, {"spec": asdict(spec), "images": n, "model": model.state_dict(),
+                                          "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                                          "generator": generator.get_state(), "losses": losses})
         log.debug("epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, losses[-1])
         if on_epoch is not None:
             on_epoch(epoch + 1, losses[-1])

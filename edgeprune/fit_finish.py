@@ -1,0 +1,91 @@
+"""The end of a fit run: evaluate both artifacts in the runtime, then write plan, weights, artifact, reports.
+
+Everything is written into the output directory's staging area and moved in by atomic renames only when
+all of it exists, so a failure here leaves no partial results.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from edgeprune.fit_run import FitRun, RunOutcome
+from edgeprune.io_atomic import write_json_atomic, write_text_atomic
+from edgeprune.outputs import ARTIFACT_FILES, OutputDir
+from edgeprune.prune.graph import count_macs_and_params
+from edgeprune.prune.plan import SlimPlan, module_shapes
+from edgeprune.report.fit_report import ModelSide, build_fit_report
+from edgeprune.report.fit_result import FitResult
+from edgeprune.report.markdown import render_markdown
+from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
+
+log = logging.getLogger(__name__)
+
+PARITY_IMAGES = 16
+
+
+def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
+    """Evaluate, write every result file atomically, and return the result (== report.json)."""
+    stage = out.staging
+    inputs, clock = run.inputs, run.clock
+    baseline, final, slim, keep = outcome.baseline, outcome.final, outcome.slim, outcome.keep
+    labels = inputs.eval_set.labels
+    with clock("evaluate"):
+        backend, target = run.backend, run.target
+        base_eval = evaluate_session(backend.load(baseline.artifact, target), baseline.artifact.input_name,
+                                     inputs.eval_inputs, labels)
+        final_session = backend.load(final.artifact, target)
+        final_eval = evaluate_session(final_session, final.artifact.input_name, inputs.eval_inputs, labels)
+        parity = max_abs_difference(final_session, final.artifact.input_name, slim, inputs.calibration[:PARITY_IMAGES])
+    macs_before, params_before = count_macs_and_params(run.model, run.example)
+    macs_after, params_after = count_macs_and_params(slim, run.example)
+    kept = {g.name: keep.get(g.name, list(range(g.width))) for g in run.groups}
+    bundle = inputs.bundle
+    config = run.config
+    method = {"importance": run.importance.name, **outcome.allocation.method(),
+              "search_headroom": config.search_headroom, "steps": config.steps,
+              "reconstruct": run.recovery.reconstructs, "bn_recalibrate": run.recovery.recalibrates_bn}
+    plan = SlimPlan(bundle.spec, bundle.build_kwargs, list(run.example.shape), inputs.preprocessing.to_dict(),
+                    [{"name": g.name, "width_before": g.width, "width_after": len(kept[g.name]),
+                      "kept": kept[g.name]} for g in run.groups],
+                    module_shapes(slim), method)
+    artifact_files = ARTIFACT_FILES[final.artifact.format]
+    for name in artifact_files:  # model.xml comes with model.bin; the others are one file
+        final.artifact.path.with_suffix(Path(name).suffix).replace(stage / name)
+    state = {k: v.detach().contiguous() for k, v in slim.state_dict().items()}
+    save_file(state, str(stage / "model.safetensors"), metadata={"plan_sha256": plan.digest()})
+    write_json_atomic(stage / "plan.json", plan.to_dict())
+    names = [*artifact_files, "model.safetensors", "plan.json", "report.json", "report.md"]
+    out_dir = out.path.resolve()
+    pruned = slim is not run.model
+    timer = run.measurer.timer
+    report: dict[str, Any] = build_fit_report(
+        out_dir=out_dir, files=names,
+        model={"spec": bundle.spec, "weights": str(config.weights) if config.weights else None,
+               "input_shape": list(run.example.shape), "preprocessing": inputs.preprocessing.to_dict()},
+        target=run.target, timer=timer, budget_ms=run.budget_ms, budget_spec=str(run.budget_spec),
+        baseline=ModelSide(baseline.stats, base_eval.top1, macs_before, params_before),
+        final=ModelSide(final.stats, final_eval.top1, macs_after, params_after),
+        method=method,
+        artifact={"format": final.artifact.format, "file": str(out_dir / artifact_files[0]),
+                  "input_name": final.artifact.input_name, "input_shape": list(final.artifact.input_shape)},
+        evaluation={"dataset": inputs.eval_set.source, "images": base_eval.images, "runtime": run.target.runtime,
+                    "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
+        parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(inputs.calibration)),
+                "reference": "pruned PyTorch model"},
+        calibration={"images": len(inputs.calibration), "source": inputs.calibration_source,
+                     "bn_recalibrated": run.recovery.recalibrates_bn and pruned,
+                     "reconstruction": run.recovery.reconstruction if pruned else None},
+        finetune=run.recovery.summary(),
+        rounds=run.rounds, exports=run.measurer.exports,
+        groups=[{k: g[k] for k in ("name", "width_before", "width_after")} for g in plan.groups],
+        frozen=run.frozen, timings_s=dict(clock.seconds),
+    )
+    report["resume"] = {"measurements_replayed": run.journal.replayed}
+    write_json_atomic(stage / "report.json", report)
+    write_text_atomic(stage / "report.md", render_markdown(report))
+    out.commit(names)
+    return FitResult(report)

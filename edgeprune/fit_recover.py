@@ -1,0 +1,109 @@
+"""Recovery of a pruned candidate: least-squares reconstruction, batch-norm statistics, fine-tuning.
+
+Order: (1) refit the layers that consume pruned channels so their outputs match the unpruned model's
+(He et al. 2017; on for ``lasso``), (2) re-estimate batch-norm statistics (on unless reconstructing: the
+refit restores the original pre-BN outputs, so stored statistics stay right), (3) fine-tune with
+learning-rate rewinding and optional distillation from the original model. Fine-tuning is checkpointed
+after every epoch in the run's resume state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeprune.config import FitConfig
+from edgeprune.data.tensors import to_model_input
+from edgeprune.fit_inputs import FitInputs
+from edgeprune.prune.groups import ChannelGroup
+from edgeprune.prune.reconstruct import reconstruct_consumers
+from edgeprune.prune.surgery import slim_copy
+from edgeprune.resume import RunJournal
+from edgeprune.train.bn_recalibration import recalibrate_batchnorm
+from edgeprune.train.distill import DistillationLoss
+from edgeprune.train.loop import TrainSpec, train_classifier
+
+log = logging.getLogger(__name__)
+
+DISTILL_TEMPERATURE = 4.0
+DISTILL_ALPHA = 0.9
+
+
+class Recovery:
+    """Recovers candidates of one run; remembers what it did for the report."""
+
+    def __init__(self, config: FitConfig, inputs: FitInputs, teacher: nn.Module, journal: RunJournal,
+                 reconstructs: bool) -> None:
+        self.config, self.inputs, self.teacher, self.journal = config, inputs, teacher, journal
+        self.reconstructs = reconstructs
+        wanted = config.bn_recalibrate
+        self.recalibrates_bn = (not reconstructs) if wanted is None else wanted
+        self.finetune_seconds = 0.0
+        self.finetuned_epochs = 0
+        self.reconstruction: dict[str, Any] | None = None
+        self._train_x: torch.Tensor | None = None
+
+    def recover(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup],
+                name: str) -> nn.Module:
+        """A slim copy of ``reference`` keeping ``keep``, recovered; ``name`` labels its checkpoint."""
+        example = self.inputs.example
+        if not keep:
+            return reference
+        slim = slim_copy(reference, example, keep, self.config.frozen_modules)
+        if self.reconstructs:
+            errors = reconstruct_consumers(reference, slim, example, self.inputs.calibration, keep, groups,
+                                           seed=self.config.seed)
+            if errors:
+                before = float(np.mean([e.error_before for e in errors.values()]))
+                after = float(np.mean([e.error_after for e in errors.values()]))
+                log.info("least-squares reconstruction of %d layers: relative output error %.3f → %.3f",
+                         len(errors), before, after)
+                self.reconstruction = {"layers": len(errors), "mean_error_before": before,
+                                       "mean_error_after": after}
+        if self.recalibrates_bn:
+            recalibrate_batchnorm(slim, self.inputs.calibration)
+        return self._finetune(slim, name)
+
+    def train_spec(self) -> TrainSpec:
+        """The fine-tune's optimiser settings."""
+        return TrainSpec(epochs=self.config.finetune_epochs, lr=self.config.finetune_lr, seed=self.config.seed,
+                         schedule=self.config.finetune_schedule)
+
+    def finetune_enabled(self) -> bool:
+        """Whether fine-tuning will run (epochs > 0 and usable training data)."""
+        train = self.inputs.train_set
+        if self.config.finetune_epochs == 0 or train is None:
+            return False
+        return train.labels is not None or self.config.distill
+
+    def _finetune(self, model: nn.Module, name: str) -> nn.Module:
+        if not self.finetune_enabled():
+            return model
+        train = self.inputs.train_set
+        assert train is not None
+        if self._train_x is None:
+            self._train_x = to_model_input(train.images, self.inputs.preprocessing)
+        labels = None if train.labels is None else torch.from_numpy(train.labels)
+        loss = DistillationLoss(self.teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA) if self.config.distill else None
+        epochs = self.config.finetune_epochs
+        start = time.perf_counter()
+        train_classifier(model, self._train_x, labels, self.train_spec(), loss_fn=loss,
+                         checkpoint=self.journal.checkpoint_path(f"finetune-{name}"), description="fine-tune",
+                         on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
+        self.finetune_seconds += time.perf_counter() - start
+        self.finetuned_epochs += epochs
+        return model.eval()
+
+    def summary(self) -> dict[str, Any]:
+        """The fine-tune facts for the report."""
+        train = self.inputs.train_set
+        return {"epochs": self.finetuned_epochs, "images": 0 if train is None else len(train),
+                "seconds": self.finetune_seconds, "schedule": self.config.finetune_schedule,
+                "lr": self.config.finetune_lr, "distill": self.config.distill,
+                "distill_temperature": DISTILL_TEMPERATURE if self.config.distill else None,
+                "distill_alpha": DISTILL_ALPHA if self.config.distill else None}

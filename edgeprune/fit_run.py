@@ -1,0 +1,268 @@
+"""One fit run as a sequence of stages: analyse, measure the original, search, closed loop, recover.
+
+With ``--steps N`` the search/recover part repeats N times towards geometrically shrinking budgets
+(baseline · (budget / baseline)^(k/N)), each step pruning the previous step's recovered model; only the
+last step must meet the real budget. Every latency query goes through the run's measurer (export and time
+on the target, or the shipped profile's prediction) and through the resume journal, so an interrupted run
+replays what it had measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from edgeprune.budget import Budget
+from edgeprune.config import FitConfig
+from edgeprune.errors import BudgetUnreachableError, InputError
+from edgeprune.fit_inputs import FitInputs
+from edgeprune.fit_recover import Recovery
+from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
+from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.latency.profile_model import build_lookup_model, default_table_dir, table_context
+from edgeprune.latency.table import LatencyTable
+from edgeprune.latency.timing import TimingSpec
+from edgeprune.loop.base import Allocation, Candidate, RoundsExhausted, kept_fraction
+from edgeprune.loop.latency_search import LatencySearch
+from edgeprune.loop.uniform import UniformBisection
+from edgeprune.prune.graph import ModelGraph
+from edgeprune.prune.groups import ChannelGroup
+from edgeprune.prune.importance import ScoringContext
+from edgeprune.prune.surgery import slim_copy
+from edgeprune.resume import RunJournal, keep_key
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+
+class StageClock:
+    """Wall time spent per named stage (seconds), summed over repeats."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class StepState:
+    """The model one pruning step starts from, with its channel groups and scores."""
+
+    index: int
+    model: nn.Module
+    graph: ModelGraph
+    groups: list[ChannelGroup]
+    scores: dict[str, np.ndarray]
+
+
+@dataclass
+class RunOutcome:
+    """What the closed loop produced: the shipped model, its measurement, and the composed kept channels."""
+
+    baseline: Measurement
+    final: Measurement
+    slim: nn.Module
+    keep: dict[str, list[int]]
+    allocation: Allocation
+
+
+class FitRun:
+    """State of one fit run (kept in one object so the stages read as a sequence)."""
+
+    def __init__(self, config: FitConfig, budget: Budget, target: Target, backend: Any, importance: Any,
+                 inputs: FitInputs, measurer: CandidateMeasurer, journal: RunJournal, clock: StageClock) -> None:
+        self.config, self.budget_spec, self.target, self.importance = config, budget, target, importance
+        self.budget_ms = budget.ms if budget.ms is not None else float("nan")
+        self.inputs, self.clock, self.journal = inputs, clock, journal
+        self.model: nn.Module = inputs.bundle.model
+        self.example = inputs.example
+        self.backend = backend
+        self.measurer = measurer
+        self.rounds: list[dict[str, Any]] = []
+        self.step: StepState | None = None
+        self.groups: list[ChannelGroup] = []  # the original model's prunable groups
+        self.frozen: list[ChannelGroup] = []
+        self.step_budget_ms = float("nan")
+        self.step_start_ms = float("nan")
+        reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
+        self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
+
+    # -- stages -----------------------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        """Run every stage; raises BudgetUnreachableError when no candidate meets the budget."""
+        self.step = self._analyse(1, self.model)
+        self.groups = self.step.groups
+        self.frozen = [g for g in self.step.graph.groups if not g.prunable]
+        with self.clock("measure"):
+            baseline = self._measure(self.model, "original", {}, CONFIRM_TIMING)
+            self.budget_ms = self.budget_spec.resolve(baseline.stats.median_ms)
+            self._record("baseline", {}, {}, baseline)
+            log.info("original model: %.3f ms on %s (%s); budget %.3f ms (%s)", baseline.stats.median_ms,
+                     self.target.name, self.measurer.timer.source, self.budget_ms, self.budget_spec)
+        total = self.config.steps
+        composed: dict[str, list[int]] = {}
+        for index in range(1, total + 1):
+            if index > 1:
+                self.step = self._analyse(index, self.step.model)
+            step_budget = baseline.stats.median_ms * (self.budget_ms / baseline.stats.median_ms) ** (index / total)
+            self.step_budget_ms = step_budget
+            if index < total:
+                log.info("step %d/%d: intermediate budget %.3f ms", index, total, step_budget)
+            allocation = self._allocation()
+            keep, slim, final = self._closed_loop(allocation, baseline, step_budget, final_step=index == total)
+            composed = _compose(composed, keep)
+            self.step.model = slim
+            if index == total:
+                return RunOutcome(baseline, final, slim, composed, allocation)
+        raise AssertionError("unreachable")
+
+    def _analyse(self, index: int, model: nn.Module) -> StepState:
+        with self.clock("analyse"):
+            graph = ModelGraph(model, self.example, self.config.frozen_modules)
+            groups = graph.prunable_groups()
+            if not groups:
+                raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
+            ctx = ScoringContext(model, self.inputs.calibration)
+            self.importance.prepare(ctx)
+            scores = {g.name: np.asarray(self.importance.score(g, ctx)) for g in groups}
+            if isinstance(self.measurer, PredictedMeasurer):
+                self.measurer.bind(model, groups)
+        return StepState(index, model, graph, groups, scores)
+
+    def _allocation(self) -> Allocation:
+        step = self.step
+        assert step is not None
+        hint = _floor_hint([g for g in step.graph.groups if not g.prunable])
+        if self.config.allocation == "uniform":
+            return UniformBisection(step.groups, step.scores, self.target.channel_alignment, self._measure_keep,
+                                    self.config.max_rounds, hint)
+        comparable = getattr(self.importance, "globally_comparable", False)
+        floor = lambda keep: self._measure_keep(keep, "floor", {})  # noqa: E731
+        if isinstance(self.measurer, PredictedMeasurer):
+            assert self.measurer.latency is not None
+            return LatencySearch(step.groups, step.scores, self.measurer.latency, self.target.channel_alignment,
+                                 comparable, floor, hint, self.measurer.latency.source)
+        with self.clock("profile"):
+            table = LatencyTable.open(table_context(self.backend, self.target, self.measurer.timer),
+                                      self.config.table_dir or default_table_dir())
+            max_points = 6 if self.backend.name in ("onnxruntime", "openvino") else 3
+            lookup, measured, reused = build_lookup_model(
+                step.model, self.example, step.graph, self.target, self.backend, table, self.measurer.work_dir,
+                max_points, seed=self.config.seed, timer=self.measurer.timer)
+            log.info("latency table %s: %d kernel timings measured, %d reused", table.path, measured, reused)
+        return LatencySearch(step.groups, step.scores, lookup, self.target.channel_alignment, comparable, floor,
+                             hint, f"lookup table ({self.measurer.timer.source})")
+
+    # -- measuring --------------------------------------------------------------------------------
+    def _measure(self, model: nn.Module, kind: str, keep: dict[str, list[int]],
+                 spec: TimingSpec | None = None) -> Measurement:
+        """Measure (or replay from the journal, or predict) one candidate."""
+        step = self.step.index if self.step else 1
+        key = keep_key(step, kind, keep)
+        recorded = self.journal.measurement(key)
+        needs_artifact = kind in ("original", "final")
+        if recorded is not None and not needs_artifact:
+            return Measurement(None, recorded)  # type: ignore[arg-type]
+        args = (model, kind) if spec is None else (model, kind, spec)
+        m = self.measurer.measure(*args, keep=keep)
+        if recorded is not None:  # the artifact is rebuilt; the decision keeps the recorded figure
+            return Measurement(m.artifact, recorded)
+        self.journal.record(key, m.stats)
+        return m
+
+    def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], m: Measurement) -> None:
+        stats = m.stats
+        meets = stats.median_ms <= (self.budget_ms if kind == "baseline" else self.step_budget_ms)
+        groups = self.step.groups if self.step else self.groups
+        fraction = kept_fraction(keep, {g.name: g.width for g in groups})
+        measured = stats.runs > 0
+        self.rounds.append({"kind": kind, "step": self.step.index if self.step else 1, "channels_kept": fraction,
+                            **info, "median_ms": stats.median_ms, "p90_ms": stats.p90_ms if measured else None,
+                            "cv": stats.cv if measured else None, "measured": measured, "meets_budget": meets})
+        predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info else ""
+        verb = "measured" if measured else "predicted"
+        log.info("%s: %.1f%% of channels kept → %s %.3f ms%s %s", kind, 100 * fraction, verb, stats.median_ms,
+                 predicted, "(within budget)" if meets else "(over budget)")
+
+    def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
+        if len(self.rounds) >= self.config.max_rounds * self.config.steps:
+            raise RoundsExhausted()
+        assert self.step is not None
+        model = self.step.model
+        slim = slim_copy(model, self.example, keep, self.config.frozen_modules) if keep else model
+        m = self._measure(slim, kind, keep)
+        self._record(kind, keep, info, m)
+        return m.stats.median_ms
+
+    def _closed_loop(self, allocation: Allocation, baseline: Measurement, budget_ms: float, final_step: bool
+                     ) -> tuple[dict[str, list[int]], nn.Module, Measurement]:
+        """Measure candidates until the recovered candidate's confirmed latency meets ``budget_ms``."""
+        assert self.step is not None
+        target_ms = budget_ms * (1 - self.config.search_headroom)
+        start_ms = baseline.stats.median_ms if self.step.index == 1 else self.step_start_ms
+        best_ms = start_ms
+        rounds_at_start = len(self.rounds)
+        with self.clock("search"):
+            candidate: Candidate | None = allocation.first(start_ms, budget_ms, target_ms)
+        while candidate is not None:
+            if candidate.measured_ms is None:  # a predicted candidate: measure it before recovering it
+                try:
+                    with self.clock("search"):
+                        candidate.measured_ms = self._measure_keep(candidate.keep, "search", candidate.info)
+                except RoundsExhausted:
+                    break
+            best_ms = min(best_ms, candidate.measured_ms)
+            if candidate.measured_ms <= budget_ms:
+                name = keep_key(self.step.index, "recover", candidate.keep).replace(":", "-")
+                with self.clock("recover"):
+                    slim = self.recovery.recover(self.step.model, candidate.keep, self.step.groups, name)
+                if not final_step:
+                    self.step_start_ms = candidate.measured_ms
+                    return candidate.keep, slim, baseline
+                with self.clock("confirm"):
+                    final = self._measure(slim, "final", candidate.keep, CONFIRM_TIMING)
+                self._record("confirm", candidate.keep, candidate.info, final)
+                if final.stats.median_ms <= budget_ms:
+                    return candidate.keep, slim, final
+                missed_ms = final.stats.median_ms
+            else:
+                missed_ms = candidate.measured_ms
+            if len(self.rounds) - rounds_at_start >= self.config.max_rounds:
+                break
+            with self.clock("search"):
+                candidate = allocation.after_miss(candidate, missed_ms)
+        raise BudgetUnreachableError(budget_ms, best_ms,
+                                     f"No candidate met it within {self.config.max_rounds} measured rounds.")
+
+
+def _compose(outer: dict[str, list[int]], inner: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Kept channels of two successive prunings, as indices into the original model's channels.
+
+    Groups are named after modules, so a group keeps its name across steps; a group the first pruning left
+    whole still indexes the original channels.
+    """
+    composed = {k: list(v) for k, v in outer.items()}
+    for name, kept in inner.items():
+        composed[name] = [outer[name][i] for i in kept] if name in outer else list(kept)
+    return composed
+
+
+def _floor_hint(frozen: list[ChannelGroup]) -> str:
+    frozen = [g for g in frozen if not g.frozen_reason.startswith("output classes")]
+    if not frozen:
+        return "Every prunable channel group was already cut to its minimum width."
+    return (f"{len(frozen)} channel group(s) are frozen (e.g. {frozen[0].name}) and set a floor; "
+            "choose a larger budget or a smaller model.")

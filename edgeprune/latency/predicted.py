@@ -1,0 +1,89 @@
+"""Predicted latency for targets edgeprune cannot reach: the shipped-profile path of ``fit``.
+
+For a target whose ``latency_source`` is ``predicted-profile`` (``rpi4``, ``rpi5``, ``intel-npu``) and no
+``--device`` agent, ``fit`` still runs end to end: the search and the closed loop use the analytic model of
+the shipped profile (edgeprune/profiles/<name>.toml), artifacts are exported and evaluated for accuracy in
+the target's runtime on this machine, and every latency in the report and on the terminal is labelled
+"predicted (shipped profile)", never "measured". Connecting an agent replaces all of this with real
+measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeprune.backends.base import Artifact, Backend
+from edgeprune.errors import InputError
+from edgeprune.latency.analytic import AGENT_HINT, PREDICTED_LABEL, AnalyticLatencyModel, load_profile
+from edgeprune.latency.candidates import SEARCH_TIMING, CandidateMeasurer, Measurement
+from edgeprune.latency.layers import extract_layers
+from edgeprune.latency.timing import LatencyStats, TimingSpec
+from edgeprune.prune.groups import ChannelGroup
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+#: kinds of candidates whose artifact is used after measuring (evaluated, shipped); others are not exported
+_EXPORTED_KINDS = ("original", "final")
+
+
+class ProfileTimer:
+    """Stands where a timer would: it names the profile and refuses to time anything."""
+
+    source = "predicted-profile"
+
+    def __init__(self, target: Target) -> None:
+        if not target.profile:
+            raise InputError(f"target '{target.name}' has no shipped profile to predict its latency from")
+        self.target = target
+        self.profile = load_profile(target.profile)
+        log.warning("target '%s': latencies will be %s, not measured; %s", target.name, PREDICTED_LABEL, AGENT_HINT)
+
+    def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
+        raise InputError(f"target '{self.target.name}' cannot be measured from here; {AGENT_HINT}")
+
+    def runtime_version(self) -> str:
+        return f"n/a ({PREDICTED_LABEL} '{self.profile.name}')"
+
+    def machine(self) -> dict[str, Any]:
+        return {"cpu": self.profile.description, "predicted_from_profile": self.profile.name,
+                "expected_error": self.profile.expected_error}
+
+
+def predicted_stats(ms: float) -> LatencyStats:
+    """A prediction in the shape of a measurement summary (runs = 0 marks that nothing ran)."""
+    return LatencyStats(median_ms=ms, p90_ms=ms, mean_ms=ms, min_ms=ms, cv=0.0, runs=0, noisy=False)
+
+
+class PredictedMeasurer(CandidateMeasurer):
+    """Answers "how fast is this candidate" from the shipped profile instead of a measurement."""
+
+    def __init__(self, backend: Backend, target: Target, example: torch.Tensor, work_dir: Any,
+                 timer: ProfileTimer) -> None:
+        super().__init__(backend, target, example, work_dir, timer)
+        self.profile_timer = timer
+        self.latency: AnalyticLatencyModel | None = None
+
+    def bind(self, model: nn.Module, groups: Sequence[ChannelGroup]) -> AnalyticLatencyModel:
+        """Build the analytic model for ``model``'s kernels (call again after each pruning step)."""
+        self.latency = AnalyticLatencyModel(extract_layers(model, self.example, list(groups)),
+                                            self.profile_timer.profile)
+        return self.latency
+
+    def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING,
+                keep: Mapping[str, Sequence[int]] | None = None) -> Measurement:
+        if self.latency is None:
+            raise RuntimeError("PredictedMeasurer.bind() must be called before measure()")
+        ms = self.latency.predict({g: len(k) for g, k in (keep or {}).items()})
+        artifact = None
+        if name in _EXPORTED_KINDS:
+            self._counter += 1
+            artifact = self.backend.export(model, self.example, self.work_dir / f"{self._counter:03d}-{name}.onnx",
+                                           self.target)
+            self.exports += 1
+        return Measurement(artifact, predicted_stats(ms))  # type: ignore[arg-type]

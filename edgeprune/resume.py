@@ -1,0 +1,104 @@
+"""The resume journal of a fit run: what an interrupted run had finished, so ``--resume`` can go on.
+
+A fit run keeps its state in ``OUT/.edgeprune-resume/``: ``journal.json`` (every latency measurement and
+which candidate each search round chose) and fine-tune checkpoints (one per recovered candidate, saved
+after every epoch). Everything else a run does (channel groups, importance scores, the search, least-squares
+reconstruction) is deterministic given the seed and the measurements, so a resumed run replays the
+recorded measurements instead of measuring again, takes the same decisions, continues fine-tuning from the
+last finished epoch, and ends with the same model as an uninterrupted run. Latency tables resume on their
+own (they are saved after every probe).
+
+The journal carries a fingerprint of the options that change the result; resuming with other options is
+refused. The state is removed when the run's results are committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edgeprune.config import FitConfig
+from edgeprune.errors import OutputError
+from edgeprune.io_atomic import write_json_atomic
+from edgeprune.latency.timing import LatencyStats
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".edgeprune-resume"
+JOURNAL_FORMAT = "edgeprune.resume-journal/1"
+#: options that do not change what a run computes
+_NOT_FINGERPRINTED = {"out", "force", "resume", "device_token", "table_dir"}
+
+
+def config_fingerprint(config: FitConfig) -> str:
+    """SHA-256 over every option that changes the result (paths as given, not their contents)."""
+    data = {k: v for k, v in asdict(config).items() if k not in _NOT_FINGERPRINTED}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def keep_key(step: int, kind: str, keep: dict[str, list[int]]) -> str:
+    """Journal key of a measurement: the step, the purpose and the exact channels kept."""
+    body = json.dumps({k: keep[k] for k in sorted(keep)}, separators=(",", ":"))
+    return f"{step}:{kind}:{hashlib.sha256(body.encode()).hexdigest()[:20]}"
+
+
+class RunJournal:
+    """Measurements and checkpoints of one fit run, kept in the output directory until it succeeds."""
+
+    def __init__(self, out_dir: Path, config: FitConfig) -> None:
+        self.dir = Path(out_dir) / STATE_DIR
+        self.path = self.dir / "journal.json"
+        self.fingerprint = config_fingerprint(config)
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.replayed = 0
+        if self.path.is_file():
+            self._open_existing(config)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._save()
+
+    def _open_existing(self, config: FitConfig) -> None:
+        if not config.resume:
+            if not config.force:
+                raise OutputError(f"{self.dir.parent} holds an interrupted fit run; pass --resume to continue it "
+                                  "or --force to start over")
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot read the resume journal {self.path}: {exc}; rerun with --force") from None
+        if data.get("format") != JOURNAL_FORMAT or data.get("fingerprint") != self.fingerprint:
+            raise OutputError(f"the interrupted run in {self.dir.parent} used other options; rerun it with the "
+                              "same options and --resume, or pass --force to start over")
+        self.entries = dict(data.get("entries", {}))
+        log.info("resuming: %d measurement(s) of the interrupted run will be replayed", len(self.entries))
+
+    def _save(self) -> None:
+        write_json_atomic(self.path, {"format": JOURNAL_FORMAT, "fingerprint": self.fingerprint,
+                                      "entries": self.entries})
+
+    def measurement(self, key: str) -> LatencyStats | None:
+        """A recorded measurement, or None."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        self.replayed += 1
+        return LatencyStats(**entry)
+
+    def record(self, key: str, stats: LatencyStats) -> None:
+        """Record a measurement (saved at once)."""
+        self.entries[key] = stats.to_dict()
+        self._save()
+
+    def checkpoint_path(self, name: str) -> Path:
+        """Where the fine-tune checkpoint ``name`` lives."""
+        return self.dir / f"{name}.pt"
+
+    def finish(self) -> None:
+        """Remove the state (the run's results were committed)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
