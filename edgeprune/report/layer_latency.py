@@ -58,6 +58,7 @@ def per_layer_latency(
     after_artifact: Artifact,
     example_input: np.ndarray,
     spec: TimingSpec,
+    labels_from: Path | None = None,
 ) -> dict[str, Any] | None:
     """Profile both artifacts with the runtime's own profiler and pair their nodes by name.
 
@@ -65,6 +66,10 @@ def per_layer_latency(
     when the runtime has no per-layer profiler (LiteRT, or an agent session: ``NotImplementedError``); the
     caller may then fall back to :func:`predicted_layer_latency`. Other errors (a runtime that cannot load
     the artifact) propagate.
+
+    Layers get a ``"module"`` label (PyTorch module path) from the exporter's metadata in an ONNX file:
+    ``labels_from`` if given (pass the original's ONNX export when the artifacts are OpenVINO IR, whose node
+    names keep the ONNX node names), else the original artifact when it is ONNX.
 
     >>> plt = per_layer_latency(backend, target, original, pruned, x, TimingSpec(min_runs=50))  # doctest: +SKIP
     >>> plt["layers"][0]["before_ms"] >= plt["layers"][-1]["before_ms"]                          # doctest: +SKIP
@@ -76,7 +81,8 @@ def per_layer_latency(
     except NotImplementedError as exc:
         log.info("no per-layer profile from %s: %s", target.runtime, exc or "the runtime has no layer profiler")
         return None
-    labels = onnx_module_labels(before_artifact.path) if before_artifact.format == "onnx" else {}
+    onnx_path = labels_from or (before_artifact.path if before_artifact.format == "onnx" else None)
+    labels = onnx_module_labels(onnx_path) if onnx_path is not None else {}
     return match_layer_timings(before, after, measured_source(target.runtime), labels)
 
 
@@ -113,8 +119,9 @@ def match_layer_timings(
     for name, (op, ms) in b.items():
         entry: dict[str, Any] = {"name": name, "op_type": op, "before_ms": ms,
                                  "after_ms": a[name][1] if name in a else None}
-        if name in labels:
-            entry["module"] = labels[name]
+        label = labels.get(name) or labels.get(name.split("/")[0])  # OpenVINO: "<onnx node>/WithoutBiases"
+        if label:
+            entry["module"] = label
         layers.append(entry)
     layers.sort(key=lambda e: -e["before_ms"])
     unmatched = [{"name": n, "op_type": op, "after_ms": ms} for n, (op, ms) in a.items() if n not in b]

@@ -86,6 +86,12 @@ def test_runtime_without_profiler_gives_none(tmp_path: Path) -> None:
     assert per_layer_latency(backend, target, artifact, artifact, example.numpy(), SPEC) is None
 
 
+def test_openvino_style_names_get_module_labels() -> None:
+    timings = [LayerTiming("node_Conv_37/WithoutBiases", "Convolution", 0.3)]
+    result = match_layer_timings(timings, timings, "measured (openvino profiler)", {"node_Conv_37": "layer1.0.bn1"})
+    assert result["layers"][0]["module"] == "layer1.0.bn1"
+
+
 def test_unmatched_nodes_are_reported() -> None:
     before = [LayerTiming("a", "Conv", 0.5), LayerTiming("b", "Relu", 0.1), LayerTiming("gone", "Add", 0.2)]
     after = [LayerTiming("a", "Conv", 0.2), LayerTiming("b", "Relu", 0.05), LayerTiming("new", "FusedConv", 0.1)]
