@@ -71,10 +71,11 @@ def _check_classes(dataset: ImageDataset, num_classes: int | None, spec: str) ->
 def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     """Load the model and data named by ``config`` and check that they fit each other.
 
-    Every check runs before anything expensive: the weights file, the input shape (one forward pass of
-    the untrained architecture), the data and its class count are all checked before the demo model is
-    trained on first use.
+    Every check runs before anything expensive: the target's runtime, the weights file, the input shape
+    (one forward pass of the untrained architecture), the data and its class count are all checked before
+    the demo model is trained on first use.
     """
+    target.require_runtime()  # exports, local timing and evaluation all need the target's runtime here
     bundle = build_architecture(config.model, config.num_classes)
     if config.weights is not None:
         load_weights(bundle.model, config.weights)
@@ -113,13 +114,25 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
 
 
 def _output_width(bundle: ModelBundle, prep: Preprocessing) -> int | None:
-    """Run the model once on zeros of the input shape: refuses a shape it cannot take; returns its classes."""
+    return check_forward(bundle.model, bundle.spec, prep.input_shape)
+
+
+def check_forward(model: torch.nn.Module, spec: str, input_shape: tuple[int, ...]) -> int | None:
+    """Run ``model`` (in eval mode) once on zeros of ``input_shape`` (C, H, W) at batch size 1.
+
+    Refuses, with an :class:`~edgeprune.errors.InputError`, a shape the model cannot take (a wrong channel
+    count, an image too small for its strides); returns the classifier width when the output is (1, K).
+
+    >>> check_forward(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5)), "m", (3, 2, 2))
+    5
+    """
     with torch.no_grad():
         try:
-            out = bundle.model(torch.zeros(1, *prep.input_shape))
+            out = model(torch.zeros(1, *input_shape))
         except Exception as exc:  # user models fail in arbitrary ways on a wrong shape
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(
-                f"model '{bundle.spec}' does not accept input of shape {prep.input_shape}: {exc}"
+                f"model '{spec}' does not accept input of shape {tuple(input_shape)} (C, H, W): {first}"
             ) from None
     return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 

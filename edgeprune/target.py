@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgeprune.errors import InputError, UnknownNameError
+from edgeprune.errors import InputError, MissingRuntimeError, UnknownNameError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,6 +27,8 @@ RUNTIME_MODULES: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "openvino"),
     "litert": ("ai_edge_litert", "tflite"),
 }
+#: How each runtime is called in messages.
+RUNTIME_DISPLAY_NAMES: dict[str, str] = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 LATENCY_SOURCES = ("measured-local", "measured-agent", "predicted-profile")
 
@@ -66,7 +68,19 @@ class Target:
     def runtime_installed(self) -> bool:
         """Whether the Python package of this target's runtime can be imported here."""
         module, _ = RUNTIME_MODULES[self.runtime]
-        return importlib.util.find_spec(module) is not None
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken install, or a module entry without a spec
+            return False
+
+    def require_runtime(self) -> None:
+        """Raise :class:`~edgeprune.errors.MissingRuntimeError`, naming the pip extra, when the runtime is absent.
+
+        Commands call this before any work, so a missing optional runtime is reported at once rather than
+        at the first export or measurement.
+        """
+        if not self.runtime_installed():
+            raise MissingRuntimeError(RUNTIME_DISPLAY_NAMES[self.runtime], RUNTIME_MODULES[self.runtime][1])
 
 
 def _builtin_dir() -> Any:

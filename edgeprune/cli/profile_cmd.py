@@ -8,7 +8,10 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgeprune.cli.common import console, err_console, positive_int, shape
+from edgeprune.fit_inputs import check_forward
 from edgeprune.latency.profile_model import ProfileConfig, profile_model
+from edgeprune.models.zoo import build_architecture
+from edgeprune.target import load_target
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
                            num_classes=args.num_classes, table_dir=args.table_dir, max_points=args.max_points,
                            calibration_samples=args.calibration_samples, recalibrate=args.recalibrate,
                            seed=args.seed, device=args.device, device_token=args.device_token)
+    check_inputs(config)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
         tasks: dict[str, int] = {}
@@ -55,3 +59,12 @@ def run(args: argparse.Namespace) -> int:
                   f"(worst error on its {len(c.samples)} samples: {summary.calibration_error_pct:.1f}%)")
     console.print(f"  took {summary.seconds:.1f} s")
     return 0
+
+
+def check_inputs(config: ProfileConfig) -> None:
+    """Refuse, before any probe is timed, a target whose runtime is missing and an input shape the model
+    cannot take (either would otherwise surface deep inside the profiler)."""
+    load_target(config.target).require_runtime()
+    if config.input_shape is not None:
+        bundle = build_architecture(config.model, config.num_classes)
+        check_forward(bundle.model.eval(), config.model, tuple(config.input_shape))
