@@ -1,0 +1,431 @@
+"""Pruning benchmark (issue 4): edgeprune's latency search vs Torch-Pruning at equal measured latency budgets.
+
+    python tools/bench/pruning.py --cells 'l1-2x-ft0'                # first: baseline, data, latency table
+    taskset -c 0 python tools/bench/pruning.py --part 1/2 &          # then the rest, as two parts pinned to
+    taskset -c 1 python tools/bench/pruning.py --part 2/2            # the two cores (about an hour in all)
+    python tools/bench/pruning.py --render-only                      # docs/benchmarks.md + docs/figures
+    python tools/bench/pruning.py --smoke                            # tiny end-to-end check into a temp dir
+
+cifar-resnet56 (akamaster weights) on target ``cpu`` (ONNX Runtime, 1 thread). The original's latency is
+measured once per results directory (``baseline.json``), and every method gets the same absolute budgets
+in ms: 1/1.5, 1/2 and 1/3 of it. Methods: ``lasso``, ``nisp``, ``l1`` through ``edgeprune.fit`` (latency
+search), and Torch-Pruning's magnitude pruner at a uniform ratio bisected on measured latency (``tp``, and
+``tp-inner`` which leaves the residual stream alone; see pruning_tp.py). Each is run with no fine-tune and
+with the same short fine-tune (default 2 epochs over 10,000 training images). Every final model is
+evaluated in ONNX Runtime on the lossless test subset (1,017 images) and on the JPEG test set (10,000).
+
+Each method × budget × fine-tune is a "cell" with its own JSON file in the results directory
+(default docs/figures/pruning-results/); cells already there are skipped, so runs resume and can be split
+(``--part K/N``, ``--cells PATTERN ...``). ``--render-only`` rewrites the section of docs/benchmarks.md
+between ``<!-- pruning:begin -->`` and ``<!-- pruning:end -->`` and the plots docs/figures/pruning_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+import edgeprune  # noqa: E402
+from edgeprune.backends import get_backend  # noqa: E402
+from edgeprune.backends.base import Artifact  # noqa: E402
+from edgeprune.config import FitConfig  # noqa: E402
+from edgeprune.data.loaders import load_npz  # noqa: E402
+from edgeprune.data.tensors import calibration_indices, to_model_input  # noqa: E402
+from edgeprune.errors import BudgetUnreachableError  # noqa: E402
+from edgeprune.io_atomic import write_json_atomic  # noqa: E402
+from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer  # noqa: E402
+from edgeprune.models.zoo import load_model  # noqa: E402
+from edgeprune.prune.graph import count_macs_and_params, find_classifier  # noqa: E402
+from edgeprune.report.environment import machine_info, package_versions  # noqa: E402
+from edgeprune.target import load_target  # noqa: E402
+from edgeprune.train.bn_recalibration import recalibrate_batchnorm  # noqa: E402
+from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
+
+from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
+from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
+from pruning_tp import TP_METHODS, bisect_ratio, tp_prune  # noqa: E402
+
+log = logging.getLogger("pruning_bench")
+
+SHARED = REPO.parent / "shared" / "data"
+DATA = SHARED / "cifar10"
+WEIGHTS = SHARED / "models" / "cifar10" / "akamaster_resnet"
+BUDGETS = {"1.5x": 1 / 1.5, "2x": 1 / 2, "3x": 1 / 3}
+EDGEPRUNE_METHODS = ("lasso", "nisp", "l1")
+DEFAULT_RESULTS = REPO / "docs" / "figures" / "pruning-results"
+SEARCH_HEADROOM = 0.05  # fit's default: the Torch-Pruning bisection aims as far under the budget
+
+
+@dataclass
+class Settings:
+    """Everything a cell depends on (from the command line)."""
+
+    model: str
+    weights: Path
+    target: str
+    lossless: Path
+    jpeg: Path
+    train_npz: Path
+    train_images: int
+    finetune_epochs: int
+    finetune_lr: float
+    jpeg_images: int | None
+    tp_steps: int
+    tp_max_ratio: float
+    tp_bn_recalibrate: bool
+    seed: int
+    results: Path
+    table_dir: Path | None
+    extra_fit: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One method at one budget with or without fine-tuning."""
+
+    method: str
+    budget_name: str
+    epochs: int
+
+    @property
+    def name(self) -> str:
+        """Cell id, e.g. ``lasso-2x-ft2``."""
+        return f"{self.method}-{self.budget_name}-ft{self.epochs}"
+
+    def path(self, results: Path) -> Path:
+        """Its result file."""
+        return results / f"cell-{self.name}.json"
+
+
+# -- baseline ------------------------------------------------------------------------------------------
+def environment() -> dict[str, Any]:
+    """Machine and package versions, as recorded with every result."""
+    return {**machine_info(), "versions": package_versions()}
+
+
+def measure_baseline(s: Settings) -> dict[str, Any]:
+    """Measure and evaluate the original once for this results directory (reused when already there)."""
+    path = s.results / "baseline.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["model"] == s.model and Path(saved["weights"]).name == s.weights.name:
+            log.info("baseline from %s: %.3f ms", path, saved["baseline_ms"])
+            return saved
+        raise SystemExit(f"{path} belongs to {saved['model']} / {saved['weights']}; use another --results dir")
+    target = load_target(s.target)
+    backend = get_backend(target)
+    bundle = load_model(s.model, s.weights)
+    prep = bundle.preprocessing
+    assert prep is not None
+    example = to_model_input(load_npz(s.lossless).images[:1], prep)
+    work = Path(tempfile.mkdtemp(prefix="pruning-baseline-"))
+    try:
+        m = CandidateMeasurer(backend, target, example, work).measure(bundle.model.eval(), "original", CONFIRM_TIMING)
+        top1_lossless, n_lossless = evaluate_onnx(backend, m.artifact, target, s.lossless, prep)
+        top1_jpeg, n_jpeg = evaluate_onnx(backend, m.artifact, target, s.jpeg, prep, s.jpeg_images)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    macs, params = count_macs_and_params(bundle.model, example)
+    result = {"model": s.model, "weights": str(s.weights), "target": s.target, "threads": target.threads,
+              "baseline_ms": m.stats.median_ms, "p90_ms": m.stats.p90_ms, "cv": m.stats.cv, "runs": m.stats.runs,
+              "top1_lossless": top1_lossless, "lossless_images": n_lossless, "top1_jpeg": top1_jpeg,
+              "jpeg_images": n_jpeg, "macs": macs, "params": params, "preprocessing": prep.to_dict(),
+              "timing": {"warmup_runs": CONFIRM_TIMING.warmup_runs, "min_runs": CONFIRM_TIMING.min_runs,
+                         "min_seconds": CONFIRM_TIMING.min_seconds},
+              "environment": environment(), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(path, result)
+    log.info("baseline: %.3f ms (p90 %.3f), top-1 lossless %.2f%%, JPEG %.2f%%, %.1f M MACs", result["baseline_ms"],
+             result["p90_ms"], 100 * top1_lossless, 100 * top1_jpeg, macs / 1e6)
+    return result
+
+
+# -- cells ---------------------------------------------------------------------------------------------
+def cell_record(cell: Cell, s: Settings, baseline: dict[str, Any], budget_ms: float) -> dict[str, Any]:
+    """The fields every cell result carries, whatever happened."""
+    target = load_target(s.target)
+    return {"cell": cell.name, "method": cell.method,
+            "importance": cell.method if cell.method in EDGEPRUNE_METHODS else "torch_pruning.MagnitudeImportance(p=1)",
+            "allocation": "latency" if cell.method in EDGEPRUNE_METHODS else "uniform ratio, bisected on measured latency",
+            "model": s.model, "weights": str(s.weights), "target": s.target, "threads": target.threads,
+            "budget_name": cell.budget_name, "budget_fraction": BUDGETS[cell.budget_name], "budget_ms": budget_ms,
+            "baseline_ms": baseline["baseline_ms"], "baseline_top1_lossless": baseline["top1_lossless"],
+            "baseline_top1_jpeg": baseline["top1_jpeg"], "macs_before": baseline["macs"],
+            "params_before": baseline["params"],
+            "finetune": {"epochs": cell.epochs, "images": s.train_images if cell.epochs else 0, "lr": s.finetune_lr,
+                         "batch_size": TrainSpec(epochs=1).batch_size, "seconds": 0.0,
+                         "train_data": s.train_npz.name, **_extra_finetune(cell, s)},
+            "seed": s.seed, "environment": environment(), "cpu": machine_info()["cpu"]}
+
+
+def _extra_finetune(cell: Cell, s: Settings) -> dict[str, Any]:
+    if not s.extra_fit:
+        return {}
+    if cell.method in EDGEPRUNE_METHODS:
+        return dict(s.extra_fit)
+    return {"note": f"{', '.join(s.extra_fit)} passed to edgeprune.fit only; the Torch-Pruning fine-tune is plain"}
+
+
+def run_edgeprune_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> None:
+    """``edgeprune.fit`` with the cell's importance and latency search; fills ``record`` in place."""
+    out = work / "fit"
+    result = edgeprune.fit(
+        model=s.model, weights=s.weights, data=s.lossless, train_data=s.train_npz, target=s.target,
+        budget=f"{record['budget_ms']:.4f}ms", importance=cell.method, allocation="latency",
+        finetune_epochs=cell.epochs, finetune_lr=s.finetune_lr, out=out, force=True, seed=s.seed,
+        table_dir=s.table_dir, **s.extra_fit)
+    report = result.report
+    target = load_target(s.target)
+    backend = get_backend(target)
+    art = report["artifact"]
+    artifact = Artifact(Path(art["file"]), art["format"], art["input_name"], tuple(art["input_shape"]))
+    prep = load_model(s.model, s.weights).preprocessing
+    assert prep is not None
+    top1_jpeg, n_jpeg = evaluate_onnx(backend, artifact, target, s.jpeg, prep, s.jpeg_images)
+    final = report["final"]
+    record.update({
+        "status": "met", "final": _latency(final["latency"]), "speedup": record["baseline_ms"] / final["latency"]["median_ms"],
+        "macs_after": final["macs"], "params_after": final["params"], "top1_lossless": final["top1"],
+        "top1_jpeg": top1_jpeg, "eval": {"lossless_images": report["evaluation"]["images"], "jpeg_images": n_jpeg},
+        "rounds_measured": len(report["search"]["rounds"]), "exports": report["search"]["exports"],
+        "fit_baseline_ms": report["baseline"]["latency"]["median_ms"], "method_detail": report["method"],
+        "calibration": report["calibration"], "fit_timings_s": report["timings_s"],
+    })
+    record["finetune"]["seconds"] = report["finetune"]["seconds"]
+
+
+def _latency(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: stats[k] for k in ("median_ms", "p90_ms", "cv", "runs", "noisy")}
+
+
+def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> None:
+    """Torch-Pruning's magnitude pruner, ratio bisected on measured latency; fills ``record`` in place."""
+    target = load_target(s.target)
+    backend = get_backend(target)
+    bundle = load_model(s.model, s.weights)
+    prep = bundle.preprocessing
+    assert prep is not None
+    train = load_npz(s.train_npz)
+    calib = to_model_input(train.images[calibration_indices(len(train), FitConfig.calib_images, s.seed)], prep)
+    example = calib[:1]  # fit traces and exports with its first calibration image
+    model = bundle.model.eval()
+    classifier = find_classifier(model, example)
+    measurer = CandidateMeasurer(backend, target, example, work)
+    search = bisect_ratio(lambda r: tp_prune(model, example, r, target.channel_alignment, classifier, cell.method),
+                          measurer, record["budget_ms"] * (1 - SEARCH_HEADROOM), s.tp_max_ratio, s.tp_steps)
+    record["rounds_measured"] = len(search.rounds)
+    record["tp_rounds"] = search.rounds
+    while search.model is not None:
+        slim = _tp_recover(search.model, s, cell, calib, train, prep, record)
+        final = measurer.measure(slim, "tp-final", CONFIRM_TIMING)
+        record["rounds_measured"] += 1
+        if final.stats.median_ms <= record["budget_ms"]:
+            break
+        log.info("tp confirmation missed (%.3f ms > %.3f ms): bisecting deeper", final.stats.median_ms, record["budget_ms"])
+        assert search.ratio is not None
+        search = bisect_ratio(lambda r: tp_prune(model, example, r, target.channel_alignment, classifier, cell.method),
+                              measurer, record["budget_ms"] * (1 - SEARCH_HEADROOM), s.tp_max_ratio, s.tp_steps // 2,
+                              lo=search.ratio)
+        record["tp_rounds"] += search.rounds
+        record["rounds_measured"] += len(search.rounds)
+    if search.model is None:
+        raise BudgetUnreachableError(record["budget_ms"], search.floor_ms, "Torch-Pruning bisection")
+    top1_lossless, n_lossless = evaluate_onnx(backend, final.artifact, target, s.lossless, prep)
+    top1_jpeg, n_jpeg = evaluate_onnx(backend, final.artifact, target, s.jpeg, prep, s.jpeg_images)
+    macs, params = count_macs_and_params(slim, example)
+    stats = final.stats.to_dict()
+    record.update({"status": "met", "final": _latency(stats), "speedup": record["baseline_ms"] / stats["median_ms"],
+                   "macs_after": macs, "params_after": params, "top1_lossless": top1_lossless, "top1_jpeg": top1_jpeg,
+                   "eval": {"lossless_images": n_lossless, "jpeg_images": n_jpeg}, "tp_ratio": search.ratio,
+                   "method_detail": {"pruner": "torch_pruning.pruner.MagnitudePruner", "round_to": target.channel_alignment,
+                                     "global_pruning": False, "pruning_ratio": search.ratio, "variant": cell.method,
+                                     "customized_pruners": "edgeprune.prune.graph._ChannelPaddingPruner",
+                                     "bn_recalibrated": s.tp_bn_recalibrate}})
+
+
+def _tp_recover(pruned: torch.nn.Module, s: Settings, cell: Cell, calib: torch.Tensor, train: Any, prep: Any,
+                record: dict[str, Any]) -> torch.nn.Module:
+    """Batch-norm re-estimation on fit's calibration images, then fit's fine-tune (same TrainSpec)."""
+    import copy
+
+    slim = copy.deepcopy(pruned)
+    if s.tp_bn_recalibrate:
+        recalibrate_batchnorm(slim, calib)
+    if cell.epochs:
+        start = time.perf_counter()
+        x = to_model_input(train.images, prep)
+        spec = TrainSpec(epochs=cell.epochs, lr=s.finetune_lr, seed=s.seed)
+        train_classifier(slim, x, torch.from_numpy(train.labels), spec,
+                         on_epoch=lambda e, loss: log.info("tp fine-tune epoch %d/%d: loss %.4f", e, cell.epochs, loss))
+        record["finetune"]["seconds"] += time.perf_counter() - start
+    return slim.eval()
+
+
+def run_cell(cell: Cell, s: Settings, baseline: dict[str, Any]) -> dict[str, Any]:
+    """Run one cell and write its result file; an unreachable budget is a result, not a crash."""
+    budget_ms = baseline["baseline_ms"] * BUDGETS[cell.budget_name]
+    record = cell_record(cell, s, baseline, budget_ms)
+    work = Path(tempfile.mkdtemp(prefix=f"pruning-{cell.name}-"))
+    start = time.perf_counter()
+    log.info("cell %s: budget %.4f ms", cell.name, budget_ms)
+    try:
+        if cell.method in TP_METHODS:
+            run_tp_cell(cell, s, record, work)
+        else:
+            run_edgeprune_cell(cell, s, record, work)
+    except BudgetUnreachableError as exc:
+        log.warning("cell %s: %s", cell.name, exc)
+        record.update({"status": "unreachable", "floor_ms": exc.floor_ms, "detail": str(exc)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    record["wall_seconds"] = time.perf_counter() - start
+    record["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json_atomic(cell.path(s.results), record)
+    if record["status"] == "met":
+        log.info("cell %s: %.3f ms (%.2fx), top-1 lossless %.2f%%, JPEG %.2f%% [%.0f s]", cell.name,
+                 record["final"]["median_ms"], record["speedup"], 100 * record["top1_lossless"],
+                 100 * record["top1_jpeg"], record["wall_seconds"])
+    return record
+
+
+def all_cells(methods: list[str], budgets: list[str], epochs: int) -> list[Cell]:
+    """Every cell, interleaved so that round-robin parts get a similar mix of slow (fine-tuned) cells."""
+    return [Cell(m, b, e) for b in budgets for e in sorted({0, epochs}) for m in methods]
+
+
+def select(cells: list[Cell], patterns: list[str] | None, part: str | None) -> list[Cell]:
+    """Filter by ``--cells`` glob patterns, then take part K of N (round-robin)."""
+    if patterns:
+        cells = [c for c in cells if any(fnmatch.fnmatch(c.name, p) for p in patterns)]
+    if part:
+        k, n = (int(v) for v in part.split("/"))
+        if not 1 <= k <= n:
+            raise SystemExit(f"--part must be K/N with 1 <= K <= N, got {part}")
+        cells = cells[k - 1 :: n]
+    return cells
+
+
+# -- command line --------------------------------------------------------------------------------------
+def extra_fit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options only newer edgeprune versions have (``distill``, ``steps``): passed only when FitConfig has them."""
+    fields = FitConfig.__dataclass_fields__
+    extra: dict[str, Any] = {}
+    if "distill" in fields and getattr(args, "distill", False):
+        extra["distill"] = True
+    if "steps" in fields and getattr(args, "steps", None) is not None:
+        extra["steps"] = args.steps
+    return extra
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description="pruning benchmark: methods at equal measured latency budgets")
+    p.add_argument("--model", default="cifar-resnet56")
+    p.add_argument("--weights", type=Path, default=WEIGHTS / "resnet56-4bfd9763.th")
+    p.add_argument("--target", default="cpu")
+    p.add_argument("--methods", nargs="*", default=list(METHOD_ORDER), choices=list(METHOD_ORDER))
+    p.add_argument("--budgets", nargs="*", default=list(BUDGETS), choices=list(BUDGETS))
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--finetune-lr", type=float, default=FitConfig.finetune_lr)
+    p.add_argument("--train-images", type=int, default=10_000, help="class-balanced decoded training subset")
+    p.add_argument("--jpeg-images", type=int, default=None, help="first N JPEG test images (default all 10,000)")
+    p.add_argument("--tp-steps", type=int, default=10, help="latency measurements of the Torch-Pruning bisection")
+    p.add_argument("--tp-max-ratio", type=float, default=0.75)
+    p.add_argument("--no-tp-bn-recalibrate", dest="tp_bn_recalibrate", action="store_false",
+                   help="skip batch-norm re-estimation of the Torch-Pruning baseline (fit does it by default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="one JSON file per cell + baseline.json")
+    p.add_argument("--cache-dir", type=Path, default=None, help="decoded training subset (default tools/bench/.cache)")
+    p.add_argument("--table-dir", type=Path, default=None, help="latency tables (default: edgeprune's cache)")
+    p.add_argument("--cells", nargs="*", default=None, help="glob patterns of cell ids, e.g. 'lasso-*' '*-2x-ft0'")
+    p.add_argument("--part", default=None, help="K/N: run every N-th selected cell starting at K (parallel parts)")
+    p.add_argument("--render-only", action="store_true", help="render docs and plots from saved results")
+    p.add_argument("--no-render", action="store_true", help="do not render after running cells")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny end-to-end check: resnet20, 1.5x, l1 + tp, 1 epoch on 256 images, temp results and doc")
+    fields = FitConfig.__dataclass_fields__
+    if "distill" in fields:
+        p.add_argument("--distill", action="store_true", help="fit's distillation during fine-tune (edgeprune methods)")
+    if "steps" in fields:
+        p.add_argument("--steps", type=int, default=None, help="fit's fine-tune steps (edgeprune methods)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        apply_smoke(args)
+    return args
+
+
+def apply_smoke(args: argparse.Namespace) -> None:
+    """Replace the options by the smoke configuration (results, doc and figures in a temp dir)."""
+    tmp = Path(tempfile.mkdtemp(prefix="pruning-smoke-"))
+    args.model, args.weights = "cifar-resnet20", WEIGHTS / "resnet20-12fca82f.th"
+    args.methods, args.budgets = ["l1", "tp"], ["1.5x"]
+    args.finetune_epochs, args.train_images, args.jpeg_images = 1, 256, 200
+    args.tp_steps = 6
+    args.results, args.doc, args.figures = tmp / "results", tmp / "benchmarks.md", tmp / "figures"
+    args.cache_dir = args.cache_dir or tmp / "cache"
+    log.info("smoke run into %s", tmp)
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """Settings from the options, preparing the training subset."""
+    train_npz = prepare_train_npz(DATA / "cifar10_train_jpegbytes.npz", args.train_images, args.seed,
+                                  args.cache_dir or default_cache_dir())
+    return Settings(args.model, args.weights, args.target, DATA / "cifar10_test_lossless_first1017.npz",
+                    DATA / "cifar10_test_jpeg.npz", train_npz, args.train_images, args.finetune_epochs,
+                    args.finetune_lr, args.jpeg_images, args.tp_steps, args.tp_max_ratio,
+                    args.tp_bn_recalibrate, args.seed, args.results, args.table_dir, extra_fit_options(args))
+
+
+def render(args: argparse.Namespace) -> None:
+    """Render the markdown section and the plots from the results directory."""
+    baseline, cells = load_results(args.results)
+    if baseline is None:
+        raise SystemExit(f"no baseline.json in {args.results}: run some cells first")
+    cells = [c for c in cells if c["model"] == baseline["model"]]
+    rel = Path("figures") if args.figures.resolve() == (REPO / "docs" / "figures") else args.figures
+    command = "python tools/bench/pruning.py" + (" --smoke" if args.smoke else "")
+    write_section(args.doc, render_markdown(baseline, cells, str(rel), command))
+    for path in plot(baseline, cells, args.figures):
+        log.info("wrote %s", path)
+    log.info("wrote %s (%d cells)", args.doc, len(cells))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the selected cells that have no result yet, then render."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    if not args.render_only:
+        s = settings(args)
+        s.results.mkdir(parents=True, exist_ok=True)
+        cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs), args.cells, args.part)
+        todo = [c for c in cells if not c.path(s.results).exists()]
+        log.info("%d cell(s) selected, %d to run: %s", len(cells), len(todo), " ".join(c.name for c in todo))
+        baseline = measure_baseline(s) if todo else None
+        for cell in todo:
+            assert baseline is not None
+            run_cell(cell, s, baseline)
+        if args.no_render:
+            return
+    render(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Rendering of the pruning benchmark: markdown section, goal check and plots, computed from cell results.
+
+Nothing here measures anything: every figure comes from the JSON files the benchmark wrote (one per cell,
+plus ``baseline.json``). The markdown replaces the text between ``BEGIN`` and ``END`` in the target
+document, leaving everything else (e.g. the latency-fidelity section) as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("pruning_bench.report")
+
+BEGIN, END = "<!-- pruning:begin -->", "<!-- pruning:end -->"
+METHOD_ORDER = ("lasso", "nisp", "l1", "tp", "tp-inner")
+OURS = ("lasso", "nisp")
+TP_BASELINES = ("tp", "tp-inner")
+GOAL_BUDGET = "2x"
+MARGIN_POINTS = 1.0    # "beats the Torch-Pruning baseline by a clear margin": at least this many top-1 points
+MAX_LOSS_POINTS = 1.0  # loss after fine-tune vs the original's lossless top-1
+METHOD_LABELS = {
+    "lasso": "edgeprune lasso (latency search)",
+    "nisp": "edgeprune nisp (latency search)",
+    "l1": "edgeprune l1 (latency search)",
+    "tp": "Torch-Pruning magnitude, uniform ratio",
+    "tp-inner": "Torch-Pruning magnitude, uniform ratio, block-internal channels only",
+}
+
+
+def load_results(results_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """``baseline.json`` (None when absent) and every cell result in ``results_dir``."""
+    baseline_path = results_dir / "baseline.json"
+    baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
+    cells = [json.loads(p.read_text()) for p in sorted(results_dir.glob("cell-*.json"))]
+    return baseline, cells
+
+
+def _sort_key(cell: dict[str, Any]) -> tuple[int, int]:
+    method = cell["method"]
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), cell["finetune"]["epochs"])
+
+
+def _reached(cell: dict[str, Any]) -> bool:
+    return cell.get("status") == "met" and cell.get("top1_lossless") is not None
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _finetune_text(ft: dict[str, Any]) -> str:
+    if not ft.get("epochs"):
+        return "none"
+    extra = " + distill" if ft.get("distill") else ""
+    return f"{ft['epochs']} ep × {ft['images']:,} img ({ft.get('seconds', 0.0) / 60:.1f} min){extra}"
+
+
+def cell_row(cell: dict[str, Any]) -> str:
+    """One markdown table row for a cell."""
+    method, ft = cell["method"], _finetune_text(cell["finetune"])
+    wall = f"{cell.get('wall_seconds', 0.0) / 60:.1f} min"
+    if cell.get("status") != "met":
+        floor = cell.get("floor_ms")
+        why = f"budget unreachable (fastest measured {floor:.3f} ms)" if floor is not None else cell.get("detail", "failed")
+        return f"| {method} | {ft} | {why} | | | | | {wall} |"
+    macs = f"{cell['macs_after'] / 1e6:.1f} M ({cell['macs_before'] / max(cell['macs_after'], 1):.2f}× fewer)"
+    latency = f"{cell['final']['median_ms']:.3f} (p90 {cell['final']['p90_ms']:.3f})"
+    return (f"| {method} | {ft} | {_pct(cell['top1_lossless'])} | {_pct(cell['top1_jpeg'])} | {latency} | "
+            f"{cell['speedup']:.2f}× | {macs} | {wall} |")
+
+
+def _best(cells: Iterable[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, Any] | None:
+    candidates = [c for c in cells if c["method"] in methods and _reached(c)]
+    return max(candidates, key=lambda c: c["top1_lossless"]) if candidates else None
+
+
+def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: str = GOAL_BUDGET,
+               margin_points: float = MARGIN_POINTS, max_loss_points: float = MAX_LOSS_POINTS) -> dict[str, Any]:
+    """The 2x-speedup goal, decided from the numbers.
+
+    Met when, at ``budget`` with the fine-tune budget used (epochs > 0), the better of lasso/nisp
+    (a) beats the better Torch-Pruning baseline's lossless top-1 by at least ``margin_points`` (or the
+    baseline cannot reach the budget), and (b) loses at most ``max_loss_points`` against the original's
+    lossless top-1. ``met`` is None when the cells needed to decide are missing.
+    """
+    at_budget = [c for c in cells if c["budget_name"] == budget]
+    original = baseline["top1_lossless"]
+    by_ft: dict[int, dict[str, Any]] = {}
+    for epochs in sorted({c["finetune"]["epochs"] for c in at_budget}):
+        same = [c for c in at_budget if c["finetune"]["epochs"] == epochs]
+        ours, theirs = _best(same, OURS), _best(same, TP_BASELINES)
+        tp_ran = any(c["method"] in TP_BASELINES for c in same)
+        margin = None
+        if ours is not None and theirs is not None:
+            margin = 100 * (ours["top1_lossless"] - theirs["top1_lossless"])
+        beats = None
+        if ours is not None and tp_ran:
+            beats = theirs is None or (margin is not None and margin >= margin_points)
+        loss = None if ours is None else 100 * (original - ours["top1_lossless"])
+        by_ft[epochs] = {"ours": ours and ours["method"], "ours_top1": ours and ours["top1_lossless"],
+                         "tp": theirs and theirs["method"], "tp_top1": theirs and theirs["top1_lossless"],
+                         "margin_points": margin, "beats_tp": beats, "loss_points": loss,
+                         "loss_ok": None if loss is None else loss <= max_loss_points}
+    tuned = [e for e in by_ft if e > 0]
+    met = None
+    if tuned:
+        decisive = by_ft[max(tuned)]
+        if decisive["beats_tp"] is not None and decisive["loss_ok"] is not None:
+            met = bool(decisive["beats_tp"] and decisive["loss_ok"])
+        elif decisive["ours"] is None and any(c["method"] in OURS for c in at_budget if c["finetune"]["epochs"] > 0):
+            met = False  # lasso/nisp ran but did not reach the budget
+    return {"budget": budget, "original_top1": original, "margin_points_required": margin_points,
+            "max_loss_points": max_loss_points, "by_finetune_epochs": by_ft, "met": met}
+
+
+def _goal_lines(goal: dict[str, Any]) -> list[str]:
+    verdict = {True: "**Met.**", False: "**Missed.**", None: "**Not decidable yet** (cells missing)."}[goal["met"]]
+    lines = [f"### Goal check ({goal['budget']} speedup)", "",
+             f"Goal: at 1/{goal['budget'].rstrip('x')} of the measured baseline latency, with the same fine-tune budget, lasso "
+             f"or nisp beats the Torch-Pruning baseline (the better of `tp` and `tp-inner`) by at least "
+             f"{goal['margin_points_required']:.1f} top-1 point on the lossless subset, and after fine-tuning loses "
+             f"at most {goal['max_loss_points']:.1f} point against the original's {_pct(goal['original_top1'])}. "
+             f"{verdict}", ""]
+    for epochs, r in goal["by_finetune_epochs"].items():
+        label = "no fine-tune" if epochs == 0 else f"fine-tune {epochs} epoch(s)"
+        if r["ours"] is None:
+            lines.append(f"* {label}: neither lasso nor nisp has a result within the budget.")
+            continue
+        tp_text = (f"best Torch-Pruning baseline {r['tp']} {_pct(r['tp_top1'])} → margin {r['margin_points']:+.2f} points"
+                   if r["tp"] else "no Torch-Pruning baseline reached the budget")
+        lines.append(f"* {label}: best of lasso/nisp is {r['ours']} at {_pct(r['ours_top1'])}; {tp_text} "
+                     f"({'clear margin' if r['beats_tp'] else 'no clear margin' if r['beats_tp'] is False else 'not compared'}); "
+                     f"loss vs original {r['loss_points']:.2f} points "
+                     f"({'within' if r['loss_ok'] else 'over'} {goal['max_loss_points']:.1f}).")
+    return lines
+
+
+def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command: str) -> list[str]:
+    env = baseline.get("environment", {})
+    versions = env.get("versions", {})
+    tuned = [c["finetune"] for c in cells if c["finetune"].get("epochs")]
+    ft = tuned[0] if tuned else None
+    ft_text = (f"{ft['epochs']} epoch(s) over {ft['images']:,} training images (SGD, peak lr {ft['lr']}, batch "
+               f"{ft.get('batch_size', 64)}, one-cycle)" if ft else "no fine-tuned cells yet")
+    return [
+        f"`{command}` on {env.get('cpu', '?')} ({env.get('logical_cores', '?')} logical cores), target `{baseline['target']}` "
+        f"(ONNX Runtime {versions.get('onnxruntime', '?')}, {baseline.get('threads', 1)} thread, fp32); torch "
+        f"{versions.get('torch', '?')}, torch-pruning {versions.get('torch-pruning', '?')}, edgeprune {versions.get('edgeprune', '?')}.",
+        "",
+        f"Model `{baseline['model']}` with weights `{Path(baseline['weights']).name}`: measured **{baseline['baseline_ms']:.3f} ms** "
+        f"(median, p90 {baseline['p90_ms']:.3f} ms; measured once per run, and every method gets the same absolute "
+        f"budget in ms), {baseline['macs'] / 1e6:.1f} M MACs, top-1 {_pct(baseline['top1_lossless'])} on the lossless "
+        f"test subset ({baseline['lossless_images']} images) and {_pct(baseline['top1_jpeg'])} on the JPEG test set "
+        f"({baseline['jpeg_images']:,} images), both in ONNX Runtime.",
+        "",
+        f"Fine-tune budget (the same for every method): {ft_text}; the training images are a seeded, class-balanced "
+        "subset of the JPEG-decoded CIFAR-10 training set. edgeprune methods run `edgeprune.fit` (latency search, "
+        "closed loop, batch-norm re-estimation or least-squares reconstruction as fit defaults). The Torch-Pruning "
+        "baselines bisect one uniform ratio on the measured latency of their ONNX export, then get the same "
+        "batch-norm re-estimation and fine-tune. Latency = confirmed median of >= 100 runs and >= 2 s; "
+        "speedup is against the baseline above. Wall time = the whole cell (search, recovery, export, both evaluations).",
+    ]
+
+
+def render_markdown(baseline: dict[str, Any], cells: list[dict[str, Any]], figures_rel: str = "figures",
+                    command: str = "python tools/bench/pruning.py") -> str:
+    """The benchmark's markdown section (between the markers), with the goal check and plot links."""
+    lines = [BEGIN, "## Pruning methods at a measured latency budget", ""]
+    lines += _setup_lines(baseline, cells, command) + [""]
+    budgets = sorted({(c["budget_fraction"], c["budget_name"]) for c in cells}, reverse=True)
+    for fraction, name in budgets:
+        rows = sorted((c for c in cells if c["budget_name"] == name), key=_sort_key)
+        budget_ms = rows[0]["budget_ms"]
+        lines += [f"### Budget {budget_ms:.3f} ms (1/{1 / fraction:.3g} of the baseline, {name} speedup)", "",
+                  "| method | fine-tune | top-1 lossless | top-1 JPEG | latency ms (p90) | speedup | MACs | wall time |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [cell_row(c) for c in rows] + [""]
+    lines += ["Methods: " + "; ".join(f"`{m}` = {METHOD_LABELS[m]}" for m in METHOD_ORDER
+                                        if any(c["method"] == m for c in cells)) + ".", ""]
+    if any(c["budget_name"] == GOAL_BUDGET for c in cells):
+        lines += _goal_lines(goal_check(baseline, cells)) + [""]
+    lines += [f"![top-1 vs measured latency]({figures_rel}/pruning_accuracy_latency.png)", "",
+              f"![MACs vs measured latency]({figures_rel}/pruning_macs_latency.png)", "", END]
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, section: str) -> None:
+    """Replace the text between the markers in ``doc`` (append the section when the markers are absent)."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        text = head + section + tail
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    doc.write_text(text, encoding="utf-8")
+
+
+def plot(baseline: dict[str, Any], cells: list[dict[str, Any]], figures: Path) -> list[Path]:
+    """Top-1 (lossless and JPEG) vs measured latency, and MACs vs measured latency; returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures.mkdir(parents=True, exist_ok=True)
+    reached = [c for c in cells if _reached(c)]
+    methods = [m for m in METHOD_ORDER if any(c["method"] == m for c in reached)]
+    colours = {m: f"C{i}" for i, m in enumerate(METHOD_ORDER)}
+    acc_path, macs_path = figures / "pruning_accuracy_latency.png", figures / "pruning_macs_latency.png"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), squeeze=False)
+    for ax, key, title in zip(axes[0], ("top1_lossless", "top1_jpeg"), ("lossless test subset", "JPEG test set")):
+        for m in methods:
+            for tuned, marker in ((False, "o"), (True, "^")):
+                pts = sorted((c["final"]["median_ms"], 100 * c[key]) for c in reached
+                             if c["method"] == m and bool(c["finetune"]["epochs"]) == tuned and c.get(key) is not None)
+                if pts:
+                    ax.plot(*zip(*pts), marker=marker, ls="-" if tuned else ":", color=colours[m],
+                            label=f"{m} ({'fine-tuned' if tuned else 'no fine-tune'})")
+        if baseline.get(key) is not None:
+            ax.scatter([baseline["baseline_ms"]], [100 * baseline[key]], marker="*", s=150, color="k", label="original")
+        ax.set(title=f"top-1 on the {title}", xlabel="measured median latency (ms)", ylabel="top-1 (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(acc_path, dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for m in methods:
+        pts = sorted((c["final"]["median_ms"], c["macs_after"] / 1e6) for c in reached if c["method"] == m)
+        ax.scatter(*zip(*pts), color=colours[m], label=m, s=20)
+    ax.scatter([baseline["baseline_ms"]], [baseline["macs"] / 1e6], marker="*", s=150, color="k", label="original")
+    ax.set(title="MACs vs measured latency", xlabel="measured median latency (ms)", ylabel="MACs (millions)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(macs_path, dpi=110)
+    plt.close(fig)
+    return [acc_path, macs_path]

@@ -1,0 +1,137 @@
+"""Torch-Pruning's own magnitude pruner as the pruning benchmark's baseline, bisected on measured latency.
+
+One uniform ``pruning_ratio`` for every group (``global_pruning=False``), ``MagnitudeImportance(p=1)``,
+``round_to`` = the target's channel alignment, the classifier ignored. The option-A zero-pad shortcut of
+the CIFAR ResNets is handed to Torch-Pruning through ``customized_pruners`` with edgeprune's own pruner
+for it (``edgeprune.prune.graph._ChannelPaddingPruner``), so Torch-Pruning can trace and prune the model.
+
+Two variants:
+
+* ``tp``: every group, the residual stream included. Torch-Pruning prunes the two sides of a zero-pad
+  shortcut independently (that pruner does not couple them, and Torch-Pruning's graph has no notion of
+  the padding offset), so where a stage's residual stream is pruned, the channels the next stage receives
+  through the shortcut no longer line up with the ones it was trained on. The model runs and exports,
+  but its function changes at the stage boundaries: a known limit of the stock tool on this model.
+* ``tp-inner``: the convolutions that feed a residual add are ignored as well, so only the block-internal
+  channels are pruned (the classic choice for ResNet-56, Li et al. 2017). Always function-preserving,
+  but it cannot cut as deep.
+
+The ratio is bisected on the measured latency of the exported ONNX file (same timing as fit's
+confirmation); the least-pruned ratio whose latency meets ``budget * (1 - headroom)`` is kept, then
+recovered (batch-norm re-estimation, optional fine-tune) and confirmed against the budget itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
+from edgeprune.prune.graph import ModelGraph, _ChannelPaddingPruner
+
+log = logging.getLogger("pruning_bench.tp")
+
+TP_METHODS = ("tp", "tp-inner")
+
+
+def residual_convs(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """Convolutions whose outputs are coupled with another convolution's (they feed a residual add).
+
+    Found with edgeprune's channel groups: a group with more than one convolution on its output side.
+    """
+    graph = ModelGraph(model, example, warn_frozen=False)
+    modules = dict(model.named_modules())
+    coupled: list[nn.Module] = []
+    for group in graph.groups:
+        producers = {m.module for m in group.members if m.dim == "out" and m.kind == "Conv2d"}
+        if len(producers) > 1:
+            coupled += [modules[name] for name in sorted(producers)]
+    return coupled
+
+
+def tp_prune(model: nn.Module, example: torch.Tensor, ratio: float, round_to: int, classifier: str | None,
+             variant: str) -> nn.Module:
+    """A pruned copy of ``model``: Torch-Pruning's magnitude pruner at one uniform ``ratio``."""
+    pruned = copy.deepcopy(model).eval()
+    if ratio <= 0:
+        return pruned
+    modules = dict(pruned.named_modules())
+    ignored = [modules[classifier]] if classifier else []
+    if variant == "tp-inner":
+        ignored += residual_convs(pruned, example)
+    padding_types = {type(m) for m in pruned.modules() if getattr(m, "channel_padding", False)}
+    with torch.enable_grad():
+        pruner = tp.pruner.MagnitudePruner(
+            pruned, example, importance=tp.importance.MagnitudeImportance(p=1), global_pruning=False,
+            pruning_ratio=ratio, round_to=round_to, ignored_layers=ignored,
+            customized_pruners={t: _ChannelPaddingPruner() for t in padding_types})
+        pruner.step()
+    return pruned.eval()
+
+
+def conv_widths(model: nn.Module) -> tuple[int, ...]:
+    """Output widths of every convolution (identifies an architecture for the measurement cache)."""
+    return tuple(int(m.out_channels) for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+@dataclass
+class BisectionResult:
+    """Outcome of the ratio bisection: the kept ratio (None when unreachable) and every measurement."""
+
+    ratio: float | None
+    model: nn.Module | None
+    floor_ms: float
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def bisect_ratio(prune: Callable[[float], nn.Module], measurer: CandidateMeasurer, target_ms: float,
+                 max_ratio: float, steps: int, lo: float = 0.0) -> BisectionResult:
+    """Smallest pruning ratio in (lo, max_ratio] whose exported model measures <= ``target_ms``.
+
+    Architectures already measured are not measured again (round_to makes many ratios identical). A ratio
+    that leaves some convolution with no channel (or fails to prune) counts as too deep.
+    """
+    cache: dict[tuple[int, ...], float] = {}
+    result = BisectionResult(None, None, float("inf"))
+    hi: float | None = None
+    ratio = max_ratio
+    for _ in range(steps):
+        try:
+            model = prune(ratio)
+            widths = conv_widths(model)
+            valid = min(widths) > 0
+        except Exception as exc:  # Torch-Pruning refuses some ratios in many ways; treat as too deep
+            log.info("ratio %.4f: cannot prune (%s)", ratio, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            valid, model, widths = False, None, ()
+        if not valid:
+            max_ratio = ratio
+            ratio = (lo + ratio) / 2
+            continue
+        if widths not in cache:
+            cache[widths] = measurer.measure(model, f"tp-r{ratio:.4f}", CONFIRM_TIMING).stats.median_ms
+            result.rounds.append({"ratio": ratio, "median_ms": cache[widths], "meets": cache[widths] <= target_ms})
+            log.info("tp ratio %.4f: measured %.3f ms (%s)", ratio, cache[widths],
+                     "meets" if cache[widths] <= target_ms else "over")
+        ms = cache[widths]
+        result.floor_ms = min(result.floor_ms, ms)
+        if ms <= target_ms:
+            hi, result.ratio, result.model = ratio, ratio, model
+            ratio = (lo + ratio) / 2
+        else:
+            lo = ratio
+            if hi is None:
+                break  # the deepest ratio tried is over the target: unreachable
+            ratio = (ratio + hi) / 2
+    return result
+
+
+def confirm(measurer: CandidateMeasurer, model: nn.Module) -> Measurement:
+    """Export the final model and measure it with fit's confirmation timing."""
+    return measurer.measure(model, "tp-final", CONFIRM_TIMING)
