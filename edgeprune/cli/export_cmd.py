@@ -8,13 +8,18 @@ from pathlib import Path
 from rich.table import Table
 
 from edgeprune.cli.common import console
+from edgeprune.errors import InputError
 from edgeprune.export.formats import parse_formats
 from edgeprune.export.slim_source import export_from_source
 from edgeprune.target import load_target
 
 
 def _formats(text: str) -> str:
-    parse_formats(text)  # an unknown format is reported before anything is loaded
+    """Check ``--export`` while parsing, so that an unknown format is reported before anything is loaded."""
+    try:
+        parse_formats(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

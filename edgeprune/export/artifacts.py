@@ -155,7 +155,8 @@ def export_artifacts(
     except OSError as exc:
         raise OutputError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from None
     layout = "NHWC" if nhwc else "NCHW"
-    source = NhwcInput(model) if nhwc else model
+    # the wrapper takes the model's mode: backends restore the mode they found, and a fresh module is training
+    source = NhwcInput(model).train(model.training) if nhwc else model
     example_in = example.permute(0, 2, 3, 1).contiguous() if nhwc else example
     prep = _as_preprocessing(preprocessing)
     try:
