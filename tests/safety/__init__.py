@@ -1,0 +1,1 @@
+"""Safety tests: bad inputs and fuzzed files never give a traceback."""
