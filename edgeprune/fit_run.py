@@ -192,7 +192,7 @@ class FitRun:
         self.rounds.append({"kind": kind, "step": self.step.index if self.step else 1, "channels_kept": fraction,
                             **info, "median_ms": stats.median_ms, "p90_ms": stats.p90_ms if measured else None,
                             "cv": stats.cv if measured else None, "measured": measured, "meets_budget": meets})
-        predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info else ""
+        predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info and measured else ""
         verb = "measured" if measured else "predicted"
         log.info("%s: %.1f%% of channels kept → %s %.3f ms%s %s", kind, 100 * fraction, verb, stats.median_ms,
                  predicted, "(within budget)" if meets else "(over budget)")

@@ -1,0 +1,94 @@
+"""End to end: iterative pruning (--steps), the shipped-profile (predicted) path, and fit --resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import edgeprune
+from edgeprune.resume import STATE_DIR
+
+
+def test_predicted_target_without_agent_runs_and_says_predicted(tmp_path: Path) -> None:
+    result = edgeprune.fit("demo", target="rpi4", budget="50%", out=tmp_path / "out", eval_images=64)
+    report = result.report
+    for side in ("baseline", "final"):
+        latency = report[side]["latency"]
+        assert latency["measured"] is False and latency["source"] == "predicted-profile"
+        assert latency["runs"] == 0  # nothing was timed
+    assert "predicted" in report["status"]
+    assert all(r["measured"] is False for r in report["search"]["rounds"])
+    assert result.final_latency_ms <= result.budget_ms
+    assert (tmp_path / "out" / "model.tflite").is_file()
+    assert result.accuracy_after is not None  # accuracy is real: the artifact ran in LiteRT here
+
+
+@pytest.mark.slow
+def test_iterative_pruning_reaches_the_budget_in_steps(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = edgeprune.fit("demo", target="cpu", budget="60%", steps=2, out=out, eval_images=64)
+    rounds = result.report["search"]["rounds"]
+    assert {r["step"] for r in rounds} == {1, 2}
+    assert result.final_latency_ms <= result.budget_ms
+    assert result.report["method"]["steps"] == 2
+    model = edgeprune.load_slim_model(out).eval()
+    session = ort.InferenceSession(str(out / "model.onnx"))
+    x = torch.rand(1, 1, 32, 32)
+    produced = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(produced - model(x).detach().numpy()).max() < 1e-4
+    plan = json.loads((out / "plan.json").read_text())
+    for group in plan["groups"]:  # indices refer to the original channels
+        assert len(group["kept"]) == group["width_after"] and max(group["kept"]) < group["width_before"]
+
+
+def _fit_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", "60%", "--finetune-epochs", "2",
+            "--eval-images", "64", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_interrupted_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    proc = subprocess.Popen(_fit_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = out / STATE_DIR
+    deadline = time.monotonic() + 600
+    while not list(state.glob("finetune-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until the first fine-tune epoch is checkpointed
+    assert proc.poll() is None, "fit ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert not (out / "model.onnx").exists() and (state / "journal.json").is_file()
+
+    refused = subprocess.run(_fit_cmd(out), capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    # The same journal without fine-tune checkpoints: the search replays, fine-tuning runs uninterrupted.
+    replay = tmp_path / "b"
+    shutil.copytree(out, replay)
+    for checkpoint in (replay / STATE_DIR).glob("finetune-*.pt"):
+        checkpoint.unlink()
+
+    for directory in (out, replay):
+        done = subprocess.run(_fit_cmd(directory, "--resume"), capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+        report = json.loads((directory / "report.json").read_text())
+        assert report["resume"]["measurements_replayed"] >= 2
+        assert not (directory / STATE_DIR).exists()
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(replay / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert json.loads((out / "plan.json").read_text()) == json.loads((replay / "plan.json").read_text())
