@@ -16,6 +16,9 @@ from typing import Any
 log = logging.getLogger("pruning_bench.report")
 
 BEGIN, END = "<!-- pruning:begin -->", "<!-- pruning:end -->"
+# The heading stays outside the markers: latency_fidelity.py rewrites its own section up to the next "## "
+# heading, so a marker placed before this heading would be dropped by it.
+HEADING = "## Pruning methods at a measured latency budget"
 METHOD_ORDER = ("lasso", "nisp", "l1", "tp", "tp-inner")
 OURS = ("lasso", "nisp")
 TP_BASELINES = ("tp", "tp-inner")
@@ -56,7 +59,9 @@ def _finetune_text(ft: dict[str, Any]) -> str:
     if not ft.get("epochs"):
         return "none"
     extra = " + distill" if ft.get("distill") else ""
-    return f"{ft['epochs']} ep × {ft['images']:,} img ({ft.get('seconds', 0.0) / 60:.1f} min){extra}"
+    seconds = float(ft.get("seconds", 0.0))
+    took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return f"{ft['epochs']} ep × {ft['images']:,} img ({took}){extra}"
 
 
 def cell_row(cell: dict[str, Any]) -> str:
@@ -68,7 +73,8 @@ def cell_row(cell: dict[str, Any]) -> str:
         why = f"budget unreachable (fastest measured {floor:.3f} ms)" if floor is not None else cell.get("detail", "failed")
         return f"| {method} | {ft} | {why} | | | | | {wall} |"
     macs = f"{cell['macs_after'] / 1e6:.1f} M ({cell['macs_before'] / max(cell['macs_after'], 1):.2f}× fewer)"
-    latency = f"{cell['final']['median_ms']:.3f} (p90 {cell['final']['p90_ms']:.3f})"
+    noisy = " noisy" if cell["final"].get("noisy") else ""
+    latency = f"{cell['final']['median_ms']:.3f} (p90 {cell['final']['p90_ms']:.3f}){noisy}"
     return (f"| {method} | {ft} | {_pct(cell['top1_lossless'])} | {_pct(cell['top1_jpeg'])} | {latency} | "
             f"{cell['speedup']:.2f}× | {macs} | {wall} |")
 
@@ -162,14 +168,14 @@ def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command:
         "closed loop, batch-norm re-estimation or least-squares reconstruction as fit defaults). The Torch-Pruning "
         "baselines bisect one uniform ratio on the measured latency of their ONNX export, then get the same "
         "batch-norm re-estimation and fine-tune. Latency = confirmed median of >= 100 runs and >= 2 s; "
-        "speedup is against the baseline above. Wall time = the whole cell (search, recovery, export, both evaluations).",
+        "speedup is against the baseline above; `noisy` marks a measurement whose CV stayed over 15%. Wall time = the whole cell (search, recovery, export, both evaluations).",
     ]
 
 
 def render_markdown(baseline: dict[str, Any], cells: list[dict[str, Any]], figures_rel: str = "figures",
                     command: str = "python tools/bench/pruning.py") -> str:
     """The benchmark's markdown section (between the markers), with the goal check and plot links."""
-    lines = [BEGIN, "## Pruning methods at a measured latency budget", ""]
+    lines = [BEGIN, ""]
     lines += _setup_lines(baseline, cells, command) + [""]
     budgets = sorted({(c["budget_fraction"], c["budget_name"]) for c in cells}, reverse=True)
     for fraction, name in budgets:
@@ -189,14 +195,14 @@ def render_markdown(baseline: dict[str, Any], cells: list[dict[str, Any]], figur
 
 
 def write_section(doc: Path, section: str) -> None:
-    """Replace the text between the markers in ``doc`` (append the section when the markers are absent)."""
+    """Replace the text between the markers in ``doc`` (append heading and section when they are absent)."""
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
     if BEGIN in text and END in text:
         head, _, rest = text.partition(BEGIN)
         _, _, tail = rest.partition(END)
         text = head + section + tail
     else:
-        text = text.rstrip() + "\n\n" + section + "\n"
+        text = text.rstrip() + "\n\n" + HEADING + "\n\n" + section + "\n"
     doc.write_text(text, encoding="utf-8")
 
 

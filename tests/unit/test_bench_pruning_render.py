@@ -1,0 +1,81 @@
+"""Rendering and goal logic of tools/bench/pruning.py, from fake cell results (no benchmark numbers here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "bench"))
+
+import pruning_report  # noqa: E402
+
+
+def _baseline() -> dict[str, Any]:
+    return {"model": "cifar-resnet56", "weights": "/x/resnet56.th", "target": "cpu", "threads": 1,
+            "baseline_ms": 2.0, "p90_ms": 2.1, "top1_lossless": 0.9272, "lossless_images": 1017,
+            "top1_jpeg": 0.832, "jpeg_images": 10000, "macs": 126_000_000,
+            "environment": {"cpu": "fake cpu", "logical_cores": 2, "versions": {"onnxruntime": "x", "torch": "y"}}}
+
+
+def _cell(method: str, top1: float | None, epochs: int = 2, budget: str = "2x", status: str = "met") -> dict[str, Any]:
+    cell: dict[str, Any] = {
+        "cell": f"{method}-{budget}-ft{epochs}", "method": method, "budget_name": budget, "budget_fraction": 0.5,
+        "budget_ms": 1.0, "baseline_ms": 2.0, "status": status, "model": "cifar-resnet56",
+        "finetune": {"epochs": epochs, "images": 10000 if epochs else 0, "lr": 0.01, "batch_size": 64, "seconds": 90.0},
+        "wall_seconds": 120.0,
+    }
+    if status == "met":
+        cell.update({"top1_lossless": top1, "top1_jpeg": 0.8, "final": {"median_ms": 0.95, "p90_ms": 1.0, "noisy": False},
+                     "speedup": 2.1, "macs_before": 126_000_000, "macs_after": 60_000_000})
+    else:
+        cell.update({"floor_ms": 1.3, "detail": "unreachable"})
+    return cell
+
+
+def test_goal_met_when_lasso_beats_tp_by_a_point_and_loses_under_a_point() -> None:
+    cells = [_cell("lasso", 0.9200), _cell("tp", 0.9000), _cell("tp-inner", 0.9050)]
+    goal = pruning_report.goal_check(_baseline(), cells)
+    assert goal["met"] is True
+    row = goal["by_finetune_epochs"][2]
+    assert row["tp"] == "tp-inner"  # compared with the stronger Torch-Pruning baseline
+    assert row["margin_points"] == pytest.approx(1.5)
+    assert row["loss_points"] == pytest.approx(0.72)
+
+
+@pytest.mark.parametrize("ours, tp", [(0.9200, 0.9150), (0.9100, 0.8000)])
+def test_goal_missed_on_small_margin_or_large_loss(ours: float, tp: float) -> None:
+    goal = pruning_report.goal_check(_baseline(), [_cell("nisp", ours), _cell("tp", tp)])
+    assert goal["met"] is False
+
+
+def test_goal_undecided_without_fine_tuned_cells_and_tp_unreachable_counts_as_beaten() -> None:
+    assert pruning_report.goal_check(_baseline(), [_cell("lasso", 0.92, epochs=0)])["met"] is None
+    cells = [_cell("lasso", 0.922), _cell("tp", None, status="unreachable")]
+    assert pruning_report.goal_check(_baseline(), cells)["met"] is True
+
+
+def test_render_replaces_only_the_marked_section(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Latency-model fidelity\n\nkeep me\n\n"
+                   f"{pruning_report.BEGIN}\nold\n{pruning_report.END}\n\ntrailer\n", encoding="utf-8")
+    cells = [_cell("lasso", 0.9200), _cell("tp", 0.9000, epochs=0), _cell("tp", None, status="unreachable")]
+    pruning_report.write_section(doc, pruning_report.render_markdown(_baseline(), cells))
+    text = doc.read_text(encoding="utf-8")
+    assert "keep me" in text and "trailer" in text and "\nold\n" not in text
+    assert text.count(pruning_report.BEGIN) == 1 and text.count(pruning_report.END) == 1
+    assert "| lasso | 2 ep × 10,000 img (1.5 min) | 92.00% |" in text
+    assert "budget unreachable (fastest measured 1.300 ms)" in text
+    assert "**Met.**" in text
+
+
+def test_render_appends_heading_and_markers_once(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Latency-model fidelity\n\nkeep me\n", encoding="utf-8")
+    for _ in range(2):
+        pruning_report.write_section(doc, pruning_report.render_markdown(_baseline(), [_cell("lasso", 0.92)]))
+    text = doc.read_text(encoding="utf-8")
+    assert text.count(pruning_report.HEADING) == 1 and text.count(pruning_report.BEGIN) == 1
+    assert text.index("keep me") < text.index(pruning_report.HEADING) < text.index(pruning_report.BEGIN)
