@@ -99,7 +99,6 @@ def test_nhwc_onnx_takes_channels_last_input(tmp_path: Path) -> None:
     _check_nhwc(tmp_path, "onnx")
 
 
-@pytest.mark.slow
 def test_nhwc_tflite_takes_channels_last_input(tmp_path: Path) -> None:
     _check_nhwc(tmp_path, "tflite")
 
@@ -130,3 +129,18 @@ def test_a_missing_runtime_fails_before_any_conversion(tmp_path: Path, monkeypat
     with pytest.raises(MissingRuntimeError, match=r"edgeprune\[tflite\]"):
         export_artifacts(tiny_model(), torch.randn(*INPUT_SHAPE), "onnx,tflite", tmp_path, target=load_target("cpu"))
     assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("index", [1, 2], ids=["openvino", "tflite"])
+def test_validate_accepts_each_runtime_artifact(exported: tuple[Path, list[ExportedArtifact]], index: int) -> None:
+    from edgeprune.latency.timing import TimingSpec
+    from edgeprune.validate.artifact_check import validate_artifact
+
+    item = exported[1][index]
+    result = validate_artifact(item.path, load_target("cpu"), reference=tiny_model(), images=8,
+                               timing=TimingSpec(warmup_runs=2, min_runs=5, min_seconds=0.0))
+    assert result.passed and result.sidecar_verified
+    assert result.runtime["name"] == item.sidecar.runtime and result.latency is not None
+    assert result.latency["backend"] == item.sidecar.runtime and result.latency["median_ms"] > 0
+    with pytest.raises(Exception, match="failed validation"):
+        validate_artifact(item.path, load_target("cpu"), reference=tiny_model(seed=4), images=8, measure=False)
