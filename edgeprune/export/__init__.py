@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from edgeprune.export.artifacts import ExportedArtifact, export_artifacts
+from edgeprune.export.artifacts import ExportedArtifact, export_artifacts, write_artifact_sidecar
 from edgeprune.export.formats import format_of_path, parse_formats, runtime_target
 from edgeprune.export.sidecar import InputSpec, Sidecar, read_sidecar, sidecar_path, write_sidecar
 from edgeprune.export.slim_source import SlimSource, export_from_source, load_slim_source
@@ -25,5 +25,6 @@ __all__ = [
     "read_sidecar",
     "runtime_target",
     "sidecar_path",
+    "write_artifact_sidecar",
     "write_sidecar",
 ]

@@ -167,18 +167,36 @@ def export_artifacts(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def write_artifact_sidecar(path: Path, fmt: str, *, target: Target, input_name: str, input_shape: Sequence[int],
+                           preprocessing: Preprocessing | dict[str, Any] | None = None,
+                           plan_digest: str | None = None, layout: str = "NCHW") -> Sidecar:
+    """Write the sidecar of an artifact that already exists at ``path`` (all its files beside it), for the
+    runtime :func:`~edgeprune.export.formats.runtime_target` picks for ``fmt``; returns what was written.
+
+    >>> write_artifact_sidecar(Path("out/model.onnx"), "onnx", target=load_target("cpu"), input_name="input",
+    ...                        input_shape=(1, 3, 32, 32))                          # doctest: +SKIP
+    """
+    run_target = runtime_target(target, fmt)
+    backend = get_backend(run_target)
+    sidecar = Sidecar(format=fmt, runtime=run_target.runtime, runtime_version=backend.version(),
+                      target=target_record(run_target),
+                      input=input_spec(input_name, input_shape, layout, _as_preprocessing(preprocessing)),
+                      plan_sha256=plan_digest, files=checksums(artifact_files(path, fmt)))
+    write_sidecar(path, sidecar)
+    return sidecar
+
+
 def _export_one(model: nn.Module, example: torch.Tensor, fmt: str, target: Target, staging: Path, stem: str,
                 layout: str, prep: Preprocessing | None, plan_digest: str | None) -> ExportedArtifact:
     backend = get_backend(target)
     log.info("exporting %s for %s (%s)", fmt, target.runtime, layout)
     artifact = backend.export(model, example, staging / stem, target)
     simplified = simplify_onnx(artifact.path, example.numpy()) if fmt == "onnx" else None
+    sidecar = write_artifact_sidecar(artifact.path, fmt, target=target, input_name=artifact.input_name,
+                                     input_shape=artifact.input_shape, preprocessing=prep,
+                                     plan_digest=plan_digest, layout=layout)
     files = tuple(artifact_files(artifact.path, fmt))
-    sidecar = Sidecar(format=fmt, runtime=target.runtime, runtime_version=backend.version(),
-                      target=target_record(target),
-                      input=input_spec(artifact.input_name, artifact.input_shape, layout, prep),
-                      plan_sha256=plan_digest, files=checksums(list(files)))
-    return ExportedArtifact(fmt, artifact.path, files, write_sidecar(artifact.path, sidecar), sidecar, simplified)
+    return ExportedArtifact(fmt, artifact.path, files, sidecar_path(artifact.path), sidecar, simplified)
 
 
 def _commit(staged: list[ExportedArtifact], staging: Path, directory: Path) -> list[ExportedArtifact]:

@@ -122,3 +122,16 @@ def test_other_json_is_not_taken_for_a_sidecar(tmp_path: Path) -> None:
 def test_layout_must_be_known() -> None:
     with pytest.raises(InputError, match="layout"):
         InputSpec("x", (1, 3, 8, 8), "CHWN")
+
+
+def test_a_sidecar_can_be_added_to_an_existing_artifact(tmp_path: Path) -> None:
+    from edgeprune.export import write_artifact_sidecar
+    from edgeprune.target import load_target
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"measured artifact")
+    written = write_artifact_sidecar(model, "onnx", target=load_target("cpu"), input_name="input",
+                                     input_shape=(1, 3, 32, 32), plan_digest="ef" * 32)
+    assert read_sidecar(model) == written
+    assert written.runtime == "onnxruntime" and written.files == {"model.onnx": file_sha256(model)}
+    assert written.input.mean is None and written.input.value_range is None
