@@ -41,7 +41,7 @@ class Budget:
         value = self.ms if self.ms is not None else self.fraction
         assert value is not None
         if not math.isfinite(value) or value <= 0:
-            raise BudgetError(f"budget must be positive, got {value}")
+            raise BudgetError(f"budget must be a positive, finite number, got {value}")
         if self.fraction is not None and self.fraction > 1:
             raise BudgetError(f"a relative budget must be at most 100% of the baseline, got {100 * self.fraction:g}%")
 
@@ -55,6 +55,8 @@ class Budget:
         match = _ABSOLUTE.match(text)
         if match is not None:
             ms = float(match.group(1)) * _UNIT_TO_MS[match.group(2)]
+            if not math.isfinite(ms):
+                raise BudgetError(f"budget '{text}' is too large to be a latency; write it as e.g. '20ms'")
             if ms <= 0:
                 raise BudgetError(f"budget '{text}' must be greater than zero")
             return cls(ms=ms)
