@@ -33,6 +33,9 @@ class FitConfig:
             as well as the labels; works without labels too.
         steps: prune in this many steps towards the budget (geometric latency steps), recovering after
             each (iterative pruning); 1 = one shot. Fine-tune epochs are spent in every step.
+        export: comma-separated artifact formats to ship (``onnx,openvino,tflite``); the target's own format
+            is always shipped (it is the one measured); None = only that one.
+        min_accuracy: fail validation (exit code 3) when an artifact's top-1 on the data is below this fraction.
         resume: continue an interrupted run in ``out`` (replaying its measurements and fine-tune checkpoints).
         calib_images: calibration images drawn from the training (else evaluation) data.
         bn_recalibrate: re-estimate batch-norm statistics of the pruned model on the calibration images;
@@ -70,6 +73,8 @@ class FitConfig:
     distill: bool = False
     steps: int = 1
     resume: bool = False
+    export: str | None = None
+    min_accuracy: float | None = None
     calib_images: int = 256
     bn_recalibrate: bool | None = None
     reconstruct: bool | None = None

@@ -12,14 +12,19 @@ from typing import Any
 
 from safetensors.torch import save_file
 
+from edgeprune.errors import ValidationFailedError
+from edgeprune.fit_artifacts import ship_artifacts
 from edgeprune.fit_run import FitRun, RunOutcome
-from edgeprune.io_atomic import write_json_atomic, write_text_atomic
+from edgeprune.io_atomic import write_json_atomic
+from edgeprune.latency.timing import TimingSpec
 from edgeprune.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.prune.graph import count_macs_and_params
 from edgeprune.prune.plan import SlimPlan, module_shapes
 from edgeprune.report.fit_report import ModelSide, build_fit_report
 from edgeprune.report.fit_result import FitResult
-from edgeprune.report.markdown import render_markdown
+from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_latency
+from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT
+from edgeprune.report.render import render_report_files
 from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
 
 log = logging.getLogger(__name__)
@@ -52,13 +57,19 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                     [{"name": g.name, "width_before": g.width, "width_after": len(kept[g.name]),
                       "kept": kept[g.name]} for g in run.groups],
                     module_shapes(slim), method)
+    per_layer = _layer_latency(run, outcome, kept)
     artifact_files = ARTIFACT_FILES[final.artifact.format]
     for name in artifact_files:  # model.xml comes with model.bin; the others are one file
         final.artifact.path.with_suffix(Path(name).suffix).replace(stage / name)
+    local = run.measurer.timer.source == "measured-local"
+    with clock("export"):
+        shipped, validations = ship_artifacts(config, inputs, run.target, slim, stage, final.artifact,
+                                              artifact_files[0], plan.digest(), measure_locally=local)
     state = {k: v.detach().contiguous() for k, v in slim.state_dict().items()}
     save_file(state, str(stage / "model.safetensors"), metadata={"plan_sha256": plan.digest()})
     write_json_atomic(stage / "plan.json", plan.to_dict())
-    names = [*artifact_files, "model.safetensors", "plan.json", "report.json", "report.md"]
+    plots = [ACCURACY_PLOT] + ([LAYER_PLOT] if per_layer and per_layer.get("layers") else [])
+    names = [*artifact_files, *shipped, "model.safetensors", "plan.json", "report.json", "report.md", *plots]
     out_dir = out.path.resolve()
     pruned = slim is not run.model
     timer = run.measurer.timer
@@ -85,7 +96,46 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         frozen=run.frozen, timings_s=dict(clock.seconds),
     )
     report["resume"] = {"measurements_replayed": run.journal.replayed}
+    report["per_layer_latency"] = per_layer
+    report["artifacts"] = validations
+    if any(not v["passed"] for v in validations):
+        report["status"] = "validation failed"
+    written = set(render_report_files(stage, report))
+    missing = [n for n in plots if n not in written]  # matplotlib absent: the report says so, no file
+    names = [n for n in names if n not in missing]
+    report["files"] = {k: v for k, v in report["files"].items() if k not in missing}
     write_json_atomic(stage / "report.json", report)
-    write_text_atomic(stage / "report.md", render_markdown(report))
     out.commit(names)
+    failed = [v["failure"] for v in validations if not v["passed"]]
+    if failed:  # the files stay (the report says what failed); the exit code says it too
+        raise ValidationFailedError("; ".join(failed) + f" (results kept in {out.path} for inspection)")
     return FitResult(report)
+
+
+LAYER_PROFILE_TIMING = TimingSpec(warmup_runs=10, min_runs=100, min_seconds=0.5)
+
+
+def _layer_latency(run: FitRun, outcome: RunOutcome, kept: dict[str, list[int]]) -> dict[str, Any] | None:
+    """Per-layer latency before/after: the runtime's profiler when measuring here, else the latency model.
+
+    Through an agent the local profiler would time this workstation, not the device, so only the model's
+    prediction (labelled so) is given; the same holds for shipped-profile targets.
+    """
+    if run.measurer.timer.source == "measured-local" and outcome.baseline.artifact is not None:
+        try:
+            with run.clock("evaluate"):
+                measured = per_layer_latency(run.backend, run.target, outcome.baseline.artifact,
+                                             outcome.final.artifact, run.example.numpy(), LAYER_PROFILE_TIMING)
+            if measured is not None:
+                return measured
+        except Exception as exc:  # the report is still useful without this figure
+            log.warning("per-layer profile skipped: %s", exc)
+    latency = getattr(outcome.allocation, "latency", None)
+    if latency is None or run.config.steps != 1:  # the last step's model cannot predict the original's layers
+        return None
+    before = latency.breakdown({g.name: g.width for g in run.groups})
+    after = latency.breakdown({g.name: len(kept[g.name]) for g in run.groups})
+    result = predicted_layer_latency(before, after)
+    if run.measurer.timer.source == "predicted-profile":
+        result["source"] = "predicted (shipped profile)"
+    return result

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from edgeprune.budget import Budget
@@ -38,8 +39,12 @@ from edgeprune.prune.importance import ScoringContext
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.resume import RunJournal, keep_key
 from edgeprune.target import Target
+from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 
 log = logging.getLogger(__name__)
+
+#: evaluation images used to score each search candidate (in PyTorch, before recovery)
+CANDIDATE_EVAL_IMAGES = 500
 
 
 class StageClock:
@@ -205,7 +210,21 @@ class FitRun:
         slim = slim_copy(model, self.example, keep, self.config.frozen_modules) if keep else model
         m = self._measure(slim, kind, keep)
         self._record(kind, keep, info, m)
+        top1 = self._candidate_top1(slim) if keep else None
+        if top1 is not None:  # for the accuracy-vs-latency plot
+            self.rounds[-1].update(top1=top1, top1_note="after batch-norm re-estimation only (no reconstruction or "
+                                   f"fine-tuning), PyTorch, first {CANDIDATE_EVAL_IMAGES} evaluation images")
         return m.stats.median_ms
+
+    def _candidate_top1(self, model: nn.Module) -> float | None:
+        labels = self.inputs.eval_set.labels
+        if labels is None:
+            return None
+        x = self.inputs.eval_inputs[:CANDIDATE_EVAL_IMAGES]
+        recalibrate_batchnorm(model, self.inputs.calibration)  # a throw-away copy: cheap, fair across candidates
+        with torch.no_grad():
+            predictions = torch.cat([model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)]).numpy()
+        return float((predictions == labels[: len(x)]).mean())
 
     def _closed_loop(self, allocation: Allocation, baseline: Measurement, budget_ms: float, final_step: bool
                      ) -> tuple[dict[str, list[int]], nn.Module, Measurement]:

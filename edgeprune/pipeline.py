@@ -29,6 +29,7 @@ from edgeprune.backends import get_backend
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import EdgepruneError, InputError
+from edgeprune.export.formats import parse_formats
 from edgeprune.fit_finish import finish_run
 from edgeprune.fit_inputs import resolve_inputs
 from edgeprune.fit_run import FitRun, StageClock
@@ -60,6 +61,10 @@ def _check_config(config: FitConfig) -> None:
         raise InputError(f"--finetune-schedule must be one of {', '.join(SCHEDULES)}, got '{config.finetune_schedule}'")
     if config.steps < 1:
         raise InputError(f"--steps must be at least 1, got {config.steps}")
+    if config.min_accuracy is not None and not 0 <= config.min_accuracy <= 1:
+        raise InputError(f"--min-accuracy must be a fraction between 0 and 1, got {config.min_accuracy}")
+    if config.export:
+        parse_formats(config.export)  # an unknown format is refused before any work
     if config.eval_images is not None and config.eval_images < 1:
         raise InputError(f"--eval-images must be at least 1, got {config.eval_images}")
 
@@ -80,10 +85,10 @@ def fit(config: FitConfig) -> FitResult:
     out = OutputDir(config.out, config.force)
     keep_state = False
     try:
-        journal = RunJournal(out.path, config)
         timer = make_timer(backend, target, config.device, config.device_token, predict_unreachable=True)
         with clock("load"):
             inputs = resolve_inputs(config, target)
+        journal = RunJournal(out.path, config)  # after the inputs: a refused input leaves no state behind
         torch.manual_seed(config.seed)
         measurer_type = PredictedMeasurer if isinstance(timer, ProfileTimer) else CandidateMeasurer
         measurer = measurer_type(backend, target, inputs.example, out.work, timer)  # type: ignore[arg-type]

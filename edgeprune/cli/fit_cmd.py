@@ -60,6 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     p.add_argument("--device", metavar="URL", help="measure on the device through 'edgeprune agent' at URL")
     p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
+    p.add_argument("--export", metavar="FORMATS",
+                   help="artifacts to ship, e.g. onnx,openvino,tflite (default: the target's format); each is "
+                        "validated in its runtime")
+    p.add_argument("--min-accuracy", type=float, metavar="FRACTION",
+                   help="exit with code 3 if an artifact's top-1 on --data is below this (e.g. 0.9)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=run)
 
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_schedule=args.finetune_schedule, distill=args.distill, steps=args.steps, resume=args.resume,
+        export=args.export, min_accuracy=args.min_accuracy,
         calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate, reconstruct=args.reconstruct,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
@@ -106,6 +112,14 @@ def print_summary(result: FitResult) -> None:
     console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")
+    if r.get("artifacts"):
+        console.print("  validated in each runtime (vs the pruned PyTorch model):")
+        for v in r["artifacts"]:
+            latency = f"{v['median_ms']:.3f} ms here" if v.get("median_ms") is not None else "not timed here"
+            agreement = "n/a" if v.get("top1_agreement") is None else f"{100 * v['top1_agreement']:.1f}%"
+            diff = "n/a" if v.get("max_abs_diff") is None else f"{v['max_abs_diff']:.1e}"
+            console.print(f"    {v['file']:18s} {v['runtime']:12s} max|diff| {diff}  top-1 agreement {agreement}  "
+                          f"{latency}  " + ("[green]passed[/]" if v["passed"] else "[red]FAILED[/]"), highlight=False)
     console.print("  files:")
     for name, path in r["files"].items():
         console.print(f"    {name:18s} {path}", highlight=False)

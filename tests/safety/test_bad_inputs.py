@@ -335,10 +335,6 @@ def test_bad_input_in_a_real_process_has_no_traceback(name: str, bad_files: Path
     assert_one_error_line(proc.stderr, case)
 
 
-@pytest.mark.xfail(reason="pipeline.fit creates the resume journal (OUT/.edgeprune-resume) before the inputs are "
-                          "checked and leaves it when they are refused, so the rerun reports 'holds an interrupted "
-                          "fit run' instead of the bad input; remove this marker once fit() creates the journal "
-                          "after resolve_inputs (or removes it on an error raised before the run starts)")
 def test_a_refused_run_can_be_repeated_with_the_same_out(bad_files: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A refused run leaves nothing in --out that changes the next run's answer (no stale run state)."""
