@@ -112,8 +112,11 @@ def _import_converter() -> Any:
         raise MissingRuntimeError("LiteRT", "tflite")
     if "litert_torch" in sys.modules:
         return sys.modules["litert_torch"]
-    with quiet_native_output():
-        import litert_torch
+    try:
+        with quiet_native_output():
+            import litert_torch
+    except ImportError:  # litert_torch present but one of its own dependencies (ai_edge_litert ...) missing
+        raise MissingRuntimeError("LiteRT", "tflite") from None
     return litert_torch
 
 

@@ -148,7 +148,15 @@ def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifa
     assert report["final"]["top1"] is not None
 
 
-def test_predicted_only_targets_are_refused_by_fit_with_the_agent_hint(tmp_path: Path) -> None:
-    proc = run_cli("fit", "--target", "rpi4", "--budget", "20ms", "--out", str(tmp_path / "o"))
+def test_predicted_only_targets_say_predicted_and_point_to_the_agent(tmp_path: Path) -> None:
+    """Without an agent, fit on a shipped-profile target runs on predictions and says so on the terminal."""
+    proc = run_cli("fit", "--target", "rpi4", "--budget", "60%", "--eval-images", "32", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert "PREDICTED" in proc.stdout and "not measured" in proc.stdout
+    assert "agent" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_profile_refuses_a_device_it_cannot_reach(tmp_path: Path) -> None:
+    proc = run_cli("profile", "--target", "rpi4", "--model", "demo", "--table-dir", str(tmp_path))
     assert proc.returncode == 2
     assert "agent" in proc.stderr and "Traceback" not in proc.stderr

@@ -35,7 +35,7 @@ def test_fit_measures_every_candidate_on_the_agent(agent_url: str, tmp_path: Pat
         assert report[side]["latency"]["machine"]  # the agent's machine, reported by the agent
     assert report["environment"]["measured_on"]["source"] == "measured-agent"
     assert result.final_latency_ms <= result.budget_ms
-    assert "measured agent" in (tmp_path / "out" / "report.md").read_text()
+    assert "through an edgeprune agent" in (tmp_path / "out" / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -56,6 +56,8 @@ from edgeprune.prune.graph import count_macs_and_params, find_classifier  # noqa
 from edgeprune.report.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.train.bn_recalibration import recalibrate_batchnorm  # noqa: E402
+from edgeprune.fit_recover import DISTILL_ALPHA, DISTILL_TEMPERATURE  # noqa: E402
+from edgeprune.train.distill import DistillationLoss  # noqa: E402
 from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
 
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
@@ -94,6 +96,7 @@ class Settings:
     results: Path
     table_dir: Path | None
     extra_fit: dict[str, Any]
+    recipe: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,11 +106,12 @@ class Cell:
     method: str
     budget_name: str
     epochs: int
+    recipe: str = ""
 
     @property
     def name(self) -> str:
-        """Cell id, e.g. ``lasso-2x-ft2``."""
-        return f"{self.method}-{self.budget_name}-ft{self.epochs}"
+        """Cell id, e.g. ``lasso-2x-ft2`` (``lasso-2x-ft4kd`` for the distillation recipe)."""
+        return f"{self.method}-{self.budget_name}-ft{self.epochs}{self.recipe if self.epochs else ''}"
 
     def path(self, results: Path) -> Path:
         """Its result file."""
@@ -179,6 +183,8 @@ def _extra_finetune(cell: Cell, s: Settings) -> dict[str, Any]:
         return {}
     if cell.method in EDGEPRUNE_METHODS:
         return dict(s.extra_fit)
+    if s.recipe == "kd":
+        return {"distill": True, "note": "distillation from the original, same loss as edgeprune.fit's --distill"}
     return {"note": f"{', '.join(s.extra_fit)} passed to edgeprune.fit only; the Torch-Pruning fine-tune is plain"}
 
 
@@ -270,8 +276,12 @@ def _tp_recover(pruned: torch.nn.Module, s: Settings, cell: Cell, calib: torch.T
     if cell.epochs:
         start = time.perf_counter()
         x = to_model_input(train.images, prep)
-        spec = TrainSpec(epochs=cell.epochs, lr=s.finetune_lr, seed=s.seed)
-        train_classifier(slim, x, torch.from_numpy(train.labels), spec,
+        spec = TrainSpec(epochs=cell.epochs, lr=s.finetune_lr, seed=s.seed, schedule=FitConfig.finetune_schedule)
+        loss = None
+        if s.recipe == "kd":
+            teacher = load_model(s.model, s.weights).model.eval()
+            loss = DistillationLoss(teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
+        train_classifier(slim, x, torch.from_numpy(train.labels), spec, loss_fn=loss,
                          on_epoch=lambda e, loss: log.info("tp fine-tune epoch %d/%d: loss %.4f", e, cell.epochs, loss))
         record["finetune"]["seconds"] += time.perf_counter() - start
     return slim.eval()
@@ -304,9 +314,9 @@ def run_cell(cell: Cell, s: Settings, baseline: dict[str, Any]) -> dict[str, Any
     return record
 
 
-def all_cells(methods: list[str], budgets: list[str], epochs: int) -> list[Cell]:
+def all_cells(methods: list[str], budgets: list[str], epochs: int, recipe: str = "") -> list[Cell]:
     """Every cell, interleaved so that round-robin parts get a similar mix of slow (fine-tuned) cells."""
-    return [Cell(m, b, e) for b in budgets for e in sorted({0, epochs}) for m in methods]
+    return [Cell(m, b, e, recipe) for b in budgets for e in sorted({0, epochs}) for m in methods]
 
 
 def select(cells: list[Cell], patterns: list[str] | None, part: str | None) -> list[Cell]:
@@ -350,6 +360,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-tp-bn-recalibrate", dest="tp_bn_recalibrate", action="store_false",
                    help="skip batch-norm re-estimation of the Torch-Pruning baseline (fit does it by default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe", choices=("", "kd"), default="",
+                   help="kd: fine-tune every method (Torch-Pruning too) with distillation from the original, on the "
+                        "lossless 5,085-image training subset instead of the decoded JPEG subset; cells get 'kd'")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="one JSON file per cell + baseline.json")
     p.add_argument("--cache-dir", type=Path, default=None, help="decoded training subset (default tools/bench/.cache)")
     p.add_argument("--table-dir", type=Path, default=None, help="latency tables (default: edgeprune's cache)")
@@ -386,12 +399,17 @@ def apply_smoke(args: argparse.Namespace) -> None:
 
 def settings(args: argparse.Namespace) -> Settings:
     """Settings from the options, preparing the training subset."""
-    train_npz = prepare_train_npz(DATA / "cifar10_train_jpegbytes.npz", args.train_images, args.seed,
-                                  args.cache_dir or default_cache_dir())
+    extra = extra_fit_options(args)
+    if args.recipe == "kd":
+        train_npz, args.train_images = DATA / "cifar10_train_lossless_subset5085.npz", 5085
+        extra["distill"] = True
+    else:
+        train_npz = prepare_train_npz(DATA / "cifar10_train_jpegbytes.npz", args.train_images, args.seed,
+                                      args.cache_dir or default_cache_dir())
     return Settings(args.model, args.weights, args.target, DATA / "cifar10_test_lossless_first1017.npz",
                     DATA / "cifar10_test_jpeg.npz", train_npz, args.train_images, args.finetune_epochs,
                     args.finetune_lr, args.jpeg_images, args.tp_steps, args.tp_max_ratio,
-                    args.tp_bn_recalibrate, args.seed, args.results, args.table_dir, extra_fit_options(args))
+                    args.tp_bn_recalibrate, args.seed, args.results, args.table_dir, extra, args.recipe)
 
 
 def render(args: argparse.Namespace) -> None:
@@ -415,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.render_only:
         s = settings(args)
         s.results.mkdir(parents=True, exist_ok=True)
-        cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs), args.cells, args.part)
+        cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs, args.recipe), args.cells, args.part)
         todo = [c for c in cells if not c.path(s.results).exists()]
         log.info("%d cell(s) selected, %d to run: %s", len(cells), len(todo), " ".join(c.name for c in todo))
         baseline = measure_baseline(s) if todo else None
