@@ -174,6 +174,7 @@ def cell_record(cell: Cell, s: Settings, baseline: dict[str, Any], budget_ms: fl
             "params_before": baseline["params"],
             "finetune": {"epochs": cell.epochs, "images": s.train_images if cell.epochs else 0, "lr": s.finetune_lr,
                          "batch_size": TrainSpec(epochs=1).batch_size, "seconds": 0.0,
+                         "schedule": FitConfig.finetune_schedule,
                          "train_data": s.train_npz.name, **_extra_finetune(cell, s)},
             "seed": s.seed, "environment": environment(), "cpu": machine_info()["cpu"]}
 

@@ -148,10 +148,16 @@ def _goal_lines(goal: dict[str, Any]) -> list[str]:
 def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command: str) -> list[str]:
     env = baseline.get("environment", {})
     versions = env.get("versions", {})
-    tuned = [c["finetune"] for c in cells if c["finetune"].get("epochs")]
+    tuned = [c["finetune"] for c in cells if c["finetune"].get("epochs") and not c["finetune"].get("distill")]
+    kd = [c["finetune"] for c in cells if c["finetune"].get("epochs") and c["finetune"].get("distill")]
+    kd_text = (f" Rows marked `+ distill` come from a second run (`--recipe kd`): every method, Torch-Pruning included, "
+               f"fine-tunes {kd[0]['epochs']} epochs over the {kd[0]['images']:,}-image lossless training subset (about "
+               "the same number of image passes) with distillation from the original model (T = 4, weight 0.9, "
+               "the loss of `fit --distill`); their calibration images also come from that subset." if kd else "")
     ft = tuned[0] if tuned else None
     ft_text = (f"{ft['epochs']} epoch(s) over {ft['images']:,} training images (SGD, peak lr {ft['lr']}, batch "
-               f"{ft.get('batch_size', 64)}, one-cycle)" if ft else "no fine-tuned cells yet")
+               f"{ft.get('batch_size', 64)}, {ft.get('schedule', 'rewind')} schedule: learning-rate rewinding, the peak for half "
+               "the steps, then /10, then /100)" if ft else "no fine-tuned cells yet")
     return [
         f"`{command}` on {env.get('cpu', '?')} ({env.get('logical_cores', '?')} logical cores), target `{baseline['target']}` "
         f"(ONNX Runtime {versions.get('onnxruntime', '?')}, {baseline.get('threads', 1)} thread, fp32); torch "
@@ -168,7 +174,7 @@ def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command:
         "closed loop, batch-norm re-estimation or least-squares reconstruction as fit defaults). The Torch-Pruning "
         "baselines bisect one uniform ratio on the measured latency of their ONNX export, then get the same "
         "batch-norm re-estimation and fine-tune. Latency = confirmed median of >= 100 runs and >= 2 s; "
-        "speedup is against the baseline above; `noisy` marks a measurement whose CV stayed over 15%. Wall time = the whole cell (search, recovery, export, both evaluations).",
+        "speedup is against the baseline above; `noisy` marks a measurement whose CV stayed over 15%. Wall time = the whole cell (search, recovery, export, both evaluations)." + kd_text,
     ]
 
 
