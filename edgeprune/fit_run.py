@@ -33,6 +33,7 @@ from edgeprune.latency.timing import TimingSpec
 from edgeprune.loop.base import Allocation, Candidate, RoundsExhausted, kept_fraction
 from edgeprune.loop.latency_search import LatencySearch
 from edgeprune.loop.uniform import UniformBisection
+from edgeprune.progress import progress_callback
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.importance import ScoringContext
@@ -164,9 +165,10 @@ class FitRun:
             table = LatencyTable.open(table_context(self.backend, self.target, self.measurer.timer),
                                       self.config.table_dir or default_table_dir())
             max_points = 6 if self.backend.name in ("onnxruntime", "openvino") else 3
-            lookup, measured, reused = build_lookup_model(
-                step.model, self.example, step.graph, self.target, self.backend, table, self.measurer.work_dir,
-                max_points, seed=self.config.seed, timer=self.measurer.timer)
+            with progress_callback("profiling kernels") as report:
+                lookup, measured, reused = build_lookup_model(
+                    step.model, self.example, step.graph, self.target, self.backend, table, self.measurer.work_dir,
+                    max_points, seed=self.config.seed, timer=self.measurer.timer, progress=report)
             log.info("latency table %s: %d kernel timings measured, %d reused", table.path, measured, reused)
         return LatencySearch(step.groups, step.scores, lookup, self.target.channel_alignment, comparable, floor,
                              hint, f"lookup table ({self.measurer.timer.source})")

@@ -34,3 +34,20 @@ def progress_bar(description: str, total: int) -> Iterator[Advance]:
     with Progress(*columns, console=_console, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+@contextmanager
+def progress_callback(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    """Yield ``report(done, total, what)`` (the profiler's progress signature), drawn as one bar."""
+    if not _enabled():
+        yield lambda done, total, what: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=_console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"{description}: {what}")
+
+        yield report

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from edgeprune.backends.base import Session
+from edgeprune.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,11 @@ def evaluate_session(session: Session, input_name: str, inputs: torch.Tensor, la
     """Run the artifact on each input (batch size 1, as exported) and score top-1 against ``labels``."""
     predictions = np.empty(len(inputs), dtype=np.int64)
     array = inputs.numpy()
-    for i in range(len(array)):
-        logits = session.run({input_name: array[i : i + 1]})[0]
-        predictions[i] = int(np.argmax(logits.reshape(-1)))
+    with progress_bar("evaluating", len(array)) as advance:
+        for i in range(len(array)):
+            logits = session.run({input_name: array[i : i + 1]})[0]
+            predictions[i] = int(np.argmax(logits.reshape(-1)))
+            advance(1)
     top1 = None if labels is None else float((predictions == labels).mean())
     return ArtifactEvaluation(predictions, top1, len(array))
 
