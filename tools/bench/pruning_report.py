@@ -212,6 +212,11 @@ def write_section(doc: Path, section: str) -> None:
     doc.write_text(text, encoding="utf-8")
 
 
+def _recipe(cell: dict[str, Any]) -> str:
+    ft = cell["finetune"]
+    return "none" if not ft.get("epochs") else "fine-tuned + distill" if ft.get("distill") else "fine-tuned"
+
+
 def plot(baseline: dict[str, Any], cells: list[dict[str, Any]], figures: Path) -> list[Path]:
     """Top-1 (lossless and JPEG) vs measured latency, and MACs vs measured latency; returns the files."""
     import matplotlib
@@ -227,12 +232,12 @@ def plot(baseline: dict[str, Any], cells: list[dict[str, Any]], figures: Path) -
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), squeeze=False)
     for ax, key, title in zip(axes[0], ("top1_lossless", "top1_jpeg"), ("lossless test subset", "JPEG test set")):
         for m in methods:
-            for tuned, marker in ((False, "o"), (True, "^")):
+            for recipe, marker, style in (("none", "o", ":"), ("fine-tuned", "^", "-"), ("fine-tuned + distill", "s", "--")):
                 pts = sorted((c["final"]["median_ms"], 100 * c[key]) for c in reached
-                             if c["method"] == m and bool(c["finetune"]["epochs"]) == tuned and c.get(key) is not None)
+                             if c["method"] == m and _recipe(c) == recipe and c.get(key) is not None)
                 if pts:
-                    ax.plot(*zip(*pts), marker=marker, ls="-" if tuned else ":", color=colours[m],
-                            label=f"{m} ({'fine-tuned' if tuned else 'no fine-tune'})")
+                    ax.plot(*zip(*pts), marker=marker, ls=style, color=colours[m],
+                            label=f"{m} ({'no fine-tune' if recipe == 'none' else recipe})")
         if baseline.get(key) is not None:
             ax.scatter([baseline["baseline_ms"]], [100 * baseline[key]], marker="*", s=150, color="k", label="original")
         ax.set(title=f"top-1 on the {title}", xlabel="measured median latency (ms)", ylabel="top-1 (%)")
