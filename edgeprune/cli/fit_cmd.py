@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeprune.cli.common import console, float_list, non_negative_int, positive_int, shape
+from edgeprune.cli.common import console, float_list, fraction, non_negative_int, positive_int, shape
 from edgeprune.config import DEFAULT_OUT_DIR, FitConfig
 from edgeprune.pipeline import fit
 from edgeprune.prune.importance import importance_names
@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export", metavar="FORMATS",
                    help="artifacts to ship, e.g. onnx,openvino,tflite (default: the target's format); each is "
                         "validated in its runtime")
-    p.add_argument("--min-accuracy", type=float, metavar="FRACTION",
+    p.add_argument("--min-accuracy", type=fraction, metavar="FRACTION",
                    help="exit with code 3 if an artifact's top-1 on --data is below this (e.g. 0.9)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=run)

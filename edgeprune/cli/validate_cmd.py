@@ -6,23 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeprune.cli.common import console, float_list, positive_int
+from edgeprune.cli.common import console, float_list, fraction, positive_int
 from edgeprune.errors import InputError, ValidationFailedError
 from edgeprune.latency.timing import TimingSpec
 from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.target import load_target
 from edgeprune.validate.artifact_check import ValidationResult, validate_artifact
 from edgeprune.validate.runners import default_target
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'")
-    return value
 
 
 def _seconds(text: str) -> float:
@@ -46,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="ImageFolder directory or .npz (default: random inputs)")
     p.add_argument("--reference", type=Path, metavar="MODEL_OR_ARTIFACT",
                    help="another artifact, or an edgeprune output folder / plan.json (slim PyTorch model)")
-    p.add_argument("--min-accuracy", type=_fraction, help="fail below this top-1 accuracy (fraction, needs labels)")
+    p.add_argument("--min-accuracy", type=fraction, help="fail below this top-1 accuracy (fraction, needs labels)")
     p.add_argument("--images", type=positive_int, help="use a seeded subset of N images (or N random inputs)")
     p.add_argument("--mean", type=float_list, help="per-channel mean for --data (default: the sidecar's)")
     p.add_argument("--std", type=float_list, help="per-channel std for --data (default: the sidecar's)")
