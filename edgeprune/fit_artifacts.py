@@ -59,7 +59,7 @@ def ship_artifacts(config: FitConfig, inputs: FitInputs, target: Target, slim: n
 
 def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Module, fmt: str, path: Path,
               measure_locally: bool) -> dict[str, Any]:
-    run_target = target if fmt == _format_of(target) else runtime_target(target, fmt)
+    run_target = runtime_target(target, fmt)  # the target itself for its own format
     result = validate_artifact(path, run_target, data=config.data, reference=slim, min_accuracy=config.min_accuracy,
                                images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
                                preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING, measure=measure_locally,
@@ -77,6 +77,3 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
              "passed" if result.passed else result.failure_message())
     return summary
 
-
-def _format_of(target: Target) -> str:
-    return {"onnxruntime": "onnx", "openvino": "openvino", "litert": "tflite"}.get(target.runtime, "onnx")

@@ -54,11 +54,15 @@ class CandidateMeasurer:
         ``keep`` (the channels the candidate keeps) is not needed to measure; latency models that predict
         instead of measuring (:class:`~edgeprune.latency.predicted.PredictedMeasurer`) use it.
         """
+        return self.time(self.export(model, name), spec)
+
+    def export(self, model: nn.Module, name: str) -> Artifact:
+        """Export ``model`` into the work directory under a numbered ``name``."""
         self._counter += 1
         path = self.work_dir / f"{self._counter:03d}-{name}.onnx"
         artifact = self.backend.export(model, self.example, path, self.target)
         self.exports += 1
-        return self.time(artifact, spec)
+        return artifact
 
     def time(self, artifact: Artifact, spec: TimingSpec = CONFIRM_TIMING) -> Measurement:
         """Measure an existing artifact (locally or through the agent, as the timer says)."""

@@ -80,10 +80,5 @@ class PredictedMeasurer(CandidateMeasurer):
         if self.latency is None:
             raise RuntimeError("PredictedMeasurer.bind() must be called before measure()")
         ms = self.latency.predict({g: len(k) for g, k in (keep or {}).items()})
-        artifact = None
-        if name in _EXPORTED_KINDS:
-            self._counter += 1
-            artifact = self.backend.export(model, self.example, self.work_dir / f"{self._counter:03d}-{name}.onnx",
-                                           self.target)
-            self.exports += 1
+        artifact = self.export(model, name) if name in _EXPORTED_KINDS else None
         return Measurement(artifact, predicted_stats(ms))  # type: ignore[arg-type]
