@@ -91,8 +91,8 @@ def train_classifier(
         generator.set_state(resumed["generator"])
         losses = [float(v) for v in resumed["losses"]]
         log.info("%s: resuming after epoch %d/%d from %s", description, len(losses), spec.epochs, checkpoint)
-    model.train()
     for epoch in range(len(losses), spec.epochs):
+        model.train()  # every epoch: an ``on_epoch`` callback may have evaluated the model in eval mode
         order = torch.randperm(n, generator=generator)
         total, count = 0.0, 0
         with progress_bar(f"{description} epoch {epoch + 1}/{spec.epochs}", steps_per_epoch) as advance:

@@ -117,3 +117,18 @@ def test_a_checkpoint_from_other_settings_is_ignored(tmp_path: Path) -> None:
     model = _tiny()
     losses = train_classifier(model, x, y, TrainSpec(epochs=2, lr=0.02, batch_size=16), checkpoint=checkpoint)
     assert len(losses) == 2
+
+
+def test_every_epoch_trains_in_train_mode_even_if_a_callback_evaluated_the_model() -> None:
+    model = _tiny()
+    x, y = _data()
+    modes: list[bool] = []
+
+    def record_mode(logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        modes.append(model.training)
+        return F.cross_entropy(logits, labels)
+
+    train_classifier(model, x, y, TrainSpec(epochs=3, lr=0.01, batch_size=32), loss_fn=record_mode,
+                     on_epoch=lambda epoch, loss: model.eval())  # e.g. a callback that measures accuracy
+    assert len(modes) == 9 and all(modes)
+    assert not model.training  # handed back in eval mode
