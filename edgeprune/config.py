@@ -31,6 +31,11 @@ class FitConfig:
             schedule replayed from the peak rate), ``constant`` (classic fine-tuning) or ``one-cycle``.
         distill: fine-tune against the original model's outputs (knowledge distillation, Hinton et al. 2015)
             as well as the labels; works without labels too.
+        prune_blocks: before pruning channels, remove whole residual blocks (depth pruning), the ones whose
+            removal distorts the output least first, until the measured latency meets the budget or at most
+            75% of the removable blocks are gone; channels are then pruned for what is left. It loses more
+            before fine-tuning and recovers faster with it: use it with ``finetune_epochs`` (on
+            cifar-resnet56 at 2x measured speedup after 4 distillation epochs: 87.0% vs 79.3% top-1).
         steps: prune in this many steps towards the budget (geometric latency steps), recovering after
             each (iterative pruning); 1 = one shot. Fine-tune epochs are spent in every step.
         export: comma-separated artifact formats to ship (``onnx,openvino,tflite``); the target's own format
@@ -71,6 +76,7 @@ class FitConfig:
     finetune_lr: float = 0.01
     finetune_schedule: str = "rewind"
     distill: bool = False
+    prune_blocks: bool = False
     steps: int = 1
     resume: bool = False
     export: str | None = None

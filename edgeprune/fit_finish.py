@@ -53,10 +53,16 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     method = {"importance": run.importance.name, **outcome.allocation.method(),
               "search_headroom": config.search_headroom, "steps": config.steps,
               "reconstruct": run.recovery.reconstructs, "bn_recalibrate": run.recovery.recalibrates_bn}
+    depth = outcome.depth
+    removed = depth.removed if depth is not None else []
+    if depth is not None:
+        method["blocks"] = {"removable": depth.removable, "removed": removed,
+                            "criterion": "output distortion (KL) of removing each block alone",
+                            "distortion": depth.distortion}
     plan = SlimPlan(bundle.spec, bundle.build_kwargs, list(run.example.shape), inputs.preprocessing.to_dict(),
                     [{"name": g.name, "width_before": g.width, "width_after": len(kept[g.name]),
                       "kept": kept[g.name]} for g in run.groups],
-                    module_shapes(slim), method)
+                    module_shapes(slim), method, removed)
     per_layer = _layer_latency(run, outcome, kept)
     artifact_files = ARTIFACT_FILES[final.artifact.format]
     for name in artifact_files:  # model.xml comes with model.bin; the others are one file
@@ -88,7 +94,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(inputs.calibration)),
                 "reference": "pruned PyTorch model"},
         calibration={"images": len(inputs.calibration), "source": inputs.calibration_source,
-                     "bn_recalibrated": run.recovery.recalibrates_bn and pruned,
+                     "bn_recalibrated": (run.recovery.recalibrates_bn or run.recovery.depth_pruned) and pruned,
                      "reconstruction": run.recovery.reconstruction if pruned else None},
         finetune=run.recovery.summary(),
         rounds=run.rounds, exports=run.measurer.exports,

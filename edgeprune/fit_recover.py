@@ -9,6 +9,7 @@ after every epoch in the run's resume state.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any
@@ -46,6 +47,7 @@ class Recovery:
         self.finetune_seconds = 0.0
         self.finetuned_epochs = 0
         self.reconstruction: dict[str, Any] | None = None
+        self.depth_pruned = False  # set when the reference had blocks removed: it needs recovery even unthinned
         self._train_x: torch.Tensor | None = None
 
     def recover(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup],
@@ -53,7 +55,7 @@ class Recovery:
         """A slim copy of ``reference`` keeping ``keep``, recovered; ``name`` labels its checkpoint."""
         example = self.inputs.example
         if not keep:
-            return reference
+            return self._finetune(copy.deepcopy(reference), name) if self.depth_pruned else reference
         slim = slim_copy(reference, example, keep, self.config.frozen_modules)
         if self.reconstructs:
             errors = reconstruct_consumers(reference, slim, example, self.inputs.calibration, keep, groups,

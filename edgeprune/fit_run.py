@@ -1,4 +1,8 @@
-"""One fit run as a sequence of stages: analyse, measure the original, search, closed loop, recover.
+"""One fit run as a sequence of stages: analyse, measure the original, (remove blocks), search, closed loop,
+recover.
+
+With ``--prune-blocks`` the depth stage (:mod:`edgeprune.fit_depth`) first removes whole residual blocks,
+and channel pruning starts from that model.
 
 With ``--steps N`` the search/recover part repeats N times towards geometrically shrinking budgets
 (baseline · (budget / baseline)^(k/N)), each step pruning the previous step's recovered model; only the
@@ -23,6 +27,7 @@ from torch import nn
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, InputError
+from edgeprune.fit_depth import DepthResult, prune_depth
 from edgeprune.fit_inputs import FitInputs
 from edgeprune.fit_recover import Recovery
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
@@ -83,6 +88,7 @@ class RunOutcome:
     slim: nn.Module
     keep: dict[str, list[int]]
     allocation: Allocation
+    depth: DepthResult | None = None
 
 
 class FitRun:
@@ -103,6 +109,7 @@ class FitRun:
         self.frozen: list[ChannelGroup] = []
         self.step_budget_ms = float("nan")
         self.step_start_ms = float("nan")
+        self.depth: DepthResult | None = None
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
         self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
 
@@ -118,6 +125,9 @@ class FitRun:
             self._record("baseline", {}, {}, baseline)
             log.info("original model: %.3f ms on %s (%s); budget %.3f ms (%s)", baseline.stats.median_ms,
                      self.target.name, self.measurer.timer.source, self.budget_ms, self.budget_spec)
+        self.step_start_ms = baseline.stats.median_ms
+        if self.config.prune_blocks:
+            self._prune_depth(baseline)
         total = self.config.steps
         composed: dict[str, list[int]] = {}
         for index in range(1, total + 1):
@@ -132,7 +142,7 @@ class FitRun:
             composed = _compose(composed, keep)
             self.step.model = slim
             if index == total:
-                return RunOutcome(baseline, final, slim, composed, allocation)
+                return RunOutcome(baseline, final, slim, composed, allocation, self.depth)
         raise AssertionError("unreachable")
 
     def _analyse(self, index: int, model: nn.Module) -> StepState:
@@ -147,6 +157,33 @@ class FitRun:
             if isinstance(self.measurer, PredictedMeasurer):
                 self.measurer.bind(model, groups)
         return StepState(index, model, graph, groups, scores)
+
+    def _prune_depth(self, baseline: Measurement) -> None:
+        """The depth stage: remove blocks, then make the result the model channel pruning starts from."""
+        target_ms = self.budget_ms * (1 - self.config.search_headroom)
+        with self.clock("depth"):
+            self.depth = prune_depth(self.model, self.example, self.inputs.calibration, self.config.frozen_modules,
+                                     baseline.stats.median_ms, target_ms, self._measure_blocks)
+        if not self.depth.removed:
+            return
+        self.recovery.depth_pruned = True
+        self.step = self._analyse(1, self.depth.model)
+        self.groups = self.step.groups
+        self.frozen = [g for g in self.step.graph.groups if not g.prunable]
+        self.step_start_ms = self.depth.latency_ms
+
+    def _measure_blocks(self, removed: list[str], model: nn.Module) -> float:
+        """Measure a depth candidate (journalled by the names of its removed blocks)."""
+        if isinstance(self.measurer, PredictedMeasurer):
+            graph = ModelGraph(model, self.example, self.config.frozen_modules, warn_frozen=False)
+            self.measurer.bind(model, graph.prunable_groups())
+        m = self._measure(model, "depth", {f"block:{name}": [] for name in removed})
+        self._record("depth", {}, {"blocks_removed": len(removed)}, m)
+        top1 = self._candidate_top1(model)
+        if top1 is not None:
+            self.rounds[-1].update(top1=top1, top1_note="after batch-norm re-estimation only (no fine-tuning), "
+                                   f"PyTorch, first {CANDIDATE_EVAL_IMAGES} evaluation images")
+        return m.stats.median_ms
 
     def _allocation(self) -> Allocation:
         step = self.step
@@ -192,7 +229,7 @@ class FitRun:
 
     def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], m: Measurement) -> None:
         stats = m.stats
-        meets = stats.median_ms <= (self.budget_ms if kind == "baseline" else self.step_budget_ms)
+        meets = stats.median_ms <= (self.budget_ms if kind in ("baseline", "depth") else self.step_budget_ms)
         groups = self.step.groups if self.step else self.groups
         fraction = kept_fraction(keep, {g.name: g.width for g in groups})
         measured = stats.runs > 0
@@ -201,11 +238,14 @@ class FitRun:
                             "cv": stats.cv if measured else None, "measured": measured, "meets_budget": meets})
         predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info and measured else ""
         verb = "measured" if measured else "predicted"
-        log.info("%s: %.1f%% of channels kept → %s %.3f ms%s %s", kind, 100 * fraction, verb, stats.median_ms,
-                 predicted, "(within budget)" if meets else "(over budget)")
+        what = f"{info['blocks_removed']} blocks removed" if "blocks_removed" in info else \
+            f"{100 * fraction:.1f}% of channels kept"
+        log.info("%s: %s → %s %.3f ms%s %s", kind, what, verb, stats.median_ms, predicted,
+                 "(within budget)" if meets else "(over budget)")
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
-        if len(self.rounds) >= self.config.max_rounds * self.config.steps:
+        depth_rounds = sum(r["kind"] == "depth" for r in self.rounds)
+        if len(self.rounds) - depth_rounds >= self.config.max_rounds * self.config.steps:
             raise RoundsExhausted()
         assert self.step is not None
         model = self.step.model
@@ -233,7 +273,7 @@ class FitRun:
         """Measure candidates until the recovered candidate's confirmed latency meets ``budget_ms``."""
         assert self.step is not None
         target_ms = budget_ms * (1 - self.config.search_headroom)
-        start_ms = baseline.stats.median_ms if self.step.index == 1 else self.step_start_ms
+        start_ms = self.step_start_ms  # the original, the depth-pruned model, or the previous step's result
         best_ms = start_ms
         rounds_at_start = len(self.rounds)
         with self.clock("search"):

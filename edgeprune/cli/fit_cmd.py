@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="rewind: learning-rate rewinding (Renda et al. 2020; default); constant: classic fine-tuning")
     p.add_argument("--distill", action="store_true",
                    help="fine-tune with knowledge distillation from the original model (works without labels)")
+    p.add_argument("--prune-blocks", action="store_true",
+                   help="remove whole residual blocks (least output distortion first) before pruning channels; "
+                        "recovers best with --finetune-epochs and --distill")
     p.add_argument("--steps", type=positive_int, default=1,
                    help="prune in N steps towards the budget, recovering after each (default 1: one shot)")
     p.add_argument("--resume", action="store_true",
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        finetune_schedule=args.finetune_schedule, distill=args.distill, steps=args.steps, resume=args.resume,
+        finetune_schedule=args.finetune_schedule, distill=args.distill, prune_blocks=args.prune_blocks,
+        steps=args.steps, resume=args.resume,
         export=args.export, min_accuracy=args.min_accuracy,
         calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate, reconstruct=args.reconstruct,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,

@@ -1,8 +1,9 @@
 """Plans: a JSON record that, with the slim weights, rebuilds a pruned model without pickling.
 
-The plan names the original architecture (the model spec and its constructor arguments), which channels
-each group kept, and the resulting shape of every module that owns parameters. Rebuilding constructs the
-original architecture, resizes those modules in place, and strictly loads the slim state dict
+The plan names the original architecture (the model spec and its constructor arguments), the residual blocks
+removed whole (depth pruning; replaced by identities), which channels each group kept, and the resulting
+shape of every module that owns parameters. Rebuilding constructs the original architecture, removes those
+blocks, resizes the modules in place, and strictly loads the slim state dict
 (``model.safetensors``), so a missing or mis-shaped tensor is an error, never a silent partial load.
 """
 
@@ -73,6 +74,17 @@ def _resize(modules: dict[str, nn.Module], shapes: dict[str, dict[str, Any]]) ->
                 module.register_buffer(tensor_name, fresh)
 
 
+def remove_planned_blocks(model: nn.Module, names: list[str]) -> None:
+    """Replace each named block of ``model`` with ``nn.Identity`` in place (a plan's depth pruning)."""
+    from edgeprune.prune.blocks import set_submodule
+
+    known = dict(model.named_modules())
+    for name in names:
+        if not name or name not in known:
+            raise InputError(f"plan does not match the architecture: removed block '{name}' not found")
+        set_submodule(model, name, nn.Identity())
+
+
 @dataclass
 class SlimPlan:
     """What was pruned and how to rebuild it.
@@ -85,6 +97,7 @@ class SlimPlan:
         groups: per group: name, width before, width after, kept channel indices.
         shapes: :func:`module_shapes` of the slim model.
         method: how widths were chosen (criterion, allocation, ratio ...).
+        removed_blocks: dotted names of residual blocks replaced by ``nn.Identity`` (depth pruning).
     """
 
     model_spec: str
@@ -94,9 +107,12 @@ class SlimPlan:
     groups: list[dict[str, Any]]
     shapes: dict[str, dict[str, Any]]
     method: dict[str, Any] = field(default_factory=dict)
+    removed_blocks: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form (``removed_blocks`` only when blocks were removed, so channel-only plans keep
+        their digests)."""
+        depth = {"removed_blocks": list(self.removed_blocks)} if self.removed_blocks else {}
         return {
             "format": PLAN_FORMAT,
             "version": PLAN_VERSION,
@@ -104,6 +120,7 @@ class SlimPlan:
             "input_shape": self.input_shape,
             "preprocessing": self.preprocessing,
             "method": self.method,
+            **depth,
             "groups": self.groups,
             "modules": self.shapes,
         }
@@ -128,6 +145,7 @@ class SlimPlan:
                 groups=list(data["groups"]),
                 shapes=dict(data["modules"]),
                 method=dict(data.get("method", {})),
+                removed_blocks=[str(n) for n in data.get("removed_blocks", [])],
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"malformed plan: missing or invalid {exc}") from None
@@ -153,6 +171,7 @@ def load_slim_model(out_dir: str | Path) -> nn.Module:
     except json.JSONDecodeError as exc:
         raise InputError(f"{plan_path} is not valid JSON: {exc}") from None
     bundle = build_architecture(plan.model_spec, plan.build_kwargs.get("num_classes"))
+    remove_planned_blocks(bundle.model, plan.removed_blocks)
     resize_modules(bundle.model, plan.shapes)
     try:
         state = load_file(str(weights_path))

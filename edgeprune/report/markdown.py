@@ -132,6 +132,11 @@ def _method(report: dict[str, Any]) -> list[str]:
     if method.get("latency_model"):
         details.append(f"latency model: {method['latency_model']}")
     text += f" ({', '.join(details)})." if details else "."
+    blocks = method.get("blocks")
+    if blocks:
+        removed = blocks.get("removed") or []
+        text += (f" Depth pruning: {len(removed)} of {blocks.get('removable', '?')} removable residual blocks "
+                 f"removed ({', '.join(f'`{n}`' for n in removed) or 'none'}), least output distortion first.")
     calib, finetune = report.get("calibration") or {}, report.get("finetune") or {}
     if calib:
         text += (f" Batch-norm statistics re-estimated: {'yes' if calib.get('bn_recalibrated') else 'no'} "

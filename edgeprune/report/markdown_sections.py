@@ -61,7 +61,9 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
         error = f"{100 * (float(pred) - float(meas)) / float(meas):+.1f}%" if pred is not None and meas else "—"
         kept = r.get("channels_kept")
         ok = r.get("meets_budget")
-        rows.append([str(i), cell(r.get("kind")), "—" if kept is None else f"{100 * float(kept):.1f}%",
+        shown = f"{r['blocks_removed']} blocks removed" if r.get("blocks_removed") is not None else \
+            "—" if kept is None else f"{100 * float(kept):.1f}%"
+        rows.append([str(i), cell(r.get("kind")), shown,
                      _ms(pred), _ms(meas), error, "—" if ok is None else ("yes" if ok else "no"),
                      "—" if r.get("top1") is None else f"{100 * float(r['top1']):.2f}%"])
     exports = (report.get("search") or {}).get("exports")

@@ -1,0 +1,96 @@
+"""The depth stage of a fit run (``--prune-blocks``): remove whole residual blocks before pruning channels.
+
+Blocks go in order of least output distortion (:mod:`edgeprune.prune.blocks`); how many go is found by
+bisection on the *measured* latency (or the shipped profile's prediction for predicted targets): the fewest
+blocks whose removal meets the search target (the budget less the search headroom), capped at
+:data:`MAX_REMOVED_SHARE` of the removable blocks. What the cap leaves over budget is the channel search's
+job. Every candidate's batch-norm statistics are re-estimated on the calibration images (removing a block
+shifts the statistics of every later layer), and the chosen model becomes the reference that channel
+pruning starts from.
+
+Why depth first, and all the way to the budget when it can: at 2x measured speedup on cifar-resnet56
+(ONNX Runtime, 1 thread, 4 distillation epochs), 14 blocks removed reached 87.0% top-1, 8 blocks plus
+channel pruning 81.7%, channels alone 79.3%. Latency is not predicted per block because the count is
+settled by a handful of measurements (about log2 of the removable blocks), each a real export and timing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgeprune.prune.blocks import find_removable_blocks, removal_distortion, removal_order, remove_blocks
+from edgeprune.train.bn_recalibration import recalibrate_batchnorm
+
+log = logging.getLogger(__name__)
+
+#: at most this share of the removable blocks is removed (the rest of the way is channel pruning)
+MAX_REMOVED_SHARE = 0.75
+
+#: measures a candidate: (names of the removed blocks, the candidate model) -> latency in ms
+BlockMeasure = Callable[[list[str], nn.Module], float]
+
+
+@dataclass
+class DepthResult:
+    """The outcome of the depth stage.
+
+    Attributes:
+        model: the model channel pruning starts from (the original when nothing was removed).
+        removed: dotted names of the removed blocks, in model order.
+        latency_ms: the latency of ``model`` as measured (or predicted) in the stage.
+        removable: how many blocks could have been removed.
+        distortion: per removable block, the output distortion of removing it alone (KL divergence).
+    """
+
+    model: nn.Module
+    removed: list[str]
+    latency_ms: float
+    removable: int = 0
+    distortion: dict[str, float] = field(default_factory=dict)
+
+
+def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor, frozen_modules: Sequence[str],
+                baseline_ms: float, target_ms: float, measure: BlockMeasure) -> DepthResult:
+    """Remove the fewest least-distorting blocks whose measured latency is at most ``target_ms``."""
+    blocks = find_removable_blocks(model, example, frozen_modules)
+    if not blocks:
+        log.warning("--prune-blocks: the model has no residual block with an identity shortcut; "
+                    "pruning channels only")
+        return DepthResult(model, [], baseline_ms)
+    if baseline_ms <= target_ms:
+        return DepthResult(model, [], baseline_ms, len(blocks))
+    distortion = removal_distortion(model, blocks, calibration)
+    order = removal_order(distortion)
+    limit = max(1, int(len(order) * MAX_REMOVED_SHARE))
+    log.info("depth: %d removable residual blocks; removing up to %d to reach %.3f ms", len(blocks), limit,
+             target_ms)
+    tried: dict[int, tuple[float, nn.Module, list[str]]] = {}
+
+    def at(count: int) -> float:
+        names = [n for n in blocks if n in set(order[:count])]  # model order, for the plan and the report
+        candidate = remove_blocks(model, names)
+        recalibrate_batchnorm(candidate, calibration)
+        tried[count] = (measure(names, candidate.eval()), candidate, names)
+        return tried[count][0]
+
+    if at(limit) > target_ms:
+        chosen = limit
+        log.info("depth: %d blocks removed still measure %.3f ms; channel pruning does the rest",
+                 limit, tried[limit][0])
+    else:
+        over, under = 0, limit  # latency(over) > target >= latency(under)
+        while under - over > 1:
+            middle = (over + under) // 2
+            if at(middle) <= target_ms:
+                under = middle
+            else:
+                over = middle
+        chosen = under
+    latency_ms, chosen_model, names = tried[chosen]
+    log.info("depth: removed %d of %d blocks → %.3f ms", len(names), len(blocks), latency_ms)
+    return DepthResult(chosen_model, names, latency_ms, len(blocks), distortion)
