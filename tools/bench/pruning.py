@@ -70,7 +70,8 @@ SHARED = REPO.parent / "shared" / "data"
 DATA = SHARED / "cifar10"
 WEIGHTS = SHARED / "models" / "cifar10" / "akamaster_resnet"
 BUDGETS = {"1.5x": 1 / 1.5, "2x": 1 / 2, "3x": 1 / 3}
-EDGEPRUNE_METHODS = ("lasso", "nisp", "l1")
+EDGEPRUNE_METHODS = ("blocks", "lasso", "nisp", "l1")
+IMPORTANCE = {"blocks": "lasso"}  # method -> fit's --importance where the names differ
 DEFAULT_RESULTS = REPO / "docs" / "figures" / "pruning-results"
 SEARCH_HEADROOM = 0.05  # fit's default: the Torch-Pruning bisection aims as far under the budget
 
@@ -165,7 +166,8 @@ def cell_record(cell: Cell, s: Settings, baseline: dict[str, Any], budget_ms: fl
     """The fields every cell result carries, whatever happened."""
     target = load_target(s.target)
     return {"cell": cell.name, "method": cell.method,
-            "importance": cell.method if cell.method in EDGEPRUNE_METHODS else "torch_pruning.MagnitudeImportance(p=1)",
+            "importance": IMPORTANCE.get(cell.method, cell.method) if cell.method in EDGEPRUNE_METHODS
+            else "torch_pruning.MagnitudeImportance(p=1)",
             "allocation": "latency" if cell.method in EDGEPRUNE_METHODS else "uniform ratio, bisected on measured latency",
             "model": s.model, "weights": str(s.weights), "target": s.target, "threads": target.threads,
             "budget_name": cell.budget_name, "budget_fraction": BUDGETS[cell.budget_name], "budget_ms": budget_ms,
@@ -184,7 +186,7 @@ def _extra_finetune(cell: Cell, s: Settings) -> dict[str, Any]:
         return {}
     if cell.method in EDGEPRUNE_METHODS:
         return dict(s.extra_fit)
-    if s.recipe == "kd":
+    if s.recipe in ("kd", "kd50k"):
         return {"distill": True, "note": "distillation from the original, same loss as edgeprune.fit's --distill"}
     return {"note": f"{', '.join(s.extra_fit)} passed to edgeprune.fit only; the Torch-Pruning fine-tune is plain"}
 
@@ -194,7 +196,8 @@ def run_edgeprune_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Pa
     out = work / "fit"
     result = edgeprune.fit(
         model=s.model, weights=s.weights, data=s.lossless, train_data=s.train_npz, target=s.target,
-        budget=f"{record['budget_ms']:.4f}ms", importance=cell.method, allocation="latency",
+        budget=f"{record['budget_ms']:.4f}ms", importance=IMPORTANCE.get(cell.method, cell.method), allocation="latency",
+        **({"prune_blocks": True} if cell.method == "blocks" else {}),
         finetune_epochs=cell.epochs, finetune_lr=s.finetune_lr, out=out, force=True, seed=s.seed,
         table_dir=s.table_dir, **s.extra_fit)
     report = result.report
@@ -279,7 +282,7 @@ def _tp_recover(pruned: torch.nn.Module, s: Settings, cell: Cell, calib: torch.T
         x = to_model_input(train.images, prep)
         spec = TrainSpec(epochs=cell.epochs, lr=s.finetune_lr, seed=s.seed, schedule=FitConfig.finetune_schedule)
         loss = None
-        if s.recipe == "kd":
+        if s.recipe in ("kd", "kd50k"):
             teacher = load_model(s.model, s.weights).model.eval()
             loss = DistillationLoss(teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
         train_classifier(slim, x, torch.from_numpy(train.labels), spec, loss_fn=loss,
@@ -361,9 +364,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-tp-bn-recalibrate", dest="tp_bn_recalibrate", action="store_false",
                    help="skip batch-norm re-estimation of the Torch-Pruning baseline (fit does it by default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recipe", choices=("", "kd"), default="",
+    p.add_argument("--recipe", choices=("", "kd", "kd50k"), default="",
                    help="kd: fine-tune every method (Torch-Pruning too) with distillation from the original, on the "
-                        "lossless 5,085-image training subset instead of the decoded JPEG subset; cells get 'kd'")
+                        "lossless 5,085-image training subset instead of the decoded JPEG subset; cells get 'kd'. "
+                        "kd50k: the same on all 50,000 training images (decoded JPEG); cells get 'kd50k'")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="one JSON file per cell + baseline.json")
     p.add_argument("--cache-dir", type=Path, default=None, help="decoded training subset (default tools/bench/.cache)")
     p.add_argument("--table-dir", type=Path, default=None, help="latency tables (default: edgeprune's cache)")
@@ -403,6 +407,11 @@ def settings(args: argparse.Namespace) -> Settings:
     extra = extra_fit_options(args)
     if args.recipe == "kd":
         train_npz, args.train_images = DATA / "cifar10_train_lossless_subset5085.npz", 5085
+        extra["distill"] = True
+    elif args.recipe == "kd50k":
+        args.train_images = 50_000
+        train_npz = prepare_train_npz(DATA / "cifar10_train_jpegbytes.npz", args.train_images, args.seed,
+                                      args.cache_dir or default_cache_dir())
         extra["distill"] = True
     else:
         train_npz = prepare_train_npz(DATA / "cifar10_train_jpegbytes.npz", args.train_images, args.seed,

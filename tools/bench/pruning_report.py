@@ -19,13 +19,14 @@ BEGIN, END = "<!-- pruning:begin -->", "<!-- pruning:end -->"
 # The heading stays outside the markers: latency_fidelity.py rewrites its own section up to the next "## "
 # heading, so a marker placed before this heading would be dropped by it.
 HEADING = "## Pruning methods at a measured latency budget"
-METHOD_ORDER = ("lasso", "nisp", "l1", "tp", "tp-inner")
-OURS = ("lasso", "nisp")
+METHOD_ORDER = ("blocks", "lasso", "nisp", "l1", "tp", "tp-inner")
+OURS = ("blocks", "lasso", "nisp")
 TP_BASELINES = ("tp", "tp-inner")
 GOAL_BUDGET = "2x"
 MARGIN_POINTS = 1.0    # "beats the Torch-Pruning baseline by a clear margin": at least this many top-1 points
 MAX_LOSS_POINTS = 1.0  # loss after fine-tune vs the original's lossless top-1
 METHOD_LABELS = {
+    "blocks": "edgeprune --prune-blocks: residual blocks removed first, then lasso channels (latency search)",
     "lasso": "edgeprune lasso (latency search)",
     "nisp": "edgeprune nisp (latency search)",
     "l1": "edgeprune l1 (latency search)",
