@@ -1,6 +1,6 @@
 """The depth stage of a fit run (``--prune-blocks``): remove whole residual blocks before pruning channels.
 
-Blocks go in order of least output distortion (:mod:`edgeprune.prune.blocks`); how many go is found by
+Blocks go in greedy order of least output distortion (:mod:`edgeprune.prune.blocks`); how many go is found by
 bisection on the *measured* latency (or the shipped profile's prediction for predicted targets): the fewest
 blocks whose removal meets the search target (the budget less the search headroom), capped at
 :data:`MAX_REMOVED_SHARE` of the removable blocks. What the cap leaves over budget is the channel search's
@@ -23,13 +23,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgeprune.prune.blocks import find_removable_blocks, removal_distortion, removal_order, remove_blocks
+from edgeprune.prune.blocks import find_removable_blocks, greedy_removal_order, remove_blocks
 from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 
 log = logging.getLogger(__name__)
 
 #: at most this share of the removable blocks is removed (the rest of the way is channel pruning)
 MAX_REMOVED_SHARE = 0.75
+
+#: calibration images the greedy removal order is scored on
+DISTORTION_IMAGES = 128
 
 #: measures a candidate: (names of the removed blocks, the candidate model) -> latency in ms
 BlockMeasure = Callable[[list[str], nn.Module], float]
@@ -44,7 +47,8 @@ class DepthResult:
         removed: dotted names of the removed blocks, in model order.
         latency_ms: the latency of ``model`` as measured (or predicted) in the stage.
         removable: how many blocks could have been removed.
-        distortion: per removable block, the output distortion of removing it alone (KL divergence).
+        distortion: per block of the greedy order, the output distortion (KL divergence) once it and the
+            blocks before it are removed.
     """
 
     model: nn.Module
@@ -64,9 +68,8 @@ def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tens
         return DepthResult(model, [], baseline_ms)
     if baseline_ms <= target_ms:
         return DepthResult(model, [], baseline_ms, len(blocks))
-    distortion = removal_distortion(model, blocks, calibration)
-    order = removal_order(distortion)
-    limit = max(1, int(len(order) * MAX_REMOVED_SHARE))
+    limit = max(1, int(len(blocks) * MAX_REMOVED_SHARE))
+    order, distortion = greedy_removal_order(model, blocks, calibration[:DISTORTION_IMAGES], limit)
     log.info("depth: %d removable residual blocks; removing up to %d to reach %.3f ms", len(blocks), limit,
              target_ms)
     tried: dict[int, tuple[float, nn.Module, list[str]]] = {}

@@ -14,9 +14,12 @@ input's shape. Removing it replaces it with ``nn.Identity``: the residual branch
 follows the add and ``x`` is itself a ReLU output (the usual ResNet layout) the block's output was already
 ``x`` where ``f`` is zero.
 
-Cost of removal: the distortion of the network's output on calibration data with that one block removed,
-as the KL divergence from the original's class probabilities (label-free; the block-level counterpart of
-output-reconstruction criteria such as NISP's).
+Cost of removal: the distortion of the network's output on calibration data, as the KL divergence from
+the original's class probabilities (label-free; the block-level counterpart of output-reconstruction
+criteria such as NISP's). The order is greedy: each next block is the one whose removal, together with the
+blocks already removed, distorts the output least. Scoring each block alone once is cheaper but ignores
+interactions: on cifar-resnet56 it removed all of stage 2 first, and 14 blocks removed that way kept 31.5%
+top-1 before fine-tuning against 48.0% for the greedy order.
 """
 
 from __future__ import annotations
@@ -158,6 +161,40 @@ def removal_distortion(model: nn.Module, blocks: Sequence[str], calibration: tor
     finally:
         model.train(was_training)
     return distortion
+
+
+@torch.no_grad()
+def greedy_removal_order(model: nn.Module, blocks: Sequence[str], calibration: torch.Tensor, count: int,
+                         batch_size: int = 128) -> tuple[list[str], dict[str, float]]:
+    """The first ``count`` blocks of the greedy order, and the output distortion after each removal.
+
+    Works on a copy; ``model`` is untouched. Costs about ``count * len(blocks)`` forward passes over
+    ``calibration`` (each cheaper than the last, as blocks go).
+    """
+    work = copy.deepcopy(model).eval()
+
+    def logits() -> torch.Tensor:
+        return torch.cat([work(calibration[i:i + batch_size]) for i in range(0, len(calibration), batch_size)])
+
+    reference = F.softmax(logits(), dim=1)
+    order: list[str] = []
+    distortion: dict[str, float] = {}
+    for _ in range(min(count, len(blocks))):
+        best: tuple[float, str] | None = None
+        for name in blocks:
+            if name in distortion:
+                continue
+            block = work.get_submodule(name)
+            set_submodule(work, name, nn.Identity())
+            kl = float(F.kl_div(F.log_softmax(logits(), dim=1), reference, reduction="batchmean"))
+            set_submodule(work, name, block)
+            if best is None or kl < best[0]:
+                best = (kl, name)
+        assert best is not None
+        set_submodule(work, best[1], nn.Identity())
+        order.append(best[1])
+        distortion[best[1]] = max(best[0], 0.0)
+    return order, distortion
 
 
 def removal_order(distortion: dict[str, float]) -> list[str]:

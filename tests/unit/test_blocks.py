@@ -14,7 +14,13 @@ from torch import nn
 from edgeprune.errors import InputError
 from edgeprune.models.cifar_resnet import CifarResNet
 from edgeprune.models.demo import DemoNet
-from edgeprune.prune.blocks import find_removable_blocks, removal_distortion, removal_order, remove_blocks
+from edgeprune.prune.blocks import (
+    find_removable_blocks,
+    greedy_removal_order,
+    removal_distortion,
+    removal_order,
+    remove_blocks,
+)
 from edgeprune.prune.plan import SlimPlan, load_slim_model, module_shapes
 
 
@@ -126,3 +132,20 @@ def test_channel_only_plans_keep_their_form() -> None:
     plan = SlimPlan("cifar-resnet20", {}, [1, 3, 32, 32], None, [], {}, {})
     assert "removed_blocks" not in plan.to_dict()
     assert SlimPlan.from_dict(plan.to_dict()).removed_blocks == []
+
+
+def test_greedy_order_accounts_for_blocks_already_removed() -> None:
+    torch.manual_seed(0)
+    model = CifarResNet(20).eval()
+    with torch.no_grad():
+        for name in ("layer1.1", "layer3.2"):  # two blocks whose residual branches output zeros
+            model.get_submodule(name).bn2.weight.zero_()
+            model.get_submodule(name).bn2.bias.zero_()
+    x = torch.randn(32, 3, 32, 32)
+    before = model(x)
+    blocks = find_removable_blocks(model, x[:1])
+    order, distortion = greedy_removal_order(model, blocks, x, 3)
+    assert sorted(order[:2]) == ["layer1.1", "layer3.2"] and len(order) == 3
+    assert distortion[order[0]] == pytest.approx(0.0, abs=1e-6) and distortion[order[1]] == pytest.approx(0.0, abs=1e-6)
+    assert distortion[order[2]] > 1e-4
+    assert torch.equal(model(x), before)  # scored on a copy
