@@ -75,7 +75,8 @@ def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tens
     tried: dict[int, tuple[float, nn.Module, list[str]]] = {}
 
     def at(count: int) -> float:
-        names = [n for n in blocks if n in set(order[:count])]  # model order, for the plan and the report
+        chosen = set(order[:count])
+        names = [n for n in blocks if n in chosen]  # model order, for the plan and the report
         candidate = remove_blocks(model, names)
         recalibrate_batchnorm(candidate, calibration)
         tried[count] = (measure(names, candidate.eval()), candidate, names)

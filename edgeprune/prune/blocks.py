@@ -134,6 +134,26 @@ def remove_blocks(model: nn.Module, names: Sequence[str]) -> nn.Module:
     return slim
 
 
+def _logits(model: nn.Module, calibration: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(calibration[i:i + batch_size]) for i in range(0, len(calibration), batch_size)])
+
+
+def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch.Tensor, reference: torch.Tensor,
+                 batch_size: int) -> dict[str, float]:
+    """KL(reference ‖ model with the block removed) per candidate; each block is swapped out and put back."""
+    distortion: dict[str, float] = {}
+    for name in candidates:
+        block = model.get_submodule(name)
+        set_submodule(model, name, nn.Identity())
+        try:
+            kl = F.kl_div(F.log_softmax(_logits(model, calibration, batch_size), dim=1), reference,
+                          reduction="batchmean")
+        finally:
+            set_submodule(model, name, block)
+        distortion[name] = max(float(kl), 0.0)
+    return distortion
+
+
 @torch.no_grad()
 def removal_distortion(model: nn.Module, blocks: Sequence[str], calibration: torch.Tensor,
                        batch_size: int = 128) -> dict[str, float]:
@@ -143,24 +163,11 @@ def removal_distortion(model: nn.Module, blocks: Sequence[str], calibration: tor
     """
     was_training = model.training
     model.eval()
-
-    def logits() -> torch.Tensor:
-        return torch.cat([model(calibration[i:i + batch_size]) for i in range(0, len(calibration), batch_size)])
-
     try:
-        reference = F.softmax(logits(), dim=1)
-        distortion: dict[str, float] = {}
-        for name in blocks:
-            block = model.get_submodule(name)
-            set_submodule(model, name, nn.Identity())
-            try:
-                kl = F.kl_div(F.log_softmax(logits(), dim=1), reference, reduction="batchmean")
-            finally:
-                set_submodule(model, name, block)
-            distortion[name] = max(float(kl), 0.0)
+        reference = F.softmax(_logits(model, calibration, batch_size), dim=1)
+        return _distortions(model, blocks, calibration, reference, batch_size)
     finally:
         model.train(was_training)
-    return distortion
 
 
 @torch.no_grad()
@@ -172,28 +179,16 @@ def greedy_removal_order(model: nn.Module, blocks: Sequence[str], calibration: t
     ``calibration`` (each cheaper than the last, as blocks go).
     """
     work = copy.deepcopy(model).eval()
-
-    def logits() -> torch.Tensor:
-        return torch.cat([work(calibration[i:i + batch_size]) for i in range(0, len(calibration), batch_size)])
-
-    reference = F.softmax(logits(), dim=1)
+    reference = F.softmax(_logits(work, calibration, batch_size), dim=1)
     order: list[str] = []
     distortion: dict[str, float] = {}
     for _ in range(min(count, len(blocks))):
-        best: tuple[float, str] | None = None
-        for name in blocks:
-            if name in distortion:
-                continue
-            block = work.get_submodule(name)
-            set_submodule(work, name, nn.Identity())
-            kl = float(F.kl_div(F.log_softmax(logits(), dim=1), reference, reduction="batchmean"))
-            set_submodule(work, name, block)
-            if best is None or kl < best[0]:
-                best = (kl, name)
-        assert best is not None
-        set_submodule(work, best[1], nn.Identity())
-        order.append(best[1])
-        distortion[best[1]] = max(best[0], 0.0)
+        remaining = [n for n in blocks if n not in distortion]
+        scores = _distortions(work, remaining, calibration, reference, batch_size)
+        best = min(remaining, key=lambda n: scores[n])  # ties: model order
+        set_submodule(work, best, nn.Identity())
+        order.append(best)
+        distortion[best] = scores[best]
     return order, distortion
 
 
