@@ -29,6 +29,9 @@ class FitConfig:
         finetune_lr: peak learning rate of fine-tuning.
         finetune_schedule: ``rewind`` (learning-rate rewinding, Renda et al. 2020: the tail of a step
             schedule replayed from the peak rate), ``constant`` (classic fine-tuning) or ``one-cycle``.
+        finetune_augment: augmentation of fine-tuning batches: ``none`` or a comma-separated subset of
+            ``crop`` (random shift by up to 1/8 of the image) and ``flip`` (random left-right mirror);
+            see ``edgeprune.train.augment``. Off by default: flips are wrong for digits and text.
         distill: fine-tune against the original model's outputs (knowledge distillation, Hinton et al. 2015)
             as well as the labels; works without labels too.
         prune_blocks: before pruning channels, remove whole residual blocks (depth pruning), the ones whose
@@ -75,6 +78,7 @@ class FitConfig:
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     finetune_schedule: str = "rewind"
+    finetune_augment: str = "none"
     distill: bool = False
     prune_blocks: bool = False
     steps: int = 1

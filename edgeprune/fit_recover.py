@@ -25,6 +25,7 @@ from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.reconstruct import reconstruct_consumers
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.resume import RunJournal
+from edgeprune.train.augment import parse_augmentation
 from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
@@ -74,7 +75,8 @@ class Recovery:
     def train_spec(self) -> TrainSpec:
         """The fine-tune's optimiser settings."""
         return TrainSpec(epochs=self.config.finetune_epochs, lr=self.config.finetune_lr, seed=self.config.seed,
-                         schedule=self.config.finetune_schedule)
+                         schedule=self.config.finetune_schedule,
+                         augment=parse_augmentation(self.config.finetune_augment).spec)
 
     def finetune_enabled(self) -> bool:
         """Whether fine-tuning will run (epochs > 0 and usable training data)."""
@@ -106,6 +108,7 @@ class Recovery:
         train = self.inputs.train_set
         return {"epochs": self.finetuned_epochs, "images": 0 if train is None else len(train),
                 "seconds": self.finetune_seconds, "schedule": self.config.finetune_schedule,
-                "lr": self.config.finetune_lr, "distill": self.config.distill,
+                "lr": self.config.finetune_lr, "augment": parse_augmentation(self.config.finetune_augment).spec,
+                "distill": self.config.distill,
                 "distill_temperature": DISTILL_TEMPERATURE if self.config.distill else None,
                 "distill_alpha": DISTILL_ALPHA if self.config.distill else None}

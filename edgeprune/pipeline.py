@@ -41,6 +41,7 @@ from edgeprune.prune.importance import get_importance
 from edgeprune.report.fit_result import FitResult
 from edgeprune.resume import RunJournal
 from edgeprune.target import load_target
+from edgeprune.train.augment import parse_augmentation
 from edgeprune.train.schedules import SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def _check_config(config: FitConfig) -> None:
         raise InputError(f"--max-rounds must be at least 3, got {config.max_rounds}")
     if config.finetune_schedule not in SCHEDULES:
         raise InputError(f"--finetune-schedule must be one of {', '.join(SCHEDULES)}, got '{config.finetune_schedule}'")
+    parse_augmentation(config.finetune_augment)  # an unknown augmentation is refused before any work
     if config.steps < 1:
         raise InputError(f"--steps must be at least 1, got {config.steps}")
     if config.min_accuracy is not None and not 0 <= config.min_accuracy <= 1:

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate (default 0.01)")
     p.add_argument("--finetune-schedule", choices=SCHEDULES, default="rewind",
                    help="rewind: learning-rate rewinding (Renda et al. 2020; default); constant: classic fine-tuning")
+    p.add_argument("--augment", default="none", metavar="LIST",
+                   help="augment fine-tuning batches: none (default) or crop, flip, crop,flip "
+                        "(random shift by up to 1/8 of the image; random left-right mirror)")
     p.add_argument("--distill", action="store_true",
                    help="fine-tune with knowledge distillation from the original model (works without labels)")
     p.add_argument("--prune-blocks", action="store_true",
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        finetune_schedule=args.finetune_schedule, distill=args.distill, prune_blocks=args.prune_blocks,
+        finetune_schedule=args.finetune_schedule, finetune_augment=args.augment, distill=args.distill, prune_blocks=args.prune_blocks,
         steps=args.steps, resume=args.resume,
         export=args.export, min_accuracy=args.min_accuracy,
         calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate, reconstruct=args.reconstruct,

@@ -146,9 +146,23 @@ def _method(report: dict[str, Any]) -> list[str]:
             text += (f" Least-squares reconstruction of {recon.get('layers', '?')} layer(s): relative output error "
                      f"{recon.get('mean_error_before', float('nan')):.3f} → {recon.get('mean_error_after', float('nan')):.3f}.")
     if finetune:
-        text += (f" Fine-tuning: {finetune.get('epochs', 0)} epoch(s) on {finetune.get('images', 0)} images "
-                 f"({finetune.get('seconds', 0.0):.1f} s).")
+        text += _finetune_sentence(finetune)
     return ["## Method", "", text, ""]
+
+
+def _finetune_sentence(finetune: dict[str, Any]) -> str:
+    """One sentence on the recovery fine-tune: epochs, images, time, and (when it ran) its recipe."""
+    text = (f" Fine-tuning: {finetune.get('epochs', 0)} epoch(s) on {finetune.get('images', 0)} images "
+            f"({finetune.get('seconds', 0.0):.1f} s)")
+    if not finetune.get("epochs"):
+        return text + "."
+    recipe = [f"{finetune.get('schedule', '?')} schedule from learning rate {finetune.get('lr', '?')}"]
+    if finetune.get("distill"):
+        recipe.append(f"distillation from the original (T={finetune.get('distill_temperature')}, "
+                      f"alpha={finetune.get('distill_alpha')})")
+    augment = finetune.get("augment", "none")
+    recipe.append("no augmentation" if augment == "none" else f"augmentation {augment}")
+    return text + ", " + ", ".join(recipe) + "."
 
 
 def render_markdown(report: dict[str, Any], plots: Collection[str] = ()) -> str:

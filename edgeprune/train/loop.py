@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edgeprune.progress import progress_bar
+from edgeprune.train.augment import augment_batch, parse_augmentation
 from edgeprune.train.distill import LossFn, cross_entropy_loss
 from edgeprune.train.schedules import make_scheduler
 
@@ -34,6 +35,7 @@ class TrainSpec:
     weight_decay: float = 5e-4
     seed: int = 0
     schedule: str = "one-cycle"
+    augment: str = "none"  # see augment.py: "none" or a comma-separated subset of "crop", "flip"
 
 
 EpochCallback = Callable[[int, float], None]
@@ -68,13 +70,15 @@ def train_classifier(
     """Train ``model`` in place; returns the mean loss of each epoch (resumed epochs included).
 
     ``loss_fn(logits, inputs, labels)`` defaults to cross-entropy (labels required); distillation passes
-    a loss that also reads the teacher's outputs (labels optional). Random flips are not applied (digits
-    and many edge tasks are not flip-invariant). With ``checkpoint``, state is saved after each epoch and
-    a later call with the same spec resumes from it.
+    a loss that also reads the teacher's outputs (labels optional), on the same augmented batch. The
+    batches are augmented as ``spec.augment`` says (none by default: digits and many edge tasks are not
+    flip-invariant). With ``checkpoint``, state is saved after each epoch and a later call with the same
+    spec resumes from it.
     """
     if spec.epochs <= 0:
         return []
     loss_fn = loss_fn or cross_entropy_loss
+    augmentation = parse_augmentation(spec.augment)
     n = len(inputs)
     generator = torch.Generator().manual_seed(spec.seed)
     optimiser = torch.optim.SGD(
@@ -102,7 +106,7 @@ def train_classifier(
                 if len(idx) < 2:
                     continue  # batch norm needs more than one sample
                 optimiser.zero_grad(set_to_none=True)
-                batch = inputs[idx]
+                batch = augment_batch(inputs[idx], augmentation, generator)
                 loss = loss_fn(model(batch), batch, None if labels is None else labels[idx])
                 loss.backward()
                 optimiser.step()

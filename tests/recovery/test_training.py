@@ -87,9 +87,10 @@ def test_training_is_seeded() -> None:
         assert torch.equal(pa, pb), name
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("augment", ["none", "crop,flip"])
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path, augment: str) -> None:
     x, y = _data()
-    spec = TrainSpec(epochs=3, lr=0.05, batch_size=16, schedule="rewind", seed=3)
+    spec = TrainSpec(epochs=3, lr=0.05, batch_size=16, schedule="rewind", seed=3, augment=augment)
     reference = _tiny()
     train_classifier(reference, x, y, spec)
 

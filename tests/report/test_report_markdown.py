@@ -72,3 +72,15 @@ def test_minimal_older_report_renders(demo_report: dict[str, Any]) -> None:
     assert f"{demo_report['final']['latency']['median_ms']:.3f} ms" in md
     for optional in ("## Search rounds", "## Per-layer latency", "## Validation", "## Time per stage"):
         assert optional not in md
+
+
+def test_method_states_the_fine_tune_recipe(demo_report: dict[str, Any]) -> None:
+    assert "Fine-tuning: 0 epoch(s) on 1347 images (0.0 s)." in render_markdown(demo_report)
+    demo_report["finetune"] = {"epochs": 3, "images": 50000, "seconds": 1200.0, "schedule": "rewind", "lr": 0.01,
+                               "augment": "crop,flip", "distill": True, "distill_temperature": 4.0,
+                               "distill_alpha": 0.9}
+    md = render_markdown(demo_report)
+    assert ("Fine-tuning: 3 epoch(s) on 50000 images (1200.0 s), rewind schedule from learning rate 0.01, "
+            "distillation from the original (T=4.0, alpha=0.9), augmentation crop,flip.") in md
+    demo_report["finetune"].update(distill=False, augment="none")
+    assert "learning rate 0.01, no augmentation." in render_markdown(demo_report)

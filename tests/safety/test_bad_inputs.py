@@ -133,6 +133,8 @@ CASES: dict[str, Case] = {
     "importance-short-name": Case(fit(importance="l2"), r"unknown importance criterion 'l2'\. Did you mean 'l1'\?"),
     "allocation-unknown": Case(fit(allocation="greedy"), r"argument --allocation: invalid choice", by_argparse=True),
     "calib-images-zero": Case(fit(calib_images="0"), r"expected a positive integer, got '0'", by_argparse=True),
+    "augment-unknown": Case(fit(augment="crop,flop"),
+                            r"unknown augmentation 'flop'\. Did you mean 'flip'\?"),
     "headroom-too-large": Case(fit(search_headroom="0.9"), r"--search-headroom must be in \[0, 0\.5\)"),
     "finetune-without-labels": Case(fit(finetune_epochs="1", data="{d}/unlabelled.npz"),
                                     r"--finetune-epochs needs labelled training data"),

@@ -57,6 +57,7 @@ from edgeprune.report.environment import machine_info, package_versions  # noqa:
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.train.bn_recalibration import recalibrate_batchnorm  # noqa: E402
 from edgeprune.fit_recover import DISTILL_ALPHA, DISTILL_TEMPERATURE  # noqa: E402
+from edgeprune.train.augment import parse_augmentation  # noqa: E402
 from edgeprune.train.distill import DistillationLoss  # noqa: E402
 from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
 
@@ -98,6 +99,7 @@ class Settings:
     table_dir: Path | None
     extra_fit: dict[str, Any]
     recipe: str = ""
+    augment: str = "none"
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def cell_record(cell: Cell, s: Settings, baseline: dict[str, Any], budget_ms: fl
             "params_before": baseline["params"],
             "finetune": {"epochs": cell.epochs, "images": s.train_images if cell.epochs else 0, "lr": s.finetune_lr,
                          "batch_size": TrainSpec(epochs=1).batch_size, "seconds": 0.0,
-                         "schedule": FitConfig.finetune_schedule,
+                         "schedule": FitConfig.finetune_schedule, "augment": s.augment if cell.epochs else "none",
                          "train_data": s.train_npz.name, **_extra_finetune(cell, s)},
             "seed": s.seed, "environment": environment(), "cpu": machine_info()["cpu"]}
 
@@ -198,6 +200,7 @@ def run_edgeprune_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Pa
         model=s.model, weights=s.weights, data=s.lossless, train_data=s.train_npz, target=s.target,
         budget=f"{record['budget_ms']:.4f}ms", importance=IMPORTANCE.get(cell.method, cell.method), allocation="latency",
         **({"prune_blocks": True} if cell.method == "blocks" else {}),
+        **({"finetune_augment": s.augment} if s.augment != "none" else {}),
         finetune_epochs=cell.epochs, finetune_lr=s.finetune_lr, out=out, force=True, seed=s.seed,
         table_dir=s.table_dir, **s.extra_fit)
     report = result.report
@@ -280,7 +283,8 @@ def _tp_recover(pruned: torch.nn.Module, s: Settings, cell: Cell, calib: torch.T
     if cell.epochs:
         start = time.perf_counter()
         x = to_model_input(train.images, prep)
-        spec = TrainSpec(epochs=cell.epochs, lr=s.finetune_lr, seed=s.seed, schedule=FitConfig.finetune_schedule)
+        spec = TrainSpec(epochs=cell.epochs, lr=s.finetune_lr, seed=s.seed, schedule=FitConfig.finetune_schedule,
+                         augment=s.augment)
         loss = None
         if s.recipe in ("kd", "kd50k"):
             teacher = load_model(s.model, s.weights).model.eval()
@@ -316,6 +320,12 @@ def run_cell(cell: Cell, s: Settings, baseline: dict[str, Any]) -> dict[str, Any
                  record["final"]["median_ms"], record["speedup"], 100 * record["top1_lossless"],
                  100 * record["top1_jpeg"], record["wall_seconds"])
     return record
+
+
+def cell_recipe(recipe: str, augment: str) -> str:
+    """The recipe part of cell ids: ``kd50k``, or ``kd50k-cropflip`` when batches are augmented."""
+    spec = parse_augmentation(augment).spec
+    return recipe if spec == "none" else f"{recipe}-{spec.replace(',', '')}"
 
 
 def all_cells(methods: list[str], budgets: list[str], epochs: int, recipe: str = "") -> list[Cell]:
@@ -368,6 +378,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="kd: fine-tune every method (Torch-Pruning too) with distillation from the original, on the "
                         "lossless 5,085-image training subset instead of the decoded JPEG subset; cells get 'kd'. "
                         "kd50k: the same on all 50,000 training images (decoded JPEG); cells get 'kd50k'")
+    p.add_argument("--augment", default="none",
+                   help="augment every method's fine-tuning batches (fit --augment): none, crop, flip or crop,flip; "
+                        "cells get '-cropflip' etc.")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="one JSON file per cell + baseline.json")
     p.add_argument("--cache-dir", type=Path, default=None, help="decoded training subset (default tools/bench/.cache)")
     p.add_argument("--table-dir", type=Path, default=None, help="latency tables (default: edgeprune's cache)")
@@ -419,7 +432,8 @@ def settings(args: argparse.Namespace) -> Settings:
     return Settings(args.model, args.weights, args.target, DATA / "cifar10_test_lossless_first1017.npz",
                     DATA / "cifar10_test_jpeg.npz", train_npz, args.train_images, args.finetune_epochs,
                     args.finetune_lr, args.jpeg_images, args.tp_steps, args.tp_max_ratio,
-                    args.tp_bn_recalibrate, args.seed, args.results, args.table_dir, extra, args.recipe)
+                    args.tp_bn_recalibrate, args.seed, args.results, args.table_dir, extra, args.recipe,
+                    parse_augmentation(args.augment).spec)
 
 
 def render(args: argparse.Namespace) -> None:
@@ -443,7 +457,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.render_only:
         s = settings(args)
         s.results.mkdir(parents=True, exist_ok=True)
-        cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs, args.recipe), args.cells, args.part)
+        cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs,
+                                 cell_recipe(args.recipe, args.augment)), args.cells, args.part)
         todo = [c for c in cells if not c.path(s.results).exists()]
         log.info("%d cell(s) selected, %d to run: %s", len(cells), len(todo), " ".join(c.name for c in todo))
         baseline = measure_baseline(s) if todo else None

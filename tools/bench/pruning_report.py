@@ -128,15 +128,18 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
 def _recipe_key(cell: dict[str, Any]) -> int | str:
     """Cells compare only at equal fine-tune budgets: the epoch count, or epochs, images and distillation."""
     ft = cell["finetune"]
-    if not ft.get("epochs") or not ft.get("distill"):
+    augment = ft.get("augment", "none")
+    if not ft.get("epochs") or (not ft.get("distill") and augment == "none"):
         return int(ft.get("epochs", 0))
-    return f"{ft['epochs']}kd{ft.get('images', 0)}"
+    return f"{ft['epochs']}{'kd' if ft.get('distill') else 'ft'}{ft.get('images', 0)}-{augment}"
 
 
 def _recipe_label(ft: dict[str, Any]) -> str:
     if not ft.get("epochs"):
         return "no fine-tune"
-    return f"fine-tune {ft['epochs']} ep × {ft.get('images', 0):,} img" + (" + distill" if ft.get("distill") else "")
+    augment = ft.get("augment", "none")
+    return (f"fine-tune {ft['epochs']} ep × {ft.get('images', 0):,} img" + (" + distill" if ft.get("distill") else "")
+            + ("" if augment == "none" else f" + {augment}"))
 
 
 def _goal_lines(goal: dict[str, Any]) -> list[str]:
