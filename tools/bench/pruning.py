@@ -322,10 +322,12 @@ def run_cell(cell: Cell, s: Settings, baseline: dict[str, Any]) -> dict[str, Any
     return record
 
 
-def cell_recipe(recipe: str, augment: str) -> str:
-    """The recipe part of cell ids: ``kd50k``, or ``kd50k-cropflip`` when batches are augmented."""
+def cell_recipe(recipe: str, augment: str, lr: float = FitConfig.finetune_lr) -> str:
+    """The recipe part of cell ids: ``kd50k``; ``-cropflip`` when batches are augmented, ``-lr0.03`` for a
+    peak learning rate other than fit's default."""
     spec = parse_augmentation(augment).spec
-    return recipe if spec == "none" else f"{recipe}-{spec.replace(',', '')}"
+    name = recipe if spec == "none" else f"{recipe}-{spec.replace(',', '')}"
+    return name if lr == FitConfig.finetune_lr else f"{name}-lr{lr:g}"
 
 
 def all_cells(methods: list[str], budgets: list[str], epochs: int, recipe: str = "") -> list[Cell]:
@@ -458,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
         s = settings(args)
         s.results.mkdir(parents=True, exist_ok=True)
         cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs,
-                                 cell_recipe(args.recipe, args.augment)), args.cells, args.part)
+                                 cell_recipe(args.recipe, args.augment, args.finetune_lr)), args.cells, args.part)
         todo = [c for c in cells if not c.path(s.results).exists()]
         log.info("%d cell(s) selected, %d to run: %s", len(cells), len(todo), " ".join(c.name for c in todo))
         baseline = measure_baseline(s) if todo else None

@@ -126,12 +126,13 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
 
 
 def _recipe_key(cell: dict[str, Any]) -> int | str:
-    """Cells compare only at equal fine-tune budgets: the epoch count, or epochs, images and distillation."""
+    """Cells compare only at equal fine-tune budgets: the epoch count for the plain recipe, else epochs,
+    images, distillation, augmentation and peak learning rate."""
     ft = cell["finetune"]
-    augment = ft.get("augment", "none")
-    if not ft.get("epochs") or (not ft.get("distill") and augment == "none"):
+    augment, lr = ft.get("augment", "none"), ft.get("lr", 0.01)
+    if not ft.get("epochs") or (not ft.get("distill") and augment == "none" and lr == 0.01):
         return int(ft.get("epochs", 0))
-    return f"{ft['epochs']}{'kd' if ft.get('distill') else 'ft'}{ft.get('images', 0)}-{augment}"
+    return f"{ft['epochs']}{'kd' if ft.get('distill') else 'ft'}{ft.get('images', 0)}-{augment}-lr{lr}"
 
 
 def _recipe_label(ft: dict[str, Any]) -> str:
@@ -139,7 +140,7 @@ def _recipe_label(ft: dict[str, Any]) -> str:
         return "no fine-tune"
     augment = ft.get("augment", "none")
     return (f"fine-tune {ft['epochs']} ep × {ft.get('images', 0):,} img" + (" + distill" if ft.get("distill") else "")
-            + ("" if augment == "none" else f" + {augment}"))
+            + ("" if augment == "none" else f" + {augment}") + (f", lr {ft['lr']}" if ft.get("lr", 0.01) != 0.01 else ""))
 
 
 def _goal_lines(goal: dict[str, Any]) -> list[str]:
