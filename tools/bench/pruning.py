@@ -23,14 +23,12 @@ between ``<!-- pruning:begin -->`` and ``<!-- pruning:end -->`` and the plots do
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import logging
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,64 +59,17 @@ from edgeprune.train.augment import parse_augmentation  # noqa: E402
 from edgeprune.train.distill import DistillationLoss  # noqa: E402
 from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
 
+from pruning_cells import (  # noqa: E402
+    BUDGETS, DATA, DEFAULT_RESULTS, EDGEPRUNE_METHODS, IMPORTANCE, WEIGHTS, Cell, Settings, all_cells, cell_recipe,
+    select,
+)
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
 from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
 from pruning_tp import TP_METHODS, bisect_ratio, tp_prune  # noqa: E402
 
 log = logging.getLogger("pruning_bench")
 
-SHARED = REPO.parent / "shared" / "data"
-DATA = SHARED / "cifar10"
-WEIGHTS = SHARED / "models" / "cifar10" / "akamaster_resnet"
-BUDGETS = {"1.5x": 1 / 1.5, "2x": 1 / 2, "3x": 1 / 3}
-EDGEPRUNE_METHODS = ("blocks", "lasso", "nisp", "l1")
-IMPORTANCE = {"blocks": "lasso"}  # method -> fit's --importance where the names differ
-DEFAULT_RESULTS = REPO / "docs" / "figures" / "pruning-results"
 SEARCH_HEADROOM = 0.05  # fit's default: the Torch-Pruning bisection aims as far under the budget
-
-
-@dataclass
-class Settings:
-    """Everything a cell depends on (from the command line)."""
-
-    model: str
-    weights: Path
-    target: str
-    lossless: Path
-    jpeg: Path
-    train_npz: Path
-    train_images: int
-    finetune_epochs: int
-    finetune_lr: float
-    jpeg_images: int | None
-    tp_steps: int
-    tp_max_ratio: float
-    tp_bn_recalibrate: bool
-    seed: int
-    results: Path
-    table_dir: Path | None
-    extra_fit: dict[str, Any]
-    recipe: str = ""
-    augment: str = "none"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One method at one budget with or without fine-tuning."""
-
-    method: str
-    budget_name: str
-    epochs: int
-    recipe: str = ""
-
-    @property
-    def name(self) -> str:
-        """Cell id, e.g. ``lasso-2x-ft2`` (``lasso-2x-ft4kd`` for the distillation recipe)."""
-        return f"{self.method}-{self.budget_name}-ft{self.epochs}{self.recipe if self.epochs else ''}"
-
-    def path(self, results: Path) -> Path:
-        """Its result file."""
-        return results / f"cell-{self.name}.json"
 
 
 # -- baseline ------------------------------------------------------------------------------------------
@@ -320,31 +271,6 @@ def run_cell(cell: Cell, s: Settings, baseline: dict[str, Any]) -> dict[str, Any
                  record["final"]["median_ms"], record["speedup"], 100 * record["top1_lossless"],
                  100 * record["top1_jpeg"], record["wall_seconds"])
     return record
-
-
-def cell_recipe(recipe: str, augment: str, lr: float = FitConfig.finetune_lr) -> str:
-    """The recipe part of cell ids: ``kd50k``; ``-cropflip`` when batches are augmented, ``-lr0.03`` for a
-    peak learning rate other than fit's default."""
-    spec = parse_augmentation(augment).spec
-    name = recipe if spec == "none" else f"{recipe}-{spec.replace(',', '')}"
-    return name if lr == FitConfig.finetune_lr else f"{name}-lr{lr:g}"
-
-
-def all_cells(methods: list[str], budgets: list[str], epochs: int, recipe: str = "") -> list[Cell]:
-    """Every cell, interleaved so that round-robin parts get a similar mix of slow (fine-tuned) cells."""
-    return [Cell(m, b, e, recipe) for b in budgets for e in sorted({0, epochs}) for m in methods]
-
-
-def select(cells: list[Cell], patterns: list[str] | None, part: str | None) -> list[Cell]:
-    """Filter by ``--cells`` glob patterns, then take part K of N (round-robin)."""
-    if patterns:
-        cells = [c for c in cells if any(fnmatch.fnmatch(c.name, p) for p in patterns)]
-    if part:
-        k, n = (int(v) for v in part.split("/"))
-        if not 1 <= k <= n:
-            raise SystemExit(f"--part must be K/N with 1 <= K <= N, got {part}")
-        cells = cells[k - 1 :: n]
-    return cells
 
 
 # -- command line --------------------------------------------------------------------------------------
