@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 import edgeprune
 from edgeprune.resume import STATE_DIR
+from process_helpers import interruptible_popen
 
 
 def test_predicted_target_without_agent_runs_and_says_predicted(tmp_path: Path) -> None:
@@ -60,7 +61,7 @@ def _fit_cmd(out: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_interrupted_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
     out = tmp_path / "a"
-    proc = subprocess.Popen(_fit_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = interruptible_popen(_fit_cmd(out))
     state = out / STATE_DIR
     deadline = time.monotonic() + 600
     while not list(state.glob("finetune-*.pt")) and proc.poll() is None and time.monotonic() < deadline:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from edgeprune.latency.candidates import CandidateMeasurer
+from process_helpers import interruptible_popen
 from edgeprune.latency.profile_model import ProfileConfig, profile_model
 from edgeprune.latency.profiler import sample_widths
 from edgeprune.latency.timing import TimingSpec
@@ -57,7 +58,7 @@ def test_predictions_agree_with_measured_latency_of_pruned_variants(tmp_path: Pa
 def test_interrupted_profile_keeps_finished_probes_and_resumes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "edgeprune", "profile", "--model", "cifar-resnet20", "--target", "cpu",
            "--table-dir", str(tmp_path), "--calibration-samples", "3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = interruptible_popen(cmd)
     deadline = time.time() + 120
     tables: list[Path] = []
     while time.time() < deadline and proc.poll() is None:
