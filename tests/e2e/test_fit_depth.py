@@ -55,7 +55,10 @@ def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> 
     x = torch.rand(2, 3, 32, 32)
     produced = session.run(None, {session.get_inputs()[0].name: x[:1].numpy()})[0]
     assert np.abs(produced - model(x[:1]).detach().numpy()).max() < 1e-4
-    assert report["finetune"]["epochs"] == 1  # an unthinned but depth-pruned model is still recovered
+    # a depth-pruned model is recovered even when no channel is cut; when the measured timing also needed
+    # channel pruning, every recovered candidate of the closed loop adds its epoch
+    thinned = any(g["width_after"] < g["width_before"] for g in plan["groups"])
+    assert report["finetune"]["epochs"] >= 1 if thinned else report["finetune"]["epochs"] == 1
     assert "Depth pruning" in (out / "report.md").read_text()
 
 
