@@ -45,6 +45,7 @@ class Recovery:
         self.reconstructs = reconstructs
         wanted = config.bn_recalibrate
         self.recalibrates_bn = (not reconstructs) if wanted is None else wanted
+        self.augment = parse_augmentation(config.finetune_augment).spec  # canonical: checkpoints match
         self.finetune_seconds = 0.0
         self.finetuned_epochs = 0
         self.reconstruction: dict[str, Any] | None = None
@@ -76,7 +77,7 @@ class Recovery:
         """The fine-tune's optimiser settings."""
         return TrainSpec(epochs=self.config.finetune_epochs, lr=self.config.finetune_lr, seed=self.config.seed,
                          schedule=self.config.finetune_schedule,
-                         augment=parse_augmentation(self.config.finetune_augment).spec)
+                         augment=self.augment)
 
     def finetune_enabled(self) -> bool:
         """Whether fine-tuning will run (epochs > 0 and usable training data)."""
@@ -108,7 +109,7 @@ class Recovery:
         train = self.inputs.train_set
         return {"epochs": self.finetuned_epochs, "images": 0 if train is None else len(train),
                 "seconds": self.finetune_seconds, "schedule": self.config.finetune_schedule,
-                "lr": self.config.finetune_lr, "augment": parse_augmentation(self.config.finetune_augment).spec,
+                "lr": self.config.finetune_lr, "augment": self.augment,
                 "distill": self.config.distill,
                 "distill_temperature": DISTILL_TEMPERATURE if self.config.distill else None,
                 "distill_alpha": DISTILL_ALPHA if self.config.distill else None}

@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+#: fit's default peak fine-tune learning rate (FitConfig.finetune_lr; this module does not import edgeprune)
+DEFAULT_LR = 0.01
+
 log = logging.getLogger("pruning_bench.report")
 
 BEGIN, END = "<!-- pruning:begin -->", "<!-- pruning:end -->"
@@ -129,8 +132,8 @@ def _recipe_key(cell: dict[str, Any]) -> int | str:
     """Cells compare only at equal fine-tune budgets: the epoch count for the plain recipe, else epochs,
     images, distillation, augmentation and peak learning rate."""
     ft = cell["finetune"]
-    augment, lr = ft.get("augment", "none"), ft.get("lr", 0.01)
-    if not ft.get("epochs") or (not ft.get("distill") and augment == "none" and lr == 0.01):
+    augment, lr = ft.get("augment", "none"), ft.get("lr", DEFAULT_LR)
+    if not ft.get("epochs") or (not ft.get("distill") and augment == "none" and lr == DEFAULT_LR):
         return int(ft.get("epochs", 0))
     return f"{ft['epochs']}{'kd' if ft.get('distill') else 'ft'}{ft.get('images', 0)}-{augment}-lr{lr}"
 
@@ -140,7 +143,7 @@ def _recipe_label(ft: dict[str, Any]) -> str:
         return "no fine-tune"
     augment = ft.get("augment", "none")
     return (f"fine-tune {ft['epochs']} ep × {ft.get('images', 0):,} img" + (" + distill" if ft.get("distill") else "")
-            + ("" if augment == "none" else f" + {augment}") + (f", lr {ft['lr']}" if ft.get("lr", 0.01) != 0.01 else ""))
+            + ("" if augment == "none" else f" + {augment}") + (f", lr {ft['lr']}" if ft.get("lr", DEFAULT_LR) != DEFAULT_LR else ""))
 
 
 def _goal_lines(goal: dict[str, Any]) -> list[str]:
