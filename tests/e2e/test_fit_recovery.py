@@ -54,8 +54,11 @@ def test_iterative_pruning_reaches_the_budget_in_steps(tmp_path: Path) -> None:
 
 
 def _fit_cmd(out: Path, *extra: str) -> list[str]:
+    # A wide headroom: the confirming measurement after fine-tuning is live in both resumed runs (it was not
+    # journaled before the interrupt), so a near-budget candidate could pass in one and miss in the other
+    # on a noisy machine, and the two runs would then rightly recover different candidates.
     return [sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", "60%", "--finetune-epochs", "2",
-            "--eval-images", "64", "--out", str(out), *extra]
+            "--search-headroom", "0.25", "--eval-images", "64", "--out", str(out), *extra]
 
 
 @pytest.mark.slow
@@ -88,8 +91,11 @@ def test_interrupted_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
         report = json.loads((directory / "report.json").read_text())
         assert report["resume"]["measurements_replayed"] >= 2
         assert not (directory / STATE_DIR).exists()
+    rounds = [[(r["kind"], r["channels_kept"]) for r in json.loads((d / "report.json").read_text())["search"]["rounds"]]
+              for d in (out, replay)]
+    assert rounds[0] == rounds[1], "the live confirming measurements led the two runs to different candidates"
+    assert json.loads((out / "plan.json").read_text()) == json.loads((replay / "plan.json").read_text())
     a, b = load_file(str(out / "model.safetensors")), load_file(str(replay / "model.safetensors"))
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    assert json.loads((out / "plan.json").read_text()) == json.loads((replay / "plan.json").read_text())
