@@ -1,6 +1,7 @@
 """The depth stage of a fit run (``--prune-blocks``): remove whole residual blocks before pruning channels.
 
-Blocks go in greedy order of least output distortion (:mod:`edgeprune.prune.blocks`); how many go is found by
+Blocks go in greedy order of least output distortion, each candidate scored after its batch-norm statistics
+are re-estimated on the calibration images (:mod:`edgeprune.prune.blocks`); how many go is found by
 bisection on the *measured* latency (or the shipped profile's prediction for predicted targets): the fewest
 blocks whose removal meets the search target (the budget less the search headroom), capped at
 :data:`MAX_REMOVED_SHARE` of the removable blocks. What the cap leaves over budget is the channel search's
@@ -69,7 +70,8 @@ def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tens
     if baseline_ms <= target_ms:
         return DepthResult(model, [], baseline_ms, len(blocks))
     limit = max(1, int(len(blocks) * MAX_REMOVED_SHARE))
-    order, distortion = greedy_removal_order(model, blocks, calibration[:DISTORTION_IMAGES], limit)
+    order, distortion = greedy_removal_order(model, blocks, calibration[:DISTORTION_IMAGES], limit,
+                                             recalibration=calibration)
     log.info("depth: %d removable residual blocks; removing up to %d to reach %.3f ms", len(blocks), limit,
              target_ms)
     tried: dict[int, tuple[float, nn.Module, list[str]]] = {}

@@ -57,7 +57,8 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     removed = depth.removed if depth is not None else []
     if depth is not None:
         method["blocks"] = {"removable": depth.removable, "removed": removed,
-                            "criterion": "greedy: least output distortion (KL vs the original) with the blocks already removed",
+                            "criterion": "greedy: least output distortion (KL vs the original) with the blocks "
+                                         "already removed, after batch-norm re-estimation",
                             "distortion": depth.distortion}
     plan = SlimPlan(bundle.spec, bundle.build_kwargs, list(run.example.shape), inputs.preprocessing.to_dict(),
                     [{"name": g.name, "width_before": g.width, "width_after": len(kept[g.name]),

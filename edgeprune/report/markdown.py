@@ -136,7 +136,8 @@ def _method(report: dict[str, Any]) -> list[str]:
     if blocks:
         removed = blocks.get("removed") or []
         text += (f" Depth pruning: {len(removed)} of {blocks.get('removable', '?')} removable residual blocks "
-                 f"removed ({', '.join(f'`{n}`' for n in removed) or 'none'}), greedily, least output distortion first.")
+                 f"removed ({', '.join(f'`{n}`' for n in removed) or 'none'}), greedily, least output distortion "
+                 "(after batch-norm re-estimation) first.")
     calib, finetune = report.get("calibration") or {}, report.get("finetune") or {}
     if calib:
         text += (f" Batch-norm statistics re-estimated: {'yes' if calib.get('bn_recalibrated') else 'no'} "

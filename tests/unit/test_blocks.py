@@ -22,6 +22,7 @@ from edgeprune.prune.blocks import (
     remove_blocks,
 )
 from edgeprune.prune.plan import SlimPlan, load_slim_model, module_shapes
+from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 
 
 class _ProjectedResidual(nn.Module):
@@ -149,3 +150,27 @@ def test_greedy_order_accounts_for_blocks_already_removed() -> None:
     assert distortion[order[0]] == pytest.approx(0.0, abs=1e-6) and distortion[order[1]] == pytest.approx(0.0, abs=1e-6)
     assert distortion[order[2]] > 1e-4
     assert torch.equal(model(x), before)  # scored on a copy
+
+
+def test_greedy_order_scores_candidates_after_batch_norm_reestimation() -> None:
+    torch.manual_seed(0)
+    model = CifarResNet(20).eval()
+    x, recal = torch.randn(16, 3, 32, 32), torch.randn(48, 3, 32, 32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    blocks = find_removable_blocks(model, x[:1])
+    order, distortion = greedy_removal_order(model, blocks, x, 1, recalibration=recal)
+
+    with torch.no_grad():
+        reference = torch.softmax(model(x), 1)
+    expected = {}
+    for name in blocks:  # each candidate built and re-estimated by hand
+        candidate = remove_blocks(model, [name])
+        recalibrate_batchnorm(candidate, recal)
+        with torch.no_grad():
+            log_p = torch.log_softmax(candidate(x), 1)
+        expected[name] = float(torch.nn.functional.kl_div(log_p, reference, reduction="batchmean"))
+    assert order == [min(expected, key=expected.__getitem__)]
+    assert distortion[order[0]] == pytest.approx(expected[order[0]], rel=1e-4)
+    stale_kl = removal_distortion(model, [order[0]], x)[order[0]]
+    assert abs(stale_kl - expected[order[0]]) > 1e-3  # re-estimation changed the score: the option is not a no-op
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # the caller's model is untouched

@@ -229,15 +229,18 @@ def render_markdown(baseline: dict[str, Any], cells: list[dict[str, Any]], figur
     return "\n".join(lines)
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Replace the text between the markers in ``doc`` (append heading and section when they are absent)."""
+def write_section(doc: Path, section: str, begin: str = BEGIN, end: str = END, heading: str = HEADING) -> None:
+    """Replace the text between the markers in ``doc`` (append heading and section when they are absent).
+
+    ``section`` includes the markers; other benchmarks pass their own markers and heading.
+    """
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
         text = head + section + tail
     else:
-        text = text.rstrip() + "\n\n" + HEADING + "\n\n" + section + "\n"
+        text = text.rstrip() + "\n\n" + heading + "\n\n" + section + "\n"
     doc.write_text(text, encoding="utf-8")
 
 
