@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from edgeprune.cli.common import err_console
+from edgeprune.cli.common import bounded_number, err_console
 from edgeprune.errors import InputError
 from edgeprune.latency.agent_protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, TOKEN_ENV
 from edgeprune.latency.agent_server import is_loopback, serve
@@ -25,14 +25,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got '{text}'")
-    return value
+_port = bounded_number(int, 0, 65535, "a port from 0 to 65535")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

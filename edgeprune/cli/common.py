@@ -7,12 +7,15 @@ import logging
 import re
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
 from edgeprune.errors import EdgepruneError
+
+Number = TypeVar("Number", int, float)
 
 # When output is piped (scripts, CI logs) rich would assume 80 columns and truncate tables; don't.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -51,37 +54,27 @@ def shape(text: str) -> tuple[int, ...]:
     return values
 
 
-def positive_int(text: str) -> int:
-    """A strictly positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
+def bounded_number(parse: Callable[[str], Number], low: float | None, high: float | None, expected: str
+                   ) -> Callable[[str], Number]:
+    """An argparse converter: ``parse(text)`` within ``[low, high]`` (a None bound is open), else an error
+    that says ``expected ...``."""
+    def convert(text: str) -> Number:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'")
+        return value
+    return convert
 
 
-def fraction(text: str) -> float:
-    """A number between 0 and 1 (an accuracy, a share)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
-    return value
+#: a strictly positive integer
+positive_int = bounded_number(int, 1, None, "a positive integer")
+#: an integer >= 0
+non_negative_int = bounded_number(int, 0, None, "an integer >= 0")
+#: a number between 0 and 1 (an accuracy, a share)
+fraction = bounded_number(float, 0.0, 1.0, "a fraction between 0 and 1")
 
 
 def one_line(text: str) -> str:
