@@ -7,17 +7,15 @@
     python tools/bench/pruning.py --smoke                            # tiny end-to-end check into a temp dir
 
 cifar-resnet56 (akamaster weights) on target ``cpu`` (ONNX Runtime, 1 thread). The original's latency is
-measured once per results directory (``baseline.json``), and every method gets the same absolute budgets
-in ms: 1/1.5, 1/2 and 1/3 of it. Methods: ``lasso``, ``nisp``, ``l1`` through ``edgeprune.fit`` (latency
-search), and Torch-Pruning's magnitude pruner at a uniform ratio bisected on measured latency (``tp``, and
-``tp-inner`` which leaves the residual stream alone; see pruning_tp.py). Each is run with no fine-tune and
-with the same short fine-tune (default 2 epochs over 10,000 training images). Every final model is
-evaluated in ONNX Runtime on the lossless test subset (1,017 images) and on the JPEG test set (10,000).
-
-Each method × budget × fine-tune is a "cell" with its own JSON file in the results directory
-(default docs/figures/pruning-results/); cells already there are skipped, so runs resume and can be split
-(``--part K/N``, ``--cells PATTERN ...``). ``--render-only`` rewrites the section of docs/benchmarks.md
-between ``<!-- pruning:begin -->`` and ``<!-- pruning:end -->`` and the plots docs/figures/pruning_*.png.
+measured once per results directory (``baseline.json``); every method gets the same absolute budgets in ms:
+1/1.5, 1/2 and 1/3 of it. Methods: ``blocks`` (``--prune-blocks``), ``lasso``, ``nisp``, ``l1`` through
+``edgeprune.fit`` (latency search), and Torch-Pruning's magnitude pruner at a uniform ratio bisected on measured
+latency (``tp``, and ``tp-inner`` which leaves the residual stream alone; see pruning_tp.py), each with no
+fine-tune and with the same fine-tune recipe. Every final model is evaluated in ONNX Runtime on the lossless
+test subset (1,017 images) and on the JPEG test set (10,000). Each method × budget × recipe is a "cell" with
+its own JSON file in the results directory (default docs/figures/pruning-results/); cells already there are
+skipped, so runs resume and can be split (``--part K/N``, ``--cells PATTERN ...``). ``--render-only`` rewrites
+docs/benchmarks.md between the ``pruning`` markers and the plots docs/figures/pruning_*.png.
 """
 
 from __future__ import annotations
@@ -169,8 +167,7 @@ def run_edgeprune_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Pa
         "top1_jpeg": top1_jpeg, "eval": {"lossless_images": report["evaluation"]["images"], "jpeg_images": n_jpeg},
         "rounds_measured": len(report["search"]["rounds"]), "exports": report["search"]["exports"],
         "fit_baseline_ms": report["baseline"]["latency"]["median_ms"], "method_detail": report["method"],
-        "calibration": report["calibration"], "fit_timings_s": report["timings_s"],
-    })
+        "calibration": report["calibration"], "fit_timings_s": report["timings_s"]})
     record["finetune"]["seconds"] = report["finetune"]["seconds"]
 
 
