@@ -4,7 +4,7 @@ Why edgeprune removes blocks as well as channels: on a 1-thread runtime a small 
 dominated by per-kernel overhead, so thinning channels buys little speed per unit of accuracy lost, while
 removing a residual block removes its kernels outright. Measured on cifar-resnet56 (ONNX Runtime, 1 thread,
 2x measured speedup, 4 distillation epochs on 5,085 images): channel pruning alone (lasso) reached 79.3%
-top-1, removing 14 of 27 blocks reached 87.0% (docs/benchmarks.md has the full table). Residual networks
+top-1, removing 14 of 27 blocks reached 87.7% (docs/benchmarks.md has the full table). Residual networks
 behave like ensembles of shallower paths (Veit et al. 2016, "Residual networks behave like ensembles of
 relatively shallow networks"), which is why a block can go and fine-tuning recovers quickly.
 
