@@ -85,14 +85,14 @@ def test_interrupted_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
     for checkpoint in (replay / STATE_DIR).glob("finetune-*.pt"):
         checkpoint.unlink()
 
+    rounds = []
     for directory in (out, replay):
         done = subprocess.run(_fit_cmd(directory, "--resume"), capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr
         report = json.loads((directory / "report.json").read_text())
         assert report["resume"]["measurements_replayed"] >= 2
         assert not (directory / STATE_DIR).exists()
-    rounds = [[(r["kind"], r["channels_kept"]) for r in json.loads((d / "report.json").read_text())["search"]["rounds"]]
-              for d in (out, replay)]
+        rounds.append([(r["kind"], r["channels_kept"]) for r in report["search"]["rounds"]])
     assert rounds[0] == rounds[1], "the live confirming measurements led the two runs to different candidates"
     assert json.loads((out / "plan.json").read_text()) == json.loads((replay / "plan.json").read_text())
     a, b = load_file(str(out / "model.safetensors")), load_file(str(replay / "model.safetensors"))
