@@ -79,3 +79,11 @@ def test_render_appends_heading_and_markers_once(tmp_path: Path) -> None:
     text = doc.read_text(encoding="utf-8")
     assert text.count(pruning_report.HEADING) == 1 and text.count(pruning_report.BEGIN) == 1
     assert text.index("keep me") < text.index(pruning_report.HEADING) < text.index(pruning_report.BEGIN)
+
+
+def test_sampling_error_is_the_binomial_standard_error_and_the_goal_text_states_it() -> None:
+    assert pruning_report.sampling_error_points(0.9, 100) == pytest.approx(3.0)
+    assert pruning_report.sampling_error_points(0.5, 10_000) == pytest.approx(0.5)
+    markdown = pruning_report.render_markdown(_baseline(), [_cell("lasso", 0.92), _cell("tp", 0.90)])
+    assert "sample of 1,017 images" in markdown
+    assert f"±{pruning_report.sampling_error_points(0.9272, 1017):.2f} points" in markdown

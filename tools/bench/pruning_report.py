@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,8 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
     elif decided or any(r["ours"] is None for r in tuned) and any(
             c["method"] in OURS for c in at_budget if c["finetune"]["epochs"] > 0):
         met = False  # compared and missed, or lasso/nisp ran but did not reach the budget
-    return {"budget": budget, "original_top1": original, "margin_points_required": margin_points,
+    return {"budget": budget, "original_top1": original, "lossless_images": baseline.get("lossless_images"),
+            "margin_points_required": margin_points,
             "max_loss_points": max_loss_points, "by_finetune_epochs": by_ft, "met": met}
 
 
@@ -154,6 +156,8 @@ def _goal_lines(goal: dict[str, Any]) -> list[str]:
              f"{goal['margin_points_required']:.1f} top-1 point on the lossless subset, and after fine-tuning loses "
              f"at most {goal['max_loss_points']:.1f} point against the original's {_pct(goal['original_top1'])}. "
              f"{verdict}", ""]
+    if goal.get("lossless_images"):
+        lines += [_sampling_noise_text(goal["original_top1"], goal["lossless_images"]), ""]
     for r in goal["by_finetune_epochs"].values():
         label = r["label"]
         if r["ours"] is None:
@@ -169,6 +173,17 @@ def _goal_lines(goal: dict[str, Any]) -> list[str]:
     return lines
 
 
+def sampling_error_points(top1: float, images: int) -> float:
+    """Binomial standard error, in top-1 points, of an accuracy ``top1`` (a fraction) measured on ``images`` images."""
+    return 100 * math.sqrt(top1 * (1 - top1) / images)
+
+
+def _sampling_noise_text(top1: float, images: int) -> str:
+    return (f"The lossless subset is a sample of {images:,} images: one standard error of a top-1 near "
+            f"{_pct(top1)} is ±{sampling_error_points(top1, images):.2f} points, so smaller differences are within "
+            "sampling noise. The verdict uses the point estimates as measured.")
+
+
 def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command: str) -> list[str]:
     env = baseline.get("environment", {})
     versions = env.get("versions", {})
@@ -181,8 +196,9 @@ def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command:
                "model (T = 4, weight 0.9, the loss of `fit --distill`); their calibration images also come from that "
                "subset." if kd else "")
     if any(c["finetune"].get("images") == 50_000 for c in cells):
-        kd_text += (" Rows over 50,000 images (`--recipe kd50k`) distil on the whole JPEG-decoded training set; only "
-                    "`blocks` ran it, so it has no Torch-Pruning counterpart.")
+        kd_methods = sorted({c["method"] for c in cells if c["finetune"].get("images") == 50_000})
+        kd_text += (" Rows over 50,000 images (`--recipe kd50k`) distil on the whole JPEG-decoded training set (T = 4, "
+                    f"weight 0.9); methods run with it: {', '.join(f'`{m}`' for m in kd_methods)}.")
     ft = tuned[0] if tuned else None
     ft_text = (f"{ft['epochs']} epoch(s) over {ft['images']:,} training images (SGD, peak lr {ft['lr']}, batch "
                f"{ft.get('batch_size', 64)}, {ft.get('schedule', 'rewind')} schedule: learning-rate rewinding, the peak for half "
