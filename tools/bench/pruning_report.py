@@ -195,8 +195,8 @@ def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command:
                "lossless training subset (about the same number of image passes) with distillation from the original "
                "model (T = 4, weight 0.9, the loss of `fit --distill`); their calibration images also come from that "
                "subset." if kd else "")
-    if any(c["finetune"].get("images") == 50_000 for c in cells):
-        kd_methods = sorted({c["method"] for c in cells if c["finetune"].get("images") == 50_000})
+    kd_methods = sorted({c["method"] for c in cells if c["finetune"].get("images") == 50_000})
+    if kd_methods:
         kd_text += (" Rows over 50,000 images (`--recipe kd50k`) distil on the whole JPEG-decoded training set (T = 4, "
                     f"weight 0.9); methods run with it: {', '.join(f'`{m}`' for m in kd_methods)}.")
     ft = tuned[0] if tuned else None

@@ -33,10 +33,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
 from edgeprune.backends import get_backend  # noqa: E402
+from edgeprune.backends.base import Artifact  # noqa: E402
 from edgeprune.data.loaders import load_npz  # noqa: E402
 from edgeprune.data.tensors import to_model_input  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer  # noqa: E402
+from edgeprune.models.preprocessing import Preprocessing  # noqa: E402
 from edgeprune.models.zoo import load_model  # noqa: E402
 from edgeprune.prune.graph import count_macs_and_params  # noqa: E402
 from edgeprune.report.environment import machine_info, package_versions  # noqa: E402
@@ -60,24 +62,24 @@ def measure_references(target_name: str, passes: int, work: Path) -> list[dict[s
     target = load_target(target_name)
     backend = get_backend(target)
     lossless, jpeg = DATA / "cifar10_test_lossless_first1017.npz", DATA / "cifar10_test_jpeg.npz"
+    first_image = load_npz(lossless).images[:1]
     rows: dict[str, dict[str, Any]] = {}
-    measurers: dict[str, tuple[CandidateMeasurer, Any]] = {}
+    exported: dict[str, tuple[CandidateMeasurer, Artifact, Preprocessing]] = {}
     for name, weights in MODELS.items():
         bundle = load_model(name, WEIGHTS / weights)
         assert bundle.preprocessing is not None
-        example = to_model_input(load_npz(lossless).images[:1], bundle.preprocessing)
+        example = to_model_input(first_image, bundle.preprocessing)
         macs, params = count_macs_and_params(bundle.model, example)
-        measurers[name] = (CandidateMeasurer(backend, target, example, work), bundle)
+        measurer = CandidateMeasurer(backend, target, example, work)
+        exported[name] = (measurer, measurer.export(bundle.model.eval(), name), bundle.preprocessing)
         rows[name] = {"model": name, "weights": weights, "macs": macs, "params": params, "pass_medians_ms": []}
-    for index in range(passes):
-        for name, (measurer, bundle) in measurers.items():
-            m = measurer.measure(bundle.model.eval(), f"{name}-pass{index}", CONFIRM_TIMING)
+    for index in range(passes):  # each artifact is exported once and timed once per pass
+        for name, (measurer, artifact, _) in exported.items():
+            m = measurer.time(artifact, CONFIRM_TIMING)
             rows[name]["pass_medians_ms"].append(m.stats.median_ms)
-            rows[name]["artifact"] = m.artifact
             log.info("pass %d: %s %.3f ms (cv %.2f)", index + 1, name, m.stats.median_ms, m.stats.cv)
     for name, row in rows.items():
-        prep = measurers[name][1].preprocessing
-        artifact = row.pop("artifact")
+        _, artifact, prep = exported[name]
         row["latency_ms"] = statistics.median(row["pass_medians_ms"])
         row["top1_lossless"], row["lossless_images"] = evaluate_onnx(backend, artifact, target, lossless, prep)
         row["top1_jpeg"], row["jpeg_images"] = evaluate_onnx(backend, artifact, target, jpeg, prep)
@@ -93,8 +95,9 @@ def render(result: dict[str, Any]) -> str:
     lines = [BEGIN, "",
              f"`python tools/bench/reference_models.py` on {env.get('cpu', '?')}, target `{result['target']}` "
              f"(ONNX Runtime {env['versions'].get('onnxruntime', '?')}, 1 thread, fp32). akamaster's pretrained CIFAR "
-             "ResNets (trained from scratch on the full lossless training set by the weights' author), exported and evaluated in ONNX Runtime as the "
-             f"pruning cells are. Latency: median of {result['passes']} interleaved passes of fit's confirmation "
+             "ResNets (trained from scratch on the full lossless training set by the weights' author), exported "
+             "and evaluated in ONNX Runtime as the pruning cells are. "
+             f"Latency: median of {result['passes']} interleaved passes of fit's confirmation "
              "timing; speedup against resnet56 measured in the same run.", "",
              "| model | top-1 lossless | top-1 JPEG | latency ms | speedup vs resnet56 | MACs | params |",
              "|---|---|---|---|---|---|---|"]
