@@ -63,7 +63,7 @@ from pruning_cells import (  # noqa: E402
 )
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
 from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
-from pruning_tp import TP_METHODS, bisect_ratio, tp_prune  # noqa: E402
+from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune  # noqa: E402
 
 log = logging.getLogger("pruning_bench")
 
@@ -194,8 +194,8 @@ def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> 
     record["tp_rounds"] = search.rounds
     while search.model is not None:
         slim = _tp_recover(search.model, s, cell, calib, train, prep, record)
-        final = measurer.measure(slim, "tp-final", CONFIRM_TIMING)
-        record["rounds_measured"] += 1
+        final, measurements = confirm_recovered(measurer, slim, record["budget_ms"])
+        record["rounds_measured"] += measurements
         if final.stats.median_ms <= record["budget_ms"]:
             break
         log.info("tp confirmation missed (%.3f ms > %.3f ms): bisecting deeper", final.stats.median_ms, record["budget_ms"])
