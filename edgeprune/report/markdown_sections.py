@@ -74,6 +74,15 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
                  "No round was measured: this run's latencies are PREDICTED from the shipped profile.")
     if exports is not None:
         lines[-1] += f" {exports} export(s) in all."
+    kinds = {r.get("kind") for r in rounds}
+    if "preconfirm" in kinds:
+        lines[-1] += (" *preconfirm* is the longer confirming measurement of a candidate taken before fine-tuning "
+                      "it (a candidate that misses there is never fine-tuned); *confirm* measures the recovered "
+                      "model that ships.")
+    if "recheck" in kinds:
+        lines[-1] += (" *recheck* is one more measurement of the recovered model, taken when its confirmation "
+                      "missed the budget although its architecture had confirmed; it decides, and it is the "
+                      "figure reported.")
     lines.append("")
     lines += table(["round", "kind", "channels kept", "predicted ms", measured_col, "error", "within budget",
                     "top-1"], rows)

@@ -33,6 +33,16 @@ def test_search_rounds_show_predicted_and_measured(full_report: dict[str, Any]) 
     assert table.count("\n| ") == len(rounds) + 1  # header + one row per round
 
 
+def test_confirmation_round_kinds_are_explained_only_when_present(full_report: dict[str, Any]) -> None:
+    assert "*preconfirm*" not in render_markdown(full_report)
+    report = copy.deepcopy(full_report)
+    last = report["search"]["rounds"][-1]
+    report["search"]["rounds"][-1:] = [{**last, "kind": "preconfirm"}, last, {**last, "kind": "recheck"}]
+    md = render_markdown(report)
+    assert "*preconfirm* is the longer confirming measurement" in md and "*recheck* is one more" in md
+    assert "| preconfirm |" in md and "| recheck |" in md
+
+
 def test_widths_timings_and_artifacts_are_rendered(full_report: dict[str, Any]) -> None:
     md = render_markdown(full_report)
     for g in full_report["groups"]:
