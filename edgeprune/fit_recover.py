@@ -28,6 +28,7 @@ from edgeprune.resume import RunJournal
 from edgeprune.train.augment import parse_augmentation
 from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 from edgeprune.train.distill import DistillationLoss
+from edgeprune.train.feature_hints import FEATURE_HINT_WEIGHT, FeatureHintLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class Recovery:
         self.finetuned_epochs = 0
         self.reconstruction: dict[str, Any] | None = None
         self.depth_pruned = False  # set when the reference had blocks removed: it needs recovery even unthinned
+        self.distills = config.distill or config.distill_features
+        self.hinted_stages: list[str] | None = None
         self._train_x: torch.Tensor | None = None
 
     def recover(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup],
@@ -84,7 +87,7 @@ class Recovery:
         train = self.inputs.train_set
         if self.config.finetune_epochs == 0 or train is None:
             return False
-        return train.labels is not None or self.config.distill
+        return train.labels is not None or self.distills
 
     def _finetune(self, model: nn.Module, name: str) -> nn.Module:
         if not self.finetune_enabled():
@@ -94,12 +97,21 @@ class Recovery:
         if self._train_x is None:
             self._train_x = to_model_input(train.images, self.inputs.preprocessing)
         labels = None if train.labels is None else torch.from_numpy(train.labels)
-        loss = DistillationLoss(self.teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA) if self.config.distill else None
+        loss: DistillationLoss | FeatureHintLoss | None = None
+        if self.config.distill_features:
+            loss = FeatureHintLoss(model, self.teacher, self.inputs.example, DISTILL_TEMPERATURE, DISTILL_ALPHA)
+            self.hinted_stages = loss.stages
+        elif self.distills:
+            loss = DistillationLoss(self.teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
         epochs = self.config.finetune_epochs
         start = time.perf_counter()
-        train_classifier(model, self._train_x, labels, self.train_spec(), loss_fn=loss,
-                         checkpoint=self.journal.checkpoint_path(f"finetune-{name}"), description="fine-tune",
-                         on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
+        try:
+            train_classifier(model, self._train_x, labels, self.train_spec(), loss_fn=loss,
+                             checkpoint=self.journal.checkpoint_path(f"finetune-{name}"), description="fine-tune",
+                             on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
+        finally:
+            if isinstance(loss, FeatureHintLoss):
+                loss.close()
         self.finetune_seconds += time.perf_counter() - start
         self.finetuned_epochs += epochs
         return model.eval()
@@ -110,6 +122,8 @@ class Recovery:
         return {"epochs": self.finetuned_epochs, "images": 0 if train is None else len(train),
                 "seconds": self.finetune_seconds, "schedule": self.config.finetune_schedule,
                 "lr": self.config.finetune_lr, "augment": self.augment,
-                "distill": self.config.distill,
-                "distill_temperature": DISTILL_TEMPERATURE if self.config.distill else None,
-                "distill_alpha": DISTILL_ALPHA if self.config.distill else None}
+                "distill": self.distills,
+                "distill_temperature": DISTILL_TEMPERATURE if self.distills else None,
+                "distill_alpha": DISTILL_ALPHA if self.distills else None,
+                "feature_hints": None if not self.config.distill_features else
+                {"weight": FEATURE_HINT_WEIGHT, "stages": self.hinted_stages}}

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(random shift by up to 1/8 of the image; random left-right mirror)")
     p.add_argument("--distill", action="store_true",
                    help="fine-tune with knowledge distillation from the original model (works without labels)")
+    p.add_argument("--distill-features", action="store_true",
+                   help="--distill, and also fit the pruned model's stage outputs to the original's (feature hints; "
+                        "stages whose shape pruning kept, e.g. after --prune-blocks)")
     p.add_argument("--prune-blocks", action="store_true",
                    help="remove whole residual blocks (least output distortion first) before pruning channels; "
                         "recovers best with --finetune-epochs and --distill")
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        finetune_schedule=args.finetune_schedule, finetune_augment=args.augment, distill=args.distill,
+        finetune_schedule=args.finetune_schedule, finetune_augment=args.augment, distill=args.distill, distill_features=args.distill_features,
         prune_blocks=args.prune_blocks,
         steps=args.steps, resume=args.resume,
         export=args.export, min_accuracy=args.min_accuracy,

@@ -161,6 +161,11 @@ def _finetune_sentence(finetune: dict[str, Any]) -> str:
     if finetune.get("distill"):
         recipe.append(f"distillation from the original (T={finetune.get('distill_temperature')}, "
                       f"alpha={finetune.get('distill_alpha')})")
+    hints = finetune.get("feature_hints")
+    if hints:
+        stages = hints.get("stages")
+        where = ", ".join(f"`{s}`" for s in stages) if stages else "no stage (pruning changed every stage's shape)"
+        recipe.append(f"feature hints (weight {hints.get('weight')}) at {where}")
     augment = finetune.get("augment", "none")
     recipe.append("no augmentation" if augment == "none" else f"augmentation {augment}")
     return text + ", " + ", ".join(recipe) + "."

@@ -31,7 +31,7 @@ def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> 
     weights, data = _inputs(tmp_path)
     out = tmp_path / "out"
     result = edgeprune.fit("cifar-resnet20", weights=weights, data=data, train_data=data, target="cpu",
-                           budget="70%", prune_blocks=True, finetune_epochs=1, out=out)
+                           budget="70%", prune_blocks=True, finetune_epochs=1, distill_features=True, out=out)
     report = result.report
     assert result.final_latency_ms <= result.budget_ms
     depth_rounds = [r for r in report["search"]["rounds"] if r["kind"] == "depth"]
@@ -60,6 +60,13 @@ def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> 
     thinned = any(g["width_after"] < g["width_before"] for g in plan["groups"])
     assert report["finetune"]["epochs"] >= 1 if thinned else report["finetune"]["epochs"] == 1
     assert "Depth pruning" in (out / "report.md").read_text()
+    # feature hints: every stage whose output shape pruning kept got one
+    hints = report["finetune"]["feature_hints"]
+    stream_thinned = {g["name"] for g in plan["groups"] if g["width_after"] < g["width_before"]}
+    assert report["finetune"]["distill"] and hints["stages"] and set(hints["stages"]) <= {"layer1", "layer2", "layer3"}
+    if not stream_thinned:
+        assert hints["stages"] == ["layer1", "layer2", "layer3"]
+    assert f"feature hints (weight 1.0) at `{hints['stages'][0]}`" in (out / "report.md").read_text()
 
 
 def test_predicted_target_removes_blocks_on_the_profile(tmp_path: Path) -> None:

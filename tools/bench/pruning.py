@@ -59,7 +59,7 @@ from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
 
 from pruning_cells import (  # noqa: E402
     BUDGETS, DATA, DEFAULT_RESULTS, EDGEPRUNE_METHODS, IMPORTANCE, WEIGHTS, Cell, Settings, all_cells, cell_recipe,
-    select,
+    extra_fit_options, select,
 )
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
 from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
@@ -271,17 +271,6 @@ def run_cell(cell: Cell, s: Settings, baseline: dict[str, Any]) -> dict[str, Any
 
 
 # -- command line --------------------------------------------------------------------------------------
-def extra_fit_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Options only newer edgeprune versions have (``distill``, ``steps``): passed only when FitConfig has them."""
-    fields = FitConfig.__dataclass_fields__
-    extra: dict[str, Any] = {}
-    if "distill" in fields and getattr(args, "distill", False):
-        extra["distill"] = True
-    if "steps" in fields and getattr(args, "steps", None) is not None:
-        extra["steps"] = args.steps
-    return extra
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description="pruning benchmark: methods at equal measured latency budgets")
@@ -322,6 +311,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument("--distill", action="store_true", help="fit's distillation during fine-tune (edgeprune methods)")
     if "steps" in fields:
         p.add_argument("--steps", type=int, default=None, help="fit's fine-tune steps (edgeprune methods)")
+    if "distill_features" in fields:
+        p.add_argument("--feature-hints", action="store_true", help="fit --distill-features (edgeprune methods); '-hints'")
     args = p.parse_args(argv)
     if args.smoke:
         apply_smoke(args)
@@ -383,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         s = settings(args)
         s.results.mkdir(parents=True, exist_ok=True)
         cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs,
-                                 cell_recipe(args.recipe, args.augment, args.finetune_lr)), args.cells, args.part)
+                                 cell_recipe(args.recipe, args.augment, args.finetune_lr, getattr(args, 'feature_hints', False))), args.cells, args.part)
         todo = [c for c in cells if not c.path(s.results).exists()]
         log.info("%d cell(s) selected, %d to run: %s", len(cells), len(todo), " ".join(c.name for c in todo))
         baseline = measure_baseline(s) if todo else None

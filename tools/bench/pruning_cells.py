@@ -3,6 +3,7 @@ which cells a command line selects. Split from pruning.py, which runs them."""
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +66,27 @@ class Cell:
         return results / f"cell-{self.name}.json"
 
 
-def cell_recipe(recipe: str, augment: str, lr: float = FitConfig.finetune_lr) -> str:
+def cell_recipe(recipe: str, augment: str, lr: float = FitConfig.finetune_lr, hints: bool = False) -> str:
     """The recipe part of cell ids: ``kd50k``; ``-cropflip`` when batches are augmented, ``-lr0.03`` for a
-    peak learning rate other than fit's default."""
+    peak learning rate other than fit's default, ``-hints`` with fit's feature hints."""
     spec = parse_augmentation(augment).spec
     name = recipe if spec == "none" else f"{recipe}-{spec.replace(',', '')}"
-    return name if lr == FitConfig.finetune_lr else f"{name}-lr{lr:g}"
+    name = name if lr == FitConfig.finetune_lr else f"{name}-lr{lr:g}"
+    return f"{name}-hints" if hints else name
+
+
+def extra_fit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options only newer edgeprune versions have (``distill``, ``steps``, ``distill_features``): passed only when
+    FitConfig has them."""
+    fields = FitConfig.__dataclass_fields__
+    extra: dict[str, Any] = {}
+    if "distill" in fields and getattr(args, "distill", False):
+        extra["distill"] = True
+    if "steps" in fields and getattr(args, "steps", None) is not None:
+        extra["steps"] = args.steps
+    if "distill_features" in fields and getattr(args, "feature_hints", False):
+        extra["distill_features"] = True
+    return extra
 
 
 def all_cells(methods: list[str], budgets: list[str], epochs: int, recipe: str = "") -> list[Cell]:

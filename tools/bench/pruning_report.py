@@ -63,7 +63,7 @@ def _pct(value: float | None) -> str:
 def _finetune_text(ft: dict[str, Any]) -> str:
     if not ft.get("epochs"):
         return "none"
-    extra = " + distill" if ft.get("distill") else ""
+    extra = (" + distill" if ft.get("distill") else "") + (" + feature hints" if ft.get("distill_features") else "")
     seconds = float(ft.get("seconds", 0.0))
     took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
     return f"{ft['epochs']} ep × {ft['images']:,} img ({took}){extra}"
