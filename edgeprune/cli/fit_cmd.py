@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "stages whose shape pruning kept, e.g. after --prune-blocks)")
     p.add_argument("--prune-blocks", action="store_true",
                    help="remove whole residual blocks (least output distortion first) before pruning channels; "
-                        "recovers best with --finetune-epochs and --distill")
+                        "recovers best with --finetune-epochs and --distill-features")
     p.add_argument("--steps", type=positive_int, default=1,
                    help="prune in N steps towards the budget, recovering after each (default 1: one shot)")
     p.add_argument("--resume", action="store_true",

@@ -73,7 +73,11 @@ HEADING = "## Recipe probes: what limits the short fine-tune"
 
 
 class StageFeatureLoss:
-    """Distillation plus the normalised squared error of stage outputs (student vs teacher), via forward hooks."""
+    """Distillation plus the normalised squared error of stage outputs (student vs teacher), via forward hooks.
+
+    The prototype of ``edgeprune.train.feature_hints.FeatureHintLoss`` (``fit --distill-features``), kept so the
+    recorded probes stay reproducible: the same computation on the fixed stages ``layer1..3``.
+    """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, weight: float) -> None:
         self.distill = DistillationLoss(teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
