@@ -29,7 +29,8 @@ from edgeprune.target import load_target
 # measurements a minute apart (26% was seen once in CI), so the predictions are checked *relative to the
 # unpruned model measured right beside each variant*: drift cancels, and what is left is the table's shape,
 # which is what the search ranks candidates on (the closed loop corrects the absolute scale with its own
-# measurements). Each predicted ratio must be within 25% and the median error within 12%. The strict
+# measurements). Each variant/unpruned pair is measured three times, interleaved, and the median ratio is
+# compared. Each predicted ratio must be within 25% and the median error within 12%. The strict
 # fidelity goal (95% within ±10%, absolute) is checked by tools/bench/latency_fidelity.py, not here.
 PER_CONFIG_TOLERANCE = 0.25
 MEDIAN_TOLERANCE = 0.12
@@ -51,11 +52,15 @@ def test_predictions_agree_with_measured_latency_of_pruned_variants(tmp_path: Pa
     errors = []
     for widths in sample_widths(groups, target.channel_alignment, 6, seed=99)[2:]:
         keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
-        measured = measurer.measure(slim_copy(model, example, keep), "check", spec).stats.median_ms
-        full_measured = measurer.time(full_artifact, spec).stats.median_ms
-        # a gross scale error (a unit slip, a table from another machine) is caught on the unpruned model
-        assert 0.5 <= full_predicted / full_measured <= 2.0, (full_predicted, full_measured)
-        predicted_ratio, measured_ratio = lookup.predict(widths) / full_predicted, measured / full_measured
+        artifact = measurer.export(slim_copy(model, example, keep), "check")
+        ratios = []
+        for _ in range(3):  # interleaved pairs; the median ratio shrugs off one pair hit by a burst of load
+            measured = measurer.time(artifact, spec).stats.median_ms
+            full_measured = measurer.time(full_artifact, spec).stats.median_ms
+            # a gross scale error (a unit slip, a table from another machine) is caught on the unpruned model
+            assert 0.5 <= full_predicted / full_measured <= 2.0, (full_predicted, full_measured)
+            ratios.append(measured / full_measured)
+        predicted_ratio, measured_ratio = lookup.predict(widths) / full_predicted, float(np.median(ratios))
         errors.append(abs(predicted_ratio - measured_ratio) / measured_ratio)
     assert max(errors) <= PER_CONFIG_TOLERANCE, errors
     assert float(np.median(errors)) <= MEDIAN_TOLERANCE, errors
