@@ -113,7 +113,9 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
             beats = theirs is None or (margin is not None and margin >= margin_points)
         loss = None if ours is None else 100 * (original - ours["top1_lossless"])
         by_ft[key] = {"label": _recipe_label(same[0]["finetune"]),
-                      "ours": ours and ours["method"], "ours_top1": ours and ours["top1_lossless"],
+                      "ours": ours and (ours["method"] + (" (with `--distill-features`)"
+                                                          if ours["finetune"].get("distill_features") else "")),
+                      "ours_top1": ours and ours["top1_lossless"],
                       "tp": theirs and theirs["method"], "tp_top1": theirs and theirs["top1_lossless"],
                       "margin_points": margin, "beats_tp": beats, "loss_points": loss, "tp_ran": tp_ran,
                       "loss_ok": None if loss is None else loss <= max_loss_points}
