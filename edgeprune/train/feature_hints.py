@@ -32,9 +32,11 @@ FEATURE_HINT_WEIGHT = 1.0
 
 
 def _stage_outputs(model: nn.Module, example: torch.Tensor) -> dict[str, torch.Size]:
-    """Output shapes of the model's stages (top-level children with children of their own) on ``example``."""
+    """Output shapes of the model's stages (top-level children with children of their own) on ``example``;
+    the model is run in eval mode and left in the mode it was in."""
     shapes: dict[str, torch.Size] = {}
     handles = []
+    was_training = model.training
     for name, child in model.named_children():
         if any(True for _ in child.children()):
             handles.append(child.register_forward_hook(
@@ -46,14 +48,13 @@ def _stage_outputs(model: nn.Module, example: torch.Tensor) -> dict[str, torch.S
     finally:
         for handle in handles:
             handle.remove()
+        model.train(was_training)
     return shapes
 
 
 def hinted_stages(student: nn.Module, teacher: nn.Module, example: torch.Tensor) -> list[str]:
     """Stages whose 4-D output has the same shape in ``student`` and ``teacher`` (in model order)."""
-    was_training = student.training
     ours, theirs = _stage_outputs(student, example), _stage_outputs(teacher, example)
-    student.train(was_training)
     skipped = [n for n in ours if n in theirs and ours[n] != theirs[n]]
     if skipped:
         log.info("feature hints: stage(s) %s skipped (pruning changed their output shape)", ", ".join(skipped))

@@ -312,7 +312,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if "steps" in fields:
         p.add_argument("--steps", type=int, default=None, help="fit's fine-tune steps (edgeprune methods)")
     if "distill_features" in fields:
-        p.add_argument("--feature-hints", action="store_true", help="fit --distill-features (edgeprune methods); '-hints'")
+        p.add_argument("--feature-hints", action="store_true",
+                       help="fit --distill-features (edgeprune methods); cells get '-hints'")
     args = p.parse_args(argv)
     if args.smoke:
         apply_smoke(args)
@@ -374,7 +375,8 @@ def main(argv: list[str] | None = None) -> None:
         s = settings(args)
         s.results.mkdir(parents=True, exist_ok=True)
         cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs,
-                                 cell_recipe(args.recipe, args.augment, args.finetune_lr, getattr(args, 'feature_hints', False))), args.cells, args.part)
+                                 cell_recipe(args.recipe, args.augment, args.finetune_lr,
+                                             getattr(args, "feature_hints", False))), args.cells, args.part)
         todo = [c for c in cells if not c.path(s.results).exists()]
         log.info("%d cell(s) selected, %d to run: %s", len(cells), len(todo), " ".join(c.name for c in todo))
         baseline = measure_baseline(s) if todo else None

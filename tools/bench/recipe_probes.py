@@ -18,7 +18,9 @@ fit recipe's optimiser (``TrainSpec``: SGD, peak lr 0.01, batch 64, learning-rat
   pruning, no export), the control for the next probe.
 * ``blocks-featkd4``: the same, plus feature distillation: the mean squared error between the student's and the
   original's stage outputs (``layer1..3``; depth pruning keeps their shapes), each divided by the mean square of
-  the original's, averaged over the stages, weight ``--feature-weight`` (FitNets-style hints, Romero et al. 2015).
+  the original's, averaged over the stages, weight ``--feature-weight`` (FitNets-style hints, Romero et al. 2015):
+  ``fit --distill-features``'s ``FeatureHintLoss``. The recorded run (commit 3d230d3) used an in-script copy of
+  the same computation on the same three stages.
 
 Lossless top-1 is logged after every epoch. Results: ``docs/figures/recipe-probes/<probe>.json`` and the
 section of docs/benchmarks.md between ``<!-- recipe-probes:begin -->`` and ``<!-- recipe-probes:end -->``.
@@ -38,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 BENCH = Path(__file__).resolve().parent
@@ -56,6 +57,7 @@ from edgeprune.prune.blocks import remove_blocks  # noqa: E402
 from edgeprune.report.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.train.bn_recalibration import recalibrate_batchnorm  # noqa: E402
 from edgeprune.train.distill import DistillationLoss  # noqa: E402
+from edgeprune.train.feature_hints import FeatureHintLoss  # noqa: E402
 from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
 
 from pruning_cells import DATA, DEFAULT_RESULTS, WEIGHTS  # noqa: E402
@@ -66,37 +68,9 @@ log = logging.getLogger("recipe_probes")
 
 PROBES = {"self-kd1": 1, "blocks-kd4": 4, "blocks-featkd4": 4}  # probe -> epochs
 SOURCE_CELL = "cell-blocks-2x-ft4kd50k.json"
-STAGES = ("layer1", "layer2", "layer3")
 RESULTS = REPO / "docs" / "figures" / "recipe-probes"
 BEGIN, END = "<!-- recipe-probes:begin -->", "<!-- recipe-probes:end -->"
 HEADING = "## Recipe probes: what limits the short fine-tune"
-
-
-class StageFeatureLoss:
-    """Distillation plus the normalised squared error of stage outputs (student vs teacher), via forward hooks.
-
-    The prototype of ``edgeprune.train.feature_hints.FeatureHintLoss`` (``fit --distill-features``), kept so the
-    recorded probes stay reproducible: the same computation on the fixed stages ``layer1..3``.
-    """
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, weight: float) -> None:
-        self.distill = DistillationLoss(teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
-        self.weight = weight
-        self.outputs: dict[tuple[str, str], torch.Tensor] = {}
-        for side, model in (("student", student), ("teacher", teacher)):
-            for name in STAGES:
-                model.get_submodule(name).register_forward_hook(self._keep(side, name))
-
-    def _keep(self, side: str, name: str):  # noqa: ANN202 - a hook factory
-        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
-            self.outputs[(side, name)] = output
-        return hook
-
-    def __call__(self, logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        loss = self.distill(logits, inputs, labels)  # runs the teacher, whose hooks fill its stage outputs
-        hint = sum(F.mse_loss(self.outputs[("student", n)], self.outputs[("teacher", n)])
-                   / self.outputs[("teacher", n)].pow(2).mean() for n in STAGES)
-        return loss + self.weight * hint / len(STAGES)
 
 
 def top1(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
@@ -134,8 +108,9 @@ def run_probe(probe: str, feature_weight: float, seed: int) -> dict[str, Any]:
     for p in student.parameters():
         p.requires_grad_(True)
     before = {"lossless": top1(student, x_lossless, lossless.labels), "jpeg": top1(student, x_jpeg, jpeg.labels)}
-    loss = StageFeatureLoss(student, teacher, feature_weight) if "featkd" in probe else \
-        DistillationLoss(teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
+    example = x[:1]
+    loss = FeatureHintLoss(student, teacher, example, DISTILL_TEMPERATURE, DISTILL_ALPHA, feature_weight) \
+        if "featkd" in probe else DistillationLoss(teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
     epochs = PROBES[probe]
     spec = TrainSpec(epochs=epochs, lr=FitConfig.finetune_lr, seed=seed, schedule=FitConfig.finetune_schedule)
     per_epoch: list[dict[str, float]] = []
