@@ -1,7 +1,7 @@
 """End to end: the closed loop confirms a candidate's latency before it spends a fine-tune on it.
 
 Timing noise is what these tests are about, so they inject it: the real ONNX Runtime timer measures every
-artifact, and a wrapper multiplies one chosen confirmation by 3 — a noise spike made large enough to miss
+artifact, and a wrapper makes one chosen confirmation read 10% over the budget — a noise spike that misses
 for certain (on this shared CPU, a 1.213 ms reading against a 1.191 ms budget once discarded an 8-epoch
 fine-tune in the pruning benchmark). Every other figure is a real measurement.
 """
@@ -20,22 +20,32 @@ from edgeprune.fit_recover import Recovery
 from edgeprune.latency.candidates import CONFIRM_TIMING
 from edgeprune.latency.timing import LatencyStats, TimingSpec
 
-SPIKE = 3.0  # a candidate accepted at <= budget measured > budget / 3: the spiked reading always misses
+BUDGET_SHARE = 0.6  # fit's --budget 60%: the budget is this share of the baseline's confirmed median
+SPIKE_OVER_BUDGET = 1.1  # the spiked reading lands 10% over the budget: it always misses, but not by so much that
+# the recalibrated search jumps to a far thinner candidate (the thinnest ones crash torch's two-thread backward on
+# this machine; see the issue notes)
 
 
 class SpikedConfirmation:
-    """The real timer, except that the first confirmation of an artifact exported as ``kind`` reads SPIKE times
-    slower (``kind`` = ``preconfirm``: a candidate before recovery; ``final``: the recovered model)."""
+    """The real timer, except that the first confirmation of an artifact exported as ``kind`` reads 10% over the
+    budget when it was within (``kind`` = ``preconfirm``: a candidate before recovery; ``final``: the recovered
+    model). The budget is derived from the baseline's confirmation, which this wrapper also sees."""
 
     def __init__(self, timer: Any, kind: str) -> None:
         self.timer, self.kind, self.spiked = timer, kind, False
+        self.baseline_ms: float | None = None
 
     def time(self, artifact: Any, spec: TimingSpec) -> LatencyStats:
         stats = self.timer.time(artifact, spec)
-        if spec == CONFIRM_TIMING and not self.spiked and Path(artifact.path).stem.endswith(f"-{self.kind}"):
+        stem = Path(artifact.path).stem
+        if spec == CONFIRM_TIMING and self.baseline_ms is None and stem.endswith("-original"):
+            self.baseline_ms = stats.median_ms
+        if spec == CONFIRM_TIMING and not self.spiked and stem.endswith(f"-{self.kind}"):
+            assert self.baseline_ms is not None, "the baseline is confirmed first"
             self.spiked = True
-            return dataclasses.replace(stats, median_ms=stats.median_ms * SPIKE, p90_ms=stats.p90_ms * SPIKE,
-                                       mean_ms=stats.mean_ms * SPIKE, min_ms=stats.min_ms * SPIKE)
+            factor = max(1.0, BUDGET_SHARE * self.baseline_ms * SPIKE_OVER_BUDGET / stats.median_ms)
+            return dataclasses.replace(stats, median_ms=stats.median_ms * factor, p90_ms=stats.p90_ms * factor,
+                                       mean_ms=stats.mean_ms * factor, min_ms=stats.min_ms * factor)
         return stats
 
     def __getattr__(self, name: str) -> Any:
@@ -55,8 +65,8 @@ def _fit_with_spike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) 
 
     monkeypatch.setattr(Recovery, "_finetune", counting_finetune)
     # a wide headroom, so that without the spike every confirmation passes on a noisy machine too
-    result = edgeprune.fit("demo", target="cpu", budget="60%", finetune_epochs=1, search_headroom=0.25,
-                           out=tmp_path / "out", eval_images=64)
+    result = edgeprune.fit("demo", target="cpu", budget=f"{100 * BUDGET_SHARE:.0f}%", finetune_epochs=1,
+                           search_headroom=0.25, out=tmp_path / "out", eval_images=64)
     return result, finetuned
 
 
