@@ -34,8 +34,8 @@ class FitConfig:
             see ``edgeprune.train.augment``. Off by default: flips are wrong for digits and text.
         distill: fine-tune against the original model's outputs (knowledge distillation, Hinton et al. 2015)
             as well as the labels; works without labels too.
-        distill_features: distillation plus feature hints: the pruned model's stage outputs (those whose
-            shape pruning kept) are also fitted to the original's (see ``edgeprune.train.feature_hints``);
+        distill_features: distillation plus feature hints: the pruned model's stage outputs are also fitted to
+            the original's (to its kept channels where channel pruning thinned a stage's output) (see ``edgeprune.train.feature_hints``);
             implies ``distill``. On cifar-resnet56 with depth pruning at 2x it recovered 92.53% top-1 where
             logits alone reached 91.05% in four epochs.
         prune_blocks: before pruning channels, remove whole residual blocks (depth pruning), the ones whose

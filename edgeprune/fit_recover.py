@@ -53,6 +53,7 @@ class Recovery:
         self.depth_pruned = False  # set when the reference had blocks removed: it needs recovery even unthinned
         self.distills = config.distill or config.distill_features
         self.hinted_stages: list[str] | None = None
+        self.indexed_stages: list[str] | None = None  # hinted stages matched through their kept channels
         self._train_x: torch.Tensor | None = None
 
     def recover(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup],
@@ -60,7 +61,7 @@ class Recovery:
         """A slim copy of ``reference`` keeping ``keep``, recovered; ``name`` labels its checkpoint."""
         example = self.inputs.example
         if not keep:
-            return self._finetune(copy.deepcopy(reference), name) if self.depth_pruned else reference
+            return self._finetune(copy.deepcopy(reference), name, {}, groups) if self.depth_pruned else reference
         slim = slim_copy(reference, example, keep, self.config.frozen_modules)
         if self.reconstructs:
             errors = reconstruct_consumers(reference, slim, example, self.inputs.calibration, keep, groups,
@@ -74,7 +75,7 @@ class Recovery:
                                        "mean_error_after": after}
         if self.recalibrates_bn:
             recalibrate_batchnorm(slim, self.inputs.calibration)
-        return self._finetune(slim, name)
+        return self._finetune(slim, name, keep, groups)
 
     def train_spec(self) -> TrainSpec:
         """The fine-tune's optimiser settings."""
@@ -89,7 +90,8 @@ class Recovery:
             return False
         return train.labels is not None or self.distills
 
-    def _finetune(self, model: nn.Module, name: str) -> nn.Module:
+    def _finetune(self, model: nn.Module, name: str, keep: dict[str, list[int]],
+                  groups: list[ChannelGroup]) -> nn.Module:
         if not self.finetune_enabled():
             return model
         train = self.inputs.train_set
@@ -99,8 +101,9 @@ class Recovery:
         labels = None if train.labels is None else torch.from_numpy(train.labels)
         loss: DistillationLoss | FeatureHintLoss | None = None
         if self.config.distill_features:
-            loss = FeatureHintLoss(model, self.teacher, self.inputs.example, DISTILL_TEMPERATURE, DISTILL_ALPHA)
-            self.hinted_stages = loss.stages
+            loss = FeatureHintLoss(model, self.teacher, self.inputs.example, DISTILL_TEMPERATURE, DISTILL_ALPHA,
+                                   keep=keep, groups=groups)
+            self.hinted_stages, self.indexed_stages = loss.stages, loss.indexed_stages
         elif self.distills:
             loss = DistillationLoss(self.teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
         epochs = self.config.finetune_epochs
@@ -126,4 +129,5 @@ class Recovery:
                 "distill_temperature": DISTILL_TEMPERATURE if self.distills else None,
                 "distill_alpha": DISTILL_ALPHA if self.distills else None,
                 "feature_hints": None if not self.config.distill_features else
-                {"weight": FEATURE_HINT_WEIGHT, "stages": self.hinted_stages}}
+                {"weight": FEATURE_HINT_WEIGHT, "stages": self.hinted_stages,
+                 "matched_by_kept_channels": self.indexed_stages}}

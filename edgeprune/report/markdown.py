@@ -164,7 +164,9 @@ def _finetune_sentence(finetune: dict[str, Any]) -> str:
     hints = finetune.get("feature_hints")
     if hints:
         stages = hints.get("stages")
-        where = ", ".join(f"`{s}`" for s in stages) if stages else "no stage (pruning changed every stage's shape)"
+        indexed = set(hints.get("matched_by_kept_channels") or ())
+        where = ", ".join(f"`{s}`" + (" (its kept channels)" if s in indexed else "") for s in stages) if stages \
+            else "no stage (no stage's kept channels could be traced)"
         recipe.append(f"feature hints (weight {hints.get('weight')}) at {where}")
     augment = finetune.get("augment", "none")
     recipe.append("no augmentation" if augment == "none" else f"augmentation {augment}")

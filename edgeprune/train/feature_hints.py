@@ -3,11 +3,14 @@
 
 The hints sit at the outputs of the model's *stages*: its top-level children that contain layers of their own
 (``layer1..4`` of ResNets, ``features`` of MobileNets) and return a 4-D feature map with the same shape in the
-pruned student as in the original. Depth pruning keeps every stage's output shape, so each stage gets a hint;
-channel pruning of a stage's output (a residual stream) changes its shape and that stage is skipped — its
-channels would need matching by index, which these hints do not attempt. The hint of a stage is the mean squared
-error between the two feature maps divided by the mean square of the original's (scale-free across stages);
-the loss adds ``weight`` times the mean over the stages to :class:`~edgeprune.train.distill.DistillationLoss`.
+pruned student as in the original, up to its channels. Depth pruning keeps every stage's output shape, so each
+stage gets a hint as it is. Channel pruning of a stage's output (a residual stream) leaves the student a subset of
+the original's channels: given the run's channel groups and kept indices, the hint compares the student's map with
+the original's kept channels, in order (:func:`stage_channel_maps`). A stage whose kept channels cannot be traced
+(no channel groups given, or no layer of the groups producing or consuming its output) is skipped and logged. The hint
+of a stage is the mean squared error between the two feature maps divided by the mean square of the original's
+(scale-free across stages); the loss adds ``weight`` times the mean over the stages to
+:class:`~edgeprune.train.distill.DistillationLoss`.
 
 Measured on cifar-resnet56 with 15 of 25 blocks removed (``tools/bench/recipe_probes.py``): four distillation
 epochs over the 50,000 JPEG-decoded training images reach 91.05% lossless top-1 with logits alone, 92.53% with
@@ -17,12 +20,14 @@ these hints at weight 1 (the original: 92.72%).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeprune.prune.groups import ChannelGroup
 from edgeprune.train.distill import DistillationLoss
 
 log = logging.getLogger(__name__)
@@ -52,23 +57,99 @@ def _stage_outputs(model: nn.Module, example: torch.Tensor) -> dict[str, torch.S
     return shapes
 
 
-def hinted_stages(student: nn.Module, teacher: nn.Module, example: torch.Tensor) -> list[str]:
-    """Stages whose 4-D output has the same shape in ``student`` and ``teacher`` (in model order)."""
+def _width(module: nn.Module, dim: str) -> int | None:
+    names = ("out_channels", "num_features") if dim == "out" else ("in_channels", "in_features", "num_features")
+    width = next((getattr(module, n) for n in names if getattr(module, n, None) is not None), None)
+    return int(width) if width is not None else None
+
+
+def _kept_output_channels(stage: str, width: int, teacher: nn.Module, keep: Mapping[str, Sequence[int]],
+                          groups: Sequence[ChannelGroup]) -> list[int] | None:
+    """The original's indices of the channels a channel-pruned ``stage`` still outputs, or None if untraceable.
+
+    The stage's output channels are read off the layer that produces them: the stage's last layer that is
+    ``width`` wide and whose channels leave the stage (one of its groups is consumed outside the stage), such as
+    the residual stream's last batch norm in a ResNet stage or the last convolution of a MobileNet's
+    ``features``. A stage with no such layer left (depth pruning emptied it) is read off the first layer after
+    it that takes ``width`` channels in."""
+    inside = f"{stage}."
+    leaving = {g.name for g in groups if any(m.dim == "in" and not m.module.startswith(inside) for m in g.members)}
+
+    def in_groups(module: str, dim: str, names: set[str] | None = None) -> bool:
+        return any((names is None or g.name in names) and any(m.module == module and m.dim == dim for m in g.members)
+                   for g in groups)
+
+    names = [name for name, _ in teacher.named_modules()]
+    after = names.index(stage) + 1
+    while after < len(names) and names[after].startswith(inside):
+        after += 1
+    producers = [n for n in names if n.startswith(inside) and _width(teacher.get_submodule(n), "out") == width
+                 and in_groups(n, "out", leaving)]
+    consumers = [n for n in names[after:] if _width(teacher.get_submodule(n), "in") == width and in_groups(n, "in")]
+    if producers:
+        layer, dim = producers[-1], "out"
+    elif consumers:
+        layer, dim = consumers[0], "in"
+    else:
+        return None
+    removed: set[int] = set()
+    for group in groups:
+        if group.name not in keep:
+            continue
+        kept = {int(i) for i in keep[group.name]}
+        for member in group.members:
+            if member.module == layer and member.dim == dim:
+                removed.update(idx for pos, idx in enumerate(member.indices) if pos not in kept)
+    return [i for i in range(width) if i not in removed]
+
+
+def stage_channel_maps(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
+                       keep: Mapping[str, Sequence[int]] | None = None,
+                       groups: Sequence[ChannelGroup] | None = None) -> dict[str, list[int] | None]:
+    """The hinted stages, in model order: None for a stage whose output shape is unchanged, else the original's
+    indices of the channels the student kept (needs the ``keep`` and ``groups`` the student was sliced with)."""
     ours, theirs = _stage_outputs(student, example), _stage_outputs(teacher, example)
-    skipped = [n for n in ours if n in theirs and ours[n] != theirs[n]]
+    maps: dict[str, list[int] | None] = {}
+    skipped: list[str] = []
+    for name, shape in ours.items():
+        other = theirs.get(name)
+        if other is None:
+            continue
+        if other == shape:
+            maps[name] = None
+            continue
+        kept = None
+        if keep and groups and other[0] == shape[0] and other[2:] == shape[2:] and shape[1] < other[1]:
+            kept = _kept_output_channels(name, int(other[1]), teacher, keep, groups)
+        if kept is not None and len(kept) == shape[1]:
+            maps[name] = kept
+        else:
+            skipped.append(name)
     if skipped:
-        log.info("feature hints: stage(s) %s skipped (pruning changed their output shape)", ", ".join(skipped))
-    return [n for n in ours if theirs.get(n) == ours[n]]
+        log.info("feature hints: stage(s) %s skipped (their kept channels could not be traced)", ", ".join(skipped))
+    return maps
+
+
+def hinted_stages(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
+                  keep: Mapping[str, Sequence[int]] | None = None,
+                  groups: Sequence[ChannelGroup] | None = None) -> list[str]:
+    """Stages that get a hint (in model order): see :func:`stage_channel_maps`."""
+    return list(stage_channel_maps(student, teacher, example, keep, groups))
 
 
 class FeatureHintLoss:
     """Distillation plus normalised stage-output hints; call :meth:`close` to remove the forward hooks."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, example: torch.Tensor, temperature: float,
-                 alpha: float, weight: float = FEATURE_HINT_WEIGHT) -> None:
+                 alpha: float, weight: float = FEATURE_HINT_WEIGHT, keep: Mapping[str, Sequence[int]] | None = None,
+                 groups: Sequence[ChannelGroup] | None = None) -> None:
         self.distill = DistillationLoss(teacher, temperature, alpha)
         self.weight = weight
-        self.stages = hinted_stages(student, teacher, example)
+        maps = stage_channel_maps(student, teacher, example, keep, groups)
+        self.stages = list(maps)
+        #: stages matched through the kept channels (their output was channel-pruned)
+        self.indexed_stages = [name for name, kept in maps.items() if kept is not None]
+        self._channels = {name: torch.tensor(kept, dtype=torch.long) for name, kept in maps.items() if kept is not None}
         self._outputs: dict[tuple[str, str], torch.Tensor] = {}
         self._handles: list[Any] = []
         for side, model in (("student", student), ("teacher", teacher)):
@@ -80,9 +161,15 @@ class FeatureHintLoss:
         loss = self.distill(logits, inputs, labels)  # runs the teacher: its hooks record its stage outputs
         if not self.stages:
             return loss
-        hint = sum(F.mse_loss(self._outputs[("student", n)], self._outputs[("teacher", n)])
-                   / self._outputs[("teacher", n)].pow(2).mean().clamp_min(1e-12) for n in self.stages)
+        hint = sum(self._stage_hint(n) for n in self.stages)
         return loss + self.weight * hint / len(self.stages)
+
+    def _stage_hint(self, stage: str) -> torch.Tensor:
+        ours, theirs = self._outputs[("student", stage)], self._outputs[("teacher", stage)]
+        channels = self._channels.get(stage)
+        if channels is not None:
+            theirs = theirs.index_select(1, channels.to(theirs.device))
+        return F.mse_loss(ours, theirs) / theirs.pow(2).mean().clamp_min(1e-12)
 
     def close(self) -> None:
         """Remove the hooks from both models (the student ships without them)."""
