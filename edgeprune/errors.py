@@ -81,14 +81,19 @@ class OutputError(InputError):
 
 
 class BudgetUnreachableError(EdgepruneError):
-    """Even the smallest model edgeprune may build is slower than the budget."""
+    """No model edgeprune may build meets the budget: even the smallest is slower (``floor_ms`` over the
+    budget), or none of those that fit while searching held up when their latency was confirmed."""
 
     def __init__(self, budget_ms: float, floor_ms: float, detail: str = "") -> None:
         extra = f" {detail}" if detail else ""
-        super().__init__(
-            f"budget {budget_ms:.3f} ms cannot be met: the fastest pruned model measured "
-            f"{floor_ms:.3f} ms (median).{extra}"
-        )
+        if floor_ms > budget_ms:
+            message = (f"budget {budget_ms:.3f} ms cannot be met: the fastest pruned model measured "
+                       f"{floor_ms:.3f} ms (median).{extra}")
+        else:  # a noisy search reading fit, but no candidate's confirming measurement did
+            message = (f"budget {budget_ms:.3f} ms was not met reliably: a candidate measured {floor_ms:.3f} ms "
+                       f"(median) while searching, but no candidate's confirming measurement stayed within the "
+                       f"budget; timings on this machine may be too noisy, try a looser budget.{extra}")
+        super().__init__(message)
         self.budget_ms = budget_ms
         self.floor_ms = floor_ms
 

@@ -23,7 +23,20 @@ def to_model_input(images: np.ndarray, prep: Preprocessing) -> torch.Tensor:
         x = F.interpolate(x, size=(prep.height, prep.width), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(prep.mean).view(1, -1, 1, 1)
     std = torch.tensor(prep.std).view(1, -1, 1, 1)
-    return ((x - mean) / std).contiguous()
+    return _standard_strides((x - mean) / std)
+
+
+def _standard_strides(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with plain NCHW strides.
+
+    ``Tensor.contiguous()`` is not enough for one-channel images: a permuted (N, 1, H, W) tensor counts as
+    contiguous yet keeps channels-last strides, which send every convolution of a model down oneDNN's
+    channels-last path. There, on torch 2.14 CPU with two threads, the backward pass of a thin pruned model
+    corrupted the heap (``double free or corruption``) on a three-image batch; plain strides avoid that path.
+    """
+    x = x.contiguous()
+    expected = torch.empty(x.shape, device="meta").stride()
+    return x if x.stride() == expected else x.clone(memory_format=torch.contiguous_format)
 
 
 def calibration_indices(n_total: int, n_calib: int, seed: int) -> np.ndarray:

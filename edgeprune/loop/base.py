@@ -8,8 +8,11 @@ the pipeline's measurements or from a latency model they name.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,8 +35,9 @@ class Allocation(Protocol):
 
     name: str
 
-    def first(self, baseline_ms: float, target_ms: float) -> Candidate:
-        """The first candidate to ship (may measure candidates through the run while searching)."""
+    def first(self, baseline_ms: float, budget_ms: float, target_ms: float) -> Candidate:
+        """The first candidate to ship, searched for ``target_ms`` (the budget less headroom); may measure
+        candidates through the run while searching."""
         ...
 
     def after_miss(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
@@ -47,6 +51,18 @@ class Allocation(Protocol):
 
 class RoundsExhausted(Exception):
     """Raised by the run's measure function when the export-and-measure round limit is reached."""
+
+
+def floor_within_budget(floor_ms: float, target_ms: float, budget_ms: float) -> float:
+    """The search target to use when the fastest model edgeprune may build measured ``floor_ms``, over the
+    headroom-reduced ``target_ms`` but within ``budget_ms``: the budget itself (headroom dropped, and said).
+
+    The budget is what the user asked for; the headroom only guards against timing noise, so a floor that meets
+    the budget is searched for rather than reported as "cannot be met"."""
+    log.warning("the fastest prunable model measured %.3f ms: within the %.3f ms budget but not the %.3f ms search "
+                "target; searching to the budget itself (no headroom against timing noise)",
+                floor_ms, budget_ms, target_ms)
+    return budget_ms
 
 
 def kept_fraction(keep: dict[str, list[int]], widths: dict[str, int]) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeprune.errors import BudgetUnreachableError
 from edgeprune.latency.predictor import LatencyModel
-from edgeprune.loop.base import Candidate
+from edgeprune.loop.base import Candidate, floor_within_budget
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.search import latency_budgeted_widths
 
@@ -58,8 +58,10 @@ class LatencySearch:
         if not result.feasible:
             smallest = {g.name: list(range(min(g.width, max(1, self.alignment)))) for g in self.groups}
             floor_ms = self.measure_floor(smallest)
-            if floor_ms > self.target_ms:
+            if floor_ms > self.budget_ms:
                 raise BudgetUnreachableError(self.budget_ms, floor_ms, self.floor_hint)
+            if floor_ms > self.target_ms:
+                self.target_ms = floor_within_budget(floor_ms, self.target_ms, self.budget_ms)
             # The model is pessimistic for small widths: re-anchor on the measured floor and search again.
             self.correction *= floor_ms / max(result.predicted_ms, 1e-9)
             result = latency_budgeted_widths(self.groups, self.scores, _Corrected(self.latency, self.correction),

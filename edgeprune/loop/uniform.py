@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import BudgetUnreachableError
-from edgeprune.loop.base import Candidate, RoundsExhausted
+from edgeprune.loop.base import Candidate, RoundsExhausted, floor_within_budget
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.ratio_bisect import bisect_largest_feasible
 from edgeprune.prune.uniform import uniform_keep
@@ -54,8 +54,10 @@ class UniformBisection:
         if baseline_ms <= target_ms:
             return Candidate({}, {"keep_ratio": 1.0}, baseline_ms)
         floor_ms, _ = self._latency(FLOOR_RATIO, "floor")
-        if floor_ms > target_ms:
+        if floor_ms > budget_ms:
             raise BudgetUnreachableError(budget_ms, floor_ms, self.floor_hint)
+        if floor_ms > target_ms:
+            target_ms = floor_within_budget(floor_ms, target_ms, budget_ms)
         feasible = [FLOOR_RATIO]
 
         def latency_at(ratio: float) -> float:

@@ -97,3 +97,12 @@ def test_calibration_batch() -> None:
     idx = calibration_indices(10, 3, seed=7)
     assert batch.shape == (3, 1, 4, 4)
     assert torch.allclose(batch[:, 0, 0, 0], torch.tensor(idx * 20 / 255, dtype=torch.float32))
+
+
+def test_model_input_has_plain_nchw_strides_even_with_one_channel() -> None:
+    # a permuted one-channel batch counts as contiguous but keeps channels-last strides, which took torch's
+    # two-thread oneDNN backward of a thin pruned demo model into heap corruption
+    for prep, channels in ((GRAY, 1), (RGB, 3)):
+        x = to_model_input(const(5, 4, 4, (10,) * channels), prep)
+        n, c, h, w = x.shape
+        assert x.stride() == (c * h * w, h * w, w, 1)

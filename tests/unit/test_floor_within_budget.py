@@ -1,0 +1,66 @@
+"""A floor that meets the budget but not the search target (budget less headroom) is searched, not refused.
+
+The allocations are driven by an analytic cost here (10 ms plus 1 ms per kept channel): these tests check the
+search logic, not a latency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pytest
+
+from edgeprune.errors import BudgetUnreachableError
+from edgeprune.loop.base import Allocation
+from edgeprune.loop.latency_search import LatencySearch
+from edgeprune.loop.uniform import UniformBisection
+from edgeprune.prune.groups import ChannelGroup, GroupMember
+
+GROUPS = [ChannelGroup(n, 8, (GroupMember(n, "Conv2d", "out", tuple(range(8))),)) for n in ("a", "b")]
+SCORES = {g.name: np.arange(8, dtype=float) for g in GROUPS}
+FULL_MS = 10.0 + 16  # the cost of the unpruned widths
+FLOOR_MS = 10.0 + 2  # one channel per group
+
+
+class _Cost:
+    def predict(self, widths: Mapping[str, int]) -> float:
+        return 10.0 + sum(widths.values())
+
+    def breakdown(self, widths: Mapping[str, int]) -> dict[str, float]:
+        return {"fixed": 10.0, **{k: float(v) for k, v in widths.items()}}
+
+
+def _kept_ms(keep: Mapping[str, list[int]]) -> float:
+    return 10.0 + sum(len(k) for k in keep.values())
+
+
+def _latency_search() -> LatencySearch:
+    return LatencySearch(GROUPS, SCORES, _Cost(), alignment=1, globally_comparable=True,
+                         measure_floor=_kept_ms, floor_hint="", latency_source="analytic")
+
+
+def _uniform() -> UniformBisection:
+    return UniformBisection(GROUPS, SCORES, alignment=1, measure=lambda keep, _kind, _info: _kept_ms(keep),
+                            max_rounds=20, floor_hint="")
+
+
+@pytest.mark.parametrize("allocation", [_latency_search, _uniform])
+def test_a_floor_within_the_budget_is_searched_with_the_headroom_dropped(allocation: Callable[[], Allocation],
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    budget_ms = FLOOR_MS + 0.3  # the floor fits the budget but not the 5% headroom below it
+    target_ms = 0.95 * budget_ms
+    assert target_ms < FLOOR_MS < budget_ms
+    candidate = allocation().first(FULL_MS, budget_ms, target_ms)
+    assert _kept_ms(candidate.keep) <= budget_ms
+    assert "searching to the budget itself" in caplog.text
+
+
+@pytest.mark.parametrize("allocation", [_latency_search, _uniform])
+def test_a_floor_over_the_budget_cannot_be_met(allocation: Callable[[], Allocation]) -> None:
+    with pytest.raises(BudgetUnreachableError, match="cannot be met: the fastest pruned model measured 12.000 ms"):
+        allocation().first(FULL_MS, FLOOR_MS - 0.5, 0.95 * (FLOOR_MS - 0.5))
+
+
+def test_a_search_reading_within_the_budget_is_not_called_a_floor() -> None:
+    message = str(BudgetUnreachableError(1.0, 0.9, "No candidate met it within 8 measured rounds."))
+    assert "cannot be met" not in message and "0.900 ms (median) while searching" in message
