@@ -87,3 +87,16 @@ def test_sampling_error_is_the_binomial_standard_error_and_the_goal_text_states_
     markdown = pruning_report.render_markdown(_baseline(), [_cell("lasso", 0.92), _cell("tp", 0.90)])
     assert "sample of 1,017 images" in markdown
     assert f"±{pruning_report.sampling_error_points(0.9272, 1017):.2f} points" in markdown
+
+
+def test_a_seed_repeat_stays_out_of_the_verdict_and_is_shown_next_to_its_seed_0_cell() -> None:
+    repeat = {**_cell("lasso", 0.9300), "cell": "lasso-2x-ft2-seed1", "seed": 1}
+    cells = [_cell("lasso", 0.9100), _cell("tp", 0.8000), repeat]
+    goal = pruning_report.goal_check(_baseline(), cells)
+    assert goal["met"] is False  # seed 0 loses 1.72 points; the better seed-1 repeat does not rescue it
+    assert goal["by_finetune_epochs"][2]["ours_top1"] == pytest.approx(0.91)
+    (check,) = goal["seed_checks"]
+    assert check["seed0_top1"] == pytest.approx(0.91) and check["mean_top1"] == pytest.approx(0.92)
+    text = "\n".join(pruning_report._goal_lines(goal))
+    assert "seed repeat `lasso-2x-ft2-seed1` (not in the verdict): 93.00%" in text and "a loss of 0.72 points" in text
+    assert ", seed 1 |" in pruning_report.cell_row(repeat)

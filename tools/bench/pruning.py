@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         s.results.mkdir(parents=True, exist_ok=True)
         cells = select(all_cells(args.methods, args.budgets, args.finetune_epochs,
                                  cell_recipe(args.recipe, args.augment, args.finetune_lr,
-                                             getattr(args, "feature_hints", False))), args.cells, args.part)
+                                             getattr(args, "feature_hints", False), args.seed)), args.cells, args.part)
         todo = [c for c in cells if not c.path(s.results).exists()]
         log.info("%d cell(s) selected, %d to run: %s", len(cells), len(todo), " ".join(c.name for c in todo))
         baseline = measure_baseline(s) if todo else None

@@ -66,13 +66,16 @@ class Cell:
         return results / f"cell-{self.name}.json"
 
 
-def cell_recipe(recipe: str, augment: str, lr: float = FitConfig.finetune_lr, hints: bool = False) -> str:
+def cell_recipe(recipe: str, augment: str, lr: float = FitConfig.finetune_lr, hints: bool = False,
+                seed: int = 0) -> str:
     """The recipe part of cell ids: ``kd50k``; ``-cropflip`` when batches are augmented, ``-lr0.03`` for a
-    peak learning rate other than fit's default, ``-hints`` with fit's feature hints."""
+    peak learning rate other than fit's default, ``-hints`` with fit's feature hints, ``-seed1`` for a seed
+    other than 0 (a repeat of the seed-0 cell)."""
     spec = parse_augmentation(augment).spec
     name = recipe if spec == "none" else f"{recipe}-{spec.replace(',', '')}"
     name = name if lr == FitConfig.finetune_lr else f"{name}-lr{lr:g}"
-    return f"{name}-hints" if hints else name
+    name = f"{name}-hints" if hints else name
+    return f"{name}-seed{seed}" if seed else name
 
 
 def extra_fit_options(args: argparse.Namespace) -> dict[str, Any]:

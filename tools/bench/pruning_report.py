@@ -64,6 +64,7 @@ def _finetune_text(ft: dict[str, Any]) -> str:
     if not ft.get("epochs"):
         return "none"
     extra = (" + distill" if ft.get("distill") else "") + (" + feature hints" if ft.get("distill_features") else "")
+    extra += f", seed {ft['seed']}" if ft.get("seed") else ""
     seconds = float(ft.get("seconds", 0.0))
     took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
     return f"{ft['epochs']} ep × {ft['images']:,} img ({took}){extra}"
@@ -71,7 +72,7 @@ def _finetune_text(ft: dict[str, Any]) -> str:
 
 def cell_row(cell: dict[str, Any]) -> str:
     """One markdown table row for a cell."""
-    method, ft = cell["method"], _finetune_text(cell["finetune"])
+    method, ft = cell["method"], _finetune_text({**cell["finetune"], "seed": cell.get("seed", 0)})
     wall = f"{cell.get('wall_seconds', 0.0) / 60:.1f} min"
     if cell.get("status") != "met":
         floor = cell.get("floor_ms")
@@ -98,7 +99,7 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
     baseline cannot reach the budget), and (b) loses at most ``max_loss_points`` against the original's
     lossless top-1. ``met`` is None when the cells needed to decide are missing.
     """
-    at_budget = [c for c in cells if c["budget_name"] == budget]
+    at_budget = [c for c in cells if c["budget_name"] == budget and not c.get("seed")]  # repeats: see seed_checks
     original = baseline["top1_lossless"]
     by_ft: dict[Any, dict[str, Any]] = {}
     for key in sorted({_recipe_key(c) for c in at_budget}, key=lambda k: (isinstance(k, str), str(k))):
@@ -129,7 +130,28 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
         met = False  # compared and missed, or lasso/nisp ran but did not reach the budget
     return {"budget": budget, "original_top1": original, "lossless_images": baseline.get("lossless_images"),
             "margin_points_required": margin_points,
-            "max_loss_points": max_loss_points, "by_finetune_epochs": by_ft, "met": met}
+            "max_loss_points": max_loss_points, "by_finetune_epochs": by_ft, "met": met,
+            "seed_checks": seed_checks(cells, budget, original)}
+
+
+def seed_checks(cells: list[dict[str, Any]], budget: str, original: float) -> list[dict[str, Any]]:
+    """Repeats of a cell with another seed (ids ending ``-seedN``), next to the seed-0 cell they repeat.
+
+    The goal verdict is taken on seed 0 only, the seed fixed before any result was seen: taking the best of
+    several seeds would select on noise. These rows show how far the verdict's figure moves with the seed."""
+    by_id = {c["cell"]: c for c in cells if "cell" in c}
+    checks = []
+    for cell in cells:
+        seed = cell.get("seed")
+        if not seed or cell.get("budget_name") != budget or not _reached(cell):
+            continue
+        twin = by_id.get(str(cell["cell"]).removesuffix(f"-seed{seed}"))
+        values = [cell["top1_lossless"]] + ([twin["top1_lossless"]] if twin and _reached(twin) else [])
+        mean = sum(values) / len(values)
+        checks.append({"cell": cell["cell"], "seed": seed, "top1": cell["top1_lossless"], "speedup": cell["speedup"],
+                       "seed0_top1": values[1] if len(values) > 1 else None, "mean_top1": mean,
+                       "mean_loss_points": 100 * (original - mean)})
+    return checks
 
 
 def _recipe_key(cell: dict[str, Any]) -> int | str:
@@ -172,6 +194,12 @@ def _goal_lines(goal: dict[str, Any]) -> list[str]:
                      f"({'clear margin' if r['beats_tp'] else 'no clear margin' if r['beats_tp'] is False else 'not compared'}); "
                      f"loss vs original {r['loss_points']:.2f} points "
                      f"({'within' if r['loss_ok'] else 'over'} {goal['max_loss_points']:.1f}).")
+    for check in goal.get("seed_checks", []):
+        seed0 = (f"seed 0 reached {_pct(check['seed0_top1'])}; mean of the two {_pct(check['mean_top1'])}, a loss of "
+                 f"{check['mean_loss_points']:.2f} points" if check["seed0_top1"] is not None
+                 else "no seed-0 result to compare")
+        lines.append(f"* seed repeat `{check['cell']}` (not in the verdict): {_pct(check['top1'])} at "
+                     f"{check['speedup']:.2f}×; {seed0}.")
     return lines
 
 
