@@ -59,9 +59,9 @@ def _fit_with_spike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) 
     finetuned: list[str] = []
     real_finetune = Recovery._finetune
 
-    def counting_finetune(self: Recovery, model: Any, name: str) -> Any:
+    def counting_finetune(self: Recovery, model: Any, name: str, *args: Any) -> Any:
         finetuned.append(name)
-        return real_finetune(self, model, name)
+        return real_finetune(self, model, name, *args)
 
     monkeypatch.setattr(Recovery, "_finetune", counting_finetune)
     # a wide headroom, so that without the spike every confirmation passes on a noisy machine too
