@@ -79,6 +79,9 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
         lines[-1] += (" *preconfirm* is the longer confirming measurement of a candidate taken before fine-tuning "
                       "it (a candidate that misses there is never fine-tuned); *confirm* measures the recovered "
                       "model that ships.")
+    if "preconfirm-recheck" in kinds:
+        lines[-1] += (" *preconfirm-recheck* measures a candidate once more when its preconfirm missed the budget "
+                      "although the search had measured it within; it decides.")
     if "recheck" in kinds:
         lines[-1] += (" *recheck* is one more measurement of the recovered model, taken when its confirmation "
                       "missed the budget although its architecture had confirmed; it decides, and it is the "
