@@ -100,3 +100,11 @@ def test_a_seed_repeat_stays_out_of_the_verdict_and_is_shown_next_to_its_seed_0_
     text = "\n".join(pruning_report._goal_lines(goal))
     assert "seed repeat `lasso-2x-ft2-seed1` (not in the verdict): 93.00%" in text and "a loss of 0.72 points" in text
     assert ", seed 1 |" in pruning_report.cell_row(repeat)
+
+
+def test_a_seed_repeat_at_another_speed_gets_no_mean() -> None:
+    repeat = {**_cell("lasso", 0.8800), "cell": "lasso-2x-ft2-seed1", "seed": 1, "speedup": 3.3}
+    goal = pruning_report.goal_check(_baseline(), [_cell("lasso", 0.9200), repeat])
+    (check,) = goal["seed_checks"]
+    assert not check["comparable"] and check["mean_top1"] is None
+    assert "different speeds" in "\n".join(pruning_report._goal_lines(goal))
