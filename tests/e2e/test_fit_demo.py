@@ -61,7 +61,9 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
         assert (out / name).is_file(), name
     assert report["method"]["allocation"] == "latency-budgeted-search"
     rounds = report["search"]["rounds"]
-    assert rounds[-1]["kind"] == "confirm" and rounds[-1]["meets_budget"]
+    # the shipped model's confirmation decides, or its recheck when a noisy confirmation missed
+    assert rounds[-1]["kind"] in ("confirm", "recheck") and rounds[-1]["meets_budget"]
+    assert rounds[-1]["median_ms"] == pytest.approx(report["final"]["latency"]["median_ms"])
     assert all("predicted_ms" in r for r in rounds if r["kind"] in ("search", "confirm"))
     assert "budget met" in proc.stdout and "accuracy" in proc.stdout
     # The shipped ONNX file loads and runs in ONNX Runtime, and re-timed independently it is within budget
