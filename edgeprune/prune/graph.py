@@ -59,7 +59,8 @@ class _ChannelPaddingPruner(tp.pruner.function.BasePruningFunc):
         return int(layer.in_channels)
 
 
-def _channel_dim_size(module: nn.Module, dim: str) -> int | None:
+def channel_dim_size(module: nn.Module, dim: str) -> int | None:
+    """Size of a layer's output (``dim="out"``) or input (``"in"``) channel dimension; None for other layers."""
     if isinstance(module, nn.Conv2d):
         return module.out_channels if dim == "out" else module.in_channels
     if isinstance(module, nn.Linear):
@@ -77,7 +78,7 @@ def find_classifier(model: nn.Module, example_input: torch.Tensor) -> str | None
         return None
     found = None
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)) and _channel_dim_size(module, "out") == out.shape[1]:
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and channel_dim_size(module, "out") == out.shape[1]:
             found = name
     return found
 
@@ -162,7 +163,7 @@ class ModelGraph:
             dim = "out" if handler in _OUT_HANDLERS else "in" if handler in _IN_HANDLERS else None
             if name is None or dim is None:
                 continue  # functional ops (add, cat, flatten) carry no weights
-            size = _channel_dim_size(module, dim)
+            size = channel_dim_size(module, dim)
             if size is not None and size != width and not (dim == "in" and isinstance(module, nn.Linear)):
                 mismatched.append(f"{name}:{dim}={size}")
             members.append(GroupMember(name, type(module).__name__, dim, tuple(int(i) for i in item.idxs)))

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeprune.prune.graph import channel_dim_size
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.train.distill import DistillationLoss
 
@@ -57,12 +58,6 @@ def _stage_outputs(model: nn.Module, example: torch.Tensor) -> dict[str, torch.S
     return shapes
 
 
-def _width(module: nn.Module, dim: str) -> int | None:
-    names = ("out_channels", "num_features") if dim == "out" else ("in_channels", "in_features", "num_features")
-    width = next((getattr(module, n) for n in names if getattr(module, n, None) is not None), None)
-    return int(width) if width is not None else None
-
-
 def _kept_output_channels(stage: str, width: int, teacher: nn.Module, keep: Mapping[str, Sequence[int]],
                           groups: Sequence[ChannelGroup]) -> list[int] | None:
     """The original's indices of the channels a channel-pruned ``stage`` still outputs, or None if untraceable.
@@ -73,19 +68,15 @@ def _kept_output_channels(stage: str, width: int, teacher: nn.Module, keep: Mapp
     ``features``. A stage with no such layer left (depth pruning emptied it) is read off the first layer after
     it that takes ``width`` channels in."""
     inside = f"{stage}."
-    leaving = {g.name for g in groups if any(m.dim == "in" and not m.module.startswith(inside) for m in g.members)}
-
-    def in_groups(module: str, dim: str, names: set[str] | None = None) -> bool:
-        return any((names is None or g.name in names) and any(m.module == module and m.dim == dim for m in g.members)
-                   for g in groups)
-
-    names = [name for name, _ in teacher.named_modules()]
-    after = names.index(stage) + 1
-    while after < len(names) and names[after].startswith(inside):
-        after += 1
-    producers = [n for n in names if n.startswith(inside) and _width(teacher.get_submodule(n), "out") == width
-                 and in_groups(n, "out", leaving)]
-    consumers = [n for n in names[after:] if _width(teacher.get_submodule(n), "in") == width and in_groups(n, "in")]
+    leaving = [g for g in groups if any(m.dim == "in" and not m.module.startswith(inside) for m in g.members)]
+    leaving_outputs = {m.module for g in leaving for m in g.members if m.dim == "out"}
+    inputs = {m.module for g in groups for m in g.members if m.dim == "in"}
+    modules = dict(teacher.named_modules())
+    order = list(modules)
+    later = [n for n in order[order.index(stage) + 1:] if not n.startswith(inside)]
+    producers = [n for n in order if n.startswith(inside) and n in leaving_outputs
+                 and channel_dim_size(modules[n], "out") == width]
+    consumers = [n for n in later if n in inputs and channel_dim_size(modules[n], "in") == width]
     if producers:
         layer, dim = producers[-1], "out"
     elif consumers:

@@ -72,12 +72,17 @@ def _fit_with_spike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *kinds: str
     return result, finetuned
 
 
+
+def _around_first(result: Any, kind: str) -> tuple[list[dict[str, Any]], list[str], int]:
+    """The run's search rounds, their kinds, and the index of the first round of ``kind``."""
+    rounds = result.report["search"]["rounds"]
+    kinds = [r["kind"] for r in rounds]
+    return rounds, kinds, kinds.index(kind)
+
 def test_a_candidate_whose_confirmation_misses_is_never_fine_tuned(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     result, finetuned = _fit_with_spike(tmp_path, monkeypatch, "preconfirm", "preconfirm-recheck")
-    rounds = result.report["search"]["rounds"]
-    kinds = [r["kind"] for r in rounds]
-    first = kinds.index("preconfirm")
+    rounds, kinds, first = _around_first(result, "preconfirm")
     assert kinds[first: first + 2] == ["preconfirm", "preconfirm-recheck"]
     assert not rounds[first]["meets_budget"] and not rounds[first + 1]["meets_budget"]  # both spiked: a real miss
     # one fine-tune per candidate whose last confirmation before recovery met the budget, none for the others
@@ -93,9 +98,7 @@ def test_a_candidate_whose_confirmation_misses_is_never_fine_tuned(tmp_path: Pat
 def test_a_noisy_miss_after_fine_tuning_is_settled_by_a_third_confirmation(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     result, finetuned = _fit_with_spike(tmp_path, monkeypatch, "final")
-    rounds = result.report["search"]["rounds"]
-    kinds = [r["kind"] for r in rounds]
-    first = kinds.index("confirm")
+    rounds, kinds, first = _around_first(result, "confirm")
     assert kinds[first - 1: first + 2] == ["preconfirm", "confirm", "recheck"]
     early, spiked, again = rounds[first - 1: first + 2]
     assert early["meets_budget"] and not spiked["meets_budget"]
@@ -108,9 +111,7 @@ def test_a_noisy_miss_after_fine_tuning_is_settled_by_a_third_confirmation(tmp_p
 def test_a_single_noisy_preconfirm_is_settled_by_measuring_again(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     result, finetuned = _fit_with_spike(tmp_path, monkeypatch, "preconfirm")
-    rounds = result.report["search"]["rounds"]
-    kinds = [r["kind"] for r in rounds]
-    first = kinds.index("preconfirm")
+    rounds, kinds, first = _around_first(result, "preconfirm")
     assert kinds[first - 1: first + 2] == ["search", "preconfirm", "preconfirm-recheck"]
     searched, spiked, again = rounds[first - 1: first + 2]
     assert searched["meets_budget"] and not spiked["meets_budget"]

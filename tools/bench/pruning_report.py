@@ -150,14 +150,13 @@ def seed_checks(cells: list[dict[str, Any]], budget: str, original: float) -> li
         if not seed or cell.get("budget_name") != budget or not _reached(cell):
             continue
         twin = by_id.get(str(cell["cell"]).removesuffix(f"-seed{seed}"))
-        values = [cell["top1_lossless"]] + ([twin["top1_lossless"]] if twin and _reached(twin) else [])
-        mean = sum(values) / len(values)
-        seed0_speedup = twin["speedup"] if twin and _reached(twin) else None
-        comparable = seed0_speedup is not None and abs(cell["speedup"] / seed0_speedup - 1) <= SAME_SPEED
+        twin = twin if twin and _reached(twin) else None
+        comparable = twin is not None and abs(cell["speedup"] / twin["speedup"] - 1) <= SAME_SPEED
+        mean = (cell["top1_lossless"] + twin["top1_lossless"]) / 2 if comparable and twin else None
         checks.append({"cell": cell["cell"], "seed": seed, "top1": cell["top1_lossless"], "speedup": cell["speedup"],
-                       "seed0_top1": values[1] if len(values) > 1 else None, "seed0_speedup": seed0_speedup,
-                       "comparable": comparable, "mean_top1": mean if comparable else None,
-                       "mean_loss_points": 100 * (original - mean) if comparable else None})
+                       "seed0_top1": twin and twin["top1_lossless"], "seed0_speedup": twin and twin["speedup"],
+                       "comparable": comparable, "mean_top1": mean,
+                       "mean_loss_points": None if mean is None else 100 * (original - mean)})
     return checks
 
 
