@@ -38,6 +38,7 @@ from edgeprune.latency.timing import TimingSpec
 from edgeprune.loop.base import Allocation, Candidate, RoundsExhausted, kept_fraction
 from edgeprune.loop.latency_search import LatencySearch
 from edgeprune.loop.uniform import UniformBisection
+from edgeprune.loop.upward import search_upward, undershoots
 from edgeprune.progress import progress_callback
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.groups import ChannelGroup
@@ -274,7 +275,8 @@ class FitRun:
 
         Latency depends on the architecture, which recovery does not change, so on the final step a candidate
         that fine-tuning would recover is confirmed *before* it is fine-tuned (:meth:`_confirm_before_recovery`):
-        a noisy search figure that the confirmation overturns costs one measurement, not a fine-tune. The
+        a noisy search figure that the confirmation overturns costs one measurement, not a fine-tune. A candidate
+        measured far under the search target gets one upward search first (:mod:`edgeprune.loop.upward`). The
         recovered artifact is then measured again, and that is the figure reported; should it miss after the
         architecture confirmed, :meth:`_recheck` measures it once more and that decides.
         """
@@ -283,6 +285,7 @@ class FitRun:
         start_ms = self.step_start_ms  # the original, the depth-pruned model, or the previous step's result
         best_ms = start_ms
         rounds_at_start = len(self.rounds)
+        searched_upward = False
         with self.clock("search"):
             candidate: Candidate | None = allocation.first(start_ms, budget_ms, target_ms)
         while candidate is not None:
@@ -292,6 +295,11 @@ class FitRun:
                         candidate.measured_ms = self._measure_keep(candidate.keep, "search", candidate.info)
                 except RoundsExhausted:
                     break
+            if not searched_upward and undershoots(candidate.measured_ms, target_ms):
+                searched_upward = True  # once per closed loop (see edgeprune.loop.upward)
+                with self.clock("search"):
+                    candidate = search_upward(allocation, candidate, budget_ms, self._measure_keep)
+                    assert candidate.measured_ms is not None
             best_ms = min(best_ms, candidate.measured_ms)
             early = self._confirm_before_recovery(candidate, budget_ms) \
                 if final_step and candidate.measured_ms <= budget_ms else None

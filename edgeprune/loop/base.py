@@ -44,6 +44,11 @@ class Allocation(Protocol):
         """A new candidate after ``candidate`` measured ``measured_ms`` (over budget), or None to give up."""
         ...
 
+    def after_undershoot(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
+        """A candidate keeping more channels after ``candidate`` measured ``measured_ms``, far under the search
+        target, or None when the strategy cannot propose one (see :mod:`edgeprune.loop.upward`)."""
+        ...
+
     def method(self) -> dict[str, Any]:
         """Facts for the report (strategy name, parameters)."""
         ...

@@ -3,7 +3,9 @@
 The latency model (a profiled lookup table, or a shipped profile) is first anchored to the original
 model's measured latency. Each candidate is then measured on the target; when a measurement misses the
 budget, the model's correction factor is multiplied by measured/predicted and the search runs again, so
-predictions converge on what the runtime really does (the closed loop).
+predictions converge on what the runtime really does (the closed loop). A candidate measured far *under* the
+search target (after a noisy recalibration, or where the model is pessimistic for thin widths) recalibrates
+the same way once, upward (:mod:`edgeprune.loop.upward`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from edgeprune.errors import BudgetUnreachableError
 from edgeprune.latency.predictor import LatencyModel
-from edgeprune.loop.base import Candidate, floor_within_budget
+from edgeprune.loop.base import Candidate, floor_within_budget, kept_fraction
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.search import latency_budgeted_widths
 
@@ -79,12 +81,33 @@ class LatencySearch:
         return self._search()
 
     def after_miss(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
-        predicted = float(candidate.info.get("predicted_ms", measured_ms))
-        self.history.append({"predicted_ms": predicted, "measured_ms": measured_ms})
-        self.correction *= measured_ms / max(predicted, 1e-9)
+        ratio = self._recalibrate(candidate, measured_ms)
         log.info("measured %.3f ms vs predicted %.3f ms: recalibrating (x%.3f) and searching again",
-                 measured_ms, predicted, measured_ms / max(predicted, 1e-9))
+                 measured_ms, candidate.info.get("predicted_ms", measured_ms), ratio)
         return self._search()
+
+    def after_undershoot(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
+        """Recalibrate on ``candidate`` (measured far under the search target) and search again; the new
+        candidate only if it keeps more channels (else the search cannot do better and None)."""
+        if not candidate.keep:
+            return None  # the starting model itself: nothing to add back
+        ratio = self._recalibrate(candidate, measured_ms)
+        log.info("measured %.3f ms, far under the %.3f ms search target: recalibrating (x%.3f) and searching "
+                 "upward once", measured_ms, self.target_ms, ratio)
+        upward = self._search()
+        widths = {g.name: g.width for g in self.groups}
+        return upward if kept_fraction(upward.keep, widths) > kept_fraction(candidate.keep, widths) else None
+
+    def _recalibrate(self, candidate: Candidate, measured_ms: float) -> float:
+        """Set the correction so that ``candidate``'s prediction equals ``measured_ms``; returns the change.
+
+        The correction is solved from the uncorrected prediction of the candidate's widths (not from the
+        prediction it was searched with), so it stays right when another recalibration happened in between."""
+        widths = {g.name: len(candidate.keep[g.name]) if g.name in candidate.keep else g.width for g in self.groups}
+        previous = self.correction
+        self.correction = measured_ms / max(self.latency.predict(widths), 1e-9)
+        self.history.append({"predicted_ms": previous * self.latency.predict(widths), "measured_ms": measured_ms})
+        return self.correction / previous
 
     def method(self) -> dict[str, Any]:
         return {"allocation": self.name, "latency_model": self.latency_source,

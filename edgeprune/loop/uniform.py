@@ -77,5 +77,10 @@ class UniformBisection:
     def after_miss(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
         return self._candidate(self._feasible.pop()) if self._feasible else None
 
+    def after_undershoot(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
+        """None: the bisection already measured the ratios around its pick against the target, so a wider
+        candidate would be one it measured over the target."""
+        return None
+
     def method(self) -> dict[str, Any]:
         return {"allocation": self.name}

@@ -108,3 +108,13 @@ def test_a_seed_repeat_at_another_speed_gets_no_mean() -> None:
     (check,) = goal["seed_checks"]
     assert not check["comparable"] and check["mean_top1"] is None
     assert "different speeds" in "\n".join(pruning_report._goal_lines(goal))
+
+
+def test_a_cell_run_while_the_machine_was_slower_is_flagged() -> None:
+    steady, slow = _cell("lasso", 0.92), _cell("nisp", 0.91)
+    steady["fit_baseline_ms"], slow["fit_baseline_ms"] = 2.1, 2.5  # 5% and 25% off the 2.0 ms baseline
+    assert pruning_report.drift_note(steady) == "" and pruning_report.drift_note(_cell("l1", 0.9)) == ""
+    assert pruning_report.drift_note(slow) == " (machine 25% slower‡)"
+    rows = {row.split(" | ")[0]: row for row in pruning_report.render_markdown(_baseline(), [steady, slow]).splitlines()
+            if row.startswith("| lasso") or row.startswith("| nisp")}
+    assert "‡" in rows["| nisp"] and "‡" not in rows["| lasso"]

@@ -63,6 +63,7 @@ from pruning_cells import (  # noqa: E402
 )
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
 from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
+from pruning_speed import wait_for_baseline_speed  # noqa: E402
 from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune  # noqa: E402
 
 log = logging.getLogger("pruning_bench")
@@ -302,6 +303,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--part", default=None, help="K/N: run every N-th selected cell starting at K (parallel parts)")
     p.add_argument("--render-only", action="store_true", help="render docs and plots from saved results")
     p.add_argument("--no-render", action="store_true", help="do not render after running cells")
+    p.add_argument("--allow-speed-drift", action="store_true",
+                   help="run cells even when the machine times the original >10%% off the saved baseline")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument("--figures", type=Path, default=REPO / "docs" / "figures")
     p.add_argument("--smoke", action="store_true",
@@ -382,6 +385,8 @@ def main(argv: list[str] | None = None) -> None:
         baseline = measure_baseline(s) if todo else None
         for cell in todo:
             assert baseline is not None
+            if not args.allow_speed_drift:
+                wait_for_baseline_speed(s, baseline)
             run_cell(cell, s, baseline)
         if args.no_render:
             return

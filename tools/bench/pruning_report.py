@@ -52,6 +52,25 @@ def _sort_key(cell: dict[str, Any]) -> tuple[int, int]:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), cell["finetune"]["epochs"])
 
 
+#: a cell's machine may have run this share faster or slower than when the baseline was measured (checked
+#: before each cell by pruning_speed.py; cells that drifted more are flagged)
+SPEED_DRIFT = 0.10
+
+
+def speed_ratio(cell: dict[str, Any]) -> float | None:
+    """The fit's own measurement of the original over the saved baseline (None for cells without one)."""
+    fit_ms = cell.get("fit_baseline_ms")
+    return None if fit_ms is None else float(fit_ms) / float(cell["baseline_ms"])
+
+
+def drift_note(cell: dict[str, Any]) -> str:
+    """Text after the speedup of a cell whose machine ran at another speed than the baseline's, else ''."""
+    ratio = speed_ratio(cell)
+    if ratio is None or abs(ratio - 1) <= SPEED_DRIFT:
+        return ""
+    return f" (machine {100 * abs(ratio - 1):.0f}% {'slower' if ratio > 1 else 'faster'}‡)"
+
+
 def _reached(cell: dict[str, Any]) -> bool:
     return cell.get("status") == "met" and cell.get("top1_lossless") is not None
 
@@ -82,7 +101,7 @@ def cell_row(cell: dict[str, Any]) -> str:
     noisy = " noisy" if cell["final"].get("noisy") else ""
     latency = f"{cell['final']['median_ms']:.3f} (p90 {cell['final']['p90_ms']:.3f}){noisy}"
     return (f"| {method} | {ft} | {_pct(cell['top1_lossless'])} | {_pct(cell['top1_jpeg'])} | {latency} | "
-            f"{cell['speedup']:.2f}× | {macs} | {wall} |")
+            f"{cell['speedup']:.2f}×{drift_note(cell)} | {macs} | {wall} |")
 
 
 def _best(cells: Iterable[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, Any] | None:
@@ -260,7 +279,9 @@ def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command:
         "closed loop, batch-norm re-estimation or least-squares reconstruction as fit defaults). The Torch-Pruning "
         "baselines bisect one uniform ratio on the measured latency of their ONNX export, then get the same "
         "batch-norm re-estimation and fine-tune. Latency = confirmed median of >= 100 runs and >= 2 s; "
-        "speedup is against the baseline above; `noisy` marks a measurement whose CV stayed over 15%. Wall time = the whole cell (search, recovery, export, both evaluations)." + kd_text,
+        "speedup is against the baseline above; `noisy` marks a measurement whose CV stayed over 15%; ‡ marks a cell "
+        f"whose run measured the original more than {100 * SPEED_DRIFT:.0f}% off that baseline (the machine ran at "
+        "another speed, so the same budget in ms asked for another speedup). Wall time = the whole cell (search, recovery, export, both evaluations)." + kd_text,
     ]
 
 
