@@ -28,8 +28,13 @@ from pruning_report import SPEED_DRIFT
 
 log = logging.getLogger("pruning_bench")
 
+#: consecutive readings that must all be within the drift (the one farthest off counts): the machine's speed here
+#: changes within seconds (2.54 ms then 3.05 ms ten seconds later, once)
+READINGS = 3
+
 def wait_for_baseline_speed(s: Any, baseline: dict[str, Any], tries: int = 5, pause_s: float = 60.0) -> float:
-    """Time the original until it is within ``SPEED_DRIFT`` of ``baseline`` (ms); return that time.
+    """Time the original until :data:`READINGS` readings in a row are within ``SPEED_DRIFT`` of ``baseline`` (ms);
+    return the one farthest off.
 
     Raises SystemExit after ``tries`` readings outside it, naming the drift (``--allow-speed-drift`` skips the
     check)."""
@@ -42,7 +47,8 @@ def wait_for_baseline_speed(s: Any, baseline: dict[str, Any], tries: int = 5, pa
         measurer = CandidateMeasurer(get_backend(target), target, example, work)
         artifact = measurer.export(bundle.model.eval(), "speed-check")
         for attempt in range(1, tries + 1):
-            ms = measurer.time(artifact, CONFIRM_TIMING).stats.median_ms
+            readings = [measurer.time(artifact, CONFIRM_TIMING).stats.median_ms for _ in range(READINGS)]
+            ms = max(readings, key=lambda r: abs(r / float(baseline["baseline_ms"]) - 1))  # the farthest off
             ratio = ms / float(baseline["baseline_ms"])
             if abs(ratio - 1) <= SPEED_DRIFT:
                 log.info("speed check: original %.3f ms (saved baseline %.3f ms)", ms, baseline["baseline_ms"])
