@@ -14,6 +14,7 @@ from edgeprune.errors import BudgetUnreachableError
 from edgeprune.loop.base import Allocation
 from edgeprune.loop.latency_search import LatencySearch
 from edgeprune.loop.uniform import UniformBisection
+from analytic_latency import AnalyticCost
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 
 GROUPS = [ChannelGroup(n, 8, (GroupMember(n, "Conv2d", "out", tuple(range(8))),)) for n in ("a", "b")]
@@ -22,20 +23,12 @@ FULL_MS = 10.0 + 16  # the cost of the unpruned widths
 FLOOR_MS = 10.0 + 2  # one channel per group
 
 
-class _Cost:
-    def predict(self, widths: Mapping[str, int]) -> float:
-        return 10.0 + sum(widths.values())
-
-    def breakdown(self, widths: Mapping[str, int]) -> dict[str, float]:
-        return {"fixed": 10.0, **{k: float(v) for k, v in widths.items()}}
-
-
 def _kept_ms(keep: Mapping[str, list[int]]) -> float:
     return 10.0 + sum(len(k) for k in keep.values())
 
 
 def _latency_search() -> LatencySearch:
-    return LatencySearch(GROUPS, SCORES, _Cost(), alignment=1, globally_comparable=True,
+    return LatencySearch(GROUPS, SCORES, AnalyticCost(), alignment=1, globally_comparable=True,
                          measure_floor=_kept_ms, floor_hint="", latency_source="analytic")
 
 

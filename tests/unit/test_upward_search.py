@@ -14,6 +14,7 @@ from edgeprune.loop.base import Candidate
 from edgeprune.loop.latency_search import LatencySearch
 from edgeprune.loop.uniform import UniformBisection
 from edgeprune.loop.upward import UNDERSHOOT_FRACTION, search_upward, undershoots
+from analytic_latency import AnalyticCost
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 
 GROUPS = [ChannelGroup(n, 8, (GroupMember(n, "Conv2d", "out", tuple(range(8))),)) for n in ("a", "b")]
@@ -21,14 +22,6 @@ SCORES = {g.name: np.arange(8, dtype=float) for g in GROUPS}
 FULL_MS = 10.0 + 16  # the cost of the unpruned widths
 BUDGET_MS = 22.0
 TARGET_MS = 0.95 * BUDGET_MS
-
-
-class _Cost:
-    def predict(self, widths: Mapping[str, int]) -> float:
-        return 10.0 + sum(widths.values())
-
-    def breakdown(self, widths: Mapping[str, int]) -> dict[str, float]:
-        return {"fixed": 10.0, **{k: float(v) for k, v in widths.items()}}
 
 
 def _true_ms(keep: Mapping[str, list[int]]) -> float:
@@ -40,7 +33,7 @@ def _kept(keep: Mapping[str, list[int]]) -> int:
 
 
 def _search() -> LatencySearch:
-    return LatencySearch(GROUPS, SCORES, _Cost(), alignment=1, globally_comparable=True,
+    return LatencySearch(GROUPS, SCORES, AnalyticCost(), alignment=1, globally_comparable=True,
                          measure_floor=_true_ms, floor_hint="", latency_source="analytic")
 
 
