@@ -35,8 +35,14 @@ MAX_REMOVED_SHARE = 0.75
 #: calibration images the greedy removal order is scored on
 DISTORTION_IMAGES = 128
 
-#: measures a candidate: (names of the removed blocks, the candidate model) -> latency in ms
-BlockMeasure = Callable[[list[str], nn.Module], float]
+#: a block count measured at most this share over the search target is measured once more, and the lower
+#: reading decides: a burst of load on a shared 2-core machine adds ~10% to one reading (interference only
+#: ever adds time), and one such reading cost the pruning benchmark's seed-1 cell a block (15 blocks read
+#: 1.209 ms against the 1.131 ms target; seed 0 had shipped 15 blocks at 1.106 ms)
+NEAR_MISS_SHARE = 0.10
+
+#: measures a candidate: (names of the removed blocks, the candidate model, round kind) -> latency in ms
+BlockMeasure = Callable[[list[str], nn.Module, str], float]
 
 
 @dataclass
@@ -60,8 +66,12 @@ class DepthResult:
 
 
 def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor, frozen_modules: Sequence[str],
-                baseline_ms: float, target_ms: float, measure: BlockMeasure) -> DepthResult:
-    """Remove the fewest least-distorting blocks whose measured latency is at most ``target_ms``."""
+                baseline_ms: float, target_ms: float, measure: BlockMeasure, near_miss_share: float = NEAR_MISS_SHARE
+                ) -> DepthResult:
+    """Remove the fewest least-distorting blocks whose measured latency is at most ``target_ms``.
+
+    Each block count is measured as a ``depth`` round; a near miss (at most ``near_miss_share`` over the target)
+    gets a ``depth-recheck`` round and the lower reading decides (pass 0 where latencies are predicted)."""
     blocks = find_removable_blocks(model, example, frozen_modules)
     if not blocks:
         log.warning("--prune-blocks: the model has no residual block with an identity shortcut; "
@@ -81,8 +91,11 @@ def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tens
         names = [n for n in blocks if n in chosen]  # model order, for the plan and the report
         candidate = remove_blocks(model, names)
         recalibrate_batchnorm(candidate, calibration)
-        tried[count] = (measure(names, candidate.eval()), candidate, names)
-        return tried[count][0]
+        latency_ms = measure(names, candidate.eval(), "depth")
+        if target_ms < latency_ms <= target_ms * (1 + near_miss_share):
+            latency_ms = min(latency_ms, measure(names, candidate, "depth-recheck"))
+        tried[count] = (latency_ms, candidate, names)
+        return latency_ms
 
     if at(limit) > target_ms:
         chosen = limit

@@ -27,7 +27,7 @@ from torch import nn
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, InputError
-from edgeprune.fit_depth import DepthResult, prune_depth
+from edgeprune.fit_depth import NEAR_MISS_SHARE, DepthResult, prune_depth
 from edgeprune.fit_inputs import FitInputs
 from edgeprune.fit_recover import Recovery
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
@@ -164,7 +164,8 @@ class FitRun:
         target_ms = self.budget_ms * (1 - self.config.search_headroom)
         with self.clock("depth"):
             self.depth = prune_depth(self.model, self.example, self.inputs.calibration, self.config.frozen_modules,
-                                     baseline.stats.median_ms, target_ms, self._measure_blocks)
+                                     baseline.stats.median_ms, target_ms, self._measure_blocks,
+                                     0.0 if isinstance(self.measurer, PredictedMeasurer) else NEAR_MISS_SHARE)
         if not self.depth.removed:
             return
         self.recovery.depth_pruned = True
@@ -173,14 +174,14 @@ class FitRun:
         self.frozen = [g for g in self.step.graph.groups if not g.prunable]
         self.step_start_ms = self.depth.latency_ms
 
-    def _measure_blocks(self, removed: list[str], model: nn.Module) -> float:
-        """Measure a depth candidate (journalled by the names of its removed blocks)."""
+    def _measure_blocks(self, removed: list[str], model: nn.Module, kind: str = "depth") -> float:
+        """Measure a depth candidate (journalled by the names of its removed blocks and the round kind)."""
         if isinstance(self.measurer, PredictedMeasurer):
             graph = ModelGraph(model, self.example, self.config.frozen_modules, warn_frozen=False)
             self.measurer.bind(model, graph.prunable_groups())
-        m = self._measure(model, "depth", {f"block:{name}": [] for name in removed})
-        self._record("depth", {}, {"blocks_removed": len(removed)}, m)
-        top1 = self._candidate_top1(model)
+        m = self._measure(model, kind, {f"block:{name}": [] for name in removed})
+        self._record(kind, {}, {"blocks_removed": len(removed)}, m)
+        top1 = self._candidate_top1(model) if kind == "depth" else None  # a recheck: the same model
         if top1 is not None:
             self.rounds[-1].update(top1=top1, top1_note="after batch-norm re-estimation only (no fine-tuning), "
                                    f"PyTorch, first {CANDIDATE_EVAL_IMAGES} evaluation images")
@@ -230,7 +231,7 @@ class FitRun:
 
     def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], m: Measurement) -> None:
         stats = m.stats
-        meets = stats.median_ms <= (self.budget_ms if kind in ("baseline", "depth") else self.step_budget_ms)
+        meets = stats.median_ms <= (self.budget_ms if kind in ("baseline", "depth", "depth-recheck") else self.step_budget_ms)
         groups = self.step.groups if self.step else self.groups
         fraction = kept_fraction(keep, {g.name: g.width for g in groups})
         measured = stats.runs > 0
@@ -245,7 +246,7 @@ class FitRun:
                  "(within budget)" if meets else "(over budget)")
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
-        depth_rounds = sum(r["kind"] == "depth" for r in self.rounds)
+        depth_rounds = sum(r["kind"] in ("depth", "depth-recheck") for r in self.rounds)
         if len(self.rounds) - depth_rounds >= self.config.max_rounds * self.config.steps:
             raise RoundsExhausted()
         assert self.step is not None

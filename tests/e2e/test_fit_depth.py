@@ -34,17 +34,20 @@ def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> 
                            budget="70%", prune_blocks=True, finetune_epochs=1, distill_features=True, out=out)
     report = result.report
     assert result.final_latency_ms <= result.budget_ms
-    depth_rounds = [r for r in report["search"]["rounds"] if r["kind"] == "depth"]
+    depth_rounds = [r for r in report["search"]["rounds"] if r["kind"] in ("depth", "depth-recheck")]
     assert depth_rounds and all(r["measured"] for r in depth_rounds)
     blocks = report["method"]["blocks"]
     removed = blocks["removed"]
     assert blocks["removable"] == 7 and 1 <= len(removed) <= 5  # at most 75% of the removable blocks
-    # the chosen count is the fewest measured to meet the target (or the cap)
-    chosen = [r for r in depth_rounds if r["blocks_removed"] == len(removed)]
-    fewer = [r for r in depth_rounds if r["blocks_removed"] < len(removed)]
+    # the chosen count is the fewest measured to meet the target (or the cap); a count's lowest reading decides,
+    # and only a near miss (within 10% over the target) is measured twice
     target_ms = result.budget_ms * (1 - report["method"]["search_headroom"])
-    assert chosen and (chosen[0]["median_ms"] <= target_ms or len(removed) == 5)
-    assert all(r["median_ms"] > target_ms for r in fewer)
+    decided: dict[int, list[float]] = {}
+    for r in depth_rounds:
+        decided.setdefault(r["blocks_removed"], []).append(r["median_ms"])
+    assert all(len(v) == 1 or target_ms < v[0] <= 1.1 * target_ms for v in decided.values()), decided
+    assert len(removed) in decided and (min(decided[len(removed)]) <= target_ms or len(removed) == 5)
+    assert all(min(v) > target_ms for count, v in decided.items() if count < len(removed))
     plan = json.loads((out / "plan.json").read_text())
     assert plan["removed_blocks"] == removed
     convs = [n for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "Conv"]
