@@ -70,8 +70,12 @@ def floor_within_budget(floor_ms: float, target_ms: float, budget_ms: float) -> 
     return budget_ms
 
 
+def kept_widths(keep: dict[str, list[int]], widths: dict[str, int]) -> dict[str, int]:
+    """Each group's width once a candidate keeps ``keep`` (groups not listed keep their ``widths``)."""
+    return {name: len(keep[name]) if name in keep else w for name, w in widths.items()}
+
+
 def kept_fraction(keep: dict[str, list[int]], widths: dict[str, int]) -> float:
     """Share of the prunable channels a candidate keeps (1.0 for the original)."""
     total = sum(widths.values())
-    kept = sum(len(keep[name]) if name in keep else w for name, w in widths.items())
-    return kept / total if total else 1.0
+    return sum(kept_widths(keep, widths).values()) / total if total else 1.0

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeprune.errors import BudgetUnreachableError
 from edgeprune.latency.predictor import LatencyModel
-from edgeprune.loop.base import Candidate, floor_within_budget, kept_fraction
+from edgeprune.loop.base import Candidate, floor_within_budget, kept_fraction, kept_widths
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.search import latency_budgeted_widths
 
@@ -103,10 +103,10 @@ class LatencySearch:
 
         The correction is solved from the uncorrected prediction of the candidate's widths (not from the
         prediction it was searched with), so it stays right when another recalibration happened in between."""
-        widths = {g.name: len(candidate.keep[g.name]) if g.name in candidate.keep else g.width for g in self.groups}
+        uncorrected_ms = self.latency.predict(kept_widths(candidate.keep, {g.name: g.width for g in self.groups}))
         previous = self.correction
-        self.correction = measured_ms / max(self.latency.predict(widths), 1e-9)
-        self.history.append({"predicted_ms": previous * self.latency.predict(widths), "measured_ms": measured_ms})
+        self.correction = measured_ms / max(uncorrected_ms, 1e-9)
+        self.history.append({"predicted_ms": previous * uncorrected_ms, "measured_ms": measured_ms})
         return self.correction / previous
 
     def method(self) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from pruning_cells import (  # noqa: E402
     BUDGETS, DATA, DEFAULT_RESULTS, EDGEPRUNE_METHODS, IMPORTANCE, WEIGHTS, Cell, Settings, all_cells, cell_recipe,
     extra_fit_options, select,
 )
-from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
+from pruning_data import default_cache_dir, evaluate_onnx, load_original, prepare_train_npz  # noqa: E402
 from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
 from pruning_speed import wait_for_baseline_speed  # noqa: E402
 from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune  # noqa: E402
@@ -88,10 +88,9 @@ def measure_baseline(s: Settings) -> dict[str, Any]:
         raise SystemExit(f"{path} belongs to {saved['model']} / {saved['weights']}; use another --results dir")
     target = load_target(s.target)
     backend = get_backend(target)
-    bundle = load_model(s.model, s.weights)
+    bundle, example = load_original(s.model, s.weights, s.lossless)
     prep = bundle.preprocessing
     assert prep is not None
-    example = to_model_input(load_npz(s.lossless).images[:1], prep)
     work = Path(tempfile.mkdtemp(prefix="pruning-baseline-"))
     try:
         m = CandidateMeasurer(backend, target, example, work).measure(bundle.model.eval(), "original", CONFIRM_TIMING)

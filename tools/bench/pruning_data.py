@@ -14,11 +14,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edgeprune.backends.base import Artifact
 from edgeprune.data.loaders import load_npz
 from edgeprune.data.tensors import to_model_input
 from edgeprune.models.preprocessing import Preprocessing
+from edgeprune.models.zoo import ModelBundle, load_model
 from edgeprune.target import Target
 from edgeprune.validate.accuracy import evaluate_session
 
@@ -91,3 +93,10 @@ def evaluate_onnx(backend: object, artifact: Artifact, target: Target, data_npz:
     session = backend.load(artifact, target)  # type: ignore[attr-defined]
     result = evaluate_session(session, artifact.input_name, to_model_input(images, prep), labels)
     return float(result.top1 or 0.0), result.images
+
+
+def load_original(model: str, weights: Path, lossless: Path) -> tuple[ModelBundle, torch.Tensor]:
+    """The benchmark's original model and its one-image example input (the first lossless test image)."""
+    bundle = load_model(model, weights)
+    assert bundle.preprocessing is not None
+    return bundle, to_model_input(load_npz(lossless).images[:1], bundle.preprocessing)

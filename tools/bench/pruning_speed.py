@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.backends import get_backend
-from edgeprune.data.loaders import load_npz
-from edgeprune.data.tensors import to_model_input
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer
-from edgeprune.models.zoo import load_model
 from edgeprune.target import load_target
+from pruning_data import load_original
 from pruning_report import SPEED_DRIFT
 
 log = logging.getLogger("pruning_bench")
@@ -39,9 +37,7 @@ def wait_for_baseline_speed(s: Any, baseline: dict[str, Any], tries: int = 5, pa
     Raises SystemExit after ``tries`` readings outside it, naming the drift (``--allow-speed-drift`` skips the
     check)."""
     target = load_target(s.target)
-    bundle = load_model(s.model, s.weights)
-    assert bundle.preprocessing is not None
-    example = to_model_input(load_npz(s.lossless).images[:1], bundle.preprocessing)
+    bundle, example = load_original(s.model, s.weights, s.lossless)
     work = Path(tempfile.mkdtemp(prefix="pruning-speed-"))
     try:
         measurer = CandidateMeasurer(get_backend(target), target, example, work)
