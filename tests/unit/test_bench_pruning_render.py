@@ -118,3 +118,22 @@ def test_a_cell_run_while_the_machine_was_slower_is_flagged() -> None:
     rows = {row.split(" | ")[0]: row for row in pruning_report.render_markdown(_baseline(), [steady, slow]).splitlines()
             if row.startswith("| lasso") or row.startswith("| nisp")}
     assert "‡" in rows["| nisp"] and "‡" not in rows["| lasso"]
+
+
+def test_three_seeds_at_one_speed_get_a_mean_and_spread_and_stay_out_of_the_verdict() -> None:
+    repeats = [{**_cell("lasso", top1), "cell": f"lasso-2x-ft2-seed{seed}", "seed": seed}
+               for seed, top1 in ((1, 0.9300), (2, 0.9200))]
+    off_speed = {**_cell("lasso", 0.5000), "cell": "lasso-2x-ft2-seed3", "seed": 3, "speedup": 3.3}
+    goal = pruning_report.goal_check(_baseline(), [_cell("lasso", 0.9100), _cell("tp", 0.8000), *repeats, off_speed])
+    assert goal["met"] is False and len(goal["seed_checks"]) == 3
+    (group,) = goal["seed_means"]
+    assert group["seeds"] == [0, 1, 2]  # seed 3 ended at another speed: not in the mean
+    assert group["mean_top1"] == pytest.approx(0.92) and group["stdev_points"] == pytest.approx(1.0)
+    assert group["mean_loss_points"] == pytest.approx(0.72)
+    text = "\n".join(pruning_report._goal_lines(goal))
+    assert "over seeds 0, 1, 2" in text and "range 91.00% to 93.00%" in text and "standard deviation 1.00" in text
+
+
+def test_a_single_seed_repeat_gets_no_spread() -> None:
+    repeat = {**_cell("lasso", 0.9300), "cell": "lasso-2x-ft2-seed1", "seed": 1}
+    assert pruning_report.goal_check(_baseline(), [_cell("lasso", 0.9100), repeat])["seed_means"] == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -147,10 +148,11 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
     elif decided or any(r["ours"] is None for r in tuned) and any(
             c["method"] in OURS for c in at_budget if c["finetune"]["epochs"] > 0):
         met = False  # compared and missed, or lasso/nisp ran but did not reach the budget
+    checks = seed_checks(cells, budget, original)
     return {"budget": budget, "original_top1": original, "lossless_images": baseline.get("lossless_images"),
             "margin_points_required": margin_points,
             "max_loss_points": max_loss_points, "by_finetune_epochs": by_ft, "met": met,
-            "seed_checks": seed_checks(cells, budget, original)}
+            "seed_checks": checks, "seed_means": seed_means(checks, original)}
 
 
 #: seeds whose models' measured speedups differ by more than this share ended at different operating points
@@ -172,11 +174,35 @@ def seed_checks(cells: list[dict[str, Any]], budget: str, original: float) -> li
         twin = twin if twin and _reached(twin) else None
         comparable = twin is not None and abs(cell["speedup"] / twin["speedup"] - 1) <= SAME_SPEED
         mean = (cell["top1_lossless"] + twin["top1_lossless"]) / 2 if comparable and twin else None
-        checks.append({"cell": cell["cell"], "seed": seed, "top1": cell["top1_lossless"], "speedup": cell["speedup"],
+        checks.append({"cell": cell["cell"], "seed": seed, "seed0_cell": twin and twin["cell"],
+                       "top1": cell["top1_lossless"], "speedup": cell["speedup"],
                        "seed0_top1": twin and twin["top1_lossless"], "seed0_speedup": twin and twin["speedup"],
                        "comparable": comparable, "mean_top1": mean,
                        "mean_loss_points": None if mean is None else 100 * (original - mean)})
     return checks
+
+
+def seed_means(checks: list[dict[str, Any]], original: float) -> list[dict[str, Any]]:
+    """Top-1 over seed 0 and every repeat of it at the same speed, for cells repeated with two or more seeds.
+
+    The pairwise means of ``seed_checks`` say how far one repeat moves; with three or more seeds, the spread
+    says how much of a difference between cells is the seed's."""
+    groups: dict[str, dict[str, Any]] = {}
+    for check in checks:
+        if check["comparable"]:
+            group = groups.setdefault(check["seed0_cell"], {"cell": check["seed0_cell"], "seeds": [0],
+                                                             "top1": [check["seed0_top1"]]})
+            group["seeds"].append(check["seed"])
+            group["top1"].append(check["top1"])
+    means = []
+    for group in groups.values():
+        if len(group["seeds"]) < 3:
+            continue
+        mean = statistics.fmean(group["top1"])
+        means.append({**group, "mean_top1": mean, "stdev_points": 100 * statistics.stdev(group["top1"]),
+                      "min_top1": min(group["top1"]), "max_top1": max(group["top1"]),
+                      "mean_loss_points": 100 * (original - mean)})
+    return means
 
 
 def _recipe_key(cell: dict[str, Any]) -> int | str:
@@ -230,6 +256,11 @@ def _goal_lines(goal: dict[str, Any]) -> list[str]:
                      f"different speeds, so their difference is not seed noise alone and no mean is given")
         lines.append(f"* seed repeat `{check['cell']}` (not in the verdict): {_pct(check['top1'])} at "
                      f"{check['speedup']:.2f}×; {seed0}.")
+    for group in goal.get("seed_means", []):
+        lines.append(f"* `{group['cell']}` over seeds {', '.join(map(str, sorted(group['seeds'])))} (same speed within "
+                     f"{SAME_SPEED:.0%}): mean {_pct(group['mean_top1'])}, range {_pct(group['min_top1'])} to "
+                     f"{_pct(group['max_top1'])}, standard deviation {group['stdev_points']:.2f} points; "
+                     f"the mean loses {group['mean_loss_points']:.2f} points vs the original (not in the verdict).")
     return lines
 
 
