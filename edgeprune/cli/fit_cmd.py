@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune with knowledge distillation from the original model (works without labels)")
     p.add_argument("--distill-features", action="store_true",
                    help="--distill, and also fit the pruned model's stage outputs to the original's (feature hints; "
-                        "a channel-pruned stage is fitted to the original's kept channels)")
+                        "a channel-pruned stage is fitted to the original's kept channels); measured to help "
+                        "--prune-blocks, not channel pruning")
     p.add_argument("--prune-blocks", action="store_true",
                    help="remove whole residual blocks (least output distortion first) before pruning channels; "
                         "recovers best with --finetune-epochs and --distill-features")
