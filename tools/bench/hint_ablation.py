@@ -43,7 +43,7 @@ from edgeprune.target import load_target  # noqa: E402
 
 from pruning_cells import DATA, WEIGHTS  # noqa: E402
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
-from pruning_report import sampling_error_points, write_section  # noqa: E402
+from pruning_report import _pct, sampling_error_points, write_section  # noqa: E402
 
 log = logging.getLogger("hint_ablation")
 
@@ -69,18 +69,20 @@ def run_arms(work: Path, train_npz: Path) -> None:
     procs = []
     for index, arm in enumerate(ARMS):
         pin = {cores[index % len(cores)]} if cores else None
-        log_file = (work / f"{arm}.log").open("w", encoding="utf-8")
-        log.info("arm %s: %s", arm, " ".join(fit_command(arm, work / arm, train_npz)))
-        procs.append((arm, subprocess.Popen(
-            fit_command(arm, work / arm, train_npz), stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=(lambda pin=pin: os.sched_setaffinity(0, pin)) if pin else None)))
+        command = fit_command(arm, work / arm, train_npz)
+        log.info("arm %s: %s", arm, " ".join(command))
+        with (work / f"{arm}.log").open("w", encoding="utf-8") as log_file:  # the child keeps its own handle
+            procs.append((arm, subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=(lambda pin=pin: os.sched_setaffinity(0, pin)) if pin else None)))
     for arm, proc in procs:
         if proc.wait() != 0:
             raise SystemExit(f"arm {arm} failed (exit {proc.returncode}); see {work / arm}.log")
 
 
 def evaluate_arm(out: Path) -> dict[str, Any]:
-    """One arm's fit report figures and its exported model's top-1 on both test sets, in the target runtime."""
+    """One arm's fit report figures (lossless top-1 included) and its exported model's JPEG top-1, in the target
+    runtime."""
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     art = report["artifact"]
     artifact = Artifact(Path(art["file"]), art["format"], art["input_name"], tuple(art["input_shape"]))
@@ -88,10 +90,10 @@ def evaluate_arm(out: Path) -> dict[str, Any]:
     backend = get_backend(target)
     prep = load_model("cifar-resnet56", WEIGHTS / "resnet56-4bfd9763.th").preprocessing
     assert prep is not None
-    top1_lossless, n_lossless = evaluate_onnx(backend, artifact, target, DATA / "cifar10_test_lossless_first1017.npz",
-                                              prep)
     top1_jpeg, n_jpeg = evaluate_onnx(backend, artifact, target, DATA / "cifar10_test_jpeg.npz", prep)
-    return {"top1_lossless": top1_lossless, "lossless_images": n_lossless, "top1_jpeg": top1_jpeg,
+    # fit already evaluated the exported model on the lossless subset (its --data), in the same runtime
+    return {"top1_lossless": report["final"]["top1"], "lossless_images": report["evaluation"]["images"],
+            "top1_jpeg": top1_jpeg,
             "jpeg_images": n_jpeg, "macs": report["final"]["macs"], "finetune": report["finetune"]}
 
 
@@ -119,10 +121,6 @@ def render(results: dict[str, Any]) -> str:
         f"Hints minus no hints: {100 * (hints['top1_lossless'] - base['top1_lossless']):+.2f} points lossless "
         f"(one sampling error ±{lossless_se:.2f}), {100 * (hints['top1_jpeg'] - base['top1_jpeg']):+.2f} points on "
         f"the JPEG test set (±{jpeg_se:.2f}).", "", END])
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
 
 
 def main(argv: list[str] | None = None) -> None:
