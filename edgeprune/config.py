@@ -7,6 +7,12 @@ from pathlib import Path
 
 DEFAULT_OUT_DIR = Path("edgeprune-out")
 
+#: the channel-importance criteria (``--importance``); :mod:`edgeprune.prune.importance` registers one each
+IMPORTANCE_CRITERIA = ("l1", "bn", "taylor", "nisp", "lasso")
+
+#: the fine-tuning learning-rate schedules (``--finetune-schedule``), built by :mod:`edgeprune.train.schedules`
+FINETUNE_SCHEDULES = ("rewind", "constant", "one-cycle")
+
 
 @dataclass
 class FitConfig:

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
-from edgeprune.latency.timing import LatencyStats, TimingSpec
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats, TimingSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 ARTIFACT_FORMATS = ("onnx", "openvino", "tflite")
 

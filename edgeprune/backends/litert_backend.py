@@ -22,16 +22,18 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.errors import InputError, MissingRuntimeError
-from edgeprune.latency.timing import LatencyStats, TimingSpec, measure_latency
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 

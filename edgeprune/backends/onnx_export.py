@@ -8,12 +8,13 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-
-import onnx
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from edgeprune.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     Uses the dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``), the one PyTorch maintains;
     weights are embedded so the file stands alone.
     """
+    import onnx
+    import torch
+
     was_training = model.training
     model.eval()
     captured = io.StringIO()

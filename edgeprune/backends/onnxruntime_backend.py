@@ -5,17 +5,19 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.errors import InputError, MissingRuntimeError
-from edgeprune.latency.timing import LatencyStats, TimingSpec, measure_latency
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class OnnxRuntimeSession:

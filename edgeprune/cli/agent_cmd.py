@@ -6,10 +6,10 @@ import argparse
 import logging
 import os
 
+from edgeprune.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, TOKEN_ENV
+from edgeprune.agent.server import is_loopback, serve
 from edgeprune.cli.common import bounded_number, err_console
 from edgeprune.errors import InputError
-from edgeprune.latency.agent_protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, TOKEN_ENV
-from edgeprune.latency.agent_server import is_loopback, serve
 
 log = logging.getLogger(__name__)
 _MIN_TOKEN_CHARS = 16

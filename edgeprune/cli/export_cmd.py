@@ -9,13 +9,13 @@ from rich.table import Table
 
 from edgeprune.cli.common import console
 from edgeprune.errors import InputError
-from edgeprune.export.formats import parse_formats
-from edgeprune.export.slim_source import export_from_source
 from edgeprune.target import load_target
 
 
 def _formats(text: str) -> str:
     """Check ``--export`` while parsing, so that an unknown format is reported before anything is loaded."""
+    from edgeprune.export.formats import parse_formats
+
     try:
         parse_formats(text)
     except InputError as exc:
@@ -43,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and list the files written."""
+    from edgeprune.export.slim_source import export_from_source
+
     target = load_target(args.target)
     exported = export_from_source(args.source, args.formats, args.out, target=target, weights=args.weights,
                                   nhwc=args.nhwc, force=args.force)

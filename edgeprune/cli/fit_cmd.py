@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeprune.cli.common import console, float_list, fraction, non_negative_int, positive_int, shape
-from edgeprune.config import DEFAULT_OUT_DIR, FitConfig
-from edgeprune.pipeline import fit
-from edgeprune.prune.importance import importance_names
-from edgeprune.report.fit_result import FitResult
-from edgeprune.train.schedules import SCHEDULES
+from edgeprune.config import DEFAULT_OUT_DIR, FINETUNE_SCHEDULES, IMPORTANCE_CRITERIA, FitConfig
+
+if TYPE_CHECKING:
+    from edgeprune.report.fit_result import FitResult
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
-    p.add_argument("--importance", default="l1", help=f"channel importance: {', '.join(importance_names())}")
+    p.add_argument("--importance", default="l1", help=f"channel importance: {', '.join(IMPORTANCE_CRITERIA)}")
     p.add_argument("--allocation", choices=("latency", "uniform"), default="latency",
                    help="latency: search per-group widths on the profiled latency table (default); "
                         "uniform: one keep ratio for all groups, bisected on measured latency")
     p.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
     p.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
     p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate (default 0.01)")
-    p.add_argument("--finetune-schedule", choices=SCHEDULES, default="rewind",
+    p.add_argument("--finetune-schedule", choices=FINETUNE_SCHEDULES, default="rewind",
                    help="rewind: learning-rate rewinding (Renda et al. 2020; default); constant: classic fine-tuning")
     p.add_argument("--augment", default="none", metavar="LIST",
                    help="augment fine-tuning batches: none (default) or crop, flip, crop,flip "
@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),
     )
+    from edgeprune.fit.pipeline import fit
+
     result = fit(config)
     if args.json:
         console.print_json(json.dumps(result.report))

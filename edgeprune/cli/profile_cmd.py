@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgeprune.cli.common import console, err_console, positive_int, shape
-from edgeprune.fit_inputs import check_forward
-from edgeprune.latency.profile_model import ProfileConfig, profile_model
-from edgeprune.models.zoo import build_architecture
 from edgeprune.target import load_target
+
+if TYPE_CHECKING:
+    from edgeprune.latency.profile_model import ProfileConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile with a progress bar and print where the table went."""
+    from edgeprune.latency.profile_model import ProfileConfig, profile_model
+
     config = ProfileConfig(model=args.model, target=args.target, input_shape=args.input_shape,
                            num_classes=args.num_classes, table_dir=args.table_dir, max_points=args.max_points,
                            calibration_samples=args.calibration_samples, recalibrate=args.recalibrate,
@@ -66,5 +69,8 @@ def check_inputs(config: ProfileConfig) -> None:
     cannot take (either would otherwise surface deep inside the profiler)."""
     load_target(config.target).require_runtime()
     if config.input_shape is not None:
+        from edgeprune.fit.inputs import check_forward
+        from edgeprune.models.zoo import build_architecture
+
         bundle = build_architecture(config.model, config.num_classes)
         check_forward(bundle.model.eval(), config.model, tuple(config.input_shape))

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from edgeprune.cli.common import console
-from edgeprune.report.render import load_report, render_report_files
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Re-render the files, then print a short summary (or the report as JSON)."""
+    from edgeprune.report.render import load_report, render_report_files
+
     report = load_report(args.out_dir)
     written = render_report_files(args.out_dir, report)
     if args.json:

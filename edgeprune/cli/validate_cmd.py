@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeprune.cli.common import console, float_list, fraction, positive_int
 from edgeprune.errors import InputError, ValidationFailedError
-from edgeprune.latency.timing import TimingSpec
 from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.target import load_target
-from edgeprune.validate.artifact_check import ValidationResult, validate_artifact
-from edgeprune.validate.runners import default_target
+from edgeprune.timing import TimingSpec
+
+if TYPE_CHECKING:
+    from edgeprune.validate.artifact_check import ValidationResult
 
 
 def _seconds(text: str) -> float:
@@ -60,6 +62,9 @@ def _preprocessing(args: argparse.Namespace) -> Preprocessing | None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, print the summary (or JSON), and exit 3 when a check failed."""
+    from edgeprune.validate.artifact_check import validate_artifact
+    from edgeprune.validate.runners import default_target
+
     target = load_target(args.target) if args.target else default_target(args.artifact)
     timing = TimingSpec(min_seconds=args.timing_seconds)
     result = validate_artifact(args.artifact, target, data=args.data, reference=args.reference,

@@ -17,8 +17,8 @@ from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
-from edgeprune.latency.timing import LatencyStats, TimingSpec
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats, TimingSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,42 +17,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact, Backend
-from edgeprune.errors import InputError
-from edgeprune.latency.analytic import AGENT_HINT, PREDICTED_LABEL, AnalyticLatencyModel, load_profile
+from edgeprune.backends.base import Backend
+from edgeprune.latency.analytic import AnalyticLatencyModel
 from edgeprune.latency.candidates import SEARCH_TIMING, CandidateMeasurer, Measurement
 from edgeprune.latency.layers import extract_layers
-from edgeprune.latency.timing import LatencyStats, TimingSpec
+from edgeprune.latency.timers import ProfileTimer
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats, TimingSpec
 
 log = logging.getLogger(__name__)
 
 #: kinds of candidates whose artifact is used after measuring (evaluated, shipped); others are not exported
 _EXPORTED_KINDS = ("original", "final")
-
-
-class ProfileTimer:
-    """Stands where a timer would: it names the profile and refuses to time anything."""
-
-    source = "predicted-profile"
-
-    def __init__(self, target: Target) -> None:
-        if not target.profile:
-            raise InputError(f"target '{target.name}' has no shipped profile to predict its latency from")
-        self.target = target
-        self.profile = load_profile(target.profile)
-        log.warning("target '%s': latencies will be %s, not measured; %s", target.name, PREDICTED_LABEL, AGENT_HINT)
-
-    def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
-        raise InputError(f"target '{self.target.name}' cannot be measured from here; {AGENT_HINT}")
-
-    def runtime_version(self) -> str:
-        return f"n/a ({PREDICTED_LABEL} '{self.profile.name}')"
-
-    def machine(self) -> dict[str, Any]:
-        return {"cpu": self.profile.description, "predicted_from_profile": self.profile.name,
-                "expected_error": self.profile.expected_error}
 
 
 def predicted_stats(ms: float) -> LatencyStats:

@@ -18,6 +18,7 @@ import torch
 
 from edgeprune.backends import get_backend
 from edgeprune.backends.base import Backend
+from edgeprune.cache import cache_dir
 from edgeprune.errors import InputError
 from edgeprune.latency.candidates import SEARCH_TIMING, CandidateMeasurer
 from edgeprune.latency.layers import extract_layers
@@ -32,11 +33,10 @@ from edgeprune.latency.profiler import (
     sample_widths,
 )
 from edgeprune.latency.table import LatencyTable, TableContext
-from edgeprune.models.demo_training import cache_dir
+from edgeprune.latency.timers import ArtifactTimer, LocalTimer, make_timer
 from edgeprune.models.zoo import build_architecture
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
-from edgeprune.latency.timers import ArtifactTimer, LocalTimer, make_timer
 from edgeprune.target import Target, load_target
 
 log = logging.getLogger(__name__)

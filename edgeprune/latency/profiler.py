@@ -32,9 +32,9 @@ from edgeprune.latency.probes import (
 )
 from edgeprune.latency.table import Calibration, LatencyTable
 from edgeprune.latency.timers import ArtifactTimer
-from edgeprune.latency.timing import TimingSpec
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.target import Target
+from edgeprune.timing import TimingSpec
 
 log = logging.getLogger(__name__)
 

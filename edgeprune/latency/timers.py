@@ -1,6 +1,6 @@
 """Where an artifact is timed: in this process with the local runtime, or on the device through an agent.
 
-Both return the same :class:`~edgeprune.latency.timing.LatencyStats`; each also says where its figures
+Both return the same :class:`~edgeprune.timing.LatencyStats`; each also says where its figures
 come from (``measured-local`` or ``measured-agent``) and on what machine and runtime, so reports and
 latency tables never mix the two.
 """
@@ -13,10 +13,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeprune.backends.base import Artifact, Backend
+from edgeprune.environment import machine_info
 from edgeprune.errors import InputError
-from edgeprune.latency.timing import LatencyStats, TimingSpec
-from edgeprune.report.environment import machine_info
+from edgeprune.latency.analytic import AGENT_HINT, PREDICTED_LABEL, load_profile
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats, TimingSpec
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class AgentTimer:
     source = "measured-agent"
 
     def __init__(self, url: str, token: str | None, target: Target) -> None:
-        from edgeprune.latency.agent_client import AgentClient
+        from edgeprune.agent.client import AgentClient
 
         self.client = AgentClient(url, token)
         self.target = target
@@ -85,22 +86,43 @@ class AgentTimer:
         return dict(machine) if isinstance(machine, dict) else {}
 
 
+class ProfileTimer:
+    """Stands where a timer would: it names the profile and refuses to time anything."""
+
+    source = "predicted-profile"
+
+    def __init__(self, target: Target) -> None:
+        if not target.profile:
+            raise InputError(f"target '{target.name}' has no shipped profile to predict its latency from")
+        self.target = target
+        self.profile = load_profile(target.profile)
+        log.warning("target '%s': latencies will be %s, not measured; %s", target.name, PREDICTED_LABEL, AGENT_HINT)
+
+    def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
+        raise InputError(f"target '{self.target.name}' cannot be measured from here; {AGENT_HINT}")
+
+    def runtime_version(self) -> str:
+        return f"n/a ({PREDICTED_LABEL} '{self.profile.name}')"
+
+    def machine(self) -> dict[str, Any]:
+        return {"cpu": self.profile.description, "predicted_from_profile": self.profile.name,
+                "expected_error": self.profile.expected_error}
+
+
 def make_timer(backend: Backend, target: Target, device_url: str | None, device_token: str | None,
                predict_unreachable: bool = False) -> ArtifactTimer:
     """An agent timer when ``device_url`` is given, else the local one.
 
     A target whose latencies can only be predicted from here (``latency_source = "predicted-profile"``)
     is never timed on this machine (that would report another device's latency as its own): without an
-    agent, ``predict_unreachable`` gives a :class:`~edgeprune.latency.predicted.ProfileTimer` that labels
+    agent, ``predict_unreachable`` gives a :class:`ProfileTimer` that labels
     every figure as predicted; otherwise such a target is refused.
     """
     if device_url:
         return AgentTimer(device_url, device_token, target)
     if target.latency_source == "predicted-profile":
         if predict_unreachable:
-            from edgeprune.latency.predicted import ProfileTimer
-
-            return ProfileTimer(target)  # type: ignore[return-value]
+            return ProfileTimer(target)
         raise InputError(
             f"target '{target.name}' is a device edgeprune cannot reach from here (its latencies would only be "
             "predicted from a shipped profile); run 'edgeprune agent' on the device and pass --device URL to "

@@ -16,7 +16,6 @@ import importlib
 import logging
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -24,7 +23,6 @@ from torch import nn
 from edgeprune.errors import ModelLoadError, UnknownNameError
 from edgeprune.models.cifar_resnet import CifarResNet, parse_cifar_resnet_depth
 from edgeprune.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from edgeprune.models.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -113,31 +111,3 @@ def _user_factory(spec: str, num_classes: int | None) -> ModelBundle:
         raise ModelLoadError(f"model factory '{spec}' returned {type(model).__name__}, not a torch.nn.Module")
     prep = getattr(model, "edgeprune_preprocessing", None)
     return ModelBundle(model, spec, prep if isinstance(prep, Preprocessing) else None, num_classes, kwargs)
-
-
-def load_model(spec: str, weights: str | Path | None = None, num_classes: int | None = None) -> ModelBundle:
-    """Build ``spec`` and load ``weights`` into it (required for every model except ``demo``).
-
-    >>> bundle = load_model("cifar-resnet20", "resnet20.th")        # doctest: +SKIP
-    """
-    bundle = build_architecture(spec, num_classes)
-    if weights is not None:
-        load_weights(bundle.model, weights)
-    else:
-        load_default_weights(bundle)
-    bundle.model.eval()
-    return bundle
-
-
-def load_default_weights(bundle: ModelBundle) -> None:
-    """Give ``bundle`` the weights it has when no ``--weights`` is passed, in place.
-
-    ``demo`` gets the trained demo model (trained on first use: about a minute, so callers check every
-    other input first); any other model keeps its random initialisation, with a warning.
-    """
-    if bundle.spec == "demo":
-        from edgeprune.models.demo_training import trained_demo_model
-
-        bundle.model = trained_demo_model()
-    else:
-        log.warning("no --weights given for model '%s': it has random weights", bundle.spec)

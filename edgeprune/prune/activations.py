@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from edgeprune.prune.patches import (
-    conv_output_size,
     contribution_gram,
+    conv_output_size,
     is_supported_layer,
     layer_weight,
     sampled_unfold,

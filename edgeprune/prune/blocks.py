@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from edgeprune.train.bn_recalibration import recalibrate_batchnorm
+from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 
 log = logging.getLogger(__name__)
 

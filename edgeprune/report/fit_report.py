@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune._version import __version__
+from edgeprune.environment import machine_info, package_versions
 from edgeprune.latency.timers import ArtifactTimer
-from edgeprune.latency.timing import LatencyStats
 from edgeprune.prune.groups import ChannelGroup
-from edgeprune.report.environment import machine_info, package_versions
 from edgeprune.report.fit_result import REPORT_SCHEMA
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats
 
 
 @dataclass

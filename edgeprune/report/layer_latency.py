@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.latency.timing import TimingSpec
 from edgeprune.target import Target
+from edgeprune.timing import TimingSpec
 
 log = logging.getLogger(__name__)
 

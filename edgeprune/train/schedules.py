@@ -15,9 +15,10 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from edgeprune.config import FINETUNE_SCHEDULES
 from edgeprune.errors import UnknownNameError
 
-SCHEDULES = ("rewind", "constant", "one-cycle")
+SCHEDULES = FINETUNE_SCHEDULES
 
 
 class _RewindTail:

@@ -19,9 +19,9 @@ import numpy as np
 from torch import nn
 
 from edgeprune.errors import InputError, ValidationFailedError
-from edgeprune.latency.timing import TimingSpec
 from edgeprune.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from edgeprune.target import Target
+from edgeprune.timing import TimingSpec
 from edgeprune.validate.runners import LoadedArtifact, TorchRunner, load_artifact
 from edgeprune.validate.tolerances import tolerance_for
 

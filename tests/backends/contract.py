@@ -14,15 +14,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from model_helpers import randomise_bn
+from torch import nn
 
 from edgeprune.backends import get_backend
 from edgeprune.backends.base import ARTIFACT_FORMATS, Artifact
-from edgeprune.latency.timing import TimingSpec
 from edgeprune.models.cifar_resnet import CifarResNet
 from edgeprune.target import Target
+from edgeprune.timing import TimingSpec
 
 #: short timing for tests: enough runs for a stable median on sub-millisecond models, one retry when noisy
 TEST_SPEC = TimingSpec(warmup_runs=5, min_runs=30, min_seconds=0.1, retries=1)

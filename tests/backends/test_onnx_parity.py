@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edgeprune.latency.timing import TimingSpec
 from edgeprune.models.cifar_resnet import CifarResNet
 from edgeprune.models.demo import DemoNet
 from edgeprune.prune.graph import ModelGraph
@@ -17,6 +16,7 @@ from edgeprune.prune.importance import ScoringContext, get_importance
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.prune.uniform import uniform_keep
 from edgeprune.target import load_target
+from edgeprune.timing import TimingSpec
 
 
 def _randomise_bn(model: torch.nn.Module) -> None:

@@ -14,8 +14,9 @@ import torch
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
 from edgeprune.data.loaders import load_npz
 from edgeprune.data.tensors import to_model_input
-from edgeprune.latency.timing import TimingSpec, measure_latency
-from edgeprune.models.zoo import CIFAR_PREPROCESSING, load_model
+from edgeprune.models.zoo import CIFAR_PREPROCESSING
+from edgeprune.timing import TimingSpec, measure_latency
+from edgeprune.train.default_weights import load_model
 
 WEIGHTS = "models/cifar10/akamaster_resnet/resnet56-4bfd9763.th"
 LOSSLESS_TEST = "cifar10/cifar10_test_lossless_first1017.npz"

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 import edgeprune
-import edgeprune.pipeline
-from edgeprune.fit_recover import Recovery
+import edgeprune.fit.pipeline
+from edgeprune.fit.loop.upward import undershoots
+from edgeprune.fit.recover import Recovery
 from edgeprune.latency.candidates import CONFIRM_TIMING
-from edgeprune.latency.timing import LatencyStats, TimingSpec
-from edgeprune.loop.upward import undershoots
+from edgeprune.timing import LatencyStats, TimingSpec
 
 HEADROOM = 0.25  # fit's --search-headroom in these tests
 BUDGET_SHARE = 0.6  # fit's --budget 60%: the budget is this share of the baseline's confirmed median
@@ -57,8 +57,8 @@ class SpikedConfirmation:
 
 
 def _fit_with_spike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *kinds: str) -> tuple[Any, list[str]]:
-    real_make_timer = edgeprune.pipeline.make_timer
-    monkeypatch.setattr(edgeprune.pipeline, "make_timer",
+    real_make_timer = edgeprune.fit.pipeline.make_timer
+    monkeypatch.setattr(edgeprune.fit.pipeline, "make_timer",
                         lambda *a, **k: SpikedConfirmation(real_make_timer(*a, **k), kinds))
     finetuned: list[str] = []
     real_finetune = Recovery._finetune

@@ -15,9 +15,9 @@ import torch
 import edgeprune
 from edgeprune.backends.onnx_export import export_onnx
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
-from edgeprune.latency.timing import TimingSpec, measure_latency
 from edgeprune.models.demo import DEMO_PREPROCESSING
-from edgeprune.models.zoo import load_model
+from edgeprune.timing import TimingSpec, measure_latency
+from edgeprune.train.default_weights import load_model
 
 TIMING_NOISE = 0.15  # allowance for re-timing the same file on a shared 2-core machine
 

@@ -14,11 +14,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from process_helpers import interruptible_popen
 from safetensors.torch import load_file
 
 import edgeprune
-from edgeprune.resume import STATE_DIR
-from process_helpers import interruptible_popen
+from edgeprune.fit.resume import STATE_DIR
 
 
 def test_predicted_target_without_agent_runs_and_says_predicted(tmp_path: Path) -> None:

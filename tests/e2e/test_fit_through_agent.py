@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import edgeprune
-from edgeprune.latency.agent_server import AgentConfig, AgentServer
+from edgeprune.agent.server import AgentConfig, AgentServer
 from edgeprune.latency.profile_model import ProfileConfig, profile_model
 
 TOKEN = "test-token-for-loopback-agent-0123456789"

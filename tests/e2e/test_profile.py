@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from edgeprune.latency.candidates import CandidateMeasurer
 from process_helpers import interruptible_popen
+
+from edgeprune.backends import get_backend
+from edgeprune.latency.candidates import CandidateMeasurer
 from edgeprune.latency.profile_model import ProfileConfig, profile_model
 from edgeprune.latency.profiler import sample_widths
-from edgeprune.latency.timing import TimingSpec
-from edgeprune.backends import get_backend
 from edgeprune.models.zoo import build_architecture
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.target import load_target
+from edgeprune.timing import TimingSpec
 
 # Stated tolerance: sub-millisecond models on a shared 2-core machine drift by up to ~8% between two
 # measurements a minute apart (26% was seen once in CI), so the predictions are checked *relative to the

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import torch
+from model_helpers import randomise_bn
 from safetensors.torch import save_file
 from torch import nn
-
-from model_helpers import randomise_bn
 
 from edgeprune.models.cifar_resnet import CifarResNet
 from edgeprune.models.zoo import CIFAR_PREPROCESSING

@@ -133,7 +133,7 @@ def test_a_missing_runtime_fails_before_any_conversion(tmp_path: Path, monkeypat
 
 @pytest.mark.parametrize("index", [1, 2], ids=["openvino", "tflite"])
 def test_validate_accepts_each_runtime_artifact(exported: tuple[Path, list[ExportedArtifact]], index: int) -> None:
-    from edgeprune.latency.timing import TimingSpec
+    from edgeprune.timing import TimingSpec
     from edgeprune.validate.artifact_check import validate_artifact
 
     item = exported[1][index]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeprune.fit_run import _compose
+from edgeprune.fit.run import _compose
 
 
 def test_compose_maps_second_step_indices_back_to_the_original() -> None:

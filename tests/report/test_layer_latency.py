@@ -7,17 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from model_helpers import randomise_bn
+from torch import nn
 
 from edgeprune.backends.base import LayerTiming
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edgeprune.latency.timing import TimingSpec
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
-from edgeprune.report.layer_latency import (match_layer_timings, per_layer_latency, predicted_layer_latency)
+from edgeprune.report.layer_latency import match_layer_timings, per_layer_latency, predicted_layer_latency
 from edgeprune.target import load_target
+from edgeprune.timing import TimingSpec
 
 SPEC = TimingSpec(warmup_runs=10, min_runs=60)
 #: the shared 2-core machine can stall a profiling pass: retry the (noisy) timing comparison

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from matplotlib import image as mpimg
 
-from edgeprune.report.plots import (ACCURACY_PLOT, LAYER_PLOT, latency_axis_label, plot_layer_latency,
-                                    write_plots)
+from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT, latency_axis_label, plot_layer_latency, write_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import save_file
 
 from edgeprune.cli.main import main
+from edgeprune.fit.outputs import RESULT_FILES
 from edgeprune.models.cifar_resnet import CifarResNet
-from edgeprune.outputs import RESULT_FILES
 
 #: the fit command every fit row starts from; rows replace one option with a bad value
 FIT = ("fit", "--budget", "1000ms", "--allocation", "uniform", "--model", "cifar-resnet20",

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 from torch import nn
 
+from edgeprune.agent.checks import Refused, check_onnx
 from edgeprune.backends.base import Artifact
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
-from edgeprune.latency.agent_checks import Refused, check_onnx
 from edgeprune.models.weights import load_weights
 from edgeprune.target import load_target
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from model_helpers import randomise_bn
+from torch import nn
 
 
 class ProjBlock(nn.Module):

@@ -21,8 +21,8 @@ from edgeprune.prune.blocks import (
     removal_order,
     remove_blocks,
 )
+from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.prune.plan import SlimPlan, load_slim_model, module_shapes
-from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 
 
 class _ProjectedResidual(nn.Module):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeprune.fit_depth import NEAR_MISS_SHARE, prune_depth
+from edgeprune.fit.depth import NEAR_MISS_SHARE, prune_depth
 from edgeprune.models.zoo import build_architecture
 
 TARGET_MS = 6.5  # 4 blocks removed (6 ms) is the fewest that meets it; 3 removed read 7 ms

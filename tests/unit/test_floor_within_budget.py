@@ -9,12 +9,12 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
+from analytic_latency import AnalyticCost
 
 from edgeprune.errors import BudgetUnreachableError
-from edgeprune.loop.base import Allocation
-from edgeprune.loop.latency_search import LatencySearch
-from edgeprune.loop.uniform import UniformBisection
-from analytic_latency import AnalyticCost
+from edgeprune.fit.loop.base import Allocation
+from edgeprune.fit.loop.latency_search import LatencySearch
+from edgeprune.fit.loop.uniform import UniformBisection
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 
 GROUPS = [ChannelGroup(n, 8, (GroupMember(n, "Conv2d", "out", tuple(range(8))),)) for n in ("a", "b")]

@@ -1,4 +1,4 @@
-"""edgeprune.outputs: the output directory with its staging area."""
+"""edgeprune.fit.outputs: the output directory with its staging area."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeprune.errors import InputError, OutputError
-from edgeprune.outputs import RESULT_FILES, OutputDir
+from edgeprune.fit.outputs import RESULT_FILES, OutputDir
 
 
 def test_new_directory_is_created_with_staging(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
+from edgeprune.fit.loop.width_search import latency_budgeted_widths, normalised_scores
 from edgeprune.prune.groups import ChannelGroup
-from edgeprune.prune.search import latency_budgeted_widths, normalised_scores
 
 
 class StepLatency:

@@ -1,4 +1,4 @@
-"""edgeprune.latency.timing: repeated timing and its summary."""
+"""edgeprune.timing: repeated timing and its summary."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edgeprune.latency.timing import LatencyStats, TimingSpec, _summarise, measure_latency, median_of
+from edgeprune.timing import LatencyStats, TimingSpec, _summarise, measure_latency, median_of
 
 
 class Counter:

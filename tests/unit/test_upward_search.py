@@ -1,4 +1,4 @@
-"""A candidate measured far under the search target gets one upward search (edgeprune.loop.upward).
+"""A candidate measured far under the search target gets one upward search (edgeprune.fit.loop.upward).
 
 The allocations are driven by an analytic cost (10 ms plus 1 ms per kept channel), and "measurements" are that
 cost times a chosen factor: these tests check the search logic, not a latency."""
@@ -9,12 +9,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
-
-from edgeprune.loop.base import Candidate
-from edgeprune.loop.latency_search import LatencySearch
-from edgeprune.loop.uniform import UniformBisection
-from edgeprune.loop.upward import UNDERSHOOT_FRACTION, search_upward, undershoots
 from analytic_latency import AnalyticCost
+
+from edgeprune.fit.loop.base import Candidate
+from edgeprune.fit.loop.latency_search import LatencySearch
+from edgeprune.fit.loop.uniform import UniformBisection
+from edgeprune.fit.loop.upward import UNDERSHOOT_FRACTION, search_upward, undershoots
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 
 GROUPS = [ChannelGroup(n, 8, (GroupMember(n, "Conv2d", "out", tuple(range(8))),)) for n in ("a", "b")]

@@ -12,7 +12,8 @@ from torch import nn
 from edgeprune.errors import InputError, ModelLoadError, UnknownNameError
 from edgeprune.models.cifar_resnet import CifarResNet, ZeroPadShortcut, parse_cifar_resnet_depth
 from edgeprune.models.preprocessing import Preprocessing
-from edgeprune.models.zoo import CIFAR_PREPROCESSING, build_architecture, builtin_model_names, load_model
+from edgeprune.models.zoo import CIFAR_PREPROCESSING, build_architecture, builtin_model_names
+from edgeprune.train.default_weights import load_model
 
 
 def n_params(model: nn.Module) -> int:

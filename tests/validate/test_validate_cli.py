@@ -123,8 +123,8 @@ def test_a_foreign_onnx_file_is_validated_and_compared_with_pytorch(tmp_path: Pa
                                                                   "layout": "NCHW"}
     assert result["latency"]["median_ms"] > 0
 
-    from edgeprune.latency.timing import TimingSpec
     from edgeprune.target import load_target
+    from edgeprune.timing import TimingSpec
     from edgeprune.validate.artifact_check import validate_artifact
 
     conv = torch.nn.Conv2d(3, 4, 3, padding=1)

@@ -42,12 +42,15 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from pruning_cells import DATA, WEIGHTS  # noqa: E402
+from pruning_data import default_cache_dir, prepare_train_npz  # noqa: E402
+from pruning_report import write_section  # noqa: E402
+
 from edgeprune.config import FitConfig  # noqa: E402
 from edgeprune.data.loaders import load_npz  # noqa: E402
 from edgeprune.data.tensors import calibration_indices, to_model_input  # noqa: E402
-from edgeprune.fit_recover import DISTILL_ALPHA, DISTILL_TEMPERATURE  # noqa: E402
+from edgeprune.fit.recover import DISTILL_ALPHA, DISTILL_TEMPERATURE  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
-from edgeprune.models.zoo import load_model  # noqa: E402
 from edgeprune.prune.blocks import (  # noqa: E402
     find_removable_blocks,
     greedy_removal_order,
@@ -55,12 +58,10 @@ from edgeprune.prune.blocks import (  # noqa: E402
     removal_order,
     remove_blocks,
 )
-from edgeprune.train.bn_recalibration import recalibrate_batchnorm  # noqa: E402
+from edgeprune.prune.bn_recalibration import recalibrate_batchnorm  # noqa: E402
+from edgeprune.train.default_weights import load_model  # noqa: E402
 from edgeprune.train.distill import DistillationLoss  # noqa: E402
 from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
-from pruning_cells import DATA, WEIGHTS  # noqa: E402
-from pruning_data import default_cache_dir, prepare_train_npz  # noqa: E402
-from pruning_report import write_section  # noqa: E402
 
 log = logging.getLogger("block_choice_bench")
 

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from edgeprune.backends import get_backend  # noqa: E402
+from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.latency.candidates import CandidateMeasurer, TimingSpec  # noqa: E402
 from edgeprune.latency.profile_model import build_lookup_model, table_context  # noqa: E402
 from edgeprune.latency.profiler import sample_widths  # noqa: E402
@@ -39,7 +40,6 @@ from edgeprune.latency.table import LatencyTable  # noqa: E402
 from edgeprune.models.zoo import build_architecture  # noqa: E402
 from edgeprune.prune.graph import ModelGraph  # noqa: E402
 from edgeprune.prune.surgery import slim_copy  # noqa: E402
-from edgeprune.report.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 
 log = logging.getLogger("latency_fidelity")

@@ -38,33 +38,43 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from pruning_cells import (  # noqa: E402
+    BUDGETS,
+    DATA,
+    DEFAULT_RESULTS,
+    EDGEPRUNE_METHODS,
+    IMPORTANCE,
+    WEIGHTS,
+    Cell,
+    Settings,
+    all_cells,
+    cell_recipe,
+    extra_fit_options,
+    select,
+)
+from pruning_data import default_cache_dir, evaluate_onnx, load_original, prepare_train_npz  # noqa: E402
+from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
+from pruning_speed import wait_for_baseline_speed  # noqa: E402
+from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune  # noqa: E402
+
 import edgeprune  # noqa: E402
 from edgeprune.backends import get_backend  # noqa: E402
 from edgeprune.backends.base import Artifact  # noqa: E402
 from edgeprune.config import FitConfig  # noqa: E402
 from edgeprune.data.loaders import load_npz  # noqa: E402
 from edgeprune.data.tensors import calibration_indices, to_model_input  # noqa: E402
+from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.errors import BudgetUnreachableError  # noqa: E402
+from edgeprune.fit.recover import DISTILL_ALPHA, DISTILL_TEMPERATURE  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer  # noqa: E402
-from edgeprune.models.zoo import load_model  # noqa: E402
+from edgeprune.prune.bn_recalibration import recalibrate_batchnorm  # noqa: E402
 from edgeprune.prune.graph import count_macs_and_params, find_classifier  # noqa: E402
-from edgeprune.report.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
-from edgeprune.train.bn_recalibration import recalibrate_batchnorm  # noqa: E402
-from edgeprune.fit_recover import DISTILL_ALPHA, DISTILL_TEMPERATURE  # noqa: E402
 from edgeprune.train.augment import parse_augmentation  # noqa: E402
+from edgeprune.train.default_weights import load_model  # noqa: E402
 from edgeprune.train.distill import DistillationLoss  # noqa: E402
 from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
-
-from pruning_cells import (  # noqa: E402
-    BUDGETS, DATA, DEFAULT_RESULTS, EDGEPRUNE_METHODS, IMPORTANCE, WEIGHTS, Cell, Settings, all_cells, cell_recipe,
-    extra_fit_options, select,
-)
-from pruning_data import default_cache_dir, evaluate_onnx, load_original, prepare_train_npz  # noqa: E402
-from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
-from pruning_speed import wait_for_baseline_speed  # noqa: E402
-from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune  # noqa: E402
 
 log = logging.getLogger("pruning_bench")
 

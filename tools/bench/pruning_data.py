@@ -20,8 +20,9 @@ from edgeprune.backends.base import Artifact
 from edgeprune.data.loaders import load_npz
 from edgeprune.data.tensors import to_model_input
 from edgeprune.models.preprocessing import Preprocessing
-from edgeprune.models.zoo import ModelBundle, load_model
+from edgeprune.models.zoo import ModelBundle
 from edgeprune.target import Target
+from edgeprune.train.default_weights import load_model
 from edgeprune.validate.accuracy import evaluate_session
 
 log = logging.getLogger("pruning_bench.data")

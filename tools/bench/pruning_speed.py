@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pruning_data import load_original
+from pruning_report import SPEED_DRIFT
+
 from edgeprune.backends import get_backend
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer
 from edgeprune.target import load_target
-from pruning_data import load_original
-from pruning_report import SPEED_DRIFT
 
 log = logging.getLogger("pruning_bench")
 

@@ -10,7 +10,7 @@ structurally one:
 * ONNX: protobuf parse + ``onnx.checker``, no external data (:func:`check_onnx`).
 
 The TFLite and IR checks are pure Python and run in the server process; the ONNX check needs the
-``onnx`` package and is run by the measurement worker (:mod:`edgeprune.latency.agent_worker`) just
+``onnx`` package and is run by the measurement worker (:mod:`edgeprune.agent.worker`) just
 before it loads the model.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from xml.etree import ElementTree
 from xml.parsers import expat
 
-from edgeprune.latency.agent_protocol import IR_BIN, IR_XML, one_line
+from edgeprune.agent.protocol import IR_BIN, IR_XML, one_line
 
 #: read/write granularity when streaming uploads and zip members to disk
 CHUNK = 1 << 20

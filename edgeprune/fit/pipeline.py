@@ -7,10 +7,10 @@ measured on the target → recover (batch-norm statistics, optional fine-tune) �
 confirm its latency with a longer measurement → on any miss the strategy recalibrates and proposes again →
 evaluate both artifacts in the runtime → write plan, weights, artifact and reports atomically.
 
-The stages live in :mod:`edgeprune.fit_run` (search and closed loop, ``--steps``), :mod:`edgeprune.fit_recover`
-(reconstruction, batch norm, fine-tuning) and :mod:`edgeprune.fit_finish` (evaluation and outputs). Targets
+The stages live in :mod:`edgeprune.fit.run` (search and closed loop, ``--steps``), :mod:`edgeprune.fit.recover`
+(reconstruction, batch norm, fine-tuning) and :mod:`edgeprune.fit.finish` (evaluation and outputs). Targets
 edgeprune cannot reach without an agent get the same flow on a shipped profile's predictions, labelled as
-such (:mod:`edgeprune.latency.predicted`); an interrupted run resumes from its journal (:mod:`edgeprune.resume`).
+such (:mod:`edgeprune.latency.predicted`); an interrupted run resumes from its journal (:mod:`edgeprune.fit.resume`).
 
 The search aims ``search_headroom`` (default 5%) under the budget so that drift between measurements
 does not push the shipped model over it; the confirmation measures the shipped artifact against the
@@ -30,16 +30,16 @@ from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.export.formats import parse_formats
-from edgeprune.fit_finish import finish_run
-from edgeprune.fit_inputs import resolve_inputs
-from edgeprune.fit_run import FitRun, StageClock
+from edgeprune.fit.finish import finish_run
+from edgeprune.fit.inputs import resolve_inputs
+from edgeprune.fit.outputs import OutputDir
+from edgeprune.fit.resume import RunJournal
+from edgeprune.fit.run import FitRun, StageClock
 from edgeprune.latency.candidates import CandidateMeasurer
-from edgeprune.latency.predicted import PredictedMeasurer, ProfileTimer
-from edgeprune.latency.timers import make_timer
-from edgeprune.outputs import OutputDir
+from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.latency.timers import ProfileTimer, make_timer
 from edgeprune.prune.importance import get_importance
 from edgeprune.report.fit_result import FitResult
-from edgeprune.resume import RunJournal
 from edgeprune.target import load_target
 from edgeprune.train.augment import parse_augmentation
 from edgeprune.train.schedules import SCHEDULES

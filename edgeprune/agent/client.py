@@ -21,9 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.errors import InputError
-from edgeprune.latency.agent_protocol import (
+from edgeprune.agent.protocol import (
     AUTH_HEADER,
     DEFAULT_PORT,
     INFO_PATH,
@@ -38,8 +36,10 @@ from edgeprune.latency.agent_protocol import (
     one_line,
     parse_measure_response,
 )
-from edgeprune.latency.timing import LatencyStats, TimingSpec
+from edgeprune.backends.base import Artifact, LayerTiming
+from edgeprune.errors import InputError
 from edgeprune.target import Target
+from edgeprune.timing import LatencyStats, TimingSpec
 
 log = logging.getLogger(__name__)
 

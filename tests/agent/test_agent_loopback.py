@@ -21,13 +21,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.backends import get_backend
-from edgeprune.backends.base import Artifact
-from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
-from edgeprune.cli.main import main
-from edgeprune.errors import EdgepruneError, InputError
-from edgeprune.latency.agent_client import AgentClient, RemoteSession, parse_agent_url
-from edgeprune.latency.agent_protocol import (
+from edgeprune.agent.client import AgentClient, RemoteSession, parse_agent_url
+from edgeprune.agent.protocol import (
     MEASURE_PATH,
     PROTOCOL_VERSION,
     REQUEST_HEADER,
@@ -36,9 +31,14 @@ from edgeprune.latency.agent_protocol import (
     fit_timing_to_budget,
     timing_spec_from_dict,
 )
-from edgeprune.latency.agent_server import AgentConfig, AgentServer, WorkerFailed, is_loopback
-from edgeprune.latency.timing import TimingSpec
+from edgeprune.agent.server import AgentConfig, AgentServer, WorkerFailed, is_loopback
+from edgeprune.backends import get_backend
+from edgeprune.backends.base import Artifact
+from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
+from edgeprune.cli.main import main
+from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.target import Target, load_target
+from edgeprune.timing import TimingSpec
 
 TOKEN = "test-token-0123456789abcdef"
 SPEC = TimingSpec(warmup_runs=2, min_runs=5, max_runs=200, min_seconds=0.05, max_cv=10.0, retries=0)

@@ -1,4 +1,5 @@
-"""Train the built-in demo model on the bundled digits once, then reuse it from the cache.
+"""The weights a model has without ``--weights``: the built-in demo model is trained on the bundled digits
+once, then reused from the cache; any other model keeps its random initialisation, with a warning.
 
 The cache lives in ``$EDGEPRUNE_CACHE_DIR`` or ``~/.cache/edgeprune``; the file name carries a recipe
 version, so a change of recipe retrains instead of loading stale weights. Training is seeded: the same
@@ -8,16 +9,18 @@ machine produces the same weights.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from edgeprune.cache import cache_dir
 from edgeprune.data.digits import load_digits_splits
 from edgeprune.data.tensors import to_model_input
 from edgeprune.io_atomic import write_atomic
 from edgeprune.models.demo import DEMO_PREPROCESSING, DemoNet
+from edgeprune.models.weights import load_weights
+from edgeprune.models.zoo import ModelBundle, build_architecture
 from edgeprune.train.loop import TrainSpec, train_classifier
 
 log = logging.getLogger(__name__)
@@ -25,15 +28,6 @@ log = logging.getLogger(__name__)
 DEMO_RECIPE = "v1"
 DEMO_SEED = 0
 DEMO_TRAIN_SPEC = TrainSpec(epochs=8, lr=0.05, batch_size=64, seed=DEMO_SEED)
-
-
-def cache_dir() -> Path:
-    """Where edgeprune keeps data it derived itself (the trained demo model)."""
-    env = os.environ.get("EDGEPRUNE_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "edgeprune"
 
 
 def demo_weights_path() -> Path:
@@ -63,3 +57,29 @@ def trained_demo_model() -> DemoNet:
     write_atomic(path, lambda p: save_file(state, str(p), metadata={"recipe": DEMO_RECIPE}))
     model.eval()
     return model
+
+
+def load_model(spec: str, weights: str | Path | None = None, num_classes: int | None = None) -> ModelBundle:
+    """Build ``spec`` and load ``weights`` into it (required for every model except ``demo``).
+
+    >>> bundle = load_model("cifar-resnet20", "resnet20.th")        # doctest: +SKIP
+    """
+    bundle = build_architecture(spec, num_classes)
+    if weights is not None:
+        load_weights(bundle.model, weights)
+    else:
+        load_default_weights(bundle)
+    bundle.model.eval()
+    return bundle
+
+
+def load_default_weights(bundle: ModelBundle) -> None:
+    """Give ``bundle`` the weights it has when no ``--weights`` is passed, in place.
+
+    ``demo`` gets the trained demo model (trained on first use: about a minute, so callers check every
+    other input first); any other model keeps its random initialisation, with a warning.
+    """
+    if bundle.spec == "demo":
+        bundle.model = trained_demo_model()
+    else:
+        log.warning("no --weights given for model '%s': it has random weights", bundle.spec)

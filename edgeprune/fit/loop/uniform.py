@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import BudgetUnreachableError
-from edgeprune.loop.base import Candidate, RoundsExhausted, floor_within_budget
+from edgeprune.fit.loop.base import Candidate, RoundsExhausted, floor_within_budget
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.ratio_bisect import bisect_largest_feasible
 from edgeprune.prune.uniform import uniform_keep

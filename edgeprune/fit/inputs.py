@@ -16,8 +16,9 @@ from edgeprune.data.tensors import calibration_indices, to_model_input
 from edgeprune.errors import DataError, InputError
 from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.models.weights import load_weights
-from edgeprune.models.zoo import ModelBundle, build_architecture, load_default_weights
+from edgeprune.models.zoo import ModelBundle, build_architecture
 from edgeprune.target import Target
+from edgeprune.train.default_weights import load_default_weights
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from edgeprune.errors import InputError
-from edgeprune.latency.timing import LatencyStats, TimingSpec
-from edgeprune.target import PRECISIONS, RUNTIME_MODULES
+from edgeprune.target import PRECISIONS
+from edgeprune.timing import LatencyStats, TimingSpec
 
 PROTOCOL_VERSION = "edgeprune-agent/1"
 INFO_PATH = "/v1/info"

@@ -13,11 +13,10 @@ from typing import Any
 from safetensors.torch import save_file
 
 from edgeprune.errors import ValidationFailedError
-from edgeprune.fit_artifacts import ship_artifacts
-from edgeprune.fit_run import FitRun, RunOutcome
+from edgeprune.fit.artifacts import ship_artifacts
+from edgeprune.fit.outputs import ARTIFACT_FILES, OutputDir
+from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.io_atomic import write_json_atomic
-from edgeprune.latency.timing import TimingSpec
-from edgeprune.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.prune.graph import count_macs_and_params
 from edgeprune.prune.plan import SlimPlan, module_shapes
 from edgeprune.report.fit_report import ModelSide, build_fit_report
@@ -25,6 +24,7 @@ from edgeprune.report.fit_result import FitResult
 from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_latency
 from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT
 from edgeprune.report.render import render_report_files
+from edgeprune.timing import TimingSpec
 from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
 
 log = logging.getLogger(__name__)

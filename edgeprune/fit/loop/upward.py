@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from edgeprune.loop.base import Allocation, Candidate, RoundsExhausted
+from edgeprune.fit.loop.base import Allocation, Candidate, RoundsExhausted
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from edgeprune.config import FitConfig
 from edgeprune.export.artifacts import export_artifacts, write_artifact_sidecar
 from edgeprune.export.formats import parse_formats, runtime_target
 from edgeprune.export.sidecar import sidecar_path
-from edgeprune.fit_inputs import FitInputs
-from edgeprune.latency.timing import TimingSpec
+from edgeprune.fit.inputs import FitInputs
 from edgeprune.target import Target
+from edgeprune.timing import TimingSpec
 from edgeprune.validate.artifact_check import validate_artifact
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from edgeprune.prune.blocks import find_removable_blocks, greedy_removal_order, remove_blocks
-from edgeprune.train.bn_recalibration import recalibrate_batchnorm
+from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 
 log = logging.getLogger(__name__)
 

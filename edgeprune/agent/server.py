@@ -17,9 +17,9 @@ Security model (the agent accepts files from the network, so it is built to refu
 * Errors go back as ``{"error": "<one line>"}``; tracebacks never leave the agent.
 
 The agent is split by concern: this module holds the server (settings, token check, connection limits,
-the private directory, :func:`serve`); :mod:`edgeprune.latency.agent_handler` handles each HTTP
-request; :mod:`edgeprune.latency.agent_checks` validates uploaded model files; and
-:mod:`edgeprune.latency.agent_worker` is the measurement worker process and its JSON-lines protocol.
+the private directory, :func:`serve`); :mod:`edgeprune.agent.config` its settings; :mod:`edgeprune.agent.handler` handles each HTTP
+request; :mod:`edgeprune.agent.checks` validates uploaded model files; and
+:mod:`edgeprune.agent.worker` is the measurement worker process and its JSON-lines protocol.
 """
 
 from __future__ import annotations
@@ -36,44 +36,18 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from edgeprune.agent.checks import Refused
+from edgeprune.agent.config import AgentConfig
+from edgeprune.agent.handler import AgentRequestHandler
+from edgeprune.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, MAX_TIMING_S
+from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
 from edgeprune.errors import InputError
-from edgeprune.latency.agent_checks import Refused
-from edgeprune.latency.agent_handler import AgentRequestHandler
-from edgeprune.latency.agent_protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, MAX_TIMING_S
-from edgeprune.latency.agent_worker import RuntimeWorker, WorkerFailed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """Settings of one agent.
-
-    Attributes:
-        token: shared secret every request must present.
-        host, port: where to listen (port 0 picks a free one).
-        max_bytes: largest accepted request body.
-        timeout_s: limit on each phase of a request: upload, waiting for the runtime, measuring.
-        max_timing_s: ceiling on the timing part of one measurement (also at most half of ``timeout_s``).
-        max_uploads: uploads held at once (bounds temporary disk use); further clients wait.
-        max_connections: open connections served at once (one thread each); more are answered 503.
-        work_dir: parent of the agent's private temporary directory (default: the system's).
-    """
-
-    token: str
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    max_bytes: int = DEFAULT_MAX_BYTES
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    max_timing_s: float = MAX_TIMING_S
-    max_uploads: int = 8
-    max_connections: int = 64
-    work_dir: Path | None = None
 
 
 def is_loopback(host: str) -> bool:

@@ -2,10 +2,10 @@
 
 One :class:`AgentRequestHandler` serves one connection (HTTP/1.0, one request): ``GET /v1/info`` and
 ``POST /v1/measure``. Uploads are streamed into a per-request directory under the agent's private
-directory, checked (:mod:`edgeprune.latency.agent_checks`), measured in the worker process
-(:mod:`edgeprune.latency.agent_worker`) under the server's measurement lock, and deleted. Every answer
+directory, checked (:mod:`edgeprune.agent.checks`), measured in the worker process
+(:mod:`edgeprune.agent.worker`) under the server's measurement lock, and deleted. Every answer
 is JSON; refusals are ``{"error": "<one line>"}`` and tracebacks only go to the agent's log. The
-server and its state live in :mod:`edgeprune.latency.agent_server`.
+server and its state live in :mod:`edgeprune.agent.server`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,19 @@ import logging
 import shutil
 import socket
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from edgeprune._version import __version__
-from edgeprune.latency.agent_checks import CHUNK, Refused, check_tflite, unpack_openvino_zip
-from edgeprune.latency.agent_protocol import (
+from edgeprune.agent.checks import CHUNK, Refused, check_tflite, unpack_openvino_zip
+from edgeprune.agent.config import AgentConfig
+from edgeprune.agent.protocol import (
     AUTH_HEADER,
     INFO_PATH,
     MAX_TIMING_S,
@@ -35,11 +38,27 @@ from edgeprune.latency.agent_protocol import (
     ProtocolError,
     one_line,
 )
-from edgeprune.latency.agent_worker import WorkerFailed
-from edgeprune.report.environment import machine_info
+from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
+from edgeprune.environment import machine_info
 
-if TYPE_CHECKING:
-    from edgeprune.latency.agent_server import AgentServer
+
+class AgentState(Protocol):
+    """What a request handler reads from its server (:class:`~edgeprune.agent.server.AgentServer`)."""
+
+    config: AgentConfig
+    work_dir: Path
+    worker: RuntimeWorker
+    measure_lock: threading.Lock
+    upload_slots: threading.BoundedSemaphore
+    measurements: deque[tuple[float, float]]
+
+    def token_ok(self, header: str | None) -> bool:
+        """Whether the ``Authorization`` header carries the agent's token."""
+        ...
+
+    def runtimes(self) -> dict[str, dict[str, Any]]:
+        """What the worker reported about the runtimes on this device."""
+        ...
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +70,7 @@ _UPLOAD_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "up
 class AgentRequestHandler(BaseHTTPRequestHandler):
     """Serves one request to the agent (see the module docstring); ``server`` holds the shared state."""
 
-    server: AgentServer
+    server: AgentState  # type: ignore[assignment]
     server_version = f"edgeprune-agent/{__version__}"
     sys_version = ""
     protocol_version = "HTTP/1.0"  # one request per connection

@@ -46,7 +46,7 @@ class Allocation(Protocol):
 
     def after_undershoot(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
         """A candidate keeping more channels after ``candidate`` measured ``measured_ms``, far under the search
-        target, or None when the strategy cannot propose one (see :mod:`edgeprune.loop.upward`)."""
+        target, or None when the strategy cannot propose one (see :mod:`edgeprune.fit.loop.upward`)."""
         ...
 
     def method(self) -> dict[str, Any]:

@@ -25,12 +25,12 @@ from typing import Any
 from edgeprune.config import FitConfig
 from edgeprune.errors import OutputError
 from edgeprune.io_atomic import write_json_atomic
-from edgeprune.latency.timing import LatencyStats
+from edgeprune.timing import LatencyStats
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".edgeprune-resume"
-JOURNAL_FORMAT = "edgeprune.resume-journal/1"
+JOURNAL_FORMAT = "edgeprune.fit.resume-journal/1"
 #: options that do not change what a run computes
 _NOT_FINGERPRINTED = {"out", "force", "resume", "device_token", "table_dir"}
 

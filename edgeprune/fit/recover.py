@@ -20,13 +20,13 @@ from torch import nn
 
 from edgeprune.config import FitConfig
 from edgeprune.data.tensors import to_model_input
-from edgeprune.fit_inputs import FitInputs
+from edgeprune.fit.inputs import FitInputs
+from edgeprune.fit.resume import RunJournal
+from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.reconstruct import reconstruct_consumers
 from edgeprune.prune.surgery import slim_copy
-from edgeprune.resume import RunJournal
 from edgeprune.train.augment import parse_augmentation
-from edgeprune.train.bn_recalibration import recalibrate_batchnorm
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.feature_hints import FEATURE_HINT_WEIGHT, FeatureHintLoss
 from edgeprune.train.loop import TrainSpec, train_classifier

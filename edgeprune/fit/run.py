@@ -1,7 +1,7 @@
 """One fit run as a sequence of stages: analyse, measure the original, (remove blocks), search, closed loop,
 recover.
 
-With ``--prune-blocks`` the depth stage (:mod:`edgeprune.fit_depth`) first removes whole residual blocks,
+With ``--prune-blocks`` the depth stage (:mod:`edgeprune.fit.depth`) first removes whole residual blocks,
 and channel pruning starts from that model.
 
 With ``--steps N`` the search/recover part repeats N times towards geometrically shrinking budgets
@@ -27,26 +27,26 @@ from torch import nn
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, InputError
-from edgeprune.fit_depth import NEAR_MISS_SHARE, DepthResult, prune_depth
-from edgeprune.fit_inputs import FitInputs
-from edgeprune.fit_recover import Recovery
+from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, prune_depth
+from edgeprune.fit.inputs import FitInputs
+from edgeprune.fit.loop.base import Allocation, Candidate, RoundsExhausted, kept_fraction
+from edgeprune.fit.loop.latency_search import LatencySearch
+from edgeprune.fit.loop.uniform import UniformBisection
+from edgeprune.fit.loop.upward import search_upward, undershoots
+from edgeprune.fit.recover import Recovery
+from edgeprune.fit.resume import RunJournal, keep_key
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.latency.profile_model import build_lookup_model, default_table_dir, table_context
 from edgeprune.latency.table import LatencyTable
-from edgeprune.latency.timing import TimingSpec
-from edgeprune.loop.base import Allocation, Candidate, RoundsExhausted, kept_fraction
-from edgeprune.loop.latency_search import LatencySearch
-from edgeprune.loop.uniform import UniformBisection
-from edgeprune.loop.upward import search_upward, undershoots
 from edgeprune.progress import progress_callback
+from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.importance import ScoringContext
 from edgeprune.prune.surgery import slim_copy
-from edgeprune.resume import RunJournal, keep_key
 from edgeprune.target import Target
-from edgeprune.train.bn_recalibration import recalibrate_batchnorm
+from edgeprune.timing import TimingSpec
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class FitRun:
         Latency depends on the architecture, which recovery does not change, so on the final step a candidate
         that fine-tuning would recover is confirmed *before* it is fine-tuned (:meth:`_confirm_before_recovery`):
         a noisy search figure that the confirmation overturns costs one measurement, not a fine-tune. A candidate
-        measured far under the search target gets one upward search first (:mod:`edgeprune.loop.upward`). The
+        measured far under the search target gets one upward search first (:mod:`edgeprune.fit.loop.upward`). The
         recovered artifact is then measured again, and that is the figure reported; should it miss after the
         architecture confirmed, :meth:`_recheck` measures it once more and that decides.
         """
@@ -301,7 +301,7 @@ class FitRun:
                 except RoundsExhausted:
                     break
             if not searched_upward and undershoots(candidate.measured_ms, target_ms):
-                searched_upward = True  # once per closed loop (see edgeprune.loop.upward)
+                searched_upward = True  # once per closed loop (see edgeprune.fit.loop.upward)
                 with self.clock("search"):
                     candidate = search_upward(allocation, candidate, budget_ms, self._measure_keep)
                     assert candidate.measured_ms is not None

@@ -5,7 +5,7 @@ model's measured latency. Each candidate is then measured on the target; when a 
 budget, the model's correction factor is multiplied by measured/predicted and the search runs again, so
 predictions converge on what the runtime really does (the closed loop). A candidate measured far *under* the
 search target (after a noisy recalibration, or where the model is pessimistic for thin widths) recalibrates
-the same way once, upward (:mod:`edgeprune.loop.upward`).
+the same way once, upward (:mod:`edgeprune.fit.loop.upward`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import BudgetUnreachableError
+from edgeprune.fit.loop.base import Candidate, floor_within_budget, kept_fraction, kept_widths
+from edgeprune.fit.loop.width_search import latency_budgeted_widths
 from edgeprune.latency.predictor import LatencyModel
-from edgeprune.loop.base import Candidate, floor_within_budget, kept_fraction, kept_widths
 from edgeprune.prune.groups import ChannelGroup
-from edgeprune.prune.search import latency_budgeted_widths
 
 log = logging.getLogger(__name__)
 

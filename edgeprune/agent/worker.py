@@ -10,7 +10,7 @@ object per line on stdout: ``{"ok": true, ...}`` or ``{"ok": false, "status": <h
 Closing its stdin asks it to exit.
 
 :func:`worker_main` is the worker's entry point; :class:`RuntimeWorker` starts it (with
-``python -c "from edgeprune.latency.agent_worker import worker_main; worker_main()"``), sends it jobs
+``python -c "from edgeprune.agent.worker import worker_main; worker_main()"``), sends it jobs
 and kills it on timeout.
 """
 
@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edgeprune.errors import EdgepruneError, MissingRuntimeError
-from edgeprune.latency.agent_checks import Refused, check_onnx
-from edgeprune.latency.agent_protocol import (
+from edgeprune.agent.checks import Refused, check_onnx
+from edgeprune.agent.protocol import (
     MeasureRequest,
     ProtocolError,
     fit_timing_to_budget,
@@ -38,6 +37,7 @@ from edgeprune.latency.agent_protocol import (
     one_line,
     timing_spec_to_dict,
 )
+from edgeprune.errors import EdgepruneError, MissingRuntimeError
 from edgeprune.target import RUNTIME_MODULES, Target
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ _WORKER_STARTUP_S = 180.0
 _MAX_REPLY_BYTES = 1 << 20
 _DIST_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
 #: what the worker process runs (``python -c``); it imports this module by its installed name
-_WORKER_CODE = "from edgeprune.latency.agent_worker import worker_main; worker_main()"
+_WORKER_CODE = "from edgeprune.agent.worker import worker_main; worker_main()"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,10 +185,8 @@ class RuntimeWorker:
         self.runtimes: dict[str, dict[str, Any]] | None = None
 
     def _start(self) -> None:
-        import edgeprune
-
         env = dict(os.environ)
-        package_root = str(Path(edgeprune.__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])  # the folder holding edgeprune/
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, cwd=self._cwd, env=env)
