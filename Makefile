@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "edgeprune needs Python >= 3.10")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[openvino,tflite,test]"
+	$(BIN)/python -m pip install --quiet -e ".[workstation,openvino,tflite,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

@@ -21,12 +21,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-#: Python module that provides each runtime, and the pip extra that installs it.
+#: Python module that provides each runtime, and the pip extra that installs it on the workstation.
 RUNTIME_MODULES: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("onnxruntime", "core"),
+    "onnxruntime": ("onnxruntime", "workstation"),
     "openvino": ("openvino", "openvino"),
     "litert": ("ai_edge_litert", "tflite"),
 }
+#: The pip extra that installs each runtime with the agent on a device (no torch).
+AGENT_EXTRAS: dict[str, str] = {"onnxruntime": "agent-onnxruntime", "openvino": "agent-openvino",
+                                "litert": "agent-tflite"}
 #: How each runtime is called in messages.
 RUNTIME_DISPLAY_NAMES: dict[str, str] = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")

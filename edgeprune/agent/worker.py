@@ -38,7 +38,7 @@ from edgeprune.agent.protocol import (
     timing_spec_to_dict,
 )
 from edgeprune.errors import EdgepruneError, MissingRuntimeError
-from edgeprune.target import RUNTIME_MODULES, Target
+from edgeprune.target import AGENT_EXTRAS, RUNTIME_DISPLAY_NAMES, RUNTIME_MODULES, Target
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def _runtime_report() -> dict[str, dict[str, Any]]:
     from edgeprune.backends import get_backend
 
     report: dict[str, dict[str, Any]] = {}
-    for runtime, (_module, extra) in RUNTIME_MODULES.items():
+    for runtime in RUNTIME_MODULES:
         target = Target(name="agent", description="agent", runtime=runtime)
-        entry: dict[str, Any] = {"installed": target.runtime_installed(), "extra": extra, "version": None,
-                                 "backend": False, "note": None}
+        entry: dict[str, Any] = {"installed": target.runtime_installed(), "extra": AGENT_EXTRAS[runtime],
+                                 "version": None, "backend": False, "note": None}
         try:
             entry["version"] = importlib.metadata.version(_DIST_NAMES[runtime])
         except importlib.metadata.PackageNotFoundError:
@@ -77,7 +77,7 @@ def _runtime_report() -> dict[str, dict[str, Any]]:
         except Exception as exc:  # a missing/broken backend is reported, not fatal
             entry["note"] = one_line(str(exc), 200)
         if not entry["installed"]:
-            entry["note"] = f"not installed; on the device run: pip install 'edgeprune[{extra}]'"
+            entry["note"] = f"not installed; on the device run: pip install 'edgeprune[{AGENT_EXTRAS[runtime]}]'"
         report[runtime] = entry
     return report
 
@@ -95,7 +95,7 @@ def _worker_measure(job: dict[str, Any]) -> dict[str, Any]:
     target = Target(name="agent", description="measured through the edgeprune agent", runtime=request.runtime,
                     device=request.device, threads=request.threads, precision=request.precision)
     if not target.runtime_installed():
-        raise MissingRuntimeError(request.runtime, RUNTIME_MODULES[request.runtime][1])
+        raise MissingRuntimeError(RUNTIME_DISPLAY_NAMES[request.runtime], AGENT_EXTRAS[request.runtime])
     backend = get_backend(target)
     started = time.monotonic()
     t0 = time.perf_counter()

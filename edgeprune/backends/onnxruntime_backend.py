@@ -12,7 +12,7 @@ import numpy as np
 from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.errors import InputError, MissingRuntimeError
-from edgeprune.target import Target
+from edgeprune.target import RUNTIME_MODULES, Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class OnnxRuntimeBackend:
     def load(self, artifact: Artifact, target: Target) -> OnnxRuntimeSession:
         """Load with the target's thread count."""
         if not self.available():
-            raise MissingRuntimeError("ONNX Runtime", "core")
+            raise MissingRuntimeError("ONNX Runtime", RUNTIME_MODULES["onnxruntime"][1])
         return OnnxRuntimeSession(artifact.path, target.threads)
 
 

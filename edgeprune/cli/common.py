@@ -92,6 +92,11 @@ def print_error(message: str, label: str = "edgeprune: error:") -> None:
     err_console.print(f"[bold red]{label}[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
 
 
+#: top-level modules of the ``workstation`` extra: without them only ``agent``, ``targets`` and ``--help`` work
+WORKSTATION_MODULES = ("torch", "torchvision", "torch_pruning", "onnx", "onnxscript", "onnxruntime", "sklearn",
+                       "matplotlib", "safetensors", "PIL")
+
+
 def run_guarded(action: Callable[[], int], verbose: bool) -> int:
     """Run a verb; map edgeprune errors to their exit code and one line, Ctrl-C to 130."""
     try:
@@ -102,9 +107,20 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
     except KeyboardInterrupt:
         err_console.print("edgeprune: interrupted; nothing half-written was left behind", highlight=False)
         return 130
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in WORKSTATION_MODULES:
+            return _internal_error(exc, verbose)
+        print_error(f"this command needs the workstation install ({exc.name} is not installed; a device running "
+                    "only 'edgeprune agent' does not need it): pip install 'edgeprune[workstation]'")
+        return 2
     except Exception as exc:  # a bug in edgeprune or in user code: say so plainly
-        if verbose:
-            raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        print_error(f"{type(exc).__name__}: {first} (rerun with --verbose for details)", "edgeprune: internal error:")
-        return 1
+        return _internal_error(exc, verbose)
+
+
+def _internal_error(exc: Exception, verbose: bool) -> int:
+    """A bug in edgeprune or in user code: one plain line, or the traceback with ``--verbose``."""
+    if verbose:
+        raise exc
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    print_error(f"{type(exc).__name__}: {first} (rerun with --verbose for details)", "edgeprune: internal error:")
+    return 1

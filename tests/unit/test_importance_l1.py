@@ -90,3 +90,14 @@ def test_unknown_importance() -> None:
 def test_importance_names_and_fresh_instances() -> None:
     assert "l1" in importance_names()
     assert get_importance("l1") is not get_importance("l1")
+
+
+def test_the_cli_names_every_registered_criterion() -> None:
+    """``--importance``'s names live in config (the CLI loads without torch); they match the registry."""
+    from edgeprune.config import FINETUNE_SCHEDULES, IMPORTANCE_CRITERIA
+    from edgeprune.train.schedules import make_scheduler
+
+    assert sorted(IMPORTANCE_CRITERIA) == importance_names()
+    for name in FINETUNE_SCHEDULES:  # each one the CLI offers is built
+        optimiser = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+        assert make_scheduler(optimiser, name, 0.1, 10) is not None
