@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import edgeprune
-import edgeprune.fit.pipeline
+from edgeprune.fit import pipeline as fit_pipeline
 from edgeprune.fit.loop.upward import undershoots
 from edgeprune.fit.recover import Recovery
 from edgeprune.latency.candidates import CONFIRM_TIMING
@@ -57,8 +57,8 @@ class SpikedConfirmation:
 
 
 def _fit_with_spike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *kinds: str) -> tuple[Any, list[str]]:
-    real_make_timer = edgeprune.fit.pipeline.make_timer
-    monkeypatch.setattr(edgeprune.fit.pipeline, "make_timer",
+    real_make_timer = fit_pipeline.make_timer
+    monkeypatch.setattr(fit_pipeline, "make_timer",
                         lambda *a, **k: SpikedConfirmation(real_make_timer(*a, **k), kinds))
     finetuned: list[str] = []
     real_finetune = Recovery._finetune
