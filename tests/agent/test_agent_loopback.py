@@ -335,7 +335,7 @@ def test_missing_runtime_names_the_pip_extra(agent: AgentServer, monkeypatch: py
     fake = {**runtimes, "openvino": {**runtimes["openvino"], "installed": False}}
     monkeypatch.setattr(agent.worker, "runtimes", fake)
     client = AgentClient(agent.url, TOKEN)
-    with pytest.raises(InputError, match=r"edgeprune\[openvino\]"):
+    with pytest.raises(InputError, match=r"edgeprune\[agent-openvino\]"):
         client.measure(onnx_artifact, Target(name="ov", description="ov", runtime="openvino", device="CPU"), SPEC)
 
 

@@ -97,8 +97,12 @@ def test_a_candidate_whose_confirmation_misses_is_never_fine_tuned(tmp_path: Pat
     assert result.final_latency_ms <= result.budget_ms
     # The spike (~1.5x the truth here) over-corrects the search; a candidate it sends far under the search target
     # gets one upward search, which replaces it when measured within the budget.
+    # The upward search happens at most once per closed loop: a first candidate that already undershot spent it
+    # (on this machine's latency table the first search can land far under the target before any spike).
+    target_ms = result.budget_ms * (1 - HEADROOM)
+    spent = any(k == "search" and undershoots(r["median_ms"], target_ms) for r, k in zip(rounds[:first], kinds))
     again = kinds.index("search", first)
-    if undershoots(rounds[again]["median_ms"], result.budget_ms * (1 - HEADROOM)):
+    if not spent and undershoots(rounds[again]["median_ms"], target_ms):
         assert kinds[again + 1] == "search-upward"
         upward = rounds[again + 1]
         if upward["meets_budget"]:
@@ -123,10 +127,13 @@ def test_a_single_noisy_preconfirm_is_settled_by_measuring_again(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     result, finetuned = _fit_with_spike(tmp_path, monkeypatch, "preconfirm")
     rounds, kinds, first = _around_first(result, "preconfirm")
-    assert kinds[first - 1: first + 2] == ["search", "preconfirm", "preconfirm-recheck"]
+    # the candidate preconfirmed is the search's, or the upward search's when the search landed far under
+    assert kinds[first - 1] in ("search", "search-upward")
+    assert kinds[first: first + 2] == ["preconfirm", "preconfirm-recheck"]
     searched, spiked, again = rounds[first - 1: first + 2]
     assert searched["meets_budget"] and not spiked["meets_budget"]
     if again["meets_budget"]:  # the usual case: the searched candidate is kept, no recalibrated search
-        assert len(finetuned) == 1 and kinds.count("search") == kinds[:first].count("search")
+        assert len(finetuned) == 1
+        assert sum(k.startswith("search") for k in kinds) == sum(k.startswith("search") for k in kinds[:first])
         assert "preconfirm-recheck" in (tmp_path / "out" / "report.md").read_text()
     assert result.final_latency_ms <= result.budget_ms
