@@ -30,7 +30,7 @@ from edgeprune.timing import LatencyStats
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".edgeprune-resume"
-JOURNAL_FORMAT = "edgeprune.fit.resume-journal/1"
+JOURNAL_FORMAT = "edgeprune.resume-journal/1"
 #: options that do not change what a run computes
 _NOT_FINGERPRINTED = {"out", "force", "resume", "device_token", "table_dir"}
 
