@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -25,6 +26,21 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_features() -> str | None:
+    """A short digest of the CPU's feature flags (x86 ``flags``, Arm ``Features``): two CPUs with one model
+    name can differ in what decides kernel speed (AVX-512, VNNI, AMX), and a latency table must tell them apart."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip().lower() in ("flags", "features"):
+                    flags = " ".join(sorted(value.split()))
+                    return hashlib.sha256(flags.encode()).hexdigest()[:12]
+    except OSError:
+        pass
+    return None
+
+
 def _governor() -> str | None:
     try:
         with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", encoding="utf-8") as f:
@@ -35,9 +51,10 @@ def _governor() -> str | None:
 
 @lru_cache(maxsize=1)
 def machine_info() -> dict[str, Any]:
-    """CPU model, logical cores, clock governor (when readable), OS and Python."""
+    """CPU model and feature digest, logical cores, clock governor (when readable), OS and Python."""
     return {
         "cpu": _cpu_model(),
+        "cpu_features": _cpu_features(),
         "logical_cores": os.cpu_count(),
         "architecture": platform.machine(),
         "cpu_governor": _governor(),

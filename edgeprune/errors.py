@@ -84,9 +84,13 @@ class BudgetUnreachableError(EdgepruneError):
     """No model edgeprune may build meets the budget: even the smallest is slower (``floor_ms`` over the
     budget), or none of those that fit while searching held up when their latency was confirmed."""
 
-    def __init__(self, budget_ms: float, floor_ms: float, detail: str = "") -> None:
+    def __init__(self, budget_ms: float, floor_ms: float, detail: str = "", predicted: bool = False) -> None:
         extra = f" {detail}" if detail else ""
-        if floor_ms > budget_ms:
+        if predicted:  # a target edgeprune cannot reach: nothing was measured
+            message = (f"budget {budget_ms:.3f} ms cannot be met: the fastest pruned model is predicted at "
+                       f"{floor_ms:.3f} ms by the shipped profile (not measured; an agent on the device measures "
+                       f"it).{extra}")
+        elif floor_ms > budget_ms:
             message = (f"budget {budget_ms:.3f} ms cannot be met: the fastest pruned model measured "
                        f"{floor_ms:.3f} ms (median).{extra}")
         else:  # a noisy search reading fit, but no candidate's confirming measurement did
@@ -96,6 +100,12 @@ class BudgetUnreachableError(EdgepruneError):
         super().__init__(message)
         self.budget_ms = budget_ms
         self.floor_ms = floor_ms
+        self.detail = detail
+        self.predicted = predicted
+
+    def as_predicted(self) -> BudgetUnreachableError:
+        """The same verdict, worded for latencies that were predicted, not measured."""
+        return BudgetUnreachableError(self.budget_ms, self.floor_ms, self.detail, predicted=True)
 
 
 class ValidationFailedError(EdgepruneError):

@@ -2,8 +2,9 @@
 
 A measurement warms up, then repeats the call until both a minimum count and a minimum time are
 reached, and summarises with the median (the figure compared against budgets), p90 and the coefficient
-of variation. A measurement whose CV exceeds ``TimingSpec.max_cv`` is repeated; if it stays noisy it is
-kept but flagged (``LatencyStats.noisy``), never silently used as if it were clean.
+of variation. A pass whose CV exceeds ``TimingSpec.max_cv`` gets another pass (up to ``retries``), and the
+summary is over all the passes' samples, never the calmest pass alone; a summary that stays noisy is kept
+but flagged (``LatencyStats.noisy``), never silently used as if it were clean.
 """
 
 from __future__ import annotations
@@ -87,14 +88,17 @@ def measure_latency(call: Callable[[], object], spec: TimingSpec | None = None) 
     True
     """
     spec = spec or TimingSpec()
-    best = _summarise(_one_pass(call, spec), spec.max_cv)
+    samples = _one_pass(call, spec)
+    last = _summarise(samples, spec.max_cv)
     attempt = 0
-    while best.noisy and attempt < spec.retries:
+    while last.noisy and attempt < spec.retries:
         attempt += 1
-        log.debug("timing was noisy (CV %.1f%%); measuring again (%d/%d)", best.cv * 100, attempt, spec.retries)
-        again = _summarise(_one_pass(call, spec), spec.max_cv)
-        if again.cv < best.cv:
-            best = again
+        log.debug("timing was noisy (CV %.1f%%); measuring again (%d/%d)", last.cv * 100, attempt, spec.retries)
+        more = _one_pass(call, spec)
+        last = _summarise(more, spec.max_cv)
+        samples += more
+    # every pass counts: keeping the calmest pass would bias the figure low (load adds time and spread alike)
+    best = _summarise(samples, spec.max_cv)
     if best.noisy and spec.warn_noisy:
         log.warning(
             "latency measurement stayed noisy (CV %.1f%% > %.0f%%): is another process using the CPU?",

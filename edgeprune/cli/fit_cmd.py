@@ -122,7 +122,7 @@ def print_summary(result: FitResult) -> None:
     console.print(f"  baseline latency  {result.baseline_latency_ms:8.3f} ms   {where} (median)")
     console.print(f"  budget            {result.budget_ms:8.3f} ms")
     console.print(f"  pruned latency    {result.final_latency_ms:8.3f} ms   {where} (median), "
-                  f"{r['speedup_measured']:.2f}x faster, [green]budget met[/]"
+                  f"{r.get('speedup_measured', r.get('speedup_predicted', float('nan'))):.2f}x faster, [green]budget met[/]"
                   + ("" if r["final"]["latency"]["measured"] else " [yellow](by prediction)[/]"), highlight=False)
     console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")

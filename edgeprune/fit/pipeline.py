@@ -28,7 +28,7 @@ import torch
 from edgeprune.backends import get_backend
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
-from edgeprune.errors import EdgepruneError, InputError
+from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError
 from edgeprune.export.formats import parse_formats
 from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
@@ -96,7 +96,12 @@ def fit(config: FitConfig) -> FitResult:
         measurer = measurer_type(backend, target, inputs.example, out.work, timer)  # type: ignore[arg-type]
         run = FitRun(config, budget, target, backend, importance, inputs, measurer, journal, clock)
         keep_state = True
-        outcome = run.execute()
+        try:
+            outcome = run.execute()
+        except BudgetUnreachableError as exc:
+            if isinstance(measurer, PredictedMeasurer) and not exc.predicted:
+                raise exc.as_predicted() from None
+            raise
         result = finish_run(run, outcome, out)
         journal.finish()
         return result

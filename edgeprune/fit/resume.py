@@ -30,7 +30,7 @@ from edgeprune.timing import LatencyStats
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".edgeprune-resume"
-JOURNAL_FORMAT = "edgeprune.resume-journal/1"
+JOURNAL_FORMAT = "edgeprune.resume-journal/2"
 #: options that do not change what a run computes
 _NOT_FINGERPRINTED = {"out", "force", "resume", "device_token", "table_dir"}
 
@@ -54,7 +54,10 @@ class RunJournal:
         self.dir = Path(out_dir) / STATE_DIR
         self.path = self.dir / "journal.json"
         self.fingerprint = config_fingerprint(config)
-        self.entries: dict[str, dict[str, Any]] = {}
+        #: every measurement of this run, in order, per key (a key asked twice has two readings)
+        self.entries: dict[str, list[dict[str, Any]]] = {}
+        #: the interrupted run's readings still to be replayed, per key (only with --resume)
+        self._to_replay: dict[str, list[dict[str, Any]]] = {}
         self.replayed = 0
         if self.path.is_file():
             self._open_existing(config)
@@ -75,24 +78,31 @@ class RunJournal:
         if data.get("format") != JOURNAL_FORMAT or data.get("fingerprint") != self.fingerprint:
             raise OutputError(f"the interrupted run in {self.dir.parent} used other options; rerun it with the "
                               "same options and --resume, or pass --force to start over")
-        self.entries = dict(data.get("entries", {}))
-        log.info("resuming: %d measurement(s) of the interrupted run will be replayed", len(self.entries))
+        self.entries = {k: list(v) for k, v in data.get("entries", {}).items()}
+        self._to_replay = {k: list(v) for k, v in self.entries.items()}
+        log.info("resuming: %d measurement(s) of the interrupted run will be replayed",
+                 sum(len(v) for v in self.entries.values()))
 
     def _save(self) -> None:
         write_json_atomic(self.path, {"format": JOURNAL_FORMAT, "fingerprint": self.fingerprint,
                                       "entries": self.entries})
 
     def measurement(self, key: str) -> LatencyStats | None:
-        """A recorded measurement, or None."""
-        entry = self.entries.get(key)
-        if entry is None:
+        """The interrupted run's next reading for ``key`` when resuming, else None (measure it).
+
+        Only ``--resume`` replays: a fresh run measures every query, a repeated one too. A key the interrupted
+        run asked n times is replayed n times, its readings in their order, so the resumed run takes the same
+        decisions; the next query of it is measured anew.
+        """
+        pending = self._to_replay.get(key)
+        if not pending:
             return None
         self.replayed += 1
-        return LatencyStats(**entry)
+        return LatencyStats(**pending.pop(0))
 
     def record(self, key: str, stats: LatencyStats) -> None:
-        """Record a measurement (saved at once)."""
-        self.entries[key] = stats.to_dict()
+        """Record a new measurement (saved at once); replayed ones are already recorded."""
+        self.entries.setdefault(key, []).append(stats.to_dict())
         self._save()
 
     def checkpoint_path(self, name: str) -> Path:

@@ -221,14 +221,12 @@ class FitRun:
         """Measure (or replay from the journal, or predict) one candidate."""
         step = self.step.index if self.step else 1
         key = keep_key(step, kind, keep)
-        recorded = self.journal.measurement(key)
-        needs_artifact = kind in ("original", "final")
-        if recorded is not None and not needs_artifact:
-            return Measurement(None, recorded)  # type: ignore[arg-type]
+        recorded = self.journal.measurement(key)  # only when resuming
+        if recorded is not None:  # replayed: the artifact is rebuilt where it is used later, not timed again
+            artifact = self.measurer.export(model, kind) if kind in ("original", "final") else None
+            return Measurement(artifact, recorded)  # type: ignore[arg-type]
         args = (model, kind) if spec is None else (model, kind, spec)
         m = self.measurer.measure(*args, keep=keep)
-        if recorded is not None:  # the artifact is rebuilt; the decision keeps the recorded figure
-            return Measurement(m.artifact, recorded)
         self.journal.record(key, m.stats)
         return m
 
@@ -241,12 +239,14 @@ class FitRun:
         measured = stats.runs > 0
         self.rounds.append({"kind": kind, "step": self.step.index if self.step else 1, "channels_kept": fraction,
                             **info, "median_ms": stats.median_ms, "p90_ms": stats.p90_ms if measured else None,
-                            "cv": stats.cv if measured else None, "measured": measured, "meets_budget": meets})
+                            "cv": stats.cv if measured else None, "noisy": stats.noisy if measured else None,
+                            "measured": measured, "meets_budget": meets})
         predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info and measured else ""
         verb = "measured" if measured else "predicted"
         what = f"{info['blocks_removed']} blocks removed" if "blocks_removed" in info else \
             f"{100 * fraction:.1f}% of channels kept"
-        log.info("%s: %s → %s %.3f ms%s %s", kind, what, verb, stats.median_ms, predicted,
+        noisy = f" (noisy: CV {100 * stats.cv:.0f}%)" if measured and stats.noisy else ""
+        log.info("%s: %s → %s %.3f ms%s%s %s", kind, what, verb, stats.median_ms, predicted, noisy,
                  "(within budget)" if meets else "(over budget)")
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:

@@ -22,7 +22,7 @@ from edgeprune.timing import LatencyStats, TimingSpec
 
 log = logging.getLogger(__name__)
 
-SEARCH_TIMING = TimingSpec(warmup_runs=10, min_runs=50, min_seconds=0.5)
+SEARCH_TIMING = TimingSpec(warmup_runs=10, min_runs=50, min_seconds=1.0)
 CONFIRM_TIMING = TimingSpec(warmup_runs=20, min_runs=100, min_seconds=2.0)
 
 

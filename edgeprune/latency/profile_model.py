@@ -84,7 +84,9 @@ def table_context(backend: Backend, target: Target, timer: ArtifactTimer | None 
         device=target.device,
         threads=target.threads,
         precision=target.precision,
-        machine=f"{machine.get('cpu')} ({machine.get('logical_cores')} cores, {machine.get('architecture')})",
+        # what decides kernel speed: the CPU model and its feature flags (not the model name alone), cores, ISA
+        machine=f"{machine.get('cpu')} ({machine.get('logical_cores')} cores, {machine.get('architecture')}, "
+                f"features {machine.get('cpu_features') or 'unknown'})",
     )
 
 

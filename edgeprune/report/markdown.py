@@ -66,7 +66,7 @@ def _headline(report: dict[str, Any]) -> list[str]:
     predicted = final["latency"].get("source") == "predicted-profile"
     verb = "is predicted to run" if predicted else "runs"
     status = str(report.get("status", "budget met"))
-    speedup = report.get("speedup_measured")
+    speedup = report.get("speedup_measured", report.get("speedup_predicted"))
     if speedup is None and final["latency"].get("median_ms"):
         speedup = base["latency"]["median_ms"] / final["latency"]["median_ms"]
     budget = f"Budget {report['budget_ms']:.3f} ms" + (f" ({report['budget_spec']})" if report.get("budget_spec") else "")

@@ -64,7 +64,8 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
         shown = f"{r['blocks_removed']} blocks removed" if r.get("blocks_removed") is not None else \
             "—" if kept is None else f"{100 * float(kept):.1f}%"
         rows.append([str(i), cell(r.get("kind")), shown,
-                     _ms(pred), _ms(meas), error, "—" if ok is None else ("yes" if ok else "no"),
+                     _ms(pred), _ms(meas) + (" (noisy)" if r.get("noisy") else ""), error,
+                     "—" if ok is None else ("yes" if ok else "no"),
                      "—" if r.get("top1") is None else f"{100 * float(r['top1']):.2f}%"])
     exports = (report.get("search") or {}).get("exports")
     lines = ["## Search rounds: predicted vs measured latency", ""]

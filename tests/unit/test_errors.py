@@ -48,3 +48,9 @@ def test_budget_unreachable_message() -> None:
     assert str(err) == (
         "budget 1.000 ms cannot be met: the fastest pruned model measured 2.500 ms (median). try a smaller model"
     )
+
+
+def test_an_unreachable_predicted_budget_does_not_say_measured() -> None:
+    err = BudgetUnreachableError(1.0, 2.5, "try a smaller model").as_predicted()
+    assert err.predicted and err.floor_ms == 2.5
+    assert "measured 2.500" not in str(err) and "predicted at 2.500 ms" in str(err) and "not measured" in str(err)

@@ -140,3 +140,30 @@ def test_calibration_samples_are_seeded_aligned_and_include_the_extremes() -> No
     assert a[0] == {g.name: g.width for g in groups}
     assert a[1] == {g.name: 8 for g in groups}
     assert all(w % 8 == 0 for s in a for w in s.values())
+
+
+class _MachineFacts:
+    """Stands where a timer would, for its machine facts only (nothing is timed)."""
+
+    source = "measured-local"
+
+    def __init__(self, features: str) -> None:
+        self.features = features
+
+    def machine(self) -> dict[str, object]:
+        return {"cpu": "AMD EPYC", "logical_cores": 2, "architecture": "x86_64", "cpu_features": self.features}
+
+    def runtime_version(self) -> str:
+        return "1.0"
+
+
+def test_tables_of_cpus_with_one_name_but_other_features_are_kept_apart() -> None:
+    from edgeprune.backends import get_backend
+    from edgeprune.latency.profile_model import table_context
+    from edgeprune.target import load_target
+
+    target = load_target("cpu")
+    backend = get_backend(target)
+    a, b = (table_context(backend, target, _MachineFacts(f)) for f in ("avx2-digest", "amx-digest"))  # type: ignore[arg-type]
+    assert a.key() != b.key()
+    assert a.key() == table_context(backend, target, _MachineFacts("avx2-digest")).key()  # type: ignore[arg-type]

@@ -91,3 +91,19 @@ def test_to_dict_keys() -> None:
 def test_median_of() -> None:
     assert median_of([3.0, 1.0, 2.0]) == 2.0
     assert median_of([4.0, 1.0]) == 2.5
+
+
+def test_a_retried_measurement_summarises_every_pass() -> None:
+    """A slow noisy pass followed by calm fast ones: the figure is over all samples, not the calmest pass."""
+    durations = iter([0.0] + [0.004, 0.0001] * 5 + [0.0] + [0.0005] * 10 + [0.0] + [0.0005] * 10)
+    spec = TimingSpec(warmup_runs=1, min_runs=10, max_runs=10, min_seconds=0.0, max_cv=0.5, retries=2)
+
+    def call() -> None:
+        end = time.perf_counter() + next(durations)
+        while time.perf_counter() < end:
+            pass
+
+    stats = measure_latency(call, spec)
+    assert stats.runs == 20  # the noisy first pass and one calm retry (the calm one ends the retries)
+    assert stats.p90_ms > 3.0  # the slow samples of the first pass are in the summary
+    assert stats.noisy is True  # and the summary says the machine was noisy while it was measured
