@@ -111,3 +111,49 @@ def measure_latency(call: Callable[[], object], spec: TimingSpec | None = None) 
 def median_of(values: list[float]) -> float:
     """Median of a non-empty list."""
     return float(statistics.median(values))
+
+
+@dataclass(frozen=True)
+class RoundReading:
+    """One round of an interleaved timing: both calls' samples (seconds) and when the round started."""
+
+    first_s: list[float]
+    second_s: list[float]
+    started_s: float  # time.monotonic() at the round's start
+
+
+def interleaved_rounds(first: Callable[[], object], second: Callable[[], object], rounds: int,
+                       min_round_seconds: float, min_runs: int, warmup_runs: int = 0,
+                       start_index: int = 0) -> list[RoundReading]:
+    """Time two calls in alternating rounds, so that a change of machine speed affects both alike.
+
+    Each round times ``first`` then ``second`` (round ``start_index`` + 0, 2, 4 ...) or ``second`` then
+    ``first`` (odd rounds: an A B B A order cancels a linear drift within a pair of rounds), each for at least
+    ``min_runs`` calls and ``min_round_seconds``. ``warmup_runs`` calls of each precede the first round.
+    """
+    for _ in range(warmup_runs):
+        first()
+        second()
+    readings = []
+    for index in range(start_index, start_index + rounds):
+        started = time.monotonic()
+        order = (first, second) if index % 2 == 0 else (second, first)
+        samples = [_timed_runs(call, min_runs, min_round_seconds) for call in order]
+        a, b = samples if index % 2 == 0 else samples[::-1]
+        readings.append(RoundReading(a, b, started))
+    return readings
+
+
+def _timed_runs(call: Callable[[], object], min_runs: int, min_seconds: float) -> list[float]:
+    samples: list[float] = []
+    started = time.perf_counter()
+    while len(samples) < min_runs or time.perf_counter() - started < min_seconds:
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def monotonic_s() -> float:
+    """The monotonic clock in seconds (timestamps of readings, not durations of inferences)."""
+    return time.monotonic()

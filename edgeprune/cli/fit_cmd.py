@@ -121,9 +121,17 @@ def print_summary(result: FitResult) -> None:
         r["final"]["latency"]["source"], "measured on the target")
     console.print(f"  baseline latency  {result.baseline_latency_ms:8.3f} ms   {where} (median)")
     console.print(f"  budget            {result.budget_ms:8.3f} ms")
+    speedup = r.get("speedup_measured", r.get("speedup_predicted", float("nan")))
+    interval = r.get("speedup_interval")
+    paired = f" (paired with the original: {interval[0]:.2f}–{interval[1]:.2f}x)" if interval else ""
     console.print(f"  pruned latency    {result.final_latency_ms:8.3f} ms   {where} (median), "
-                  f"{r.get('speedup_measured', r.get('speedup_predicted', float('nan'))):.2f}x faster, [green]budget met[/]"
+                  f"{speedup:.2f}x faster{paired}, [green]budget met[/]"
                   + ("" if r["final"]["latency"]["measured"] else " [yellow](by prediction)[/]"), highlight=False)
+    drift = r.get("measurement") or {}
+    if drift.get("drift_detected"):
+        console.print(f"  [yellow]machine speed changed[/] during the run: the original's median moved by "
+                      f"{100 * drift['max_change']:+.0f}% (at {drift['max_change_at_s']:.0f} s); the verdict and the "
+                      f"speedup are paired ratios and hold, figures in ms are on {drift['anchor']}", highlight=False)
     console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")

@@ -19,7 +19,7 @@ from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.io_atomic import write_json_atomic
 from edgeprune.prune.graph import count_macs_and_params
 from edgeprune.prune.plan import SlimPlan, module_shapes
-from edgeprune.report.fit_report import ModelSide, build_fit_report
+from edgeprune.report.fit_report import ModelSide, build_fit_report, paired_speedup
 from edgeprune.report.fit_result import FitResult
 from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_latency
 from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT
@@ -102,6 +102,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         groups=[{k: g[k] for k in ("name", "width_before", "width_after")} for g in plan.groups],
         frozen=run.frozen, timings_s=dict(clock.seconds),
     )
+    report.update(paired_speedup(final.paired, run.measurer.drift() if run.measurer.reference is not None else None))
     report["resume"] = {"measurements_replayed": run.journal.replayed}
     report["per_layer_latency"] = per_layer
     report["artifacts"] = validations

@@ -126,6 +126,8 @@ class FitRun:
         with self.clock("measure"):
             baseline = self._measure(self.model, "original", {}, CONFIRM_TIMING)
             self.budget_ms = self.budget_spec.resolve(baseline.stats.median_ms)
+            if not isinstance(self.measurer, PredictedMeasurer):  # every later reading is paired with it
+                self.measurer.set_reference(baseline, absolute_budget=self.budget_spec.ms is not None)
             self._record("baseline", {}, {}, baseline)
             log.info("original model: %.3f ms on %s (%s); budget %.3f ms (%s)", baseline.stats.median_ms,
                      self.target.name, self.measurer.timer.source, self.budget_ms, self.budget_spec)
@@ -221,6 +223,9 @@ class FitRun:
         """Measure (or replay from the journal, or predict) one candidate."""
         step = self.step.index if self.step else 1
         key = keep_key(step, kind, keep)
+        whole_run = kind in DEPTH_KINDS  # judged against the run's budget, not the step's
+        self.measurer.decision_ms = None if kind == "original" else \
+            (self.budget_ms if whole_run else self.step_budget_ms)
         recorded = self.journal.measurement(key)  # only when resuming
         if recorded is not None:  # replayed: the artifact is rebuilt where it is used later, not timed again
             artifact = self.measurer.export(model, kind) if kind in ("original", "final") else None
@@ -241,6 +246,8 @@ class FitRun:
                             **info, "median_ms": stats.median_ms, "p90_ms": stats.p90_ms if measured else None,
                             "cv": stats.cv if measured else None, "noisy": stats.noisy if measured else None,
                             "measured": measured, "meets_budget": meets})
+        if m.paired is not None:  # the readings against the original, enough to recompute the figure
+            self.rounds[-1]["paired"] = m.paired.to_dict()
         predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info and measured else ""
         verb = "measured" if measured else "predicted"
         what = f"{info['blocks_removed']} blocks removed" if "blocks_removed" in info else \
@@ -376,7 +383,7 @@ class FitRun:
         self._record("recheck", candidate.keep, candidate.info, again)
         log.info("confirmations disagree (%.3f ms before recovery, %.3f ms after): measured again, %.3f ms",
                  early.stats.median_ms, final.stats.median_ms, again.stats.median_ms)
-        return Measurement(final.artifact, again.stats)
+        return Measurement(final.artifact, again.stats, again.paired)
 
 
 def _compose(outer: dict[str, list[int]], inner: dict[str, list[int]]) -> dict[str, list[int]]:

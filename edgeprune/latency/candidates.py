@@ -1,8 +1,14 @@
-"""Export-and-measure of candidate models on the target, cached by architecture.
+"""Export-and-measure of candidate models on the target, paired with the original.
 
-Each candidate is exported with the target's backend, loaded with the target's threads and precision,
-and timed; the result is cached by the candidate's channel widths, so the search never measures the same
-architecture twice in a round unless asked to confirm it.
+Each candidate is exported with the target's backend, loaded with the target's threads and precision, and
+timed. Once the original is measured (:meth:`CandidateMeasurer.set_reference`), every later measurement
+times the candidate **against the original's artifact in alternating rounds** (:mod:`edgeprune.latency.paired`)
+where the timer can (this machine's runtime), and its figure in milliseconds is the paired ratio times an
+anchor: the original's median at the start of the run for a relative budget (``60%``: the verdict is the
+ratio itself), or the original's median over the whole run for an absolute one (``20ms``). The original's
+medians over time are kept (:attr:`CandidateMeasurer.reference_medians`) and a change of more than
+:data:`DRIFT_SHARE` is said on the terminal and in the report. Through an agent, candidates are timed alone
+(unpaired) for now, and the report says so.
 """
 
 from __future__ import annotations
@@ -12,26 +18,41 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
+from edgeprune.latency.paired import PairedStats, PairingSpec
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.target import Target
-from edgeprune.timing import LatencyStats, TimingSpec
+from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
 
 log = logging.getLogger(__name__)
 
 SEARCH_TIMING = TimingSpec(warmup_runs=10, min_runs=50, min_seconds=1.0)
 CONFIRM_TIMING = TimingSpec(warmup_runs=20, min_runs=100, min_seconds=2.0)
 
+#: a change of the original's median by more than this share during a run is reported as drift
+DRIFT_SHARE = 0.10
+#: a paired figure whose interval is wider than this share of the ratio is flagged noisy
+NOISY_INTERVAL_SHARE = 0.10
+
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured artifact."""
+    """A measured artifact; ``paired`` holds the readings against the original when it was timed in pairs."""
 
     artifact: Artifact
     stats: LatencyStats
+    paired: PairedStats | None = None
+
+
+def pairing_for(spec: TimingSpec) -> PairingSpec:
+    """The paired schedule that spends about ``spec.min_seconds`` on the pair (half on each side)."""
+    rounds = max(6, round(10 * spec.min_seconds))
+    return PairingSpec(rounds=rounds, max_rounds=3 * rounds, extra_rounds=rounds, min_round_seconds=0.05,
+                       min_runs=5, warmup_runs=spec.warmup_runs)
 
 
 class CandidateMeasurer:
@@ -46,6 +67,16 @@ class CandidateMeasurer:
         self.work_dir = work_dir
         self.exports = 0
         self._counter = 0
+        self.reference: Artifact | None = None
+        self.anchor_on_run = False  # absolute budgets: anchor on the original's median over the run
+        self.baseline_ms = float("nan")
+        #: the original's medians over the run: (seconds since it was first measured, median ms)
+        self.reference_medians: list[tuple[float, float]] = []
+        #: the ms figure a verdict compares with; set by the run before each measurement that decides
+        self.decision_ms: float | None = None
+        self.drift_warned = False
+        self._started_s = 0.0
+        self._unpaired_warned = False
 
     def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING,
                 keep: Mapping[str, Sequence[int]] | None = None) -> Measurement:
@@ -64,8 +95,78 @@ class CandidateMeasurer:
         self.exports += 1
         return artifact
 
+    def set_reference(self, original: Measurement, absolute_budget: bool) -> None:
+        """Pair every later measurement with ``original``'s artifact; anchor on its median at the start
+        (relative budget) or over the run (``absolute_budget``)."""
+        self.reference = original.artifact
+        self.anchor_on_run = absolute_budget
+        self.baseline_ms = original.stats.median_ms
+        self._started_s = monotonic_s()
+        self.reference_medians = [(0.0, original.stats.median_ms)]
+
+    def anchor_ms(self) -> float:
+        """The original's median that paired ratios are multiplied by to give milliseconds."""
+        if self.anchor_on_run and self.reference_medians:
+            return float(np.median([ms for _, ms in self.reference_medians]))
+        return self.baseline_ms
+
+    @property
+    def paired(self) -> bool:
+        """Whether measurements are timed against the original."""
+        return self.reference is not None and hasattr(self.timer, "time_paired")
+
     def time(self, artifact: Artifact, spec: TimingSpec = CONFIRM_TIMING) -> Measurement:
-        """Measure an existing artifact (locally or through the agent, as the timer says)."""
-        stats = self.timer.time(artifact, spec)
-        log.debug("%s: median %.3f ms (CV %.1f%%)", artifact.path.name, stats.median_ms, stats.cv * 100)
-        return Measurement(artifact, stats)
+        """Measure an existing artifact: paired with the original when it is set and the timer can, else alone."""
+        if self.reference is None:
+            stats = self.timer.time(artifact, spec)
+            log.debug("%s: median %.3f ms (CV %.1f%%)", artifact.path.name, stats.median_ms, stats.cv * 100)
+            return Measurement(artifact, stats)
+        if not self.paired:
+            if not self._unpaired_warned:
+                self._unpaired_warned = True
+                log.warning("measurements through the agent are not paired with the original yet: each is timed "
+                            "alone, so a change of the device's speed during the run goes into the figures")
+            return Measurement(artifact, self.timer.time(artifact, spec))
+        anchor = self.anchor_ms()
+        threshold = self.decision_ms / anchor if self.decision_ms is not None else None
+        paired = self.timer.time_paired(self.reference, artifact, pairing_for(spec), threshold)  # type: ignore[attr-defined]
+        self._note_reference(paired)
+        anchor = self.anchor_ms()
+        median = paired.ratio * anchor
+        scale = median / max(paired.candidate.median_ms, 1e-12)
+        c = paired.candidate
+        width = (paired.summary.high - paired.summary.low) / max(paired.ratio, 1e-12)
+        stats = LatencyStats(median_ms=median, p90_ms=c.p90_ms * scale, mean_ms=c.mean_ms * scale,
+                             min_ms=c.min_ms * scale, cv=c.cv, runs=c.runs, noisy=width > NOISY_INTERVAL_SHARE)
+        log.debug("%s: ratio %.4f [%.4f, %.4f] over %d rounds x %.3f ms = %.3f ms", artifact.path.name,
+                  paired.ratio, paired.summary.low, paired.summary.high, paired.summary.rounds, anchor, median)
+        return Measurement(artifact, stats, paired)
+
+    def _note_reference(self, paired: PairedStats) -> None:
+        at_s = (paired.round_started_s[0] + paired.round_started_s[-1]) / 2 - self._started_s
+        ms = paired.reference_median_ms
+        self.reference_medians.append((at_s, ms))
+        change = ms / self.baseline_ms - 1
+        if abs(change) > DRIFT_SHARE and not self.drift_warned:
+            self.drift_warned = True
+            what = ("absolute figures (ms) are the paired ratio times the original's median over the run"
+                    if self.anchor_on_run else
+                    "figures in ms are the paired ratio times the original's median at the start")
+            log.warning("the machine's speed changed: the original runs at %.3f ms now, %+.0f%% against %.3f ms "
+                        "at the start (%.0f s ago); verdicts use ratios timed side by side, so they hold; %s",
+                        ms, 100 * change, self.baseline_ms, at_s, what)
+
+    def drift(self) -> dict[str, object]:
+        """The original's medians over the run and their largest change against the start."""
+        changes = [ms / self.baseline_ms - 1 for _, ms in self.reference_medians] or [0.0]
+        worst = max(range(len(changes)), key=lambda i: abs(changes[i]))
+        return {
+            "paired": self.paired,
+            "anchor": ("the original's median over the run" if self.anchor_on_run else
+                       "the original's median at the start of the run"),
+            "reference_medians": [{"t_s": round(t, 2), "median_ms": ms} for t, ms in self.reference_medians],
+            "max_change": changes[worst],
+            "max_change_at_s": self.reference_medians[worst][0] if self.reference_medians else 0.0,
+            "drift_detected": abs(changes[worst]) > DRIFT_SHARE,
+            "threshold": DRIFT_SHARE,
+        }

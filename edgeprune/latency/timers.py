@@ -8,6 +8,7 @@ latency tables never mix the two.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +17,7 @@ from edgeprune.backends.base import Artifact, Backend
 from edgeprune.environment import machine_info
 from edgeprune.errors import InputError
 from edgeprune.latency.analytic import AGENT_HINT, PREDICTED_LABEL, load_profile
+from edgeprune.latency.paired import PairedStats, PairingSpec, measure_paired
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec
 
@@ -47,11 +49,24 @@ class LocalTimer:
 
     def __init__(self, backend: Backend, target: Target) -> None:
         self.backend, self.target = backend, target
+        self._reference: tuple[Path, Any] | None = None  # the reference's loaded session, kept between pairs
 
     def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
         session = self.backend.load(artifact, self.target)
         feed = {artifact.input_name: np.full(artifact.input_shape, 0.5, dtype=np.float32)}
         return session.time(feed, spec)
+
+    def time_paired(self, reference: Artifact, candidate: Artifact, spec: PairingSpec,
+                    threshold_ratio: float | None = None) -> PairedStats:
+        """Time ``candidate`` against ``reference`` in alternating rounds (see :mod:`edgeprune.latency.paired`)."""
+        if self._reference is None or self._reference[0] != reference.path:
+            self._reference = (reference.path, self.backend.load(reference, self.target))
+        ref_session = self._reference[1]
+        cand_session = self.backend.load(candidate, self.target)
+        ref_feed = {reference.input_name: np.full(reference.input_shape, 0.5, dtype=np.float32)}
+        cand_feed = {candidate.input_name: np.full(candidate.input_shape, 0.5, dtype=np.float32)}
+        return measure_paired(lambda: ref_session.run(ref_feed), lambda: cand_session.run(cand_feed), spec,
+                              threshold_ratio)
 
     def runtime_version(self) -> str:
         return self.backend.version()

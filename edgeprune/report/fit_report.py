@@ -9,6 +9,7 @@ from typing import Any
 
 from edgeprune._version import __version__
 from edgeprune.environment import machine_info, package_versions
+from edgeprune.latency.paired import CONFIDENCE, PairedStats
 from edgeprune.latency.timers import ArtifactTimer
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.report.fit_result import REPORT_SCHEMA
@@ -89,3 +90,20 @@ def build_fit_report(
                         "measured_on": {"source": timer.source, "machine": timer.machine()}},
         "timings_s": timings_s,
     }
+
+
+def paired_speedup(final: PairedStats | None, drift: dict[str, Any] | None) -> dict[str, Any]:
+    """report.json's fields for a run whose readings were paired with the original: the speedup as the
+    paired ratio of the final artifact against the original (with its interval), and the original's medians
+    over the run with the largest change (``measurement``). Empty when nothing was paired."""
+    fields: dict[str, Any] = {}
+    if drift is not None and drift.get("paired"):
+        fields["measurement"] = drift
+    if final is not None:
+        s = final.summary
+        fields["speedup_measured"] = 1.0 / s.ratio
+        fields["speedup_interval"] = [1.0 / s.high, 1.0 / s.low]
+        fields["speedup_method"] = (f"paired: median over {s.rounds} rounds of the original's median / the final "
+                                    f"artifact's, timed in alternating rounds at the end of the run; "
+                                    f"{100 * CONFIDENCE:.0f}% bootstrap interval")
+    return fields

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from typing import Any
 
 from edgeprune.report import markdown_sections as sections
+from edgeprune.report.markdown_measurement import PAIRED_CONFIDENCE, measurement_section
 
 #: plot file → alt text, in the order they appear
 _PLOTS = {"accuracy_vs_latency.png": "accuracy vs latency"}
@@ -75,7 +76,9 @@ def _headline(report: dict[str, Any]) -> list[str]:
         f"# edgeprune report: {model} on target `{target.get('name', '?')}`",
         "",
         f"**{budget}: {status}.** The exported model {verb} in **{final['latency']['median_ms']:.3f} ms** "
-        f"(median), {speedup:.2f}x faster than the original's {base['latency']['median_ms']:.3f} ms.",
+        f"(median), {speedup:.2f}x faster than the original's {base['latency']['median_ms']:.3f} ms"
+        + (f" (paired with the original: {report['speedup_interval'][0]:.2f}–{report['speedup_interval'][1]:.2f}x, "
+           f"{100 * PAIRED_CONFIDENCE:.0f}% interval)." if report.get("speedup_interval") else "."),
         "",
         latency_provenance(report),
         "",
@@ -189,7 +192,8 @@ def render_markdown(report: dict[str, Any], plots: Collection[str] = ()) -> str:
     True
     """
     lines = _headline(report) + _summary_table(report) + _evaluation(report) + _plots(plots)
-    lines += sections.artifact_validation(report) + _method(report) + sections.search_rounds(report)
+    lines += sections.artifact_validation(report) + _method(report) + measurement_section(report)
+    lines += sections.search_rounds(report)
     lines += sections.per_layer(report, tuple(plots)) + sections.channel_widths(report)
     lines += sections.stage_times(report) + sections.files(report, tuple(plots)) + sections.environment(report)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,155 @@
+"""Paired measurement: a candidate timed against a reference in alternating rounds, judged by their ratio.
+
+A machine's speed drifts (another job on the other core, a Pi that throttles when it warms up, a laptop on
+battery): 8% within a minute on a quiet VM here, and up to 40% for a 1-thread timing when a second job runs.
+Two readings taken minutes apart are therefore not comparable, but two taken side by side are: the
+candidate and the reference (the original's artifact, same runtime and settings) are timed in alternating
+rounds (:func:`edgeprune.timing.interleaved_rounds`), each round gives one ratio of medians, and the verdict
+uses the **median of the per-round ratios** with a bootstrap interval over rounds. A ratio whose interval
+straddles the decision threshold gets more rounds, up to ``max_rounds``, before it is accepted.
+
+:func:`ratio_summary` is the arithmetic (pure, on readings); :func:`measure_paired` times two calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeprune.timing import LatencyStats, RoundReading, interleaved_rounds
+
+#: the share of the bootstrap distribution the interval covers
+CONFIDENCE = 0.90
+#: bootstrap resamples of the rounds (seeded, so a verdict is reproducible from its readings)
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class PairingSpec:
+    """How to time a candidate against the reference.
+
+    ``rounds`` alternating rounds, each timing both for at least ``min_runs`` calls and ``min_round_seconds``;
+    a ratio whose interval holds the threshold gets ``extra_rounds`` more at a time, up to ``max_rounds``.
+    """
+
+    rounds: int = 10
+    max_rounds: int = 30
+    extra_rounds: int = 10
+    min_round_seconds: float = 0.05
+    min_runs: int = 5
+    warmup_runs: int = 10
+
+
+@dataclass(frozen=True)
+class RatioSummary:
+    """The median of per-round ratios (candidate / reference) and its bootstrap interval."""
+
+    ratio: float
+    low: float
+    high: float
+    rounds: int
+
+    def holds(self, threshold: float) -> bool:
+        """Whether ``threshold`` lies inside the interval (the verdict is not settled yet)."""
+        return self.low <= threshold <= self.high
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """A paired measurement: per-round medians of both, the ratio with its interval, pooled summaries."""
+
+    summary: RatioSummary
+    reference_round_ms: list[float]
+    candidate_round_ms: list[float]
+    round_started_s: list[float]
+    reference: LatencyStats
+    candidate: LatencyStats
+    threshold_ratio: float | None = None
+    extended: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Median of the per-round ratios candidate / reference."""
+        return self.summary.ratio
+
+    @property
+    def reference_median_ms(self) -> float:
+        """The reference's median over this measurement's rounds."""
+        return float(np.median(self.reference_round_ms))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for report.json: enough to recompute the ratio and its interval."""
+        return {
+            "ratio": self.summary.ratio, "ratio_low": self.summary.low, "ratio_high": self.summary.high,
+            "confidence": CONFIDENCE, "rounds": self.summary.rounds, "extended": self.extended,
+            "threshold_ratio": self.threshold_ratio,
+            "reference_round_ms": [round(x, 6) for x in self.reference_round_ms],
+            "candidate_round_ms": [round(x, 6) for x in self.candidate_round_ms],
+            "round_started_s": [round(x, 3) for x in self.round_started_s],
+        }
+
+
+def ratio_summary(reference_round_ms: Sequence[float], candidate_round_ms: Sequence[float], seed: int = 0,
+                  confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES) -> RatioSummary:
+    """Median of the per-round ratios and a percentile-bootstrap interval over rounds.
+
+    >>> s = ratio_summary([2.0, 2.2, 2.4, 2.0], [1.0, 1.1, 1.2, 1.0])
+    >>> round(s.ratio, 3), round(s.low, 3), round(s.high, 3)
+    (0.5, 0.5, 0.5)
+    """
+    ref = np.asarray(reference_round_ms, dtype=float)
+    cand = np.asarray(candidate_round_ms, dtype=float)
+    if ref.shape != cand.shape or ref.size == 0:
+        raise ValueError("paired readings need the same, non-zero number of rounds on both sides")
+    if np.any(ref <= 0):
+        raise ValueError("reference readings must be positive")
+    ratios = cand / ref
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, ratios.size, size=(resamples, ratios.size))
+    medians = np.median(ratios[picks], axis=1)
+    tail = (1 - confidence) / 2
+    return RatioSummary(float(np.median(ratios)), float(np.quantile(medians, tail)),
+                        float(np.quantile(medians, 1 - tail)), int(ratios.size))
+
+
+def _summarise_ms(samples_s: list[float]) -> LatencyStats:
+    ms = np.asarray(samples_s) * 1000.0
+    mean = float(ms.mean())
+    cv = float(ms.std() / mean) if mean > 0 else 0.0
+    return LatencyStats(median_ms=float(np.median(ms)), p90_ms=float(np.percentile(ms, 90)), mean_ms=mean,
+                        min_ms=float(ms.min()), cv=cv, runs=int(ms.size), noisy=False)
+
+
+def measure_paired(reference: Callable[[], object], candidate: Callable[[], object], spec: PairingSpec,
+                   threshold_ratio: float | None = None, seed: int = 0) -> PairedStats:
+    """Time ``candidate`` against ``reference`` in alternating rounds; extend while the interval holds
+    ``threshold_ratio`` (the ratio the verdict compares with), up to ``spec.max_rounds`` rounds."""
+    readings: list[RoundReading] = interleaved_rounds(reference, candidate, spec.rounds, spec.min_round_seconds,
+                                                      spec.min_runs, spec.warmup_runs)
+    summary = _summary(readings, seed)
+    extended = False
+    while threshold_ratio is not None and summary.holds(threshold_ratio) and len(readings) < spec.max_rounds:
+        more = min(spec.extra_rounds, spec.max_rounds - len(readings))
+        readings += interleaved_rounds(reference, candidate, more, spec.min_round_seconds, spec.min_runs,
+                                       start_index=len(readings))
+        summary = _summary(readings, seed)
+        extended = True
+    return PairedStats(
+        summary=summary,
+        reference_round_ms=[1000.0 * float(np.median(r.first_s)) for r in readings],
+        candidate_round_ms=[1000.0 * float(np.median(r.second_s)) for r in readings],
+        round_started_s=[r.started_s for r in readings],
+        reference=_summarise_ms([s for r in readings for s in r.first_s]),
+        candidate=_summarise_ms([s for r in readings for s in r.second_s]),
+        threshold_ratio=threshold_ratio,
+        extended=extended,
+    )
+
+
+def _summary(readings: list[RoundReading], seed: int) -> RatioSummary:
+    return ratio_summary([float(np.median(r.first_s)) for r in readings],
+                         [float(np.median(r.second_s)) for r in readings], seed)

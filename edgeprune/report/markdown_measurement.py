@@ -1,0 +1,37 @@
+"""report.md's "How latency was measured" section: paired readings, the original's medians over the run, drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeprune.latency.paired import CONFIDENCE as PAIRED_CONFIDENCE
+
+
+def measurement_section(report: dict[str, Any]) -> list[str]:
+    """The method in three sentences, the original's medians over time, and any drift (empty if unpaired)."""
+    m = report.get("measurement")
+    if not m:
+        return []
+    lines = ["## How latency was measured", "",
+             "Every candidate was timed against the original's artifact (same runtime, threads and precision) in "
+             "alternating rounds, and each verdict used the median of the per-round ratios with a bootstrap "
+             f"interval ({100 * PAIRED_CONFIDENCE:.0f}%); a ratio whose interval held the budget got more rounds. "
+             f"Figures in ms are that ratio times {m.get('anchor', 'the original')}, so a change of the machine's "
+             "speed during the run does not move the verdicts.", ""]
+    medians = m.get("reference_medians") or []
+    change = float(m.get("max_change") or 0.0)
+    if m.get("drift_detected"):
+        lines += [f"**The machine's speed changed during the run:** the original's median moved by "
+                  f"{100 * change:+.0f}% (at {float(m.get('max_change_at_s') or 0):.0f} s). The ratios (and the "
+                  "speedup) are unaffected; absolute figures in ms are on the anchor named above.", ""]
+    else:
+        lines += [f"The original's median stayed within {100 * float(m.get('threshold', 0.1)):.0f}% of its first "
+                  f"reading all run (largest change {100 * change:+.1f}%).", ""]
+    if medians:
+        shown = medians if len(medians) <= 12 else medians[:6] + medians[-6:]
+        lines += ["| seconds into the run | original's median ms |", "|---|---|"]
+        lines += [f"| {float(r['t_s']):.0f} | {float(r['median_ms']):.3f} |" for r in shown]
+        if len(medians) > len(shown):
+            lines.append(f"| … | ({len(medians) - len(shown)} more in report.json) |")
+        lines.append("")
+    return lines
