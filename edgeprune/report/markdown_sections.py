@@ -85,7 +85,7 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
                       "although the search had measured it within; it decides.")
     if "depth-recheck" in kinds:
         lines[-1] += (" *depth-recheck* measures a block count once more when its *depth* round missed the search "
-                      "target by at most 10%; the lower of the two readings decided.")
+                      "target by at most 10%; the mean of the two readings decided.")
     if "search-upward" in kinds:
         lines[-1] += (" *search-upward* is a wider candidate searched once after a candidate measured far under "
                       "the search target; it replaces that candidate only if measured within the budget.")
