@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from edgeprune._version import __version__
-from edgeprune.cli import agent_cmd, export_cmd, fit_cmd, profile_cmd, report_cmd, targets_cmd, validate_cmd
+from edgeprune.cli import agent_cmd, bench_cmd, export_cmd, fit_cmd, profile_cmd, report_cmd, targets_cmd, validate_cmd
 from edgeprune.cli.common import run_guarded, setup_logging
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     agent_cmd.add_parser(sub)
+    bench_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
     fit_cmd.add_parser(sub)
     profile_cmd.add_parser(sub)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
-from edgeprune.latency.paired import PairedStats, PairingSpec
+from edgeprune.latency.paired import PairedStats, PairingSpec, schedule
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
@@ -50,9 +50,7 @@ class Measurement:
 
 def pairing_for(spec: TimingSpec) -> PairingSpec:
     """The paired schedule that spends about ``spec.min_seconds`` on the pair (half on each side)."""
-    rounds = max(6, round(10 * spec.min_seconds))
-    return PairingSpec(rounds=rounds, max_rounds=3 * rounds, extra_rounds=rounds, min_round_seconds=0.05,
-                       min_runs=5, warmup_runs=spec.warmup_runs)
+    return schedule(spec.min_seconds, spec.warmup_runs)
 
 
 class CandidateMeasurer:

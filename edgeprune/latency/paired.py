@@ -43,6 +43,13 @@ class PairingSpec:
     warmup_runs: int = 10
 
 
+def schedule(seconds: float, warmup_runs: int = 10) -> PairingSpec:
+    """The paired schedule that spends about ``seconds`` on a pair (half on each side) before any extension."""
+    rounds = max(6, round(10 * seconds))
+    return PairingSpec(rounds=rounds, max_rounds=3 * rounds, extra_rounds=rounds, min_round_seconds=0.05,
+                       min_runs=5, warmup_runs=warmup_runs)
+
+
 @dataclass(frozen=True)
 class RatioSummary:
     """The median of per-round ratios (candidate / reference) and its bootstrap interval."""

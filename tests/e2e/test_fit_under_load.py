@@ -1,0 +1,112 @@
+"""A fit while another process loads the machine on and off: the verdict and the speedup still hold.
+
+The load generator busies a core for a few seconds, then idles, over and over, while ``fit`` runs. Afterwards,
+with the load stopped, the test times the shipped artifact against the original's export itself, with ONNX
+Runtime directly and its own interleaved loop (A, B, A, B ... in rounds of 40 runs, median of the per-round
+ratios), and compares: the shipped model must be within the 60% budget by that independent timing too (5%
+allowed for the two timings' own noise), and the speedup ``fit`` reported must agree with it within 10%.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import edgeprune
+from edgeprune.backends.onnx_export import export_onnx
+from edgeprune.train.default_weights import load_model
+
+BUDGET_SHARE = 0.60
+#: the independent timing's own noise: the shipped model may read this much over the budget share
+VERDICT_TOLERANCE = 0.05
+#: how far the reported speedup may be from the independent one
+SPEEDUP_TOLERANCE = 0.10
+
+LOAD_CODE = """
+import time
+while True:
+    end = time.perf_counter() + 4.0
+    while time.perf_counter() < end:
+        sum(i * i for i in range(10000))
+    time.sleep(4.0)
+"""
+
+
+@pytest.fixture()
+def on_off_load() -> Iterator[Callable[[], None]]:
+    """Starts the load generator; the test calls the returned function to stop it (teardown stops it too)."""
+    proc = subprocess.Popen([sys.executable, "-c", LOAD_CODE])
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+    try:
+        yield stop
+    finally:
+        stop()
+
+
+def _independent_ratio(original: Path, shipped: Path, rounds: int = 15, runs: int = 40) -> float:
+    """Median over rounds of (shipped median / original median), timed alternately with ONNX Runtime."""
+    import onnxruntime as ort
+
+    def session(path: Path) -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inp = s.get_inputs()[0]
+        return s, {inp.name: np.full(inp.shape, 0.5, dtype=np.float32)}
+
+    sessions = [session(original), session(shipped)]
+    for s, feed in sessions:
+        for _ in range(20):
+            s.run(None, feed)
+    ratios = []
+    for index in range(rounds):
+        medians = []
+        order = sessions if index % 2 == 0 else sessions[::-1]
+        for s, feed in order:
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                s.run(None, feed)
+                times.append(time.perf_counter() - t0)
+            medians.append(statistics.median(times))
+        original_ms, shipped_ms = medians if index % 2 == 0 else medians[::-1]
+        ratios.append(shipped_ms / original_ms)
+    return statistics.median(ratios)
+
+
+@pytest.mark.slow
+def test_fit_under_on_off_load_reports_what_an_independent_paired_timing_finds(tmp_path: Path,
+                                                                              on_off_load: Callable[[], None]
+                                                                              ) -> None:
+    result = edgeprune.fit("demo", target="cpu", budget=f"{100 * BUDGET_SHARE:.0f}%", out=tmp_path / "out")
+    report = result.report
+    assert report["measurement"]["paired"] is True
+    assert all("paired" in r for r in report["search"]["rounds"] if r["kind"] != "baseline")
+    reported_ratio = 1.0 / report["speedup_measured"]
+    low, high = report["speedup_interval"]
+    assert low <= report["speedup_measured"] <= high
+
+    on_off_load()  # the independent check runs on a quiet machine
+    original = tmp_path / "original.onnx"
+    export_onnx(load_model("demo").model, torch.zeros(result.report["model"]["input_shape"]), original)
+    independent = _independent_ratio(original, tmp_path / "out" / "model.onnx")
+
+    assert independent <= BUDGET_SHARE * (1 + VERDICT_TOLERANCE), (
+        f"the shipped model runs at {independent:.3f} of the original by an independent paired timing; "
+        f"fit said {reported_ratio:.3f} and budget met")
+    assert abs(reported_ratio / independent - 1) <= SPEEDUP_TOLERANCE, (
+        f"fit reported a ratio of {reported_ratio:.3f}, an independent paired timing finds {independent:.3f}")
