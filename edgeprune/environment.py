@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib.metadata
 import os
@@ -73,3 +74,55 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _vcgencmd(*args: str) -> str | None:
+    """``vcgencmd ARGS`` on a Raspberry Pi (None elsewhere, or when it fails or hangs)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("vcgencmd")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def device_state(sys_root: str = "/sys") -> dict[str, Any]:
+    """What the device exposes about its speed right now: CPU clocks (kHz, per policy), temperatures (°C, per
+    thermal zone) and, on a Raspberry Pi, ``vcgencmd``'s temperature and throttling flags. Keys whose source
+    is absent (a VM, a container) are left out; recorded with measurements so a report can show a throttle.
+    ``sys_root`` is where sysfs is mounted."""
+    state: dict[str, Any] = {}
+    clocks = {}
+    for policy in sorted(glob.glob(os.path.join(sys_root, "devices/system/cpu/cpufreq/policy*"))):
+        khz = _read_int(os.path.join(policy, "scaling_cur_freq"))
+        if khz is not None:
+            clocks[os.path.basename(policy)] = khz
+    if clocks:
+        state["cpu_khz"] = clocks
+    temps = {}
+    for zone in sorted(glob.glob(os.path.join(sys_root, "class/thermal/thermal_zone*"))):
+        milli = _read_int(os.path.join(zone, "temp"))
+        if milli is not None:
+            temps[os.path.basename(zone)] = milli / 1000.0
+    if temps:
+        state["temperature_c"] = temps
+    for key, args in (("vcgencmd_temp", ("measure_temp",)), ("vcgencmd_throttled", ("get_throttled",))):
+        value = _vcgencmd(*args)
+        if value is not None:
+            state[key] = value
+    return state

@@ -81,6 +81,8 @@ class AgentMeasurement:
         timing: the timing spec the agent actually used (it may shorten a spec that would run too long).
         load_ms: time the runtime took to load (compile) the artifact.
         first_run_ms: the first inference, excluded from the statistics.
+        device_state: the device's clocks and temperatures just before and after the timing (``before``,
+            ``after``; empty dicts where the device exposes none).
     """
 
     stats: LatencyStats
@@ -88,6 +90,7 @@ class AgentMeasurement:
     timing: TimingSpec
     load_ms: float | None = None
     first_run_ms: float | None = None
+    device_state: dict[str, Any] | None = None
 
 
 @dataclass
@@ -154,7 +157,8 @@ class AgentClient:
             raise InputError(f"the agent at {self.url}: {exc}") from None
         if timing != request.timing:
             log.info("the agent shortened the timing to fit its limit: %s", timing)
-        return AgentMeasurement(stats, environment, timing, extra.get("load_ms"), extra.get("first_run_ms"))
+        state = data.get("device_state") if isinstance(data.get("device_state"), dict) else None
+        return AgentMeasurement(stats, environment, timing, extra.get("load_ms"), extra.get("first_run_ms"), state)
 
     # --- internals -------------------------------------------------------------------------------
 

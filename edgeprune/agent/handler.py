@@ -221,6 +221,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             "stats": stats,
             "timing": reply["timing"],
             "load_ms": reply.get("load_ms"),
+            "device_state": reply.get("device_state"),
             "first_run_ms": reply.get("first_run_ms"),
             "environment": {
                 "machine": machine_info(),

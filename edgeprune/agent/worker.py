@@ -37,6 +37,7 @@ from edgeprune.agent.protocol import (
     one_line,
     timing_spec_to_dict,
 )
+from edgeprune.environment import device_state
 from edgeprune.errors import EdgepruneError, MissingRuntimeError
 from edgeprune.target import AGENT_EXTRAS, RUNTIME_DISPLAY_NAMES, RUNTIME_MODULES, Target
 
@@ -109,9 +110,11 @@ def _worker_measure(job: dict[str, Any]) -> dict[str, Any]:
     session.run(feed)
     estimate_s = time.perf_counter() - t0
     spec = fit_timing_to_budget(request.timing, estimate_s, float(job["max_timing_s"]))
+    before = device_state()
     stats = session.time(feed, spec)
     ended = time.monotonic()
     return {"ok": True, "stats": latency_stats_to_dict(stats), "timing": timing_spec_to_dict(spec),
+            "device_state": {"before": before, "after": device_state()},
             "runtime": backend.name, "runtime_version": backend.version(), "load_ms": load_s * 1e3,
             "first_run_ms": first_s * 1e3, "interval": [started, ended]}
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
+from edgeprune.environment import device_state
 from edgeprune.latency.paired import PairedStats, PairingSpec, schedule
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.target import Target
@@ -73,6 +74,8 @@ class CandidateMeasurer:
         #: the ms figure a verdict compares with; set by the run before each measurement that decides
         self.decision_ms: float | None = None
         self.drift_warned = False
+        #: the device's clocks and temperatures beside each of those medians (empty where it exposes none)
+        self.device_states: list[dict[str, object]] = []
         self._started_s = 0.0
         self._unpaired_warned = False
 
@@ -101,6 +104,7 @@ class CandidateMeasurer:
         self.baseline_ms = original.stats.median_ms
         self._started_s = monotonic_s()
         self.reference_medians = [(0.0, original.stats.median_ms)]
+        self.device_states = [device_state()]
 
     def anchor_ms(self) -> float:
         """The original's median that paired ratios are multiplied by to give milliseconds."""
@@ -144,6 +148,7 @@ class CandidateMeasurer:
         at_s = (paired.round_started_s[0] + paired.round_started_s[-1]) / 2 - self._started_s
         ms = paired.reference_median_ms
         self.reference_medians.append((at_s, ms))
+        self.device_states.append(device_state())
         change = ms / self.baseline_ms - 1
         if abs(change) > DRIFT_SHARE and not self.drift_warned:
             self.drift_warned = True
@@ -162,7 +167,8 @@ class CandidateMeasurer:
             "paired": self.paired,
             "anchor": ("the original's median over the run" if self.anchor_on_run else
                        "the original's median at the start of the run"),
-            "reference_medians": [{"t_s": round(t, 2), "median_ms": ms} for t, ms in self.reference_medians],
+            "reference_medians": [{"t_s": round(t, 2), "median_ms": ms, **({"device": s} if s else {})}
+                                  for (t, ms), s in zip(self.reference_medians, self.device_states)],
             "max_change": changes[worst],
             "max_change_at_s": self.reference_medians[worst][0] if self.reference_medians else 0.0,
             "drift_detected": abs(changes[worst]) > DRIFT_SHARE,

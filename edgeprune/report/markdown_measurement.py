@@ -29,9 +29,24 @@ def measurement_section(report: dict[str, Any]) -> list[str]:
                   f"reading all run (largest change {100 * change:+.1f}%).", ""]
     if medians:
         shown = medians if len(medians) <= 12 else medians[:6] + medians[-6:]
-        lines += ["| seconds into the run | original's median ms |", "|---|---|"]
-        lines += [f"| {float(r['t_s']):.0f} | {float(r['median_ms']):.3f} |" for r in shown]
+        device = any(r.get("device") for r in medians)
+        lines += ["| seconds into the run | original's median ms |" + (" CPU clock, temperature |" if device else ""),
+                  "|---|---|" + ("---|" if device else "")]
+        lines += [f"| {float(r['t_s']):.0f} | {float(r['median_ms']):.3f} |"
+                  + (f" {_device(r.get('device') or {})} |" if device else "") for r in shown]
         if len(medians) > len(shown):
-            lines.append(f"| … | ({len(medians) - len(shown)} more in report.json) |")
+            lines.append(f"| … | ({len(medians) - len(shown)} more in report.json) |" + (" |" if device else ""))
         lines.append("")
     return lines
+
+
+def _device(state: dict[str, Any]) -> str:
+    """``1500 MHz, 61.2 °C`` from a device state (the fastest clock, the hottest zone); — when none."""
+    parts = []
+    if state.get("cpu_khz"):
+        parts.append(f"{max(state['cpu_khz'].values()) / 1000:.0f} MHz")
+    if state.get("temperature_c"):
+        parts.append(f"{max(state['temperature_c'].values()):.1f} °C")
+    if state.get("vcgencmd_throttled"):
+        parts.append(str(state["vcgencmd_throttled"]))
+    return ", ".join(parts) or "—"

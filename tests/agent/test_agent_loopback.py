@@ -36,6 +36,7 @@ from edgeprune.backends import get_backend
 from edgeprune.backends.base import Artifact
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.cli.main import main
+from edgeprune.environment import device_state
 from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.target import Target, load_target
 from edgeprune.timing import TimingSpec
@@ -162,6 +163,9 @@ def test_good_onnx_is_measured_with_environment(client: AgentClient, onnx_artifa
     assert env["threads"] == 1 and env["precision"] == "fp32" and env["device"] == "cpu"
     assert "cpu" in env["machine"] and "cpu_governor" in env["machine"]
     assert result.timing.min_runs == SPEC.min_runs
+    # the device's clocks and temperatures around the timing: this machine's (the agent runs here)
+    assert result.device_state is not None and set(result.device_state) == {"before", "after"}
+    assert set(result.device_state["before"]) == set(device_state())
 
 
 def test_remote_session_times_through_the_agent(client: AgentClient, onnx_artifact: Artifact) -> None:
