@@ -191,8 +191,9 @@ class RuntimeWorker:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])  # the folder holding edgeprune/
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        # a process group of its own: stopping the worker also ends anything a runtime forked from it
         self._proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, cwd=self._cwd, env=env)
+                                      stdout=subprocess.PIPE, cwd=self._cwd, env=env, start_new_session=True)
         self._replies = queue.Queue()
         threading.Thread(target=self._pump, args=(self._proc.stdout, self._replies), daemon=True,
                          name="agent-worker-reader").start()
@@ -239,6 +240,7 @@ class RuntimeWorker:
                                     "(raise the agent's --timeout, or shorten the timing)") from None
         if line is None:
             code = self._proc.wait()
+            _kill_group(self._proc.pid)
             self._proc = None
             how = f"exit code {code}"
             if code < 0:
@@ -269,3 +271,15 @@ class RuntimeWorker:
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
             proc.wait()
+        _kill_group(proc.pid)
+
+
+def _kill_group(pgid: int) -> None:
+    """End whatever is left in the worker's process group (a child a runtime forked and left behind: seen as
+    a single-threaded copy of the worker stuck on a lock after the worker was killed while starting)."""
+    if not hasattr(os, "killpg"):
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -243,6 +243,22 @@ def test_oversized_body_is_refused_with_413(onnx_artifact: Artifact) -> None:
         thread.join(5)
 
 
+def test_closing_the_agent_leaves_no_worker_process_behind() -> None:
+    """The worker runs in a process group of its own, and closing the agent ends the whole group."""
+    server, thread = _start(AgentConfig(token=TOKEN, port=0, timeout_s=30.0))
+    try:
+        assert server.runtimes()  # starts the worker
+        proc = server.worker._proc
+        assert proc is not None and os.getpgid(proc.pid) == proc.pid
+        group = proc.pid
+    finally:
+        server.shutdown()
+        server.close()
+        thread.join(5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
+
+
 def test_connections_beyond_the_cap_are_answered_503() -> None:
     server, thread = _start(AgentConfig(token=TOKEN, port=0, max_connections=1, timeout_s=10.0))
     try:
