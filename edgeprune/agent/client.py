@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import json
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from edgeprune.agent.pairing import paired_from_wire, pairing_to_request
 from edgeprune.agent.protocol import (
     AUTH_HEADER,
     DEFAULT_PORT,
@@ -38,8 +40,9 @@ from edgeprune.agent.protocol import (
 )
 from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.errors import InputError
+from edgeprune.paired import PairedStats, PairingSpec
 from edgeprune.target import Target
-from edgeprune.timing import LatencyStats, TimingSpec
+from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class AgentMeasurement:
         first_run_ms: the first inference, excluded from the statistics.
         device_state: the device's clocks and temperatures just before and after the timing (``before``,
             ``after``; empty dicts where the device exposes none).
+        paired: the readings against the kept reference, for a paired measurement.
+        reference_id: the id the agent keeps the upload under, when asked to keep it.
     """
 
     stats: LatencyStats
@@ -91,6 +96,8 @@ class AgentMeasurement:
     load_ms: float | None = None
     first_run_ms: float | None = None
     device_state: dict[str, Any] | None = None
+    paired: PairedStats | None = None
+    reference_id: str | None = None
 
 
 @dataclass
@@ -108,6 +115,7 @@ class AgentClient:
     token: str | None = None
     timeout_s: float = 600.0
     _info: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _reference_ids: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.host, self.port = parse_agent_url(self.url)
@@ -132,10 +140,43 @@ class AgentClient:
     def measure(self, artifact: Artifact, target: Target, spec: TimingSpec | None = None,
                 input_dtype: str = "float32") -> AgentMeasurement:
         """Upload ``artifact`` and have the agent time it with ``target``'s runtime, device, threads, precision."""
+        return self._measure(artifact, target, spec or TimingSpec(), input_dtype)
+
+    def measure_paired(self, reference: Artifact, candidate: Artifact, target: Target, pairing: PairingSpec,
+                       threshold_ratio: float | None = None) -> AgentMeasurement:
+        """Time ``candidate`` against ``reference`` on the device, in alternating rounds.
+
+        The reference is uploaded once and kept by the agent (``keep_as_reference``); an agent that no longer
+        holds it (it restarted) gets it again. The answer's ``paired`` holds the readings; the ratio and its
+        interval are recomputed here from the round medians.
+        """
+        for attempt in range(2):
+            reference_id = self._reference_ids.get(str(reference.path))
+            if reference_id is None:
+                kept = self._measure(reference, target, TimingSpec(min_runs=10, min_seconds=0.2), "float32",
+                                     keep_as_reference=True)
+                reference_id = kept.reference_id
+                if reference_id is None:
+                    raise InputError(f"the agent at {self.url} did not keep the reference {reference.path.name}")
+                self._reference_ids = {str(reference.path): reference_id}
+            try:
+                return self._measure(candidate, target, TimingSpec(), "float32", pair_with=reference_id,
+                                     pairing=pairing_to_request(pairing, threshold_ratio))
+            except AgentRefusedError as exc:
+                if exc.status != 409 or attempt:
+                    raise
+                log.info("the agent at %s no longer holds the reference; uploading it again", self.url)
+                self._reference_ids = {}
+        raise AssertionError("unreachable")
+
+    def _measure(self, artifact: Artifact, target: Target, spec: TimingSpec, input_dtype: str,
+                 keep_as_reference: bool = False, pair_with: str | None = None,
+                 pairing: dict[str, float] | None = None) -> AgentMeasurement:
         request = MeasureRequest(
             format=artifact.format, runtime=target.runtime, device=target.device, threads=target.threads,
             precision=target.precision, input_name=artifact.input_name, input_shape=tuple(artifact.input_shape),
-            timing=spec or TimingSpec(), input_dtype=input_dtype,
+            timing=spec, input_dtype=input_dtype, keep_as_reference=keep_as_reference, pair_with=pair_with,
+            pairing=pairing,
         )
         try:  # validate locally what the agent would refuse anyway
             MeasureRequest.from_dict(request.to_dict())
@@ -158,7 +199,18 @@ class AgentClient:
         if timing != request.timing:
             log.info("the agent shortened the timing to fit its limit: %s", timing)
         state = data.get("device_state") if isinstance(data.get("device_state"), dict) else None
-        return AgentMeasurement(stats, environment, timing, extra.get("load_ms"), extra.get("first_run_ms"), state)
+        paired = None
+        if pair_with is not None:
+            try:
+                paired = paired_from_wire(data.get("paired"))
+            except ProtocolError as exc:
+                raise InputError(f"the agent at {self.url}: {exc}") from None
+            # the rounds' start times are the device's clock: put them on this machine's, ending now
+            now, last = monotonic_s(), paired.round_started_s[-1]
+            paired = dataclasses.replace(paired, round_started_s=[now - last + t for t in paired.round_started_s])
+        reference_id = data.get("reference_id") if isinstance(data.get("reference_id"), str) else None
+        return AgentMeasurement(stats, environment, timing, extra.get("load_ms"), extra.get("first_run_ms"), state,
+                                paired, reference_id)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -216,10 +268,19 @@ class AgentClient:
         if status != 200:
             error = data.get("error") if isinstance(data, dict) else None
             text = one_line(str(error)) if error else one_line(raw.decode("utf-8", "replace"), 200) or "no detail"
-            raise InputError(f"the edgeprune agent at {self.url} refused {method} {path} (HTTP {status}): {text}")
+            raise AgentRefusedError(status, f"the edgeprune agent at {self.url} refused {method} {path} "
+                                            f"(HTTP {status}): {text}")
         if not isinstance(data, dict):
             raise InputError(f"the agent at {self.url} sent an answer that is not a JSON object")
         return data
+
+
+class AgentRefusedError(InputError):
+    """The agent answered with an error status (``status``); the message is its one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _artifact_body(artifact: Artifact) -> tuple[BinaryIO, int]:

@@ -10,6 +10,7 @@ server and its state live in :mod:`edgeprune.agent.server`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -38,6 +39,7 @@ from edgeprune.agent.protocol import (
     ProtocolError,
     one_line,
 )
+from edgeprune.agent.references import KeptReference, References
 from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
 from edgeprune.environment import machine_info
 
@@ -51,6 +53,7 @@ class AgentState(Protocol):
     measure_lock: threading.Lock
     upload_slots: threading.BoundedSemaphore
     measurements: deque[tuple[float, float]]
+    references: References
 
     def token_ok(self, header: str | None) -> bool:
         """Whether the ``Authorization`` header carries the agent's token."""
@@ -203,22 +206,35 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             raise Refused(415, "empty body: send the model file")
         if not self.server.upload_slots.acquire(timeout=config.timeout_s):
             raise Refused(503, "agent busy (too many uploads in progress); retry later")
+        reference = self.server.references.get(request.pair_with) if request.pair_with else None
+        if request.pair_with and reference is None:
+            raise Refused(409, "unknown reference: this agent does not hold it (it may have restarted); upload the "
+                               "reference again with keep_as_reference")
         request_dir: Path | None = None
+        reference_id: str | None = None
         try:
             request_dir = Path(tempfile.mkdtemp(prefix="req-", dir=self.server.work_dir))
             upload = request_dir / _UPLOAD_NAMES[request.format]
             self._receive(upload, length)
             model_path = self._check_payload(request, upload, request_dir)
-            reply = self._run_worker(request, model_path, request_dir)
+            reply = self._run_worker(request, model_path, request_dir, reference)
+            if request.keep_as_reference:  # checked and measured: kept under the agent's own names
+                reference_id = self._digest.hexdigest()
+                self.server.references.keep(reference_id, request_dir, model_path, request)
+                request_dir = None
         finally:
             self.server.upload_slots.release()
             if request_dir is not None:
                 shutil.rmtree(request_dir, ignore_errors=True)
         stats = reply["stats"]
         self._note += f" median {stats['median_ms']:.3f} ms over {stats['runs']} runs"
+        if reply.get("paired"):
+            self._note += f", paired ratio {reply['paired']['ratio']:.3f}"
         return {
             "protocol": PROTOCOL_VERSION,
             "stats": stats,
+            **({"paired": reply["paired"]} if reply.get("paired") else {}),
+            **({"reference_id": reference_id} if reference_id else {}),
             "timing": reply["timing"],
             "load_ms": reply.get("load_ms"),
             "device_state": reply.get("device_state"),
@@ -241,6 +257,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         timeout_s = self.server.config.timeout_s
         deadline = time.monotonic() + timeout_s
         self._body_left = length
+        self._digest = hashlib.sha256()
         try:
             with open(dest, "xb") as out:
                 while self._body_left > 0:
@@ -250,6 +267,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
                     if not chunk:
                         raise Refused(400, f"the upload ended {self._body_left} bytes short of its Content-Length")
                     out.write(chunk)
+                    self._digest.update(chunk)
                     self._body_left -= len(chunk)
                     self._received += len(chunk)
         except (TimeoutError, socket.timeout):
@@ -266,8 +284,10 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             return xml_path
         return upload
 
-    def _run_worker(self, request: MeasureRequest, model_path: Path, request_dir: Path) -> dict[str, Any]:
-        """Measure under the lock in the worker process; translate its failures into refusals."""
+    def _run_worker(self, request: MeasureRequest, model_path: Path, request_dir: Path,
+                    reference: KeptReference | None = None) -> dict[str, Any]:
+        """Measure under the lock in the worker process (paired with ``reference`` when given); translate its
+        failures into refusals."""
         server = self.server
         timeout_s = server.config.timeout_s
         if not server.measure_lock.acquire(timeout=timeout_s):
@@ -275,6 +295,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         try:
             job = {"op": "measure", "request": request.to_dict(), "path": str(model_path),
                    "max_timing_s": self._max_timing_s()}
+            if reference is not None:
+                job["reference"] = {"path": str(reference.model_path), "request": reference.request.to_dict()}
             try:
                 reply = server.worker.call(job, timeout_s)
             except WorkerFailed as exc:

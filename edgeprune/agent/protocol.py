@@ -8,7 +8,12 @@ JSON over plain HTTP, standard library only, no pickle. One request per connecti
   a :class:`MeasureRequest` as one line of ASCII JSON, body = the artifact's bytes (ONNX or TFLite file,
   or for OpenVINO IR a zip holding exactly ``model.xml`` and ``model.bin``). The answer is
   ``{"protocol", "stats": LatencyStats, "timing": TimingSpec actually used, "environment": {...},
-  "load_ms", "first_run_ms"}``.
+  "load_ms", "first_run_ms", "device_state"}``.
+* Pairing (``edgeprune-agent/2``): a request with ``keep_as_reference`` has the agent keep the checked upload
+  after measuring it and answer its ``reference_id`` (the SHA-256 the agent computed of the bytes it received);
+  a later request with ``pair_with`` set to that id is timed against the kept reference in alternating rounds
+  (``pairing``: the schedule and the threshold ratio), and its answer carries ``"paired"``
+  (:mod:`edgeprune.agent.pairing`). An id the agent does not hold (it restarted) is refused with 409.
 
 Any refusal is ``{"error": "<one line>"}`` with a 4xx/5xx status. Both sides speak exactly
 :data:`PROTOCOL_VERSION`; a mismatch is refused with a message saying so.
@@ -26,7 +31,7 @@ from edgeprune.errors import InputError
 from edgeprune.target import PRECISIONS
 from edgeprune.timing import LatencyStats, TimingSpec
 
-PROTOCOL_VERSION = "edgeprune-agent/1"
+PROTOCOL_VERSION = "edgeprune-agent/2"
 INFO_PATH = "/v1/info"
 MEASURE_PATH = "/v1/measure"
 AUTH_HEADER = "Authorization"
@@ -160,6 +165,9 @@ class MeasureRequest:
         input_shape: full input shape, batch included; the agent feeds zeros of this shape.
         timing: how to time (bounded by the agent).
         input_dtype: element type of the zeros fed.
+        keep_as_reference: keep this upload as a reference for later pairs.
+        pair_with: the ``reference_id`` to time this upload against, in alternating rounds.
+        pairing: the pairs' schedule (:class:`~edgeprune.paired.PairingSpec` fields and ``threshold_ratio``).
         protocol: :data:`PROTOCOL_VERSION` of the sender.
     """
 
@@ -172,6 +180,9 @@ class MeasureRequest:
     input_shape: tuple[int, ...]
     timing: TimingSpec = field(default_factory=TimingSpec)
     input_dtype: str = "float32"
+    keep_as_reference: bool = False
+    pair_with: str | None = None
+    pairing: dict[str, float] | None = None
     protocol: str = PROTOCOL_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,10 +243,43 @@ class MeasureRequest:
         dtype = data.get("input_dtype", "float32")
         if dtype not in INPUT_DTYPES:
             raise ProtocolError(f"input_dtype must be one of {', '.join(INPUT_DTYPES)}")
+        keep = data.get("keep_as_reference", False)
+        if not isinstance(keep, bool):
+            raise ProtocolError("keep_as_reference must be true or false")
+        pair_with = data.get("pair_with")
+        if pair_with is not None and not (isinstance(pair_with, str) and _REFERENCE_ID_RE.match(pair_with)):
+            raise ProtocolError("pair_with must be a reference_id (64 hexadecimal characters)")
         return cls(format=fmt, runtime=runtime, device=data["device"], threads=threads,
                    precision=data["precision"], input_name=data["input_name"],
                    input_shape=_parse_shape(data.get("input_shape")),
-                   timing=timing_spec_from_dict(data.get("timing", {})), input_dtype=dtype, protocol=protocol)
+                   timing=timing_spec_from_dict(data.get("timing", {})), input_dtype=dtype,
+                   keep_as_reference=keep, pair_with=pair_with, pairing=_parse_pairing(data.get("pairing")),
+                   protocol=protocol)
+
+
+#: bounds on a pairing schedule a client may ask for (the agent also fits it into its timing ceiling)
+_PAIRING_BOUNDS = {"rounds": (2, 200), "max_rounds": (2, 600), "extra_rounds": (1, 200), "min_runs": (1, 1000),
+                   "warmup_runs": (0, 1000), "min_round_seconds": (0.0, 5.0), "threshold_ratio": (0.0, 1000.0)}
+_REFERENCE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _parse_pairing(value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("pairing must be an object")
+    unknown = set(value) - set(_PAIRING_BOUNDS)
+    if unknown:
+        raise ProtocolError(f"unknown pairing field(s): {', '.join(sorted(map(str, unknown)))}")
+    parsed: dict[str, float] = {}
+    for key, raw in value.items():
+        lo, hi = _PAIRING_BOUNDS[key]
+        if raw is None and key == "threshold_ratio":
+            continue
+        if not _is_number(raw) or (isinstance(lo, int) and isinstance(hi, int) and not _is_int(raw)):
+            raise ProtocolError(f"pairing.{key} must be a number, got {raw!r}")
+        parsed[key] = min(max(raw, lo), hi)
+    return parsed
 
 
 def _parse_shape(value: Any) -> tuple[int, ...]:

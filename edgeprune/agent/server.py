@@ -44,6 +44,7 @@ from edgeprune.agent.checks import Refused
 from edgeprune.agent.config import AgentConfig
 from edgeprune.agent.handler import AgentRequestHandler
 from edgeprune.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, MAX_TIMING_S
+from edgeprune.agent.references import References
 from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
 from edgeprune.errors import InputError
 
@@ -86,6 +87,7 @@ class AgentServer(ThreadingHTTPServer):
         self.measure_lock = threading.Lock()
         self.upload_slots = threading.BoundedSemaphore(config.max_uploads)
         self.measurements: deque[tuple[float, float]] = deque(maxlen=10_000)
+        self.references = References()
         self.worker = RuntimeWorker(self.work_dir)
         self._connections = threading.BoundedSemaphore(config.max_connections)
 
@@ -153,6 +155,7 @@ class AgentServer(ThreadingHTTPServer):
         finally:
             if acquired:
                 self.measure_lock.release()
+        self.references.clear()
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 

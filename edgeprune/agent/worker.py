@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from edgeprune.agent.checks import Refused, check_onnx
+from edgeprune.agent.pairing import fit_pairing_to_budget, paired_to_wire, pairing_from_request
 from edgeprune.agent.protocol import (
     MeasureRequest,
     ProtocolError,
@@ -39,6 +40,7 @@ from edgeprune.agent.protocol import (
 )
 from edgeprune.environment import device_state
 from edgeprune.errors import EdgepruneError, MissingRuntimeError
+from edgeprune.paired import PairedStats, measure_paired
 from edgeprune.target import AGENT_EXTRAS, RUNTIME_DISPLAY_NAMES, RUNTIME_MODULES, Target
 
 log = logging.getLogger(__name__)
@@ -111,12 +113,49 @@ def _worker_measure(job: dict[str, Any]) -> dict[str, Any]:
     estimate_s = time.perf_counter() - t0
     spec = fit_timing_to_budget(request.timing, estimate_s, float(job["max_timing_s"]))
     before = device_state()
-    stats = session.time(feed, spec)
+    paired = None
+    if isinstance(job.get("reference"), dict):
+        paired = _measure_pair(job, request, backend, target, session, feed, estimate_s)
+        stats = paired.candidate
+    else:
+        stats = session.time(feed, spec)
     ended = time.monotonic()
-    return {"ok": True, "stats": latency_stats_to_dict(stats), "timing": timing_spec_to_dict(spec),
+    extra = {"paired": paired_to_wire(paired)} if paired is not None else {}
+    return {"ok": True, "stats": latency_stats_to_dict(stats), "timing": timing_spec_to_dict(spec), **extra,
             "device_state": {"before": before, "after": device_state()},
             "runtime": backend.name, "runtime_version": backend.version(), "load_ms": load_s * 1e3,
             "first_run_ms": first_s * 1e3, "interval": [started, ended]}
+
+
+#: the reference's loaded session, kept between jobs (one reference is paired with many candidates)
+_REFERENCE_SESSION: dict[str, Any] = {}
+
+
+def _measure_pair(job: dict[str, Any], request: MeasureRequest, backend: Any, target: Target, session: Any,
+                  feed: dict[str, Any], estimate_s: float) -> PairedStats:
+    """Time the upload against the kept reference in alternating rounds (the reference was checked and loaded
+    when it was uploaded; the same runtime settings are required)."""
+    import numpy as np
+
+    from edgeprune.backends.base import Artifact
+
+    ref_request = MeasureRequest.from_dict(job["reference"]["request"])
+    if (ref_request.runtime, ref_request.device, ref_request.threads, ref_request.precision) != \
+            (request.runtime, request.device, request.threads, request.precision):
+        raise Refused(409, "the reference was kept for other runtime settings; upload it again with these")
+    ref_path = str(job["reference"]["path"])
+    if ref_path not in _REFERENCE_SESSION:
+        _REFERENCE_SESSION.clear()
+        _REFERENCE_SESSION[ref_path] = backend.load(
+            Artifact(Path(ref_path), ref_request.format, ref_request.input_name, ref_request.input_shape), target)
+    ref_session = _REFERENCE_SESSION[ref_path]
+    ref_feed = {ref_request.input_name: np.zeros(ref_request.input_shape, dtype=ref_request.input_dtype)}
+    t0 = time.perf_counter()
+    ref_session.run(ref_feed)
+    ref_s = time.perf_counter() - t0
+    spec, threshold = pairing_from_request(request.pairing or {})
+    spec = fit_pairing_to_budget(spec, max(ref_s, estimate_s), float(job["max_timing_s"]))
+    return measure_paired(lambda: ref_session.run(ref_feed), lambda: session.run(feed), spec, threshold)
 
 
 def _worker_handle(job: Any) -> dict[str, Any]:

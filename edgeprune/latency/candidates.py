@@ -2,13 +2,14 @@
 
 Each candidate is exported with the target's backend, loaded with the target's threads and precision, and
 timed. Once the original is measured (:meth:`CandidateMeasurer.set_reference`), every later measurement
-times the candidate **against the original's artifact in alternating rounds** (:mod:`edgeprune.latency.paired`)
+times the candidate **against the original's artifact in alternating rounds** (:mod:`edgeprune.paired`)
 where the timer can (this machine's runtime), and its figure in milliseconds is the paired ratio times an
 anchor: the original's median at the start of the run for a relative budget (``60%``: the verdict is the
 ratio itself), or the original's median over the whole run for an absolute one (``20ms``). The original's
 medians over time are kept (:attr:`CandidateMeasurer.reference_medians`) and a change of more than
-:data:`DRIFT_SHARE` is said on the terminal and in the report. Through an agent, candidates are timed alone
-(unpaired) for now, and the report says so.
+:data:`DRIFT_SHARE` is said on the terminal and in the report. Through an agent, the pairs are timed on the
+device (the agent keeps the original's artifact between requests); a timer that cannot pair times alone, with
+a warning.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
 from edgeprune.environment import device_state
-from edgeprune.latency.paired import PairedStats, PairingSpec, schedule
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
+from edgeprune.paired import PairedStats, PairingSpec, schedule
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
 
@@ -126,8 +127,8 @@ class CandidateMeasurer:
         if not self.paired:
             if not self._unpaired_warned:
                 self._unpaired_warned = True
-                log.warning("measurements through the agent are not paired with the original yet: each is timed "
-                            "alone, so a change of the device's speed during the run goes into the figures")
+                log.warning("this timer cannot pair measurements with the original: each is timed alone, so a "
+                            "change of the machine's speed during the run goes into the figures")
             return Measurement(artifact, self.timer.time(artifact, spec))
         anchor = self.anchor_ms()
         threshold = self.decision_ms / anchor if self.decision_ms is not None else None

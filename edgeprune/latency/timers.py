@@ -17,7 +17,7 @@ from edgeprune.backends.base import Artifact, Backend
 from edgeprune.environment import machine_info
 from edgeprune.errors import InputError
 from edgeprune.latency.analytic import AGENT_HINT, PREDICTED_LABEL, load_profile
-from edgeprune.latency.paired import PairedStats, PairingSpec, measure_paired
+from edgeprune.paired import PairedStats, PairingSpec, measure_paired
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec
 
@@ -58,7 +58,7 @@ class LocalTimer:
 
     def time_paired(self, reference: Artifact, candidate: Artifact, spec: PairingSpec,
                     threshold_ratio: float | None = None) -> PairedStats:
-        """Time ``candidate`` against ``reference`` in alternating rounds (see :mod:`edgeprune.latency.paired`)."""
+        """Time ``candidate`` against ``reference`` in alternating rounds (see :mod:`edgeprune.paired`)."""
         if self._reference is None or self._reference[0] != reference.path:
             self._reference = (reference.path, self.backend.load(reference, self.target))
         ref_session = self._reference[1]
@@ -92,6 +92,14 @@ class AgentTimer:
 
     def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
         return self.client.measure(artifact, self.target, spec).stats
+
+    def time_paired(self, reference: Artifact, candidate: Artifact, spec: PairingSpec,
+                    threshold_ratio: float | None = None) -> PairedStats:
+        """Time ``candidate`` against ``reference`` on the device, in alternating rounds (the agent keeps the
+        reference between calls)."""
+        paired = self.client.measure_paired(reference, candidate, self.target, spec, threshold_ratio).paired
+        assert paired is not None
+        return paired
 
     def runtime_version(self) -> str:
         return self._version

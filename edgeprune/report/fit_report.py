@@ -9,8 +9,8 @@ from typing import Any
 
 from edgeprune._version import __version__
 from edgeprune.environment import machine_info, package_versions
-from edgeprune.latency.paired import CONFIDENCE, PairedStats
 from edgeprune.latency.timers import ArtifactTimer
+from edgeprune.paired import CONFIDENCE, PairedStats
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.report.fit_result import REPORT_SCHEMA
 from edgeprune.target import Target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeprune.latency.paired import CONFIDENCE as PAIRED_CONFIDENCE
+from edgeprune.paired import CONFIDENCE as PAIRED_CONFIDENCE
 
 
 def measurement_section(report: dict[str, Any]) -> list[str]:

@@ -1,7 +1,7 @@
 """``edgeprune bench``: time model files (ours or not) against the first one, in pairs, per thread count.
 
 Each artifact after the first is timed against the first in alternating rounds
-(:func:`edgeprune.latency.paired.measure_paired`), so its ratio holds while the machine's speed changes; the
+(:func:`edgeprune.paired.measure_paired`), so its ratio holds while the machine's speed changes; the
 first one's median is taken over all its rounds. Where the runtime profiles its kernels (ONNX Runtime,
 OpenVINO), the slowest kernels of each artifact are listed too.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import InputError
-from edgeprune.latency.paired import PairedStats, measure_paired, schedule
+from edgeprune.paired import PairedStats, measure_paired, schedule
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec, measure_latency
 from edgeprune.validate.runners import LoadedArtifact, load_artifact

@@ -7,15 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from paired_timing import independent_ratio
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
+from edgeprune.backends.onnx_export import export_onnx
 from edgeprune.data.loaders import load_npz
 from edgeprune.data.tensors import to_model_input
 from edgeprune.models.zoo import CIFAR_PREPROCESSING
-from edgeprune.timing import TimingSpec, measure_latency
 from edgeprune.train.default_weights import load_model
 
 WEIGHTS = "models/cifar10/akamaster_resnet/resnet56-4bfd9763.th"
@@ -47,8 +46,8 @@ def test_fit_cifar_resnet56_to_half_its_measured_latency(shared_data: Path, tmp_
     assert budget_ms == pytest.approx(0.5 * report["baseline"]["latency"]["median_ms"])
     assert report["final"]["latency"]["median_ms"] <= budget_ms
     assert report["baseline"]["top1"] > 0.9
-    # Independent re-timing of the shipped file agrees with the budget up to timing noise.
-    session = OnnxRuntimeSession(out / "model.onnx", threads=1)
-    example = np.zeros((1, 3, 32, 32), dtype=np.float32)
-    stats = measure_latency(lambda: session.run({"input": example}), TimingSpec(warmup_runs=20, min_runs=50))
-    assert stats.median_ms <= budget_ms * 1.15
+    # An independent paired timing of the shipped file against the original's export agrees with the 50% budget
+    # up to its own noise (5%); an absolute re-timing minutes later would not be comparable (the machine drifts).
+    original = export_onnx(load_model("cifar-resnet56", shared_data / WEIGHTS).model, torch.zeros(1, 3, 32, 32),
+                           tmp_path / "original.onnx")
+    assert independent_ratio(original, out / "model.onnx") <= 0.5 * 1.05

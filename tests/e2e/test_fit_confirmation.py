@@ -19,7 +19,7 @@ from edgeprune.fit import pipeline as fit_pipeline
 from edgeprune.fit.loop.upward import undershoots
 from edgeprune.fit.recover import Recovery
 from edgeprune.latency.candidates import CONFIRM_TIMING, pairing_for
-from edgeprune.latency.paired import PairedStats, PairingSpec, RatioSummary
+from edgeprune.paired import PairedStats, PairingSpec, RatioSummary
 from edgeprune.timing import LatencyStats, TimingSpec
 
 HEADROOM = 0.25  # fit's --search-headroom in these tests

@@ -9,16 +9,14 @@ allowed for the two timings' own noise), and the speedup ``fit`` reported must a
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from paired_timing import independent_ratio
 
 import edgeprune
 from edgeprune.backends.onnx_export import export_onnx
@@ -31,7 +29,6 @@ VERDICT_TOLERANCE = 0.05
 SPEEDUP_TOLERANCE = 0.10
 
 LOAD_CODE = """
-import time
 while True:
     end = time.perf_counter() + 4.0
     while time.perf_counter() < end:
@@ -56,38 +53,6 @@ def on_off_load() -> Iterator[Callable[[], None]]:
         stop()
 
 
-def _independent_ratio(original: Path, shipped: Path, rounds: int = 15, runs: int = 40) -> float:
-    """Median over rounds of (shipped median / original median), timed alternately with ONNX Runtime."""
-    import onnxruntime as ort
-
-    def session(path: Path) -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        inp = s.get_inputs()[0]
-        return s, {inp.name: np.full(inp.shape, 0.5, dtype=np.float32)}
-
-    sessions = [session(original), session(shipped)]
-    for s, feed in sessions:
-        for _ in range(20):
-            s.run(None, feed)
-    ratios = []
-    for index in range(rounds):
-        medians = []
-        order = sessions if index % 2 == 0 else sessions[::-1]
-        for s, feed in order:
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                s.run(None, feed)
-                times.append(time.perf_counter() - t0)
-            medians.append(statistics.median(times))
-        original_ms, shipped_ms = medians if index % 2 == 0 else medians[::-1]
-        ratios.append(shipped_ms / original_ms)
-    return statistics.median(ratios)
-
-
 @pytest.mark.slow
 def test_fit_under_on_off_load_reports_what_an_independent_paired_timing_finds(tmp_path: Path,
                                                                               on_off_load: Callable[[], None]
@@ -103,7 +68,7 @@ def test_fit_under_on_off_load_reports_what_an_independent_paired_timing_finds(t
     on_off_load()  # the independent check runs on a quiet machine
     original = tmp_path / "original.onnx"
     export_onnx(load_model("demo").model, torch.zeros(result.report["model"]["input_shape"]), original)
-    independent = _independent_ratio(original, tmp_path / "out" / "model.onnx")
+    independent = independent_ratio(original, tmp_path / "out" / "model.onnx")
 
     assert independent <= BUDGET_SHARE * (1 + VERDICT_TOLERANCE), (
         f"the shipped model runs at {independent:.3f} of the original by an independent paired timing; "

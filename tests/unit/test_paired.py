@@ -1,4 +1,4 @@
-"""edgeprune.latency.paired: the paired statistic on synthetic readings, and interleaved timing of two calls."""
+"""edgeprune.paired: the paired statistic on synthetic readings, and interleaved timing of two calls."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeprune.latency.paired import PairingSpec, measure_paired, ratio_summary
+from edgeprune.paired import PairingSpec, measure_paired, ratio_summary
 
 
 def test_a_drift_shared_by_both_sides_leaves_the_ratio_alone() -> None:
