@@ -100,6 +100,11 @@ def _print_summary(r: ValidationResult) -> None:
         lat = r.latency
         console.print(f"  latency     median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms (measured, "
                       f"{lat['runs_count']} runs{', noisy' if lat['noisy'] else ''})")
+        pair = lat.get("paired_with_reference")
+        if pair:
+            console.print(f"  vs reference {pair['ratio']:.3f}x its latency [{pair['ratio_low']:.3f}, "
+                          f"{pair['ratio_high']:.3f}] (timed in {pair['rounds']} alternating rounds, median of "
+                          "per-round ratios, 90% interval)", highlight=False)
     for check in r.checks:
         mark = "[green]ok[/]" if check.passed else "[red]FAILED[/]"
         console.print(f"  check       {check.describe()}  {mark}", highlight=False)

@@ -22,6 +22,7 @@ from edgeprune.errors import InputError, ValidationFailedError
 from edgeprune.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
+from edgeprune.validate.bench import paired_against
 from edgeprune.validate.runners import LoadedArtifact, TorchRunner, load_artifact
 from edgeprune.validate.tolerances import tolerance_for
 
@@ -233,6 +234,9 @@ def validate_artifact(
                    "threads": loaded.target.threads, "precision": loaded.precision, "batch_size": 1,
                    "median_ms": stats.median_ms, "p90_ms": stats.p90_ms, "mean_ms": stats.mean_ms,
                    "min_ms": stats.min_ms, "cv_fraction": stats.cv, "runs_count": stats.runs, "noisy": stats.noisy}
+        if isinstance(ref, LoadedArtifact):  # timed against the reference artifact in alternating rounds
+            paired = paired_against(ref, loaded, x[:1], (timing or TimingSpec()).min_seconds)
+            latency["paired_with_reference"] = paired.to_dict()
     result = ValidationResult(
         artifact=str(loaded.path), format=loaded.format, sidecar_verified=loaded.sidecar is not None,
         runtime={"name": loaded.target.runtime, "version": loaded.runtime_version, "device": loaded.target.device,

@@ -67,6 +67,14 @@ def _top_kernels(loaded: LoadedArtifact, count: int) -> list[dict[str, Any]] | N
     return [{"name": layer.name, "op_type": layer.op_type, "ms": layer.ms} for layer in layers]
 
 
+def paired_against(reference: LoadedArtifact, candidate: LoadedArtifact, x_nchw: np.ndarray,
+                   seconds: float) -> PairedStats:
+    """``candidate`` timed against ``reference`` in alternating rounds on input ``x_nchw`` (about ``seconds``)."""
+    ref_feed, cand_feed = reference.feed(x_nchw), candidate.feed(x_nchw)
+    return measure_paired(lambda: reference.session.run(ref_feed), lambda: candidate.session.run(cand_feed),
+                          schedule(seconds))
+
+
 def bench_artifacts(paths: Sequence[str | Path], target: Target, threads: Sequence[int] | None = None,
                     seconds: float = 2.0, top_kernels: int = 3) -> list[BenchRow]:
     """Time every artifact in ``paths`` against the first, with ``target``'s runtime settings, once per thread

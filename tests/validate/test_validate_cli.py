@@ -189,3 +189,14 @@ def test_export_verb_writes_artifacts_and_keeps_them_without_force(
     code, _, err = _run(capsys, "export", "--from", str(slim_outputs.good), "--export", "onnx", "--out", str(out))
     assert code == 2 and "--force" in err
     assert read_sidecar(out / "model.onnx").input.layout == "NHWC"
+
+
+def test_latency_against_a_reference_artifact_is_paired(slim_outputs: SlimOutputs,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The same file as its own reference: timed in alternating rounds, the ratio is about 1."""
+    code, out, err = _run(capsys, "validate", str(slim_outputs.good_onnx), "--reference", str(slim_outputs.good_onnx),
+                          "--timing-seconds", "0.3", "--json")
+    assert code == 0, err
+    pair = json.loads(out)["latency"]["paired_with_reference"]
+    assert pair["rounds"] >= 6 and len(pair["reference_round_ms"]) == pair["rounds"]
+    assert 0.8 < pair["ratio"] < 1.25 and pair["ratio_low"] <= pair["ratio"] <= pair["ratio_high"]
