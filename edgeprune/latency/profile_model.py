@@ -20,7 +20,7 @@ from edgeprune.backends import get_backend
 from edgeprune.backends.base import Backend
 from edgeprune.cache import cache_dir
 from edgeprune.errors import InputError
-from edgeprune.latency.candidates import SEARCH_TIMING, CandidateMeasurer
+from edgeprune.latency.candidates import CONFIRM_TIMING, SEARCH_TIMING, CandidateMeasurer
 from edgeprune.latency.layers import extract_layers
 from edgeprune.latency.predictor import LookupLatencyModel, structure_key
 from edgeprune.latency.profiler import (
@@ -124,6 +124,9 @@ def build_lookup_model(
         lookup.calibration = table.calibrations[key]
     else:
         measurer = CandidateMeasurer(backend, target, example, work, timer)
+        # every calibration sample is timed against the whole model in alternating rounds, its ms being the
+        # ratio times the whole model's median over the calibration: a change of speed meanwhile moves neither
+        measurer.set_reference(measurer.measure(model, "calibration-reference", CONFIRM_TIMING), absolute_budget=True)
         groups = graph.prunable_groups()
 
         def measure(widths: Mapping[str, int]) -> float:
