@@ -255,6 +255,8 @@ class RuntimeWorker:
     def ensure_started(self) -> None:
         """Start the worker if it is not running (it is started lazily and after a crash)."""
         if self._proc is None or self._proc.poll() is not None:
+            if self._proc is not None:  # it died (or was killed) on its own: end what it left in its group
+                _kill_group(self._proc.pid)
             self._proc = None
             self._start()
 
