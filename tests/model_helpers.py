@@ -19,3 +19,12 @@ def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
     return model
+
+
+def conv_stack(layers: int, channels: int, classes: int = 10) -> nn.Module:
+    """conv(3 → channels) + ReLU, then ``layers`` more conv(channels → channels) + ReLU, pool, linear; in eval
+    mode. More layers cost more time, which is what timing tests compare."""
+    body: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU()]
+    for _ in range(layers):
+        body += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes)).eval()

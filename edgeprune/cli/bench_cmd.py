@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from edgeprune.cli.common import console
+from edgeprune.cli.common import bounded_number, console
 from edgeprune.target import load_target
 
 
@@ -22,14 +22,7 @@ def _threads(text: str) -> list[int]:
     return values
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got '{text}'") from None
-    if not 0.1 <= value <= 600:
-        raise argparse.ArgumentTypeError(f"expected seconds from 0.1 to 600, got '{text}'")
-    return value
+_seconds = bounded_number(float, 0.1, 600.0, "seconds from 0.1 to 600")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

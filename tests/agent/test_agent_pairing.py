@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from model_helpers import conv_stack
 
 from edgeprune.agent.client import AgentClient, AgentRefusedError
 from edgeprune.agent.pairing import fit_pairing_to_budget
@@ -23,21 +23,14 @@ TOKEN = "pairing-test-token-0123456789abcdef"
 SPEC = PairingSpec(rounds=6, max_rounds=12, extra_rounds=6, min_round_seconds=0.01, min_runs=3, warmup_runs=2)
 
 
-def _net(layers: int) -> nn.Module:
-    body: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()]
-    for _ in range(layers):
-        body += [nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()]
-    return nn.Sequential(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
-
-
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Artifact, Artifact]:
     folder = tmp_path_factory.mktemp("pairing")
     target = load_target("cpu")
     torch.manual_seed(0)
     x = torch.rand(1, 3, 32, 32)
-    large = get_backend(target).export(_net(4), x, folder / "large.onnx", target)
-    small = get_backend(target).export(_net(0), x, folder / "small.onnx", target)
+    large = get_backend(target).export(conv_stack(4, 16), x, folder / "large.onnx", target)
+    small = get_backend(target).export(conv_stack(0, 16), x, folder / "small.onnx", target)
     return large, small
 
 

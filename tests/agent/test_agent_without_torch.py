@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from model_helpers import conv_stack
 
 from edgeprune.agent.client import AgentClient
 from edgeprune.backends import get_backend
@@ -130,21 +130,11 @@ def torch_free_agent(torch_free_env: dict[str, str]) -> Iterator[str]:
             proc.kill()
 
 
-class _Tiny(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.head = nn.Linear(8, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-
 def test_the_cli_agent_serves_a_measurement_without_torch(torch_free_agent: str, torch_free_env: dict[str, str],
                                                           tmp_path: Path) -> None:
     target = load_target("cpu")
     torch.manual_seed(0)
-    artifact = get_backend(target).export(_Tiny().eval(), torch.randn(1, 3, 16, 16), tmp_path / "tiny.onnx", target)
+    artifact = get_backend(target).export(conv_stack(0, 8), torch.randn(1, 3, 16, 16), tmp_path / "tiny.onnx", target)
     client = AgentClient(torch_free_agent, TOKEN)
     info = client.info()
     assert info["runtimes"]["onnxruntime"]["installed"]

@@ -7,25 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from model_helpers import conv_stack
 
 from edgeprune.backends.onnx_export import export_onnx
 from edgeprune.cli.main import main
-
-
-def _net(layers: int) -> nn.Module:
-    body: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1), nn.ReLU()]
-    for _ in range(layers):
-        body += [nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()]
-    return nn.Sequential(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
-    small = export_onnx(_net(0), torch.rand(1, 3, 48, 48), folder / "small.onnx")
-    large = export_onnx(_net(4), torch.rand(1, 3, 48, 48), folder / "large.onnx")  # about 30x the MACs
+    small = export_onnx(conv_stack(0, 32), torch.rand(1, 3, 48, 48), folder / "small.onnx")
+    large = export_onnx(conv_stack(4, 32), torch.rand(1, 3, 48, 48), folder / "large.onnx")  # about 30x the MACs
     return small, large
 
 
