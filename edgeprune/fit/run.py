@@ -29,7 +29,7 @@ from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, InputError
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, prune_depth
 from edgeprune.fit.inputs import FitInputs
-from edgeprune.fit.loop.base import Allocation, Candidate, RoundsExhausted, kept_fraction
+from edgeprune.fit.loop.base import Allocation, Candidate, RoundsExhausted, floor_hint, kept_fraction
 from edgeprune.fit.loop.latency_search import LatencySearch
 from edgeprune.fit.loop.uniform import UniformBisection
 from edgeprune.fit.loop.upward import search_upward, undershoots
@@ -195,7 +195,7 @@ class FitRun:
     def _allocation(self) -> Allocation:
         step = self.step
         assert step is not None
-        hint = _floor_hint([g for g in step.graph.groups if not g.prunable])
+        hint = floor_hint([g for g in step.graph.groups if not g.prunable])
         if self.config.allocation == "uniform":
             return UniformBisection(step.groups, step.scores, self.target.channel_alignment, self._measure_keep,
                                     self.config.max_rounds, hint)
@@ -396,11 +396,3 @@ def _compose(outer: dict[str, list[int]], inner: dict[str, list[int]]) -> dict[s
     for name, kept in inner.items():
         composed[name] = [outer[name][i] for i in kept] if name in outer else list(kept)
     return composed
-
-
-def _floor_hint(frozen: list[ChannelGroup]) -> str:
-    frozen = [g for g in frozen if not g.frozen_reason.startswith("output classes")]
-    if not frozen:
-        return "Every prunable channel group was already cut to its minimum width."
-    return (f"{len(frozen)} channel group(s) are frozen (e.g. {frozen[0].name}) and set a floor; "
-            "choose a larger budget or a smaller model.")

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edgeprune.prune.groups import ChannelGroup
+
 log = logging.getLogger(__name__)
 
 
@@ -79,3 +81,12 @@ def kept_fraction(keep: dict[str, list[int]], widths: dict[str, int]) -> float:
     """Share of the prunable channels a candidate keeps (1.0 for the original)."""
     total = sum(widths.values())
     return sum(kept_widths(keep, widths).values()) / total if total else 1.0
+
+
+def floor_hint(frozen: list[ChannelGroup]) -> str:
+    """What to tell a user whose budget is below the smallest model: which frozen groups set the floor."""
+    frozen = [g for g in frozen if not g.frozen_reason.startswith("output classes")]
+    if not frozen:
+        return "Every prunable channel group was already cut to its minimum width."
+    return (f"{len(frozen)} channel group(s) are frozen (e.g. {frozen[0].name}) and set a floor; "
+            "choose a larger budget or a smaller model.")
