@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.timing import LatencyStats, RoundReading, interleaved_rounds
+from edgeprune.timing import LatencyStats, RoundReading, interleaved_rounds, summarise_samples
 
 #: the share of the bootstrap distribution the interval covers
 CONFIDENCE = 0.90
@@ -123,14 +123,6 @@ def ratio_summary(reference_round_ms: Sequence[float], candidate_round_ms: Seque
                         float(np.quantile(medians, 1 - tail)), int(ratios.size))
 
 
-def _summarise_ms(samples_s: list[float]) -> LatencyStats:
-    ms = np.asarray(samples_s) * 1000.0
-    mean = float(ms.mean())
-    cv = float(ms.std() / mean) if mean > 0 else 0.0
-    return LatencyStats(median_ms=float(np.median(ms)), p90_ms=float(np.percentile(ms, 90)), mean_ms=mean,
-                        min_ms=float(ms.min()), cv=cv, runs=int(ms.size), noisy=False)
-
-
 def measure_paired(reference: Callable[[], object], candidate: Callable[[], object], spec: PairingSpec,
                    threshold_ratio: float | None = None, seed: int = 0) -> PairedStats:
     """Time ``candidate`` against ``reference`` in alternating rounds; extend while the interval holds
@@ -150,8 +142,8 @@ def measure_paired(reference: Callable[[], object], candidate: Callable[[], obje
         reference_round_ms=[1000.0 * float(np.median(r.first_s)) for r in readings],
         candidate_round_ms=[1000.0 * float(np.median(r.second_s)) for r in readings],
         round_started_s=[r.started_s for r in readings],
-        reference=_summarise_ms([s for r in readings for s in r.first_s]),
-        candidate=_summarise_ms([s for r in readings for s in r.second_s]),
+        reference=summarise_samples([s for r in readings for s in r.first_s]),
+        candidate=summarise_samples([s for r in readings for s in r.second_s]),
         threshold_ratio=threshold_ratio,
         extended=extended,
     )

@@ -51,7 +51,8 @@ class LatencyStats:
         return asdict(self)
 
 
-def _summarise(samples_s: list[float], max_cv: float) -> LatencyStats:
+def summarise_samples(samples_s: list[float], max_cv: float = float("inf")) -> LatencyStats:
+    """Median, p90, mean, min and CV (in ms) of single-inference samples in seconds; noisy above ``max_cv``."""
     ms = np.asarray(samples_s) * 1000.0
     mean = float(ms.mean())
     cv = float(ms.std() / mean) if mean > 0 else 0.0
@@ -64,6 +65,9 @@ def _summarise(samples_s: list[float], max_cv: float) -> LatencyStats:
         runs=len(samples_s),
         noisy=cv > max_cv,
     )
+
+
+_summarise = summarise_samples
 
 
 def _one_pass(call: Callable[[], object], spec: TimingSpec) -> list[float]:

@@ -51,7 +51,7 @@ def fit_pairing_to_budget(spec: PairingSpec, seconds_per_call: float, budget_s: 
     max_rounds = min(spec.max_rounds, fit_rounds)
     rounds = min(spec.rounds, max_rounds)
     return dataclasses.replace(spec, rounds=rounds, max_rounds=max_rounds,
-                               extra_rounds=max(1, min(spec.extra_rounds, max_rounds - rounds or 1)))
+                               extra_rounds=max(1, min(spec.extra_rounds, max_rounds - rounds)))
 
 
 def paired_to_wire(paired: PairedStats) -> dict[str, Any]:

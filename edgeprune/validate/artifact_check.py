@@ -235,7 +235,7 @@ def validate_artifact(
                    "median_ms": stats.median_ms, "p90_ms": stats.p90_ms, "mean_ms": stats.mean_ms,
                    "min_ms": stats.min_ms, "cv_fraction": stats.cv, "runs_count": stats.runs, "noisy": stats.noisy}
         if isinstance(ref, LoadedArtifact):  # timed against the reference artifact in alternating rounds
-            paired = paired_against(ref, loaded, x[:1], (timing or TimingSpec()).min_seconds)
+            paired = paired_against(ref, loaded, (timing or TimingSpec()).min_seconds, x[:1], x[:1])
             latency["paired_with_reference"] = paired.to_dict()
     result = ValidationResult(
         artifact=str(loaded.path), format=loaded.format, sidecar_verified=loaded.sidecar is not None,

@@ -52,8 +52,12 @@ class BenchRow:
         return dataclasses.asdict(self)
 
 
+def _input(loaded: LoadedArtifact) -> np.ndarray:
+    return np.full(loaded.nchw_shape, 0.5, dtype=np.float32)
+
+
 def _feed(loaded: LoadedArtifact) -> dict[str, np.ndarray]:
-    return loaded.feed(np.full(loaded.nchw_shape, 0.5, dtype=np.float32))
+    return loaded.feed(_input(loaded))
 
 
 def _top_kernels(loaded: LoadedArtifact, count: int) -> list[dict[str, Any]] | None:
@@ -67,10 +71,12 @@ def _top_kernels(loaded: LoadedArtifact, count: int) -> list[dict[str, Any]] | N
     return [{"name": layer.name, "op_type": layer.op_type, "ms": layer.ms} for layer in layers]
 
 
-def paired_against(reference: LoadedArtifact, candidate: LoadedArtifact, x_nchw: np.ndarray,
-                   seconds: float) -> PairedStats:
-    """``candidate`` timed against ``reference`` in alternating rounds on input ``x_nchw`` (about ``seconds``)."""
-    ref_feed, cand_feed = reference.feed(x_nchw), candidate.feed(x_nchw)
+def paired_against(reference: LoadedArtifact, candidate: LoadedArtifact, seconds: float,
+                   x_reference: np.ndarray | None = None, x_candidate: np.ndarray | None = None) -> PairedStats:
+    """``candidate`` timed against ``reference`` in alternating rounds (about ``seconds``), each on its NCHW input
+    (default: a constant image of the artifact's own input shape)."""
+    ref_feed = reference.feed(_input(reference) if x_reference is None else x_reference)
+    cand_feed = candidate.feed(_input(candidate) if x_candidate is None else x_candidate)
     return measure_paired(lambda: reference.session.run(ref_feed), lambda: candidate.session.run(cand_feed),
                           schedule(seconds))
 
@@ -88,16 +94,12 @@ def bench_artifacts(paths: Sequence[str | Path], target: Target, threads: Sequen
         run_target = dataclasses.replace(target, threads=count)
         loaded = [load_artifact(p, run_target) for p in paths]
         reference = loaded[0]
-        ref_feed = _feed(reference)
-        pairs: list[PairedStats] = []
-        for other in loaded[1:]:
-            feed = _feed(other)
-            pairs.append(measure_paired(lambda: reference.session.run(ref_feed), lambda: other.session.run(feed),
-                                        schedule(seconds)))
+        pairs = [paired_against(reference, other, seconds) for other in loaded[1:]]
         if pairs:
             ref_rounds = [ms for p in pairs for ms in p.reference_round_ms]
             ref_median, ref_p90 = float(np.median(ref_rounds)), max(p.reference.p90_ms for p in pairs)
         else:
+            ref_feed = _feed(reference)
             alone = measure_latency(lambda: reference.session.run(ref_feed), TimingSpec(min_seconds=seconds))
             ref_median, ref_p90 = alone.median_ms, alone.p90_ms
         rows.append(_row(reference, count, ref_median, ref_p90, 1.0, 1.0, 1.0, 0, top_kernels, None))
