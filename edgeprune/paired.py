@@ -97,6 +97,9 @@ class PairedStats:
             "reference_round_ms": [round(x, 6) for x in self.reference_round_ms],
             "candidate_round_ms": [round(x, 6) for x in self.candidate_round_ms],
             "round_started_s": [round(x, 3) for x in self.round_started_s],
+            # seconds spent timing each side (the reference's share is what pairing costs)
+            "reference_s": round(self.reference.runs * self.reference.mean_ms / 1000.0, 4),
+            "candidate_s": round(self.candidate.runs * self.candidate.mean_ms / 1000.0, 4),
         }
 
 

@@ -26,13 +26,14 @@ def _session(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
     return session, {inp.name: np.full(inp.shape, 0.5, dtype=np.float32)}
 
 
-def independent_ratio(reference: Path, candidate: Path, rounds: int = 15, runs: int = 40) -> float:
-    """Median over rounds of (candidate's median / reference's median), one thread, alternating order."""
+def independent_rounds(reference: Path, candidate: Path, rounds: int = 15, runs: int = 40
+                       ) -> list[tuple[float, float]]:
+    """Per-round medians (reference s, candidate s), one thread, the order alternating every round."""
     sessions = [_session(reference), _session(candidate)]
     for session, feed in sessions:
         for _ in range(20):
             session.run(None, feed)
-    ratios = []
+    readings = []
     for index in range(rounds):
         order = sessions if index % 2 == 0 else sessions[::-1]
         medians = []
@@ -44,5 +45,10 @@ def independent_ratio(reference: Path, candidate: Path, rounds: int = 15, runs: 
                 times.append(time.perf_counter() - t0)
             medians.append(statistics.median(times))
         ref_s, cand_s = medians if index % 2 == 0 else medians[::-1]
-        ratios.append(cand_s / ref_s)
-    return statistics.median(ratios)
+        readings.append((ref_s, cand_s))
+    return readings
+
+
+def independent_ratio(reference: Path, candidate: Path, rounds: int = 15, runs: int = 40) -> float:
+    """Median over rounds of (candidate's median / reference's median), one thread, alternating order."""
+    return statistics.median(c / r for r, c in independent_rounds(reference, candidate, rounds, runs))

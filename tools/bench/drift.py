@@ -1,0 +1,287 @@
+"""Drift benchmark: fits while another job loads the machine on and off, their verdicts checked afterwards.
+
+    python tools/bench/drift.py                      # every case (about 30 min on 2 cores), then the docs
+    python tools/bench/drift.py --cases r56-rel60    # one case (results merge with earlier ones)
+    python tools/bench/drift.py --render-only        # rewrite the docs section from the saved results
+
+Each case runs ``edgeprune fit`` (ONNX Runtime, 1 thread, LASSO, no fine-tune) as a user would, while a load
+generator busies the other core for ``period`` seconds, idles for ``period`` seconds, and so on. Then the
+load stops and, on the quiet machine, an independent paired timing (tests/paired_timing.py: ONNX Runtime
+called directly, A, B, A, B ... in rounds of 40 runs) of the shipped ``model.onnx`` against the original's
+export checks what the fit said:
+
+* **false "budget met"**: the fit shipped, but the independent ratio's 90% interval lies wholly above the
+  budget (relative budgets: the share; absolute budgets: the budget over the original's quiet median);
+* **give-up**: the fit ended "not met reliably" on a budget that a shipped run of the same model reached;
+* **speedup error**: |reported speedup / independent speedup - 1|;
+* **pairing cost**: seconds spent timing the original beside the candidates, against the fit's wall time.
+
+Absolute budgets are set at the start of the case from the original's quiet median (independent timing),
+so they ask for about the stated share; the fit runs under the load and anchors on the original's median
+over its run. Needs ../shared/data (the pretrained weights and images). Results:
+docs/figures/drift.json and the section "Drift: verdicts under changing load" of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from paired_timing import independent_rounds  # noqa: E402  (written apart from edgeprune's pairing)
+
+from edgeprune.backends.onnx_export import export_onnx  # noqa: E402
+from edgeprune.environment import machine_info, package_versions  # noqa: E402
+from edgeprune.train.default_weights import load_model  # noqa: E402
+
+log = logging.getLogger("drift")
+SHARED = REPO.parent / "shared" / "data"
+R56 = ("cifar-resnet56", SHARED / "models/cifar10/akamaster_resnet/resnet56-4bfd9763.th",
+       SHARED / "cifar10/cifar10_test_lossless_first1017.npz")
+MNV2 = ("torchvision:mobilenet_v2", SHARED / "models/imagenet/mobilenet_v2-b0353104.pth",
+        SHARED / "samples/imagenet_foolbox")
+SECTION = "## Drift: verdicts under changing load"
+RESULTS = REPO / "docs" / "figures" / "drift.json"
+#: rounds of the independent check (each round times both files for 40 runs)
+CHECK_ROUNDS = 30
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fit under load: model, budget (a share; absolute when ``absolute``) and the load's period (s)."""
+
+    name: str
+    model: tuple[str, Path, Path]
+    share: float
+    absolute: bool
+    period_s: float
+
+
+CASES = (
+    Case("r56-rel60", R56, 0.60, False, 4.0),
+    Case("r56-rel50", R56, 0.50, False, 15.0),
+    Case("r56-abs60", R56, 0.60, True, 30.0),
+    Case("mnv2-rel70", MNV2, 0.70, False, 10.0),
+    Case("mnv2-abs75", MNV2, 0.75, True, 60.0),
+)
+
+LOAD_CODE = """
+import sys, time
+period = float(sys.argv[1])
+while True:
+    end = time.perf_counter() + period
+    while time.perf_counter() < end:
+        sum(i * i for i in range(10000))
+    time.sleep(period)
+"""
+
+
+def bootstrap_interval(ratios: list[float], seed: int = 0) -> tuple[float, float]:
+    """90% percentile-bootstrap interval of the median of ``ratios``."""
+    values = np.asarray(ratios)
+    picks = np.random.default_rng(seed).integers(0, values.size, size=(2000, values.size))
+    medians = np.median(values[picks], axis=1)
+    return float(np.quantile(medians, 0.05)), float(np.quantile(medians, 0.95))
+
+
+def original_onnx(case: Case, work: Path) -> Path:
+    """The original model's ONNX export, as the fit exports it (opset, folding), for the independent check."""
+    spec, weights, _ = case.model
+    bundle = load_model(spec, weights)
+    shape = bundle.preprocessing.input_shape if bundle.preprocessing else (3, 224, 224)
+    path = work / "original.onnx"
+    export_onnx(bundle.model.eval(), torch.zeros(1, *shape), path)
+    return path
+
+
+def quiet_median_ms(path: Path) -> float:
+    """The file's median latency on the quiet machine (ms), timed against itself for the same schedule."""
+    readings = independent_rounds(path, path, rounds=10)
+    return 1000.0 * statistics.median(r for pair in readings for r in pair)
+
+
+def run_case(case: Case, out_root: Path) -> dict[str, Any]:
+    """Run one fit under the on/off load, then check its artifact on the quiet machine."""
+    spec, weights, data = case.model
+    work = out_root / case.name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    original = original_onnx(case, work)
+    budget_ms = None
+    if case.absolute:
+        budget_ms = round(case.share * quiet_median_ms(original), 3)
+        budget = f"{budget_ms}ms"
+    else:
+        budget = f"{100 * case.share:.0f}%"
+    command = [str(Path(sys.executable).with_name("edgeprune")), "fit", "--model", spec, "--weights", str(weights),
+               "--data", str(data), "--importance", "lasso", "--target", "cpu", "--budget", budget,
+               "--out", str(work / "out"), "--force"]
+    log.info("%s: %s (load %.0f s on / %.0f s off)", case.name, " ".join(command), case.period_s, case.period_s)
+    load = subprocess.Popen([sys.executable, "-c", LOAD_CODE, str(case.period_s)])
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        load.kill()
+        load.wait(timeout=30)
+    wall_s = time.perf_counter() - start
+    (work / "fit.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+    row: dict[str, Any] = {**asdict(case), "model": spec, "budget": budget, "exit_code": done.returncode,
+                           "fit_wall_s": wall_s, "message": (done.stderr.strip().splitlines() or [""])[-1]}
+    row.pop("period_s")
+    row["load_period_s"] = case.period_s
+    report_path = work / "out" / "report.json"
+    if done.returncode != 0 or not report_path.exists():
+        row["outcome"] = "not met reliably" if "not met reliably" in done.stderr else "failed"
+        log.info("%s: %s: %s", case.name, row["outcome"], row["message"])
+        return row
+    report = json.loads(report_path.read_text())
+    time.sleep(5.0)  # the load is off; let the other core settle
+    readings = independent_rounds(original, work / "out" / "model.onnx", rounds=CHECK_ROUNDS)
+    ratios = [c / r for r, c in readings]
+    ratio = statistics.median(ratios)
+    low, high = bootstrap_interval(ratios)
+    original_ms = 1000.0 * statistics.median(r for r, _ in readings)
+    limit = budget_ms / original_ms if case.absolute else case.share
+    reference_s = sum(r["paired"].get("reference_s", 0.0) for r in report["search"]["rounds"] if "paired" in r)
+    candidate_s = sum(r["paired"].get("candidate_s", 0.0) for r in report["search"]["rounds"] if "paired" in r)
+    reported_ratio = 1.0 / report["speedup_measured"]
+    row.update({
+        "outcome": "shipped",
+        "reported_ratio": reported_ratio,
+        "reported_interval": [1.0 / report["speedup_interval"][1], 1.0 / report["speedup_interval"][0]],
+        "reported_final_ms": report["final"]["latency"].get("median_ms"),
+        "independent_ratio": ratio, "independent_interval": [low, high],
+        "independent_original_ms": original_ms, "limit_ratio": limit,
+        "false_met": low > limit,
+        "speedup_error": (1.0 / reported_ratio) / (1.0 / ratio) - 1.0,
+        "drift_max_change": report.get("measurement", {}).get("max_change"),
+        "drift_detected": report.get("measurement", {}).get("drift_detected"),
+        "measured_rounds": sum(1 for r in report["search"]["rounds"] if r.get("measured")),
+        "reference_timing_s": reference_s, "candidate_timing_s": candidate_s,
+    })
+    log.info("%s: shipped at a reported ratio %.3f; independent %.3f [%.3f, %.3f] against a limit of %.3f%s; "
+             "speedup error %+.1f%%; %.0f s timing the original of %.0f s", case.name, reported_ratio, ratio, low,
+             high, limit, " FALSE MET" if row["false_met"] else "", 100 * row["speedup_error"], reference_s, wall_s)
+    return row
+
+
+def give_ups_on_reachable(rows: list[dict[str, Any]]) -> list[str]:
+    """Cases that gave up although a shipped run of the same model reached a ratio at or under their limit."""
+    names = []
+    for row in rows:
+        if row["outcome"] != "not met reliably":
+            continue
+        reached = [r["independent_ratio"] for r in rows if r["model"] == row["model"] and r["outcome"] == "shipped"]
+        if any(x <= row["share"] for x in reached):
+            names.append(row["name"])
+    return names
+
+
+def write_markdown(rows: list[dict[str, Any]], meta: dict[str, Any], doc: Path) -> None:
+    """Replace (or append) the section in docs/benchmarks.md."""
+    shipped = [r for r in rows if r["outcome"] == "shipped"]
+    false_met = [r["name"] for r in shipped if r["false_met"]]
+    give_ups = give_ups_on_reachable(rows)
+    errors = [abs(r["speedup_error"]) for r in shipped]
+    ref_s = sum(r["reference_timing_s"] for r in shipped)
+    cand_s = sum(r["candidate_timing_s"] for r in shipped)
+    wall_s = sum(r["fit_wall_s"] for r in shipped)
+    lines = [
+        SECTION, "",
+        f"`python tools/bench/drift.py` on {meta['cpu']} ({meta['cores']} logical cores, shared VM), edgeprune at "
+        f"{meta['commit']}, onnxruntime {meta['onnxruntime']}, torch {meta['torch']}, run {meta['date']}. Each case "
+        "runs `edgeprune fit --importance lasso --target cpu` (ONNX Runtime, 1 thread, no fine-tune) while a load "
+        "generator busies the other core for the stated period and idles for as long, over and over. Then, with the "
+        "load stopped, an independent paired timing (`tests/paired_timing.py`: ONNX Runtime called directly, "
+        f"{CHECK_ROUNDS} alternating rounds of 40 runs) times the shipped `model.onnx` against the original's export. "
+        "Absolute budgets were set from the original's quiet median at the start of the case; their limit ratio is "
+        "the budget over the original's quiet median in the check.",
+        "",
+        "| case | model | budget | load on/off | outcome | reported ratio [90%] | independent ratio [90%] | limit | "
+        "speedup error | drift seen by fit | measured rounds | original timed / fit wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        head = f"| {r['name']} | {r['model']} | {r['budget']} | {r['load_period_s']:.0f} s | "
+        if r["outcome"] != "shipped":
+            lines.append(head + f"{r['outcome']}: {r['message'][:120]} | | | | | | | {r['fit_wall_s']:.0f} s |")
+            continue
+        drift = f"{100 * r['drift_max_change']:+.0f}%" if r["drift_max_change"] is not None else "n/a"
+        lines.append(
+            head + ("**false met** " if r["false_met"] else "met ")
+            + f"| {r['reported_ratio']:.3f} [{r['reported_interval'][0]:.3f}, {r['reported_interval'][1]:.3f}] "
+            f"| {r['independent_ratio']:.3f} [{r['independent_interval'][0]:.3f}, {r['independent_interval'][1]:.3f}] "
+            f"| {r['limit_ratio']:.3f} | {100 * r['speedup_error']:+.1f}% | {drift} | {r['measured_rounds']} "
+            f"| {r['reference_timing_s']:.0f} s / {r['fit_wall_s']:.0f} s |")
+    worst = max(errors) if errors else float("nan")
+    lines += [
+        "",
+        f"* False \"budget met\" verdicts: **{len(false_met)}** of {len(shipped)} shipped (goal 0)"
+        + (f": {', '.join(false_met)}." if false_met else "."),
+        f"* Give-ups on budgets a shipped run reached: **{len(give_ups)}** (goal 0)"
+        + (f": {', '.join(give_ups)}." if give_ups else "."),
+        f"* Reported vs independent speedup: largest error **{100 * worst:.1f}%**, median "
+        f"{100 * float(np.median(errors)) if errors else float('nan'):.1f}% (goal ≤ 5%).",
+        f"* What pairing costs: {ref_s:.0f} s of the {wall_s:.0f} s the shipped fits took went to timing the "
+        f"original beside the candidates ({100 * ref_s / wall_s if wall_s else 0:.0f}%), against {cand_s:.0f} s "
+        "timing the candidates themselves.",
+        "",
+    ]
+    text = doc.read_text(encoding="utf-8")
+    if SECTION in text:
+        head, _, rest = text.partition(SECTION)
+        tail = rest.split("\n## ", 1)
+        text = head + "\n".join(lines) + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(lines)
+    doc.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    parser = argparse.ArgumentParser(description="fits under on/off load, checked by an independent paired timing")
+    parser.add_argument("--cases", nargs="*", default=[c.name for c in CASES])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgeprune-drift")
+    parser.add_argument("--render-only", action="store_true")
+    args = parser.parse_args()
+    unknown = set(args.cases) - {c.name for c in CASES}
+    if unknown:
+        raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
+    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": [], "meta": {}}
+    if not args.render_only:
+        if not SHARED.is_dir():
+            raise SystemExit(f"the drift benchmark needs the pretrained weights and images in {SHARED}")
+        machine, versions = machine_info(), package_versions()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip()
+        saved["meta"] = {"cpu": machine["cpu"], "cores": machine["logical_cores"], "commit": commit,
+                         "onnxruntime": versions.get("onnxruntime"), "torch": versions.get("torch"),
+                         "date": time.strftime("%Y-%m-%d")}
+        rows = {r["name"]: r for r in saved["rows"]}
+        for case in (c for c in CASES if c.name in args.cases):
+            rows[case.name] = run_case(case, args.work)
+            saved["rows"] = [rows[c.name] for c in CASES if c.name in rows]
+            RESULTS.write_text(json.dumps(saved, indent=1))
+    write_markdown(saved["rows"], saved["meta"], REPO / "docs" / "benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
