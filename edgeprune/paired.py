@@ -32,7 +32,8 @@ class PairingSpec:
     """How to time a candidate against the reference.
 
     ``rounds`` alternating rounds, each timing both for at least ``min_runs`` calls and ``min_round_seconds``;
-    a ratio whose interval holds the threshold gets ``extra_rounds`` more at a time, up to ``max_rounds``.
+    a ratio whose interval holds the threshold, or is wider than ``max_interval_share`` of the ratio (when
+    that is set: the figures a run reports), gets ``extra_rounds`` more at a time, up to ``max_rounds``.
     """
 
     rounds: int = 10
@@ -41,13 +42,14 @@ class PairingSpec:
     min_round_seconds: float = 0.05
     min_runs: int = 5
     warmup_runs: int = 10
+    max_interval_share: float = 0.0
 
 
-def schedule(seconds: float, warmup_runs: int = 10) -> PairingSpec:
+def schedule(seconds: float, warmup_runs: int = 10, max_interval_share: float = 0.0) -> PairingSpec:
     """The paired schedule that spends about ``seconds`` on a pair (half on each side) before any extension."""
     rounds = max(6, round(10 * seconds))
     return PairingSpec(rounds=rounds, max_rounds=3 * rounds, extra_rounds=rounds, min_round_seconds=0.05,
-                       min_runs=5, warmup_runs=warmup_runs)
+                       min_runs=5, warmup_runs=warmup_runs, max_interval_share=max_interval_share)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class RatioSummary:
     def holds(self, threshold: float) -> bool:
         """Whether ``threshold`` lies inside the interval (the verdict is not settled yet)."""
         return self.low <= threshold <= self.high
+
+    @property
+    def width_share(self) -> float:
+        """The interval's width as a share of the ratio."""
+        return (self.high - self.low) / max(self.ratio, 1e-12)
 
 
 @dataclass(frozen=True)
@@ -129,12 +136,18 @@ def ratio_summary(reference_round_ms: Sequence[float], candidate_round_ms: Seque
 def measure_paired(reference: Callable[[], object], candidate: Callable[[], object], spec: PairingSpec,
                    threshold_ratio: float | None = None, seed: int = 0) -> PairedStats:
     """Time ``candidate`` against ``reference`` in alternating rounds; extend while the interval holds
-    ``threshold_ratio`` (the ratio the verdict compares with), up to ``spec.max_rounds`` rounds."""
+    ``threshold_ratio`` (the ratio the verdict compares with) or is wider than ``spec.max_interval_share``,
+    up to ``spec.max_rounds`` rounds."""
     readings: list[RoundReading] = interleaved_rounds(reference, candidate, spec.rounds, spec.min_round_seconds,
                                                       spec.min_runs, spec.warmup_runs)
     summary = _summary(readings, seed)
     extended = False
-    while threshold_ratio is not None and summary.holds(threshold_ratio) and len(readings) < spec.max_rounds:
+
+    def unsettled(s: RatioSummary) -> bool:
+        straddles = threshold_ratio is not None and s.holds(threshold_ratio)
+        return straddles or (spec.max_interval_share > 0 and s.width_share > spec.max_interval_share)
+
+    while unsettled(summary) and len(readings) < spec.max_rounds:
         more = min(spec.extra_rounds, spec.max_rounds - len(readings))
         readings += interleaved_rounds(reference, candidate, more, spec.min_round_seconds, spec.min_runs,
                                        start_index=len(readings))

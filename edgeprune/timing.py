@@ -32,6 +32,8 @@ class TimingSpec:
     retries: int = 2
     #: warn about a measurement that stays noisy; the profiler turns this off and warns once per profile
     warn_noisy: bool = True
+    #: a paired measurement gets more rounds while its interval is wider than this share of the ratio (0: none)
+    max_interval_share: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ def pairing_to_request(spec: PairingSpec, threshold_ratio: float | None) -> dict
 def pairing_from_request(data: dict[str, float]) -> tuple[PairingSpec, float | None]:
     """The schedule and threshold of a validated ``pairing`` field (missing fields take the defaults)."""
     fields = {f.name for f in dataclasses.fields(PairingSpec)}
-    values: dict[str, Any] = {k: (int(v) if k != "min_round_seconds" else float(v))
-                              for k, v in data.items() if k in fields}
+    floats = {"min_round_seconds", "max_interval_share"}
+    values: dict[str, Any] = {k: (float(v) if k in floats else int(v)) for k, v in data.items() if k in fields}
     spec = PairingSpec(**values)
     if spec.max_rounds < spec.rounds:
         spec = dataclasses.replace(spec, max_rounds=spec.rounds)

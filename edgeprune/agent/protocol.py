@@ -14,6 +14,7 @@ JSON over plain HTTP, standard library only, no pickle. One request per connecti
   a later request with ``pair_with`` set to that id is timed against the kept reference in alternating rounds
   (``pairing``: the schedule and the threshold ratio), and its answer carries ``"paired"``
   (:mod:`edgeprune.agent.pairing`). An id the agent does not hold (it restarted) is refused with 409.
+  ``edgeprune-agent/3`` adds ``pairing.max_interval_share``: more rounds while the ratio's interval is wider.
 
 Any refusal is ``{"error": "<one line>"}`` with a 4xx/5xx status. Both sides speak exactly
 :data:`PROTOCOL_VERSION`; a mismatch is refused with a message saying so.
@@ -31,7 +32,7 @@ from edgeprune.errors import InputError
 from edgeprune.target import PRECISIONS
 from edgeprune.timing import LatencyStats, TimingSpec
 
-PROTOCOL_VERSION = "edgeprune-agent/2"
+PROTOCOL_VERSION = "edgeprune-agent/3"
 INFO_PATH = "/v1/info"
 MEASURE_PATH = "/v1/measure"
 AUTH_HEADER = "Authorization"
@@ -259,7 +260,8 @@ class MeasureRequest:
 
 #: bounds on a pairing schedule a client may ask for (the agent also fits it into its timing ceiling)
 _PAIRING_BOUNDS = {"rounds": (2, 200), "max_rounds": (2, 600), "extra_rounds": (1, 200), "min_runs": (1, 1000),
-                   "warmup_runs": (0, 1000), "min_round_seconds": (0.0, 5.0), "threshold_ratio": (0.0, 1000.0)}
+                   "warmup_runs": (0, 1000), "min_round_seconds": (0.0, 5.0), "threshold_ratio": (0.0, 1000.0),
+                   "max_interval_share": (0.0, 1.0)}
 _REFERENCE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 

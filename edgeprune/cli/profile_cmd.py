@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
     c = summary.calibration
     console.print(f"latency table: [bold]{summary.table_path}[/]", highlight=False)
     console.print(f"  kernel timings measured {summary.probes_measured}, reused {summary.probes_reused}")
-    console.print(f"  calibration: measured ≈ {c.scale:.3f} × Σ kernels + {c.offset_ms:.3f} ms "
+    if c.kind_scales:
+        terms = " + ".join(f"{v:.3f} × Σ {k}" for k, v in sorted(c.kind_scales.items()))
+        line = f"measured ≈ {terms} + {c.kind_offset_ms:.3f} ms (a scale per kernel kind)"
+    else:
+        line = f"measured ≈ {c.scale:.3f} × Σ kernels + {c.offset_ms:.3f} ms"
+    console.print(f"  calibration: {line} "
                   f"(worst error on its {len(c.samples)} samples: {summary.calibration_error_pct:.1f}%)")
     console.print(f"  took {summary.seconds:.1f} s")
     return 0

@@ -33,7 +33,8 @@ from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
 log = logging.getLogger(__name__)
 
 SEARCH_TIMING = TimingSpec(warmup_runs=10, min_runs=50, min_seconds=1.0)
-CONFIRM_TIMING = TimingSpec(warmup_runs=20, min_runs=100, min_seconds=2.0)
+#: the confirmation gives the figures a run reports: its paired ratio is timed until its interval is within ±2.5%
+CONFIRM_TIMING = TimingSpec(warmup_runs=20, min_runs=100, min_seconds=2.0, max_interval_share=0.05)
 
 #: a change of the original's median by more than this share during a run is reported as drift
 DRIFT_SHARE = 0.10
@@ -52,7 +53,7 @@ class Measurement:
 
 def pairing_for(spec: TimingSpec) -> PairingSpec:
     """The paired schedule that spends about ``spec.min_seconds`` on the pair (half on each side)."""
-    return schedule(spec.min_seconds, spec.warmup_runs)
+    return schedule(spec.min_seconds, spec.warmup_runs, spec.max_interval_share)
 
 
 class CandidateMeasurer:

@@ -8,13 +8,18 @@ targets, so a "layer" here is a fused kernel: conv (+BN) (+activation) (+residua
 
 from __future__ import annotations
 
+import logging
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from edgeprune.prune.groups import ChannelGroup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,9 @@ class LayerSignature:
 
     ``kind`` is ``"conv"`` (dense or grouped), ``"dwconv"`` (depthwise: groups == channels) or ``"linear"``.
     ``height``/``width`` are the input's spatial size; ``groups`` is the group count of a grouped conv
-    (1 for dense convs, linears and depthwise convs, whose group count follows the width).
+    (1 for dense convs, linears and depthwise convs, whose group count follows the width). ``residual_add``
+    marks a conv whose output (after its batch norm) is added to a residual stream: the runtimes fuse that
+    add into the kernel (OpenVINO's eltwise post-op, ONNX Runtime's NCHWc ``Sum``), so it is probed with it.
     """
 
     kind: str
@@ -35,26 +42,29 @@ class LayerSignature:
     width: int
     bias: bool
     groups: int = 1
+    residual_add: bool = False
 
     def key(self) -> str:
-        """Stable text key, e.g. ``conv|k3x3|s1x1|p1x1|d1x1|32x32|b0``."""
+        """Stable text key, e.g. ``conv|k3x3|s1x1|p1x1|d1x1|32x32|b0|g1`` (``|add`` appended for a fused add)."""
         k, s, p, d = self.kernel, self.stride, self.padding, self.dilation
         return (
             f"{self.kind}|k{k[0]}x{k[1]}|s{s[0]}x{s[1]}|p{p[0]}x{p[1]}|d{d[0]}x{d[1]}|"
-            f"{self.height}x{self.width}|b{int(self.bias)}|g{self.groups}"
+            f"{self.height}x{self.width}|b{int(self.bias)}|g{self.groups}" + ("|add" if self.residual_add else "")
         )
 
     @classmethod
     def from_key(cls, key: str) -> "LayerSignature":
         """Inverse of :meth:`key`."""
-        kind, k, s, p, d, hw, b, g = key.split("|")
+        parts = key.split("|")
+        residual_add = parts[-1] == "add"
+        kind, k, s, p, d, hw, b, g = parts[:8]
 
         def pair(text: str) -> tuple[int, int]:
             a, c = text[1:].split("x")
             return int(a), int(c)
 
         h, w = hw.split("x")
-        return cls(kind, pair(k), pair(s), pair(p), pair(d), int(h), int(w), b == "b1", int(g[1:]))
+        return cls(kind, pair(k), pair(s), pair(p), pair(d), int(h), int(w), b == "b1", int(g[1:]), residual_add)
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,62 @@ def _pair(value: object) -> tuple[int, int]:
     return int(value), int(value)  # type: ignore[call-overload]
 
 
+_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, torch.Tensor.__iadd__,
+         torch.Tensor.__radd__, operator.add, operator.iadd}
+
+
+class _AddWatcher(TorchFunctionMode):
+    """Sees every tensor addition of one forward pass and notes the conv that made its later operand."""
+
+    def __init__(self, made_by: dict[int, tuple[int, str, torch.Tensor]]) -> None:
+        super().__init__()
+        self.made_by = made_by
+        self.residual: set[str] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func in _ADDS:
+            makers = [self.made_by[id(a)] for a in args[:2] if isinstance(a, torch.Tensor) and id(a) in self.made_by]
+            if makers:  # the operand computed last is the branch the runtime fuses the add into
+                self.residual.add(max(makers, key=lambda m: m[0])[1])
+        return func(*args, **(kwargs or {}))
+
+
+def residual_add_convs(model: nn.Module, example: torch.Tensor) -> set[str]:
+    """Names of the Conv2d modules whose output, directly or through one batch norm, is an operand of an add.
+
+    Of an add's two operands, the one computed last (the residual branch, not the skip) is the one a runtime
+    fuses the add into, so only its conv is named. Found by running the model once and watching its additions.
+    """
+    made_by: dict[int, tuple[int, str, torch.Tensor]] = {}  # tensor id -> (order, conv name, tensor kept alive)
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            def on_conv(_m: nn.Module, _a: tuple, out: object, name: str = name) -> None:
+                if isinstance(out, torch.Tensor):
+                    made_by[id(out)] = (len(made_by), name, out)
+
+            hooks.append(module.register_forward_hook(on_conv))
+        elif isinstance(module, nn.BatchNorm2d):
+            def on_bn(_m: nn.Module, args: tuple, out: object) -> None:
+                source = made_by.get(id(args[0])) if args and isinstance(args[0], torch.Tensor) else None
+                if source is not None and isinstance(out, torch.Tensor):
+                    made_by[id(out)] = (len(made_by), source[1], out)
+
+            hooks.append(module.register_forward_hook(on_bn))
+    watcher = _AddWatcher(made_by)
+    try:
+        with torch.no_grad(), watcher:
+            model(example)
+    except Exception as exc:  # noqa: BLE001 - a model the watcher upsets is profiled without fused adds
+        log.warning("could not trace the model's residual additions (%s); its kernels are probed without them",
+                    exc)
+        return set()
+    finally:
+        for h in hooks:
+            h.remove()
+    return watcher.residual
+
+
 def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> list[Layer]:
     """All Conv2d and Linear kernels of ``model`` at the example's input size, in execution order."""
     sides: dict[tuple[str, str], dict[str, int]] = {}
@@ -130,6 +196,7 @@ def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[Channel
         for h in hooks:
             h.remove()
     modules = dict(model.named_modules())
+    residual = residual_add_convs(model, example)
     layers: list[Layer] = []
     for name in order:
         module = modules[name]
@@ -146,6 +213,7 @@ def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[Channel
                 int(shape[3]),
                 module.bias is not None,
                 1 if depthwise else int(module.groups),
+                name in residual,
             )
             cin, cout = module.in_channels, module.out_channels
         else:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edgeprune.errors import InputError
+from edgeprune.latency.calibration import calibration_kind
 from edgeprune.latency.grid import interpolate_2d
 from edgeprune.latency.layers import Layer
 from edgeprune.latency.probes import EMPTY_PROBE_KEY
@@ -65,6 +66,7 @@ class LookupLatencyModel:
         # Every probe also paid the runtime's fixed per-call cost; a model pays it once, not once per layer.
         call_ms = table.get(EMPTY_PROBE_KEY, 0, 0) or 0.0
         self._layers: list[tuple[Layer, tuple[int, ...], tuple[int, ...], list[list[float]]]] = []
+        self._kinds = {grid.layer.name: calibration_kind(grid.layer.signature) for grid in grids}
         for grid in grids:
             sig = grid.layer.signature
             if sig.kind == "dwconv":
@@ -100,16 +102,31 @@ class LookupLatencyModel:
         """Σ of uncalibrated kernel times (ms)."""
         return sum(self.kernel_times(widths).values())
 
+    def kind_sums(self, widths: Mapping[str, int]) -> dict[str, float]:
+        """Σ of uncalibrated kernel times (ms) per kernel kind (the calibration's split)."""
+        sums: dict[str, float] = {}
+        for name, ms in self.kernel_times(widths).items():
+            kind = self._kinds[name]
+            sums[kind] = sums.get(kind, 0.0) + ms
+        return sums
+
     def predict(self, widths: Mapping[str, int]) -> float:
         """Calibrated whole-model latency (ms)."""
-        total = self.kernel_sum(widths)
-        return self.calibration.apply(total) if self.calibration else total
+        if self.calibration is None:
+            return self.kernel_sum(widths)
+        sums = self.kind_sums(widths)
+        return self.calibration.apply(sum(sums.values()), sums)
 
     def breakdown(self, widths: Mapping[str, int]) -> dict[str, float]:
         """Per-layer ms scaled by the calibration, plus ``"(rest of the model)"`` for its offset."""
         times = self.kernel_times(widths)
-        if self.calibration is None:
+        c = self.calibration
+        if c is None:
             return times
-        scaled = {k: v * self.calibration.scale for k, v in times.items()}
-        scaled["(rest of the model)"] = self.calibration.offset_ms
+        if c.kind_scales:
+            scaled = {k: v * c.kind_scales.get(self._kinds[k], c.scale) for k, v in times.items()}
+            scaled["(rest of the model)"] = c.kind_offset_ms
+        else:
+            scaled = {k: v * c.scale for k, v in times.items()}
+            scaled["(rest of the model)"] = c.offset_ms
         return scaled

@@ -25,6 +25,13 @@ def probe_input_shape(sig: LayerSignature, cin: int) -> tuple[int, ...]:
     return (1, cin) if sig.kind == "linear" else (1, cin, sig.height, sig.width)
 
 
+def conv_output_hw(sig: LayerSignature) -> tuple[int, int]:
+    """A conv probe's output height and width."""
+    out_h = (sig.height + 2 * sig.padding[0] - sig.dilation[0] * (sig.kernel[0] - 1) - 1) // sig.stride[0] + 1
+    out_w = (sig.width + 2 * sig.padding[1] - sig.dilation[1] * (sig.kernel[1] - 1) - 1) // sig.stride[1] + 1
+    return out_h, out_w
+
+
 def _weights(shape: tuple[int, ...], seed: int) -> np.ndarray:
     # Values well away from zero: denormal weights or activations would distort timings.
     rng = np.random.default_rng(seed)
@@ -60,10 +67,11 @@ def probe_onnx(sig: LayerSignature, cin: int, cout: int) -> onnx.ModelProto:
                 dilations=list(sig.dilation), group=groups,
             )
         )
-        nodes.append(helper.make_node("Relu", ["conv"], ["output"]))
-        out_h = (sig.height + 2 * sig.padding[0] - sig.dilation[0] * (sig.kernel[0] - 1) - 1) // sig.stride[0] + 1
-        out_w = (sig.width + 2 * sig.padding[1] - sig.dilation[1] * (sig.kernel[1] - 1) - 1) // sig.stride[1] + 1
-        out_shape = [1, cout, out_h, out_w]
+        out_shape = [1, cout, *conv_output_hw(sig)]
+        if sig.residual_add:  # the residual stream, as a tensor the kernel reads: the add fuses into the conv
+            inits.append(numpy_helper.from_array(_weights(tuple(out_shape), 2), "R"))
+            nodes.append(helper.make_node("Add", ["conv", "R"], ["sum"]))
+        nodes.append(helper.make_node("Relu", ["sum" if sig.residual_add else "conv"], ["output"]))
     y = helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)
     graph = helper.make_graph(nodes, "edgeprune_probe", [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="edgeprune")
@@ -110,7 +118,15 @@ class ProbeModule(nn.Module):
             if self.layer.bias is not None:
                 self.layer.bias.copy_(torch.from_numpy(_weights(tuple(self.layer.bias.shape), 1)))
         self.relu = sig.kind != "linear"
+        residual = None
+        if sig.residual_add and sig.kind != "linear":
+            shape = (1, cin if sig.kind == "dwconv" else cout, *conv_output_hw(sig))
+            residual = torch.from_numpy(_weights(shape, 2))
+        self.residual: torch.Tensor | None
+        self.register_buffer("residual", residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.layer(x)
+        if self.residual is not None:
+            y = y + self.residual
         return torch.relu(y) if self.relu else y

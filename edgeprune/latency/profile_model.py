@@ -168,7 +168,8 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
         shutil.rmtree(work, ignore_errors=True)
     calibration = lookup.calibration
     assert calibration is not None and table.path is not None
-    errors = [abs(calibration.apply(x) - y) / y for x, y in calibration.samples if y > 0]
+    sums: list[dict[str, float] | None] = list(calibration.kind_sums) or [None] * len(calibration.samples)
+    errors = [abs(calibration.apply(x, k) - y) / y for (x, y), k in zip(calibration.samples, sums) if y > 0]
     summary = ProfileSummary(
         table_path=table.path,
         probes_measured=measured,

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from edgeprune.backends.base import Artifact, Backend
+from edgeprune.latency.calibration import fit_calibration
 from edgeprune.latency.grid import width_grid
 from edgeprune.latency.layers import Layer
 from edgeprune.latency.predictor import LayerGrid, LookupLatencyModel
@@ -153,23 +153,6 @@ def sample_widths(groups: Sequence[ChannelGroup], alignment: int, count: int, se
     return samples
 
 
-def fit_calibration(pairs: Sequence[tuple[float, float]]) -> Calibration:
-    """Least-squares fit of measured = scale × kernel_sum + offset.
-
-    The offset may be negative: every probe also pays the runtime's per-call overhead, which the sum over
-    a model's n kernels counts n times while the model pays it once; that constant lands in the offset.
-    Falls back to a scale-only fit when the samples cannot determine a positive slope.
-    """
-    x = np.array([p[0] for p in pairs])
-    y = np.array([p[1] for p in pairs])
-    if len(pairs) >= 2 and np.ptp(x) > 0:
-        scale, offset = np.polyfit(x, y, 1)
-        if scale > 0:
-            return Calibration(float(scale), float(offset), [tuple(p) for p in pairs])  # type: ignore[misc]
-    scale = float((x @ y) / (x @ x)) if x @ x > 0 else 1.0
-    return Calibration(scale, 0.0, [tuple(p) for p in pairs])  # type: ignore[misc]
-
-
 def calibrate(
     model: LookupLatencyModel,
     samples: Sequence[Mapping[str, int]],
@@ -177,12 +160,14 @@ def calibrate(
     progress: ProgressFn | None = None,
 ) -> Calibration:
     """Measure each sample end to end and fit the whole-model correction."""
-    pairs = []
+    pairs, kind_sums = [], []
     for done, widths in enumerate(samples, 1):
-        pairs.append((model.kernel_sum(widths), measure_ms(widths)))
+        sums = model.kind_sums(widths)
+        pairs.append((sum(sums.values()), measure_ms(widths)))
+        kind_sums.append(sums)
         if progress:
             progress(done, len(samples), "calibration")
-    return fit_calibration(pairs)
+    return fit_calibration(pairs, kind_sums)
 
 
 @dataclass

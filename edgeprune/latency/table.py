@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,18 +44,29 @@ class TableContext:
 
 @dataclass
 class Calibration:
-    """Whole-model correction for one model structure: measured ≈ ``scale`` × Σ kernels + ``offset_ms``.
+    """Whole-model correction for one model structure: measured ≈ ``scale`` × Σ kernels + ``offset_ms``,
+    or, where the fit found it better, Σ over kernel kinds of ``kind_scales[kind]`` × Σ kernels of that
+    kind + ``kind_offset_ms`` (see :mod:`edgeprune.latency.calibration`).
 
-    ``samples`` keeps the (sum of kernel timings, measured ms) pairs it was fitted on.
+    ``samples`` keeps the (sum of kernel timings, measured ms) pairs it was fitted on, ``kind_sums`` the
+    same sums split by kernel kind.
     """
 
     scale: float
     offset_ms: float
     samples: list[tuple[float, float]] = field(default_factory=list)
+    kind_scales: dict[str, float] = field(default_factory=dict)
+    kind_offset_ms: float = 0.0
+    kind_sums: list[dict[str, float]] = field(default_factory=list)
 
-    def apply(self, kernel_sum_ms: float) -> float:
-        """Calibrated whole-model latency (never below 1% of the kernel sum)."""
-        return max(self.scale * kernel_sum_ms + self.offset_ms, 0.01 * kernel_sum_ms)
+    def apply(self, kernel_sum_ms: float, kind_sums: Mapping[str, float] | None = None) -> float:
+        """Calibrated whole-model latency (never below 1% of the kernel sum); per kind when both the
+        calibration and the caller have the split."""
+        if self.kind_scales and kind_sums is not None:
+            value = sum(self.kind_scales.get(k, self.scale) * v for k, v in kind_sums.items()) + self.kind_offset_ms
+        else:
+            value = self.scale * kernel_sum_ms + self.offset_ms
+        return max(value, 0.01 * kernel_sum_ms)
 
 
 @dataclass
@@ -113,7 +125,9 @@ class LatencyTable:
             table = cls(TableContext(**data["context"]), Path(path))
             table.entries = {k: {kk: float(vv) for kk, vv in v.items()} for k, v in data["entries"].items()}
             table.calibrations = {
-                k: Calibration(c["scale"], c["offset_ms"], [tuple(s) for s in c.get("samples", [])])  # type: ignore[misc]
+                k: Calibration(c["scale"], c["offset_ms"], [tuple(s) for s in c.get("samples", [])],  # type: ignore[misc]
+                               {kk: float(v) for kk, v in c.get("kind_scales", {}).items()},
+                               float(c.get("kind_offset_ms", 0.0)), list(c.get("kind_sums", [])))
                 for k, c in data.get("calibrations", {}).items()
             }
             return table

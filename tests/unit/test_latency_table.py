@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from edgeprune.errors import InputError
+from edgeprune.latency.calibration import fit_calibration
 from edgeprune.latency.grid import interpolate_2d, width_grid
 from edgeprune.latency.layers import LayerSignature, extract_layers
 from edgeprune.latency.predictor import LookupLatencyModel
 from edgeprune.latency.probes import EMPTY_PROBE_KEY
-from edgeprune.latency.profiler import fit_calibration, layer_grids, missing_probes, sample_widths
+from edgeprune.latency.profiler import layer_grids, missing_probes, sample_widths
 from edgeprune.latency.table import Calibration, LatencyTable, TableContext
 from edgeprune.models.cifar_resnet import CifarResNet
 from edgeprune.prune.graph import ModelGraph

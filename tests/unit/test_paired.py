@@ -84,3 +84,23 @@ def test_an_unsettled_verdict_gets_more_rounds() -> None:
     paired = measure_paired(_busy(0.001), alternating, spec, threshold_ratio=1.0)
     assert paired.extended and paired.summary.rounds == 12
     assert paired.to_dict()["rounds"] == paired.summary.rounds
+
+
+def test_a_reported_figure_gets_more_rounds_until_its_interval_is_narrow() -> None:
+    calls = {"n": 0}
+
+    def wobbly() -> None:  # every other round at 1.5x: the interval stays wide until the rounds run out
+        round_index, calls["n"] = calls["n"] // 3, calls["n"] + 1
+        _busy(0.001 if round_index % 2 == 0 else 0.0015)()
+
+    loose = PairingSpec(rounds=4, max_rounds=12, extra_rounds=4, min_round_seconds=0.0, min_runs=3, warmup_runs=0)
+    assert measure_paired(_busy(0.001), wobbly, loose).summary.rounds == 4  # no threshold, no precision asked
+    calls["n"] = 0
+    strict = PairingSpec(rounds=4, max_rounds=12, extra_rounds=4, min_round_seconds=0.0, min_runs=3, warmup_runs=0,
+                         max_interval_share=0.05)
+    paired = measure_paired(_busy(0.001), wobbly, strict)
+    assert paired.extended and paired.summary.rounds == 12
+    steady = measure_paired(_busy(0.002), _busy(0.001), strict)
+    assert steady.summary.width_share <= 0.05 or steady.summary.rounds == 12
+    d = paired.to_dict()
+    assert d["reference_s"] > 0 and d["candidate_s"] > 0  # what each side cost is recorded
