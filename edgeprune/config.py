@@ -10,6 +10,10 @@ DEFAULT_OUT_DIR = Path("edgeprune-out")
 #: the channel-importance criteria (``--importance``); :mod:`edgeprune.prune.importance` registers one each
 IMPORTANCE_CRITERIA = ("l1", "bn", "taylor", "nisp", "lasso")
 
+#: sub-networks measured end to end for a latency model's calibration (``profile --calibration-samples``):
+#: enough for a scale per kernel kind to be judged by leave-one-out error
+CALIBRATION_SAMPLES = 12
+
 #: the fine-tuning learning-rate schedules (``--finetune-schedule``), built by :mod:`edgeprune.train.schedules`
 FINETUNE_SCHEDULES = ("rewind", "constant", "one-cycle")
 

@@ -37,7 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_threads, help="thread counts to time with, e.g. 1,2,4 (default: the target's)")
     p.add_argument("--seconds", type=_seconds, default=2.0, help="about how long each pair is timed (default 2)")
     p.add_argument("--kernels", type=int, default=3, metavar="N",
-                   help="list each artifact's N slowest kernels where the runtime profiles them (0: none; default 3)")
+                   help="list each artifact's N slowest kernels where the runtime profiles them (0: none; default 3; "
+                        "not with --device)")
+    p.add_argument("--device", metavar="URL", help="time on the device through 'edgeprune agent' at URL")
+    p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
     p.add_argument("--plot", type=Path, metavar="PNG", help="also draw the latencies to this PNG file")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.set_defaults(handler=run)
@@ -49,17 +52,25 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.validate.runners import default_target
 
     target = load_target(args.target) if args.target else default_target(args.artifacts[0])
-    rows = [r.to_dict() for r in bench_artifacts(args.artifacts, target, args.threads, args.seconds,
-                                                   max(0, args.kernels))]
+    if args.device:
+        from edgeprune.agent.client import AgentClient
+        from edgeprune.validate.on_device import bench_on_device
+
+        client = AgentClient(args.device, args.device_token)
+        rows = [r.to_dict() for r in bench_on_device(args.artifacts, target, client, args.threads, args.seconds)]
+    else:
+        rows = [r.to_dict() for r in bench_artifacts(args.artifacts, target, args.threads, args.seconds,
+                                                       max(0, args.kernels))]
     if args.plot:
         from edgeprune.report.bench_plot import plot_bench
 
         plot_bench(rows, args.plot)
     if args.json:
-        console.print_json(json.dumps({"target": target.name, "rows": rows}))
+        console.print_json(json.dumps({"target": target.name, "measured_on": rows[0]["measured_on"], "rows": rows}))
         return 0
+    where = rows[0]["measured_on"]
     table = Table(title=f"edgeprune bench on {target.name} ({rows[0]['runtime']} {rows[0]['runtime_version']}, "
-                        f"{rows[0]['precision']}; measured here, paired with the first artifact)")
+                        f"{rows[0]['precision']}; measured {where}, paired with the first artifact)")
     for column in ("artifact", "threads", "median ms", "p90 ms", "ratio to first [90% interval]", "rounds",
                    "slowest kernels"):
         table.add_column(column)

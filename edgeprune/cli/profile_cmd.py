@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgeprune.cli.common import console, err_console, positive_int, shape
+from edgeprune.config import CALIBRATION_SAMPLES
 from edgeprune.target import load_target
 
 if TYPE_CHECKING:
@@ -26,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=positive_int, help="classifier outputs for spec-built architectures")
     p.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
     p.add_argument("--max-points", type=positive_int, help="most widths probed per layer side")
-    p.add_argument("--calibration-samples", type=positive_int, default=8,
-                   help="sub-networks measured end to end for calibration (default 8)")
+    p.add_argument("--calibration-samples", type=positive_int, default=CALIBRATION_SAMPLES,
+                   help=f"sub-networks measured end to end for calibration (default {CALIBRATION_SAMPLES})")
     p.add_argument("--recalibrate", action="store_true", help="measure the calibration again")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", metavar="URL", help="time the probes on the device through 'edgeprune agent' at URL")

@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--std", type=float_list, help="per-channel std for --data (default: the sidecar's)")
     p.add_argument("--timing-seconds", type=_seconds, default=1.0,
                    help="least time spent timing (default 1.0; 0 skips the latency measurement)")
+    p.add_argument("--device", metavar="URL", help="measure the latency on the device through 'edgeprune agent' at URL "
+                                                   "(parity and accuracy still run here)")
+    p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(handler=run)
@@ -67,10 +70,15 @@ def run(args: argparse.Namespace) -> int:
 
     target = load_target(args.target) if args.target else default_target(args.artifact)
     timing = TimingSpec(min_seconds=args.timing_seconds)
+    device = None
+    if args.device:
+        from edgeprune.agent.client import AgentClient
+
+        device = AgentClient(args.device, args.device_token)
     result = validate_artifact(args.artifact, target, data=args.data, reference=args.reference,
                                min_accuracy=args.min_accuracy, images=args.images, preprocessing=_preprocessing(args),
                                timing=timing, measure=args.timing_seconds > 0, seed=args.seed,
-                               raise_on_failure=False)
+                               raise_on_failure=False, device=device)
     if args.json:
         console.print_json(json.dumps(result.to_dict()))
     else:
@@ -98,8 +106,9 @@ def _print_summary(r: ValidationResult) -> None:
         console.print(f"  accuracy    top-1 {r.accuracy['top1_accuracy_fraction']:.2%}")
     if r.latency is not None:
         lat = r.latency
-        console.print(f"  latency     median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms (measured, "
-                      f"{lat['runs_count']} runs{', noisy' if lat['noisy'] else ''})")
+        where = f"measured on {lat['measured_on']}" if lat.get("measured_on") else "measured here"
+        console.print(f"  latency     median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms ({where}, "
+                      f"{lat['runs_count']} runs{', noisy' if lat['noisy'] else ''})", highlight=False)
         pair = lat.get("paired_with_reference")
         if pair:
             console.print(f"  vs reference {pair['ratio']:.3f}x its latency [{pair['ratio_low']:.3f}, "

@@ -19,6 +19,7 @@ import torch
 from edgeprune.backends import get_backend
 from edgeprune.backends.base import Backend
 from edgeprune.cache import cache_dir
+from edgeprune.config import CALIBRATION_SAMPLES
 from edgeprune.errors import InputError
 from edgeprune.latency.candidates import CONFIRM_TIMING, SEARCH_TIMING, CandidateMeasurer
 from edgeprune.latency.layers import extract_layers
@@ -66,7 +67,7 @@ class ProfileConfig:
     num_classes: int | None = None
     table_dir: Path | None = None
     max_points: int | None = None
-    calibration_samples: int = 8
+    calibration_samples: int = CALIBRATION_SAMPLES
     recalibrate: bool = False
     seed: int = 0
     device: str | None = None
@@ -104,7 +105,7 @@ def build_lookup_model(
     table: LatencyTable,
     work: Path,
     max_points: int,
-    calibration_samples: int = 8,
+    calibration_samples: int = CALIBRATION_SAMPLES,
     recalibrate: bool = False,
     seed: int = 0,
     progress: ProgressFn | None = None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -25,6 +25,9 @@ from edgeprune.timing import TimingSpec
 from edgeprune.validate.bench import paired_against
 from edgeprune.validate.runners import LoadedArtifact, TorchRunner, load_artifact
 from edgeprune.validate.tolerances import tolerance_for
+
+if TYPE_CHECKING:
+    from edgeprune.agent.client import AgentClient
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,7 @@ def validate_artifact(
     preprocessing: Preprocessing | None = None,
     timing: TimingSpec | None = None,
     measure: bool = True,
+    device: AgentClient | None = None,
     seed: int = 0,
     raise_on_failure: bool = True,
 ) -> ValidationResult:
@@ -194,6 +198,7 @@ def validate_artifact(
         images: evaluate a seeded subset of this many images (or this many random inputs).
         preprocessing: normalisation for ``data`` (default: the sidecar's, else the reference plan's).
         timing: how to time it (default :class:`TimingSpec`); ``measure=False`` skips timing.
+        device: an agent to time it on (:mod:`edgeprune.validate.on_device`) instead of this machine.
         raise_on_failure: raise :class:`~edgeprune.errors.ValidationFailedError` when a check fails, rather
             than returning a result whose ``passed`` is False.
 
@@ -227,7 +232,12 @@ def validate_artifact(
         if min_accuracy is not None:
             checks.append(Check("top1_accuracy_fraction", top1, min_accuracy, False))
     latency = None
-    if measure:
+    if measure and device is not None:
+        from edgeprune.validate.on_device import latency_on_device
+
+        latency = latency_on_device(loaded, ref if isinstance(ref, LoadedArtifact) else None, device,
+                                    (timing or TimingSpec()).min_seconds)
+    elif measure:
         stats = loaded.session.time(loaded.feed(x[:1]), timing or TimingSpec())
         latency = {"source": "measured-local", "backend": loaded.target.runtime,
                    "runtime_version": loaded.runtime_version, "device": loaded.target.device,

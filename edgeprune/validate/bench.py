@@ -46,6 +46,8 @@ class BenchRow:
     rounds: int
     top_kernels: list[dict[str, Any]] | None = None
     paired: dict[str, Any] | None = field(default=None, repr=False)
+    #: where it was timed: ``here`` or the agent (:mod:`edgeprune.validate.on_device`)
+    measured_on: str = "here"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""

@@ -9,9 +9,13 @@
 For each model and local backend (target cpu = ONNX Runtime, cpu-openvino, cpu-tflite; 1 thread each):
 profile the model (kernel probes + calibration, timed), draw N random channel configurations (seeded,
 not the calibration's), predict each with the lookup model, export and measure it on the runtime, and
-report the share within ±10% and the median absolute error. Results go to docs/benchmarks.md (section
-"Latency-model fidelity"), docs/figures/latency_fidelity.png and docs/figures/latency_fidelity-<part>.json.
-Goal (issue 3): >= 95% within ±10% and median error <= 3% on every backend.
+report the share within ±10% and ±5% and the median absolute error. Two forms are scored: milliseconds
+(the prediction against the variant's paired ratio times the original's median over the run) and shares of
+the original (the prediction over the predicted full model, against the paired ratio itself: what a
+relative budget is judged on, and free of the machine's speed between profiling and measuring). Results go
+to docs/benchmarks.md (section "Latency-model fidelity"), docs/figures/latency_fidelity.png and
+docs/figures/latency_fidelity-<part>.json. Goal (issue 17): >= 95% within ±10% and >= 80% within ±5% on
+every backend.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import logging
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,36 +68,56 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
         start = time.perf_counter()
         max_points = 6 if backend.name in ("onnxruntime", "openvino") else 3
         lookup, measured, reused = build_lookup_model(model, example, graph, target, backend, table, work,
-                                                      max_points, calibration_samples=8, recalibrate=True)
+                                                      max_points, recalibrate=True)
         profile_s = time.perf_counter() - start
         measurer = CandidateMeasurer(backend, target, example, work)
         # the measured side is paired: each variant timed against the whole model in alternating rounds, its ms
         # the ratio times the whole model's median over the run, so a change of machine speed moves neither side
         measurer.set_reference(measurer.measure(model, "original", CONFIRM_TIMING), absolute_budget=True)
         rows = []
+        predicted_full = lookup.predict({g.name: g.width for g in groups})
         for i, widths in enumerate(sample_widths(groups, target.channel_alignment, configs + 2, seed)[2:], 1):
             predicted = lookup.predict(widths)
             t0 = time.perf_counter()
             keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
             slim = slim_copy(model, example, keep) if keep else model
-            ms = measurer.measure(slim, f"cfg{i}", MEASURE).stats.median_ms
+            measurement = measurer.measure(slim, f"cfg{i}", MEASURE)
+            ms = measurement.stats.median_ms
+            share = measurement.paired.ratio if measurement.paired else ms / measurer.baseline_ms
             call = time.perf_counter()
             for _ in range(100):
                 lookup.predict(widths)
             predict_us = (time.perf_counter() - call) / 100 * 1e6
-            rows.append({"predicted_ms": predicted, "measured_ms": ms, "predict_us": predict_us})
+            rows.append({"predicted_ms": predicted, "measured_ms": ms, "predict_us": predict_us,
+                         "predicted_share": predicted / predicted_full, "measured_share": share})
             log.info("%s %s %d/%d: predicted %.3f measured %.3f (%+.1f%%) [%.0f s]", model_spec, target_name, i,
                      configs, predicted, ms, 100 * (predicted - ms) / ms, time.perf_counter() - t0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
+    share_errors = np.array([abs(r["predicted_share"] - r["measured_share"]) / r["measured_share"] for r in rows])
+    calibration = lookup.calibration
     return {
         "model": model_spec, "target": target_name, "backend": backend.name, "runtime_version": backend.version(),
+        "commit": git_commit(), "machine": machine_info()["cpu"],
         "configs": len(rows), "within_10pct": float((errors <= 0.10).mean()),
-        "within_5pct": float((errors <= 0.05).mean()), "measured_side": "paired with the whole model", "median_abs_error_pct": float(100 * np.median(errors)),
+        "within_5pct": float((errors <= 0.05).mean()), "measured_side": "paired with the whole model",
+        "share_within_10pct": float((share_errors <= 0.10).mean()),
+        "share_within_5pct": float((share_errors <= 0.05).mean()),
+        "share_median_abs_error_pct": float(100 * np.median(share_errors)),
+        "calibration_kind_scales": calibration.kind_scales if calibration else {},
+        "median_abs_error_pct": float(100 * np.median(errors)),
         "max_abs_error_pct": float(100 * errors.max()), "profile_seconds": profile_s, "probes_measured": measured,
         "probes_reused": reused, "predict_us_median": float(np.median([r["predict_us"] for r in rows])), "rows": rows,
     }
+
+
+def git_commit() -> str:
+    """The commit this run measured (short hash, ``+dirty`` when the tree has changes)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True).stdout.strip()
+    return head.strip() + ("+dirty" if dirty else "")
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -124,15 +149,23 @@ def write_markdown(results: list[dict], doc: Path) -> None:
         SECTION, "",
         f"`python tools/bench/latency_fidelity.py` on {machine['cpu']} ({machine['logical_cores']} logical cores, shared VM), "
         f"1 thread per runtime, {results[0]['configs'] if results else 0} random configurations per model "
-        "(seeded; not the calibration samples). Measured = median of >= 50 runs and >= 1 s after 10 warm-ups. "
-        f"torch {versions['torch']}, onnxruntime {versions['onnxruntime']}. Goal: >= 95% within ±10%, median error <= 3%.",
+        "(seeded; not the calibration samples), edgeprune at "
+        f"{', '.join(sorted({r.get('commit', 'unknown') for r in results}))}. Measured = each variant timed against "
+        "the whole model in alternating rounds (>= 1 s); its share is the paired ratio, its ms the ratio times the "
+        "whole model's median over the run. Predicted share = the prediction over the predicted whole model. "
+        f"torch {versions['torch']}, onnxruntime {versions['onnxruntime']}. Goal: >= 95% within ±10% and >= 80% "
+        "within ±5%.",
         "",
-        "| model | backend (version) | within ±10% | median abs error | max error | time to profile | probes measured (reused) | predict() |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | backend (version) | share within ±10% | share within ±5% | share median error | ms within ±10% "
+        "| ms within ±5% | ms median error | max ms error | time to profile | probes measured (reused) | predict() |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        share = (f"{100 * r['share_within_10pct']:.0f}% | {100 * r['share_within_5pct']:.0f}% | "
+                 f"{r['share_median_abs_error_pct']:.1f}%" if "share_within_10pct" in r else "n/a | n/a | n/a")
         lines.append(
-            f"| {r['model']} | {r['backend']} {r['runtime_version']} | {100 * r['within_10pct']:.0f}% | "
+            f"| {r['model']} | {r['backend']} {r['runtime_version']} | {share} | {100 * r['within_10pct']:.0f}% | "
+            f"{100 * r.get('within_5pct', float('nan')):.0f}% | "
             f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {r['profile_seconds']:.0f} s | "
             f"{r['probes_measured']} ({r['probes_reused']}) | {r['predict_us_median']:.0f} µs |"
         )
