@@ -9,6 +9,7 @@ Exit codes (documented in the README):
 * 0 success
 * 2 bad input, or a budget that pruning cannot reach (:class:`BudgetUnreachableError`)
 * 3 validation of an artifact failed
+* 4 the device's agent could not be reached (:class:`DeviceUnavailableError`): a fit keeps its state
 * 130 interrupted (Ctrl-C)
 """
 
@@ -106,6 +107,13 @@ class BudgetUnreachableError(EdgepruneError):
     def as_predicted(self) -> BudgetUnreachableError:
         """The same verdict, worded for latencies that were predicted, not measured."""
         return BudgetUnreachableError(self.budget_ms, self.floor_ms, self.detail, predicted=True)
+
+
+class DeviceUnavailableError(EdgepruneError):
+    """The agent on the device did not answer (connection refused or reset, a timeout, HTTP 503): not bad
+    input, so a fit keeps its measurements and checkpoints and can be resumed once the device answers."""
+
+    exit_code = 4
 
 
 class ValidationFailedError(EdgepruneError):

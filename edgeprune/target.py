@@ -8,6 +8,7 @@ be installed by pip. A user may also pass the path of their own TOML file.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -133,10 +134,17 @@ def _from_mapping(data: dict[str, Any], origin: str) -> Target:
 
 
 def load_target(name_or_path: str | Path) -> Target:
-    """Load a built-in target by name, or a target TOML file by path."""
+    """Load a built-in target by name, or a target TOML file by path.
+
+    Names come first: a folder or file in the working directory that happens to be called ``cpu`` does not
+    shadow the built-in target. Text is read as a path only when it looks like one (ends in ``.toml`` or holds
+    a path separator), or when it names an existing file and no built-in target.
+    """
     text = str(name_or_path)
     path = Path(text)
-    if text.endswith(".toml") or path.exists():
+    names = builtin_target_names()
+    looks_like_path = text.endswith(".toml") or "/" in text or (os.sep in text) or isinstance(name_or_path, Path)
+    if looks_like_path or (text not in names and path.is_file()):
         if not path.is_file():
             raise InputError(f"target file not found: {path}")
         try:
@@ -144,7 +152,6 @@ def load_target(name_or_path: str | Path) -> Target:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"target file {path} is not valid TOML: {exc}") from None
         return _from_mapping(data, str(path))
-    names = builtin_target_names()
     if text not in names:
         raise UnknownNameError("target", text, names)
     resource = _builtin_dir().joinpath(f"{text}.toml")

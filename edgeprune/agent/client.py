@@ -39,7 +39,7 @@ from edgeprune.agent.protocol import (
     parse_measure_response,
 )
 from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.errors import InputError
+from edgeprune.errors import DeviceUnavailableError, InputError
 from edgeprune.paired import PairedStats, PairingSpec
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
@@ -240,23 +240,26 @@ class AgentClient:
                 try:
                     response = conn.getresponse()
                 except (OSError, http.client.HTTPException):
-                    raise InputError(
+                    raise DeviceUnavailableError(
                         f"the agent at {self.url} closed the connection during the upload ({size / 2**20:.1f} "
-                        "MiB): wrong token, or larger than its --max-mb limit?") from None
+                        "MiB): wrong token, larger than its --max-mb limit, or the connection dropped?") from None
             else:
                 response = conn.getresponse()
             raw = response.read(_MAX_RESPONSE_BYTES + 1)
             status = response.status
         except ConnectionRefusedError:
-            raise InputError(f"cannot connect to the edgeprune agent at {self.url}: connection refused "
-                             "(is 'edgeprune agent' running there, on this port?)") from None
+            raise DeviceUnavailableError(f"cannot connect to the edgeprune agent at {self.url}: connection refused "
+                                         "(is 'edgeprune agent' running there, on this port, and the tunnel up?)"
+                                         ) from None
         except (TimeoutError, socket.timeout):
-            raise InputError(f"the edgeprune agent at {self.url} did not answer within {self.timeout_s:g} s") from None
+            raise DeviceUnavailableError(f"the edgeprune agent at {self.url} did not answer within "
+                                         f"{self.timeout_s:g} s") from None
         except socket.gaierror as exc:
             raise InputError(f"cannot resolve the agent host '{self.host}': {exc.strerror or exc}") from None
         except (OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise InputError(f"cannot talk to the edgeprune agent at {self.url}: {one_line(reason, 200)}") from None
+            raise DeviceUnavailableError(f"cannot talk to the edgeprune agent at {self.url}: "
+                                         f"{one_line(reason, 200)}") from None
         finally:
             conn.close()
         if len(raw) > _MAX_RESPONSE_BYTES:
@@ -268,6 +271,8 @@ class AgentClient:
         if status != 200:
             error = data.get("error") if isinstance(data, dict) else None
             text = one_line(str(error)) if error else one_line(raw.decode("utf-8", "replace"), 200) or "no detail"
+            if status == 503:  # busy or shutting down: the device is there but cannot take work now
+                raise DeviceUnavailableError(f"the edgeprune agent at {self.url} is unavailable (HTTP 503): {text}")
             raise AgentRefusedError(status, f"the edgeprune agent at {self.url} refused {method} {path} "
                                             f"(HTTP {status}): {text}")
         if not isinstance(data, dict):

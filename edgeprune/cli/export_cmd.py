@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="cpu", help="target name or TOML file (threads/precision recorded)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace existing artifacts in --out")
+    p.add_argument("--allow-factory", metavar="PKG.MOD:FN",
+                   help="let a plan that names this model factory rebuild the model (it imports and runs it)")
     p.set_defaults(handler=run)
 
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     target = load_target(args.target)
     exported = export_from_source(args.source, args.formats, args.out, target=target, weights=args.weights,
-                                  nhwc=args.nhwc, force=args.force)
+                                  nhwc=args.nhwc, force=args.force, allow_factory=args.allow_factory)
     table = Table(title=f"edgeprune export → {args.out}")
     for column in ("format", "runtime", "input", "files"):
         table.add_column(column)

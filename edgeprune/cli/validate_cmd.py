@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", metavar="URL", help="measure the latency on the device through 'edgeprune agent' at URL "
                                                    "(parity and accuracy still run here)")
     p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
+    p.add_argument("--allow-factory", metavar="PKG.MOD:FN",
+                   help="let a --reference folder whose plan names this model factory rebuild it (imports and runs it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(handler=run)
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     result = validate_artifact(args.artifact, target, data=args.data, reference=args.reference,
                                min_accuracy=args.min_accuracy, images=args.images, preprocessing=_preprocessing(args),
                                timing=timing, measure=args.timing_seconds > 0, seed=args.seed,
-                               raise_on_failure=False, device=device)
+                               raise_on_failure=False, device=device, allow_factory=args.allow_factory)
     if args.json:
         console.print_json(json.dumps(result.to_dict()))
     else:

@@ -81,9 +81,11 @@ def _preprocessing(plan: SlimPlan, origin: Path) -> Preprocessing | None:
         raise InputError(f"{origin}: malformed preprocessing in the plan ({exc})") from None
 
 
-def load_slim_source(source: str | Path, weights: str | Path | None = None) -> SlimSource:
+def load_slim_source(source: str | Path, weights: str | Path | None = None,
+                     allow_factory: str | None = None) -> SlimSource:
     """Rebuild the slim model from an output folder (``plan.json`` + ``model.safetensors``) or a plan file,
-    with ``weights`` (a ``.safetensors`` file) instead of the folder's own when given."""
+    with ``weights`` (a ``.safetensors`` file) instead of the folder's own when given; a plan naming a user's
+    factory is refused unless ``allow_factory`` names it (:func:`~edgeprune.prune.plan.load_slim_model`)."""
     source = Path(source)
     if not source.exists():
         raise InputError(f"{source} not found: expected an edgeprune output folder or a plan.json")
@@ -97,7 +99,7 @@ def load_slim_source(source: str | Path, weights: str | Path | None = None) -> S
     if not weights_path.is_file():
         raise InputError(f"weights {weights_path} not found (pass --weights model.safetensors)")
     if plan_path.name == PLAN_FILE and weights_path.resolve() == (plan_path.parent / WEIGHTS_FILE).resolve():
-        model = load_slim_model(plan_path.parent)
+        model = load_slim_model(plan_path.parent, allow_factory)
     else:  # load_slim_model reads one folder: give it one with the two files linked in
         with tempfile.TemporaryDirectory(prefix="edgeprune-slim-") as tmp:
             for src, name in ((plan_path, PLAN_FILE), (weights_path, WEIGHTS_FILE)):
@@ -105,7 +107,7 @@ def load_slim_source(source: str | Path, weights: str | Path | None = None) -> S
                     os.symlink(src.resolve(), Path(tmp) / name)
                 except OSError:
                     shutil.copyfile(src, Path(tmp) / name)
-            model = load_slim_model(tmp)
+            model = load_slim_model(tmp, allow_factory)
     shape = tuple(int(v) for v in plan.input_shape)
     if len(shape) != 4:
         raise InputError(f"{plan_path}: input_shape must be (N, C, H, W), got {list(plan.input_shape)}")
@@ -114,11 +116,11 @@ def load_slim_source(source: str | Path, weights: str | Path | None = None) -> S
 
 def export_from_source(source: str | Path, formats: str | Sequence[str], out: str | Path, *, target: Target,
                        weights: str | Path | None = None, nhwc: bool = False, force: bool = False,
-                       seed: int = 0) -> list[ExportedArtifact]:
+                       seed: int = 0, allow_factory: str | None = None) -> list[ExportedArtifact]:
     """``edgeprune export``: rebuild the slim model named by ``source`` and export it with sidecars to ``out``.
 
     >>> export_from_source("edgeprune-out", "onnx,tflite", "deploy", target=load_target("cpu"))  # doctest: +SKIP
     """
-    slim = load_slim_source(source, weights)
+    slim = load_slim_source(source, weights, allow_factory)
     return export_artifacts(slim.model, slim.example(seed), formats, Path(out), target=target,
                             preprocessing=slim.preprocessing, plan_digest=slim.digest, nhwc=nhwc, force=force)

@@ -50,7 +50,9 @@ class OutputDir:
         self.work.mkdir()
 
     def commit(self, files: list[str]) -> dict[str, Path]:
-        """Move the named staged files into the output directory (each by an atomic rename)."""
+        """Move the named staged files into the output directory (each by an atomic rename), then remove the
+        result files of an earlier run that this one did not write (``--force``: an old ``model.xml``, sidecar
+        or plot must not sit beside the new results). Files edgeprune does not write are left alone."""
         placed: dict[str, Path] = {}
         for name in files:
             source = self.staging / name
@@ -58,6 +60,8 @@ class OutputDir:
             os.chmod(source, 0o666 & ~_umask())  # temporary files are created private; results are not
             os.replace(source, destination)
             placed[name] = destination
+        for stale in set(RESULT_FILES) - set(files):
+            (self.path / stale).unlink(missing_ok=True)
         self.discard()
         return placed
 

@@ -28,7 +28,7 @@ import torch
 from edgeprune.backends import get_backend
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
-from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError
+from edgeprune.errors import BudgetUnreachableError, DeviceUnavailableError, EdgepruneError, InputError
 from edgeprune.export.formats import parse_formats
 from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
@@ -105,6 +105,12 @@ def fit(config: FitConfig) -> FitResult:
         result = finish_run(run, outcome, out)
         journal.finish()
         return result
+    except DeviceUnavailableError as exc:
+        if not keep_state:
+            raise
+        # a lost device is not a final answer: the journal and checkpoints stay for --resume
+        raise DeviceUnavailableError(f"{exc}; the run's measurements and checkpoints are kept in {out.path}: "
+                                     "rerun the same command with --resume once the device answers") from None
     except EdgepruneError:
         if keep_state:
             journal.finish()  # a final answer (e.g. the budget is out of reach): resuming would repeat it

@@ -55,6 +55,11 @@ def builtin_model_names() -> list[str]:
     return ["demo", "cifar-resnet20", "cifar-resnet32", "cifar-resnet44", "cifar-resnet56", "cifar-resnet110"]
 
 
+def is_factory_spec(spec: str) -> bool:
+    """Whether ``spec`` names a user's factory (``package.module:function``), which building would import and run."""
+    return bool(_FACTORY.match(spec))
+
+
 def build_architecture(spec: str, num_classes: int | None = None) -> ModelBundle:
     """Build the architecture named by ``spec`` with freshly initialised weights."""
     if spec == "demo":

@@ -151,15 +151,19 @@ class SlimPlan:
             raise InputError(f"malformed plan: missing or invalid {exc}") from None
 
 
-def load_slim_model(out_dir: str | Path) -> nn.Module:
+def load_slim_model(out_dir: str | Path, allow_factory: str | None = None) -> nn.Module:
     """Rebuild the pruned PyTorch model from ``plan.json`` and ``model.safetensors`` in ``out_dir``.
 
+    A plan whose model is a user's factory (``package.module:function``) would import and run that code, so a
+    received folder must not decide it: such a plan is refused unless ``allow_factory`` names the same factory.
+
     >>> model = load_slim_model("edgeprune-out")                   # doctest: +SKIP
+    >>> model = load_slim_model("out", allow_factory="mypkg.nets:build")   # doctest: +SKIP
     """
     from safetensors.torch import load_file
 
     from edgeprune.models.weights import apply_state_dict
-    from edgeprune.models.zoo import build_architecture
+    from edgeprune.models.zoo import build_architecture, is_factory_spec
 
     out = Path(out_dir)
     plan_path, weights_path = out / "plan.json", out / "model.safetensors"
@@ -170,6 +174,10 @@ def load_slim_model(out_dir: str | Path) -> nn.Module:
         plan = SlimPlan.from_dict(json.loads(plan_path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as exc:
         raise InputError(f"{plan_path} is not valid JSON: {exc}") from None
+    if is_factory_spec(plan.model_spec) and plan.model_spec != allow_factory:
+        raise InputError(f"{plan_path} names the model factory '{plan.model_spec}', which rebuilding would import "
+                         f"and run; a received folder must not run code: if you trust it, pass --allow-factory "
+                         f"{plan.model_spec} (Python: allow_factory='{plan.model_spec}')")
     bundle = build_architecture(plan.model_spec, plan.build_kwargs.get("num_classes"))
     remove_planned_blocks(bundle.model, plan.removed_blocks)
     resize_modules(bundle.model, plan.shapes)

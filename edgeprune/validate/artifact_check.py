@@ -142,7 +142,7 @@ def _inputs(loaded: LoadedArtifact, data: str | Path | None, images: int | None,
     return to_model_input(dataset.images, chosen).numpy(), dataset.labels, dataset.source
 
 
-def _reference(reference: nn.Module | str | Path | None, target: Target
+def _reference(reference: nn.Module | str | Path | None, target: Target, allow_factory: str | None = None
                ) -> tuple[TorchRunner | LoadedArtifact | None, Preprocessing | None]:
     if reference is None:
         return None, None
@@ -152,7 +152,7 @@ def _reference(reference: nn.Module | str | Path | None, target: Target
 
     path = Path(reference)
     if is_slim_source(path):
-        source = load_slim_source(path)
+        source = load_slim_source(path, allow_factory=allow_factory)
         return TorchRunner(source.model, f"slim PyTorch model from {source.plan_path}"), source.preprocessing
     if not path.exists():
         raise InputError(f"reference {path} not found: give an artifact file, an edgeprune output folder or plan.json")
@@ -183,6 +183,7 @@ def validate_artifact(
     timing: TimingSpec | None = None,
     measure: bool = True,
     device: AgentClient | None = None,
+    allow_factory: str | None = None,
     seed: int = 0,
     raise_on_failure: bool = True,
 ) -> ValidationResult:
@@ -199,6 +200,7 @@ def validate_artifact(
         preprocessing: normalisation for ``data`` (default: the sidecar's, else the reference plan's).
         timing: how to time it (default :class:`TimingSpec`); ``measure=False`` skips timing.
         device: an agent to time it on (:mod:`edgeprune.validate.on_device`) instead of this machine.
+        allow_factory: the model factory a reference folder's plan may name (it is imported and run).
         raise_on_failure: raise :class:`~edgeprune.errors.ValidationFailedError` when a check fails, rather
             than returning a result whose ``passed`` is False.
 
@@ -207,7 +209,7 @@ def validate_artifact(
     if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
         raise InputError(f"min accuracy must be a fraction between 0 and 1, got {min_accuracy}")
     loaded = load_artifact(path, target)
-    ref, ref_prep = _reference(reference, target)
+    ref, ref_prep = _reference(reference, target, allow_factory)
     if isinstance(ref, LoadedArtifact) and ref.nchw_shape != loaded.nchw_shape:
         raise InputError(f"reference {ref.path.name} takes input {list(ref.nchw_shape)} (NCHW) but "
                          f"{loaded.path.name} takes {list(loaded.nchw_shape)}")

@@ -37,7 +37,7 @@ from edgeprune.backends.base import Artifact
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.cli.main import main
 from edgeprune.environment import device_state
-from edgeprune.errors import EdgepruneError, InputError
+from edgeprune.errors import DeviceUnavailableError, EdgepruneError, InputError
 from edgeprune.target import Target, load_target
 from edgeprune.timing import TimingSpec
 
@@ -465,13 +465,14 @@ def test_client_reports_connection_refused_and_timeouts(onnx_artifact: Artifact)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free_port = s.getsockname()[1]
-    with pytest.raises(InputError, match="connection refused"):
+    with pytest.raises(DeviceUnavailableError, match="connection refused") as refused:
         AgentClient(f"127.0.0.1:{free_port}", TOKEN, timeout_s=5).info()
+    assert refused.value.exit_code == 4 and not isinstance(refused.value, InputError)  # a lost device, not bad input
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        with pytest.raises(InputError, match="did not answer"):
+        with pytest.raises(DeviceUnavailableError, match="did not answer"):
             AgentClient(url, TOKEN, timeout_s=0.3).info()
 
 

@@ -53,3 +53,45 @@ def test_a_wrong_token_is_one_clear_error(agent_url: str, tmp_path: Path) -> Non
     with pytest.raises(edgeprune.EdgepruneError, match="(?i)token|401|unauthor"):
         edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "o", device=agent_url,
                       device_token="wrong-token-wrong-token-wrong")
+
+
+@pytest.mark.slow
+def test_a_device_lost_mid_run_keeps_the_state_and_resume_finishes(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeprune.agent.client import AgentClient
+    from edgeprune.errors import DeviceUnavailableError
+    from edgeprune.fit.resume import STATE_DIR
+
+    first = AgentServer(AgentConfig(token=TOKEN, port=0, timeout_s=120.0))
+    port = first.server_address[1]
+    thread = threading.Thread(target=first.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    real_measure = AgentClient._measure
+    calls = {"n": 0}
+
+    def measure_then_lose_the_device(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:  # the tunnel drops: the agent is gone before the fourth measurement
+            first.shutdown()
+            first.close()
+        return real_measure(self, *args, **kwargs)
+
+    monkeypatch.setattr(AgentClient, "_measure", measure_then_lose_the_device)
+    options = dict(target="cpu", budget="70%", out=tmp_path / "out", device=f"http://127.0.0.1:{port}",
+                   device_token=TOKEN, max_rounds=8)
+    with pytest.raises(DeviceUnavailableError, match="--resume") as lost:
+        edgeprune.fit("demo", **options)
+    assert lost.value.exit_code == 4
+    assert (tmp_path / "out" / STATE_DIR / "journal.json").is_file()  # the measurements are kept
+
+    monkeypatch.setattr(AgentClient, "_measure", real_measure)
+    second = AgentServer(AgentConfig(token=TOKEN, port=port, timeout_s=120.0))  # the device is back
+    thread = threading.Thread(target=second.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        result = edgeprune.fit("demo", resume=True, **options)
+    finally:
+        second.shutdown()
+        second.close()
+    assert result.report["resume"]["measurements_replayed"] >= 1
+    assert result.final_latency_ms <= result.budget_ms

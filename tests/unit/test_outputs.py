@@ -52,6 +52,17 @@ def test_commit_moves_files_and_removes_staging(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "report.json"]
 
 
+def test_force_leaves_no_result_of_the_earlier_run_beside_the_new_ones(tmp_path: Path) -> None:
+    for old in ("model.xml", "model.bin", "model.xml.json", "layer_latency.png", "report.json"):
+        (tmp_path / old).write_text("from the earlier run")
+    (tmp_path / "notes.txt").write_text("the user's")
+    out = OutputDir(tmp_path, force=True)
+    (out.staging / "report.json").write_text("new")
+    (out.staging / "model.onnx").write_text("new")
+    out.commit(["model.onnx", "report.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.txt", "report.json"]
+
+
 def test_committed_files_follow_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

@@ -144,3 +144,15 @@ def test_runtime_of_wrong_type_is_input_error(tmp_path: Path) -> None:
 def test_bad_input_shape_is_input_error(tmp_path: Path, shape: str) -> None:
     with pytest.raises(InputError):
         load_target(_write(tmp_path, f'name = "x"\nruntime = "onnxruntime"\ninput_shape = {shape}\n'))
+
+
+def test_a_folder_named_like_a_target_does_not_shadow_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cpu").mkdir()  # e.g. an output folder a user called cpu
+    (tmp_path / "cpu-openvino").write_text("not a target file")
+    assert load_target("cpu").name == "cpu"
+    assert load_target("cpu-openvino").runtime == "openvino"
+    (tmp_path / "mine").write_text('name = "mine"\nruntime = "onnxruntime"\n')
+    assert load_target("mine").name == "mine"  # a file that is no built-in name is still read
+    with pytest.raises(InputError, match="target file not found"):
+        load_target("./cpu")  # written as a path: read as one

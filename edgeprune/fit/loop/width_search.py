@@ -3,8 +3,9 @@
 A greedy solution of the knapsack that HALP (Shen et al. 2022) formulates, with NetAdapt's (Yang et al.
 2018) one-step-at-a-time shrinking: starting from the full model, repeatedly remove one alignment step of
 channels from the group where that costs the least importance per millisecond saved, until the latency
-model predicts the budget is met. Because the latency model knows the runtime's width steps, the search
-prunes unevenly where that is cheap and avoids widths that save nothing.
+model predicts the budget is met; then steps that still fit are given back, most importance per millisecond
+first, so the slack the last step left is not wasted. Because the latency model knows the runtime's width
+steps, the search prunes unevenly where that is cheap and avoids widths that save nothing.
 
 Importance is made comparable across groups by dividing each group's scores by their mean, unless the
 criterion's scores are already globally comparable (NISP propagates one final-response importance through
@@ -59,6 +60,37 @@ def keep_top(scores: np.ndarray, width: int) -> list[int]:
     return sorted(int(i) for i in order[:width])
 
 
+def _refill(groups: Sequence[ChannelGroup], sorted_scores: Mapping[str, np.ndarray], latency: LatencyModel,
+            budget_ms: float, step: int, widths: dict[str, int], current: float) -> tuple[float, int]:
+    """Give back, most importance per millisecond first, every step that still fits the budget.
+
+    The descent's last step can overshoot by far: one step of a group that sets many layers' widths (a
+    ResNet's residual stream) saves several percent at once. Adding back the cheaper steps of other groups
+    spends that slack on importance. Changes ``widths`` in place; returns (predicted ms, steps added).
+    """
+    added = 0
+    while True:
+        best: tuple[float, str, int, float] | None = None
+        for g in groups:
+            w = widths[g.name]
+            if w >= g.width:
+                continue
+            new_w = min(g.width, (w // step + 1) * step)
+            trial = dict(widths)
+            trial[g.name] = new_w
+            predicted = latency.predict(trial)
+            if predicted > budget_ms:
+                continue
+            value = float(sorted_scores[g.name][w:new_w].sum()) / max(predicted - current, _EPS_MS)
+            if best is None or value > best[0]:
+                best = (value, g.name, new_w, predicted)
+        if best is None:
+            return current, added
+        _, name, new_w, current = best
+        widths[name] = new_w
+        added += 1
+
+
 def latency_budgeted_widths(
     groups: Sequence[ChannelGroup],
     scores: Mapping[str, np.ndarray],
@@ -99,6 +131,9 @@ def latency_budgeted_widths(
         _, name, new_w, current = best
         widths[name] = new_w
         steps += 1
+    if current <= budget_ms:
+        current, refilled = _refill(groups, sorted_scores, latency, budget_ms, step, widths, current)
+        steps += refilled
     keep = {g.name: keep_top(norm[g.name], widths[g.name]) for g in groups}
     kept = float(sum(norm[g.name][keep[g.name]].sum() for g in groups))
     return SearchResult(widths, keep, current, kept, current <= budget_ms, steps)
