@@ -2,15 +2,15 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
 .PHONY: demo test setup clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "edgeprune needs Python >= 3.10")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[workstation,openvino,tflite,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[workstation,openvino,tflite,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
@@ -19,8 +19,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/edgeprune fit --target cpu --budget 60% --finetune-epochs 2 --out edgeprune-out/demo --force
 
-## Set up, then run the whole test suite (slow tests included).
+## Set up, then lint (ruff: unused names, import order) and run the whole test suite (slow tests included).
 test: $(STAMP)
+	$(BIN)/ruff check edgeprune tests tools
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -63,6 +63,14 @@ def compile_config(target: Target, profiling: bool = False) -> dict[str, Any]:
     return config
 
 
+def device_available(device: str) -> bool:
+    """Whether OpenVINO on this machine has ``device`` (``CPU``, ``NPU``, ``GPU`` ...)."""
+    import openvino as ov
+
+    available = list(ov.Core().available_devices)
+    return device.upper() in available or device.upper() in {d.split(".")[0] for d in available}
+
+
 def _compile(path: Path, target: Target, profiling: bool = False) -> Any:
     """Read ``path`` (IR or ONNX) and compile it for the target's device with :func:`compile_config`."""
     import openvino as ov

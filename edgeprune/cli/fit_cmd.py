@@ -134,6 +134,8 @@ def print_summary(result: FitResult) -> None:
                       f"speedup are paired ratios and hold, figures in ms are on {drift['anchor']}", highlight=False)
     console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")
+    if r["evaluation"].get("note"):
+        console.print(f"                    {r['evaluation']['note']}", highlight=False)
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")
     if r.get("artifacts"):
         console.print("  validated in each runtime (vs the pruned PyTorch model):")

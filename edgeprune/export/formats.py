@@ -81,6 +81,23 @@ def runtime_target(target: Target, fmt: str) -> Target:
                                channel_alignment=1, latency_source="measured-local", profile=None)
 
 
+def runnable_here(target: Target) -> tuple[Target, str | None]:
+    """The target to run artifacts with on this machine, and a note when it is not ``target`` itself.
+
+    An OpenVINO device this machine lacks (the NPU of ``intel-npu`` without an agent) is replaced by OpenVINO's
+    CPU at the same precision hint, so the artifact is still evaluated and validated here; the note says so.
+    """
+    if target.runtime != "openvino" or target.device.lower() == "cpu":
+        return target, None
+    from edgeprune.backends.openvino_backend import device_available
+
+    if device_available(target.device):
+        return target, None
+    note = (f"evaluated with OpenVINO on this machine's CPU at {target.precision} ({target.device.upper()} is not "
+            "on this machine); outputs on the device may differ slightly")
+    return dataclasses.replace(target, device="cpu"), note
+
+
 def effective_precision(target: Target) -> str:
     """The precision the runtime really computes in: ONNX Runtime's CPU provider and LiteRT run fp32 models in
     fp32 whatever the target says; OpenVINO honours the target's precision hint."""

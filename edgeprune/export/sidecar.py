@@ -5,6 +5,10 @@ guess: the edgeprune version that wrote it, the runtime that will run it (name a
 (name, device, threads, precision), the input (name, shape, layout, normalisation), the plan's SHA-256 (which
 slim architecture it is), the SHA-256 of each of its files, and when it was written.
 
+The checksums detect **accidental** changes (a file copied half-way, the wrong ``model.bin`` beside an
+``model.xml``, a re-export that left an old sidecar): they sit in the same editable JSON as the files they
+describe, so they are not a signature and prove nothing against someone who edits both.
+
 Schema ``edgeprune.artifact-sidecar/1``::
 
     {"schema": "edgeprune.artifact-sidecar/1", "edgeprune_version": "0.1.0", "format": "openvino",
@@ -165,7 +169,13 @@ def read_sidecar(artifact_path: Path, *, verify: bool = True) -> Sidecar:
         raise InputError(f"sidecar {path} is not valid JSON: {exc}") from None
     sidecar = Sidecar.from_dict(data, str(path))
     if verify:
+        from edgeprune.export.formats import artifact_files
+
         verify_files(sidecar, path.parent, str(path))
+        unlisted = [f.name for f in artifact_files(Path(artifact_path), sidecar.format) if f.name not in sidecar.files]
+        if unlisted:  # checksums of other files would vouch for nothing about this one
+            raise ArtifactIntegrityError(f"sidecar {path} does not list {', '.join(unlisted)}: it belongs to another "
+                                         "artifact or was edited")
     return sidecar
 
 
@@ -183,5 +193,5 @@ def verify_files(sidecar: Sidecar, directory: Path, origin: str = "sidecar") -> 
         if actual != expected:
             raise ArtifactIntegrityError(
                 f"{file} does not match its sidecar: sha256 {actual[:12]}… but {origin} records {expected[:12]}…; "
-                "the file was modified or replaced after export"
+                "the file was changed or replaced after export (an accidental change; the sidecar is no signature)"
             )

@@ -19,7 +19,7 @@ from torch import nn
 from edgeprune.backends.base import Artifact
 from edgeprune.config import FitConfig
 from edgeprune.export.artifacts import export_artifacts, write_artifact_sidecar
-from edgeprune.export.formats import parse_formats, runtime_target
+from edgeprune.export.formats import parse_formats, runnable_here, runtime_target
 from edgeprune.export.sidecar import sidecar_path
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.target import Target
@@ -59,7 +59,7 @@ def ship_artifacts(config: FitConfig, inputs: FitInputs, target: Target, slim: n
 
 def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Module, fmt: str, path: Path,
               measure_locally: bool) -> dict[str, Any]:
-    run_target = runtime_target(target, fmt)  # the target itself for its own format
+    run_target, _ = runnable_here(runtime_target(target, fmt))  # the target itself for its own format, if here
     result = validate_artifact(path, run_target, data=config.data, reference=slim, min_accuracy=config.min_accuracy,
                                images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
                                preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING, measure=measure_locally,

@@ -13,6 +13,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from edgeprune.errors import ValidationFailedError
+from edgeprune.export.formats import runnable_here
 from edgeprune.fit.artifacts import ship_artifacts
 from edgeprune.fit.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.fit.run import FitRun, RunOutcome
@@ -39,7 +40,10 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     baseline, final, slim, keep = outcome.baseline, outcome.final, outcome.slim, outcome.keep
     labels = inputs.eval_set.labels
     with clock("evaluate"):
-        backend, target = run.backend, run.target
+        backend = run.backend
+        target, evaluation_note = runnable_here(run.target)
+        if evaluation_note:
+            log.info("%s", evaluation_note)
         base_eval = evaluate_session(backend.load(baseline.artifact, target), baseline.artifact.input_name,
                                      inputs.eval_inputs, labels)
         final_session = backend.load(final.artifact, target)
@@ -91,6 +95,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         artifact={"format": final.artifact.format, "file": str(out_dir / artifact_files[0]),
                   "input_name": final.artifact.input_name, "input_shape": list(final.artifact.input_shape)},
         evaluation={"dataset": inputs.eval_set.source, "images": base_eval.images, "runtime": run.target.runtime,
+                    "device": target.device, "note": evaluation_note,
                     "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
         parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(inputs.calibration)),
                 "reference": "pruned PyTorch model"},

@@ -106,6 +106,8 @@ def _evaluation(report: dict[str, Any]) -> list[str]:
         fmt = (report.get("artifact") or {}).get("format", "artifact")
         parts.append(f"Accuracy: {ev.get('images', '?')} images of `{ev.get('dataset', '?')}`, computed by running "
                      f"each exported artifact ({fmt}) in {ev.get('runtime', target.get('runtime', 'the runtime'))}.")
+        if ev.get("note"):
+            parts.append(ev["note"][0].upper() + ev["note"][1:] + ".")
         if ev.get("agreement_with_original") is not None:
             parts.append(f"Top-1 agreement of pruned with original: {_pct(ev['agreement_with_original'])}.")
     parity = report.get("parity") or {}

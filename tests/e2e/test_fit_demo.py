@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from budget_check import assert_meets_budget_share
 
 import edgeprune
 from edgeprune.backends.onnx_export import export_onnx
@@ -18,8 +19,6 @@ from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
 from edgeprune.models.demo import DEMO_PREPROCESSING
 from edgeprune.timing import TimingSpec, measure_latency
 from edgeprune.train.default_weights import load_model
-
-TIMING_NOISE = 0.15  # allowance for re-timing the same file on a shared 2-core machine
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +70,7 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     example = np.zeros((1, 1, 32, 32), dtype=np.float32)
     logits = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": example})[0]
     assert logits.shape == (1, 10)
-    assert median_ms(out / "model.onnx", example) <= budget_ms * (1 + TIMING_NOISE)
+    assert_meets_budget_share(load_model("demo").model, report, out, tmp_path)
     # The slim PyTorch model rebuilds from plan + weights and matches the ONNX file.
     slim = edgeprune.load_slim_model(out)
     with torch.no_grad():
@@ -92,9 +91,9 @@ def test_unreachable_budget_exits_2_with_the_floor_and_leaves_no_result(tmp_path
 @pytest.mark.slow
 def test_python_api_returns_the_facts_of_report_json(tmp_path: Path) -> None:
     result = edgeprune.fit("demo", target="cpu", budget="75%", out=tmp_path / "api")
+    assert_meets_budget_share(load_model("demo").model, result.report, tmp_path / "api", tmp_path)
     on_disk = json.loads((tmp_path / "api" / "report.json").read_text())
     assert result.report == on_disk
-    assert result.final_latency_ms <= result.budget_ms
     assert result.budget_ms == pytest.approx(0.75 * result.baseline_latency_ms)
     assert result.accuracy_before is not None and result.accuracy_after is not None
     assert result.files["model.onnx"].is_file()
@@ -145,7 +144,6 @@ def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifa
     assert (out / artifact).is_file() and not (out / "model.onnx").exists()
     assert report["artifact"]["format"] == {"model.xml": "openvino", "model.tflite": "tflite"}[artifact]
     assert report["final"]["latency"]["backend"] == report["target"]["runtime"]
-    assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
     assert report["parity"]["max_abs_diff"] < 1e-3
     assert report["final"]["top1"] is not None
 
@@ -175,4 +173,3 @@ def test_cli_fit_fine_tunes_a_very_thin_demo_candidate_on_all_threads(tmp_path: 
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert report["finetune"]["epochs"] >= 1
-    assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]

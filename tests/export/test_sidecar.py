@@ -94,6 +94,13 @@ def test_a_missing_file_is_detected(tmp_path: Path) -> None:
         read_sidecar(xml)
 
 
+def test_a_sidecar_that_does_not_list_the_artifact_itself_vouches_for_nothing(tmp_path: Path) -> None:
+    xml, weights = _ir_files(tmp_path)
+    write_sidecar(xml, _sidecar([], files={"model.xml": file_sha256(xml)}))  # model.bin left out
+    with pytest.raises(ArtifactIntegrityError, match=r"does not list model\.bin"):
+        read_sidecar(xml)
+
+
 @pytest.mark.parametrize("name", ["../model.bin", "/etc/passwd", "sub/model.bin"])
 def test_file_names_must_stay_beside_the_sidecar(tmp_path: Path, name: str) -> None:
     xml, weights = _ir_files(tmp_path)

@@ -1,0 +1,31 @@
+"""Every shipped-profile target runs without its device: predicted latencies, said so, evaluated here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import edgeprune
+from edgeprune.target import all_targets
+
+PREDICTED = [t.name for t in all_targets() if t.latency_source == "predicted-profile"]
+
+
+def test_the_shipped_profile_targets_are_the_devices_we_cannot_reach() -> None:
+    assert {"rpi4", "rpi5", "intel-npu"} <= set(PREDICTED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PREDICTED)
+def test_a_shipped_profile_target_fits_without_its_device(name: str, tmp_path: Path) -> None:
+    result = edgeprune.fit("demo", target=name, budget="85%", out=tmp_path / "out")
+    report = result.report
+    assert report["status"] == "budget met (predicted, not measured)"
+    assert "speedup_predicted" in report and "speedup_measured" not in report
+    assert report["final"]["latency"]["source"] == "predicted-profile"
+    assert result.accuracy_after is not None  # evaluated in the target's runtime on this machine
+    assert all(v["passed"] for v in report["artifacts"])
+    if report["target"]["device"].lower() != "cpu":  # the NPU is not here: OpenVINO's CPU stands in, and says so
+        assert "this machine's CPU" in report["evaluation"]["note"]
+        assert "this machine's CPU" in (tmp_path / "out" / "report.md").read_text()
