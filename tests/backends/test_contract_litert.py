@@ -15,9 +15,6 @@ from edgeprune.backends.litert_backend import LiteRtBackend
 from edgeprune.errors import InputError, MissingRuntimeError
 from edgeprune.target import load_target
 
-pytest.importorskip("ai_edge_litert")
-pytest.importorskip("litert_torch")
-
 
 class TestLiteRt(BackendContract):
     backend = LiteRtBackend()

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import openvino as ov  # noqa: E402  (installed by the test environment: missing fails, never skips)
 import pytest
 import torch
 from contract import BackendContract, Exported, _residual
@@ -16,8 +17,6 @@ from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.backends.openvino_backend import OpenVinoBackend
 from edgeprune.errors import InputError, MissingRuntimeError
 from edgeprune.target import Target, load_target
-
-ov = pytest.importorskip("openvino")
 
 
 class TestOpenVino(BackendContract):

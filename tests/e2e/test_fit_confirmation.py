@@ -112,7 +112,6 @@ def test_a_candidate_whose_confirmation_misses_is_never_fine_tuned(tmp_path: Pat
     assert len(finetuned) == sum(r["meets_budget"] for r in decisive) >= 1
     assert result.report["finetune"]["epochs"] == len(finetuned)
     assert first < max(i for i, k in enumerate(kinds) if k == "search")  # searched again
-    assert result.final_latency_ms <= result.budget_ms
     # The spike (~1.5x the truth here) over-corrects the search; a candidate it sends far under the search target
     # gets one upward search, which replaces it when measured within the budget.
     # The upward search happens at most once per closed loop: a first candidate that already undershot spent it
@@ -135,10 +134,11 @@ def test_a_noisy_miss_after_fine_tuning_is_settled_by_a_third_confirmation(tmp_p
     assert kinds[first - 1: first + 2] == ["preconfirm", "confirm", "recheck"]
     early, spiked, again = rounds[first - 1: first + 2]
     assert early["meets_budget"] and not spiked["meets_budget"]
-    if again["meets_budget"]:  # the usual case: the recheck decides, the fine-tuned model ships
-        assert len(finetuned) == 1, "a noisy reading discarded the fine-tuned candidate"
-        assert result.final_latency_ms == pytest.approx(again["median_ms"])  # the recheck's, not the spike
-    assert result.final_latency_ms <= result.budget_ms < spiked["median_ms"]
+    # with a 25% headroom the real recheck meets the budget (a paired reading 33% off would be a bug itself)
+    assert again["meets_budget"], f"the recheck read {again['median_ms']:.3f} ms against {result.budget_ms:.3f} ms"
+    assert len(finetuned) == 1, "a noisy reading discarded the fine-tuned candidate"
+    assert result.final_latency_ms == pytest.approx(again["median_ms"])  # the recheck's, not the spike
+    assert result.budget_ms < spiked["median_ms"]
 
 
 def test_a_single_noisy_preconfirm_is_settled_by_measuring_again(tmp_path: Path,
@@ -150,8 +150,8 @@ def test_a_single_noisy_preconfirm_is_settled_by_measuring_again(tmp_path: Path,
     assert kinds[first: first + 2] == ["preconfirm", "preconfirm-recheck"]
     searched, spiked, again = rounds[first - 1: first + 2]
     assert searched["meets_budget"] and not spiked["meets_budget"]
-    if again["meets_budget"]:  # the usual case: the searched candidate is kept, no recalibrated search
-        assert len(finetuned) == 1
-        assert sum(k.startswith("search") for k in kinds) == sum(k.startswith("search") for k in kinds[:first])
-        assert "preconfirm-recheck" in (tmp_path / "out" / "report.md").read_text()
-    assert result.final_latency_ms <= result.budget_ms
+    # with a 25% headroom the real recheck meets the budget: the searched candidate is kept, no new search
+    assert again["meets_budget"], f"the recheck read {again['median_ms']:.3f} ms against {result.budget_ms:.3f} ms"
+    assert len(finetuned) == 1
+    assert sum(k.startswith("search") for k in kinds) == sum(k.startswith("search") for k in kinds[:first])
+    assert "preconfirm-recheck" in (tmp_path / "out" / "report.md").read_text()

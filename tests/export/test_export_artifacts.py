@@ -18,10 +18,6 @@ from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.target import load_target
 from edgeprune.validate.runners import load_artifact
 
-pytest.importorskip("openvino")
-pytest.importorskip("ai_edge_litert")
-pytest.importorskip("litert_torch")
-
 PREP = Preprocessing(24, 24, 3, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
 DIGEST = "cd" * 32
 #: fp32 runtimes vs PyTorch on the tiny model: ~1e-6 measured

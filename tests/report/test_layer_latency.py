@@ -19,8 +19,6 @@ from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 
 SPEC = TimingSpec(warmup_runs=10, min_runs=60)
-#: the shared 2-core machine can stall a profiling pass: retry the (noisy) timing comparison
-ATTEMPTS = 3
 
 
 class TwoConvNet(nn.Module):
@@ -53,28 +51,24 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
 def test_profiles_match_and_the_pruned_convs_get_faster(artifacts) -> None:  # type: ignore[no-untyped-def]
     backend, target, before, after, x = artifacts
-    failures = []
-    for _ in range(ATTEMPTS):
-        result = per_layer_latency(backend, target, before, after, x, SPEC)
-        assert result is not None
-        assert result["source"] == "measured (onnxruntime profiler)" and result["unit"] == "ms"
-        layers = result["layers"]
-        assert layers and all(l["name"] and l["before_ms"] > 0 for l in layers)
-        assert [l["before_ms"] for l in layers] == sorted((l["before_ms"] for l in layers), reverse=True)
-        convs = [l for l in layers if l["op_type"] in ("Conv", "FusedConv")]
-        assert len(convs) == 2, layers
-        assert all(c["after_ms"] is not None and c["after_ms"] > 0 for c in convs), "convs not matched by name"
-        assert {c.get("module", "")[:5] for c in convs} == {"conv1", "conv2"}, convs  # labelled by module path
-        slowest = convs[0]
-        if slowest["after_ms"] < slowest["before_ms"] and result["total_after_ms"] < result["total_before_ms"]:
-            return
-        failures.append(f"{slowest['name']}: {slowest['before_ms']:.3f} → {slowest['after_ms']:.3f} ms")
-    pytest.fail("pruned conv not faster in any attempt: " + "; ".join(failures))
+    result = per_layer_latency(backend, target, before, after, x, SPEC)
+    assert result is not None
+    assert result["source"] == "measured (onnxruntime profiler)" and result["unit"] == "ms"
+    layers = result["layers"]
+    assert layers and all(l["name"] and l["before_ms"] > 0 for l in layers)
+    assert [l["before_ms"] for l in layers] == sorted((l["before_ms"] for l in layers), reverse=True)
+    convs = [l for l in layers if l["op_type"] in ("Conv", "FusedConv")]
+    assert len(convs) == 2, layers
+    assert all(c["after_ms"] is not None and c["after_ms"] > 0 for c in convs), "convs not matched by name"
+    assert {c.get("module", "")[:5] for c in convs} == {"conv1", "conv2"}, convs  # labelled by module path
+    slowest = convs[0]
+    # conv2 keeps 16 of 64 channels on each side (1/16 of its MACs): even a stalled profiling pass (per-kernel
+    # medians over 60 runs) leaves it well under half its time, so one attempt decides
+    assert slowest["after_ms"] < 0.5 * slowest["before_ms"], slowest
+    assert result["total_after_ms"] < result["total_before_ms"]
 
 
 def test_runtime_without_profiler_gives_none(tmp_path: Path) -> None:
-    pytest.importorskip("ai_edge_litert")
-    pytest.importorskip("litert_torch")
     from edgeprune.backends.litert_backend import LiteRtBackend
 
     target, backend = load_target("cpu-tflite"), LiteRtBackend()

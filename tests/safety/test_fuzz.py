@@ -4,6 +4,9 @@
     SystemExit(2), never an uncaught exception or a traceback. Every command line ends with ``--out``
     naming an existing *file*: fit refuses that before loading any model or data, so no example can start
     real work, while everything checked before it (budget, options, target, runtime, importance) is fuzzed.
+(a') The same with a fresh ``--out`` and valid files among the choices (a state dict, an .npz), so the
+    model, weights, data and shape checks are fuzzed too; a command whose inputs all pass stops where the
+    search would start (the test puts a stop there), so no example runs a search.
 (b) Truncated and bit-flipped weights files (torch state dict and safetensors of a small model) either load
     or raise an :class:`~edgeprune.errors.EdgepruneError`.
 (c) Truncated and bit-flipped ONNX files: the agent's check (:func:`check_onnx`) passes them or refuses them
@@ -141,6 +144,71 @@ def test_fuzzed_fit_command_lines_never_raise(files: Path, tmp_path: Path, monke
 
     run()
     assert not (tmp_path / "cache").exists(), "a fuzzed command got as far as the model or latency cache"
+
+
+class _ReachedSearch(EdgepruneError):
+    """Raised where the search would start: every input of the fuzzed command was accepted."""
+
+    exit_code = 99
+
+
+class _StopBeforeSearch:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise _ReachedSearch("inputs accepted; the fuzz test stops before the search")
+
+
+@pytest.fixture(scope="module")
+def good_files(files: Path) -> Path:
+    """Valid inputs beside the bad ones: CIFAR ResNet-8 weights and a small labelled .npz."""
+    import numpy as np
+
+    from edgeprune.models.cifar_resnet import CifarResNet
+
+    torch.save(CifarResNet(8, 10).state_dict(), files / "r8.pt")
+    rng = np.random.default_rng(0)
+    np.savez(files / "good.npz", x=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), y=rng.integers(0, 10, 12))
+    return files
+
+
+@st.composite
+def input_command(draw: st.DrawFn, files: Path, out: Path) -> list[str]:
+    """``fit`` on a fuzzed model/weights/data/shape combination, mostly valid, with a fresh ``--out``."""
+    paths = st.sampled_from([str(files / n) for n in ("r8.pt", "r8.pt", "good.npz", "good.npz", *_PATH_NAMES)])
+    model = draw(st.sampled_from(["cifar-resnet8", "cifar-resnet8", "cifar-resnet8", "cifar-resnet21", "a.b:c",
+                                  "torchvision:nosuch", ""]))
+    argv = ["-q", "fit", "--budget=60%", f"--model={model}", f"--weights={draw(paths)}", f"--data={draw(paths)}"]
+    extra = {"--input-shape": _SHAPE, "--num-classes": _ints(0, 20), "--mean": _FLOATS, "--std": _FLOATS,
+             "--train-data": paths, "--calib-images": _ints(0, 64), "--eval-images": _ints(0, 64)}
+    for flag in draw(st.lists(st.sampled_from(sorted(extra)), max_size=3, unique=True)):
+        argv.append(f"{flag}={draw(extra[flag])}")
+    return [*argv, "--out", str(out)]
+
+
+def test_fuzzed_model_and_data_inputs_never_raise(good_files: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeprune.fit import pipeline as fit_pipeline
+
+    monkeypatch.setenv("EDGEPRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fit_pipeline, "FitRun", _StopBeforeSearch)
+    outcomes: dict[int, int] = {}
+
+    @settings(FUZZ, max_examples=40)
+    @given(argv=input_command(good_files, tmp_path / "out"), data=st.data())
+    def run(argv: list[str], data: st.DataObject) -> None:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = main([*argv, "--force"])
+            except SystemExit as stop:
+                code = stop.code
+        text = err.getvalue()
+        assert "Traceback" not in text and "internal error" not in text, (argv, text)
+        assert code in (2, 99), (argv, code, text)
+        outcomes[code] = outcomes.get(code, 0) + 1
+
+    run()
+    assert outcomes.get(99, 0) >= 1 and outcomes.get(2, 0) >= 1, outcomes  # both valid and bad inputs were seen
 
 
 # -- (b) weights files ----------------------------------------------------------------------------------
