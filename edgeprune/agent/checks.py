@@ -5,7 +5,7 @@ structurally one:
 
 * TFLite: FlatBuffer identifier ``TFL3`` and a bounds-checked root table (:func:`check_tflite`);
 * OpenVINO IR: a zip of exactly ``model.xml`` + ``model.bin``, unpacked under the agent's own names,
-  whose XML is pre-parsed with DOCTYPE/ENTITY declarations refused (:func:`unpack_openvino_zip`,
+  whose XML is pre-parsed by ``defusedxml`` with DOCTYPE/ENTITY declarations refused (:func:`unpack_openvino_zip`,
   :func:`check_ir_xml`);
 * ONNX: protobuf parse + ``onnx.checker``, no external data (:func:`check_onnx`).
 
@@ -21,8 +21,6 @@ import struct
 import zipfile
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
-from xml.parsers import expat
 
 from edgeprune.agent.protocol import IR_BIN, IR_XML, one_line
 
@@ -134,29 +132,24 @@ def unpack_openvino_zip(zip_path: Path, out_dir: Path, max_unpacked: int) -> Pat
 
 
 def check_ir_xml(path: Path) -> None:
-    """Refuse (415) an IR xml that is not well formed, declares a DOCTYPE or entities, or is not an IR ``<net>``."""
+    """Refuse (415) an IR xml that is not well formed, declares a DOCTYPE or entities, or is not an IR ``<net>``.
 
-    def refuse_doctype(*_: Any) -> None:
-        raise Refused(415, "the IR xml declares a DOCTYPE; DOCTYPE and ENTITY declarations are refused")
-
-    def refuse_entity(*_: Any) -> None:
-        raise Refused(415, "the IR xml declares or references an entity; ENTITY declarations are refused")
-
-    parser = expat.ParserCreate()
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartDoctypeDeclHandler = refuse_doctype
-    parser.EntityDeclHandler = refuse_entity
-    parser.UnparsedEntityDeclHandler = refuse_entity
-    parser.ExternalEntityRefHandler = refuse_entity
+    Parsed with ``defusedxml`` (the maintained guard against entity expansion and external references), told
+    to refuse any DOCTYPE outright: an OpenVINO IR has none.
+    """
     try:
-        with open(path, "rb") as f:
-            parser.ParseFile(f)
-    except expat.ExpatError as exc:
-        raise Refused(415, f"the IR xml is not well-formed XML: {expat.ErrorString(exc.code)}") from None
-    # the expat pass above refused DOCTYPE/ENTITY, so ElementTree's parse below cannot expand anything
+        from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+        from defusedxml import ElementTree as SafeTree
+    except ImportError:  # an agent installed without the OpenVINO extra cannot run an IR anyway
+        raise Refused(415, "this agent cannot take OpenVINO IR uploads: install 'edgeprune[agent-openvino]' on "
+                      "the device") from None
+
     try:
-        root = ElementTree.parse(path).getroot()
-    except ElementTree.ParseError as exc:
+        root = SafeTree.parse(str(path), forbid_dtd=True, forbid_entities=True, forbid_external=True).getroot()
+    except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden):
+        raise Refused(415, "the IR xml declares a DOCTYPE or entities; DOCTYPE and ENTITY declarations are refused"
+                      ) from None
+    except SafeTree.ParseError as exc:
         raise Refused(415, f"the IR xml is not well-formed XML: {one_line(str(exc), 120)}") from None
     if root.tag != "net" or root.find("layers") is None:
         raise Refused(415, "not an OpenVINO IR: the xml's root is not <net> with <layers>")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeprune.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, MAX_TIMING_S
+from edgeprune.agent.throttle import MAX_FAILURES
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class AgentConfig:
         max_uploads: uploads held at once (bounds temporary disk use); further clients wait.
         max_connections: open connections served at once (one thread each); more are answered 503.
         work_dir: parent of the agent's private temporary directory (default: the system's).
+        max_token_failures: wrong tokens one address may send within a minute before it is refused (429)
+            without its token being compared (:mod:`edgeprune.agent.throttle`).
     """
 
     token: str
@@ -32,3 +35,4 @@ class AgentConfig:
     max_uploads: int = 8
     max_connections: int = 64
     work_dir: Path | None = None
+    max_token_failures: int = MAX_FAILURES

@@ -40,6 +40,7 @@ from edgeprune.agent.protocol import (
     one_line,
 )
 from edgeprune.agent.references import KeptReference, References
+from edgeprune.agent.throttle import TokenThrottle
 from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
 from edgeprune.environment import machine_info
 
@@ -54,6 +55,8 @@ class AgentState(Protocol):
     upload_slots: threading.BoundedSemaphore
     measurements: deque[tuple[float, float]]
     references: References
+
+    throttle: TokenThrottle
 
     def token_ok(self, header: str | None) -> bool:
         """Whether the ``Authorization`` header carries the agent's token."""
@@ -113,6 +116,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             self._note += " (client went away)"
         if status >= 400:
             self._note = f"{self._note}: {payload.get('error', '')}" if self._note else str(payload.get("error", ""))
+        if status in (401, 429):  # an unauthenticated body is never read, not even to be discarded
+            self._body_left = 0
         self._drain()
         self._log_line(status)
 
@@ -147,7 +152,11 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
                 raise Refused(404, f"no such endpoint {one_line(path, 60)}; use GET {INFO_PATH} or POST {MEASURE_PATH}")
             if path not in routes:
                 raise Refused(405, f"method {self.command} not allowed on {path}")
+            address = self.client_address[0]
+            if self.server.throttle.locked(address):
+                raise Refused(429, "too many wrong tokens from this address; wait a minute")
             if not self.server.token_ok(self.headers.get(AUTH_HEADER)):
+                self.server.throttle.failed(address)
                 raise Refused(401, "missing or wrong token (send 'Authorization: Bearer <token>')")
             payload = routes[path]()
         except Refused as exc:

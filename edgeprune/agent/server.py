@@ -45,6 +45,7 @@ from edgeprune.agent.config import AgentConfig
 from edgeprune.agent.handler import AgentRequestHandler
 from edgeprune.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, MAX_TIMING_S
 from edgeprune.agent.references import References
+from edgeprune.agent.throttle import TokenThrottle
 from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
 from edgeprune.errors import InputError
 
@@ -82,6 +83,7 @@ class AgentServer(ThreadingHTTPServer):
         except OSError as exc:
             raise InputError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
         self._token_digest = hashlib.sha256(config.token.encode("utf-8")).digest()
+        self.throttle = TokenThrottle(config.max_token_failures)
         self.work_dir = Path(tempfile.mkdtemp(prefix="edgeprune-agent-", dir=config.work_dir))
         os.chmod(self.work_dir, 0o700)
         self.measure_lock = threading.Lock()

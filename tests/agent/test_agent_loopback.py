@@ -32,6 +32,7 @@ from edgeprune.agent.protocol import (
     timing_spec_from_dict,
 )
 from edgeprune.agent.server import AgentConfig, AgentServer, WorkerFailed, is_loopback
+from edgeprune.agent.throttle import TokenThrottle
 from edgeprune.backends.base import Artifact
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.cli.main import main
@@ -83,7 +84,8 @@ def onnx_artifact(tiny: nn.Module, model_dir: Path) -> Artifact:
 
 @pytest.fixture(scope="module")
 def agent() -> Iterator[AgentServer]:
-    server, thread = _start(AgentConfig(token=TOKEN, port=0, max_bytes=4 << 20, timeout_s=60.0))
+    server, thread = _start(AgentConfig(token=TOKEN, port=0, max_bytes=4 << 20, timeout_s=60.0,
+                                        max_token_failures=1000))  # the wrong-token tests share it
     yield server
     server.shutdown()
     server.close()
@@ -217,6 +219,29 @@ def test_token_is_required(agent: AgentServer, onnx_artifact: Artifact) -> None:
     assert status == 401 and "token" in answer["error"]
     with pytest.raises(InputError, match="HTTP 401"):
         AgentClient(agent.url, "wrong-token").info()
+
+
+def test_an_address_that_keeps_guessing_the_token_is_refused_before_it_is_compared() -> None:
+    server, thread = _start(AgentConfig(token=TOKEN, port=0, timeout_s=10.0))  # the default: 5 a minute
+    try:
+        assert [_raw(server.url, "GET", "/v1/info", token=f"guess-{i}")[0] for i in range(5)] == [401] * 5
+        status, answer = _raw(server.url, "GET", "/v1/info", token="guess-5")
+        assert status == 429 and "too many wrong tokens" in answer["error"]
+        assert _raw(server.url, "GET", "/v1/info", token=TOKEN)[0] == 429  # finding the token does not unlock it
+    finally:
+        server.shutdown()
+        server.close()
+        thread.join(5)
+
+
+def test_the_throttle_forgets_failures_after_its_window() -> None:
+    now = [0.0]
+    throttle = TokenThrottle(max_failures=2, window_s=60.0, clock=lambda: now[0])
+    throttle.failed("a")
+    throttle.failed("a")
+    assert throttle.locked("a") and not throttle.locked("b")
+    now[0] = 61.0
+    assert not throttle.locked("a")
 
 
 def test_oversized_body_is_refused_with_413(onnx_artifact: Artifact) -> None:

@@ -73,4 +73,4 @@ def test_a_device_that_is_not_there_is_one_line(pair: tuple[Path, Path], capsys:
     monkeypatch.setenv("EDGEPRUNE_AGENT_TOKEN", TOKEN)
     code = main(["bench", str(pair[0]), "--device", "http://127.0.0.1:9"])
     err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err and "127.0.0.1:9" in err
+    assert code == 4 and "Traceback" not in err and "127.0.0.1:9" in err  # a lost device, not bad input
