@@ -59,7 +59,10 @@ class FitConfig:
             is always shipped (it is the one measured); None = only that one.
         min_accuracy: fail validation (exit code 3) when an artifact's top-1 on the data is below this fraction.
         resume: continue an interrupted run in ``out`` (replaying its measurements and fine-tune checkpoints).
-        calib_images: calibration images drawn from the training (else evaluation) data.
+        calib_images: calibration images (batch-norm re-estimation, importance scores, reconstruction, block
+            order), drawn from ``calib_data``, else the training data, else a held-out part of ``data`` that
+            the accuracy is then not measured on.
+        calib_data: images (labels not needed) to calibrate on instead.
         bn_recalibrate: re-estimate batch-norm statistics of the pruned model on the calibration images;
             None = on unless the layers are reconstructed (the refit restores the original pre-BN outputs,
             so the stored statistics stay right: on cifar-resnet56 at 2x measured speedup, lasso + refit gave
@@ -83,6 +86,7 @@ class FitConfig:
     weights: Path | None = None
     data: Path | None = None
     train_data: Path | None = None
+    calib_data: Path | None = None
     target: str = "cpu"
     out: Path = DEFAULT_OUT_DIR
     force: bool = False

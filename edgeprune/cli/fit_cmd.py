@@ -54,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (same options) from its last finished step")
     p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
+    p.add_argument("--calib-data", type=Path, help="images to calibrate on (default: --train-data, else a part of "
+                                                   "--data held out from the accuracy)")
     p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="re-estimate batch-norm statistics after pruning (default: on unless --reconstruct)")
     p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         prune_blocks=args.prune_blocks,
         steps=args.steps, resume=args.resume,
         export=args.export, min_accuracy=args.min_accuracy,
-        calib_images=args.calib_images, bn_recalibrate=args.bn_recalibrate, reconstruct=args.reconstruct,
+        calib_images=args.calib_images, calib_data=args.calib_data, bn_recalibrate=args.bn_recalibrate, reconstruct=args.reconstruct,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),

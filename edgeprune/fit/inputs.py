@@ -99,19 +99,41 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
             _check_classes(dataset, bundle.num_classes, bundle.spec)
     if config.finetune_epochs > 0 and (train_set is None or train_set.labels is None):
         raise InputError("--finetune-epochs needs labelled training data: pass --train-data DIR_OR_NPZ")
-    if config.eval_images is not None and config.eval_images < len(eval_set):
-        eval_set = eval_set.subset(calibration_indices(len(eval_set), config.eval_images, config.seed))
     if config.calib_images < 1:
         raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
+    if config.calib_data is not None:
+        calib_source = load_dataset(config.calib_data, (prep.height, prep.width), prep.channels)
+        described = f"{calib_source.source} (--calib-data)"
+    elif train_set is not None:
+        calib_source, described = train_set, f"{train_set.source} (the training data)"
+    else:  # only --data: calibrate on a held-out part of it, so the accuracy is not measured on those images
+        calib_source, eval_set, described = held_out_calibration(eval_set, config.calib_images, config.seed)
+    if config.eval_images is not None and config.eval_images < len(eval_set):
+        eval_set = eval_set.subset(calibration_indices(len(eval_set), config.eval_images, config.seed))
     if config.weights is None:
         load_default_weights(bundle)  # trains the demo model on first use: only once every input is checked
         bundle.model.eval()
-    calib_source = train_set if train_set is not None else eval_set
-    calibration = to_model_input(
-        calib_source.images[calibration_indices(len(calib_source), config.calib_images, config.seed)], prep
-    )
+    picked = calibration_indices(len(calib_source), config.calib_images, config.seed)
+    calibration = to_model_input(calib_source.images[picked], prep)
     return FitInputs(bundle, prep, eval_set, train_set, to_model_input(eval_set.images, prep), calibration,
-                     calib_source.source)
+                     f"{len(picked)} images of {described}")
+
+
+#: the most of ``--data`` held out for calibration when nothing else is given (the rest measures accuracy)
+HELD_OUT_SHARE = 0.2
+
+
+def held_out_calibration(data: ImageDataset, calib_images: int, seed: int) -> tuple[ImageDataset, ImageDataset, str]:
+    """(calibration part, evaluation part, description) of ``data``: a seeded random ``calib_images`` of it, at
+    most :data:`HELD_OUT_SHARE` and at least one image; a single image serves both (and the description says so)."""
+    n = len(data)
+    if n < 2:
+        return data, data, f"{data.source} (its only image, also used for the accuracy)"
+    count = max(1, min(calib_images, int(n * HELD_OUT_SHARE)))
+    order = np.random.default_rng(seed).permutation(n)
+    calib, rest = np.sort(order[:count]), np.sort(order[count:])
+    return (data.subset(calib), data.subset(rest),
+            f"{data.source}, held out from the accuracy ({len(rest)} other images measure it)")
 
 
 def _output_width(bundle: ModelBundle, prep: Preprocessing) -> int | None:

@@ -145,8 +145,9 @@ def _method(report: dict[str, Any]) -> list[str]:
                  "(after batch-norm re-estimation) first.")
     calib, finetune = report.get("calibration") or {}, report.get("finetune") or {}
     if calib:
-        text += (f" Batch-norm statistics re-estimated: {'yes' if calib.get('bn_recalibrated') else 'no'} "
-                 f"({calib.get('images', '?')} calibration images from `{calib.get('source', '?')}`).")
+        text += (f" Calibration (importance scores, reconstruction, block order, batch-norm re-estimation): "
+                 f"{calib.get('source', '?')}. Batch-norm statistics re-estimated: "
+                 f"{'yes' if calib.get('bn_recalibrated') else 'no'}.")
         recon = calib.get("reconstruction")
         if recon:
             text += (f" Least-squares reconstruction of {recon.get('layers', '?')} layer(s): relative output error "
