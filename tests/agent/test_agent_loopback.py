@@ -221,6 +221,28 @@ def test_token_is_required(agent: AgentServer, onnx_artifact: Artifact) -> None:
         AgentClient(agent.url, "wrong-token").info()
 
 
+def _raw_socket(url: str, request: bytes) -> bytes:
+    host, port = parse_agent_url(url)
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("framing, expected", [
+    (b"", b"Content-Length is required"),
+    (b"Transfer-Encoding: chunked\r\n", b"chunked uploads are not accepted"),
+])
+def test_an_upload_without_a_length_is_refused_with_411(agent: AgentServer, framing: bytes, expected: bytes) -> None:
+    head = (f"POST {MEASURE_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"{REQUEST_HEADER}: {_meta()}\r\n").encode()
+    answer = _raw_socket(agent.url, head + framing + b"\r\n" + (b"5\r\nhello\r\n0\r\n\r\n" if framing else b""))
+    assert answer.startswith(b"HTTP/1.0 411") or answer.startswith(b"HTTP/1.1 411"), answer[:200]
+    assert expected in answer
+
+
 def test_an_address_that_keeps_guessing_the_token_is_refused_before_it_is_compared() -> None:
     server, thread = _start(AgentConfig(token=TOKEN, port=0, timeout_s=10.0))  # the default: 5 a minute
     try:
