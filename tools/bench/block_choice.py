@@ -42,6 +42,7 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from provenance import provenance  # noqa: E402
 from pruning_cells import DATA, WEIGHTS  # noqa: E402
 from pruning_data import default_cache_dir, prepare_train_npz  # noqa: E402
 from pruning_report import write_section  # noqa: E402
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(args.results.read_text())
     else:
         result = run(args)
+        result["provenance"] = provenance()
         write_json_atomic(args.results, result)
     write_section(args.doc, render(result), BEGIN, END, HEADING)
     return 0

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from paired_timing import independent_rounds  # noqa: E402  (written apart from edgeprune's pairing)
+from provenance import git_commit, provenance  # noqa: E402
 
 from edgeprune.backends.onnx_export import export_onnx  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
@@ -282,9 +283,8 @@ def main() -> None:
         if not SHARED.is_dir():
             raise SystemExit(f"the drift benchmark needs the pretrained weights and images in {SHARED}")
         machine, versions = machine_info(), package_versions()
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip()
-        saved["meta"] = {"cpu": machine["cpu"], "cores": machine["logical_cores"], "commit": commit,
+        saved["meta"] = {"cpu": machine["cpu"], "cores": machine["logical_cores"], "commit": git_commit(),
+                         "provenance": provenance(),
                          "onnxruntime": versions.get("onnxruntime"), "torch": versions.get("torch"),
                          "date": time.strftime("%Y-%m-%d")}
         rows = {r["name"]: r for r in saved["rows"]}

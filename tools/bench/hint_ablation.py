@@ -34,6 +34,7 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from provenance import provenance  # noqa: E402
 from pruning_cells import DATA, WEIGHTS  # noqa: E402
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
 from pruning_report import _pct, sampling_error_points, write_section  # noqa: E402
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("the arms pruned to different plans: their comparison would not isolate the hints")
         results = {"target": TARGET, "budget": BUDGET, "epochs": EPOCHS, "seed": SEED,
                    "arms": {arm: evaluate_arm(args.work / arm) for arm in ARMS},
-                   "environment": {**machine_info(), "versions": package_versions()},
+                   "environment": {**machine_info(), "versions": package_versions()}, "provenance": provenance(),
                    "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         args.results.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.results, results)

@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+from provenance import git_commit, provenance  # noqa: E402
 
 from edgeprune.backends import get_backend  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
@@ -99,7 +100,7 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
     calibration = lookup.calibration
     return {
         "model": model_spec, "target": target_name, "backend": backend.name, "runtime_version": backend.version(),
-        "commit": git_commit(), "machine": machine_info()["cpu"],
+        "commit": git_commit(), "machine": machine_info()["cpu"], "provenance": provenance(),
         "configs": len(rows), "within_10pct": float((errors <= 0.10).mean()),
         "within_5pct": float((errors <= 0.05).mean()), "measured_side": "paired with the whole model",
         "share_within_10pct": float((share_errors <= 0.10).mean()),
@@ -110,14 +111,6 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
         "max_abs_error_pct": float(100 * errors.max()), "profile_seconds": profile_s, "probes_measured": measured,
         "probes_reused": reused, "predict_us_median": float(np.median([r["predict_us"] for r in rows])), "rows": rows,
     }
-
-
-def git_commit() -> str:
-    """The commit this run measured (short hash, ``+dirty`` when the tree has changes)."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                           text=True).stdout.strip()
-    return head.strip() + ("+dirty" if dirty else "")
 
 
 def plot(results: list[dict], path: Path) -> None:

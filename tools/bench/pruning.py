@@ -38,6 +38,7 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from provenance import provenance  # noqa: E402
 from pruning_cells import (  # noqa: E402
     BUDGETS,
     DATA,
@@ -84,7 +85,7 @@ SEARCH_HEADROOM = 0.05  # fit's default: the Torch-Pruning bisection aims as far
 # -- baseline ------------------------------------------------------------------------------------------
 def environment() -> dict[str, Any]:
     """Machine and package versions, as recorded with every result."""
-    return {**machine_info(), "versions": package_versions()}
+    return {**machine_info(), "versions": package_versions(), "provenance": provenance()}
 
 
 def measure_baseline(s: Settings) -> dict[str, Any]:

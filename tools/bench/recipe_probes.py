@@ -47,6 +47,7 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from provenance import provenance  # noqa: E402
 from pruning_cells import DATA, DEFAULT_RESULTS, WEIGHTS  # noqa: E402
 from pruning_data import default_cache_dir, prepare_train_npz  # noqa: E402
 from pruning_report import write_section  # noqa: E402
@@ -128,7 +129,7 @@ def run_probe(probe: str, feature_weight: float, seed: int) -> dict[str, Any]:
             "distill": {"temperature": DISTILL_TEMPERATURE, "alpha": DISTILL_ALPHA},
             "feature_weight": feature_weight if "featkd" in probe else None, "top1_before": before,
             "top1_after": after, "per_epoch": per_epoch, "finetune_seconds": seconds,
-            "environment": {**package_versions(), "cpu": machine_info().get("cpu")},
+            "environment": {**package_versions(), "cpu": machine_info().get("cpu")}, "provenance": provenance(),
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

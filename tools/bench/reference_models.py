@@ -32,6 +32,7 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from provenance import provenance  # noqa: E402
 from pruning_cells import DATA, WEIGHTS  # noqa: E402
 from pruning_data import evaluate_onnx  # noqa: E402
 from pruning_report import write_section  # noqa: E402
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {"target": args.target, "passes": args.passes, "models": models,
-              "environment": {**machine_info(), "versions": package_versions()},
+              "environment": {**machine_info(), "versions": package_versions()}, "provenance": provenance(),
               "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(args.out, result)
     write_section(args.doc, render(result), BEGIN, END, HEADING)
