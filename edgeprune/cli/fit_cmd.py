@@ -44,11 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune with knowledge distillation from the original model (works without labels)")
     p.add_argument("--distill-features", action="store_true",
                    help="--distill, and also fit the pruned model's stage outputs to the original's (feature hints; "
-                        "a channel-pruned stage is fitted to the original's kept channels); measured to help "
-                        "--prune-blocks, not channel pruning")
+                        "a channel-pruned stage is fitted to the original's kept channels); no measurable gain "
+                        "over --distill on 10,000 test images (docs/benchmarks.md)")
     p.add_argument("--prune-blocks", action="store_true",
                    help="remove whole residual blocks (least output distortion first) before pruning channels; "
-                        "recovers best with --finetune-epochs and --distill-features")
+                        "recovers best with --finetune-epochs and --distill")
     p.add_argument("--steps", type=positive_int, default=1,
                    help="prune in N steps towards the budget, recovering after each (default 1: one shot)")
     p.add_argument("--resume", action="store_true",
