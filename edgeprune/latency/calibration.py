@@ -17,8 +17,12 @@ import numpy as np
 from edgeprune.latency.layers import LayerSignature
 from edgeprune.latency.table import Calibration
 
-#: ridge strengths tried (relative to each kind's mean square); ``inf`` is the global fit
-RIDGE_STRENGTHS = (0.003, 0.03, 0.3, 3.0, float("inf"))
+#: ridge strengths tried (relative to the mean square of the whole kernel sum); ``inf`` is the global fit
+RIDGE_STRENGTHS = (0.001, 0.01, 0.1, 1.0, float("inf"))
+#: a kind whose kernels are less than this share of the kernel sum keeps the global scale: its own would be
+#: fitted to noise (a classifier's tiny linear layer, whose width follows the last stage, would pose as a proxy
+#: for the whole model)
+MIN_KIND_SHARE = 0.05
 
 
 def calibration_kind(sig: LayerSignature) -> str:
@@ -47,7 +51,8 @@ def _ridge_fit(sums: np.ndarray, y: np.ndarray, scale0: float, strength: float) 
     b = np.ones_like(y)
     kinds = sums.shape[1]
     penalty = np.zeros(kinds + 1)
-    penalty[:kinds] = strength * np.mean(a[:, :kinds] ** 2, axis=0)
+    # one penalty for every kind, on the scale of the whole sum: a small kind cannot buy fit with a wild scale
+    penalty[:kinds] = strength * np.mean(np.sum(a[:, :kinds], axis=1) ** 2)
     prior = np.concatenate([np.full(kinds, scale0), [0.0]])
     lhs = a.T @ a + np.diag(penalty)
     rhs = a.T @ b + penalty * prior
@@ -84,15 +89,26 @@ def fit_calibration(pairs: Sequence[tuple[float, float]],
     y = np.array([p[1] for p in pairs], dtype=float)
     scale, offset = _global_fit(x, y)
     samples = [tuple(p) for p in pairs]
-    kinds = sorted({k for s in kind_sums or () for k in s})
+    totals = x if x.size else np.ones(1)
+    kinds = sorted(k for k in {k for s in kind_sums or () for k in s}
+                   if np.mean([s.get(k, 0.0) for s in kind_sums or ()] / totals) >= MIN_KIND_SHARE)
     if not kind_sums or len(kinds) < 2 or len(pairs) < len(kinds) + 3:
         return Calibration(scale, offset, samples)  # type: ignore[arg-type]
-    sums = np.array([[s.get(k, 0.0) for k in kinds] for s in kind_sums], dtype=float)
+    # the small kinds ride with the largest one at its scale (they stay in the sum, not fitted apart)
+    largest = max(kinds, key=lambda k: np.mean([s.get(k, 0.0) for s in kind_sums]))
+    grouped = [{(k if k in kinds else largest): 0.0 for k in s} for s in kind_sums]
+    for g, s in zip(grouped, kind_sums):
+        for k, v in s.items():
+            g[k if k in kinds else largest] += v
+    sums = np.array([[g.get(k, 0.0) for k in kinds] for g in grouped], dtype=float)
     errors = {strength: _loo_error(sums, y, strength) for strength in RIDGE_STRENGTHS}
     best = min(RIDGE_STRENGTHS, key=lambda s: (errors[s], -s))
     stored = [dict(s) for s in kind_sums]
     if np.isinf(best):
         return Calibration(scale, offset, samples, kind_sums=stored)  # type: ignore[arg-type]
     theta = _ridge_fit(sums, y, scale, best)
+    kind_scales = {k: float(v) for k, v in zip(kinds, theta[:-1])}
+    for small in {k for s in kind_sums for k in s} - set(kinds):
+        kind_scales[small] = kind_scales[largest]
     return Calibration(scale, offset, samples, kind_sums=stored,  # type: ignore[arg-type]
-                       kind_scales={k: float(v) for k, v in zip(kinds, theta[:-1])}, kind_offset_ms=float(theta[-1]))
+                       kind_scales=kind_scales, kind_offset_ms=float(theta[-1]))

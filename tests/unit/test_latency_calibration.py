@@ -117,3 +117,19 @@ def test_a_residual_probe_runs_in_onnx_runtime_and_matches_its_pytorch_form(tmp_
     onnx.save(probe_onnx(SIG, 4, 6), str(plain))
     (without_add,) = ort.InferenceSession(str(plain), providers=["CPUExecutionProvider"]).run(None, {PROBE_INPUT: x})
     assert not np.allclose(out, without_add)  # the add is really in the probe
+
+
+def test_a_tiny_kind_cannot_pose_as_a_proxy_for_the_whole_model() -> None:
+    # the classifier's linear layer is 0.1% of the sum but its width follows the model's: it must not get a
+    # scale of its own (fitted, it would stand in for everything else)
+    rng = np.random.default_rng(3)
+    kind_sums, pairs = [], []
+    for _ in range(12):
+        width, other = rng.uniform(0.3, 1.0), rng.uniform(0.3, 1.0)
+        sums = {"conv": 2.0 * width, "linear": 0.002 * width, "dwconv": 0.5 * other}
+        kind_sums.append(sums)
+        pairs.append((sum(sums.values()), 0.9 * sums["conv"] + 1.4 * sums["dwconv"] + 0.1 + rng.normal(0, 0.01)))
+    fitted = fit_calibration(pairs, kind_sums)
+    assert fitted.kind_scales["dwconv"] == pytest.approx(1.4, rel=0.1)  # the kinds that matter got their own
+    assert fitted.kind_scales["linear"] == fitted.kind_scales["conv"]  # the tiny one rides with the largest
+    assert fitted.kind_scales["conv"] == pytest.approx(0.9, rel=0.1)
