@@ -77,13 +77,20 @@ non_negative_int = bounded_number(int, 0, None, "an integer >= 0")
 fraction = bounded_number(float, 0.0, 1.0, "a fraction between 0 and 1")
 
 
+#: terminal colour and cursor codes (third-party errors carry them, e.g. torch.export's "[96mThis is step 1/3")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
 def one_line(text: str) -> str:
-    """``text`` as one line: its lines joined by spaces, blank lines dropped.
+    """``text`` as one line: terminal codes removed, its lines joined by spaces, blank lines dropped.
 
     >>> one_line("bad value\\n  details")
     'bad value details'
+    >>> one_line("\\x1b[96mThis is step 1/3\\x1b[0m")
+    'This is step 1/3'
     """
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    plain = _ANSI.sub("", str(text))
+    return " ".join(part.strip() for part in plain.splitlines() if part.strip())
 
 
 def print_error(message: str, label: str = "edgeprune: error:") -> None:
@@ -117,10 +124,17 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
         return _internal_error(exc, verbose)
 
 
+def _verb_line() -> str:
+    """The command line after ``edgeprune`` (for a hint that can be pasted), or ``VERB ...`` when unknown."""
+    args = [a for a in sys.argv[1:] if a not in ("-v", "--verbose", "-q", "--quiet")]
+    return " ".join(args) if args else "VERB ..."
+
+
 def _internal_error(exc: Exception, verbose: bool) -> int:
     """A bug in edgeprune or in user code: one plain line, or the traceback with ``--verbose``."""
     if verbose:
         raise exc
     first = str(exc).splitlines()[0] if str(exc) else ""
-    print_error(f"{type(exc).__name__}: {first} (rerun with --verbose for details)", "edgeprune: internal error:")
+    print_error(f"{type(exc).__name__}: {first} (rerun as 'edgeprune -v {_verb_line()}' for details)",
+                "edgeprune: internal error:")
     return 1

@@ -32,10 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: flags of the top-level parser that a user may also write after the verb (``edgeprune fit ... -v``)
+_GLOBAL_FLAGS = {"-v": "--verbose", "--verbose": "--verbose", "-q": "--quiet", "--quiet": "--quiet"}
+
+
+def _globals_first(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``-v``/``-q`` moved before the verb, wherever they were written (up to a ``--``)."""
+    argv = list(argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    moved = [a for a in argv[:end] if a in _GLOBAL_FLAGS]
+    rest = [a for a in argv[:end] if a not in _GLOBAL_FLAGS] + argv[end:]
+    return moved + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_globals_first(sys.argv[1:] if argv is None else argv))
     if args.verb is None:
         parser.print_help()
         return 2

@@ -1,0 +1,27 @@
+"""The command line's global flags and its one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeprune.cli.common import one_line, print_error
+from edgeprune.cli.main import _globals_first, main
+
+
+def test_verbose_and_quiet_work_after_the_verb_too() -> None:
+    assert _globals_first(["fit", "--budget", "60%", "-v"]) == ["-v", "fit", "--budget", "60%"]
+    assert _globals_first(["-q", "targets"]) == ["-q", "targets"]
+    assert _globals_first(["fit", "--", "-v"]) == ["fit", "--", "-v"]  # after '--' nothing is moved
+
+
+def test_targets_runs_with_q_after_the_verb(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["targets", "-q"]) == 0
+    assert "cpu" in capsys.readouterr().out
+
+
+def test_error_lines_carry_no_terminal_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    raw = "ONNX export failed: \x1b[96mThis is step 1/3\x1b[0m of\nexporting"
+    assert one_line(raw) == "ONNX export failed: This is step 1/3 of exporting"
+    print_error(raw)
+    err = capsys.readouterr().err
+    assert "\x1b[96m" not in err and "This is step 1/3" in err
