@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgeprune.cli.common import console, err_console, positive_int, shape
+from edgeprune.cli.common import console, err_console, float_list, positive_int, shape
 from edgeprune.config import CALIBRATION_SAMPLES
 from edgeprune.target import load_target
 
@@ -22,6 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Time every kernel of MODEL on TARGET across the widths pruning can produce, "
                                    "and calibrate on whole sub-networks; the table is reused by later runs.")
     p.add_argument("--model", default="demo", help="model spec (weights do not change latency)")
+    p.add_argument("--weights", type=Path, help="accepted as in 'fit' and checked against the model; latency does "
+                                                 "not depend on them")
+    p.add_argument("--mean", type=float_list, help="accepted as in 'fit' (normalisation does not change latency)")
+    p.add_argument("--std", type=float_list, help="accepted as in 'fit' (normalisation does not change latency)")
     p.add_argument("--target", default="cpu", help="target name or TOML file")
     p.add_argument("--input-shape", type=shape, help="input shape C,H,W (overrides the model's)")
     p.add_argument("--num-classes", type=positive_int, help="classifier outputs for spec-built architectures")
@@ -45,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
                            calibration_samples=args.calibration_samples, recalibrate=args.recalibrate,
                            seed=args.seed, device=args.device, device_token=args.device_token)
     check_inputs(config)
+    if args.weights is not None:  # a wrong file is one line now, not after the profile
+        from edgeprune.models.weights import load_weights
+        from edgeprune.models.zoo import build_architecture
+
+        load_weights(build_architecture(config.model, config.num_classes).model, args.weights)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
         tasks: dict[str, int] = {}

@@ -25,3 +25,16 @@ def test_error_lines_carry_no_terminal_codes(capsys: pytest.CaptureFixture[str])
     print_error(raw)
     err = capsys.readouterr().err
     assert "\x1b[96m" not in err and "This is step 1/3" in err
+
+
+def test_profile_takes_fits_model_options(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from edgeprune.models.cifar_resnet import CifarResNet
+
+    torch.save(CifarResNet(20, 10).state_dict(), tmp_path / "r20.pt")
+    # weights that do not fit the model are refused in one line before any probe is timed
+    code = main(["profile", "--model", "cifar-resnet8", "--weights", str(tmp_path / "r20.pt"), "--mean", "0.5,0.5,0.5",
+                 "--std", "0.2,0.2,0.2", "--table-dir", str(tmp_path / "t")])
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
