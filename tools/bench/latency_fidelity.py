@@ -53,6 +53,31 @@ MODELS = {"cifar-resnet56": (3, 32, 32), "torchvision:mobilenet_v2": (3, 224, 22
 TARGETS = ("cpu", "cpu-openvino", "cpu-tflite")
 MEASURE = TimingSpec(warmup_runs=10, min_runs=50, min_seconds=1.0)
 SECTION = "## Latency-model fidelity"
+#: what the table does not say by itself (kept with the script, so a rerun keeps it; update it with the numbers)
+NOTES = """**The goal is met for cifar-resnet56 on ONNX Runtime and LiteRT and missed elsewhere.** What changed since
+the previous run (2026-11-21, AMD EPYC, unpaired): the measured side is paired with the whole model; a conv
+whose output feeds a residual add is probed with that add (the runtimes fuse it: OpenVINO's runtime graph of
+mobilenet_v2 on this CPU has 52 Convolution nodes for its 52 convs, its 10 adds fused into the 10 projection
+convs that `edgeprune.latency.layers.residual_add_convs` finds, and no other node but two input/output
+Reorders); the calibration has 12 samples and may give each kernel kind its own scale where leave-one-out error
+says that predicts better (kinds under 5% of the sum ride with the largest one). Why the rest misses:
+
+1. **OpenVINO's one-kernel probes measure mostly what the network does not do.** Each probe compiles to
+   Reorder → Convolution → Reorder (2 layout conversions per kernel; the whole network has 2), so the sum of
+   probe times is about 3x the network's latency (the fitted scale is 0.35) and the excess depends on each
+   layer's activation size, not its compute. Even a least-squares line fitted on the 50 test variants
+   themselves puts only 38% of cifar-resnet56's within ±5% (66% with two activation-volume terms added).
+   Probes that cancel the conversions (a kernel timed in a chain of its own kind, minus the chain without it)
+   are the next step.
+2. **mobilenet_v2's residual scatter is in the kernel timings, not the calibration.** On ONNX Runtime a
+   least-squares fit of a scale per kernel kind on the 50 test variants themselves reaches 56% within ±5%
+   (98% within ±10%), against 62% as shipped: no calibration of these 572 probe timings can reach 80%. Each
+   probe is timed for 0.15 s, and 52 layers' interpolation errors add up; longer probes, or denser width
+   grids for the depthwise and pointwise kernels, are the next step.
+3. **Share against milliseconds.** A share's error also carries the prediction error of the whole model
+   (the share divides by it), so mobilenet_v2's shares score worse than its milliseconds. Inside `fit` the
+   closed loop re-anchors the prediction on the original measured in the same run, and every verdict is a
+   measured paired ratio, so these errors cost search rounds, not missed budgets (docs: drift benchmark)."""
 
 
 def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_dir: Path) -> dict:
@@ -162,7 +187,7 @@ def write_markdown(results: list[dict], doc: Path) -> None:
             f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {r['profile_seconds']:.0f} s | "
             f"{r['probes_measured']} ({r['probes_reused']}) | {r['predict_us_median']:.0f} µs |"
         )
-    lines += ["", "![predicted vs measured](figures/latency_fidelity.png)", ""]
+    lines += ["", "![predicted vs measured](figures/latency_fidelity.png)", "", NOTES, ""]
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n\nResults of the scripts in `tools/bench/`, each with the command that reproduces it.\n"
     if SECTION in text:
         head, _, rest = text.partition(SECTION)
