@@ -64,14 +64,15 @@ says that predicts better (kinds under 5% of the sum ride with the largest one).
 
 1. **OpenVINO's one-kernel probes measure mostly what the network does not do.** Each probe compiles to
    Reorder → Convolution → Reorder (2 layout conversions per kernel; the whole network has 2), so the sum of
-   probe times is about 3x the network's latency (the fitted scale is 0.35) and the excess depends on each
-   layer's activation size, not its compute. Even a least-squares line fitted on the 50 test variants
-   themselves puts only 38% of cifar-resnet56's within ±5% (66% with two activation-volume terms added).
+   probe times is 3-4x the network's latency and the excess depends on each
+   layer's activation size, not its compute (fitted scales 0.24-0.35). Even a least-squares line fitted on the 50
+   test variants themselves puts only 38% of cifar-resnet56's within ±5% (66% with two activation-volume terms added).
    Probes that cancel the conversions (a kernel timed in a chain of its own kind, minus the chain without it)
    are the next step.
 2. **mobilenet_v2's residual scatter is in the kernel timings, not the calibration.** On ONNX Runtime a
    least-squares fit of a scale per kernel kind on the 50 test variants themselves reaches 56% within ±5%
-   (98% within ±10%), against 62% as shipped: no calibration of these 572 probe timings can reach 80%. Each
+   (98% within ±10%), against 62% as shipped: no calibration of these 572 probe timings can reach 80%
+   (`python tools/bench/fidelity_bound.py`, output in `docs/figures/fidelity_bound.txt`). Each
    probe is timed for 0.15 s, and 52 layers' interpolation errors add up; longer probes, or denser width
    grids for the depthwise and pointwise kernels, are the next step.
 3. **Share against milliseconds.** A share's error also carries the prediction error of the whole model
@@ -166,7 +167,7 @@ def write_markdown(results: list[dict], doc: Path) -> None:
     lines = [
         SECTION, "",
         f"`python tools/bench/latency_fidelity.py` on {machine['cpu']} ({machine['logical_cores']} logical cores, shared VM), "
-        f"1 thread per runtime, {results[0]['configs'] if results else 0} random configurations per model "
+        "1 thread per runtime, random configurations per row as the *variants* column says "
         "(seeded; not the calibration samples), edgeprune at "
         f"{', '.join(sorted({r.get('commit', 'unknown') for r in results}))}. Measured = each variant timed against "
         "the whole model in alternating rounds (>= 1 s); its share is the paired ratio, its ms the ratio times the "
@@ -174,15 +175,17 @@ def write_markdown(results: list[dict], doc: Path) -> None:
         f"torch {versions['torch']}, onnxruntime {versions['onnxruntime']}. Goal: >= 95% within ±10% and >= 80% "
         "within ±5%.",
         "",
-        "| model | backend (version) | share within ±10% | share within ±5% | share median error | ms within ±10% "
-        "| ms within ±5% | ms median error | max ms error | time to profile | probes measured (reused) | predict() |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | backend (version) | variants | share within ±10% | share within ±5% | share median error "
+        "| ms within ±10% | ms within ±5% | ms median error | max ms error | time to profile | probes measured (reused) "
+        "| predict() |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         share = (f"{100 * r['share_within_10pct']:.0f}% | {100 * r['share_within_5pct']:.0f}% | "
                  f"{r['share_median_abs_error_pct']:.1f}%" if "share_within_10pct" in r else "n/a | n/a | n/a")
         lines.append(
-            f"| {r['model']} | {r['backend']} {r['runtime_version']} | {share} | {100 * r['within_10pct']:.0f}% | "
+            f"| {r['model']} | {r['backend']} {r['runtime_version']} | {r['configs']} | {share} | "
+            f"{100 * r['within_10pct']:.0f}% | "
             f"{100 * r.get('within_5pct', float('nan')):.0f}% | "
             f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {r['profile_seconds']:.0f} s | "
             f"{r['probes_measured']} ({r['probes_reused']}) | {r['predict_us_median']:.0f} µs |"
