@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from docs_section import write_section  # noqa: E402
 from paired_timing import independent_rounds  # noqa: E402  (written apart from edgeprune's pairing)
 from provenance import git_commit, provenance  # noqa: E402
 
@@ -262,14 +263,7 @@ def write_markdown(rows: list[dict[str, Any]], meta: dict[str, Any], doc: Path) 
         NOTES,
         "",
     ]
-    text = doc.read_text(encoding="utf-8")
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        tail = rest.split("\n## ", 1)
-        text = head + "\n".join(lines) + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines)
-    doc.write_text(text, encoding="utf-8")
+    write_section(doc, SECTION, lines)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from docs_section import write_section  # noqa: E402
 from provenance import git_commit, provenance  # noqa: E402
 
 from edgeprune.backends import get_backend  # noqa: E402
@@ -191,14 +192,7 @@ def write_markdown(results: list[dict], doc: Path) -> None:
             f"{r['probes_measured']} ({r['probes_reused']}) | {r['predict_us_median']:.0f} µs |"
         )
     lines += ["", "![predicted vs measured](figures/latency_fidelity.png)", "", NOTES, ""]
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n\nResults of the scripts in `tools/bench/`, each with the command that reproduces it.\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        tail = rest.split("\n## ", 1)
-        text = head + "\n".join(lines) + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines)
-    doc.write_text(text, encoding="utf-8")
+    write_section(doc, SECTION, lines)
 
 
 def main() -> None:
