@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from agent_server import running_agent
 from model_helpers import conv_stack
 
 from edgeprune.agent.client import AgentClient, AgentRefusedError
@@ -36,13 +36,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Artifact, Artif
 
 @pytest.fixture()
 def agent() -> Iterator[AgentServer]:
-    server = AgentServer(AgentConfig(token=TOKEN, port=0, timeout_s=60.0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.close()
-    thread.join(5)
+    with running_agent(AgentConfig(token=TOKEN, port=0, timeout_s=60.0)) as server:
+        yield server
 
 
 def test_a_candidate_is_timed_against_the_kept_reference(agent: AgentServer,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from agent_server import running_agent
 from model_helpers import conv_stack
 
 from edgeprune.agent.server import AgentConfig, AgentServer
@@ -30,13 +30,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture()
 def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentServer]:
     monkeypatch.setenv("EDGEPRUNE_AGENT_TOKEN", TOKEN)
-    server = AgentServer(AgentConfig(token=TOKEN, port=0, timeout_s=60.0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.close()
-    thread.join(5)
+    with running_agent(AgentConfig(token=TOKEN, port=0, timeout_s=60.0)) as server:
+        yield server
 
 
 def test_bench_on_the_device_pairs_every_artifact_with_the_first_there(
