@@ -45,6 +45,7 @@ from pruning_cells import (  # noqa: E402
     DEFAULT_RESULTS,
     EDGEPRUNE_METHODS,
     IMPORTANCE,
+    VALIDATION,
     WEIGHTS,
     Cell,
     Settings,
@@ -56,7 +57,7 @@ from pruning_cells import (  # noqa: E402
 from pruning_data import default_cache_dir, evaluate_onnx, load_original, prepare_train_npz  # noqa: E402
 from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
 from pruning_speed import wait_for_baseline_speed  # noqa: E402
-from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune  # noqa: E402
+from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune, with_conv_shortcuts  # noqa: E402
 
 import edgeprune  # noqa: E402
 from edgeprune.backends import get_backend  # noqa: E402
@@ -148,7 +149,7 @@ def _extra_finetune(cell: Cell, s: Settings) -> dict[str, Any]:
         return {}
     if cell.method in EDGEPRUNE_METHODS:
         return dict(s.extra_fit)
-    if s.recipe in ("kd", "kd50k"):
+    if s.recipe in ("kd", "kd50k", "kd45k"):
         return {"distill": True, "note": "distillation from the original, same loss as edgeprune.fit's --distill"}
     return {"note": f"{', '.join(s.extra_fit)} passed to edgeprune.fit only; the Torch-Pruning fine-tune is plain"}
 
@@ -171,6 +172,7 @@ def run_edgeprune_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Pa
     prep = load_model(s.model, s.weights).preprocessing
     assert prep is not None
     top1_jpeg, n_jpeg = evaluate_onnx(backend, artifact, target, s.jpeg, prep, s.jpeg_images)
+    _validate(backend, artifact, target, s, prep, record)
     final = report["final"]
     record.update({
         "status": "met", "final": _latency(final["latency"]), "speedup": record["baseline_ms"] / final["latency"]["median_ms"],
@@ -180,6 +182,16 @@ def run_edgeprune_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Pa
         "fit_baseline_ms": report["baseline"]["latency"]["median_ms"], "method_detail": report["method"],
         "calibration": report["calibration"], "fit_timings_s": report["timings_s"]})
     record["finetune"]["seconds"] = report["finetune"]["seconds"]
+
+
+def _validate(backend: Any, artifact: Artifact, target: Any, s: Settings, prep: Any, record: dict[str, Any]) -> None:
+    """Top-1 on the validation split (held out of fine-tuning and calibration), when the recipe has one."""
+    if s.validation is None:
+        return
+    top1, images = evaluate_onnx(backend, artifact, target, s.validation, prep)
+    record["validation"] = {"top1": top1, "images": images, "data": s.validation.name,
+                            "note": "training images held out of fine-tuning and calibration; the original was "
+                                    "trained on them, so figures near 100% are expected"}
 
 
 def _latency(stats: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +211,18 @@ def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> 
     model = bundle.model.eval()
     classifier = find_classifier(model, example)
     measurer = CandidateMeasurer(backend, target, example, work)
+    # Paired with the original and anchored on its median over the run, as fit does for an absolute budget.
+    measurer.set_reference(measurer.measure(model, "original", CONFIRM_TIMING), absolute_budget=True)
+    if cell.method == "tp-exact":
+        rewritten = measurer.measure(with_conv_shortcuts(model), "shortcut-convs", CONFIRM_TIMING)
+        assert rewritten.paired is not None
+        record["shortcut_conv_cost"] = {
+            "ratio": rewritten.paired.ratio, "low": rewritten.paired.summary.low,
+            "high": rewritten.paired.summary.high,
+            "note": "latency of the unpruned model with its shortcuts as 1x1 selection convolutions, paired with "
+                    "the original (the form tp-exact prunes and exports)"}
+        log.info("shortcut convolutions cost x%.3f [%.3f, %.3f] on the unpruned model", rewritten.paired.ratio,
+                 rewritten.paired.summary.low, rewritten.paired.summary.high)
     search = bisect_ratio(lambda r: tp_prune(model, example, r, target.channel_alignment, classifier, cell.method),
                           measurer, record["budget_ms"] * (1 - SEARCH_HEADROOM), s.tp_max_ratio, s.tp_steps)
     record["rounds_measured"] = len(search.rounds)
@@ -220,6 +244,7 @@ def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> 
         raise BudgetUnreachableError(record["budget_ms"], search.floor_ms, "Torch-Pruning bisection")
     top1_lossless, n_lossless = evaluate_onnx(backend, final.artifact, target, s.lossless, prep)
     top1_jpeg, n_jpeg = evaluate_onnx(backend, final.artifact, target, s.jpeg, prep, s.jpeg_images)
+    _validate(backend, final.artifact, target, s, prep, record)
     macs, params = count_macs_and_params(slim, example)
     stats = final.stats.to_dict()
     record.update({"status": "met", "final": _latency(stats), "speedup": record["baseline_ms"] / stats["median_ms"],
@@ -227,7 +252,10 @@ def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> 
                    "eval": {"lossless_images": n_lossless, "jpeg_images": n_jpeg}, "tp_ratio": search.ratio,
                    "method_detail": {"pruner": "torch_pruning.pruner.MagnitudePruner", "round_to": target.channel_alignment,
                                      "global_pruning": False, "pruning_ratio": search.ratio, "variant": cell.method,
-                                     "customized_pruners": "edgeprune.prune.graph._ChannelPaddingPruner",
+                                     "customized_pruners": ("none: shortcuts as 1x1 selection convolutions"
+                                                            if cell.method == "tp-exact" else
+                                                            "edgeprune.prune.graph._ChannelPaddingPruner"),
+                                     "paired": True,
                                      "bn_recalibrated": s.tp_bn_recalibrate}})
 
 
@@ -245,7 +273,7 @@ def _tp_recover(pruned: torch.nn.Module, s: Settings, cell: Cell, calib: torch.T
         spec = TrainSpec(epochs=cell.epochs, lr=s.finetune_lr, seed=s.seed, schedule=FitConfig.finetune_schedule,
                          augment=s.augment)
         loss = None
-        if s.recipe in ("kd", "kd50k"):
+        if s.recipe in ("kd", "kd50k", "kd45k"):
             teacher = load_model(s.model, s.weights).model.eval()
             loss = DistillationLoss(teacher, DISTILL_TEMPERATURE, DISTILL_ALPHA)
         train_classifier(slim, x, torch.from_numpy(train.labels), spec, loss_fn=loss,
@@ -299,10 +327,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-tp-bn-recalibrate", dest="tp_bn_recalibrate", action="store_false",
                    help="skip batch-norm re-estimation of the Torch-Pruning baseline (fit does it by default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recipe", choices=("", "kd", "kd50k"), default="",
+    p.add_argument("--recipe", choices=("", "kd", "kd50k", "kd45k"), default="",
                    help="kd: fine-tune every method (Torch-Pruning too) with distillation from the original, on the "
                         "lossless 5,085-image training subset instead of the decoded JPEG subset; cells get 'kd'. "
-                        "kd50k: the same on all 50,000 training images (decoded JPEG); cells get 'kd50k'")
+                        "kd50k: the same on all 50,000 training images (decoded JPEG); cells get 'kd50k'. "
+                        "kd45k (issue 18): the same on the 44,915 training images outside the lossless 5,085-image "
+                        "training subset, which is held out as the validation split every cell is also scored on "
+                        "(recipes and methods are chosen on it, never on the test subset)")
     p.add_argument("--augment", default="none",
                    help="augment every method's fine-tuning batches (fit --augment): none, crop, flip or crop,flip; "
                         "cells get '-cropflip' etc.")
@@ -351,6 +382,11 @@ def settings(args: argparse.Namespace) -> Settings:
     if args.recipe == "kd":
         train_npz, args.train_images = DATA / "cifar10_train_lossless_subset5085.npz", 5085
         extra["distill"] = True
+    elif args.recipe == "kd45k":
+        train_npz = prepare_train_npz(DATA / "cifar10_train_jpegbytes.npz", 0, args.seed,
+                                      args.cache_dir or default_cache_dir(), exclude_npz=VALIDATION)
+        args.train_images = len(load_npz(train_npz))
+        extra["distill"] = True
     elif args.recipe == "kd50k":
         args.train_images = 50_000
         train_npz = prepare_train_npz(DATA / "cifar10_train_jpegbytes.npz", args.train_images, args.seed,
@@ -363,7 +399,7 @@ def settings(args: argparse.Namespace) -> Settings:
                     DATA / "cifar10_test_jpeg.npz", train_npz, args.train_images, args.finetune_epochs,
                     args.finetune_lr, args.jpeg_images, args.tp_steps, args.tp_max_ratio,
                     args.tp_bn_recalibrate, args.seed, args.results, args.table_dir, extra, args.recipe,
-                    parse_augmentation(args.augment).spec)
+                    parse_augmentation(args.augment).spec, VALIDATION if args.recipe == "kd45k" else None)
 
 
 def render(args: argparse.Namespace) -> None:

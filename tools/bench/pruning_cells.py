@@ -15,6 +15,8 @@ from edgeprune.train.augment import parse_augmentation
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 DATA = SHARED / "cifar10"
+#: the validation split of recipe kd45k: lossless training images, held out of its fine-tune and calibration
+VALIDATION = DATA / "cifar10_train_lossless_subset5085.npz"
 WEIGHTS = SHARED / "models" / "cifar10" / "akamaster_resnet"
 BUDGETS = {"1.5x": 1 / 1.5, "2x": 1 / 2, "3x": 1 / 3}
 EDGEPRUNE_METHODS = ("blocks", "lasso", "nisp", "l1")
@@ -45,6 +47,7 @@ class Settings:
     extra_fit: dict[str, Any]
     recipe: str = ""
     augment: str = "none"
+    validation: Path | None = None
 
 
 @dataclass(frozen=True)

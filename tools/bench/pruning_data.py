@@ -53,13 +53,22 @@ def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def decode_jpeg_subset(jpegbytes_npz: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode a class-balanced subset of the JPEG-bytes archive: x uint8 (N,H,W,3), y int64 (N,), indices."""
+def decode_jpeg_subset(jpegbytes_npz: Path, count: int, seed: int,
+                       exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode a class-balanced subset of the JPEG-bytes archive: x uint8 (N,H,W,3), y int64 (N,), indices.
+
+    ``exclude``: training indices never drawn (the validation split); ``count`` 0 then takes every other image.
+    """
     from PIL import Image
 
     archive = dict(np.load(jpegbytes_npz, allow_pickle=False))  # load once: indexing np.load re-reads
     buffer, offsets, labels = archive["jpeg"], archive["offsets"], archive["y"].astype(np.int64)
-    idx = balanced_indices(labels, count, seed)
+    if exclude is not None:
+        idx = np.setdiff1d(np.arange(len(labels)), exclude)
+        if count:
+            idx = idx[balanced_indices(labels[idx], count, seed)]
+    else:
+        idx = balanced_indices(labels, count, seed)
     images = []
     for i in idx:
         with Image.open(io.BytesIO(buffer[offsets[i]:offsets[i + 1]].tobytes())) as img:
@@ -67,14 +76,25 @@ def decode_jpeg_subset(jpegbytes_npz: Path, count: int, seed: int) -> tuple[np.n
     return np.stack(images), labels[idx], idx
 
 
-def prepare_train_npz(jpegbytes_npz: Path, count: int, seed: int, cache_dir: Path) -> Path:
-    """Path of the cached decoded training subset (``x``, ``y``, ``index``), decoding it on first use."""
+def prepare_train_npz(jpegbytes_npz: Path, count: int, seed: int, cache_dir: Path,
+                      exclude_npz: Path | None = None) -> Path:
+    """Path of the cached decoded training subset (``x``, ``y``, ``index``), decoding it on first use.
+
+    ``exclude_npz``: an ``.npz`` whose ``index`` lists training images kept out (the validation split);
+    with ``count`` 0 every other training image is decoded.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"cifar10_train_jpeg_n{count}_seed{seed}.npz"
+    exclude = None
+    name = f"cifar10_train_jpeg_n{count}_seed{seed}.npz"
+    if exclude_npz is not None:
+        exclude = np.load(exclude_npz)["index"].astype(np.int64)
+        name = f"cifar10_train_jpeg_n{count or 'all'}_seed{seed}_minus_{exclude_npz.stem}.npz"
+    path = cache_dir / name
     if path.exists():
         return path
-    log.info("decoding %d class-balanced training images from %s (seed %d)", count, jpegbytes_npz, seed)
-    x, y, index = decode_jpeg_subset(jpegbytes_npz, count, seed)
+    log.info("decoding %s training images from %s (seed %d%s)", count or "all remaining", jpegbytes_npz, seed,
+             f", {len(exclude)} held out" if exclude is not None else "")
+    x, y, index = decode_jpeg_subset(jpegbytes_npz, count, seed, exclude)
     partial = path.with_name(path.stem + f".partial-{os.getpid()}.npz")
     np.savez(partial, x=x, y=y, index=index)
     partial.replace(path)

@@ -15,6 +15,15 @@ Two variants:
 * ``tp-inner``: the convolutions that feed a residual add are ignored as well, so only the block-internal
   channels are pruned (the classic choice for ResNet-56, Li et al. 2017). Always function-preserving,
   but it cannot cut as deep.
+* ``tp-exact`` (issue 18, the honest anchor): Torch-Pruning as its authors intend, on its own graph with no
+  edgeprune pruner. Before tracing, every option-A shortcut is rewritten as the layer it computes: a frozen
+  1x1 convolution with the shortcut's stride whose weight is the zero-padded identity (output channel
+  ``pad_front + i`` = input channel ``i``), which Torch-Pruning traces natively. Pruning a residual-stream
+  channel then removes the matching column or row of that selection matrix, so the pruned model computes
+  exactly what the original computes on the kept channels, at every stage boundary. The selection
+  convolution stays in the exported model (one small 1x1 kernel per stage boundary where the original ran a
+  slice and a pad); ``tools/bench/pruning.py`` records the latency of the unpruned rewritten model, paired
+  with the original, in each such cell.
 
 The ratio is bisected on the measured latency of the exported ONNX file (same timing as fit's
 confirmation); the least-pruned ratio whose latency meets ``budget * (1 - headroom)`` is kept, then
@@ -38,7 +47,36 @@ from edgeprune.prune.graph import ModelGraph, _ChannelPaddingPruner
 
 log = logging.getLogger("pruning_bench.tp")
 
-TP_METHODS = ("tp", "tp-inner")
+TP_METHODS = ("tp", "tp-inner", "tp-exact")
+
+
+def shortcut_as_conv(shortcut: nn.Module) -> nn.Conv2d:
+    """The frozen 1x1 convolution that computes an option-A shortcut (stride, zero-padded identity) exactly."""
+    conv = nn.Conv2d(int(shortcut.in_channels), int(shortcut.out_channels), 1, stride=int(shortcut.stride),
+                     bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        for i in range(int(shortcut.in_channels)):
+            conv.weight[int(shortcut.pad_front) + i, i, 0, 0] = 1.0
+    conv.weight.requires_grad_(False)  # a selection matrix, not a learned layer: fine-tuning leaves it alone
+    conv.shortcut_selection = True  # type: ignore[attr-defined]  # survives pruning (Torch-Pruning edits in place)
+    return conv
+
+
+def with_conv_shortcuts(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose channel-padding shortcuts are replaced by :func:`shortcut_as_conv`."""
+    rewritten = copy.deepcopy(model).eval()
+    for name, module in list(rewritten.named_modules()):
+        if getattr(module, "channel_padding", False):
+            parent_name, _, attr = name.rpartition(".")
+            parent = rewritten.get_submodule(parent_name) if parent_name else rewritten
+            setattr(parent, attr, shortcut_as_conv(module))
+    return rewritten
+
+
+def selection_convs(model: nn.Module) -> list[nn.Conv2d]:
+    """The shortcut convolutions :func:`with_conv_shortcuts` inserted."""
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and getattr(m, "shortcut_selection", False)]
 
 
 def residual_convs(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
@@ -58,8 +96,13 @@ def residual_convs(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
 
 def tp_prune(model: nn.Module, example: torch.Tensor, ratio: float, round_to: int, classifier: str | None,
              variant: str) -> nn.Module:
-    """A pruned copy of ``model``: Torch-Pruning's magnitude pruner at one uniform ``ratio``."""
-    pruned = copy.deepcopy(model).eval()
+    """A pruned copy of ``model``: Torch-Pruning's magnitude pruner at one uniform ``ratio``.
+
+    ``tp-exact`` prunes the rewritten model (:func:`with_conv_shortcuts`). The selection convolutions are not
+    ignored: Torch-Pruning skips every group that holds an ignored layer, which would freeze the residual
+    stream of stages 2 and 3. Their weights are re-frozen after pruning (Torch-Pruning replaces parameters).
+    """
+    pruned = with_conv_shortcuts(model) if variant == "tp-exact" else copy.deepcopy(model).eval()
     if ratio <= 0:
         return pruned
     modules = dict(pruned.named_modules())
@@ -73,6 +116,8 @@ def tp_prune(model: nn.Module, example: torch.Tensor, ratio: float, round_to: in
             pruning_ratio=ratio, round_to=round_to, ignored_layers=ignored,
             customized_pruners={t: _ChannelPaddingPruner() for t in padding_types})
         pruner.step()
+    for conv in selection_convs(pruned):
+        conv.weight.requires_grad_(False)
     return pruned.eval()
 
 
