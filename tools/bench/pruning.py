@@ -57,7 +57,7 @@ from pruning_cells import (  # noqa: E402
 from pruning_data import default_cache_dir, evaluate_onnx, load_original, prepare_train_npz  # noqa: E402
 from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
 from pruning_speed import wait_for_baseline_speed  # noqa: E402
-from pruning_tp import TP_METHODS, bisect_ratio, confirm_recovered, tp_prune, with_conv_shortcuts  # noqa: E402
+from pruning_tp import TP_METHODS, BisectionResult, bisect_ratio, confirm_recovered, tp_prune, with_conv_shortcuts  # noqa: E402
 
 import edgeprune  # noqa: E402
 from edgeprune.backends import get_backend  # noqa: E402
@@ -224,7 +224,8 @@ def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> 
         log.info("shortcut convolutions cost x%.3f [%.3f, %.3f] on the unpruned model", rewritten.paired.ratio,
                  rewritten.paired.summary.low, rewritten.paired.summary.high)
     search = bisect_ratio(lambda r: tp_prune(model, example, r, target.channel_alignment, classifier, cell.method),
-                          measurer, record["budget_ms"] * (1 - SEARCH_HEADROOM), s.tp_max_ratio, s.tp_steps)
+                          measurer, record["budget_ms"] * (1 - SEARCH_HEADROOM), s.tp_max_ratio, s.tp_steps,
+                          budget_ms=record["budget_ms"])
     record["rounds_measured"] = len(search.rounds)
     record["tp_rounds"] = search.rounds
     while search.model is not None:
@@ -235,11 +236,14 @@ def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> 
             break
         log.info("tp confirmation missed (%.3f ms > %.3f ms): bisecting deeper", final.stats.median_ms, record["budget_ms"])
         assert search.ratio is not None
+        missed_ratio = search.ratio
         search = bisect_ratio(lambda r: tp_prune(model, example, r, target.channel_alignment, classifier, cell.method),
                               measurer, record["budget_ms"] * (1 - SEARCH_HEADROOM), s.tp_max_ratio, s.tp_steps // 2,
-                              lo=search.ratio)
+                              lo=search.ratio, budget_ms=record["budget_ms"])
         record["tp_rounds"] += search.rounds
         record["rounds_measured"] += len(search.rounds)
+        if search.ratio is not None and search.ratio <= missed_ratio:
+            search = BisectionResult(None, None, search.floor_ms)  # nothing deeper to try: the budget is missed
     if search.model is None:
         raise BudgetUnreachableError(record["budget_ms"], search.floor_ms, "Torch-Pruning bisection")
     top1_lossless, n_lossless = evaluate_onnx(backend, final.artifact, target, s.lossless, prep)
@@ -323,7 +327,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-images", type=int, default=10_000, help="class-balanced decoded training subset")
     p.add_argument("--jpeg-images", type=int, default=None, help="first N JPEG test images (default all 10,000)")
     p.add_argument("--tp-steps", type=int, default=10, help="latency measurements of the Torch-Pruning bisection")
-    p.add_argument("--tp-max-ratio", type=float, default=0.75)
+    p.add_argument("--tp-max-ratio", type=float, default=0.75,
+                   help="deepest uniform ratio tried; above 0.75 Torch-Pruning's round_to gives resnet56 wider layers "
+                        "again (at 0.9 it keeps 16/32/64 channels), so deeper ratios are not deeper models")
     p.add_argument("--no-tp-bn-recalibrate", dest="tp_bn_recalibrate", action="store_false",
                    help="skip batch-norm re-estimation of the Torch-Pruning baseline (fit does it by default)")
     p.add_argument("--seed", type=int, default=0)

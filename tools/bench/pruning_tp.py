@@ -137,12 +137,16 @@ class BisectionResult:
 
 
 def bisect_ratio(prune: Callable[[float], nn.Module], measurer: CandidateMeasurer, target_ms: float,
-                 max_ratio: float, steps: int, lo: float = 0.0) -> BisectionResult:
+                 max_ratio: float, steps: int, lo: float = 0.0, budget_ms: float | None = None) -> BisectionResult:
     """Smallest pruning ratio in (lo, max_ratio] whose exported model measures <= ``target_ms``.
 
     Architectures already measured are not measured again (round_to makes many ratios identical). A ratio
-    that leaves some convolution with no channel (or fails to prune) counts as too deep.
+    that leaves some convolution with no channel (or fails to prune) counts as too deep. When no ratio
+    meets ``target_ms`` (the budget less the search headroom) but one met ``budget_ms`` itself, the least
+    pruned of those is kept: the anchor gets every model the budget allows, even one fit's headroom
+    would have passed over.
     """
+    under_budget: list[tuple[float, nn.Module]] = []
     cache: dict[tuple[int, ...], float] = {}
     result = BisectionResult(None, None, float("inf"))
     hi: float | None = None
@@ -166,6 +170,8 @@ def bisect_ratio(prune: Callable[[float], nn.Module], measurer: CandidateMeasure
                      "meets" if cache[widths] <= target_ms else "over")
         ms = cache[widths]
         result.floor_ms = min(result.floor_ms, ms)
+        if budget_ms is not None and ms <= budget_ms:
+            under_budget.append((ratio, model))
         if ms <= target_ms:
             hi, result.ratio, result.model = ratio, ratio, model
             ratio = (lo + ratio) / 2
@@ -174,6 +180,10 @@ def bisect_ratio(prune: Callable[[float], nn.Module], measurer: CandidateMeasure
             if hi is None:
                 break  # the deepest ratio tried is over the target: unreachable
             ratio = (ratio + hi) / 2
+    if result.ratio is None and under_budget:
+        result.ratio, result.model = min(under_budget, key=lambda rm: rm[0])
+        log.info("no ratio met the search target %.3f ms; keeping ratio %.4f, measured within the budget %.3f ms",
+                 target_ms, result.ratio, budget_ms)
     return result
 
 
