@@ -148,3 +148,33 @@ def test_three_seeds_at_one_speed_get_a_mean_and_spread_and_stay_out_of_the_verd
 def test_a_single_seed_repeat_gets_no_spread() -> None:
     repeat = {**_cell("lasso", 0.9300), "cell": "lasso-2x-ft2-seed1", "seed": 1}
     assert pruning_report.goal_check(_baseline(), [_cell("lasso", 0.9100), repeat])["seed_means"] == []
+
+
+def _validated(cell: dict[str, Any], val: float, hints: bool = False) -> dict[str, Any]:
+    cell["validation"] = {"top1": val, "images": 5085}
+    cell["finetune"].update({"distill": True, "images": 44915, "epochs": 4, "distill_features": hints,
+                             "train_data": "cifar10_train_jpeg_nall_seed0_minus_cifar10_train_lossless_subset5085.npz"})
+    if hints:
+        cell["cell"] += "-hints"
+    return cell
+
+
+def test_the_validated_goal_chooses_on_validation_and_reports_only_the_chosen_cells_test_figure() -> None:
+    # the hints cell has the better test top-1 but the worse validation top-1: the plain cell must be chosen
+    plain = _validated(_cell("blocks", 0.9154, epochs=4), 0.9355)
+    hints = _validated(_cell("blocks", 0.9194, epochs=4), 0.9337, hints=True)
+    tp = _validated(_cell("tp-exact", 0.80, epochs=4), 0.85)
+    tp_better_test = _validated(_cell("tp", 0.91, epochs=4), 0.84)  # not chosen: lower validation
+    goal = pruning_report.validated_goal_check(_baseline(), [plain, hints, tp, tp_better_test])
+    (row,) = goal["by_finetune_epochs"].values()  # hints pooled into the same fine-tune budget
+    assert row["ours_cell"] == plain["cell"] and row["ours_top1"] == pytest.approx(0.9154)
+    assert row["tp"] == "tp-exact" and row["tp_top1"] == pytest.approx(0.80)
+    assert row["loss_ok"] is False and goal["met"] is False  # 1.18 points lost
+    text = pruning_report.render_markdown(_baseline(), [plain, hints, tp, tp_better_test])
+    assert text.startswith(pruning_report.VALIDATED_BEGIN) and "top-1 validation" in text
+    assert "chosen on validation" in text and pruning_report.LEGACY_NOTE not in text
+
+
+def test_results_without_a_validation_split_are_marked_as_older() -> None:
+    text = pruning_report.render_markdown(_baseline(), [_cell("lasso", 0.9), _cell("tp", 0.8)])
+    assert text.startswith(pruning_report.BEGIN) and pruning_report.LEGACY_NOTE in text

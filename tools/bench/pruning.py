@@ -55,7 +55,17 @@ from pruning_cells import (  # noqa: E402
     select,
 )
 from pruning_data import default_cache_dir, evaluate_onnx, load_original, prepare_train_npz  # noqa: E402
-from pruning_report import METHOD_ORDER, load_results, plot, render_markdown, write_section  # noqa: E402
+from pruning_report import (  # noqa: E402
+    METHOD_ORDER,
+    VALIDATED_BEGIN,
+    VALIDATED_END,
+    VALIDATED_HEADING,
+    load_results,
+    plot,
+    render_markdown,
+    validated,
+    write_section,
+)
 from pruning_speed import wait_for_baseline_speed  # noqa: E402
 from pruning_tp import TP_METHODS, BisectionResult, bisect_ratio, confirm_recovered, tp_prune, with_conv_shortcuts  # noqa: E402
 
@@ -416,7 +426,11 @@ def render(args: argparse.Namespace) -> None:
     cells = [c for c in cells if c["model"] == baseline["model"]]
     rel = Path("figures") if args.figures.resolve() == (REPO / "docs" / "figures") else args.figures
     command = "python tools/bench/pruning.py" + (" --smoke" if args.smoke else "")
-    write_section(args.doc, render_markdown(baseline, cells, str(rel), command))
+    if validated(cells):
+        write_section(args.doc, render_markdown(baseline, cells, str(rel), command), VALIDATED_BEGIN, VALIDATED_END,
+                      VALIDATED_HEADING)
+    else:
+        write_section(args.doc, render_markdown(baseline, cells, str(rel), command))
     for path in plot(baseline, cells, args.figures):
         log.info("wrote %s", path)
     log.info("wrote %s (%d cells)", args.doc, len(cells))
