@@ -4,7 +4,8 @@ Why edgeprune removes blocks as well as channels: on a 1-thread runtime a small 
 dominated by per-kernel overhead, so thinning channels buys little speed per unit of accuracy lost, while
 removing a residual block removes its kernels outright. Measured on cifar-resnet56 (ONNX Runtime, 1 thread,
 2x measured speedup, 4 distillation epochs on 5,085 images): channel pruning alone (lasso) reached 79.3%
-top-1, removing 14 of 27 blocks reached 87.7% (docs/benchmarks.md has the full table). Residual networks
+top-1, removing 14 of 27 blocks reached 87.7% (docs/figures/pruning-results/cell-{lasso,blocks}-2x-ft4kd.json;
+docs/benchmarks.md has the full table). Residual networks
 behave like ensembles of shallower paths (Veit et al. 2016, "Residual networks behave like ensembles of
 relatively shallow networks"), which is why a block can go and fine-tuning recovers quickly.
 
@@ -18,8 +19,9 @@ Cost of removal: the distortion of the network's output on calibration data, as 
 the original's class probabilities (label-free; the block-level counterpart of output-reconstruction
 criteria such as NISP's). The order is greedy: each next block is the one whose removal, together with the
 blocks already removed, distorts the output least. Scoring each block alone once is cheaper but ignores
-interactions: on cifar-resnet56 it removed all of stage 2 first, and 14 blocks removed that way kept 31.5%
-top-1 before fine-tuning against 48.0% for the greedy order.
+interactions: on cifar-resnet56 it removed all 8 removable stage-2 blocks among 14, which kept 56.8% top-1
+before fine-tuning against 68.3% for the greedy order; after a short distillation fine-tune the two sets
+ended within noise of each other (89.5% and 88.6%; docs/figures/block-choice.json).
 
 Each candidate is scored *after* its batch-norm statistics are re-estimated (``recalibration`` images), as
 the chosen model will be: removing a block shifts the statistics of every later layer, and a block whose
@@ -27,7 +29,7 @@ removal looks cheap under the stale statistics can be dear once they are correct
 Measured on cifar-resnet56 with JPEG calibration images: scored with stale statistics, the greedy order took
 7 of the 8 removable stage-3 blocks among 14; that set recovered to 77.8% top-1 (lossless subset) after a
 short distillation fine-tune of 12,800 images, against 85.9% for the set chosen on lossless images, and its
-held-out KL after re-estimation was 2.04 against 1.45. Scored after re-estimation, the order on the same JPEG
+held-out KL before fine-tuning was 2.03 against 1.45. Scored after re-estimation, the order on the same JPEG
 images removes 4 stage-3 blocks among 14 and recovers to 88.6% (``tools/bench/block_choice.py``, results in
 docs/benchmarks.md). The price is one batch-norm pass per candidate: about 6 min for 18 blocks of
 cifar-resnet56 on one core.

@@ -2,8 +2,8 @@
 
 Removing channels changes the distribution of every downstream activation, so the running mean and
 variance stored in batch-norm layers go stale; re-estimating them from a few hundred unlabelled images
-recovers much of the accuracy lost before any fine-tuning (measured on cifar-resnet56, L1, keep 75%:
-65.4% → 83.8% top-1 on the lossless CIFAR-10 subset). Weights are not changed.
+recovers much of the accuracy lost before any fine-tuning (the benchmark in docs/benchmarks.md runs every
+method with it). Weights are not changed.
 """
 
 from __future__ import annotations
