@@ -13,6 +13,12 @@ from edgeprune.errors import DataError
 
 log = logging.getLogger(__name__)
 
+#: torchvision's reference evaluation transform: resize the shorter side to size / 0.875, centre-crop to size
+CROP_FRACTION = 0.875
+#: inputs at least this large (ImageNet-style models) get resize-then-centre-crop; smaller ones (CIFAR, digits)
+#: are resized whole, since their images usually come at the model's size already
+CENTRE_CROP_MIN_SIDE = 64
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -41,8 +47,28 @@ def load_npz(path: Path) -> ImageDataset:
     return ImageDataset(np.ascontiguousarray(x), y, names, str(path))
 
 
+def fit_image(img: object, size_hw: tuple[int, int]) -> object:
+    """A PIL image brought to ``size_hw`` the way the model's training pipeline most likely did.
+
+    For inputs of at least :data:`CENTRE_CROP_MIN_SIDE` pixels, torchvision's reference evaluation transform:
+    the shorter side resized to ``size / CROP_FRACTION`` (256 for 224), then the centre ``size_hw`` cropped, so
+    the aspect ratio is kept. Smaller inputs are resized whole (bilinear).
+    """
+    from PIL import Image
+
+    h, w = size_hw
+    if min(h, w) < CENTRE_CROP_MIN_SIDE:
+        return img.resize((w, h), Image.Resampling.BILINEAR)  # type: ignore[attr-defined]
+    src_w, src_h = img.size  # type: ignore[attr-defined]
+    scale = max(h, w) / CROP_FRACTION / min(src_w, src_h)
+    new_w, new_h = max(w, round(src_w * scale)), max(h, round(src_h * scale))
+    img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)  # type: ignore[attr-defined]
+    left, top = (new_w - w) // 2, (new_h - h) // 2
+    return img.crop((left, top, left + w, top + h))  # type: ignore[attr-defined]
+
+
 def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
-    """``root/<class>/<image>`` files, resized to ``size_hw`` and converted to ``channels`` on read.
+    """``root/<class>/<image>`` files, brought to ``size_hw`` (:func:`fit_image`) and ``channels`` on read.
 
     Classes are the sorted subfolder names (as in torchvision's ImageFolder). A folder of images with no
     class subfolders is read as unlabelled.
@@ -64,8 +90,7 @@ def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> Im
     for i, (file, _) in enumerate(entries):
         try:
             with Image.open(file) as img:
-                img = img.convert(mode).resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
+                arr = np.asarray(fit_image(img.convert(mode), size_hw), dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(f"cannot read image {file}: {str(exc).splitlines()[0]}") from None
         pixels[i] = arr.reshape(size_hw[0], size_hw[1], channels)

@@ -107,9 +107,24 @@ class Layer:
 
 
 def _pair(value: object) -> tuple[int, int]:
-    if isinstance(value, tuple):
+    """(h, w) from any form a conv attribute takes in real modules: int, tuple, list, torch.Size, tensor."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, (tuple, list, torch.Size)):
+        if not value:
+            raise ValueError("empty size attribute")
         return int(value[0]), int(value[-1])
     return int(value), int(value)  # type: ignore[call-overload]
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """The conv's (h, w) zero padding; ``"same"`` is resolved (front side), ``"valid"`` is (0, 0)."""
+    if conv.padding == "same":
+        k, d = _pair(conv.kernel_size), _pair(conv.dilation)
+        return d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2
+    if isinstance(conv.padding, str):
+        return 0, 0
+    return _pair(conv.padding)
 
 
 _ADDS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, torch.Tensor.__iadd__,
@@ -207,7 +222,7 @@ def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[Channel
                 "dwconv" if depthwise else "conv",
                 _pair(module.kernel_size),
                 _pair(module.stride),
-                _pair(module.padding) if not isinstance(module.padding, str) else (0, 0),
+                _padding(module),
                 _pair(module.dilation),
                 int(shape[2]),
                 int(shape[3]),
