@@ -298,8 +298,11 @@ class FitRun:
         best_ms = start_ms
         rounds_at_start = len(self.rounds)
         searched_upward = False
-        with self.clock("search"):
-            candidate: Candidate | None = allocation.first(start_ms, budget_ms, target_ms)
+        try:
+            with self.clock("search"):
+                candidate: Candidate | None = allocation.first(start_ms, budget_ms, target_ms)
+        except RoundsExhausted:
+            candidate = None  # the round limit was reached inside the search itself: said below
         while candidate is not None:
             if candidate.measured_ms is None:  # a predicted candidate: measure it before recovering it
                 try:
@@ -336,10 +339,16 @@ class FitRun:
                 missed_ms = final.stats.median_ms
             if len(self.rounds) - rounds_at_start >= self.config.max_rounds:
                 break
-            with self.clock("search"):
-                candidate = allocation.after_miss(candidate, missed_ms)
+            try:
+                with self.clock("search"):
+                    candidate = allocation.after_miss(candidate, missed_ms)
+            except RoundsExhausted:
+                break
+        measured = [r["median_ms"] for r in self.rounds[rounds_at_start:] if r.get("median_ms") is not None]
+        best_ms = min([best_ms, *measured])
         raise BudgetUnreachableError(budget_ms, best_ms,
-                                     f"No candidate met it within {self.config.max_rounds} measured rounds.")
+                                     f"No candidate met it within {self.config.max_rounds} measured rounds "
+                                     "(raise --max-rounds, or loosen the budget).")
 
     def _confirm_before_recovery(self, candidate: Candidate, budget_ms: float) -> Measurement | None:
         """The confirming measurement of the un-recovered candidate, when its recovery includes fine-tuning.

@@ -57,7 +57,12 @@ class Allocation(Protocol):
 
 
 class RoundsExhausted(Exception):
-    """Raised by the run's measure function when the export-and-measure round limit is reached."""
+    """Raised by the run's measure function when the export-and-measure round limit is reached.
+
+    Internal to the search: the run turns it into a budget message (never shown as it is)."""
+
+    def __init__(self, message: str = "the search used all its measured rounds") -> None:
+        super().__init__(message)
 
 
 def floor_within_budget(floor_ms: float, target_ms: float, budget_ms: float) -> float:
