@@ -222,7 +222,9 @@ def run_tp_cell(cell: Cell, s: Settings, record: dict[str, Any], work: Path) -> 
     classifier = find_classifier(model, example)
     measurer = CandidateMeasurer(backend, target, example, work)
     # Paired with the original and anchored on its median over the run, as fit does for an absolute budget.
-    measurer.set_reference(measurer.measure(model, "original", CONFIRM_TIMING), absolute_budget=True)
+    original = measurer.measure(model, "original", CONFIRM_TIMING)
+    measurer.set_reference(original, absolute_budget=True)
+    record["fit_baseline_ms"] = original.stats.median_ms  # the cell's own reading of the original (speed drift)
     if cell.method == "tp-exact":
         rewritten = measurer.measure(with_conv_shortcuts(model), "shortcut-convs", CONFIRM_TIMING)
         assert rewritten.paired is not None

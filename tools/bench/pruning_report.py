@@ -406,8 +406,9 @@ def _setup_lines(baseline: dict[str, Any], cells: list[dict[str, Any]], command:
         f"test subset ({baseline['lossless_images']} images) and {_pct(baseline['top1_jpeg'])} on the JPEG test set "
         f"({baseline['jpeg_images']:,} images), both in ONNX Runtime.",
         "",
-        f"Fine-tune budget (the same for every method): {ft_text}; the training images are a seeded, class-balanced "
-        "subset of the JPEG-decoded CIFAR-10 training set. edgeprune methods run `edgeprune.fit` (latency search, "
+        f"Fine-tune budget (the same for every method): {ft_text}; the training images are "
+        + ("every JPEG-decoded CIFAR-10 training image outside the validation split" if held_out else
+           "a seeded, class-balanced subset of the JPEG-decoded CIFAR-10 training set") + ". edgeprune methods run `edgeprune.fit` (latency search, "
         "closed loop, batch-norm re-estimation or least-squares reconstruction as fit defaults). The Torch-Pruning "
         "baselines bisect one uniform ratio on the measured latency of their ONNX export, then get the same "
         "batch-norm re-estimation and fine-tune. Latency = confirmed median of >= 100 runs and >= 2 s; "

@@ -1,0 +1,247 @@
+"""Model-zoo conformance (issue 19): does edgeprune's structural path work on the models users bring?
+
+    python tools/bench/zoo.py                      # every family, structural part, docs/zoo.md
+    python tools/bench/zoo.py --resolution 64      # the CI test's setting
+    python tools/bench/zoo.py --families ResNet ViT
+
+One or two members of every family of torchvision's classification models, with random weights (nothing is
+fetched), at a stated resolution. For each model, the structural part of ``edgeprune fit``, without the latency
+search:
+
+1. the original exports to ONNX and runs in ONNX Runtime, with parity against PyTorch;
+2. edgeprune's channel groups (Torch-Pruning's dependency graph plus edgeprune's checks);
+3. a uniform cut (every prunable group keeps ``--keep`` of its channels, the top L1-norm ones), channel surgery;
+4. the slim model exports and runs in ONNX Runtime, with parity against the slim PyTorch model.
+
+Each row is ``ok`` (with MAC reduction), ``refused`` (edgeprune raised its own error: one line naming what it
+cannot handle) or ``failed`` (anything else: an internal error, an invalid artifact, a parity miss). The goal is
+zero ``failed``. Measured speedups need the latency search and are not part of this structural run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+from provenance import provenance  # noqa: E402
+
+from edgeprune.environment import machine_info, package_versions  # noqa: E402
+from edgeprune.errors import EdgepruneError  # noqa: E402
+
+log = logging.getLogger("zoo")
+
+#: family -> members (torchvision names); the first member is the one the CI test runs
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "ResNet": ("resnet18",),
+    "ResNeXt": ("resnext50_32x4d",),
+    "Wide-ResNet": ("wide_resnet50_2",),
+    "RegNet X": ("regnet_x_400mf",),
+    "RegNet Y": ("regnet_y_400mf",),
+    "MobileNet V2": ("mobilenet_v2",),
+    "MobileNet V3": ("mobilenet_v3_small", "mobilenet_v3_large"),
+    "MNASNet": ("mnasnet0_5",),
+    "EfficientNet V1": ("efficientnet_b0",),
+    "EfficientNet V2": ("efficientnet_v2_s",),
+    "ShuffleNet V2": ("shufflenet_v2_x0_5",),
+    "SqueezeNet": ("squeezenet1_1",),
+    "DenseNet": ("densenet121",),
+    "GoogLeNet": ("googlenet",),
+    "Inception V3": ("inception_v3",),
+    "VGG": ("vgg11_bn",),
+    "AlexNet": ("alexnet",),
+    "ConvNeXt": ("convnext_tiny",),
+    "ViT": ("vit_b_32",),
+    "Swin": ("swin_t",),
+    "MaxViT": ("maxvit_t",),
+}
+#: models whose architecture fixes the input size (positional embeddings, window partitions)
+NATIVE_RESOLUTION = {"vit_b_32": 224, "vit_b_16": 224, "maxvit_t": 224}
+#: the smallest input some models accept (pooling stacks)
+MIN_RESOLUTION = {"inception_v3": 75, "alexnet": 64, "googlenet": 64}
+PARITY_RTOL = 1e-3  # max |ORT - torch| over max |torch| of the logits
+
+
+@dataclass
+class Row:
+    """One model's structural result."""
+
+    family: str
+    model: str
+    resolution: int
+    status: str = "failed"  # ok | refused | failed
+    stage: str = ""  # where it stopped: build, export-original, groups, surgery, export-slim, parity
+    detail: str = ""
+    groups: int = 0
+    prunable_groups: int = 0
+    frozen_groups: int = 0
+    macs_before: int = 0
+    macs_after: int = 0
+    parity_original: float | None = None
+    parity_slim: float | None = None
+    seconds: float = 0.0
+    frozen_reasons: list[str] = field(default_factory=list)
+
+
+def _ort_outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+
+
+def _parity(model: torch.nn.Module, path: Path, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        expected = model(x)
+    if not isinstance(expected, torch.Tensor):
+        raise TypeError(f"the model returns {type(expected).__name__}, not one tensor")
+    got = np.concatenate([_ort_outputs(path, x[i:i + 1].numpy()) for i in range(len(x))])  # exported for batch 1
+    ref = expected.numpy()
+    return float(np.abs(got - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+
+
+def _l1_scores(model: torch.nn.Module, groups: list[Any]) -> dict[str, np.ndarray]:
+    """L1 norm of each channel's output-side weights, summed over the group's producing layers."""
+    modules = dict(model.named_modules())
+    scores: dict[str, np.ndarray] = {}
+    for group in groups:
+        total = np.zeros(group.width)
+        for member in group.members:
+            weight = getattr(modules[member.module], "weight", None)
+            if member.dim != "out" or weight is None or weight.dim() < 2:
+                continue
+            norms = weight.detach().abs().flatten(1).sum(1).numpy()
+            total += norms[list(member.indices)]
+        scores[group.name] = total
+    return scores
+
+
+def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7, work: Path | None = None) -> Row:
+    """The structural part of fit on ``torchvision:name`` at ``resolution`` px (see the module docstring)."""
+    from edgeprune.backends.onnx_export import export_onnx
+    from edgeprune.models.zoo import build_architecture
+    from edgeprune.prune.graph import ModelGraph, count_macs_and_params
+    from edgeprune.prune.surgery import slim_copy
+    from edgeprune.prune.uniform import uniform_keep
+
+    resolution = NATIVE_RESOLUTION.get(name, max(resolution, MIN_RESOLUTION.get(name, 0)))
+    row = Row(family, name, resolution)
+    start = time.perf_counter()
+    work = work or Path(tempfile.mkdtemp(prefix=f"zoo-{name}-"))
+    try:
+        row.stage = "build"
+        torch.manual_seed(0)
+        model = build_architecture(f"torchvision:{name}", None).model.eval()
+        x = torch.randn(2, 3, resolution, resolution)
+        example = x[:1]
+        row.stage = "export-original"
+        original_path = export_onnx(model, example, work / f"{name}.onnx")
+        row.parity_original = _parity(model, original_path, x)
+        if row.parity_original > PARITY_RTOL:
+            raise AssertionError(f"original: ONNX Runtime differs from PyTorch by {row.parity_original:.2e}")
+        row.stage = "groups"
+        graph = ModelGraph(model, example, warn_frozen=False)
+        prunable = graph.prunable_groups()
+        row.groups, row.prunable_groups = len(graph.groups), len(prunable)
+        frozen = [g for g in graph.groups if not g.prunable]
+        row.frozen_groups = len(frozen)
+        row.frozen_reasons = sorted({g.frozen_reason.split("(")[0].strip() for g in frozen})[:5]
+        row.macs_before = count_macs_and_params(model, example)[0]
+        row.stage = "surgery"
+        keep = uniform_keep(prunable, _l1_scores(model, prunable), keep_ratio)
+        slim = slim_copy(model, example, keep)
+        row.macs_after = count_macs_and_params(slim, example)[0]
+        row.stage = "export-slim"
+        slim_path = export_onnx(slim, example, work / f"{name}-slim.onnx")
+        row.stage = "parity"
+        row.parity_slim = _parity(slim, slim_path, x)
+        if row.parity_slim > PARITY_RTOL:
+            raise AssertionError(f"slim: ONNX Runtime differs from PyTorch by {row.parity_slim:.2e}")
+        row.status, row.stage = "ok", ""
+    except EdgepruneError as exc:
+        row.status, row.detail = "refused", str(exc).splitlines()[0][:300]
+    except Exception as exc:  # the point of the suite: anything else is a failure to report, not to hide
+        row.status, row.detail = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    row.seconds = time.perf_counter() - start
+    log.info("%-20s %-8s %s %s (%.1f s)", name, row.status, row.stage, row.detail[:120], row.seconds)
+    return row
+
+
+def render(rows: list[Row], command: str, wall_s: float) -> str:
+    """docs/zoo.md from the rows."""
+    env = machine_info()
+    versions = package_versions()
+    ok = [r for r in rows if r.status == "ok"]
+    families = sorted({r.family for r in rows})
+    families_ok = sorted({r.family for r in ok})
+    lines = [
+        "# Model zoo: the structural part of fit on torchvision's classifiers", "",
+        f"`{command}` on {env.get('cpu', '?')}, {wall_s / 60:.1f} min; torch {versions.get('torch', '?')}, "
+        f"torchvision {versions.get('torchvision', '?')}, torch-pruning {versions.get('torch-pruning', '?')}, "
+        f"onnxruntime {versions.get('onnxruntime', '?')}; commit {provenance().get('commit', '?')}.", "",
+        "Random weights (nothing is fetched). Per model: the original exported to ONNX and run in ONNX Runtime "
+        "(parity against PyTorch), edgeprune's channel groups, a uniform cut to 70% of every prunable group's "
+        "channels, surgery, and the slim model exported and run (parity against the slim PyTorch model; a "
+        f"relative difference over {PARITY_RTOL:g} fails). No latency search: measured speedups are not in this "
+        "table. `refused` = edgeprune's own one-line error; `failed` = anything else.", "",
+        f"**{len(families_ok)} of {len(families)} families pass the structural part; "
+        f"{sum(r.status == 'refused' for r in rows)} refused, {sum(r.status == 'failed' for r in rows)} failed.**", "",
+        "| family | model | px | status | groups (prunable / frozen) | MACs after / before | parity orig / slim | "
+        "time | detail |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        macs = f"{r.macs_after / max(r.macs_before, 1):.2f}" if r.macs_after else "–"
+        par = " / ".join("–" if v is None else f"{v:.0e}" for v in (r.parity_original, r.parity_slim))
+        detail = (f"at {r.stage}: {r.detail}" if r.status != "ok" else
+                  "frozen: " + "; ".join(r.frozen_reasons) if r.frozen_reasons else "")
+        lines.append(f"| {r.family} | `{r.model}` | {r.resolution} | {r.status} | {r.groups} ({r.prunable_groups} / "
+                     f"{r.frozen_groups}) | {macs} | {par} | {r.seconds:.0f} s | {detail.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the selected families and write docs/zoo.md (and the rows as JSON beside the figures)."""
+    from edgeprune.io_atomic import write_json_atomic
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("edgeprune").setLevel(logging.ERROR)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    p.add_argument("--first-only", action="store_true", help="one member per family")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "zoo.md")
+    p.add_argument("--json", type=Path, default=REPO / "docs" / "figures" / "zoo.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    rows = [check_model(f, m, args.resolution) for f in args.families
+            for m in (FAMILIES[f][:1] if args.first_only else FAMILIES[f])]
+    wall = time.perf_counter() - start
+    command = "python tools/bench/zoo.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    args.doc.write_text(render(rows, command, wall), encoding="utf-8")
+    write_json_atomic(args.json, {"rows": [asdict(r) for r in rows], "wall_s": wall, "command": command,
+                                  "environment": {**machine_info(), "versions": package_versions(),
+                                                  "provenance": provenance()},
+                                  "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    log.info("wrote %s and %s", args.doc, args.json)
+
+
+if __name__ == "__main__":
+    main()
