@@ -59,6 +59,13 @@ class _ChannelPaddingPruner(tp.pruner.function.BasePruningFunc):
         return int(layer.in_channels)
 
 
+def _group_width(module: nn.Module) -> int:
+    """Input channels per group of a grouped convolution (1 for depthwise, 0 for anything else)."""
+    if isinstance(module, nn.Conv2d) and module.groups > 1:
+        return module.in_channels // module.groups
+    return 0
+
+
 def channel_dim_size(module: nn.Module, dim: str) -> int | None:
     """Size of a layer's output (``dim="out"``) or input (``"in"``) channel dimension; None for other layers."""
     if isinstance(module, nn.Conv2d):
@@ -168,9 +175,14 @@ class ModelGraph:
                 mismatched.append(f"{name}:{dim}={size}")
             members.append(GroupMember(name, type(module).__name__, dim, tuple(int(i) for i in item.idxs)))
         touched = {m.module for m in members}
+        grouped = sorted(n for n in touched if _group_width(self._module(n)) > 1)
         reason = ""
         if any(m.module == self.classifier and m.dim == "out" for m in members):
             reason = f"output classes of the classifier {self.classifier}"
+        elif grouped:
+            conv = self._module(grouped[0])
+            reason = (f"grouped convolution {grouped[0]} ({conv.groups} groups of {_group_width(conv)} input "
+                      "channels): its channels can only go in whole groups, which edgeprune does not do yet")
         elif touched & ignored:
             reason = "contains " + ", ".join(sorted(touched & ignored)) + ", frozen by request"
         elif mismatched:
@@ -179,6 +191,9 @@ class ModelGraph:
                 f"{', ...' if len(mismatched) > 3 else ''}) through an op the dependency graph does not model"
             )
         return _TpGroup(root_name, root_dep.target.module, root_dep.handler, width, members, reason)
+
+    def _module(self, name: str) -> nn.Module:
+        return self.model.get_submodule(name)
 
     def _merge_padded(self, tp_groups: list[_TpGroup], modules: dict[str, nn.Module]) -> list[ChannelGroup]:
         """Union channels of Torch-Pruning groups linked by padding modules; build edgeprune groups."""
