@@ -179,6 +179,9 @@ class ModelGraph:
         reason = ""
         if any(m.module == self.classifier and m.dim == "out" for m in members):
             reason = f"output classes of the classifier {self.classifier}"
+        elif attention := sorted(n for n in touched if isinstance(self._module(n), nn.MultiheadAttention)):
+            reason = (f"the embedding width of attention {attention[0]} (heads x head size, reshaped by the model): "
+                      "edgeprune prunes the MLP widths of attention blocks, not the width attention works in")
         elif grouped:
             conv = self._module(grouped[0])
             reason = (f"grouped convolution {grouped[0]} ({conv.groups} groups of {_group_width(conv)} input "

@@ -80,3 +80,35 @@ def test_a_grouped_convolution_with_wide_groups_is_frozen_with_its_name_and_the_
     assert [g.name for g in prunable] == ["4"]
     slim = slim_copy(model, example, {"4": [0, 1, 2, 3]})
     assert slim(example).shape == (1, 4)
+
+
+class _TinyAttentionBlock(nn.Module):
+    """A transformer block in the torchvision layout: attention on the embedding, then an MLP."""
+
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, 4, stride=4)
+        self.dim = dim
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x).reshape(x.shape[0], self.dim, -1).permute(0, 2, 1)  # the reshape fixes the width
+        x = x + self.attention(x, x, x, need_weights=False)[0]
+        x = x + self.mlp(x)
+        return self.head(x.mean(1))
+
+
+def test_attention_freezes_its_embedding_width_and_leaves_the_mlp_prunable() -> None:
+    from edgeprune.prune.surgery import slim_copy
+
+    model = _TinyAttentionBlock().eval()
+    example = torch.randn(1, 3, 16, 16)
+    graph = ModelGraph(model, example, warn_frozen=False)
+    reasons = [g.frozen_reason for g in graph.groups if not g.prunable]
+    assert any("embedding width of attention attention" in r for r in reasons), reasons
+    (mlp,) = graph.prunable_groups()
+    assert mlp.width == 64
+    slim = slim_copy(model, example, {mlp.name: list(range(32))})
+    assert slim(example).shape == (1, 3)
