@@ -133,7 +133,10 @@ class ModelGraph:
                     customized_pruners={t: _ChannelPaddingPruner() for t in padding_types},
                 )
         except Exception as exc:  # tracing failures come in many types; report them as one
-            raise ModelLoadError(f"cannot trace the model's channel dependencies: {exc}") from None
+            raise ModelLoadError(
+                f"cannot trace the model's channel dependencies ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                "the usual cause is an op that reshapes or splits the channel dimension (a channel shuffle, "
+                "chunk or split, as in ShuffleNet), which edgeprune does not prune yet") from None
         tp_groups = [
             g
             for g in (self._record(t, set(frozen_modules)) for t in self._dg.get_all_groups(

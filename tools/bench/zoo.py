@@ -183,6 +183,37 @@ def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7
     return row
 
 
+def _check_in_child(queue: Any, family: str, name: str, resolution: int) -> None:
+    torch.set_num_threads(1)
+    logging.getLogger("edgeprune").setLevel(logging.ERROR)
+    queue.put(asdict(check_model(family, name, resolution)))
+
+
+def check_model_with_timeout(family: str, name: str, resolution: int, timeout_s: float) -> Row:
+    """:func:`check_model` in a child process; one that runs past ``timeout_s`` is a failure (stage ``timeout``)."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_check_in_child, args=(queue, family, name, resolution), daemon=True)
+    start = time.perf_counter()
+    child.start()
+    try:
+        return Row(**queue.get(timeout=timeout_s))
+    except Exception:  # queue.Empty: the child hung or died
+        row = Row(family, name, NATIVE_RESOLUTION.get(name, max(resolution, MIN_RESOLUTION.get(name, 0))))
+        row.stage = "timeout" if child.is_alive() else "crash"
+        row.detail = (f"the structural part did not finish in {timeout_s:.0f} s" if child.is_alive() else
+                      f"the check process died (exit code {child.exitcode})")
+        row.seconds = time.perf_counter() - start
+        log.info("%-20s failed   %s (%.1f s)", name, row.detail, row.seconds)
+        return row
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+
+
 def render(rows: list[Row], command: str, wall_s: float) -> str:
     """docs/zoo.md from the rows."""
     env = machine_info()
@@ -226,12 +257,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--first-only", action="store_true", help="one member per family")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per model before it counts as failed")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "zoo.md")
     p.add_argument("--json", type=Path, default=REPO / "docs" / "figures" / "zoo.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    rows = [check_model(f, m, args.resolution) for f in args.families
+    rows = [check_model_with_timeout(f, m, args.resolution, args.timeout) for f in args.families
             for m in (FAMILIES[f][:1] if args.first_only else FAMILIES[f])]
     wall = time.perf_counter() - start
     command = "python tools/bench/zoo.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))

@@ -1,0 +1,36 @@
+"""The structural part of the model-zoo suite (issue 19) over every torchvision classification family, in CI.
+
+Per family, its first member at 64 px (native size where the architecture fixes it), random weights: the
+original exports and runs in ONNX Runtime with parity, edgeprune's channel groups, a uniform cut, surgery, and the
+slim model exports and runs with parity. No latency search. A family edgeprune cannot handle must be *refused*
+with its own one-line error; anything else (an internal error, an invalid artifact, a parity miss) fails here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "bench"))
+
+import zoo  # noqa: E402
+
+#: families whose structural part does not finish in minutes: Torch-Pruning's group enumeration
+#: (get_all_groups, its flatten index mappings) runs for over 7 min on swin_t at 64 px; open in issue 19
+TOO_SLOW = {"Swin", "MaxViT"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", [
+    pytest.param(f, marks=pytest.mark.xfail(reason="group enumeration takes > 5 min (issue 19, open)", run=False))
+    if f in TOO_SLOW else f for f in zoo.FAMILIES])
+def test_every_family_ships_a_valid_slim_model_or_is_refused_cleanly(family: str, tmp_path: Path) -> None:
+    row = zoo.check_model(family, zoo.FAMILIES[family][0], 64, work=tmp_path)
+    assert row.status in ("ok", "refused"), f"{row.model} failed at {row.stage}: {row.detail}"
+    if row.status == "ok":
+        assert row.macs_after < row.macs_before, "a uniform cut to 70% must remove MACs"
+        assert row.parity_slim is not None and row.parity_slim <= zoo.PARITY_RTOL
+    else:
+        assert row.detail and "\n" not in row.detail and "internal error" not in row.detail
