@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from budget_check import TOLERANCE
 from paired_timing import independent_ratio
 
 from edgeprune.backends.onnx_export import export_onnx
@@ -46,7 +47,8 @@ def test_fit_cifar_resnet56_to_half_its_measured_latency(shared_data: Path, tmp_
     assert budget_ms == pytest.approx(0.5 * report["baseline"]["latency"]["median_ms"])
     assert report["baseline"]["top1"] > 0.9
     # An independent paired timing of the shipped file against the original's export agrees with the 50% budget
-    # up to its own noise (5%); an absolute re-timing minutes later would not be comparable (the machine drifts).
+    # up to the two timings' noise (budget_check.TOLERANCE); an absolute re-timing minutes later would not be
+    # comparable (the machine drifts).
     original = export_onnx(load_model("cifar-resnet56", shared_data / WEIGHTS).model, torch.zeros(1, 3, 32, 32),
                            tmp_path / "original.onnx")
-    assert independent_ratio(original, out / "model.onnx") <= 0.5 * 1.05
+    assert independent_ratio(original, out / "model.onnx") <= 0.5 * (1 + TOLERANCE)
