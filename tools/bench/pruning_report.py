@@ -114,6 +114,32 @@ def _best(cells: Iterable[dict[str, Any]], methods: tuple[str, ...]) -> dict[str
     return max(candidates, key=lambda c: c["top1_lossless"]) if candidates else None
 
 
+def _comparison(same: list[dict[str, Any]], ours: dict[str, Any] | None, theirs: dict[str, Any] | None,
+                original: float, error: Any, margin_points: float, max_loss_points: float) -> dict[str, Any]:
+    """One fine-tune budget's row of a goal check: our chosen cell against the chosen Torch-Pruning cell.
+
+    Both checks (margin over Torch-Pruning, loss against the original) must hold by more than ``error`` (one
+    standard error of our cell's top-1, in points)."""
+    tp_ran = any(c["method"] in TP_BASELINES for c in same)
+    margin = margin_error = None
+    if ours is not None and theirs is not None:
+        margin = 100 * (ours["top1_lossless"] - theirs["top1_lossless"])
+        margin_error = error(ours["top1_lossless"])
+    beats = None
+    if ours is not None and tp_ran:
+        beats = theirs is None or (margin is not None and margin - (margin_error or 0.0) >= margin_points)
+    loss = None if ours is None else 100 * (original - ours["top1_lossless"])
+    loss_error = None if ours is None else error(ours["top1_lossless"])
+    return {"label": _recipe_label(same[0]["finetune"]),
+            "ours": ours and (ours["method"] + (" (with `--distill-features`)"
+                                                if ours["finetune"].get("distill_features") else "")),
+            "ours_top1": ours and ours["top1_lossless"],
+            "tp": theirs and theirs["method"], "tp_top1": theirs and theirs["top1_lossless"],
+            "margin_points": margin, "margin_error_points": margin_error, "beats_tp": beats,
+            "loss_points": loss, "loss_error_points": loss_error, "tp_ran": tp_ran,
+            "loss_ok": None if loss is None else loss + (loss_error or 0.0) <= max_loss_points}
+
+
 def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: str = GOAL_BUDGET,
                margin_points: float = MARGIN_POINTS, max_loss_points: float = MAX_LOSS_POINTS) -> dict[str, Any]:
     """The 2x-speedup goal, decided from the numbers.
@@ -137,24 +163,7 @@ def goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], budget: st
     for key in sorted({_recipe_key(c) for c in at_budget}, key=lambda k: (isinstance(k, str), str(k))):
         same = [c for c in at_budget if _recipe_key(c) == key]
         ours, theirs = _best(same, OURS), _best(same, TP_BASELINES)
-        tp_ran = any(c["method"] in TP_BASELINES for c in same)
-        margin = margin_error = None
-        if ours is not None and theirs is not None:
-            margin = 100 * (ours["top1_lossless"] - theirs["top1_lossless"])
-            margin_error = error(ours["top1_lossless"])
-        beats = None
-        if ours is not None and tp_ran:
-            beats = theirs is None or (margin is not None and margin - (margin_error or 0.0) >= margin_points)
-        loss = None if ours is None else 100 * (original - ours["top1_lossless"])
-        loss_error = None if ours is None else error(ours["top1_lossless"])
-        by_ft[key] = {"label": _recipe_label(same[0]["finetune"]),
-                      "ours": ours and (ours["method"] + (" (with `--distill-features`)"
-                                                          if ours["finetune"].get("distill_features") else "")),
-                      "ours_top1": ours and ours["top1_lossless"],
-                      "tp": theirs and theirs["method"], "tp_top1": theirs and theirs["top1_lossless"],
-                      "margin_points": margin, "margin_error_points": margin_error, "beats_tp": beats,
-                      "loss_points": loss, "loss_error_points": loss_error, "tp_ran": tp_ran,
-                      "loss_ok": None if loss is None else loss + (loss_error or 0.0) <= max_loss_points}
+        by_ft[key] = _comparison(same, ours, theirs, original, error, margin_points, max_loss_points)
     tuned = [r for k, r in by_ft.items() if k != 0]
     met = None
     decided = [r for r in tuned if r["beats_tp"] is not None and r["loss_ok"] is not None]
@@ -193,27 +202,18 @@ def validated_goal_check(baseline: dict[str, Any], cells: list[dict[str, Any]], 
     at_budget = [c for c in cells if c["budget_name"] == budget and not c.get("seed") and "validation" in c]
     original = baseline["top1_lossless"]
     images = int(baseline.get("lossless_images") or 0)
+
+    def error(top1: float) -> float:
+        return sampling_error_points(top1, images) if images else 0.0
+
     by_ft: dict[Any, dict[str, Any]] = {}
     for key in sorted({_family_key(c) for c in at_budget}, key=lambda k: (isinstance(k, str), str(k))):
         same = [c for c in at_budget if _family_key(c) == key]
         ours, theirs = _chosen_on_validation(same, OURS), _chosen_on_validation(same, TP_BASELINES)
-        tp_ran = any(c["method"] in TP_BASELINES for c in same)
-        err = sampling_error_points(ours["top1_lossless"], images) if ours and images else 0.0
-        margin = None if ours is None or theirs is None else 100 * (ours["top1_lossless"] - theirs["top1_lossless"])
-        beats = None
-        if ours is not None and tp_ran:
-            beats = theirs is None or (margin is not None and margin - err >= margin_points)
-        loss = None if ours is None else 100 * (original - ours["top1_lossless"])
-        by_ft[key] = {"label": _recipe_label({**same[0]["finetune"], "distill_features": False}),
-                      "candidates": sorted(c["cell"] for c in same if c["method"] in OURS),
-                      "ours": ours and (ours["method"] + (" (with `--distill-features`)"
-                                                          if ours["finetune"].get("distill_features") else "")),
-                      "ours_cell": ours and ours["cell"], "ours_val": ours and ours["validation"]["top1"],
-                      "ours_top1": ours and ours["top1_lossless"], "tp": theirs and theirs["method"],
-                      "tp_top1": theirs and theirs["top1_lossless"], "margin_points": margin,
-                      "margin_error_points": err if margin is not None else None, "beats_tp": beats,
-                      "loss_points": loss, "loss_error_points": err if ours else None, "tp_ran": tp_ran,
-                      "loss_ok": None if loss is None else loss + err <= max_loss_points}
+        row = _comparison(same, ours, theirs, original, error, margin_points, max_loss_points)
+        row["label"] = _recipe_label({**same[0]["finetune"], "distill_features": False})
+        by_ft[key] = {**row, "candidates": sorted(c["cell"] for c in same if c["method"] in OURS),
+                      "ours_cell": ours and ours["cell"], "ours_val": ours and ours["validation"]["top1"]}
     tuned = [r for k, r in by_ft.items() if k != 0]
     decided = [r for r in tuned if r["beats_tp"] is not None and r["loss_ok"] is not None]
     met = True if any(r["beats_tp"] and r["loss_ok"] for r in decided) else False if decided else None
