@@ -64,6 +64,11 @@ class ModelLoadError(InputError):
     """A model could not be built or its weights could not be loaded."""
 
 
+class ModelConstructError(ModelLoadError):
+    """edgeprune cannot handle a construct in the user's model; the message names the module and the hint
+    (``--freeze MODULE``). The original exception is kept as ``__cause__`` for ``-v``."""
+
+
 class DataError(InputError):
     """A dataset is missing, empty, malformed or does not fit the model."""
 

@@ -109,6 +109,10 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
     try:
         return action()
     except EdgepruneError as exc:
+        if verbose and exc.__cause__ is not None:  # a user model's failure keeps the original error for -v
+            import traceback
+
+            err_console.print("".join(traceback.format_exception(exc.__cause__)), highlight=False, markup=False)
         print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeprune.cli.common import console, float_list, fraction, non_negative_int, positive_int, shape
-from edgeprune.config import DEFAULT_OUT_DIR, FINETUNE_SCHEDULES, IMPORTANCE_CRITERIA, FitConfig
+from edgeprune.config import DEFAULT_IMPORTANCE, DEFAULT_OUT_DIR, FINETUNE_SCHEDULES, IMPORTANCE_CRITERIA, FitConfig
 
 if TYPE_CHECKING:
     from edgeprune.report.fit_result import FitResult
@@ -28,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
-    p.add_argument("--importance", default="l1", help=f"channel importance: {', '.join(IMPORTANCE_CRITERIA)}")
+    p.add_argument("--importance", default=DEFAULT_IMPORTANCE,
+                   help=f"channel importance: {', '.join(IMPORTANCE_CRITERIA)} (default: {DEFAULT_IMPORTANCE}, "
+                        "the one that kept the most accuracy in docs/benchmarks.md)")
     p.add_argument("--allocation", choices=("latency", "uniform"), default="latency",
                    help="latency: search per-group widths on the profiled latency table (default); "
                         "uniform: one keep ratio for all groups, bisected on measured latency")

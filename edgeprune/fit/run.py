@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeprune.backends.base import Artifact
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, InputError
-from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, prune_depth
+from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.fit.loop.base import Allocation, Candidate, RoundsExhausted, floor_hint, kept_fraction
 from edgeprune.fit.loop.latency_search import LatencySearch
@@ -44,9 +45,12 @@ from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.importance import ScoringContext
+from edgeprune.prune.module_errors import naming_the_module
 from edgeprune.prune.surgery import slim_copy
+from edgeprune.prune.trial import freeze_untrimmable
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
+from edgeprune.validate.original import check_original_runs
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +124,20 @@ class FitRun:
     # -- stages -----------------------------------------------------------------------------------
     def execute(self) -> RunOutcome:
         """Run every stage; raises BudgetUnreachableError when no candidate meets the budget."""
+        predicted = isinstance(self.measurer, PredictedMeasurer)
+        if not predicted:  # the original runs on the target before any scoring or profiling is spent on it
+            baseline = self._measure_original()
         self.step = self._analyse(1, self.model)
         self.groups = self.step.groups
         self.frozen = [g for g in self.step.graph.groups if not g.prunable]
-        with self.clock("measure"):
-            baseline = self._measure(self.model, "original", {}, CONFIRM_TIMING)
-            self.budget_ms = self.budget_spec.resolve(baseline.stats.median_ms)
-            if not isinstance(self.measurer, PredictedMeasurer):  # every later reading is paired with it
-                self.measurer.set_reference(baseline, absolute_budget=self.budget_spec.ms is not None)
-            self._record("baseline", {}, {}, baseline)
-            log.info("original model: %.3f ms on %s (%s); budget %.3f ms (%s)", baseline.stats.median_ms,
-                     self.target.name, self.measurer.timer.source, self.budget_ms, self.budget_spec)
+        if predicted:  # predictions need the channel groups bound first
+            baseline = self._measure_original()
         self.step_start_ms = baseline.stats.median_ms
         if self.config.prune_blocks:
             self._prune_depth(baseline)
+        elif hint := depth_hint(self.model, self.example, self.config.frozen_modules,
+                                baseline.stats.median_ms / self.budget_ms):
+            log.info("%s", hint)
         total = self.config.steps
         composed: dict[str, list[int]] = {}
         for index in range(1, total + 1):
@@ -151,15 +155,34 @@ class FitRun:
                 return RunOutcome(baseline, final, slim, composed, allocation, self.depth)
         raise AssertionError("unreachable")
 
+    def _measure_original(self) -> Measurement:
+        """Export the original, check it runs in the target's runtime as in PyTorch, measure it, set the budget."""
+        with self.clock("measure"):
+            baseline = self._measure(self.model, "original", {}, CONFIRM_TIMING)
+            self.budget_ms = self.budget_spec.resolve(baseline.stats.median_ms)
+            if not isinstance(self.measurer, PredictedMeasurer):  # every later reading is paired with it
+                self.measurer.set_reference(baseline, absolute_budget=self.budget_spec.ms is not None)
+            self._record("baseline", {}, {}, baseline)
+            log.info("original model: %.3f ms on %s (%s); budget %.3f ms (%s)", baseline.stats.median_ms,
+                     self.target.name, self.measurer.timer.source, self.budget_ms, self.budget_spec)
+        return baseline
+
+    def _check_original(self, artifact: Artifact) -> None:
+        """The original's artifact runs in the target's runtime as in PyTorch (else one line, exit code 2)."""
+        check_original_runs(self.backend, self.target, artifact, self.model, self.inputs.calibration)
+
     def _analyse(self, index: int, model: nn.Module) -> StepState:
         with self.clock("analyse"):
-            graph = ModelGraph(model, self.example, self.config.frozen_modules)
+            with naming_the_module(model, "tracing the model's channel groups"):
+                graph = ModelGraph(model, self.example, self.config.frozen_modules)
+                freeze_untrimmable(model, self.example, graph, self.config.frozen_modules)
             groups = graph.prunable_groups()
             if not groups:
                 raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
-            ctx = ScoringContext(model, self.inputs.calibration)
-            self.importance.prepare(ctx)
-            scores = {g.name: np.asarray(self.importance.score(g, ctx)) for g in groups}
+            with naming_the_module(model, f"scoring channel importance ({self.importance.name})"):
+                ctx = ScoringContext(model, self.inputs.calibration)
+                self.importance.prepare(ctx)
+                scores = {g.name: np.asarray(self.importance.score(g, ctx)) for g in groups}
             if isinstance(self.measurer, PredictedMeasurer):
                 self.measurer.bind(model, groups)
         return StepState(index, model, graph, groups, scores)
@@ -226,12 +249,15 @@ class FitRun:
         whole_run = kind in DEPTH_KINDS  # judged against the run's budget, not the step's
         self.measurer.decision_ms = None if kind == "original" else \
             (self.budget_ms if whole_run else self.step_budget_ms)
+        check = self._check_original if kind == "original" else None
         recorded = self.journal.measurement(key)  # only when resuming
         if recorded is not None:  # replayed: the artifact is rebuilt where it is used later, not timed again
             artifact = self.measurer.export(model, kind) if kind in ("original", "final") else None
+            if check is not None:
+                check(artifact)
             return Measurement(artifact, recorded)  # type: ignore[arg-type]
         args = (model, kind) if spec is None else (model, kind, spec)
-        m = self.measurer.measure(*args, keep=keep)
+        m = self.measurer.measure(*args, keep=keep, check=check)
         self.journal.record(key, m.stats)
         return m
 

@@ -15,7 +15,7 @@ a warning.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,13 +82,18 @@ class CandidateMeasurer:
         self._unpaired_warned = False
 
     def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING,
-                keep: Mapping[str, Sequence[int]] | None = None) -> Measurement:
+                keep: Mapping[str, Sequence[int]] | None = None,
+                check: Callable[[Artifact], object] | None = None) -> Measurement:
         """Export ``model`` as ``name`` and measure it; the artifact stays in the work directory.
 
         ``keep`` (the channels the candidate keeps) is not needed to measure; latency models that predict
-        instead of measuring (:class:`~edgeprune.latency.predicted.PredictedMeasurer`) use it.
+        instead of measuring (:class:`~edgeprune.latency.predicted.PredictedMeasurer`) use it. ``check`` is
+        called on the exported artifact before it is timed (it raises to refuse it).
         """
-        return self.time(self.export(model, name), spec)
+        artifact = self.export(model, name)
+        if check is not None:
+            check(artifact)
+        return self.time(artifact, spec)
 
     def export(self, model: nn.Module, name: str) -> Artifact:
         """Export ``model`` into the work directory under a numbered ``name``."""

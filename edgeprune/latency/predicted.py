@@ -11,13 +11,13 @@ measurements.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Backend
+from edgeprune.backends.base import Artifact, Backend
 from edgeprune.latency.analytic import AnalyticLatencyModel
 from edgeprune.latency.candidates import SEARCH_TIMING, CandidateMeasurer, Measurement
 from edgeprune.latency.layers import extract_layers
@@ -53,9 +53,12 @@ class PredictedMeasurer(CandidateMeasurer):
         return self.latency
 
     def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING,
-                keep: Mapping[str, Sequence[int]] | None = None) -> Measurement:
+                keep: Mapping[str, Sequence[int]] | None = None,
+                check: Callable[[Artifact], object] | None = None) -> Measurement:
         if self.latency is None:
             raise RuntimeError("PredictedMeasurer.bind() must be called before measure()")
         ms = self.latency.predict({g: len(k) for g, k in (keep or {}).items()})
         artifact = self.export(model, name) if name in _EXPORTED_KINDS else None
+        if artifact is not None and check is not None:
+            check(artifact)
         return Measurement(artifact, predicted_stats(ms))  # type: ignore[arg-type]

@@ -17,15 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "bench"))
 
 import zoo  # noqa: E402
 
-#: families whose structural part does not finish in minutes: Torch-Pruning's group enumeration
-#: (get_all_groups, its flatten index mappings) runs for over 7 min on swin_t at 64 px; open in issue 19
-TOO_SLOW = {"Swin", "MaxViT"}
-
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", [
-    pytest.param(f, marks=pytest.mark.xfail(reason="group enumeration takes > 5 min (issue 19, open)", run=False))
-    if f in TOO_SLOW else f for f in zoo.FAMILIES])
+@pytest.mark.parametrize("family", list(zoo.FAMILIES))
 def test_every_family_ships_a_valid_slim_model_or_is_refused_cleanly(family: str, tmp_path: Path) -> None:
     row = zoo.check_model(family, zoo.FAMILIES[family][0], 64, work=tmp_path)
     assert row.status in ("ok", "refused"), f"{row.model} failed at {row.stage}: {row.detail}"

@@ -138,6 +138,7 @@ def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7
     from edgeprune.models.zoo import build_architecture
     from edgeprune.prune.graph import ModelGraph, count_macs_and_params
     from edgeprune.prune.surgery import slim_copy
+    from edgeprune.prune.trial import freeze_untrimmable
     from edgeprune.prune.uniform import uniform_keep
 
     resolution = NATIVE_RESOLUTION.get(name, max(resolution, MIN_RESOLUTION.get(name, 0)))
@@ -157,6 +158,7 @@ def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7
             raise AssertionError(f"original: ONNX Runtime differs from PyTorch by {row.parity_original:.2e}")
         row.stage = "groups"
         graph = ModelGraph(model, example, warn_frozen=False)
+        freeze_untrimmable(model, example, graph)
         prunable = graph.prunable_groups()
         row.groups, row.prunable_groups = len(graph.groups), len(prunable)
         frozen = [g for g in graph.groups if not g.prunable]
