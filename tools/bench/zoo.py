@@ -3,6 +3,7 @@
     python tools/bench/zoo.py                      # every family, structural part, docs/zoo.md
     python tools/bench/zoo.py --resolution 64      # the CI test's setting
     python tools/bench/zoo.py --families ResNet ViT
+    python tools/bench/zoo.py --fit --first-only      # the full fit per family: docs/zoo-fit.md
 
 One or two members of every family of torchvision's classification models, with random weights (nothing is
 fetched), at a stated resolution. For each model, the structural part of ``edgeprune fit``, without the latency
@@ -16,6 +17,12 @@ search:
 Each row is ``ok`` (with MAC reduction), ``refused`` (edgeprune raised its own error: one line naming what it
 cannot handle) or ``failed`` (anything else: an internal error, an invalid artifact, a parity miss). The goal is
 zero ``failed``. Measured speedups need the latency search and are not part of this structural run.
+
+With ``--fit``, each model instead goes through the whole ``edgeprune fit`` command as a user types it (a child
+process per model, with a timeout): ``--target cpu --budget 70%``, no fine-tuning, default importance, on
+unlabelled images (the 20 ImageNet samples of ``../shared/data`` when present, else generated noise images).
+Its rows (:mod:`zoo_fit`) give the exit code, the measured paired speedup, whether the budget was met, the MAC
+reduction, the validated artifact's parity and the wall time.
 """
 
 from __future__ import annotations
@@ -260,9 +267,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--first-only", action="store_true", help="one member per family")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per model before it counts as failed")
-    p.add_argument("--doc", type=Path, default=REPO / "docs" / "zoo.md")
-    p.add_argument("--json", type=Path, default=REPO / "docs" / "figures" / "zoo.json")
+    p.add_argument("--doc", type=Path, default=None, help="default docs/zoo.md (docs/zoo-fit.md with --fit)")
+    p.add_argument("--json", type=Path, default=None, help="default docs/figures/zoo.json (zoo-fit.json)")
+    p.add_argument("--fit", action="store_true", help="run the whole edgeprune fit per model (see zoo_fit)")
+    p.add_argument("--budget", default="70%", help="with --fit: the budget (default 70%%)")
+    p.add_argument("--data", type=Path, help="with --fit: image folder (default: ../shared ImageNet samples)")
     args = p.parse_args(argv)
+    suffix = "-fit" if args.fit else ""
+    args.doc = args.doc or REPO / "docs" / f"zoo{suffix}.md"
+    args.json = args.json or REPO / "docs" / "figures" / f"zoo{suffix}.json"
+    if args.fit:
+        import zoo_fit
+
+        zoo_fit.main(args, FAMILIES, {n: NATIVE_RESOLUTION.get(n, max(args.resolution, MIN_RESOLUTION.get(n, 0)))
+                                      for members in FAMILIES.values() for n in members})
+        return
     torch.set_num_threads(1)
     start = time.perf_counter()
     rows = [check_model_with_timeout(f, m, args.resolution, args.timeout) for f in args.families
