@@ -124,19 +124,11 @@ def _parity(model: torch.nn.Module, path: Path, x: torch.Tensor) -> float:
 
 
 def _l1_scores(model: torch.nn.Module, groups: list[Any]) -> dict[str, np.ndarray]:
-    """L1 norm of each channel's output-side weights, summed over the group's producing layers."""
-    modules = dict(model.named_modules())
-    scores: dict[str, np.ndarray] = {}
-    for group in groups:
-        total = np.zeros(group.width)
-        for member in group.members:
-            weight = getattr(modules[member.module], "weight", None)
-            if member.dim != "out" or weight is None or weight.dim() < 2:
-                continue
-            norms = weight.detach().abs().flatten(1).sum(1).numpy()
-            total += norms[list(member.indices)]
-        scores[group.name] = total
-    return scores
+    """edgeprune's ``l1`` criterion for each group (data-free: the structural check needs no images)."""
+    from edgeprune.prune.importance import ScoringContext, get_importance
+
+    l1, ctx = get_importance("l1"), ScoringContext(model)
+    return {g.name: np.asarray(l1.score(g, ctx)) for g in groups}
 
 
 def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7, work: Path | None = None) -> Row:
