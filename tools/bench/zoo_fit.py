@@ -30,7 +30,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parents[1]
-SAMPLES = REPO.parent / "shared" / "data" / "samples" / "imagenet_foolbox"
+SAMPLES = Path(os.environ.get("EDGEPRUNE_SHARED_DATA", REPO.parent / "shared" / "data")) / "samples" / "imagenet_foolbox"
 
 log = logging.getLogger("zoo")
 
