@@ -65,8 +65,12 @@ class ModelLoadError(InputError):
 
 
 class ModelConstructError(ModelLoadError):
-    """edgeprune cannot handle a construct in the user's model; the message names the module and the hint
-    (``--freeze MODULE``). The original exception is kept as ``__cause__`` for ``-v``."""
+    """edgeprune cannot handle a construct in the user's model; the message names the module (``module``, when
+    known) and the hint (``--freeze MODULE``). The original exception is kept as ``__cause__`` for ``-v``."""
+
+    def __init__(self, message: str, module: str | None = None) -> None:
+        super().__init__(message)
+        self.module = module
 
 
 class DataError(InputError):

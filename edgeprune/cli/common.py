@@ -113,7 +113,11 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
             import traceback
 
             err_console.print("".join(traceback.format_exception(exc.__cause__)), highlight=False, markup=False)
-        print_error(str(exc))
+        module = getattr(exc, "module", None)  # a user model's module edgeprune cannot handle: a command that skips it
+        if module and "fit" in sys.argv[1:3]:
+            print_error(f"{exc} (the command: 'edgeprune {_verb_line()} --freeze {module}')")
+        else:
+            print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("edgeprune: interrupted; nothing half-written was left behind", highlight=False)

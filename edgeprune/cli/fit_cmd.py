@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--std", type=float_list, help="input normalisation std per channel")
     p.add_argument("--input-shape", type=shape, help="input shape C,H,W (overrides the model's)")
     p.add_argument("--num-classes", type=positive_int, help="classifier outputs for spec-built architectures")
-    p.add_argument("--freeze", nargs="*", default=[], metavar="MODULE", help="module names never to prune")
+    p.add_argument("--freeze", nargs="+", action="extend", default=[], metavar="MODULE",
+                   help="module names never to prune (repeat the flag or list several)")
     p.add_argument("--max-rounds", type=positive_int, default=12, help="bound on export-and-measure rounds")
     p.add_argument("--search-headroom", type=float, default=0.05,
                    help="aim this fraction under the budget while searching (default 0.05)")

@@ -27,7 +27,7 @@ from torch import nn
 from edgeprune.backends.base import Artifact
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
-from edgeprune.errors import InputError
+from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.fit.closed_loop import ClosedLoop
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
@@ -45,7 +45,7 @@ from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.importance import ScoringContext
-from edgeprune.prune.module_errors import naming_the_module
+from edgeprune.prune.module_errors import naming_the_module, scoring_failure
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.prune.trial import freeze_untrimmable
 from edgeprune.target import Target
@@ -180,13 +180,22 @@ class FitRun(ClosedLoop):
             groups = graph.prunable_groups()
             if not groups:
                 raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
-            with naming_the_module(model, f"scoring channel importance ({self.importance.name})"):
+            with naming_the_module(model, f"preparing channel importance ({self.importance.name})"):
                 ctx = ScoringContext(model, self.inputs.calibration)
                 self.importance.prepare(ctx)
-                scores = {g.name: np.asarray(self.importance.score(g, ctx)) for g in groups}
+            scores = {g.name: self._score(g, ctx) for g in groups}
             if isinstance(self.measurer, PredictedMeasurer):
                 self.measurer.bind(model, groups)
         return StepState(index, model, graph, groups, scores)
+
+    def _score(self, group: ChannelGroup, ctx: ScoringContext) -> np.ndarray:
+        """The criterion's scores of one group; a failure is a line naming the group and ``--freeze``."""
+        try:
+            return np.asarray(self.importance.score(group, ctx))
+        except EdgepruneError:
+            raise
+        except Exception as exc:
+            raise scoring_failure(self.importance.name, group.name, exc) from exc
 
     def _prune_depth(self, baseline: Measurement) -> None:
         """The depth stage: remove blocks, then make the result the model channel pruning starts from."""

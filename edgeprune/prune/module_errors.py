@@ -49,20 +49,27 @@ class ModuleTracker:
         return self.names.get(module, "?") or "(the model itself)", type(module).__name__
 
 
-def describe_failure(stage: str, exc: BaseException, where: tuple[str, str] | None) -> str:
-    """One line: the stage, the module and construct (when known), the error, and the hint."""
+def describe_failure(stage: str, exc: BaseException, where: tuple[str, str] | None, freezing_helps: bool) -> str:
+    """One line: the stage, the module and construct (when known), the error, and what to do."""
     first = str(exc).splitlines()[0][:300] if str(exc) else ""
     if where is None:
         return (f"{stage} failed on this model ({type(exc).__name__}: {first}); rerun with -v for the traceback, "
                 "and --freeze MODULE to leave a module edgeprune cannot handle unpruned")
     name, kind = where
-    return (f"{stage} failed in module '{name}' ({kind}): {type(exc).__name__}: {first}; rerun with --freeze {name} "
-            "to leave it unpruned")
+    head = f"{stage} failed in module '{name}' ({kind}): {type(exc).__name__}: {first}"
+    if freezing_helps:
+        return f"{head}; rerun with --freeze {name} to leave it unpruned"
+    return (f"{head}; this runs the unpruned model, so --freeze does not avoid it: the module must run as edgeprune "
+            "calls it (batches of calibration images, autograd hooks); rerun with -v for the traceback")
 
 
 @contextmanager
-def naming_the_module(model: nn.Module, stage: str) -> Iterator[ModuleTracker]:
-    """Run a stage on ``model``; an exception that is not edgeprune's own becomes a ModelConstructError line."""
+def naming_the_module(model: nn.Module, stage: str, freezing_helps: bool = False) -> Iterator[ModuleTracker]:
+    """Run a stage on ``model``; an exception that is not edgeprune's own becomes a ModelConstructError line.
+
+    ``freezing_helps``: the stage works on what will be pruned, so ``--freeze MODULE`` avoids the failure and
+    the line says so; otherwise (the unpruned model runs) it says that freezing will not help.
+    """
     tracker = ModuleTracker(model)
     try:
         yield tracker
@@ -71,6 +78,16 @@ def naming_the_module(model: nn.Module, stage: str) -> Iterator[ModuleTracker]:
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
-        raise ModelConstructError(describe_failure(stage, exc, tracker.where())) from exc
+        where = tracker.where()
+        raise ModelConstructError(describe_failure(stage, exc, where, freezing_helps),
+                                  where[0] if where and freezing_helps else None) from exc
     finally:
         tracker.remove()
+
+
+def scoring_failure(criterion: str, group: str, exc: BaseException) -> ModelConstructError:
+    """The line for a criterion that fails on one channel group: freezing the group's root module avoids it."""
+    first = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return ModelConstructError(f"scoring channel importance ({criterion}) failed on the channel group of module "
+                               f"'{group}': {type(exc).__name__}: {first}; rerun with --freeze {group} to leave it "
+                               "unpruned, or choose another --importance", group)

@@ -80,14 +80,19 @@ class Broken(nn.Module):
         return x.view(x.shape[0], 7, -1, 3)  # fails for this input
 
 
-def test_an_exception_inside_a_user_module_is_one_line_naming_it() -> None:
+@pytest.mark.parametrize("freezing_helps", [True, False])
+def test_an_exception_inside_a_user_module_is_one_line_naming_it(freezing_helps: bool) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.ReLU(), Broken()))
     with pytest.raises(ModelConstructError) as info:
-        with naming_the_module(model, "scoring channel importance (l1)"):
+        with naming_the_module(model, "preparing channel importance (lasso)", freezing_helps):
             model(torch.randn(1, 3, 8, 8))
     message = str(info.value)
     assert "\n" not in message
-    assert "module '1.1' (Broken)" in message and "--freeze 1.1" in message and "scoring channel importance" in message
+    assert "module '1.1' (Broken)" in message and "preparing channel importance" in message
+    if freezing_helps:
+        assert "--freeze 1.1" in message and info.value.module == "1.1"
+    else:
+        assert "--freeze does not avoid it" in message and info.value.module is None
     assert isinstance(info.value.__cause__, RuntimeError)
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules()), "hooks left behind"
 
