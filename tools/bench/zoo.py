@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fit", action="store_true", help="run the whole edgeprune fit per model (see zoo_fit)")
     p.add_argument("--budget", default="70%", help="with --fit: the budget (default 70%%)")
     p.add_argument("--data", type=Path, help="with --fit: image folder (default: ../shared ImageNet samples)")
+    p.add_argument("--render-partial", action="store_true",
+                   help="with --fit: write the table from the rows a stopped run saved, run nothing")
     args = p.parse_args(argv)
     suffix = "-fit" if args.fit else ""
     args.doc = args.doc or REPO / "docs" / f"zoo{suffix}.md"

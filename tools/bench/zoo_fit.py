@@ -114,20 +114,25 @@ def fit_model(family: str, name: str, resolution: int, budget: str, data: Path, 
     return row
 
 
-def render(rows: list[FitRow], command: str, wall_s: float, data_note: str) -> str:
-    """docs/zoo-fit.md from the rows."""
+def _command() -> str:
+    return "python tools/bench/zoo.py --fit" + "".join(f" {a}" for a in sys.argv[1:] if a != "--fit")
+
+
+def render(rows: list[FitRow], command: str, wall_s: float, data_note: str, commit: str | None = None) -> str:
+    """docs/zoo-fit.md from the rows (``commit``: the code the rows ran on, when not this checkout's)."""
     from provenance import provenance
 
     from edgeprune.environment import machine_info, package_versions
 
     env, versions = machine_info(), package_versions()
+    commit = commit or provenance().get("commit", "?")
     families = sorted({r.family for r in rows})
     shipped = sorted({r.family for r in rows if r.status == "shipped"})
     lines = [
         "# Model zoo: `edgeprune fit` on torchvision's classifiers", "",
         f"`{command}` on {env.get('cpu', '?')}, {wall_s / 60:.1f} min; torch {versions.get('torch', '?')}, "
         f"torchvision {versions.get('torchvision', '?')}, onnxruntime {versions.get('onnxruntime', '?')}; "
-        f"commit {provenance().get('commit', '?')}.", "",
+        f"commit {commit}.", "",
         f"Each row is the real command, `edgeprune fit --model torchvision:NAME --input-shape 3,R,R --data IMAGES "
         f"--target cpu --budget 70%`, in its own process: random weights, no fine-tuning, the default importance, "
         f"{data_note}. `shipped` = exit 0: the artifact's latency, timed paired with the original in the same run, "
@@ -152,12 +157,30 @@ def render(rows: list[FitRow], command: str, wall_s: float, data_note: str) -> s
     return "\n".join(lines) + "\n"
 
 
+def render_partial(json_path: Path, doc: Path, families: dict[str, tuple[str, ...]]) -> None:
+    """Write the table from the rows a stopped run saved (``partial``); families it did not reach are listed."""
+    saved = json.loads(json_path.read_text())
+    rows = [FitRow(**r) for r in saved["rows"]]
+    done = {r.family for r in rows}
+    note = ", ".join(f for f in families if f not in done)
+    commit = saved.get("environment", {}).get("provenance", {}).get("commit")
+    text = render(rows, saved.get("command", "python tools/bench/zoo.py --fit"), saved.get("wall_s", sum(
+        r.seconds for r in rows)), saved.get("data_note", "unlabelled images"), commit)
+    if note:
+        text += f"\nNot run (the run was stopped before reaching them): {note}.\n"
+    doc.write_text(text, encoding="utf-8")
+
+
 def main(args: argparse.Namespace, families: dict[str, tuple[str, ...]], resolution_of: dict[str, int]) -> None:
     """Run the full fit for the selected families and write the table and the rows."""
     from provenance import provenance
 
     from edgeprune.environment import machine_info, package_versions
     from edgeprune.io_atomic import write_json_atomic
+
+    if args.render_partial:
+        render_partial(args.json, args.doc, families)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="zoo-fit-"))
     if args.data is not None:
@@ -172,10 +195,12 @@ def main(args: argparse.Namespace, families: dict[str, tuple[str, ...]], resolut
         for name in families[family][:1] if args.first_only else families[family]:
             rows.append(fit_model(family, name, resolution_of[name], args.budget, data, args.timeout, work))
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(args.json, {"rows": [asdict(r) for r in rows], "partial": True})  # progress
+            write_json_atomic(args.json, {"rows": [asdict(r) for r in rows], "partial": True, "data_note": data_note,
+                                          "command": _command(), "wall_s": time.perf_counter() - start,
+                                          "environment": {**machine_info(), "versions": package_versions(),
+                                                          "provenance": provenance()}})  # progress
     wall = time.perf_counter() - start
-    command = "python tools/bench/zoo.py --fit" + "".join(
-        f" {a}" for a in sys.argv[1:] if a != "--fit")
+    command = _command()
     args.doc.write_text(render(rows, command, wall, data_note), encoding="utf-8")
     write_json_atomic(args.json, {"rows": [asdict(r) for r in rows], "wall_s": wall, "command": command,
                                   "data": str(data), "environment": {**machine_info(), "versions": package_versions(),
