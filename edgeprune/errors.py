@@ -45,6 +45,18 @@ class UnknownNameError(InputError):
         self.known = known_sorted
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), or its type's name when empty.
+
+    >>> first_line(ValueError("bad value\\n  details"))
+    'bad value'
+    >>> first_line(KeyError())
+    'KeyError'
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def closest_name(name: str, known: Iterable[str]) -> str | None:
     """The known name closest to ``name`` (ignoring case), or None when none is close.
 

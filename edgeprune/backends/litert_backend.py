@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.errors import InputError, MissingRuntimeError, first_line
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
@@ -138,11 +138,6 @@ def _require_fp32(target: Target) -> None:
         )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class LiteRtSession:
     """A LiteRT interpreter (XNNPACK delegate, the target's thread count) for a single-input model."""
 
@@ -153,7 +148,7 @@ class LiteRtSession:
                 self._interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
                 self._interpreter.allocate_tensors()
         except Exception as exc:
-            raise InputError(f"LiteRT cannot load {path}: {_first_line(exc)}") from None
+            raise InputError(f"LiteRT cannot load {path}: {first_line(exc)}") from None
         inputs = self._interpreter.get_input_details()
         if len(inputs) != 1:
             raise InputError(f"LiteRT model {path} has {len(inputs)} inputs; edgeprune handles one")
@@ -229,7 +224,7 @@ class LiteRtBackend:
             with quiet_native_output():
                 litert_torch.convert(model, (example,)).export(str(path))
         except Exception as exc:  # the converter raises many types; the user needs one line
-            raise InputError(f"LiteRT conversion failed: {_first_line(exc)}") from None
+            raise InputError(f"LiteRT conversion failed: {first_line(exc)}") from None
         finally:
             model.train(was_training)
         session = LiteRtSession(path, target.threads)

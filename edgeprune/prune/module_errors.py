@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from edgeprune.errors import EdgepruneError, ModelConstructError
+from edgeprune.errors import EdgepruneError, ModelConstructError, first_line
 
 
 class ModuleTracker:
@@ -51,7 +51,7 @@ class ModuleTracker:
 
 def describe_failure(stage: str, exc: BaseException, where: tuple[str, str] | None, freezing_helps: bool) -> str:
     """One line: the stage, the module and construct (when known), the error, and what to do."""
-    first = str(exc).splitlines()[0][:300] if str(exc) else ""
+    first = first_line(exc, 300)
     if where is None:
         return (f"{stage} failed on this model ({type(exc).__name__}: {first}); rerun with -v for the traceback, "
                 "and --freeze MODULE to leave a module edgeprune cannot handle unpruned")
@@ -87,7 +87,7 @@ def naming_the_module(model: nn.Module, stage: str, freezing_helps: bool = False
 
 def scoring_failure(criterion: str, group: str, exc: BaseException) -> ModelConstructError:
     """The line for a criterion that fails on one channel group: freezing the group's root module avoids it."""
-    first = str(exc).splitlines()[0][:300] if str(exc) else ""
+    first = first_line(exc, 300)
     return ModelConstructError(f"scoring channel importance ({criterion}) failed on the channel group of module "
                                f"'{group}': {type(exc).__name__}: {first}; rerun with --freeze {group} to leave it "
                                "unpruned, or choose another --importance", group)

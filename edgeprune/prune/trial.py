@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from edgeprune.errors import first_line
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.module_errors import ModuleTracker
@@ -34,7 +35,7 @@ def _trial(model: nn.Module, example: torch.Tensor, expected: tuple[int, ...], g
     try:
         slim = slim_copy(model, example, keep, frozen_modules)
     except Exception as exc:
-        return f"channel surgery fails ({type(exc).__name__}: {_first_line(exc)})", None
+        return f"channel surgery fails ({type(exc).__name__}: {first_line(exc, 200)})", None
     tracker = ModuleTracker(slim)
     try:
         with torch.no_grad():
@@ -42,17 +43,13 @@ def _trial(model: nn.Module, example: torch.Tensor, expected: tuple[int, ...], g
     except Exception as exc:
         where = tracker.where()
         place = f" in module '{where[0]}' ({where[1]})" if where else ""
-        return f"the pruned model fails{place}: {type(exc).__name__}: {_first_line(exc)}", where[0] if where else None
+        return f"the pruned model fails{place}: {type(exc).__name__}: {first_line(exc, 200)}", where[0] if where else None
     finally:
         tracker.remove()
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
     if shape is not None and shape != expected:
         return f"the pruned model's output changes shape ({list(expected)} to {list(shape)})", None
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else ""
 
 
 def _inside(group: ChannelGroup, module: str) -> bool:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
-from edgeprune.errors import ModelLoadError
+from edgeprune.errors import ModelLoadError, first_line
 from edgeprune.export.formats import effective_precision, runnable_here
 from edgeprune.target import Target
 from edgeprune.validate.tolerances import tolerance_for
@@ -39,9 +39,8 @@ def check_original_runs(backend: Backend, target: Target, artifact: Artifact, mo
         session = backend.load(artifact, here)
         produced = [np.asarray(session.run({artifact.input_name: x[i:i + 1].numpy()})[0]) for i in range(len(x))]
     except Exception as exc:  # a runtime's own error: name it, in one line
-        first = str(exc).splitlines()[0] if str(exc) else ""
         raise ModelLoadError(f"the original model does not run in {backend.name} ({type(exc).__name__}: "
-                             f"{first[:300]}): edgeprune can only prune a model its target runtime executes") from None
+                             f"{first_line(exc, 300)}): edgeprune can only prune a model its target runtime executes") from None
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -19,7 +19,7 @@ from torch import nn
 
 from edgeprune.backends import get_backend
 from edgeprune.backends.base import Artifact, Session
-from edgeprune.errors import InputError
+from edgeprune.errors import InputError, first_line
 from edgeprune.export.formats import (
     artifact_files,
     effective_precision,
@@ -34,11 +34,6 @@ from edgeprune.target import Target
 log = logging.getLogger(__name__)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def check_onnx_file(path: Path) -> None:
     """``onnx.checker.check_model`` on ``path``; a corrupt or invalid file raises a one-line InputError."""
     import onnx
@@ -46,7 +41,7 @@ def check_onnx_file(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # DecodeError, ValidationError, OSError ... : the user needs one line
-        raise InputError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+        raise InputError(f"{path} is not a valid ONNX model: {first_line(exc)}") from None
 
 
 @dataclass
@@ -116,7 +111,7 @@ class TorchRunner:
                 out = self.model(torch.from_numpy(np.ascontiguousarray(x_nchw, dtype=np.float32)))
         except Exception as exc:  # user models fail in many ways on a wrong input shape
             raise InputError(f"reference {self.name} cannot run on input of shape {tuple(x_nchw.shape)}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
         if isinstance(out, (tuple, list)):
             out = out[0]
         return np.asarray(out.detach().numpy())
