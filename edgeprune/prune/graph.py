@@ -1,6 +1,7 @@
 """Channel groups from Torch-Pruning's dependency graph, and physical channel removal.
 
-This is the only module that imports ``torch_pruning``. It traces the model once, turns Torch-Pruning's
+With :mod:`edgeprune.prune.tp_mappings` (which index mappings Torch-Pruning may compute), this is the only
+module that imports ``torch_pruning``. It traces the model once, turns Torch-Pruning's
 groups into edgeprune :class:`~edgeprune.prune.groups.ChannelGroup` records, and freezes (with a warning
 that names it) every group edgeprune cannot prune safely:
 
@@ -35,8 +36,11 @@ from torch import nn
 from edgeprune.errors import ModelLoadError
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 from edgeprune.prune.reshapes import ReshapeRecorder
+from edgeprune.prune.tp_mappings import install_mapping_filters, split_description
 
 log = logging.getLogger(__name__)
+
+install_mapping_filters()
 
 _OUT_HANDLERS = {"prune_out_channels"}
 _IN_HANDLERS = {"prune_in_channels"}
@@ -59,96 +63,6 @@ class _ChannelPaddingPruner(tp.pruner.function.BasePruningFunc):
 
     def get_in_channels(self, layer: nn.Module) -> int:
         return int(layer.in_channels)
-
-
-def _install_mapping_filters() -> None:
-    """Keep Torch-Pruning from mapping channels through ops it cannot model, in edgeprune's graphs.
-
-    Torch-Pruning recomputes its index mappings on every group query, so the filters stay installed; a graph
-    without edgeprune's recorder (``_edgeprune_reshapes``) keeps Torch-Pruning's own behaviour. In edgeprune's
-    graphs, no mapping is made for a reshape that rearranges channels, for any split (Torch-Pruning's
-    heuristics guess a flatten, divide by zero on a channel shuffle, or index past a chunk's offsets), or for
-    a concatenation along another dimension than the channels' or one whose mapping fails, for an expand or an
-    unbind (whose mappings multiply indices: they made Swin's group enumeration run for minutes); the recorder
-    notes each, and :meth:`ModelGraph._record` freezes every group whose channels pass through one.
-    """
-    index_mapping = tp.dependency.index_mapping
-    reshape = index_mapping.update_reshape_index_mapping
-    split = index_mapping.update_split_index_mapping
-    concat = index_mapping.update_concat_index_mapping
-    others = {"update_expand_index_mapping": "an expand", "update_unbind_index_mapping": "an unbind"}
-    if getattr(reshape, "edgeprune_filter", False):
-        return
-
-    def update_reshape(graph: Any, node: Any) -> None:
-        recorder = getattr(graph, "_edgeprune_reshapes", None)
-        if recorder is None:
-            reshape(graph, node)
-        elif (recorder.rearranging(node.grad_fn, [n.grad_fn for n in node.outputs], _in_channels(graph, node)) is None
-              and node.grad_fn in recorder.shapes):  # a matmul's own views keep their features: no mapping
-            try:
-                reshape(graph, node)
-            except Exception as exc:  # Torch-Pruning's shape inference gave up on this reshape
-                recorder.unmapped[node.grad_fn] = f"a reshape Torch-Pruning cannot map ({type(exc).__name__})"
-
-    def update_split(graph: Any, node: Any) -> None:
-        if getattr(graph, "_edgeprune_reshapes", None) is None:
-            split(graph, node)
-
-    def update_concat(graph: Any, node: Any) -> None:
-        recorder = getattr(graph, "_edgeprune_reshapes", None)
-        if recorder is None:
-            concat(graph, node)
-            return
-        if node.type != tp.ops.OPTYPE.CONCAT or node.grad_fn in recorder.unmapped:
-            return
-        dim = recorder.concat_dims.get(node.grad_fn)
-        if dim != 1:
-            recorder.unmapped[node.grad_fn] = f"a concatenation along dim {'?' if dim is None else dim}"
-            return
-        try:
-            concat(graph, node)
-        except Exception as exc:  # e.g. an input whose channel count its shape inference cannot find
-            recorder.unmapped[node.grad_fn] = f"a concatenation Torch-Pruning cannot map ({type(exc).__name__})"
-
-    def skipping(name: str, what: str) -> Any:
-        original = getattr(index_mapping, name)
-
-        def update(graph: Any, node: Any) -> None:
-            recorder = getattr(graph, "_edgeprune_reshapes", None)
-            if recorder is None:
-                original(graph, node)
-            elif node.type in (tp.ops.OPTYPE.EXPAND, tp.ops.OPTYPE.UNBIND):
-                recorder.unmapped[node.grad_fn] = what
-        return update
-
-    for name, what in others.items():
-        setattr(index_mapping, name, skipping(name, what))
-    update_reshape.edgeprune_filter = True  # type: ignore[attr-defined]
-    index_mapping.update_reshape_index_mapping = update_reshape
-    index_mapping.update_split_index_mapping = update_split
-    index_mapping.update_concat_index_mapping = update_concat
-
-
-_install_mapping_filters()
-
-
-def _in_channels(graph: Any, node: Any) -> int | None:
-    """The channel count Torch-Pruning infers for a node's input (from the layer producing it), if any."""
-    for source in node.inputs:
-        channels = tp.dependency.shape_infer.infer_out_channels_recursively(graph, source, [0])
-        if channels:
-            return int(channels)
-    return None
-
-
-def _split_description(grad_fn: Any) -> str:
-    """``chunk/split along dim D into [a, b]`` from a split's autograd node."""
-    dim = getattr(grad_fn, "_saved_dim", "?")
-    sizes = getattr(grad_fn, "_saved_split_sizes", None)
-    if sizes is None:
-        sizes = f"pieces of {getattr(grad_fn, '_saved_split_size', '?')}"
-    return f"a chunk or split along dim {dim} into {list(sizes) if not isinstance(sizes, str) else sizes}"
 
 
 def _group_width(module: nn.Module) -> int:
@@ -224,7 +138,7 @@ class ModelGraph:
                 return module(x)
 
         self._dg = tp.DependencyGraph()
-        self._dg._edgeprune_reshapes = self._reshapes  # read by the filter above
+        self._dg._edgeprune_reshapes = self._reshapes  # read by the mapping filters (edgeprune.prune.tp_mappings)
         try:
             with torch.enable_grad():
                 self._dg.build_dependency(
@@ -283,7 +197,7 @@ class ModelGraph:
         touched = {m.module for m in members}
         reshaped = next((r for r in (self._reshapes.rearranging(t.grad_fn) for t in (item.dep.target for item in items)
                                      if t.type == tp.ops.OPTYPE.RESHAPE) if r), None)
-        split = next((_split_description(item.dep.target.grad_fn) for item in items
+        split = next((split_description(item.dep.target.grad_fn) for item in items
                       if item.dep.target.type == tp.ops.OPTYPE.SPLIT), None)
         unmapped = next((self._reshapes.unmapped[t.grad_fn] for t in (item.dep.target for item in items)
                          if t.grad_fn in self._reshapes.unmapped), None)
