@@ -99,3 +99,31 @@ def test_a_recalibration_after_an_upward_search_solves_from_the_candidate_widths
 def test_the_undershoot_threshold() -> None:
     assert not undershoots(TARGET_MS * (1 - UNDERSHOOT_FRACTION / 2), TARGET_MS)
     assert undershoots(TARGET_MS * (1 - 2 * UNDERSHOOT_FRACTION), TARGET_MS)
+
+
+class _SteppedCost:
+    """10 ms, plus 10 ms for group ``a`` wider than 4 channels (2 ms at 4 or fewer: a runtime's width step),
+    plus 1 ms per channel of group ``b``."""
+
+    def predict(self, widths: Mapping[str, int]) -> float:
+        return 10.0 + (10.0 if widths["a"] > 4 else 2.0) + widths["b"]
+
+    def breakdown(self, widths: Mapping[str, int]) -> dict[str, float]:
+        return {"all": self.predict(widths)}
+
+
+def test_the_upward_search_adds_to_the_measured_candidate_where_a_fresh_descent_ends_narrower() -> None:
+    """From the full widths, the descent to 25 ms only cuts ``b`` (``a``'s first steps save nothing), ending on
+    8 + 5 channels; the measured candidate, 4 + 10 channels at 22 ms, has room for 2 more of ``b``."""
+    groups = [ChannelGroup("a", 8, (GroupMember("a", "Conv2d", "out", tuple(range(8))),)),
+              ChannelGroup("b", 12, (GroupMember("b", "Conv2d", "out", tuple(range(12))),))]
+    scores = {"a": np.arange(8, dtype=float), "b": np.arange(12, dtype=float)}
+    search = LatencySearch(groups, scores, _SteppedCost(), alignment=1, globally_comparable=True,
+                           measure_floor=lambda keep: 12.0, floor_hint="", latency_source="stepped")
+    fresh = search.first(32.0, 26.0, 25.0)
+    assert {k: len(v) for k, v in fresh.keep.items()} == {"a": 8, "b": 5}
+    measured = Candidate({"a": [4, 5, 6, 7], "b": list(range(2, 12))}, {}, 22.0)
+    upward = search.after_undershoot(measured, 22.0)
+    assert upward is not None
+    assert upward.keep["a"] == measured.keep["a"] and upward.keep["b"] == list(range(12))
+    assert upward.info["predicted_ms"] == pytest.approx(24.0)

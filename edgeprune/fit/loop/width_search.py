@@ -98,15 +98,18 @@ def latency_budgeted_widths(
     budget_ms: float,
     alignment: int,
     globally_comparable: bool = False,
+    start: Mapping[str, int] | None = None,
 ) -> SearchResult:
     """Greedy search for per-group widths (multiples of ``alignment``) with predicted latency <= budget.
 
+    The descent starts from the full widths, or from ``start`` (an upward search: a measured candidate's widths,
+    which the result then contains whenever they fit the budget, since only the refill changes them).
     Returns the smallest model's widths with ``feasible=False`` when even that is predicted over budget.
     """
     step = max(1, alignment)
     norm = normalised_scores(groups, scores, globally_comparable)
     sorted_scores = {g.name: np.sort(norm[g.name])[::-1] for g in groups}  # high to low
-    widths = {g.name: g.width for g in groups}
+    widths = {g.name: g.width for g in groups} if start is None else {g.name: start[g.name] for g in groups}
     minimum = {g.name: min(g.width, step) for g in groups}
     current = latency.predict(widths)
     steps = 0
