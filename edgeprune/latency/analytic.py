@@ -81,9 +81,10 @@ def kernel_ms(layer: Layer, cin: int, cout: int, profile: DeviceProfile) -> floa
             weights = c * k
         else:
             ci, co = _padded(cin, a), _padded(cout, a)
-            macs = co * (ci // max(1, sig.groups)) * k * out_h * out_w
+            per_group = ci // max(1, sig.conv_groups(cin))
+            macs = co * per_group * k * out_h * out_w
             kind = "conv1x1" if k == 1 else "conv"
-            weights = co * (ci // max(1, sig.groups)) * k
+            weights = co * per_group * k
         elements = cin * sig.height * sig.width + cout * out_h * out_w + weights
     efficiency = profile.efficiency.get(kind, profile.efficiency.get("conv", 0.3))
     compute_s = 2.0 * macs / (profile.peak_gflops * 1e9 * efficiency)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from edgeprune.prune.grouped_conv import whole_group_unit
 from edgeprune.prune.groups import ChannelGroup
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 class LayerSignature:
     """Everything about a kernel except its widths: the key under which latency tables store timings.
 
-    ``kind`` is ``"conv"`` (dense or grouped), ``"dwconv"`` (depthwise: groups == channels) or ``"linear"``.
-    ``height``/``width`` are the input's spatial size; ``groups`` is the group count of a grouped conv
-    (1 for dense convs, linears and depthwise convs, whose group count follows the width). ``residual_add``
+    ``kind`` is ``"conv"`` (dense, or grouped with a fixed group count), ``"gconv"`` (grouped, pruned in whole
+    groups: the group count follows the width), ``"dwconv"`` (depthwise: groups == channels) or ``"linear"``.
+    ``height``/``width`` are the input's spatial size; ``groups`` is the group count of a ``conv``, the
+    channels per group of a ``gconv``, and 1 for the others (a depthwise conv's group count follows the width). ``residual_add``
     marks a conv whose output (after its batch norm) is added to a residual stream: the runtimes fuse that
     add into the kernel (OpenVINO's eltwise post-op, ONNX Runtime's NCHWc ``Sum``), so it is probed with it.
     """
@@ -43,6 +45,14 @@ class LayerSignature:
     bias: bool
     groups: int = 1
     residual_add: bool = False
+
+    def conv_groups(self, cin: int) -> int:
+        """The group count of this kernel with ``cin`` input channels."""
+        if self.kind == "dwconv":
+            return cin
+        if self.kind == "gconv":
+            return max(1, cin // self.groups)
+        return self.groups
 
     def key(self) -> str:
         """Stable text key, e.g. ``conv|k3x3|s1x1|p1x1|d1x1|32x32|b0|g1`` (``|add`` appended for a fused add)."""
@@ -218,8 +228,9 @@ def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[Channel
         shape = shapes[name]
         if isinstance(module, nn.Conv2d):
             depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
+            unit = whole_group_unit(module)
             signature = LayerSignature(
-                "dwconv" if depthwise else "conv",
+                "dwconv" if depthwise else "gconv" if unit else "conv",
                 _pair(module.kernel_size),
                 _pair(module.stride),
                 _padding(module),
@@ -227,7 +238,7 @@ def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[Channel
                 int(shape[2]),
                 int(shape[3]),
                 module.bias is not None,
-                1 if depthwise else int(module.groups),
+                1 if depthwise else unit or int(module.groups),
                 name in residual,
             )
             cin, cout = module.in_channels, module.out_channels

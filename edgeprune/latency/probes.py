@@ -52,7 +52,7 @@ def probe_onnx(sig: LayerSignature, cin: int, cout: int) -> onnx.ModelProto:
         nodes.append(helper.make_node("Gemm", inputs, ["output"], transB=1))
         out_shape = [1, cout]
     else:
-        groups = cin if sig.kind == "dwconv" else sig.groups
+        groups = sig.conv_groups(cin)
         if sig.kind == "dwconv":
             cout = cin
         inits.append(numpy_helper.from_array(_weights((cout, cin // groups, *sig.kernel), 0), "W"))
@@ -110,7 +110,7 @@ class ProbeModule(nn.Module):
         if sig.kind == "linear":
             self.layer = nn.Linear(cin, cout, bias=sig.bias)
         else:
-            groups = cin if sig.kind == "dwconv" else sig.groups
+            groups = sig.conv_groups(cin)
             self.layer = nn.Conv2d(cin, cin if sig.kind == "dwconv" else cout, sig.kernel, sig.stride,
                                    sig.padding, sig.dilation, groups=groups, bias=True)
         with torch.no_grad():

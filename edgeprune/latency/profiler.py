@@ -9,6 +9,7 @@ the same layer shapes in the same context, are not measured again.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,20 +49,22 @@ def min_width(width: int, alignment: int) -> int:
 
 
 def layer_grids(layers: Sequence[Layer], alignment: int, max_points: int) -> list[LayerGrid]:
-    """For each layer, the widths to probe on each side."""
+    """For each layer, the widths to probe on each side (in whole groups for a grouped conv cut in groups)."""
 
-    def side(total: int, parts: tuple[tuple[str, int], ...]) -> tuple[int, ...]:
+    def side(total: int, parts: tuple[tuple[str, int], ...], step: int) -> tuple[int, ...]:
         if not parts:
             return (total,)
         fixed = total - sum(w for _, w in parts)
-        lowest = fixed + sum(min_width(w, alignment) for _, w in parts)
-        return tuple(width_grid(lowest, total, alignment, max_points))
+        lowest = fixed + sum(min_width(w, step) for _, w in parts)
+        return tuple(width_grid(lowest, total, step, max_points))
 
     grids = []
     for layer in layers:
-        cins = side(layer.in_channels, layer.in_groups)
-        couts = side(layer.out_channels, layer.out_groups)
-        if layer.signature.kind == "dwconv":
+        sig = layer.signature
+        step = math.lcm(max(1, alignment), sig.groups) if sig.kind == "gconv" else alignment
+        cins = side(layer.in_channels, layer.in_groups, step)
+        couts = side(layer.out_channels, layer.out_groups, step)
+        if sig.kind == "dwconv":
             cins = couts = couts if layer.out_groups else cins
         grids.append(LayerGrid(layer, cins, couts))
     return grids
@@ -133,14 +136,14 @@ def sample_widths(groups: Sequence[ChannelGroup], alignment: int, count: int, se
     """Calibration candidates: the full model, the smallest one, and random aligned widths per group."""
     rng = random.Random(seed)
     full = {g.name: g.width for g in groups}
-    smallest = {g.name: min_width(g.width, alignment) for g in groups}
+    smallest = {g.name: g.min_width(alignment) for g in groups}
     samples = [full, smallest]
     while len(samples) < count:
         mode = rng.random()
         candidate = {}
         for g in groups:
-            lo = min_width(g.width, alignment)
-            steps = list(range(lo, g.width + 1, max(1, alignment))) or [g.width]
+            lo = g.min_width(alignment)
+            steps = list(range(lo, g.width + 1, g.step(alignment))) or [g.width]
             if g.width not in steps:
                 steps.append(g.width)
             if mode < 0.5:  # uniform-ish ratio with jitter, like the searches produce

@@ -34,6 +34,7 @@ import torch_pruning as tp
 from torch import nn
 
 from edgeprune.errors import ModelLoadError
+from edgeprune.prune.grouped_conv import channels_per_group, install_whole_group_pruner, whole_group_unit
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 from edgeprune.prune.reshapes import ReshapeRecorder
 from edgeprune.prune.tp_mappings import install_mapping_filters, split_description
@@ -63,13 +64,6 @@ class _ChannelPaddingPruner(tp.pruner.function.BasePruningFunc):
 
     def get_in_channels(self, layer: nn.Module) -> int:
         return int(layer.in_channels)
-
-
-def _group_width(module: nn.Module) -> int:
-    """Input channels per group of a grouped convolution (1 for depthwise, 0 for anything else)."""
-    if isinstance(module, nn.Conv2d) and module.groups > 1:
-        return module.in_channels // module.groups
-    return 0
 
 
 def channel_dim_size(module: nn.Module, dim: str) -> int | None:
@@ -138,6 +132,7 @@ class ModelGraph:
                 return module(x)
 
         self._dg = tp.DependencyGraph()
+        install_whole_group_pruner(self._dg)  # grouped convolutions lose whole groups (edgeprune.prune.grouped_conv)
         self._dg._edgeprune_reshapes = self._reshapes  # read by the mapping filters (edgeprune.prune.tp_mappings)
         try:
             with torch.enable_grad():
@@ -161,7 +156,7 @@ class ModelGraph:
         self._tp_by_root = {g.root: g for g in tp_groups}
         # For each edgeprune group: its channels as (Torch-Pruning root, channel index) per part.
         self._parts: dict[str, list[tuple[str, list[int]]]] = {}
-        self.groups: list[ChannelGroup] = self._merge_padded(tp_groups, modules)
+        self.groups: list[ChannelGroup] = self._merge_linked(tp_groups, modules)
         # The classifier's output is frozen by design; anything else frozen deserves a warning.
         frozen = [g for g in self.groups if not g.prunable and g.name != self.classifier]
         if frozen and warn_frozen:
@@ -201,7 +196,8 @@ class ModelGraph:
                       if item.dep.target.type == tp.ops.OPTYPE.SPLIT), None)
         unmapped = next((self._reshapes.unmapped[t.grad_fn] for t in (item.dep.target for item in items)
                          if t.grad_fn in self._reshapes.unmapped), None)
-        grouped = sorted(n for n in touched if _group_width(self._module(n)) > 1)
+        grouped = sorted(n for n in touched if channels_per_group(self._module(n)) > 1
+                         and not whole_group_unit(self._module(n)))
         reason = ""
         if any(m.module == self.classifier and m.dim == "out" for m in members):
             reason = f"output classes of the classifier {self.classifier}"
@@ -210,8 +206,9 @@ class ModelGraph:
                       "edgeprune prunes the MLP widths of attention blocks, not the width attention works in")
         elif grouped:
             conv = self._module(grouped[0])
-            reason = (f"grouped convolution {grouped[0]} ({conv.groups} groups of {_group_width(conv)} input "
-                      "channels): its channels can only go in whole groups, which edgeprune does not do yet")
+            reason = (f"grouped convolution {grouped[0]} ({conv.groups} groups of {channels_per_group(conv)} input "
+                      f"channels, {conv.out_channels} outputs): edgeprune removes whole groups only from grouped "
+                      "convolutions with as many outputs as inputs")
         elif touched & ignored:
             reason = "contains " + ", ".join(sorted(touched & ignored)) + ", frozen by request"
         elif reshaped:
@@ -233,8 +230,13 @@ class ModelGraph:
     def _module(self, name: str) -> nn.Module:
         return self.model.get_submodule(name)
 
-    def _merge_padded(self, tp_groups: list[_TpGroup], modules: dict[str, nn.Module]) -> list[ChannelGroup]:
-        """Union channels of Torch-Pruning groups linked by padding modules; build edgeprune groups."""
+    def _merge_linked(self, tp_groups: list[_TpGroup], modules: dict[str, nn.Module]) -> list[ChannelGroup]:
+        """Union channels of Torch-Pruning groups linked through a module; build edgeprune groups.
+
+        Two kinds of module link the channels on their input side to those on their output side: a padding
+        module (input channel ``i`` is output channel ``pad_front + i``) and a grouped convolution pruned in
+        whole groups (input channel ``i`` goes with output channel ``i``: both leave with their group).
+        """
         parent: dict[tuple[str, int], tuple[str, int]] = {}
 
         def find(x: tuple[str, int]) -> tuple[str, int]:
@@ -243,18 +245,24 @@ class ModelGraph:
                 x = parent[x]
             return x
 
+        def offset(module: nn.Module) -> int | None:
+            if getattr(module, "channel_padding", False):
+                return int(module.pad_front)  # type: ignore[arg-type]
+            return 0 if whole_group_unit(module) else None
+
         sides: dict[str, dict[str, tuple[str, dict[int, int]]]] = defaultdict(dict)
         for g in tp_groups:
             for m in g.members:
-                if getattr(modules[m.module], "channel_padding", False):
+                if offset(modules[m.module]) is not None:
                     sides[m.module][m.dim] = (g.root, {idx: j for j, idx in enumerate(m.indices)})
         for name, side in sides.items():
             if "in" not in side or "out" not in side:
                 continue
             (in_root, in_pos), (out_root, out_pos) = side["in"], side["out"]
-            offset = int(modules[name].pad_front)  # type: ignore[arg-type]
+            shift = offset(modules[name])
+            assert shift is not None
             for in_idx, j in in_pos.items():
-                k = out_pos.get(offset + in_idx)
+                k = out_pos.get(shift + in_idx)
                 if k is not None:
                     parent[find((in_root, j))] = find((out_root, k))
         by_component: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
@@ -270,6 +278,7 @@ class ModelGraph:
         groups: list[ChannelGroup] = []
         for roots, channel_sets in sorted(classes.items(), key=lambda kv: order[kv[0][0]]):
             channel_sets.sort(key=lambda cs: cs[0][1])
+            unit, unit_problem = self._order_in_runs(roots, channel_sets, modules)
             index_in = [{r: j for r, j in cs} for cs in channel_sets]
             members: list[GroupMember] = []
             for root in roots:
@@ -280,6 +289,7 @@ class ModelGraph:
                 ]
                 self._parts.setdefault(roots[0], []).append((root, positions))
             reasons = [self._tp_by_root[r].frozen_reason for r in roots if self._tp_by_root[r].frozen_reason]
+            reasons += [unit_problem] if unit_problem else []
             groups.append(
                 ChannelGroup(
                     name=roots[0],
@@ -288,9 +298,46 @@ class ModelGraph:
                     prunable=not reasons,
                     frozen_reason=reasons[0] if reasons else "",
                     module_names=tuple(sorted({m.module for m in members})),
+                    unit=unit,
                 )
             )
         return groups
+
+    def _order_in_runs(self, roots: tuple[str, ...], channel_sets: list[list[tuple[str, int]]],
+                       modules: dict[str, nn.Module]) -> tuple[int, str]:
+        """Sort a group's channels so that each block of the grouped convolutions it passes through is one run
+        of consecutive channels; returns (run length, why the channels cannot be cut in whole runs or "").
+
+        Every such convolution must see all of the group's channels and split them into the same blocks
+        (two convolutions with different group sizes on one stream cannot both lose whole groups).
+        """
+        convs = [(root, m) for root in roots for m in self._tp_by_root[root].members
+                 if whole_group_unit(modules[m.module])]
+        if not convs:
+            return 1, ""
+        unit = whole_group_unit(modules[convs[0][1].module])
+        positions = [{r: j for r, j in cs} for cs in channel_sets]
+
+        def block(cs: int, root: str, member: GroupMember) -> int | None:
+            j = positions[cs].get(root)
+            return member.indices[j] // whole_group_unit(modules[member.module]) \
+                if j is not None and j < len(member.indices) else None
+
+        first_root, first = convs[0]
+        order = sorted(range(len(channel_sets)), key=lambda cs: (block(cs, first_root, first) is None,
+                                                                  block(cs, first_root, first) or 0, cs))
+        channel_sets[:] = [channel_sets[i] for i in order]
+        positions = [positions[i] for i in order]
+        for root, member in convs:
+            labels = [block(cs, root, member) for cs in range(len(channel_sets))]
+            runs = [labels[i:i + unit] for i in range(0, len(labels), unit)]
+            if None in labels or len(labels) % unit or any(len(set(run)) != 1 for run in runs) \
+                    or len({run[0] for run in runs}) != len(runs):
+                conv = modules[member.module]
+                return 1, (f"grouped convolution {member.module} ({conv.groups} groups of {channels_per_group(conv)} "
+                           "channels) shares these channels with layers that split them differently: edgeprune "
+                           "removes a grouped convolution's channels only in whole groups")
+        return unit, ""
 
     # -- queries and surgery ----------------------------------------------------------------------
     def freeze(self, name: str, reason: str) -> ChannelGroup:
@@ -319,6 +366,10 @@ class ModelGraph:
             kept_set = {int(i) for i in kept}
             if not kept_set or not kept_set <= set(range(group.width)):
                 raise ValueError(f"group '{name}': keep indices must be a non-empty subset of 0..{group.width - 1}")
+            if group.unit > 1 and any({c // group.unit * group.unit + k for k in range(group.unit)} - kept_set
+                                      for c in kept_set):
+                raise ValueError(f"group '{name}' goes in whole runs of {group.unit} channels (a grouped "
+                                 "convolution's groups): keep whole runs")
             for root, positions in self._parts[name]:
                 removal[root].update(positions[c] for c in range(group.width) if c not in kept_set)
         for root, idxs in removal.items():

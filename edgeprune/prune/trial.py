@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 
 def _trial(model: nn.Module, example: torch.Tensor, expected: tuple[int, ...], groups: Sequence[ChannelGroup],
            frozen_modules: Sequence[str]) -> tuple[str, str | None] | None:
-    """Remove the last channel of each group in a copy and run it.
+    """Remove the last channel (the last run, for a group cut in runs) of each group in a copy and run it.
 
     None when that works, else (what failed, the name of the module it failed in when known).
     """
-    keep = {g.name: list(range(g.width - 1)) for g in groups}
+    keep = {g.name: list(range(g.width - g.unit)) for g in groups}
     try:
         slim = slim_copy(model, example, keep, frozen_modules)
     except Exception as exc:
@@ -66,7 +66,7 @@ def freeze_untrimmable(model: nn.Module, example: torch.Tensor, graph: ModelGrap
     or two more trials), else all remaining groups are bisected; the culprits are frozen and the rest tried
     again, until a trial passes.
     """
-    pending = [g for g in graph.prunable_groups() if g.width > 1]
+    pending = [g for g in graph.prunable_groups() if g.width > g.unit]
     if not pending:
         return []
     with torch.no_grad():

@@ -30,12 +30,13 @@ def uniform_keep(
     keep_ratio: float,
     alignment: int = 1,
 ) -> dict[str, list[int]]:
-    """For each group, the indices of its ``aligned_width`` highest-scoring channels (sorted)."""
+    """For each group, the indices of its ``aligned_width`` highest-scoring channels (sorted); a group cut in
+    whole runs keeps a multiple of its run length, ranked by run."""
     if not 0 < keep_ratio <= 1 or math.isnan(keep_ratio):
         raise ValueError(f"keep ratio must be in (0, 1], got {keep_ratio}")
     keep: dict[str, list[int]] = {}
     for group in groups:
-        n_keep = aligned_width(group.width, keep_ratio, alignment)
-        order = np.argsort(-scores[group.name], kind="stable")
+        n_keep = aligned_width(group.width, keep_ratio, group.step(alignment))
+        order = np.argsort(-group.unit_scores(np.asarray(scores[group.name], dtype=np.float64)), kind="stable")
         keep[group.name] = sorted(int(i) for i in order[:n_keep])
     return keep

@@ -58,7 +58,7 @@ class LatencySearch:
         result = latency_budgeted_widths(self.groups, self.scores, _Corrected(self.latency, self.correction),
                                          self.target_ms, self.alignment, self.globally_comparable, start)
         if not result.feasible:
-            smallest = {g.name: list(range(min(g.width, max(1, self.alignment)))) for g in self.groups}
+            smallest = {g.name: list(range(g.min_width(self.alignment))) for g in self.groups}
             floor_ms = self.measure_floor(smallest)
             if floor_ms > self.budget_ms:
                 raise BudgetUnreachableError(self.budget_ms, floor_ms, self.floor_hint)

@@ -9,7 +9,8 @@ steps, the search prunes unevenly where that is cheap and avoids widths that sav
 
 Importance is made comparable across groups by dividing each group's scores by their mean, unless the
 criterion's scores are already globally comparable (NISP propagates one final-response importance through
-the whole network, so its scores are).
+the whole network, so its scores are). A group cut in whole runs (the blocks of a grouped convolution)
+ranks runs by their mean score and steps by a multiple of the run length.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ class SearchResult:
 def normalised_scores(
     groups: Sequence[ChannelGroup], scores: Mapping[str, np.ndarray], globally_comparable: bool
 ) -> dict[str, np.ndarray]:
-    """Scores made comparable across groups (each group's mean becomes 1 unless already comparable)."""
+    """Scores made comparable across groups (each group's mean becomes 1 unless already comparable); a group
+    cut in runs gives each channel its run's mean (:meth:`~edgeprune.prune.groups.ChannelGroup.unit_scores`)."""
     out = {}
     for g in groups:
-        s = np.asarray(scores[g.name], dtype=np.float64).clip(min=0.0)
+        s = g.unit_scores(np.asarray(scores[g.name], dtype=np.float64).clip(min=0.0))
         if not globally_comparable:
             mean = float(s.mean())
             s = s / mean if mean > 0 else np.ones_like(s)
@@ -61,7 +63,7 @@ def keep_top(scores: np.ndarray, width: int) -> list[int]:
 
 
 def _refill(groups: Sequence[ChannelGroup], sorted_scores: Mapping[str, np.ndarray], latency: LatencyModel,
-            budget_ms: float, step: int, widths: dict[str, int], current: float) -> tuple[float, int]:
+            budget_ms: float, step_of: Mapping[str, int], widths: dict[str, int], current: float) -> tuple[float, int]:
     """Give back, most importance per millisecond first, every step that still fits the budget.
 
     The descent's last step can overshoot by far: one step of a group that sets many layers' widths (a
@@ -75,6 +77,7 @@ def _refill(groups: Sequence[ChannelGroup], sorted_scores: Mapping[str, np.ndarr
             w = widths[g.name]
             if w >= g.width:
                 continue
+            step = step_of[g.name]
             new_w = min(g.width, (w // step + 1) * step)
             trial = dict(widths)
             trial[g.name] = new_w
@@ -106,11 +109,11 @@ def latency_budgeted_widths(
     which the result then contains whenever they fit the budget, since only the refill changes them).
     Returns the smallest model's widths with ``feasible=False`` when even that is predicted over budget.
     """
-    step = max(1, alignment)
+    step_of = {g.name: g.step(alignment) for g in groups}
     norm = normalised_scores(groups, scores, globally_comparable)
     sorted_scores = {g.name: np.sort(norm[g.name])[::-1] for g in groups}  # high to low
     widths = {g.name: g.width for g in groups} if start is None else {g.name: start[g.name] for g in groups}
-    minimum = {g.name: min(g.width, step) for g in groups}
+    minimum = {g.name: g.min_width(alignment) for g in groups}
     current = latency.predict(widths)
     steps = 0
     while current > budget_ms:
@@ -119,6 +122,7 @@ def latency_budgeted_widths(
             w = widths[g.name]
             if w <= minimum[g.name]:
                 continue
+            step = step_of[g.name]
             new_w = max(minimum[g.name], (w - 1) // step * step if w % step else w - step)
             trial = dict(widths)
             trial[g.name] = new_w
@@ -135,7 +139,7 @@ def latency_budgeted_widths(
         widths[name] = new_w
         steps += 1
     if current <= budget_ms:
-        current, refilled = _refill(groups, sorted_scores, latency, budget_ms, step, widths, current)
+        current, refilled = _refill(groups, sorted_scores, latency, budget_ms, step_of, widths, current)
         steps += refilled
     keep = {g.name: keep_top(norm[g.name], widths[g.name]) for g in groups}
     kept = float(sum(norm[g.name][keep[g.name]].sum() for g in groups))
