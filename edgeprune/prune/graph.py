@@ -90,6 +90,28 @@ def find_classifier(model: nn.Module, example_input: torch.Tensor) -> str | None
     return found
 
 
+def _after_concatenation(items: Sequence[Any]) -> set[Any]:
+    """The Torch-Pruning nodes of a group that its channels reach only through a channel concatenation.
+
+    Such a layer is wider than the group (a DenseNet layer reads every earlier layer's features, an Inception
+    join reads four branches); Torch-Pruning maps the group's channels to their slice of it. Every other
+    layer of a group must be exactly as wide as the group: one that is not was coupled by an op the graph
+    does not model, and the group is frozen.
+    """
+    edges: dict[Any, list[Any]] = defaultdict(list)
+    for item in items:
+        edges[item.dep.source].append(item.dep.target)
+    root = items[0].dep.target
+    direct, frontier = {root}, [root]
+    while frontier:  # the nodes reached without passing through a concatenation
+        node = frontier.pop()
+        for nxt in edges[node]:
+            if nxt not in direct and nxt.type != tp.ops.OPTYPE.CONCAT:
+                direct.add(nxt)
+                frontier.append(nxt)
+    return {item.dep.target for item in items} - direct
+
+
 @dataclass
 class _TpGroup:
     """One Torch-Pruning group: its root (for pruning) and its members in edgeprune's terms."""
@@ -176,6 +198,7 @@ class ModelGraph:
         width = len(items[0].idxs)
         members: list[GroupMember] = []
         mismatched: list[str] = []
+        joined = _after_concatenation(items)
         for item in items:
             module = item.dep.target.module
             name = self._name_of.get(module)
@@ -184,7 +207,10 @@ class ModelGraph:
             if name is None or dim is None:
                 continue  # functional ops (add, cat, flatten) carry no weights
             size = channel_dim_size(module, dim)
-            if size is not None and size != width and not (dim == "in" and isinstance(module, nn.Linear)):
+            if item.dep.target in joined and size is not None and size > width \
+                    and len(item.idxs) == width and all(int(i) < size for i in item.idxs):
+                pass  # a layer after a concatenation: the group's channels are a slice of its channels
+            elif size is not None and size != width and not (dim == "in" and isinstance(module, nn.Linear)):
                 mismatched.append(f"{name}:{dim}={size}")
             elif len(item.idxs) != width and not (dim == "in" and isinstance(module, nn.Linear)):
                 mismatched.append(f"{name}:{dim} ({len(item.idxs)} of {width} channels)")

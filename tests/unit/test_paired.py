@@ -66,7 +66,7 @@ def test_measure_paired_times_two_calls_side_by_side() -> None:
     paired = measure_paired(_busy(0.002), _busy(0.001), spec)
     assert paired.summary.rounds == 6 and len(paired.reference_round_ms) == 6
     assert paired.ratio == pytest.approx(0.5, rel=0.25)
-    assert paired.reference_median_ms == pytest.approx(2.0, rel=0.5)
+    assert paired.reference_median_ms >= 2.0  # it spins for 2 ms; no upper bound: another process can slow it
     assert paired.candidate.runs >= 30 and not paired.extended
 
 
