@@ -6,7 +6,7 @@ import argparse
 import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from rich.console import Console
@@ -104,8 +104,12 @@ WORKSTATION_MODULES = ("torch", "torchvision", "torch_pruning", "onnx", "onnxscr
                        "matplotlib", "safetensors", "PIL")
 
 
-def run_guarded(action: Callable[[], int], verbose: bool) -> int:
-    """Run a verb; map edgeprune errors to their exit code and one line, Ctrl-C to 130."""
+def run_guarded(action: Callable[[], int], verbose: bool, verb: str | None = None,
+                argv: Sequence[str] | None = None) -> int:
+    """Run a verb; map edgeprune errors to their exit code and one line, Ctrl-C to 130.
+
+    ``verb`` and ``argv`` (the command line after ``edgeprune``) let a ``fit`` that failed inside a user's
+    module print the whole command again with ``--freeze MODULE``."""
     try:
         return action()
     except EdgepruneError as exc:
@@ -114,8 +118,8 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
 
             err_console.print("".join(traceback.format_exception(exc.__cause__)), highlight=False, markup=False)
         module = getattr(exc, "module", None)  # a user model's module edgeprune cannot handle: a command that skips it
-        if module and "fit" in sys.argv[1:3]:
-            print_error(f"{exc} (the command: 'edgeprune {_verb_line()} --freeze {module}')")
+        if module and verb == "fit":
+            print_error(f"{exc} (the command: 'edgeprune {_verb_line(argv)} --freeze {module}')")
         else:
             print_error(str(exc))
         return exc.exit_code
@@ -132,9 +136,9 @@ def run_guarded(action: Callable[[], int], verbose: bool) -> int:
         return _internal_error(exc, verbose)
 
 
-def _verb_line() -> str:
+def _verb_line(argv: Sequence[str] | None) -> str:
     """The command line after ``edgeprune`` (for a hint that can be pasted), or ``VERB ...`` when unknown."""
-    args = [a for a in sys.argv[1:] if a not in ("-v", "--verbose", "-q", "--quiet")]
+    args = [a for a in (argv or ()) if a not in ("-v", "--verbose", "-q", "--quiet")]
     return " ".join(args) if args else "VERB ..."
 
 

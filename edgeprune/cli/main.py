@@ -48,12 +48,13 @@ def _globals_first(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(_globals_first(sys.argv[1:] if argv is None else argv))
+    line = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_globals_first(line))
     if args.verb is None:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
-    return run_guarded(lambda: args.handler(args), args.verbose)
+    return run_guarded(lambda: args.handler(args), args.verbose, args.verb, line)
 
 
 if __name__ == "__main__":  # pragma: no cover
