@@ -38,3 +38,19 @@ def test_profile_takes_fits_model_options(tmp_path, capsys: pytest.CaptureFixtur
                  "--std", "0.2,0.2,0.2", "--table-dir", str(tmp_path / "t")])
     assert code == 2 and "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_a_fit_that_fails_in_a_users_module_prints_the_command_with_freeze(capsys: pytest.CaptureFixture[str]
+                                                                          ) -> None:
+    from edgeprune.cli.common import run_guarded
+    from edgeprune.errors import ModelConstructError
+
+    def failing() -> int:
+        raise ModelConstructError("scoring group 'body.3' fails in module 'body.3' (Odd)", module="body.3")
+
+    line = ["-v", "fit", "--model", "pkg:build", "--budget", "70%"]
+    assert run_guarded(failing, verbose=False, verb="fit", argv=line) == 2
+    err = capsys.readouterr().err
+    assert "the command: 'edgeprune fit --model pkg:build --budget 70% --freeze body.3'" in " ".join(err.split())
+    assert run_guarded(failing, verbose=False, verb="profile", argv=["profile"]) == 2
+    assert "--freeze" not in capsys.readouterr().err  # only fit takes --freeze
