@@ -86,6 +86,9 @@ class FitConfig:
         seed: seed for every random choice.
         device: URL of an ``edgeprune agent`` on the device; latencies are then measured there.
         device_token: the agent's token (default: the EDGEPRUNE_AGENT_TOKEN environment variable).
+        precision: ``fp32`` or ``int8`` (every candidate is quantized by the runtime's own quantizer,
+            calibrated on up to 128 calibration images, and the closed loop measures the INT8 artifact against
+            the float original); None = the target's precision.
     """
 
     budget: str = "2ms"
@@ -125,3 +128,4 @@ class FitConfig:
     device: str | None = None
     device_token: str | None = None
     frozen_modules: tuple[str, ...] = field(default=())
+    precision: str | None = None

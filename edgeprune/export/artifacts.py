@@ -29,6 +29,7 @@ from edgeprune.backends import get_backend
 from edgeprune.errors import OutputError
 from edgeprune.export.formats import (
     artifact_files,
+    artifact_precision,
     effective_precision,
     parse_formats,
     require_runtime,
@@ -69,10 +70,11 @@ class ExportedArtifact:
         return [f.name for f in self.files] + [self.sidecar_path.name]
 
 
-def target_record(target: Target) -> dict[str, Any]:
-    """The target fields a sidecar records: name, device, threads and the precision really used."""
+def target_record(target: Target, precision: str | None = None) -> dict[str, Any]:
+    """The target fields a sidecar records: name, device, threads and the precision really used (``precision``
+    when the artifact itself fixes it, as a quantized one does)."""
     return {"name": target.name, "device": target.device, "threads": target.threads,
-            "precision": effective_precision(target)}
+            "precision": precision or effective_precision(target)}
 
 
 def input_spec(name: str, shape: Sequence[int], layout: str, preprocessing: Preprocessing | None) -> InputSpec:
@@ -179,7 +181,7 @@ def write_artifact_sidecar(path: Path, fmt: str, *, target: Target, input_name: 
     run_target = runtime_target(target, fmt)
     backend = get_backend(run_target)
     sidecar = Sidecar(format=fmt, runtime=run_target.runtime, runtime_version=backend.version(),
-                      target=target_record(run_target),
+                      target=target_record(run_target, artifact_precision(path, fmt, run_target)),
                       input=input_spec(input_name, input_shape, layout, _as_preprocessing(preprocessing)),
                       plan_sha256=plan_digest, files=checksums(artifact_files(path, fmt)))
     write_sidecar(path, sidecar)

@@ -104,6 +104,17 @@ def effective_precision(target: Target) -> str:
     return target.precision if target.runtime == "openvino" else "fp32"
 
 
+def artifact_precision(path: Path, fmt: str, target: Target) -> str:
+    """The precision an artifact computes in: ``int8`` for a quantized ONNX file (whoever quantized it), else
+    the runtime's precision for a float model (:func:`effective_precision`)."""
+    if fmt == "onnx" and Path(path).is_file():
+        from edgeprune.quantize.onnx_int8 import onnx_is_quantized
+
+        if onnx_is_quantized(Path(path)):
+            return "int8"
+    return effective_precision(target)
+
+
 def require_runtime(runtime: str, *, converting: bool = False) -> None:
     """Raise :class:`~edgeprune.errors.MissingRuntimeError` (naming the pip extra) when ``runtime`` is absent;
     ``converting`` also requires the converter that writes its format (LiteRT's is ``litert_torch``)."""

@@ -24,7 +24,7 @@ from edgeprune.export.sidecar import sidecar_path
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
-from edgeprune.validate.artifact_check import validate_artifact
+from edgeprune.validate.artifact_check import ModelInputs, validate_artifact
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,10 @@ def ship_artifacts(config: FitConfig, inputs: FitInputs, target: Target, slim: n
 def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Module, fmt: str, path: Path,
               measure_locally: bool) -> dict[str, Any]:
     run_target, _ = runnable_here(runtime_target(target, fmt))  # the target itself for its own format, if here
-    result = validate_artifact(path, run_target, data=config.data, reference=slim, min_accuracy=config.min_accuracy,
+    # without --data (the demo), the images the run evaluated on: random inputs would judge a quantized model on
+    # inputs outside the ranges it was calibrated for
+    data = config.data or ModelInputs(inputs.eval_inputs.numpy(), inputs.eval_set.labels, inputs.eval_set.source)
+    result = validate_artifact(path, run_target, data=data, reference=slim, min_accuracy=config.min_accuracy,
                                images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
                                preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING, measure=measure_locally,
                                seed=config.seed, raise_on_failure=False)

@@ -57,6 +57,9 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     method = {"importance": run.importance.name, **outcome.allocation.method(),
               "search_headroom": config.search_headroom, "steps": config.steps,
               "reconstruct": run.recovery.reconstructs, "bn_recalibrate": run.recovery.recalibrates_bn}
+    quantizer = getattr(run.measurer.backend, "describe", None)
+    if callable(quantizer):  # an INT8 run: how every candidate, and so the shipped artifact, was quantized
+        method["quantization"] = quantizer()
     depth = outcome.depth
     removed = depth.removed if depth is not None else []
     if depth is not None:

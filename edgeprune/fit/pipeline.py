@@ -19,6 +19,7 @@ budget itself, and only a confirmed model is ever written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from edgeprune.latency.candidates import CandidateMeasurer
 from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.latency.timers import ProfileTimer, make_timer
 from edgeprune.prune.importance import get_importance
+from edgeprune.quantize.backend import check_int8_target, for_precision
 from edgeprune.report.fit_result import FitResult
 from edgeprune.target import load_target
 from edgeprune.train.augment import parse_augmentation
@@ -82,6 +84,9 @@ def fit(config: FitConfig) -> FitResult:
     budget = Budget.parse(config.budget)
     _check_config(config)
     target = load_target(config.target)
+    if config.precision is not None:
+        target = dataclasses.replace(target, precision=config.precision)
+    check_int8_target(target)
     backend = get_backend(target)
     importance = get_importance(config.importance)
     out = OutputDir(config.out, config.force)
@@ -93,7 +98,12 @@ def fit(config: FitConfig) -> FitResult:
         journal = RunJournal(out.path, config)  # after the inputs: a refused input leaves no state behind
         torch.manual_seed(config.seed)
         measurer_type = PredictedMeasurer if isinstance(timer, ProfileTimer) else CandidateMeasurer
-        measurer = measurer_type(backend, target, inputs.example, out.work, timer)  # type: ignore[arg-type]
+        if target.precision == "int8" and measurer_type is PredictedMeasurer:
+            raise InputError(f"--precision int8 needs measured latencies: target '{target.name}' has only a "
+                             "float latency profile here; connect its agent (--device URL)")
+        candidates = for_precision(backend, target, inputs.calibration.numpy())
+        measurer = measurer_type(candidates, target, inputs.example, out.work, timer,  # type: ignore[arg-type]
+                                 original_backend=backend)
         run = FitRun(config, budget, target, backend, importance, inputs, measurer, journal, clock)
         keep_state = True
         try:

@@ -56,12 +56,21 @@ def pairing_for(spec: TimingSpec) -> PairingSpec:
     return schedule(spec.min_seconds, spec.warmup_runs, spec.max_interval_share)
 
 
+#: the name the original model is exported under
+ORIGINAL = "original"
+
+
 class CandidateMeasurer:
-    """Exports candidates into ``work_dir`` and times them with ``backend`` on ``target``."""
+    """Exports candidates into ``work_dir`` and times them with ``backend`` on ``target``.
+
+    ``original_backend`` exports the original (:data:`ORIGINAL`) when it differs from the candidates' (an
+    INT8 run pairs INT8 candidates with the float original the user has); default ``backend``.
+    """
 
     def __init__(self, backend: Backend, target: Target, example: torch.Tensor, work_dir: Path,
-                 timer: ArtifactTimer | None = None) -> None:
+                 timer: ArtifactTimer | None = None, original_backend: Backend | None = None) -> None:
         self.backend = backend
+        self.original_backend = original_backend or backend
         self.target = target
         self.timer: ArtifactTimer = timer or LocalTimer(backend, target)
         self.example = example
@@ -99,7 +108,8 @@ class CandidateMeasurer:
         """Export ``model`` into the work directory under a numbered ``name``."""
         self._counter += 1
         path = self.work_dir / f"{self._counter:03d}-{name}.onnx"
-        artifact = self.backend.export(model, self.example, path, self.target)
+        backend = self.original_backend if name == ORIGINAL else self.backend
+        artifact = backend.export(model, self.example, path, self.target)
         self.exports += 1
         return artifact
 

@@ -41,8 +41,8 @@ class PredictedMeasurer(CandidateMeasurer):
     """Answers "how fast is this candidate" from the shipped profile instead of a measurement."""
 
     def __init__(self, backend: Backend, target: Target, example: torch.Tensor, work_dir: Any,
-                 timer: ProfileTimer) -> None:
-        super().__init__(backend, target, example, work_dir, timer)
+                 timer: ProfileTimer, original_backend: Backend | None = None) -> None:
+        super().__init__(backend, target, example, work_dir, timer, original_backend)
         self.profile_timer = timer
         self.latency: AnalyticLatencyModel | None = None
 

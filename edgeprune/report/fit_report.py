@@ -27,11 +27,13 @@ class ModelSide:
     params: int
 
 
-def latency_entry(stats: LatencyStats, timer: ArtifactTimer, target: Target) -> dict[str, Any]:
-    """A latency figure with everything needed to interpret it."""
+def latency_entry(stats: LatencyStats, timer: ArtifactTimer, target: Target, precision: str | None = None
+                  ) -> dict[str, Any]:
+    """A latency figure with everything needed to interpret it (``precision``: the artifact's, where it is not
+    the target's, as for the float original of an INT8 run)."""
     return {**stats.to_dict(), "measured": timer.source.startswith("measured"), "source": timer.source, "machine": timer.machine().get("cpu"),
             "backend": target.runtime, "runtime_version": timer.runtime_version(), "device": target.device,
-            "threads": target.threads, "precision": target.precision}
+            "threads": target.threads, "precision": precision or target.precision}
 
 
 def build_fit_report(
@@ -68,7 +70,9 @@ def build_fit_report(
         "target": asdict(target),
         "budget_ms": budget_ms,
         "budget_spec": budget_spec,
-        "baseline": {"latency": latency_entry(baseline.stats, timer, target), "top1": baseline.top1,
+        "baseline": {"latency": latency_entry(baseline.stats, timer, target,
+                                              "fp32" if target.precision == "int8" else None),
+                     "top1": baseline.top1,
                      "macs": baseline.macs, "params": baseline.params},
         "final": {"latency": latency_entry(final.stats, timer, target), "top1": final.top1,
                   "macs": final.macs, "params": final.params},

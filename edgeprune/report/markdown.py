@@ -46,7 +46,11 @@ def latency_provenance(report: dict[str, Any]) -> str:
     lat = (report.get("final") or {}).get("latency") or {}
     source = lat.get("source", "measured-local")
     runtime = f"{target.get('runtime', lat.get('backend', 'the runtime'))} {lat.get('runtime_version', '')}".strip()
-    setup = f"{target.get('threads', lat.get('threads', '?'))} thread(s), {target.get('precision', lat.get('precision', '?'))}"
+    precision = lat.get("precision", target.get("precision", "?"))
+    base_precision = ((report.get("baseline") or {}).get("latency") or {}).get("precision", precision)
+    if base_precision != precision:  # an INT8 run: the candidates quantized, the original as the user has it
+        precision = f"{precision} (the original in {base_precision})"
+    setup = f"{target.get('threads', lat.get('threads', '?'))} thread(s), {precision}"
     machine = lat.get("machine") or "unknown machine"
     if source == "measured-local":
         return (f"**Latencies were measured on the target** (this machine, {machine}) with {runtime}, {setup}: "
@@ -62,6 +66,11 @@ def latency_provenance(report: dict[str, Any]) -> str:
     return f"**Latency source: {source}** ({runtime}, {setup}, {machine})."
 
 
+def _precision_word(report: dict[str, Any]) -> str:
+    """" INT8" when the shipped artifact is quantized, else nothing."""
+    return " INT8" if ((report.get("final") or {}).get("latency") or {}).get("precision") == "int8" else ""
+
+
 def _headline(report: dict[str, Any]) -> list[str]:
     target, base, final = report.get("target") or {}, report["baseline"], report["final"]
     predicted = final["latency"].get("source") == "predicted-profile"
@@ -75,7 +84,8 @@ def _headline(report: dict[str, Any]) -> list[str]:
     return [
         f"# edgeprune report: {model} on target `{target.get('name', '?')}`",
         "",
-        f"**{budget}: {status}.** The exported model {verb} in **{final['latency']['median_ms']:.3f} ms** "
+        f"**{budget}: {status}.** The exported{_precision_word(report)} model {verb} in "
+        f"**{final['latency']['median_ms']:.3f} ms** "
         f"(median), {speedup:.2f}x faster than the original's {base['latency']['median_ms']:.3f} ms"
         + (f" (paired with the original: {report['speedup_interval'][0]:.2f}–{report['speedup_interval'][1]:.2f}x, "
            f"{100 * PAIRED_CONFIDENCE:.0f}% interval)." if report.get("speedup_interval") else "."),
@@ -137,6 +147,12 @@ def _method(report: dict[str, Any]) -> list[str]:
     if method.get("latency_model"):
         details.append(f"latency model: {method['latency_model']}")
     text += f" ({', '.join(details)})." if details else "."
+    quant = method.get("quantization")
+    if quant:
+        text += (f" Quantized to {str(quant.get('precision', 'int8')).upper()} by `{quant.get('tool', '?')}` "
+                 f"({quant.get('format', '?')}; weights {quant.get('weights', '?')}; activations "
+                 f"{quant.get('activations', '?')}, on {quant.get('calibration_images', '?')} calibration images); "
+                 "every candidate was measured quantized.")
     blocks = method.get("blocks")
     if blocks:
         removed = blocks.get("removed") or []

@@ -12,8 +12,12 @@ def measurement_section(report: dict[str, Any]) -> list[str]:
     m = report.get("measurement")
     if not m:
         return []
+    base = ((report.get("baseline") or {}).get("latency") or {}).get("precision")
+    final = ((report.get("final") or {}).get("latency") or {}).get("precision")
+    same = "same runtime, threads and precision" if base == final else \
+        f"same runtime and threads; the candidates in {final}, the original in {base}"
     lines = ["## How latency was measured", "",
-             "Every candidate was timed against the original's artifact (same runtime, threads and precision) in "
+             f"Every candidate was timed against the original's artifact ({same}) in "
              "alternating rounds, and each verdict used the median of the per-round ratios with a bootstrap "
              f"interval ({100 * PAIRED_CONFIDENCE:.0f}%); a ratio whose interval held the budget got more rounds. "
              f"Figures in ms are that ratio times {m.get('anchor', 'the original')}, so a change of the machine's "

@@ -37,6 +37,21 @@ RANDOM_INPUTS = 32
 
 
 @dataclass(frozen=True)
+class ModelInputs:
+    """Images already in the model's input form (NCHW, normalised), e.g. the ones a fit run evaluated on.
+
+    Attributes:
+        images: N x C x H x W float32.
+        labels: N class indices, or None.
+        source: what the images are, for the report.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    source: str
+
+
+@dataclass(frozen=True)
 class Check:
     """One pass/fail figure: ``value`` compared with ``limit`` (``<=`` for at-most limits, else ``>=``)."""
 
@@ -124,10 +139,17 @@ def _preprocessing(loaded: LoadedArtifact, given: Preprocessing | None,
     return Preprocessing(h, w, c, tuple(mean), tuple(std))
 
 
-def _inputs(loaded: LoadedArtifact, data: str | Path | None, images: int | None, seed: int,
+def _inputs(loaded: LoadedArtifact, data: str | Path | ModelInputs | None, images: int | None, seed: int,
             prep: Preprocessing | None, reference_prep: Preprocessing | None
             ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(NCHW float32 inputs, labels or None, source description)."""
+    if isinstance(data, ModelInputs):
+        from edgeprune.data.tensors import calibration_indices
+
+        chosen = np.arange(len(data.images)) if images is None or images >= len(data.images) else \
+            np.asarray(calibration_indices(len(data.images), images, seed))
+        labels = None if data.labels is None else np.asarray(data.labels)[chosen]
+        return np.asarray(data.images, dtype=np.float32)[chosen], labels, data.source
     if data is None:
         n = images or RANDOM_INPUTS
         rng = np.random.default_rng(seed)
@@ -175,7 +197,7 @@ def validate_artifact(
     path: str | Path,
     target: Target,
     *,
-    data: str | Path | None = None,
+    data: str | Path | ModelInputs | None = None,
     reference: nn.Module | str | Path | None = None,
     min_accuracy: float | None = None,
     images: int | None = None,
@@ -193,7 +215,9 @@ def validate_artifact(
         path: ``.onnx``, ``.xml`` (``.bin`` beside it) or ``.tflite``, written by edgeprune or not.
         target: threads and precision to run with (a format of another runtime runs on that runtime's CPU
             in fp32: :func:`~edgeprune.export.formats.runtime_target`).
-        data: ImageFolder directory or ``.npz``; None: seeded random inputs of the artifact's input shape.
+        data: ImageFolder directory or ``.npz``, or :class:`ModelInputs`; None: seeded random inputs of the
+            artifact's input shape (enough for a float model's parity, not for a quantized one's, whose
+            activation ranges were calibrated on real images).
         reference: PyTorch model, or the path of another artifact, an edgeprune output folder or plan.json.
         min_accuracy: smallest acceptable top-1 accuracy (needs labelled data).
         images: evaluate a seeded subset of this many images (or this many random inputs).

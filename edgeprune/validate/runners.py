@@ -22,7 +22,7 @@ from edgeprune.backends.base import Artifact, Session
 from edgeprune.errors import InputError, first_line
 from edgeprune.export.formats import (
     artifact_files,
-    effective_precision,
+    artifact_precision,
     format_of_path,
     require_runtime,
     runtime_target,
@@ -72,8 +72,8 @@ class LoadedArtifact:
 
     @property
     def precision(self) -> str:
-        """The precision the runtime computes in."""
-        return effective_precision(self.target)
+        """The precision the runtime computes in (``int8`` for a quantized model)."""
+        return artifact_precision(self.path, self.format, self.target)
 
     @property
     def nchw_shape(self) -> tuple[int, ...]:

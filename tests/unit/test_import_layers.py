@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / "edgeprune"
 #: layer of each top-level package (``root`` = the modules directly in edgeprune/)
 LAYERS = {
     "root": 0,
-    "backends": 1, "models": 1, "data": 1,
+    "backends": 1, "models": 1, "data": 1, "quantize": 1,
     "agent": 2,
     "latency": 3, "prune": 3, "train": 3, "export": 3, "validate": 3, "report": 3,
     "fit": 4,

@@ -1,0 +1,83 @@
+"""INT8 ONNX artifacts by ONNX Runtime's own quantizer (issue 20), run in the real runtime on a tiny model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from model_helpers import conv_stack, randomise_bn
+from onnx import numpy_helper
+
+from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeprune.errors import InputError
+from edgeprune.quantize.backend import Int8Backend, for_precision
+from edgeprune.quantize.onnx_int8 import onnx_is_quantized, quantize_onnx_int8
+from edgeprune.target import load_target
+from edgeprune.validate.artifact_check import ModelInputs, validate_artifact
+
+
+def _model_and_images() -> tuple[torch.nn.Module, np.ndarray]:
+    torch.manual_seed(0)
+    model = randomise_bn(conv_stack(3, 16, classes=5))
+    images = torch.rand(96, 3, 16, 16).numpy()  # inputs in one range, as normalised images are
+    return model, images
+
+
+def test_the_int8_backend_writes_a_quantized_model_that_agrees_with_the_float_one(tmp_path: Path) -> None:
+    model, images = _model_and_images()
+    target = load_target("cpu")
+    backend = OnnxRuntimeBackend()
+    float_artifact = backend.export(model, torch.from_numpy(images[:1]), tmp_path / "fp32", target)
+    artifact = Int8Backend(backend, images[:64]).export(model, torch.from_numpy(images[:1]), tmp_path / "m", target)
+    assert artifact.path == tmp_path / "m.onnx" and onnx_is_quantized(artifact.path)
+    assert not onnx_is_quantized(float_artifact.path)
+    ops = {n.op_type for n in onnx.load(str(artifact.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    session = backend.load(artifact, target)
+    held_out = images[64:]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(held_out)).numpy()
+    got = np.concatenate([session.run({artifact.input_name: held_out[i:i + 1]})[0] for i in range(len(held_out))])
+    assert np.abs(got - expected).max() / np.abs(expected).max() < 0.1
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    result = validate_artifact(artifact.path, target, data=ModelInputs(held_out, None, "held out"), reference=model,
+                               measure=False, raise_on_failure=False)
+    assert result.passed and result.runtime["precision"] == "int8"  # detected from the file itself
+
+
+def test_fp32_never_quantizes_and_int8_is_refused_where_no_quantizer_is_driven() -> None:
+    backend = OnnxRuntimeBackend()
+    images = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    assert for_precision(backend, load_target("cpu"), images) is backend
+    with pytest.raises(InputError, match="ONNX Runtime targets"):
+        import dataclasses
+
+        for_precision(backend, dataclasses.replace(load_target("cpu-openvino"), precision="int8"), images)
+
+
+def test_a_quantized_model_with_wrong_scales_fails_validation_with_exit_3(tmp_path: Path) -> None:
+    """A model quantized elsewhere (here by the quantizer directly, not by a fit) whose weight scales are off."""
+    model, images = _model_and_images()
+    fp32 = OnnxRuntimeBackend().export(model, torch.from_numpy(images[:1]), tmp_path / "fp32", load_target("cpu"))
+    good, bad = tmp_path / "good.onnx", tmp_path / "bad.onnx"
+    quantize_onnx_int8(fp32.path, good, images[:64], fp32.input_name)
+    proto = onnx.load(str(good))
+    scales = [t for t in proto.graph.initializer if t.name.endswith("_scale") and "weight" in t.name.lower()]
+    assert scales, [t.name for t in proto.graph.initializer]
+    for tensor in scales:
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 8, tensor.name))
+    onnx.save(proto, str(bad))
+    np.savez(tmp_path / "data.npz", x=(images[64:] * 255).astype(np.uint8).transpose(0, 2, 3, 1),
+             y=np.zeros(len(images) - 64, dtype=np.int64))
+    args = [sys.executable, "-m", "edgeprune", "validate", "--target", "cpu", "--reference", str(fp32.path),
+            "--data", str(tmp_path / "data.npz"), "--mean", "0,0,0", "--std", "1,1,1", "--timing-seconds", "0.05"]
+    ok = subprocess.run([*args[:4], str(good), *args[4:]], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    proc = subprocess.run([*args[:4], str(bad), *args[4:]], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert "(int8)" in proc.stderr and "Traceback" not in proc.stderr
