@@ -46,6 +46,12 @@ class LayerSignature:
     groups: int = 1
     residual_add: bool = False
 
+    @property
+    def diagonal(self) -> bool:
+        """Whether the kernel's input and output channels are the same channels (depthwise, and grouped convs
+        cut in whole groups): only equal widths are probed, and the width is read from one side."""
+        return self.kind in ("dwconv", "gconv")
+
     def conv_groups(self, cin: int) -> int:
         """The group count of this kernel with ``cin`` input channels."""
         if self.kind == "dwconv":
@@ -106,7 +112,7 @@ class Layer:
         """(cin, cout) of this layer in a candidate; groups not in ``group_widths`` keep their width."""
         cin = self._side(self.in_channels, self.in_groups, group_widths)
         cout = self._side(self.out_channels, self.out_groups, group_widths)
-        if self.signature.kind == "dwconv":  # in and out channels of a depthwise conv are the same channels
+        if self.signature.diagonal:  # in and out channels of a depthwise conv are the same channels
             cin = cout = cout if self.out_groups else cin
         return cin, cout
 

@@ -44,7 +44,7 @@ class LayerGrid:
 
     def probes(self) -> list[tuple[int, int]]:
         """(cin, cout) pairs to measure; depthwise kernels only need the diagonal."""
-        if self.layer.signature.kind == "dwconv":
+        if self.layer.signature.diagonal:
             return [(c, c) for c in self.couts]
         return [(i, o) for i in self.cins for o in self.couts]
 
@@ -69,7 +69,7 @@ class LookupLatencyModel:
         self._kinds = {grid.layer.name: calibration_kind(grid.layer.signature) for grid in grids}
         for grid in grids:
             sig = grid.layer.signature
-            if sig.kind == "dwconv":
+            if sig.diagonal:
                 xs: tuple[int, ...] = grid.couts
                 ys: tuple[int, ...] = (0,)
                 values = [[max(self._need(table, grid, c, c) - call_ms, 0.0)] for c in grid.couts]
@@ -92,7 +92,7 @@ class LookupLatencyModel:
         times = {}
         for layer, xs, ys, values in self._layers:
             cin, cout = layer.widths(widths)
-            if layer.signature.kind == "dwconv":
+            if layer.signature.diagonal:
                 times[layer.name] = interpolate_2d(xs, ys, values, cout, 0)
             else:
                 times[layer.name] = interpolate_2d(xs, ys, values, cin, cout)

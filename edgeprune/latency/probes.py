@@ -53,7 +53,7 @@ def probe_onnx(sig: LayerSignature, cin: int, cout: int) -> onnx.ModelProto:
         out_shape = [1, cout]
     else:
         groups = sig.conv_groups(cin)
-        if sig.kind == "dwconv":
+        if sig.diagonal:
             cout = cin
         inits.append(numpy_helper.from_array(_weights((cout, cin // groups, *sig.kernel), 0), "W"))
         inputs = [PROBE_INPUT, "W"]
@@ -111,7 +111,7 @@ class ProbeModule(nn.Module):
             self.layer = nn.Linear(cin, cout, bias=sig.bias)
         else:
             groups = sig.conv_groups(cin)
-            self.layer = nn.Conv2d(cin, cin if sig.kind == "dwconv" else cout, sig.kernel, sig.stride,
+            self.layer = nn.Conv2d(cin, cin if sig.diagonal else cout, sig.kernel, sig.stride,
                                    sig.padding, sig.dilation, groups=groups, bias=True)
         with torch.no_grad():
             self.layer.weight.copy_(torch.from_numpy(_weights(tuple(self.layer.weight.shape), 0)))
@@ -120,7 +120,7 @@ class ProbeModule(nn.Module):
         self.relu = sig.kind != "linear"
         residual = None
         if sig.residual_add and sig.kind != "linear":
-            shape = (1, cin if sig.kind == "dwconv" else cout, *conv_output_hw(sig))
+            shape = (1, cin if sig.diagonal else cout, *conv_output_hw(sig))
             residual = torch.from_numpy(_weights(shape, 2))
         self.residual: torch.Tensor | None
         self.register_buffer("residual", residual)

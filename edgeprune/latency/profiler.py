@@ -64,7 +64,7 @@ def layer_grids(layers: Sequence[Layer], alignment: int, max_points: int) -> lis
         step = math.lcm(max(1, alignment), sig.groups) if sig.kind == "gconv" else alignment
         cins = side(layer.in_channels, layer.in_groups, step)
         couts = side(layer.out_channels, layer.out_groups, step)
-        if sig.kind == "dwconv":
+        if sig.diagonal:
             cins = couts = couts if layer.out_groups else cins
         grids.append(LayerGrid(layer, cins, couts))
     return grids

@@ -134,5 +134,6 @@ def test_the_latency_model_probes_grouped_kernels_in_whole_groups() -> None:
     assert (sig.kind, sig.groups, sig.conv_groups(24), sig.conv_groups(12)) == ("gconv", 6, 4, 2)
     grid = next(g for g in layer_grids(list(layers.values()), alignment=4, max_points=8) if g.layer.name == "grouped.0")
     assert list(grid.cins) == list(grid.couts) == [12, 24]  # multiples of lcm(4, 6)
+    assert grid.probes() == [(12, 12), (24, 24)]  # the same channels on both sides: only equal widths
     weights = {t.name: numpy_helper.to_array(t) for t in probe_onnx(sig, 12, 12).graph.initializer}
     assert weights["W"].shape == (12, 6, 3, 3)  # two groups of six channels
