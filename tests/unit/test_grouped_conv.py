@@ -137,3 +137,21 @@ def test_the_latency_model_probes_grouped_kernels_in_whole_groups() -> None:
     assert grid.probes() == [(12, 12), (24, 24)]  # the same channels on both sides: only equal widths
     weights = {t.name: numpy_helper.to_array(t) for t in probe_onnx(sig, 12, 12).graph.initializer}
     assert weights["W"].shape == (12, 6, 3, 3)  # two groups of six channels
+
+
+def test_every_probe_of_a_grouped_model_runs_in_onnx_runtime() -> None:
+    import onnxruntime as ort
+
+    from edgeprune.latency.layers import extract_layers
+    from edgeprune.latency.probes import PROBE_INPUT, probe_input_shape, probe_onnx
+    from edgeprune.latency.profiler import layer_grids
+
+    model, x = _model()
+    graph = ModelGraph(model, x, warn_frozen=False)
+    grids = layer_grids(extract_layers(model, x[:1], graph.groups), alignment=2, max_points=4)
+    probes = {(g.layer.signature, cin, cout) for g in grids for cin, cout in g.probes()}
+    assert any(sig.kind == "gconv" for sig, _, _ in probes)
+    for sig, cin, cout in sorted(probes, key=lambda p: (p[0].key(), p[1], p[2])):
+        session = ort.InferenceSession(probe_onnx(sig, cin, cout).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        session.run(None, {PROBE_INPUT: np.zeros(probe_input_shape(sig, cin), dtype=np.float32)})
