@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from rich.table import Table
@@ -36,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated formats: onnx, openvino, tflite (default onnx)")
     p.add_argument("--nhwc", action="store_true", help="give the artifacts channels-last (N, H, W, C) input")
     p.add_argument("--target", default="cpu", help="target name or TOML file (threads/precision recorded)")
+    p.add_argument("--precision", choices=("fp32", "int8"),
+                   help="default: the target's. int8: quantize the ONNX artifact with ONNX Runtime's static QDQ "
+                        "quantizer, calibrated on --data (formats of other runtimes stay fp32)")
+    p.add_argument("--data", type=Path, help="calibration images for --precision int8 (ImageFolder or .npz)")
+    p.add_argument("--calib-images", type=int, default=128, help="calibration images used (default 128)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace existing artifacts in --out")
     p.add_argument("--allow-factory", metavar="PKG.MOD:FN",
@@ -48,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.export.slim_source import export_from_source
 
     target = load_target(args.target)
+    if args.precision is not None:
+        target = dataclasses.replace(target, precision=args.precision)
     exported = export_from_source(args.source, args.formats, args.out, target=target, weights=args.weights,
-                                  nhwc=args.nhwc, force=args.force, allow_factory=args.allow_factory)
+                                  nhwc=args.nhwc, force=args.force, allow_factory=args.allow_factory,
+                                  calibration_data=args.data, calibration_images=args.calib_images)
     table = Table(title=f"edgeprune export → {args.out}")
     for column in ("format", "runtime", "input", "files"):
         table.add_column(column)

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgeprune.backends import get_backend
-from edgeprune.errors import OutputError
+from edgeprune.errors import InputError, OutputError
 from edgeprune.export.formats import (
     artifact_files,
     artifact_precision,
@@ -39,6 +40,7 @@ from edgeprune.export.nhwc import NhwcInput
 from edgeprune.export.onnx_simplify import simplify_onnx
 from edgeprune.export.sidecar import InputSpec, Sidecar, checksums, sidecar_path, write_sidecar
 from edgeprune.models.preprocessing import Preprocessing
+from edgeprune.quantize.backend import for_precision
 from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ def export_artifacts(
     nhwc: bool = False,
     force: bool = False,
     stem: str = "model",
+    calibration: np.ndarray | None = None,
 ) -> list[ExportedArtifact]:
     """Export ``model`` at ``example``'s (N, C, H, W) shape to each format in ``directory``, with sidecars.
 
@@ -138,6 +141,8 @@ def export_artifacts(
         nhwc: give every artifact an NHWC input (the model is wrapped with a permute before conversion).
         force: replace existing artifacts of the same names (else :class:`~edgeprune.errors.OutputError`).
         stem: file name without suffix.
+        calibration: model inputs (N, C, H, W, normalised) to quantize with when ``target``'s precision is
+            ``int8`` (:mod:`edgeprune.quantize`); formats of other runtimes stay float.
 
     Returns:
         One :class:`ExportedArtifact` per format, in the order given.
@@ -161,8 +166,11 @@ def export_artifacts(
     source = NhwcInput(model).train(model.training) if nhwc else model
     example_in = example.permute(0, 2, 3, 1).contiguous() if nhwc else example
     prep = _as_preprocessing(preprocessing)
+    if calibration is None and any(targets[f].precision == "int8" for f in fmts):
+        raise InputError("INT8 export needs calibration images")
+    calib = None if calibration is None else (calibration.transpose(0, 2, 3, 1) if nhwc else calibration)
     try:
-        staged = [_export_one(source, example_in, fmt, targets[fmt], staging, stem, layout, prep, plan_digest)
+        staged = [_export_one(source, example_in, fmt, targets[fmt], staging, stem, layout, prep, plan_digest, calib)
                   for fmt in fmts]
         return _commit(staged, staging, directory)
     finally:
@@ -189,8 +197,11 @@ def write_artifact_sidecar(path: Path, fmt: str, *, target: Target, input_name: 
 
 
 def _export_one(model: nn.Module, example: torch.Tensor, fmt: str, target: Target, staging: Path, stem: str,
-                layout: str, prep: Preprocessing | None, plan_digest: str | None) -> ExportedArtifact:
+                layout: str, prep: Preprocessing | None, plan_digest: str | None,
+                calibration: np.ndarray | None) -> ExportedArtifact:
     backend = get_backend(target)
+    if calibration is not None:
+        backend = for_precision(backend, target, calibration)
     log.info("exporting %s for %s (%s)", fmt, target.runtime, layout)
     artifact = backend.export(model, example, staging / stem, target)
     simplified = simplify_onnx(artifact.path, example.numpy()) if fmt == "onnx" else None

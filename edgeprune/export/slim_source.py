@@ -17,10 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgeprune.data.loaders import load_dataset
+from edgeprune.data.tensors import calibration_indices, to_model_input
 from edgeprune.errors import InputError
 from edgeprune.export.artifacts import ExportedArtifact, export_artifacts
 from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.prune.plan import SlimPlan, load_slim_model
+from edgeprune.quantize.backend import MAX_CALIBRATION_IMAGES, check_int8_target
 from edgeprune.target import Target
 
 PLAN_FILE, WEIGHTS_FILE = "plan.json", "model.safetensors"
@@ -116,11 +119,29 @@ def load_slim_source(source: str | Path, weights: str | Path | None = None,
 
 def export_from_source(source: str | Path, formats: str | Sequence[str], out: str | Path, *, target: Target,
                        weights: str | Path | None = None, nhwc: bool = False, force: bool = False,
-                       seed: int = 0, allow_factory: str | None = None) -> list[ExportedArtifact]:
+                       seed: int = 0, allow_factory: str | None = None, calibration_data: str | Path | None = None,
+                       calibration_images: int = MAX_CALIBRATION_IMAGES) -> list[ExportedArtifact]:
     """``edgeprune export``: rebuild the slim model named by ``source`` and export it with sidecars to ``out``.
+
+    An INT8 ``target`` (``--precision int8``) quantizes with ``calibration_images`` images of
+    ``calibration_data`` (an ImageFolder directory or ``.npz``), normalised as the plan records.
 
     >>> export_from_source("edgeprune-out", "onnx,tflite", "deploy", target=load_target("cpu"))  # doctest: +SKIP
     """
+    check_int8_target(target)
     slim = load_slim_source(source, weights, allow_factory)
+    calibration = None
+    if target.precision == "int8":
+        if calibration_data is None:
+            raise InputError("--precision int8 needs calibration images: pass --data (an ImageFolder directory or "
+                             ".npz like the model's inputs)")
+        if slim.preprocessing is None:
+            raise InputError(f"{slim.plan_path} records no input normalisation, so calibration images cannot be "
+                             "prepared as the model expects them")
+        prep = slim.preprocessing
+        dataset = load_dataset(calibration_data, (prep.height, prep.width), prep.channels)
+        picked = calibration_indices(len(dataset), calibration_images, seed)
+        calibration = to_model_input(dataset.images[picked], prep).numpy()
     return export_artifacts(slim.model, slim.example(seed), formats, Path(out), target=target,
-                            preprocessing=slim.preprocessing, plan_digest=slim.digest, nhwc=nhwc, force=force)
+                            preprocessing=slim.preprocessing, plan_digest=slim.digest, nhwc=nhwc, force=force,
+                            calibration=calibration)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,28 @@ def test_a_quantized_model_with_wrong_scales_fails_validation_with_exit_3(tmp_pa
     proc = subprocess.run([*args[:4], str(bad), *args[4:]], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3, proc.stderr
     assert "(int8)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_writes_an_int8_onnx_calibrated_on_data_and_refuses_without_data(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+    from export_test_models import write_slim_output
+
+    source = write_slim_output(tmp_path / "slim")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8))
+    base = [sys.executable, "-m", "edgeprune", "export", "--from", str(source), "--target", "cpu",
+            "--export", "onnx,tflite", "--precision", "int8"]
+    refused = subprocess.run([*base, "--out", str(tmp_path / "nodata")], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "needs calibration images" in refused.stderr
+    proc = subprocess.run([*base, "--data", str(tmp_path / "calib.npz"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert onnx_is_quantized(tmp_path / "out" / "model.onnx")
+    sidecars = {f: json.loads((tmp_path / "out" / f"model.{f}.json").read_text())
+                for f in ("onnx", "tflite")}
+    assert sidecars["onnx"]["target"]["precision"] == "int8"
+    assert sidecars["tflite"]["target"]["precision"] == "fp32"  # other runtimes' formats stay float
+    check = subprocess.run([sys.executable, "-m", "edgeprune", "validate", str(tmp_path / "out" / "model.onnx"),
+                            "--reference", str(source), "--data", str(tmp_path / "calib.npz"),
+                            "--timing-seconds", "0.05"], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr[-2000:]
