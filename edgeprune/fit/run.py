@@ -60,6 +60,10 @@ CANDIDATE_EVAL_IMAGES = 500
 #: round kinds of the depth stage (judged against the run's budget, not counted against --max-rounds)
 DEPTH_KINDS = ("depth", "depth-recheck")
 
+#: the round of an INT8 run that measures the unpruned model quantized: when it meets the budget, nothing is
+#: pruned; otherwise channel (and depth) pruning start from it, and the latency model is anchored on it
+QUANTIZED = "quantized"
+
 
 class StageClock:
     """Wall time spent per named stage (seconds), summed over repeats."""
@@ -134,10 +138,12 @@ class FitRun(ClosedLoop):
         if predicted:  # predictions need the channel groups bound first
             baseline = self._measure_original()
         self.step_start_ms = baseline.stats.median_ms
-        if self.config.prune_blocks:
+        if self.measurer.quantizes:  # INT8 candidates: the unpruned model, quantized, is where pruning starts
+            self.step_start_ms = self._measure_keep({}, QUANTIZED, {})
+        if self.config.prune_blocks and self.step_start_ms > self.budget_ms:
             self._prune_depth(baseline)
         elif hint := depth_hint(self.model, self.example, self.config.frozen_modules,
-                                baseline.stats.median_ms / self.budget_ms):
+                                self.step_start_ms / self.budget_ms):
             log.info("%s", hint)
         total = self.config.steps
         composed: dict[str, list[int]] = {}
@@ -202,7 +208,7 @@ class FitRun(ClosedLoop):
         target_ms = self.budget_ms * (1 - self.config.search_headroom)
         with self.clock("depth"):
             self.depth = prune_depth(self.model, self.example, self.inputs.calibration, self.config.frozen_modules,
-                                     baseline.stats.median_ms, target_ms, self._measure_blocks,
+                                     self.step_start_ms, target_ms, self._measure_blocks,
                                      0.0 if isinstance(self.measurer, PredictedMeasurer) else NEAR_MISS_SHARE)
         if not self.depth.removed:
             return
@@ -256,7 +262,7 @@ class FitRun(ClosedLoop):
         """Measure (or replay from the journal, or predict) one candidate."""
         step = self.step.index if self.step else 1
         key = keep_key(step, kind, keep)
-        whole_run = kind in DEPTH_KINDS  # judged against the run's budget, not the step's
+        whole_run = kind in DEPTH_KINDS or kind == QUANTIZED  # judged against the run's budget, not the step's
         self.measurer.decision_ms = None if kind == "original" else \
             (self.budget_ms if whole_run else self.step_budget_ms)
         check = self._check_original if kind == "original" else None
@@ -273,7 +279,7 @@ class FitRun(ClosedLoop):
 
     def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], m: Measurement) -> None:
         stats = m.stats
-        whole_run = kind == "baseline" or kind in DEPTH_KINDS  # judged against the run's budget, not the step's
+        whole_run = kind in ("baseline", QUANTIZED) or kind in DEPTH_KINDS  # judged against the run's budget, not the step's
         meets = stats.median_ms <= (self.budget_ms if whole_run else self.step_budget_ms)
         groups = self.step.groups if self.step else self.groups
         fraction = kept_fraction(keep, {g.name: g.width for g in groups})

@@ -113,6 +113,11 @@ class CandidateMeasurer:
         self.exports += 1
         return artifact
 
+    @property
+    def quantizes(self) -> bool:
+        """Whether candidates are exported differently from the original (an INT8 run)."""
+        return self.backend is not self.original_backend
+
     def set_reference(self, original: Measurement, absolute_budget: bool) -> None:
         """Pair every later measurement with ``original``'s artifact; anchor on its median at the start
         (relative budget) or over the run (``absolute_budget``)."""

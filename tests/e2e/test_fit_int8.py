@@ -1,9 +1,9 @@
 """End to end: ``fit --precision int8`` closes the loop on the INT8 artifact's measured latency (issue 20).
 
 Every candidate is quantized by ONNX Runtime's static quantizer and timed, in alternating rounds, against the
-float original; the budget is 40% of that original, measured in the same run. On this project's machines
-(x86 with AVX-512 VNNI), INT8 alone runs the demo about 3x faster, so the search keeps most channels: float
-pruning needed 61% of the channels kept to reach 60% of the latency (test_fit_confirmation's logs).
+float original; the budget is a share of that original, measured in the same run. The unpruned model is measured
+quantized first: on this project's machines (x86 with AVX-512 VNNI) INT8 alone runs the demo about 3.4x faster,
+so a 40% budget ships it unpruned and a 20% budget needs INT8 and pruning together.
 """
 
 from __future__ import annotations
@@ -13,26 +13,42 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edgeprune.quantize.onnx_int8 import onnx_is_quantized
 
 
-def test_an_int8_fit_meets_a_budget_float_pruning_meets_only_by_cutting_far_deeper(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", "40%",
+def _fit(out: Path, budget: str) -> dict:  # type: ignore[type-arg]
+    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", budget,
                            "--precision", "int8", "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
-    assert report["status"] == "budget met"
-    assert report["baseline"]["latency"]["precision"] == "fp32" and report["final"]["latency"]["precision"] == "int8"
-    assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
-    assert onnx_is_quantized(out / "model.onnx")
-    assert json.loads((out / "model.onnx.json").read_text())["target"]["precision"] == "int8"
-    assert report["method"]["quantization"]["format"] == "QDQ"
-    confirmed = [r for r in report["search"]["rounds"] if r["kind"] == "confirm"][-1]
-    assert confirmed["channels_kept"] >= 0.75, confirmed
-    assert all(a["passed"] for a in report["artifacts"]), report["artifacts"]
-    assert report["final"]["top1"] >= report["baseline"]["top1"] - 0.02  # evaluated on the INT8 artifact itself
-    assert "INT8" in (out / "report.md").read_text()
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_float_original(tmp_path: Path) -> None:
+    for budget in ("40%", "20%"):
+        out = tmp_path / budget.rstrip("%")
+        report = _fit(out, budget)
+        assert report["status"] == "budget met"
+        assert report["baseline"]["latency"]["precision"] == "fp32"
+        assert report["final"]["latency"]["precision"] == "int8"
+        assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
+        assert onnx_is_quantized(out / "model.onnx")
+        assert json.loads((out / "model.onnx.json").read_text())["target"]["precision"] == "int8"
+        assert report["method"]["quantization"]["format"] == "QDQ"
+        rounds = report["search"]["rounds"]
+        quantized = next(r for r in rounds if r["kind"] == "quantized")  # the unpruned model, quantized
+        confirmed = [r for r in rounds if r["kind"] == "confirm"][-1]
+        if quantized["meets_budget"]:  # INT8 alone is enough: nothing is pruned
+            assert confirmed["channels_kept"] == 1.0
+        else:
+            assert confirmed["channels_kept"] < 1.0
+        assert all(a["passed"] for a in report["artifacts"]), report["artifacts"]
+        assert report["final"]["top1"] >= report["baseline"]["top1"] - (0.02 if quantized["meets_budget"] else 0.2)
+        assert "INT8" in (out / "report.md").read_text()
+        if budget == "40%":
+            assert quantized["meets_budget"], "INT8 alone did not reach 2.5x: is this CPU without VNNI?"
 
 
 def test_int8_on_a_runtime_without_a_driven_quantizer_is_one_line_and_exit_2(tmp_path: Path) -> None:
