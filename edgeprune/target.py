@@ -7,6 +7,7 @@ be installed by pip. A user may also pass the path of their own TOML file.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -53,6 +54,8 @@ class Target:
         input_shape: optional default input shape (C, H, W) for models that do not carry one.
         profile: name of the shipped latency profile (``edgeprune/profiles``) used when latencies cannot be
             measured (``latency_source = "predicted-profile"``).
+        precisions: the precisions edgeprune can ship for this target (``--precision``); ``precision`` is
+            the default and always among them.
 
     >>> load_target("cpu").runtime
     'onnxruntime'
@@ -68,6 +71,20 @@ class Target:
     latency_source: str = "measured-local"
     input_shape: tuple[int, ...] | None = None
     profile: str | None = None
+    precisions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.precision not in self.precisions:
+            object.__setattr__(self, "precisions", (self.precision, *self.precisions))
+
+    def with_precision(self, precision: str | None) -> "Target":
+        """This target at ``precision`` (None: unchanged); one clear line when the target does not offer it."""
+        if precision is None or precision == self.precision:
+            return self
+        if precision not in self.precisions:
+            raise InputError(f"target '{self.name}' offers precision {', '.join(self.precisions)}, not {precision} "
+                             "(the precisions line of its TOML; 'edgeprune targets' lists them)")
+        return dataclasses.replace(self, precision=precision)
 
     def runtime_installed(self) -> bool:
         """Whether the Python package of this target's runtime can be imported here."""
@@ -117,6 +134,11 @@ def _from_mapping(data: dict[str, Any], origin: str) -> Target:
         )
     if data.get("precision", "fp32") not in PRECISIONS:
         raise InputError(f"target file {origin}: precision must be one of {', '.join(PRECISIONS)}")
+    if "precisions" in data:
+        offered = data["precisions"]
+        if not isinstance(offered, list) or not offered or not all(p in PRECISIONS for p in offered):
+            raise InputError(f"target file {origin}: 'precisions' must be a list drawn from {', '.join(PRECISIONS)}")
+        data["precisions"] = tuple(offered)
     if data.get("latency_source", "measured-local") not in LATENCY_SOURCES:
         raise InputError(f"target file {origin}: latency_source must be one of {', '.join(LATENCY_SOURCES)}")
     for key in ("threads", "channel_alignment"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from rich.table import Table
@@ -53,9 +52,7 @@ def run(args: argparse.Namespace) -> int:
     """Export and list the files written."""
     from edgeprune.export.slim_source import export_from_source
 
-    target = load_target(args.target)
-    if args.precision is not None:
-        target = dataclasses.replace(target, precision=args.precision)
+    target = load_target(args.target).with_precision(args.precision)
     exported = export_from_source(args.source, args.formats, args.out, target=target, weights=args.weights,
                                   nhwc=args.nhwc, force=args.force, allow_factory=args.allow_factory,
                                   calibration_data=args.data, calibration_images=args.calib_images)

@@ -26,12 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print one row per target."""
     table = Table(title="edgeprune targets")
-    for column in ("target", "runtime", "device", "threads", "precision", "align", "latencies", "installed"):
+    for column in ("target", "runtime", "device", "threads", "precisions", "align", "latencies", "installed"):
         table.add_column(column)
     for t in all_targets():
         # escaped: rich would read '[openvino]' as a markup tag and drop it
         installed = "yes" if t.runtime_installed() else escape(f"no: pip install 'edgeprune[{RUNTIME_MODULES[t.runtime][1]}]'")
-        table.add_row(t.name, t.runtime, t.device, str(t.threads), t.precision, str(t.channel_alignment),
+        table.add_row(t.name, t.runtime, t.device, str(t.threads), ", ".join(t.precisions), str(t.channel_alignment),
                       _SOURCE_TEXT[t.latency_source], installed)
     console.print(table)
     if any(t.latency_source == "predicted-profile" for t in all_targets()):

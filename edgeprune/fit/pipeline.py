@@ -19,7 +19,6 @@ budget itself, and only a confirmed model is ever written.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -83,9 +82,7 @@ def fit(config: FitConfig) -> FitResult:
     clock = StageClock()
     budget = Budget.parse(config.budget)
     _check_config(config)
-    target = load_target(config.target)
-    if config.precision is not None:
-        target = dataclasses.replace(target, precision=config.precision)
+    target = load_target(config.target).with_precision(config.precision)
     check_int8_target(target)
     backend = get_backend(target)
     importance = get_importance(config.importance)

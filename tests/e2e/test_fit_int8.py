@@ -57,5 +57,5 @@ def test_int8_on_a_runtime_without_a_driven_quantizer_is_one_line_and_exit_2(tmp
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1 and "ONNX Runtime targets" in errors[0] and "Traceback" not in proc.stderr
+    assert len(errors) == 1 and "offers precision fp32, not int8" in errors[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "report.json").exists()

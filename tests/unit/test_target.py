@@ -156,3 +156,18 @@ def test_a_folder_named_like_a_target_does_not_shadow_it(tmp_path: Path, monkeyp
     assert load_target("mine").name == "mine"  # a file that is no built-in name is still read
     with pytest.raises(InputError, match="target file not found"):
         load_target("./cpu")  # written as a path: read as one
+
+
+def test_a_target_offers_its_precisions_and_refuses_others(tmp_path: Path) -> None:
+    cpu = load_target("cpu")
+    assert cpu.precisions == ("fp32", "int8") and cpu.with_precision("int8").precision == "int8"
+    assert cpu.with_precision(None) is cpu
+    with pytest.raises(InputError, match="offers precision fp32, not int8"):
+        load_target("cpu-openvino").with_precision("int8")
+    bad = tmp_path / "t.toml"
+    bad.write_text('name = "t"\nruntime = "onnxruntime"\nprecisions = ["fp64"]\n')
+    with pytest.raises(InputError, match="'precisions' must be a list"):
+        load_target(bad)
+    custom = tmp_path / "u.toml"
+    custom.write_text('name = "u"\nruntime = "onnxruntime"\nprecision = "fp32"\n')
+    assert load_target(custom).precisions == ("fp32",)  # the default precision is always offered
