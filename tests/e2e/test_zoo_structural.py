@@ -1,8 +1,9 @@
 """The structural part of the model-zoo suite (issue 19) over every torchvision classification family, in CI.
 
 Per family, its first member at 64 px (native size where the architecture fixes it), random weights: the
-original exports and runs in ONNX Runtime with parity, edgeprune's channel groups, a uniform cut, surgery, and the
-slim model exports and runs with parity. No latency search. A family edgeprune cannot handle must be *refused*
+original exports and runs in ONNX Runtime with parity, edgeprune's channel groups, the latency probes its kernels
+would get (smallest and largest widths, each run once), a uniform cut, surgery, and the slim model exports and runs
+with parity. No latency search. A family edgeprune cannot handle must be *refused*
 with its own one-line error; anything else (an internal error, an invalid artifact, a parity miss) fails here.
 """
 

@@ -10,7 +10,8 @@ fetched), at a stated resolution. For each model, the structural part of ``edgep
 search:
 
 1. the original exports to ONNX and runs in ONNX Runtime, with parity against PyTorch;
-2. edgeprune's channel groups (Torch-Pruning's dependency graph plus edgeprune's checks);
+2. edgeprune's channel groups (Torch-Pruning's dependency graph plus edgeprune's checks), and the smallest and
+   largest latency probe of every kernel the latency table would time, each run once in ONNX Runtime;
 3. a uniform cut (every prunable group keeps ``--keep`` of its channels, the top L1-norm ones), channel surgery;
 4. the slim model exports and runs in ONNX Runtime, with parity against the slim PyTorch model.
 
@@ -164,6 +165,8 @@ def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7
         row.frozen_groups = len(frozen)
         row.frozen_reasons = sorted({g.frozen_reason.split("(")[0].strip() for g in frozen})[:5]
         row.macs_before = count_macs_and_params(model, example)[0]
+        row.stage = "latency-probes"
+        _run_probes(model, example, graph.groups)
         row.stage = "surgery"
         keep = uniform_keep(prunable, _l1_scores(model, prunable), keep_ratio)
         slim = slim_copy(model, example, keep)
@@ -182,6 +185,23 @@ def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7
     row.seconds = time.perf_counter() - start
     log.info("%-20s %-8s %s %s (%.1f s)", name, row.status, row.stage, row.detail[:120], row.seconds)
     return row
+
+
+def _run_probes(model: torch.nn.Module, example: torch.Tensor, groups: list[Any]) -> None:
+    """Run, once each in ONNX Runtime, the smallest and largest latency probes of every kernel the latency
+    table would time for this model (a probe the runtime rejects breaks the fit's profiling)."""
+    import onnxruntime as ort
+
+    from edgeprune.latency.layers import extract_layers
+    from edgeprune.latency.probes import PROBE_INPUT, probe_input_shape, probe_onnx
+    from edgeprune.latency.profiler import layer_grids
+
+    grids = layer_grids(extract_layers(model, example, groups), alignment=8, max_points=2)
+    probes = {(g.layer.signature.key(), cin, cout): g.layer.signature for g in grids for cin, cout in g.probes()}
+    for (_, cin, cout), sig in probes.items():
+        session = ort.InferenceSession(probe_onnx(sig, cin, cout).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        session.run(None, {PROBE_INPUT: np.zeros(probe_input_shape(sig, cin), dtype=np.float32)})
 
 
 def _check_in_child(queue: Any, family: str, name: str, resolution: int) -> None:
@@ -228,7 +248,8 @@ def render(rows: list[Row], command: str, wall_s: float) -> str:
         f"torchvision {versions.get('torchvision', '?')}, torch-pruning {versions.get('torch-pruning', '?')}, "
         f"onnxruntime {versions.get('onnxruntime', '?')}; commit {provenance().get('commit', '?')}.", "",
         "Random weights (nothing is fetched). Per model: the original exported to ONNX and run in ONNX Runtime "
-        "(parity against PyTorch), edgeprune's channel groups, a uniform cut to 70% of every prunable group's "
+        "(parity against PyTorch), edgeprune's channel groups, the smallest and largest latency probe of every kernel "
+        "run once in ONNX Runtime, a uniform cut to 70% of every prunable group's "
         "channels, surgery, and the slim model exported and run (parity against the slim PyTorch model; a "
         f"relative difference over {PARITY_RTOL:g} fails). No latency search: measured speedups are not in this "
         "table. `refused` = edgeprune's own one-line error; `failed` = anything else.", "",
