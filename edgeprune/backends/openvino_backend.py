@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: target precision → OpenVINO ``INFERENCE_PRECISION_HINT`` value
-PRECISION_HINTS: dict[str, str] = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+PRECISION_HINTS: dict[str, str] = {"fp32": "f32", "fp16": "f16", "bf16": "bf16",
+                                   "int8": "f32"}  # an INT8 IR's quantized ops run in int8, the rest in f32
 #: artifact formats OpenVINO reads directly (IR, and ONNX such as the latency profiler's probe models)
 LOADABLE_FORMATS = ("openvino", "onnx")
 

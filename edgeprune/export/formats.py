@@ -99,18 +99,25 @@ def runnable_here(target: Target) -> tuple[Target, str | None]:
 
 
 def effective_precision(target: Target) -> str:
-    """The precision the runtime really computes in: ONNX Runtime's CPU provider and LiteRT run fp32 models in
-    fp32 whatever the target says; OpenVINO honours the target's precision hint."""
-    return target.precision if target.runtime == "openvino" else "fp32"
+    """The precision the runtime really computes a *float* model in: ONNX Runtime's CPU provider and LiteRT run
+    fp32 models in fp32 whatever the target says; OpenVINO honours the target's precision hint (an INT8 target
+    runs a float model in fp32: its integer kernels come from a quantized file, :func:`artifact_precision`)."""
+    return target.precision if target.runtime == "openvino" and target.precision != "int8" else "fp32"
 
 
 def artifact_precision(path: Path, fmt: str, target: Target) -> str:
-    """The precision an artifact computes in: ``int8`` for a quantized ONNX file (whoever quantized it), else
-    the runtime's precision for a float model (:func:`effective_precision`)."""
+    """The precision an artifact computes in: ``int8`` for a quantized ONNX file or OpenVINO IR (whoever
+    quantized it), else the runtime's precision for a float model (:func:`effective_precision`; fp32 for a
+    float model run under an INT8 target, as the original of an INT8 run is)."""
     if fmt == "onnx" and Path(path).is_file():
         from edgeprune.quantize.onnx_int8 import onnx_is_quantized
 
         if onnx_is_quantized(Path(path)):
+            return "int8"
+    if fmt == "openvino" and Path(path).is_file():
+        from edgeprune.quantize.openvino_int8 import openvino_is_quantized
+
+        if openvino_is_quantized(Path(path)):
             return "int8"
     return effective_precision(target)
 

@@ -88,8 +88,9 @@ def freeze_untrimmable(model: nn.Module, example: torch.Tensor, graph: ModelGrap
         names = {g.name for g, _ in culprits}
         pending = [g for g in pending if g.name not in names]
         failure = trial(pending) if pending else None
-    log.warning("froze %d channel group(s) whose channels cannot be removed: %s", len(frozen),
-                "; ".join(f"{g.name} ({g.frozen_reason})" for g in frozen))
+    if frozen:
+        log.warning("froze %d channel group(s) whose channels cannot be removed: %s", len(frozen),
+                    "; ".join(f"{g.name} ({g.frozen_reason})" for g in frozen))
     return frozen
 
 

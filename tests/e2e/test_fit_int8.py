@@ -52,7 +52,7 @@ def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_floa
 
 
 def test_int8_on_a_runtime_without_a_driven_quantizer_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "cpu-openvino", "--budget", "40%",
+    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "cpu-tflite", "--budget", "40%",
                            "--precision", "int8", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2

@@ -55,10 +55,10 @@ def test_fp32_never_quantizes_and_int8_is_refused_where_no_quantizer_is_driven()
     backend = OnnxRuntimeBackend()
     images = np.zeros((2, 3, 8, 8), dtype=np.float32)
     assert for_precision(backend, load_target("cpu"), images) is backend
-    with pytest.raises(InputError, match="ONNX Runtime targets"):
+    with pytest.raises(InputError, match="ONNX Runtime and OpenVINO targets"):
         import dataclasses
 
-        for_precision(backend, dataclasses.replace(load_target("cpu-openvino"), precision="int8"), images)
+        for_precision(backend, dataclasses.replace(load_target("cpu-tflite"), precision="int8"), images)
 
 
 def test_a_quantized_model_with_wrong_scales_fails_validation_with_exit_3(tmp_path: Path) -> None:
