@@ -27,8 +27,8 @@ from edgeprune.latency.predictor import LookupLatencyModel, structure_key
 from edgeprune.latency.profiler import (
     ProfileSummary,
     ProgressFn,
+    bounded_grids,
     calibrate,
-    layer_grids,
     measure_probes,
     missing_probes,
     sample_widths,
@@ -113,7 +113,7 @@ def build_lookup_model(
 ) -> tuple[LookupLatencyModel, int, int]:
     """Probe what the table lacks, then calibrate; returns (model, probes measured, probes reused)."""
     layers = extract_layers(model, example, graph.groups)
-    grids = layer_grids(layers, target.channel_alignment, max_points)
+    grids = bounded_grids(layers, target.channel_alignment, max_points)
     todo = missing_probes(grids, table)
     total = len({(g.layer.signature.key(), c) for g in grids for c in g.probes()}) + 1  # + the empty probe
     log.info("latency table: %d kernel timings needed, %d to measure", total, len(todo))

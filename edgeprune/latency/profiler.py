@@ -70,6 +70,33 @@ def layer_grids(layers: Sequence[Layer], alignment: int, max_points: int) -> lis
     return grids
 
 
+#: the most kernel timings one model's table asks for: a model with many distinct kernels (EfficientNet V2-S has
+#: 171 layers, 1462 probes at 8 widths a side) gets fewer widths per side instead of an hour of profiling
+MAX_PROBES = 600
+#: the fewest widths per side a bounded grid keeps (the two ends and one between)
+MIN_POINTS = 3
+
+
+def distinct_probes(grids: Sequence[LayerGrid]) -> int:
+    """How many distinct kernel timings ``grids`` need."""
+    return len({(g.layer.signature.key(), *probe) for g in grids for probe in g.probes()})
+
+
+def bounded_grids(layers: Sequence[Layer], alignment: int, max_points: int,
+                  max_probes: int = MAX_PROBES) -> list[LayerGrid]:
+    """:func:`layer_grids` with the most widths per side (at most ``max_points``, at least :data:`MIN_POINTS`)
+    whose distinct probes stay within ``max_probes``."""
+    points = max_points
+    grids = layer_grids(layers, alignment, points)
+    while points > MIN_POINTS and distinct_probes(grids) > max_probes:
+        points -= 1
+        grids = layer_grids(layers, alignment, points)
+    if points < max_points:
+        log.info("latency table: %d widths per layer side instead of %d, so that the %d kernels need at most %d "
+                 "timings (%d)", points, max_points, len(layers), max_probes, distinct_probes(grids))
+    return grids
+
+
 def missing_probes(grids: Sequence[LayerGrid], table: LatencyTable) -> list[tuple[str, int, int]]:
     """Distinct (signature key, cin, cout) not yet in the table, in a stable order."""
     seen: set[tuple[str, int, int]] = set()
