@@ -131,11 +131,21 @@ def _interpreter_class() -> Any:
 
 
 def _require_fp32(target: Target) -> None:
-    if target.precision != "fp32":
+    """Refuse precisions the LiteRT backend cannot run: a float model runs in fp32, an INT8 one (edgeprune's,
+    from :mod:`edgeprune.quantize.tflite_int8`, or anyone's) in int8 as the file says; fp16 is not offered."""
+    if target.precision not in ("fp32", "int8"):
         raise InputError(
-            f"target '{target.name}': the LiteRT backend runs fp32 only, not '{target.precision}' "
-            "(fp16/int8 TFLite models need quantisation, which edgeprune does not do)"
+            f"target '{target.name}': the LiteRT backend runs fp32 and int8 models, not '{target.precision}'"
         )
+
+
+def _quantization(detail: Mapping[str, object]) -> tuple[np.dtype, float, int] | None:
+    """(dtype, scale, zero point) of an integer input or output tensor; None for a float one."""
+    dtype = np.dtype(detail["dtype"])  # type: ignore[call-overload]
+    if dtype.kind not in "iu":
+        return None
+    scale, zero = detail.get("quantization", (0.0, 0))  # type: ignore[misc]
+    return dtype, float(scale) or 1.0, int(zero)
 
 
 class LiteRtSession:
@@ -155,7 +165,12 @@ class LiteRtSession:
         self.input_name = str(inputs[0]["name"])
         self.input_shape = tuple(int(v) for v in inputs[0]["shape"])
         self._input_index = int(inputs[0]["index"])
-        self._output_indices = [int(o["index"]) for o in self._interpreter.get_output_details()]
+        outputs = self._interpreter.get_output_details()
+        self._output_indices = [int(o["index"]) for o in outputs]
+        # a fully integer model (int8 input and output tensors, as microcontroller deployments use) takes and
+        # gives quantized values: float inputs are quantized with the input's scale, outputs dequantized
+        self._input_quant = _quantization(inputs[0])
+        self._output_quant = [_quantization(o) for o in outputs]
 
     def _input_array(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The single input, found by the model's tensor name or, failing that, as the mapping's only value
@@ -169,13 +184,23 @@ class LiteRtSession:
         array = np.ascontiguousarray(value, dtype=np.float32)
         if tuple(array.shape) != self.input_shape:
             raise InputError(f"LiteRT model expects input shape {self.input_shape}, got {tuple(array.shape)}")
+        if self._input_quant is not None:
+            dtype, scale, zero = self._input_quant
+            info = np.iinfo(dtype)
+            array = np.clip(np.round(array / scale) + zero, info.min, info.max).astype(dtype)
         return array
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run one inference on NCHW input and return copies of the outputs."""
         self._interpreter.set_tensor(self._input_index, self._input_array(inputs))
         self._interpreter.invoke()
-        return [np.array(self._interpreter.get_tensor(i)) for i in self._output_indices]
+        outputs = []
+        for index, quant in zip(self._output_indices, self._output_quant):
+            value = np.array(self._interpreter.get_tensor(index))
+            if quant is not None:
+                value = (value.astype(np.float32) - quant[2]) * quant[1]
+            outputs.append(value)
+        return outputs
 
     def time(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> LatencyStats:
         """Median/p90/CV of single-inference latency: each timed call is ``set_tensor`` + ``invoke`` (copying

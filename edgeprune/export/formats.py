@@ -106,13 +106,18 @@ def effective_precision(target: Target) -> str:
 
 
 def artifact_precision(path: Path, fmt: str, target: Target) -> str:
-    """The precision an artifact computes in: ``int8`` for a quantized ONNX file or OpenVINO IR (whoever
+    """The precision an artifact computes in: ``int8`` for a quantized ONNX file, OpenVINO IR or TFLite model (whoever
     quantized it), else the runtime's precision for a float model (:func:`effective_precision`; fp32 for a
     float model run under an INT8 target, as the original of an INT8 run is)."""
     if fmt == "onnx" and Path(path).is_file():
         from edgeprune.quantize.onnx_int8 import onnx_is_quantized
 
         if onnx_is_quantized(Path(path)):
+            return "int8"
+    if fmt == "tflite" and Path(path).is_file():
+        from edgeprune.quantize.tflite_int8 import tflite_is_quantized
+
+        if tflite_is_quantized(Path(path)):
             return "int8"
     if fmt == "openvino" and Path(path).is_file():
         from edgeprune.quantize.openvino_int8 import openvino_is_quantized

@@ -13,14 +13,15 @@ from edgeprune.backends.base import Artifact, Backend
 from edgeprune.errors import InputError
 from edgeprune.quantize.onnx_int8 import quantize_onnx_int8
 from edgeprune.quantize.openvino_int8 import quantize_openvino_int8
+from edgeprune.quantize.tflite_int8 import quantize_tflite_int8
 from edgeprune.target import Target
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: the runtimes edgeprune quantizes for so far (LiteRT is to follow), each with its own maintained quantizer
-INT8_RUNTIMES = ("onnxruntime", "openvino")
+#: the runtimes edgeprune quantizes for, each with its own maintained quantizer
+INT8_RUNTIMES = ("onnxruntime", "openvino", "litert")
 
 #: calibration images used for INT8 quantization at most (ONNX Runtime's examples use a few hundred)
 MAX_CALIBRATION_IMAGES = 128
@@ -29,8 +30,8 @@ MAX_CALIBRATION_IMAGES = 128
 def check_int8_target(target: Target) -> None:
     """Refuse ``--precision int8`` for a runtime edgeprune does not quantize for yet."""
     if target.precision == "int8" and target.runtime not in INT8_RUNTIMES:
-        raise InputError(f"--precision int8 is implemented for ONNX Runtime and OpenVINO targets so far; target "
-                         f"'{target.name}' runs {target.runtime}, whose quantizer edgeprune does not drive yet")
+        raise InputError(f"--precision int8 is implemented for ONNX Runtime, OpenVINO and LiteRT targets; target "
+                         f"'{target.name}' runs {target.runtime}, whose quantizer edgeprune does not drive")
 
 
 class Int8Backend:
@@ -58,6 +59,8 @@ class Int8Backend:
                 self.calibration.shape[1] else self.calibration.transpose(0, 2, 3, 1)  # an NHWC artifact
             if self.inner.name == "openvino":
                 quantize_openvino_int8(fp32.path, staged, images)
+            elif self.inner.name == "litert":
+                quantize_tflite_int8(fp32.path, staged, images)
             else:
                 quantize_onnx_int8(fp32.path, staged, images, fp32.input_name)
             dest = Path(out_path).with_suffix(suffix)
@@ -68,6 +71,11 @@ class Int8Backend:
 
     def describe(self) -> dict[str, Any]:
         """How the artifacts are quantized, for the report."""
+        if self.inner.name == "litert":
+            return {"precision": "int8", "tool": "ai_edge_quantizer (recipe static_wi8_ai8)",
+                    "format": "fully integer TFLite (int8 input and output tensors)",
+                    "weights": "int8, one scale per output channel", "activations": "int8, min/max calibration",
+                    "calibration_images": len(self.calibration)}
         if self.inner.name == "openvino":
             return {"precision": "int8", "tool": "nncf.quantize", "format": "OpenVINO IR with FakeQuantize",
                     "weights": "int8, symmetric, one scale per output channel (preset PERFORMANCE)",
