@@ -14,7 +14,7 @@ from contract import BackendContract, Exported, _residual
 
 from edgeprune.backends.base import Artifact
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
-from edgeprune.backends.openvino_backend import OpenVinoBackend
+from edgeprune.backends.openvino_backend import OpenVinoBackend, compile_config
 from edgeprune.errors import InputError, MissingRuntimeError
 from edgeprune.target import Target, load_target
 
@@ -58,14 +58,12 @@ def test_loads_onnx_files_directly(tmp_path: Path) -> None:
     assert np.abs(session.run({INPUT_NAME: example.numpy()})[0] - expected).max() <= 1e-4
 
 
-def test_refuses_int8_and_tflite_artifacts(tmp_path: Path) -> None:
+def test_refuses_tflite_artifacts_and_runs_an_int8_targets_float_parts_in_f32(tmp_path: Path) -> None:
     artifact = Artifact(tmp_path / "m.tflite", "tflite", "x", (1, 3, 8, 8))
     with pytest.raises(InputError, match="cannot load a 'tflite' artifact"):
         OpenVinoBackend().load(artifact, load_target("cpu-openvino"))
-    int8 = Target("int8", "int8", "openvino", precision="int8")
-    ir = Artifact(tmp_path / "m.xml", "openvino", "x", (1, 3, 8, 8))
-    with pytest.raises(InputError, match="precision 'int8'"):
-        OpenVinoBackend().load(ir, int8)
+    # an INT8 IR's FakeQuantize ops run in int8 whatever the hint; its other ops must not drop to bf16
+    assert compile_config(Target("int8", "int8", "openvino", precision="int8"))["INFERENCE_PRECISION_HINT"] == "f32"
 
 
 def test_missing_runtime_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
