@@ -32,6 +32,7 @@ from edgeprune.fit.closed_loop import ClosedLoop
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.fit.loop.base import Allocation, RoundsExhausted, floor_hint, kept_fraction
+from edgeprune.fit.loop.deferred import DeferredAllocation
 from edgeprune.fit.loop.latency_search import LatencySearch
 from edgeprune.fit.loop.uniform import UniformBisection
 from edgeprune.fit.recover import Recovery
@@ -244,17 +245,25 @@ class FitRun(ClosedLoop):
             assert self.measurer.latency is not None
             return LatencySearch(step.groups, step.scores, self.measurer.latency, self.target.channel_alignment,
                                  comparable, floor, hint, self.measurer.latency.source)
-        with self.clock("profile"):
-            table = LatencyTable.open(table_context(self.backend, self.target, self.measurer.timer),
-                                      self.config.table_dir or default_table_dir())
-            max_points = 6 if self.backend.name in ("onnxruntime", "openvino") else 3
-            with progress_callback("profiling kernels") as report:
-                lookup, measured, reused = build_lookup_model(
-                    step.model, self.example, step.graph, self.target, self.backend, table, self.measurer.work_dir,
-                    max_points, seed=self.config.seed, timer=self.measurer.timer, progress=report)
-            log.info("latency table %s: %d kernel timings measured, %d reused", table.path, measured, reused)
-        return LatencySearch(step.groups, step.scores, lookup, self.target.channel_alignment, comparable, floor,
-                             hint, f"lookup table ({self.measurer.timer.source})")
+
+        def table_search() -> Allocation:
+            assert step is not None
+            with self.clock("profile"):
+                table = LatencyTable.open(table_context(self.backend, self.target, self.measurer.timer),
+                                          self.config.table_dir or default_table_dir())
+                max_points = 6 if self.backend.name in ("onnxruntime", "openvino") else 3
+                with progress_callback("profiling kernels") as report:
+                    lookup, measured, reused = build_lookup_model(
+                        step.model, self.example, step.graph, self.target, self.backend, table,
+                        self.measurer.work_dir, max_points, seed=self.config.seed, timer=self.measurer.timer,
+                        progress=report)
+                log.info("latency table %s: %d kernel timings measured, %d reused", table.path, measured, reused)
+            return LatencySearch(step.groups, step.scores, lookup, self.target.channel_alignment, comparable, floor,
+                                 hint, f"lookup table ({self.measurer.timer.source})")
+
+        if self.step_start_ms <= self.step_budget_ms * (1 - self.config.search_headroom):
+            return DeferredAllocation(table_search)  # nothing to search unless the starting model misses later
+        return table_search()
 
     # -- measuring --------------------------------------------------------------------------------
     def _measure(self, model: nn.Module, kind: str, keep: dict[str, list[int]],
