@@ -75,8 +75,10 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
                "median_ms": latency.get("median_ms"), "p90_ms": latency.get("p90_ms"),
                "latency_note": None if measure_locally else "not timed: this machine is not the target",
                "images": parity.get("images_count") or accuracy.get("images_count"),
-               "data": (full.get("data") or {}).get("source"), "failure": result.failure_message() or None}
+               "data": (full.get("data") or {}).get("source"),
+               # named as shipped, not by its place in the staging folder
+               "failure": result.failure_message().replace(str(path), path.name) or None}
     log.info("validated %s in %s: %s", path.name, run_target.runtime,
-             "passed" if result.passed else result.failure_message())
+             "passed" if result.passed else summary["failure"])
     return summary
 

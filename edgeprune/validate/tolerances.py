@@ -30,7 +30,10 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(1e-3, 0.99),
     "fp16": Tolerance(5e-2, 0.95),
     "bf16": Tolerance(5e-2, 0.95),
-    "int8": Tolerance(2.5e-1, 0.90),
+    # int8: top-1 agreement decides; the output bound only catches a broken model (wrong scales put it far over
+    # 1). A fully integer TFLite model's int8 logits differed by 0.36 of the output scale on the demo with 100%
+    # top-1 agreement; ONNX Runtime's QDQ model (float output) by 0.12
+    "int8": Tolerance(5e-1, 0.90),
 }
 
 
