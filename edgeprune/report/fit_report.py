@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,7 +68,7 @@ def build_fit_report(
         "status": "budget met" if timer.source.startswith("measured") else "budget met (predicted, not measured)",
         "out_dir": str(out_dir),
         "model": model,
-        "target": asdict(target),
+        "target": json.loads(json.dumps(asdict(target))),  # tuples as lists: the report equals report.json
         "budget_ms": budget_ms,
         "budget_spec": budget_spec,
         "baseline": {"latency": latency_entry(baseline.stats, timer, target,

@@ -57,6 +57,7 @@ class FitRow:
     groups_frozen: int = 0
     seconds: float = 0.0
     stage_seconds: dict | None = None
+    commit: str | None = None  # the code the row ran on, where a table merges rows of several runs
 
 
 def noise_images(folder: Path, count: int = 16, size: int = 160) -> Path:
@@ -143,8 +144,8 @@ def render(rows: list[FitRow], command: str, wall_s: float, data_note: str, comm
         f"{sum(r.status == 'budget' for r in rows)} budget misses, {sum(r.status == 'refused' for r in rows)} "
         f"refused, {sum(r.status == 'failed' for r in rows)} failed.**", "",
         "| family | model | px | status | baseline ms | final ms | speedup (paired, 90% interval) | MACs fewer | "
-        "parity | groups kept whole | wall time | detail |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "parity | groups kept whole | wall time | code | detail |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         def f(v: float | None, spec: str) -> str:
@@ -153,7 +154,8 @@ def render(rows: list[FitRow], command: str, wall_s: float, data_note: str, comm
             f(r.speedup, ".2f")
         lines.append(f"| {r.family} | `{r.model}` | {r.resolution} | {r.status} | {f(r.baseline_ms, '.2f')} | "
                      f"{f(r.final_ms, '.2f')} | {speed} | {f(r.mac_reduction, '.2f')}× | {f(r.parity_relative, '.0e')} | "
-                     f"{r.groups_frozen} | {r.seconds / 60:.1f} min | {r.detail.replace('|', '/')} |")
+                     f"{r.groups_frozen} | {r.seconds / 60:.1f} min | {r.commit or commit} | "
+                     f"{r.detail.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
