@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +33,32 @@ def openvino_is_quantized(path: Path) -> bool:
     return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only errors from logger ``name`` while the block runs; its level is restored after (nothing global
+    changes: ``nncf.set_log_level`` left every handler it found at ERROR, pytest's capture included)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def quantize_openvino_int8(source: Path, dest: Path, images: np.ndarray) -> None:
     """Write the INT8 form of the float IR ``source`` (``.xml``) to ``dest`` (``.xml`` + ``.bin``), calibrated
     on ``images`` (model inputs, N x C x H x W or N x H x W x C as the IR takes them, already normalised)."""
     if len(images) == 0:
         raise InputError("INT8 quantization needs calibration images (--calib-images, from --data)")
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # NNCF imports torch's extension tools
-    import nncf
+    with _quiet("torch.utils.cpp_extension"):  # NNCF imports torch's extension tools, which warn about CUDA
+        import nncf
     import openvino as ov
 
-    nncf.set_log_level(logging.ERROR)
     batches = [np.ascontiguousarray(images[i:i + 1], dtype=np.float32) for i in range(len(images))]
     try:
         model = ov.Core().read_model(str(source))
-        with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
+        with contextlib.redirect_stdout(io.StringIO()), _quiet("nncf"):  # NNCF's progress bars and notes
             quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
                                       preset=nncf.QuantizationPreset.PERFORMANCE)
         ov.save_model(quantized, str(dest), compress_to_fp16=False)
