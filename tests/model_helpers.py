@@ -28,3 +28,18 @@ def conv_stack(layers: int, channels: int, classes: int = 10) -> nn.Module:
     for _ in range(layers):
         body += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
     return nn.Sequential(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes)).eval()
+
+
+class ConcatNet(nn.Module):
+    """Two branches concatenated, then a consumer conv (an Inception/DenseNet-like join)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(3, 24, 1), nn.BatchNorm2d(24), nn.ReLU())
+        self.join = nn.Sequential(nn.Conv2d(40, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.join(torch.cat([self.a(x), self.b(x)], dim=1))
+        return self.head(y.mean(dim=(2, 3)))

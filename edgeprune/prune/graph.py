@@ -34,7 +34,12 @@ import torch_pruning as tp
 from torch import nn
 
 from edgeprune.errors import ModelLoadError
-from edgeprune.prune.grouped_conv import channels_per_group, install_whole_group_pruner, whole_group_unit
+from edgeprune.prune.grouped_conv import (
+    channels_per_group,
+    install_whole_group_pruner,
+    order_in_runs,
+    whole_group_unit,
+)
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 from edgeprune.prune.reshapes import ReshapeRecorder
 from edgeprune.prune.tp_mappings import install_mapping_filters, split_description
@@ -304,7 +309,9 @@ class ModelGraph:
         groups: list[ChannelGroup] = []
         for roots, channel_sets in sorted(classes.items(), key=lambda kv: order[kv[0][0]]):
             channel_sets.sort(key=lambda cs: cs[0][1])
-            unit, unit_problem = self._order_in_runs(roots, channel_sets, modules)
+            convs = [(root, m) for root in roots for m in self._tp_by_root[root].members
+                     if whole_group_unit(modules[m.module])]
+            unit, unit_problem = order_in_runs(convs, channel_sets, modules)
             index_in = [{r: j for r, j in cs} for cs in channel_sets]
             members: list[GroupMember] = []
             for root in roots:
@@ -328,42 +335,6 @@ class ModelGraph:
                 )
             )
         return groups
-
-    def _order_in_runs(self, roots: tuple[str, ...], channel_sets: list[list[tuple[str, int]]],
-                       modules: dict[str, nn.Module]) -> tuple[int, str]:
-        """Sort a group's channels so that each block of the grouped convolutions it passes through is one run
-        of consecutive channels; returns (run length, why the channels cannot be cut in whole runs or "").
-
-        Every such convolution must see all of the group's channels and split them into the same blocks
-        (two convolutions with different group sizes on one stream cannot both lose whole groups).
-        """
-        convs = [(root, m) for root in roots for m in self._tp_by_root[root].members
-                 if whole_group_unit(modules[m.module])]
-        if not convs:
-            return 1, ""
-        unit = whole_group_unit(modules[convs[0][1].module])
-        positions = [{r: j for r, j in cs} for cs in channel_sets]
-
-        def block(cs: int, root: str, member: GroupMember) -> int | None:
-            j = positions[cs].get(root)
-            return member.indices[j] // whole_group_unit(modules[member.module]) \
-                if j is not None and j < len(member.indices) else None
-
-        first_root, first = convs[0]
-        order = sorted(range(len(channel_sets)), key=lambda cs: (block(cs, first_root, first) is None,
-                                                                  block(cs, first_root, first) or 0, cs))
-        channel_sets[:] = [channel_sets[i] for i in order]
-        positions = [positions[i] for i in order]
-        for root, member in convs:
-            labels = [block(cs, root, member) for cs in range(len(channel_sets))]
-            runs = [labels[i:i + unit] for i in range(0, len(labels), unit)]
-            if None in labels or len(labels) % unit or any(len(set(run)) != 1 for run in runs) \
-                    or len({run[0] for run in runs}) != len(runs):
-                conv = modules[member.module]
-                return 1, (f"grouped convolution {member.module} ({conv.groups} groups of {channels_per_group(conv)} "
-                           "channels) shares these channels with layers that split them differently: edgeprune "
-                           "removes a grouped convolution's channels only in whole groups")
-        return unit, ""
 
     # -- queries and surgery ----------------------------------------------------------------------
     def freeze(self, name: str, reason: str) -> ChannelGroup:

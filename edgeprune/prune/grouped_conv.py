@@ -16,10 +16,12 @@ ResNeXt and RegNet one is); others stay frozen, with a reason. With :mod:`edgepr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch_pruning as tp
 from torch import nn
+
+from edgeprune.prune.groups import GroupMember
 
 
 def channels_per_group(module: nn.Module) -> int:
@@ -36,6 +38,41 @@ def whole_group_unit(module: nn.Module) -> int:
     if k > 1 and isinstance(module, nn.Conv2d) and module.out_channels == module.in_channels:
         return k
     return 0
+
+def order_in_runs(convs: Sequence[tuple[str, GroupMember]], channel_sets: list[list[tuple[str, int]]],
+                  modules: Mapping[str, nn.Module]) -> tuple[int, str]:
+    """Sort a group's channels (``channel_sets``: per channel, its (Torch-Pruning root, position) pairs) so that
+    each block of the grouped convolutions it passes through (``convs``: (root, member) pairs) is one run of
+    consecutive channels; returns (run length, why the channels cannot be cut in whole runs, or "").
+
+    Every such convolution must see all of the group's channels and split them into the same blocks
+    (two convolutions with different group sizes on one stream cannot both lose whole groups).
+    """
+    if not convs:
+        return 1, ""
+    unit = whole_group_unit(modules[convs[0][1].module])
+    positions = [{r: j for r, j in cs} for cs in channel_sets]
+
+    def block(cs: int, root: str, member: GroupMember) -> int | None:
+        j = positions[cs].get(root)
+        return member.indices[j] // whole_group_unit(modules[member.module]) \
+            if j is not None and j < len(member.indices) else None
+
+    first_root, first = convs[0]
+    order = sorted(range(len(channel_sets)), key=lambda cs: (block(cs, first_root, first) is None,
+                                                              block(cs, first_root, first) or 0, cs))
+    channel_sets[:] = [channel_sets[i] for i in order]
+    positions = [positions[i] for i in order]
+    for root, member in convs:
+        labels = [block(cs, root, member) for cs in range(len(channel_sets))]
+        runs = [labels[i:i + unit] for i in range(0, len(labels), unit)]
+        if None in labels or len(labels) % unit or any(len(set(run)) != 1 for run in runs) \
+                or len({run[0] for run in runs}) != len(runs):
+            conv = modules[member.module]
+            return 1, (f"grouped convolution {member.module} ({conv.groups} groups of {channels_per_group(conv)} "
+                       "channels) shares these channels with layers that split them differently: edgeprune "
+                       "removes a grouped convolution's channels only in whole groups")
+    return unit, ""
 
 
 class WholeGroupConvPruner(tp.pruner.function.ConvPruner):

@@ -9,27 +9,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from model_helpers import ConcatNet
 from torch import nn
 
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.target import load_target
-
-
-class ConcatNet(nn.Module):
-    """Two branches concatenated, then a consumer conv (an Inception/DenseNet-like join)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
-        self.b = nn.Sequential(nn.Conv2d(3, 24, 1), nn.BatchNorm2d(24), nn.ReLU())
-        self.join = nn.Sequential(nn.Conv2d(40, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
-        self.head = nn.Linear(32, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.join(torch.cat([self.a(x), self.b(x)], dim=1))
-        return self.head(y.mean(dim=(2, 3)))
 
 
 class SeparableNet(nn.Module):

@@ -7,25 +7,11 @@ zeroed, whichever branches lose channels (Torch-Pruning shifts the concatenation
 from __future__ import annotations
 
 import torch
+from model_helpers import ConcatNet
 from torch import nn
 
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
-
-
-class _Join(nn.Module):
-    """Two branches concatenated into a conv (an Inception-style join)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
-        self.b = nn.Sequential(nn.Conv2d(3, 24, 1), nn.BatchNorm2d(24), nn.ReLU())
-        self.join = nn.Sequential(nn.Conv2d(40, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
-        self.head = nn.Linear(32, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.join(torch.cat([self.a(x), self.b(x)], dim=1))
-        return self.head(y.mean(dim=(2, 3)))
 
 
 class _Dense(nn.Module):
@@ -58,7 +44,7 @@ def _randomised(model: nn.Module) -> nn.Module:
 
 
 def test_inception_style_branches_prune_and_equal_the_masked_original() -> None:
-    model, x = _randomised(_Join()), torch.randn(2, 3, 8, 8)
+    model, x = _randomised(ConcatNet()), torch.randn(2, 3, 8, 8)
     graph = ModelGraph(model, x, warn_frozen=False)
     assert {g.name for g in graph.prunable_groups()} == {"a.0", "b.0", "join.0"}
     keep = {"a.0": list(range(0, 16, 2)), "b.0": list(range(0, 24, 3))}
