@@ -60,6 +60,8 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     quantizer = getattr(run.measurer.backend, "describe", None)
     if callable(quantizer):  # an INT8 run: how every candidate, and so the shipped artifact, was quantized
         method["quantization"] = quantizer()
+    if run.precision_choice is not None:  # --precision auto: what was measured and why INT8 was taken or not
+        method["precision_choice"] = run.precision_choice.to_dict()
     depth = outcome.depth
     removed = depth.removed if depth is not None else []
     if depth is not None:

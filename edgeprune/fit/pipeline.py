@@ -40,6 +40,7 @@ from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.latency.timers import ProfileTimer, make_timer
 from edgeprune.prune.importance import get_importance
 from edgeprune.quantize.backend import check_int8_target, for_precision
+from edgeprune.quantize.choice import auto_target
 from edgeprune.report.fit_result import FitResult
 from edgeprune.target import load_target
 from edgeprune.train.augment import parse_augmentation
@@ -82,7 +83,11 @@ def fit(config: FitConfig) -> FitResult:
     clock = StageClock()
     budget = Budget.parse(config.budget)
     _check_config(config)
-    target = load_target(config.target).with_precision(config.precision)
+    target = load_target(config.target)
+    if config.precision == "auto":
+        target = auto_target(target, measured=bool(config.device) or target.latency_source != "predicted-profile")
+    else:
+        target = target.with_precision(config.precision)
     check_int8_target(target)
     backend = get_backend(target)
     importance = get_importance(config.importance)

@@ -28,6 +28,7 @@ from edgeprune.backends.base import Artifact
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import EdgepruneError, InputError
+from edgeprune.export.formats import runnable_here
 from edgeprune.fit.closed_loop import ClosedLoop
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
@@ -49,6 +50,7 @@ from edgeprune.prune.importance import ScoringContext
 from edgeprune.prune.module_errors import naming_the_module, scoring_failure
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.prune.trial import freeze_untrimmable
+from edgeprune.quantize.choice import PrecisionChoice, choose_precision, top1_agreement
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.original import check_original_runs
@@ -124,6 +126,8 @@ class FitRun(ClosedLoop):
         self.step_budget_ms = float("nan")
         self.step_start_ms = float("nan")
         self.depth: DepthResult | None = None
+        #: under ``--precision auto``, what the run chose and why (set once the quantized model is measured)
+        self.precision_choice: PrecisionChoice | None = None
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
         self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
 
@@ -140,7 +144,7 @@ class FitRun(ClosedLoop):
             baseline = self._measure_original()
         self.step_start_ms = baseline.stats.median_ms
         if self.measurer.quantizes:  # INT8 candidates: the unpruned model, quantized, is where pruning starts
-            self.step_start_ms = self._measure_keep({}, QUANTIZED, {})
+            self.step_start_ms = self._measure_quantized(baseline)
         if self.config.prune_blocks and self.step_start_ms > self.budget_ms:
             self._prune_depth(baseline)
         elif hint := depth_hint(self.model, self.example, self.config.frozen_modules,
@@ -162,6 +166,25 @@ class FitRun(ClosedLoop):
             if index == total:
                 return RunOutcome(baseline, final, slim, composed, allocation, self.depth)
         raise AssertionError("unreachable")
+
+    def _measure_quantized(self, baseline: Measurement) -> float:
+        """Measure the unpruned model quantized; under ``--precision auto``, keep INT8 only where it pays
+        (:func:`~edgeprune.quantize.choice.choose_precision`), else go on with float candidates."""
+        m = self._measure(self.model, QUANTIZED, {})
+        self._record(QUANTIZED, {}, {}, m)
+        if self.config.precision != "auto":
+            return m.stats.median_ms
+        artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
+        speedup = 1.0 / m.paired.summary.ratio if m.paired is not None else \
+            baseline.stats.median_ms / m.stats.median_ms
+        agreement, images = top1_agreement(self.backend, artifact, runnable_here(self.target)[0], self.model,
+                                           self.inputs.eval_inputs)
+        self.precision_choice = choose_precision(speedup, agreement, images)
+        if self.precision_choice.precision == "int8":
+            return m.stats.median_ms
+        self.target = self.target.with_precision("fp32")
+        self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
+        return baseline.stats.median_ms
 
     def _measure_original(self) -> Measurement:
         """Export the original, check it runs in the target's runtime as in PyTorch, measure it, set the budget."""

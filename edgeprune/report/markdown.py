@@ -153,6 +153,9 @@ def _method(report: dict[str, Any]) -> list[str]:
                  f"({quant.get('format', '?')}; weights {quant.get('weights', '?')}; activations "
                  f"{quant.get('activations', '?')}, on {quant.get('calibration_images', '?')} calibration images); "
                  "every candidate was measured quantized.")
+    choice = method.get("precision_choice")
+    if choice:
+        text += f" Precision chosen by `--precision auto`: {str(choice.get('precision', '?')).upper()} ({choice.get('reason', '?')})."
     blocks = method.get("blocks")
     if blocks:
         removed = blocks.get("removed") or []

@@ -1,0 +1,92 @@
+"""``--precision auto``: whether a run ships INT8, decided on the unpruned model quantized and measured.
+
+The run measures the original in float, then the same model quantized, paired with it. INT8 is taken when it is
+measurably faster *and* the quantized model still predicts what the float model predicts; otherwise the run
+searches float candidates, as ``--precision fp32`` would. Both figures come from this run on this target: where
+INT8 is not faster (ONNX Runtime on a CPU without dot-product instructions, a Cortex-A72), the search declines it
+because it measured so, not because a table says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeprune.backends.base import Artifact, Backend
+from edgeprune.target import Target
+from edgeprune.validate.accuracy import evaluate_session
+
+log = logging.getLogger(__name__)
+
+#: INT8 must run at least this many times faster than the float original (paired) to be worth its error
+MIN_INT8_SPEEDUP = 1.10
+#: share of evaluation images on which the quantized model must predict the float model's class
+MIN_INT8_AGREEMENT = 0.97
+#: evaluation images the agreement is measured on, at most (each runs once through the quantized artifact)
+AGREEMENT_IMAGES = 512
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision an ``auto`` run searches at, with the measurements that decided it."""
+
+    precision: str
+    reason: str
+    int8_speedup: float
+    agreement: float
+    images: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the report (``method.precision_choice``)."""
+        return {**asdict(self), "min_int8_speedup": MIN_INT8_SPEEDUP, "min_agreement": MIN_INT8_AGREEMENT}
+
+
+def top1_agreement(backend: Backend, artifact: Artifact, target: Target, model: nn.Module,
+                   inputs: torch.Tensor) -> tuple[float, int]:
+    """(share of ``inputs`` on which ``artifact`` in ``target``'s runtime predicts ``model``'s class, images)."""
+    x = inputs[:AGREEMENT_IMAGES]
+    model.eval()
+    with torch.no_grad():
+        expected = torch.cat([model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)]).numpy()
+    produced = evaluate_session(backend.load(artifact, target), artifact.input_name, x, None).predictions
+    return float(np.mean(produced == expected)), len(x)
+
+
+def choose_precision(int8_speedup: float, agreement: float, images: int) -> PrecisionChoice:
+    """INT8 when it is at least :data:`MIN_INT8_SPEEDUP` times faster and agrees with the float model on at least
+    :data:`MIN_INT8_AGREEMENT` of the images; fp32 otherwise, with the reason."""
+    figures = f"INT8 measured {int8_speedup:.2f}x the float original's speed, top-1 agreement {100 * agreement:.1f}%"
+    if int8_speedup < MIN_INT8_SPEEDUP:
+        choice = PrecisionChoice("fp32", f"{figures} on {images} images: not faster by {MIN_INT8_SPEEDUP:.2f}x on "
+                                 "this target, so the search prunes in float", int8_speedup, agreement, images)
+    elif agreement < MIN_INT8_AGREEMENT:
+        choice = PrecisionChoice("fp32", f"{figures} on {images} images, under {100 * MIN_INT8_AGREEMENT:.0f}%: "
+                                 "quantization changes too many predictions, so the search prunes in float "
+                                 "(--precision int8 forces it)", int8_speedup, agreement, images)
+    else:
+        choice = PrecisionChoice("int8", f"{figures} on {images} images: the search prunes the INT8 model",
+                                 int8_speedup, agreement, images)
+    log.info("--precision auto chose %s: %s", choice.precision, choice.reason)
+    return choice
+
+
+def auto_target(target: Target, measured: bool) -> Target:
+    """The target an ``auto`` run starts at: INT8 candidates where the target offers INT8, edgeprune quantizes for its
+    runtime and latencies are measured (the choice needs a measurement); the target as it is otherwise."""
+    from edgeprune.quantize.backend import INT8_RUNTIMES
+
+    if "int8" not in target.precisions:
+        why = f"target '{target.name}' lists no int8 precision"
+    elif target.runtime not in INT8_RUNTIMES:
+        why = f"edgeprune does not quantize for {target.runtime}"
+    elif not measured:
+        why = f"target '{target.name}' has only a float latency profile here (connect its agent with --device)"
+    else:
+        return target.with_precision("int8")
+    log.info("--precision auto: %s, so the run stays at %s", why, target.precision)
+    return target
