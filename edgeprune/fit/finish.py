@@ -20,6 +20,7 @@ from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.io_atomic import write_json_atomic
 from edgeprune.prune.graph import count_macs_and_params
 from edgeprune.prune.plan import SlimPlan, module_shapes
+from edgeprune.quantize.layers import layer_precisions, summarise
 from edgeprune.report.fit_report import ModelSide, build_fit_report, paired_speedup
 from edgeprune.report.fit_result import FitResult
 from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_latency
@@ -115,6 +116,9 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     report.update(paired_speedup(final.paired, run.measurer.drift() if run.measurer.reference is not None else None))
     report["resume"] = {"measurements_replayed": run.journal.replayed}
     report["per_layer_latency"] = per_layer
+    layers = layer_precisions(stage / artifact_files[0], final.artifact.format)
+    report["layer_precision"] = {"summary": summarise(layers), "layers": [layer.to_dict() for layer in layers],
+                                 "source": f"read from {artifact_files[0]} (edgeprune.quantize.layers)"}
     report["artifacts"] = validations
     if any(not v["passed"] for v in validations):
         report["status"] = "validation failed"

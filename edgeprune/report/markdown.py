@@ -207,8 +207,8 @@ def render_markdown(report: dict[str, Any], plots: Collection[str] = ()) -> str:
             ``layer_latency.png``); each one named here is embedded by a relative link.
 
     Sections: outcome and where latencies come from, summary table, evaluation, plots, per-artifact
-    validation, method, search rounds (predicted vs measured), per-layer latency, channel widths, time per
-    stage, files, environment.
+    validation, method, search rounds (predicted vs measured), per-layer latency, channel widths, precision per
+    layer, time per stage, files, environment.
 
     >>> "PREDICTED" in render_markdown(predicted_report)    # doctest: +SKIP
     True
@@ -216,6 +216,6 @@ def render_markdown(report: dict[str, Any], plots: Collection[str] = ()) -> str:
     lines = _headline(report) + _summary_table(report) + _evaluation(report) + _plots(plots)
     lines += sections.artifact_validation(report) + _method(report) + measurement_section(report)
     lines += sections.search_rounds(report)
-    lines += sections.per_layer(report, tuple(plots)) + sections.channel_widths(report)
+    lines += sections.per_layer(report, tuple(plots)) + sections.channel_widths(report) + sections.layer_precision(report)
     lines += sections.stage_times(report) + sections.files(report, tuple(plots)) + sections.environment(report)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -210,3 +210,17 @@ def environment(report: dict[str, Any]) -> list[str]:
 
 def _latency_source(report: dict[str, Any]) -> str:
     return str(((report.get("final") or {}).get("latency") or {}).get("source", "measured-local"))
+
+
+def layer_precision(report: dict[str, Any]) -> list[str]:
+    """The precision of every compute layer of the shipped artifact, as read from the file."""
+    info = report.get("layer_precision") or {}
+    layers = info.get("layers") or []
+    if not layers:
+        return []
+    summary = ", ".join(f"{count} {precision}" for precision, count in (info.get("summary") or {}).items())
+    rows = [[f"`{cell(layer.get('name'))}`", cell(layer.get("op_type")), cell(layer.get("weights")),
+             cell(layer.get("activations")), cell(layer.get("precision"))] for layer in layers]
+    return ["## Precision per layer", "", f"{len(layers)} compute layers: {summary} ({info.get('source', '')}).", "",
+            "<details><summary>every layer</summary>", "",
+            *table(["layer", "op", "weights", "activations", "runs at"], rows), "", "</details>", ""]
