@@ -13,6 +13,7 @@ replays what it had measured.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from torch import nn
 from edgeprune.backends.base import Artifact
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
-from edgeprune.errors import EdgepruneError, InputError
+from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError, first_line
 from edgeprune.export.formats import runnable_here
 from edgeprune.fit.closed_loop import ClosedLoop
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
@@ -128,6 +129,8 @@ class FitRun(ClosedLoop):
         self.depth: DepthResult | None = None
         #: under ``--precision auto``, what the run chose and why (set once the quantized model is measured)
         self.precision_choice: PrecisionChoice | None = None
+        #: after an ``auto`` run falls back to float: its journal keys' prefix and the INT8 rounds not counted
+        self.journal_prefix, self.retired_rounds = "", 0
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
         self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
 
@@ -145,6 +148,21 @@ class FitRun(ClosedLoop):
         self.step_start_ms = baseline.stats.median_ms
         if self.measurer.quantizes:  # INT8 candidates: the unpruned model, quantized, is where pruning starts
             self.step_start_ms = self._measure_quantized(baseline)
+        if self.precision_choice is None or self.precision_choice.precision != "int8":
+            return self._search(baseline)
+        original_step = self.step
+        try:
+            return self._search(baseline)
+        except BudgetUnreachableError as exc:  # --precision auto: INT8's floor may sit above float's
+            self._fall_back_to_float(exc)
+            self.step, self.groups, self.depth = original_step, original_step.groups, None
+            self.frozen = [g for g in original_step.graph.groups if not g.prunable]
+            self.recovery.depth_pruned = False
+            self.step_start_ms = baseline.stats.median_ms
+            return self._search(baseline)
+
+    def _search(self, baseline: Measurement) -> RunOutcome:
+        """Depth pruning where asked, then the width search in ``config.steps`` steps, from ``step_start_ms``."""
         if self.config.prune_blocks and self.step_start_ms > self.budget_ms:
             self._prune_depth(baseline)
         elif hint := depth_hint(self.model, self.example, self.config.frozen_modules,
@@ -185,6 +203,19 @@ class FitRun(ClosedLoop):
         self.target = self.target.with_precision("fp32")
         self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
         return baseline.stats.median_ms
+
+    def _fall_back_to_float(self, exc: BudgetUnreachableError) -> None:
+        """An ``auto`` run whose INT8 candidates cannot reach the budget searches float candidates instead (their
+        measurements journalled apart, their rounds counted afresh)."""
+        assert self.precision_choice is not None
+        reason = (f"{self.precision_choice.reason}; but no INT8 candidate met the budget ({first_line(exc, 160)}), "
+                  "so the search went on with float candidates")
+        log.warning("--precision auto: no INT8 candidate met the budget %.3f ms (fastest %.3f ms); searching float "
+                    "candidates", self.budget_ms, exc.floor_ms)
+        self.precision_choice = dataclasses.replace(self.precision_choice, precision="fp32", reason=reason)
+        self.target = self.target.with_precision("fp32")
+        self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
+        self.journal_prefix, self.retired_rounds = "fp32:", len(self.rounds)
 
     def _measure_original(self) -> Measurement:
         """Export the original, check it runs in the target's runtime as in PyTorch, measure it, set the budget."""
@@ -293,7 +324,7 @@ class FitRun(ClosedLoop):
                  spec: TimingSpec | None = None) -> Measurement:
         """Measure (or replay from the journal, or predict) one candidate."""
         step = self.step.index if self.step else 1
-        key = keep_key(step, kind, keep)
+        key = keep_key(step, self.journal_prefix + kind, keep)
         whole_run = kind in DEPTH_KINDS or kind == QUANTIZED  # judged against the run's budget, not the step's
         self.measurer.decision_ms = None if kind == "original" else \
             (self.budget_ms if whole_run else self.step_budget_ms)
@@ -319,7 +350,9 @@ class FitRun(ClosedLoop):
         self.rounds.append({"kind": kind, "step": self.step.index if self.step else 1, "channels_kept": fraction,
                             **info, "median_ms": stats.median_ms, "p90_ms": stats.p90_ms if measured else None,
                             "cv": stats.cv if measured else None, "noisy": stats.noisy if measured else None,
-                            "measured": measured, "meets_budget": meets})
+                            "measured": measured, "meets_budget": meets,
+                            "precision": "fp32" if kind == "baseline" and self.measurer.quantizes
+                            else self.target.precision})
         if m.paired is not None:  # the readings against the original, enough to recompute the figure
             self.rounds[-1]["paired"] = m.paired.to_dict()
         predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info and measured else ""
@@ -331,8 +364,8 @@ class FitRun(ClosedLoop):
                  "(within budget)" if meets else "(over budget)")
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
-        depth_rounds = sum(r["kind"] in DEPTH_KINDS for r in self.rounds)
-        if len(self.rounds) - depth_rounds >= self.config.max_rounds * self.config.steps:
+        depth_rounds = sum(r["kind"] in DEPTH_KINDS for r in self.rounds[self.retired_rounds:])
+        if len(self.rounds) - self.retired_rounds - depth_rounds >= self.config.max_rounds * self.config.steps:
             raise RoundsExhausted()
         assert self.step is not None
         model = self.step.model
