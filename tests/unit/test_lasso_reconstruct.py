@@ -278,3 +278,21 @@ def test_cifar_resnet8_lasso_prune_and_reconstruct(randomise: Callable[[nn.Modul
         with_ls = float((slim(calib) - reference).norm() / reference.norm())
     log.info("ResNet-8 logits relative error at 50%% channels: %.4f without LS, %.4f with", without, with_ls)
     assert with_ls < 0.5 * without  # seed 3: 0.54 -> 0.07
+
+
+def test_groups_wider_than_the_path_limit_are_ranked_by_energy_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path's p**3 cost made VGG's and AlexNet's 4,096-wide classifier groups take over 20 minutes each."""
+    import time
+
+    from edgeprune.prune.importance import lasso
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 48)) * np.linspace(0.1, 2.0, 48)  # channel c's energy grows with c
+    gram = x.T @ x
+    monkeypatch.setattr(lasso, "MAX_PATH_WIDTH", 32)
+    problem = lasso.LassoProblem(gram, ("fc",))
+    start = time.perf_counter()
+    scores = problem.survival()
+    assert time.perf_counter() - start < 1.0
+    assert list(np.argsort(scores)) == list(np.argsort(np.diag(gram)))
+    assert problem.select(10) == sorted(int(c) for c in np.argsort(-np.diag(gram))[:10])
