@@ -308,7 +308,7 @@ class FitRun(ClosedLoop):
                 max_points = 6 if self.backend.name in ("onnxruntime", "openvino") else 3
                 with progress_callback("profiling kernels") as report:
                     lookup, measured, reused = build_lookup_model(
-                        step.model, self.example, step.graph, self.target, self.backend, table,
+                        step.model, self.example, step.graph, self.target, self.measurer.backend, table,
                         self.measurer.work_dir, max_points, seed=self.config.seed, timer=self.measurer.timer,
                         progress=report)
                 log.info("latency table %s: %d kernel timings measured, %d reused", table.path, measured, reused)

@@ -84,8 +84,8 @@ def table_context(backend: Backend, target: Target, timer: ArtifactTimer | None 
         runtime_version=timer.runtime_version(),
         device=target.device,
         threads=target.threads,
-        # the probes are float kernels (INT8 probes are not built yet), so an INT8 run shares the float table
-        precision="fp32" if target.precision == "int8" else target.precision,
+        # an INT8 target's probes are quantized kernels (edgeprune.quantize.probes): a table of their own
+        precision=target.precision,
         # what decides kernel speed: the CPU model and its feature flags (not the model name alone), cores, ISA
         machine=f"{machine.get('cpu')} ({machine.get('logical_cores')} cores, {machine.get('architecture')}, "
                 f"features {machine.get('cpu_features') or 'unknown'})",

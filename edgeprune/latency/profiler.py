@@ -125,8 +125,18 @@ def _probe_artifact(backend: Backend, target: Target, key: str, cin: int, cout: 
     if backend.name in ("onnxruntime", "openvino"):  # both read ONNX: write the probe directly (fast)
         path = work / f"{name}.onnx"
         onnx.save(proto(), str(path))
-        return Artifact(path, "onnx", PROBE_INPUT, shape)
+        probe = Artifact(path, "onnx", PROBE_INPUT, shape)
+        if target.precision == "int8" and key != EMPTY_PROBE_KEY:  # the empty probe times the call itself
+            from edgeprune.quantize.probes import quantize_probe
+
+            return quantize_probe(probe, backend.name)
+        return probe
     import torch
+
+    if target.precision == "int8" and key != EMPTY_PROBE_KEY:  # LiteRT: converted, then quantized fully integer
+        from edgeprune.quantize.probes import int8_probe_backend
+
+        backend = int8_probe_backend(backend, shape)
 
     return backend.export(module().eval(), torch.zeros(shape), work / name, target)
 

@@ -1,0 +1,47 @@
+"""INT8 latency probes (issue 20): an INT8 target's table is built from quantized kernels, in its own table."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from edgeprune.backends import get_backend
+from edgeprune.latency.layers import LayerSignature
+from edgeprune.latency.probes import EMPTY_PROBE_KEY
+from edgeprune.latency.profile_model import table_context
+from edgeprune.latency.profiler import _probe_artifact
+from edgeprune.latency.timers import LocalTimer
+from edgeprune.quantize.layers import layer_precisions, summarise
+from edgeprune.target import load_target
+from edgeprune.timing import TimingSpec
+
+CONV = LayerSignature("conv", (3, 3), (1, 1), (1, 1), (1, 1), 16, 16, False)
+DW = LayerSignature("dwconv", (3, 3), (1, 1), (1, 1), (1, 1), 16, 16, False, groups=16)
+QUICK = TimingSpec(warmup_runs=2, min_runs=5, min_seconds=0.01, warn_noisy=False)
+
+
+@pytest.mark.parametrize("target_name", ["cpu", "cpu-openvino", "cpu-tflite"])
+def test_int8_probes_are_quantized_kernels_that_run_in_the_runtime(tmp_path: Path, target_name: str) -> None:
+    target = load_target(target_name)
+    int8 = target.with_precision("int8")
+    backend = get_backend(target)
+    for sig, cin, cout in ((CONV, 8, 24), (DW, 16, 16)):
+        (tmp_path / "fp32").mkdir(exist_ok=True)
+        (tmp_path / "int8").mkdir(exist_ok=True)
+        fp32 = _probe_artifact(backend, target, sig.key(), cin, cout, tmp_path / "fp32")
+        quantized = _probe_artifact(backend, int8, sig.key(), cin, cout, tmp_path / "int8")
+        assert summarise(layer_precisions(fp32.path, fp32.format)) == {"fp32": 1}
+        assert summarise(layer_precisions(quantized.path, quantized.format)) == {"int8": 1}
+        assert LocalTimer(backend, int8).time(quantized, QUICK).median_ms > 0
+    empty = _probe_artifact(backend, int8, EMPTY_PROBE_KEY, 0, 0, tmp_path)  # the call's own cost: nothing to quantize
+    assert LocalTimer(backend, int8).time(empty, QUICK).median_ms > 0
+
+
+def test_an_int8_target_keeps_its_own_latency_table() -> None:
+    target = load_target("cpu")
+    backend = get_backend(target)
+    fp32, int8 = table_context(backend, target), table_context(backend, target.with_precision("int8"))
+    assert fp32.precision == "fp32" and int8.precision == "int8"
+    assert dataclasses.replace(int8, precision="fp32") == fp32
