@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-samples", type=positive_int, default=CALIBRATION_SAMPLES,
                    help=f"sub-networks measured end to end for calibration (default {CALIBRATION_SAMPLES})")
     p.add_argument("--recalibrate", action="store_true", help="measure the calibration again")
+    p.add_argument("--precision", choices=("fp32", "int8"),
+                   help="int8: probe quantized kernels (each quantized by the runtime's own quantizer) into the "
+                        "INT8 table that 'fit --precision int8' reads (default: the target's precision)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", metavar="URL", help="time the probes on the device through 'edgeprune agent' at URL")
     p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     config = ProfileConfig(model=args.model, target=args.target, input_shape=args.input_shape,
                            num_classes=args.num_classes, table_dir=args.table_dir, max_points=args.max_points,
                            calibration_samples=args.calibration_samples, recalibrate=args.recalibrate,
-                           seed=args.seed, device=args.device, device_token=args.device_token)
+                           seed=args.seed, device=args.device, device_token=args.device_token,
+                           precision=args.precision)
     check_inputs(config)
     if args.weights is not None:  # a wrong file is one line now, not after the profile
         from edgeprune.models.weights import load_weights

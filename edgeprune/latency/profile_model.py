@@ -38,6 +38,8 @@ from edgeprune.latency.timers import ArtifactTimer, LocalTimer, make_timer
 from edgeprune.models.zoo import build_architecture
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
+from edgeprune.quantize.backend import check_int8_target
+from edgeprune.quantize.probes import int8_probe_backend
 from edgeprune.target import Target, load_target
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class ProfileConfig:
         seed: seed of the calibration samples.
         device: URL of an ``edgeprune agent`` on the device (probes are then timed there).
         device_token: the agent's token (default: the EDGEPRUNE_AGENT_TOKEN environment variable).
+        precision: ``int8`` probes quantized kernels into an INT8 table (the one ``fit --precision int8`` reads);
+            None = the target's precision.
     """
 
     model: str = "demo"
@@ -73,6 +77,7 @@ class ProfileConfig:
     device: str | None = None
     device_token: str | None = None
     frozen_modules: tuple[str, ...] = field(default=())
+    precision: str | None = None
 
 
 def table_context(backend: Backend, target: Target, timer: ArtifactTimer | None = None) -> TableContext:
@@ -148,7 +153,8 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
     if config.calibration_samples < 2:
         raise InputError(f"--calibration-samples must be at least 2, got {config.calibration_samples}")
     start = time.perf_counter()
-    target = load_target(config.target)
+    target = load_target(config.target).with_precision(config.precision)
+    check_int8_target(target)
     backend = get_backend(target)
     timer = make_timer(backend, target, config.device, config.device_token)
     bundle = build_architecture(config.model, config.num_classes)
@@ -158,6 +164,8 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
     model = bundle.model.eval()
     example = torch.full((1, *shape), 0.5)
     graph = ModelGraph(model, example, config.frozen_modules)
+    if target.precision == "int8":  # whole sub-networks are timed quantized too; scales change values, not timing
+        backend = int8_probe_backend(backend, tuple(example.shape))
     max_points = config.max_points or (6 if backend.name in ("onnxruntime", "openvino") else 3)
     table = LatencyTable.open(table_context(backend, target, timer), config.table_dir or default_table_dir())
     work = Path(tempfile.mkdtemp(prefix="edgeprune-profile-"))

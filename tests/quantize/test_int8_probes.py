@@ -45,3 +45,13 @@ def test_an_int8_target_keeps_its_own_latency_table() -> None:
     fp32, int8 = table_context(backend, target), table_context(backend, target.with_precision("int8"))
     assert fp32.precision == "fp32" and int8.precision == "int8"
     assert dataclasses.replace(int8, precision="fp32") == fp32
+
+
+def test_profile_at_int8_on_a_target_without_it_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edgeprune", "profile", "--target", "intel-npu", "--precision", "int8",
+                           "--table-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "offers precision fp16, not int8" in proc.stderr and not list(tmp_path.iterdir())
