@@ -19,7 +19,6 @@ from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
 from edgeprune.target import Target
-from edgeprune.validate.accuracy import evaluate_session
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,9 @@ def top1_agreement(backend: Backend, artifact: Artifact, target: Target, model: 
     model.eval()
     with torch.no_grad():
         expected = torch.cat([model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)]).numpy()
-    produced = evaluate_session(backend.load(artifact, target), artifact.input_name, x, None).predictions
+    session, array = backend.load(artifact, target), x.numpy()
+    produced = np.array([int(np.argmax(session.run({artifact.input_name: array[i:i + 1]})[0].reshape(-1)))
+                         for i in range(len(array))])
     return float(np.mean(produced == expected)), len(x)
 
 
