@@ -35,6 +35,7 @@ from edgeprune.fit.inputs import resolve_inputs
 from edgeprune.fit.outputs import OutputDir
 from edgeprune.fit.resume import RunJournal
 from edgeprune.fit.run import FitRun, StageClock
+from edgeprune.latency.analytic import load_profile
 from edgeprune.latency.candidates import CandidateMeasurer
 from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.latency.timers import ProfileTimer, make_timer
@@ -85,7 +86,8 @@ def fit(config: FitConfig) -> FitResult:
     _check_config(config)
     target = load_target(config.target)
     if config.precision == "auto":
-        target = auto_target(target, measured=bool(config.device) or target.latency_source != "predicted-profile")
+        target = auto_target(target, measured=bool(config.device) or target.latency_source != "predicted-profile",
+                             estimated=bool(target.profile) and load_profile(target.profile).int8 is not None)
     else:
         target = target.with_precision(config.precision)
     check_int8_target(target)
@@ -100,9 +102,8 @@ def fit(config: FitConfig) -> FitResult:
         journal = RunJournal(out.path, config)  # after the inputs: a refused input leaves no state behind
         torch.manual_seed(config.seed)
         measurer_type = PredictedMeasurer if isinstance(timer, ProfileTimer) else CandidateMeasurer
-        if target.precision == "int8" and measurer_type is PredictedMeasurer:
-            raise InputError(f"--precision int8 needs measured latencies: target '{target.name}' has only a "
-                             "float latency profile here; connect its agent (--device URL)")
+        if target.precision == "int8" and isinstance(timer, ProfileTimer):
+            timer.profile.at_precision("int8")  # one line where the shipped profile has no INT8 estimate
         candidates = for_precision(backend, target, inputs.calibration.numpy())
         measurer = measurer_type(candidates, target, inputs.example, out.work, timer,  # type: ignore[arg-type]
                                  original_backend=backend)

@@ -158,6 +158,8 @@ class FitRun(ClosedLoop):
             self.step, self.groups, self.depth = original_step, original_step.groups, None
             self.frozen = [g for g in original_step.graph.groups if not g.prunable]
             self.recovery.depth_pruned = False
+            if isinstance(self.measurer, PredictedMeasurer):  # predictions for the original's kernels, in float
+                self.measurer.bind(self.model, original_step.groups)
             self.step_start_ms = baseline.stats.median_ms
             return self._search(baseline)
 
@@ -197,7 +199,8 @@ class FitRun(ClosedLoop):
             baseline.stats.median_ms / m.stats.median_ms
         agreement, images = top1_agreement(self.backend, artifact, runnable_here(self.target)[0], self.model,
                                            self.inputs.eval_inputs)
-        self.precision_choice = choose_precision(speedup, agreement, images)
+        self.precision_choice = choose_precision(speedup, agreement, images,
+                                                 predicted=isinstance(self.measurer, PredictedMeasurer))
         if self.precision_choice.precision == "int8":
             return m.stats.median_ms
         self.target = self.target.with_precision("fp32")

@@ -9,6 +9,7 @@ were calibrated to and the error to expect. Every latency from here is a predict
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,23 @@ class DeviceProfile:
     expected_error: str
     provenance: str
     calibration: list[dict[str, Any]] = field(default_factory=list)
+    #: INT8 estimate, where the profile has one: ``compute_speedup`` over fp32 kernels (from public INT8/fp32
+    #: ratios on the device), ``bytes_per_element`` (1), ``op_overhead_us``, ``expected_error``, ``provenance``
+    int8: dict[str, Any] | None = None
+
+    def at_precision(self, precision: str) -> DeviceProfile:
+        """This profile's constants for ``precision``: itself for its own, its INT8 estimate for ``int8``."""
+        if precision == self.precision:
+            return self
+        if precision != "int8" or not self.int8:
+            raise InputError(f"shipped profile '{self.name}' has no {precision} estimate; connect an agent on the "
+                             "device (edgeprune agent; --device URL) to measure it")
+        est = self.int8
+        return dataclasses.replace(
+            self, precision="int8", peak_gflops=self.peak_gflops * float(est["compute_speedup"]),
+            bytes_per_element=int(est.get("bytes_per_element", 1)),
+            op_overhead_us=float(est.get("op_overhead_us", self.op_overhead_us)),
+            expected_error=str(est["expected_error"]), provenance=str(est["provenance"]), calibration=[], int8=None)
 
 
 def load_profile(name: str) -> DeviceProfile:

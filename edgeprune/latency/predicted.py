@@ -19,7 +19,7 @@ from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
 from edgeprune.latency.analytic import AnalyticLatencyModel
-from edgeprune.latency.candidates import SEARCH_TIMING, CandidateMeasurer, Measurement
+from edgeprune.latency.candidates import ORIGINAL, SEARCH_TIMING, CandidateMeasurer, Measurement
 from edgeprune.latency.layers import extract_layers
 from edgeprune.latency.timers import ProfileTimer
 from edgeprune.prune.groups import ChannelGroup
@@ -44,20 +44,31 @@ class PredictedMeasurer(CandidateMeasurer):
                  timer: ProfileTimer, original_backend: Backend | None = None) -> None:
         super().__init__(backend, target, example, work_dir, timer, original_backend)
         self.profile_timer = timer
-        self.latency: AnalyticLatencyModel | None = None
+        self._models: dict[str, AnalyticLatencyModel] = {}
+
+    @property
+    def latency(self) -> AnalyticLatencyModel | None:
+        """The analytic model of the candidates: the profile's INT8 estimate when they are quantized."""
+        return self._models.get("int8" if self.quantizes else "original")
 
     def bind(self, model: nn.Module, groups: Sequence[ChannelGroup]) -> AnalyticLatencyModel:
         """Build the analytic model for ``model``'s kernels (call again after each pruning step)."""
-        self.latency = AnalyticLatencyModel(extract_layers(model, self.example, list(groups)),
-                                            self.profile_timer.profile)
-        return self.latency
+        layers = extract_layers(model, self.example, list(groups))
+        profile = self.profile_timer.profile
+        self._models = {"original": AnalyticLatencyModel(layers, profile)}
+        if self.quantizes:
+            self._models["int8"] = AnalyticLatencyModel(layers, profile.at_precision("int8"))
+        latency = self.latency
+        assert latency is not None
+        return latency
 
     def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING,
                 keep: Mapping[str, Sequence[int]] | None = None,
                 check: Callable[[Artifact], object] | None = None) -> Measurement:
         if self.latency is None:
             raise RuntimeError("PredictedMeasurer.bind() must be called before measure()")
-        ms = self.latency.predict({g: len(k) for g, k in (keep or {}).items()})
+        model_of = self._models["original"] if name == ORIGINAL else self.latency
+        ms = model_of.predict({g: len(k) for g, k in (keep or {}).items()})
         artifact = self.export(model, name) if name in _EXPORTED_KINDS else None
         if artifact is not None and check is not None:
             check(artifact)

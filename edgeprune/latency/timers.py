@@ -128,8 +128,9 @@ class ProfileTimer:
         return f"n/a ({PREDICTED_LABEL} '{self.profile.name}')"
 
     def machine(self) -> dict[str, Any]:
+        profile = self.profile.at_precision(self.target.precision) if self.target.precision == "int8" else self.profile
         return {"cpu": self.profile.description, "predicted_from_profile": self.profile.name,
-                "expected_error": self.profile.expected_error}
+                "expected_error": profile.expected_error}
 
 
 def make_timer(backend: Backend, target: Target, device_url: str | None, device_token: str | None,

@@ -58,10 +58,12 @@ def top1_agreement(backend: Backend, artifact: Artifact, target: Target, model: 
     return float(np.mean(produced == expected)), len(x)
 
 
-def choose_precision(int8_speedup: float, agreement: float, images: int) -> PrecisionChoice:
+def choose_precision(int8_speedup: float, agreement: float, images: int, predicted: bool = False) -> PrecisionChoice:
     """INT8 when it is at least :data:`MIN_INT8_SPEEDUP` times faster and agrees with the float model on at least
-    :data:`MIN_INT8_AGREEMENT` of the images; fp32 otherwise, with the reason."""
-    figures = f"INT8 measured {int8_speedup:.2f}x the float original's speed, top-1 agreement {100 * agreement:.1f}%"
+    :data:`MIN_INT8_AGREEMENT` of the images; fp32 otherwise, with the reason. ``predicted``: the speedup comes
+    from a shipped profile's estimates, not a measurement (the reason says so)."""
+    how = "is predicted (shipped profile, not measured) at" if predicted else "measured"
+    figures = f"INT8 {how} {int8_speedup:.2f}x the float original's speed, top-1 agreement {100 * agreement:.1f}%"
     if int8_speedup < MIN_INT8_SPEEDUP:
         choice = PrecisionChoice("fp32", f"{figures} on {images} images: not faster by {MIN_INT8_SPEEDUP:.2f}x on "
                                  "this target, so the search prunes in float", int8_speedup, agreement, images)
@@ -76,16 +78,17 @@ def choose_precision(int8_speedup: float, agreement: float, images: int) -> Prec
     return choice
 
 
-def auto_target(target: Target, measured: bool) -> Target:
+def auto_target(target: Target, measured: bool, estimated: bool = False) -> Target:
     """The target an ``auto`` run starts at: INT8 candidates where the target offers INT8, edgeprune quantizes for its
-    runtime and latencies are measured (the choice needs a measurement); the target as it is otherwise."""
+    runtime, and INT8 latency is measured or (``estimated``) its shipped profile has an INT8 estimate; the target
+    as it is otherwise."""
     from edgeprune.quantize.backend import INT8_RUNTIMES
 
     if "int8" not in target.precisions:
         why = f"target '{target.name}' lists no int8 precision"
     elif target.runtime not in INT8_RUNTIMES:
         why = f"edgeprune does not quantize for {target.runtime}"
-    elif not measured:
+    elif not (measured or estimated):
         why = f"target '{target.name}' has only a float latency profile here (connect its agent with --device)"
     else:
         return target.with_precision("int8")

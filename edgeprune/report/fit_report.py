@@ -34,7 +34,8 @@ def latency_entry(stats: LatencyStats, timer: ArtifactTimer, target: Target, pre
     the target's, as for the float original of an INT8 run)."""
     return {**stats.to_dict(), "measured": timer.source.startswith("measured"), "source": timer.source, "machine": timer.machine().get("cpu"),
             "backend": target.runtime, "runtime_version": timer.runtime_version(), "device": target.device,
-            "threads": target.threads, "precision": precision or target.precision}
+            "threads": target.threads, "precision": precision or target.precision,
+            **({"expected_error": timer.machine().get("expected_error")} if timer.source == "predicted-profile" else {})}
 
 
 def build_fit_report(

@@ -61,8 +61,9 @@ def latency_provenance(report: dict[str, Any]) -> str:
     if source == "predicted-profile":
         profile = target.get("profile") or "the target's profile"
         return (f"**Latencies are PREDICTED, not measured**: they come from the shipped profile `{profile}` "
-                f"({machine}) for {runtime}, {setup}; nothing was timed on the device. Run `edgeprune agent` on "
-                "the device and pass `--device URL` to measure them.")
+                f"({machine}) for {runtime}, {setup}; nothing was timed on the device"
+                + (f" (the profile's expected error: {lat['expected_error']})" if lat.get("expected_error") else "")
+                + ". Run `edgeprune agent` on the device and pass `--device URL` to measure them.")
     return f"**Latency source: {source}** ({runtime}, {setup}, {machine})."
 
 

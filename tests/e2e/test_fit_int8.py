@@ -99,3 +99,22 @@ def test_auto_precision_searches_float_where_no_int8_candidate_reaches_the_budge
         first_float = next(i for i, r in enumerate(rounds) if r["precision"] == "fp32" and r["kind"] != "baseline")
         assert all(r["precision"] == "fp32" for r in rounds[first_float:])
     assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
+
+
+@pytest.mark.slow
+def test_int8_on_a_predicted_target_uses_the_profiles_int8_estimate_and_says_so(tmp_path: Path) -> None:
+    from edgeprune.quantize.tflite_int8 import tflite_is_quantized
+
+    out = tmp_path / "rpi4"
+    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "rpi4", "--budget", "50%",
+                           "--precision", "int8", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    rounds = {r["kind"]: r for r in report["search"]["rounds"]}
+    assert rounds["baseline"]["precision"] == "fp32" and rounds["quantized"]["precision"] == "int8"
+    assert rounds["quantized"]["median_ms"] < rounds["baseline"]["median_ms"]  # the estimate: 1.6x compute
+    assert not any(r["measured"] for r in report["search"]["rounds"])
+    assert report["final"]["latency"]["source"] == "predicted-profile"
+    assert "a guess" in report["final"]["latency"]["expected_error"]
+    assert tflite_is_quantized(out / "model.tflite")
+    assert "PREDICTED, not measured" in (out / "report.md").read_text()

@@ -21,14 +21,15 @@ from edgeprune.quantize.choice import (
 from edgeprune.target import load_target
 
 
-@pytest.mark.parametrize(("name", "measured", "expected"), [
-    ("cpu", True, "int8"), ("cpu-openvino", True, "int8"), ("cpu-tflite", True, "int8"),
-    ("rpi4", False, "fp32"),  # only a float profile from here: the choice needs a measurement
-    ("rpi4", True, "fp32"),  # its TOML lists no int8 yet
+@pytest.mark.parametrize(("name", "measured", "estimated", "expected"), [
+    ("cpu", True, False, "int8"), ("cpu-openvino", True, False, "int8"), ("cpu-tflite", True, False, "int8"),
+    ("rpi4", False, False, "fp32"),  # neither measured nor estimated: nothing to choose from
+    ("rpi4", False, True, "int8"),  # its shipped profile's INT8 estimate (labelled predicted)
+    ("intel-npu", True, True, "fp16"),  # its TOML lists no int8
 ])
-def test_auto_starts_with_int8_candidates_only_where_int8_can_be_measured(name: str, measured: bool,
-                                                                           expected: str) -> None:
-    assert auto_target(load_target(name), measured).precision == expected
+def test_auto_starts_with_int8_candidates_only_where_int8_latency_is_known(name: str, measured: bool, estimated: bool,
+                                                                          expected: str) -> None:
+    assert auto_target(load_target(name), measured, estimated).precision == expected
 
 
 def test_int8_is_chosen_only_when_it_is_faster_and_agrees() -> None:
