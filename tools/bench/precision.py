@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
@@ -55,6 +57,8 @@ from edgeprune.errors import BudgetUnreachableError  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.quantize.backend import MAX_CALIBRATION_IMAGES, Int8Backend  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
+from edgeprune.train.default_weights import load_model  # noqa: E402
+from edgeprune.validate.accuracy import evaluate_session  # noqa: E402
 from edgeprune.validate.bench import bench_artifacts  # noqa: E402
 
 log = logging.getLogger("precision_bench")
@@ -62,7 +66,12 @@ log = logging.getLogger("precision_bench")
 TARGETS = ("cpu", "cpu-openvino", "cpu-tflite")
 SPEEDUPS = {"2x": 2.0, "3x": 3.0, "4x": 4.0}
 METHODS = ("int8", "fp32-lasso", "fp32-blocks", "int8-lasso", "int8-blocks")
+#: budget-free cells: the unpruned model quantized (cifar-resnet56; mobilenet_v2 on ImageNet samples)
+ALONE = ("int8", "mbv2-int8")
 LOSSLESS = DATA / "cifar10_test_lossless_first1017.npz"
+#: mobilenet_v2 with torchvision's ImageNet weights on the 20 ImageNet samples (class index in each file name)
+MBV2_WEIGHTS = DATA.parent / "models" / "imagenet" / "mobilenet_v2-b0353104.pth"
+IMAGENET_SAMPLES = DATA.parent / "samples" / "imagenet_foolbox"
 DEFAULT_RESULTS = REPO / "docs" / "figures" / "precision-results"
 HEADING = "## Precision and pruning under one measured budget"
 #: seconds of alternating rounds for the INT8-alone pairing (fit's confirmations take about as long)
@@ -84,8 +93,8 @@ class Cell:
     @property
     def name(self) -> str:
         """Cell id, e.g. ``cpu-int8-lasso-2x-ft0`` or ``cpu-int8``."""
-        if self.method == "int8":
-            return f"{self.target}-int8"
+        if self.method in ("int8", "mbv2-int8"):
+            return f"{self.target}-{self.method}"
         return f"{self.target}-{self.method}-{self.speedup}-ft{self.epochs}{'kd45k' if self.epochs else ''}"
 
     def path(self, results: Path) -> Path:
@@ -97,9 +106,8 @@ def cells(targets: list[str], methods: list[str], speedups: list[str], epochs: i
     """Every cell the options select: ``int8`` once per target, the others per speedup."""
     out: list[Cell] = []
     for target in targets:
-        if "int8" in methods:
-            out.append(Cell(target, "int8"))
-        out += [Cell(target, m, s, epochs) for s in speedups for m in methods if m != "int8"]
+        out += [Cell(target, m) for m in ALONE if m in methods]
+        out += [Cell(target, m, s, epochs) for s in speedups for m in methods if m not in ALONE]
     return out
 
 
@@ -137,6 +145,38 @@ def run_int8_alone(cell: Cell, weights: Path, train_npz: Path, work: Path, recor
                    "precision": "int8", "calibration_images": len(picked)})
 
 
+def run_mbv2_int8(cell: Cell, work: Path, record: dict[str, Any]) -> None:
+    """mobilenet_v2 (ImageNet weights) quantized, timed paired against its float export, and compared on the 20
+    ImageNet samples: top-1 of each and the share of images where they agree. The samples are also the
+    calibration images (the only ImageNet images here), which flatters the agreement a little."""
+    from edgeprune.data.loaders import load_image_folder
+
+    target = load_target(cell.target)
+    backend = get_backend(target)
+    bundle = load_model("torchvision:mobilenet_v2", MBV2_WEIGHTS)
+    prep = bundle.preprocessing
+    assert prep is not None
+    data = load_image_folder(IMAGENET_SAMPLES, (prep.height, prep.width), prep.channels)
+    labels = np.array([int(p.stem.split("_")[-1]) for p in sorted(IMAGENET_SAMPLES.iterdir()) if p.is_file()])
+    x = to_model_input(data.images, prep)
+    model = bundle.model.eval()
+    fp32 = backend.export(model, x[:1], work / "fp32", target)
+    int8_target = target.with_precision("int8")
+    int8 = Int8Backend(backend, x.numpy()).export(model, x[:1], work / "int8", int8_target)
+    rows = bench_artifacts([fp32.path, int8.path], target, seconds=PAIR_SECONDS, top_kernels=0)
+    pair = rows[1]
+    predictions = {}
+    for name, art, tgt in (("fp32", fp32, target), ("int8", int8, int8_target)):
+        predictions[name] = evaluate_session(backend.load(art, tgt), art.input_name, x, labels)
+    record.update({"status": "measured", "model": "torchvision:mobilenet_v2", "weights": MBV2_WEIGHTS.name,
+                   "speedup": 1 / pair.ratio, "speedup_interval": [1 / pair.ratio_high, 1 / pair.ratio_low],
+                   "rounds": pair.rounds, "baseline_ms": rows[0].median_ms, "final_ms": pair.median_ms,
+                   "baseline_top1": predictions["fp32"].top1, "top1": predictions["int8"].top1,
+                   "agreement": float(np.mean(predictions["fp32"].predictions == predictions["int8"].predictions)),
+                   "images": len(labels), "precision": "int8", "calibration_images": len(labels),
+                   "calibration_note": "the 20 evaluation images themselves (the only ImageNet images here)"})
+
+
 def run_fit_cell(cell: Cell, weights: Path, train_npz: Path, work: Path, record: dict[str, Any],
                  table_dir: Path | None) -> None:
     """One ``edgeprune.fit`` at the cell's budget share; fills ``record``."""
@@ -171,6 +211,8 @@ def run_cell(cell: Cell, weights: Path, train_npz: Path, results: Path, table_di
     try:
         if cell.method == "int8":
             run_int8_alone(cell, weights, train_npz, work, record)
+        elif cell.method == "mbv2-int8":
+            run_mbv2_int8(cell, work, record)
         else:
             run_fit_cell(cell, weights, train_npz, work, record, table_dir)
     except BudgetUnreachableError as exc:
@@ -227,7 +269,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
              "128 calibration images from the training set. `ft4kd45k` = 4 distillation epochs over the 44,915 JPEG "
              "training images outside the validation split.", ""]
     for target in TARGETS:
-        mine = [r for r in rows if r["target"] == target]
+        mine = [r for r in rows if r["target"] == target and r["method"] != "mbv2-int8"]
         if not mine:
             continue
         base = next((r for r in mine if r.get("baseline_top1") is not None), None)
@@ -237,12 +279,26 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
         if alone:
             lines.append("| int8 alone | none | " + " | ".join(
                 _cell_text(alone) + ("" if alone["speedup"] >= s else " (misses)") for s in SPEEDUPS.values()) + " |")
-        for epochs in sorted({r["finetune_epochs"] for r in mine if r["method"] != "int8"}):
+        for epochs in sorted({r["finetune_epochs"] for r in mine if r["method"] not in ALONE}):
             for method in METHODS[1:]:
                 picked = [by_name.get(Cell(target, method, s, epochs).name) for s in SPEEDUPS]
                 if any(picked):
                     lines.append(f"| {method} | {f'{epochs} ep kd45k' if epochs else 'none'} | "
                                  + " | ".join(_cell_text(p) for p in picked) + " |")
+        lines.append("")
+    mbv2 = [by_name[f"{t}-mbv2-int8"] for t in TARGETS if f"{t}-mbv2-int8" in by_name]
+    if mbv2:
+        lines += ["### mobilenet_v2 (ImageNet weights), INT8 alone", "",
+                  "torchvision's weights, the 20 ImageNet sample images at 224 px (resize 256, centre crop); they "
+                  "are also the calibration images, the only ImageNet images here, which flatters the agreement a "
+                  "little. Twenty images measure agreement and top-1 to ±5 points at best.", "",
+                  "| target | float top-1 | INT8 top-1 | agreement | speedup (paired, 90% interval) | float ms |",
+                  "|---|---|---|---|---|---|"]
+        for r in mbv2:
+            low, high = r["speedup_interval"]
+            lines.append(f"| `{r['target']}` | {_pct(r['baseline_top1'])} | {_pct(r['top1'])} | "
+                         f"{_pct(r['agreement'])} ({r['images']} images) | {r['speedup']:.2f}× [{low:.2f}, {high:.2f}] "
+                         f"| {r['baseline_ms']:.2f} |")
         lines.append("")
     lines += goal_lines(by_name)
     return lines
@@ -285,7 +341,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=WEIGHTS / "resnet56-4bfd9763.th")
     p.add_argument("--targets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
-    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS) + ["mbv2-int8"])
     p.add_argument("--speedups", nargs="*", default=list(SPEEDUPS), choices=list(SPEEDUPS))
     p.add_argument("--finetune-epochs", type=int, default=0, help="0, or the distillation epochs of the short recipe")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
