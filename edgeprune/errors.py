@@ -125,6 +125,11 @@ class BudgetUnreachableError(EdgepruneError):
         self.detail = detail
         self.predicted = predicted
 
+    def with_detail(self, hint: str) -> BudgetUnreachableError:
+        """The same verdict with ``hint`` added to its detail."""
+        detail = f"{self.detail} {hint}".strip() if hint not in self.detail else self.detail
+        return BudgetUnreachableError(self.budget_ms, self.floor_ms, detail, self.predicted)
+
     def as_predicted(self) -> BudgetUnreachableError:
         """The same verdict, worded for latencies that were predicted, not measured."""
         return BudgetUnreachableError(self.budget_ms, self.floor_ms, self.detail, predicted=True)

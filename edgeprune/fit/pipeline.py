@@ -112,9 +112,13 @@ def fit(config: FitConfig) -> FitResult:
         try:
             outcome = run.execute()
         except BudgetUnreachableError as exc:
+            if config.precision == "int8" and exc.floor_ms > exc.budget_ms:  # INT8's floor sits above float's
+                exc = exc.with_detail("INT8 adds quantize/dequantize work around every layer, so its narrowest "
+                                      "model can be slower than float's: --prune-blocks removes whole layers, and "
+                                      "--precision auto searches float candidates where INT8 cannot reach")
             if isinstance(measurer, PredictedMeasurer) and not exc.predicted:
                 raise exc.as_predicted() from None
-            raise
+            raise exc from None
         result = finish_run(run, outcome, out)
         journal.finish()
         return result

@@ -54,3 +54,13 @@ def test_an_unreachable_predicted_budget_does_not_say_measured() -> None:
     err = BudgetUnreachableError(1.0, 2.5, "try a smaller model").as_predicted()
     assert err.predicted and err.floor_ms == 2.5
     assert "measured 2.500" not in str(err) and "predicted at 2.500 ms" in str(err) and "not measured" in str(err)
+
+
+def test_a_budget_verdict_gains_a_hint_once_and_keeps_its_figures() -> None:
+    from edgeprune.errors import BudgetUnreachableError
+
+    exc = BudgetUnreachableError(0.485, 0.591, "Every prunable channel group was already cut to its minimum width.")
+    hinted = exc.with_detail("try --precision auto").with_detail("try --precision auto")
+    assert (hinted.budget_ms, hinted.floor_ms) == (0.485, 0.591)
+    assert str(hinted).count("try --precision auto") == 1 and "minimum width" in str(hinted)
+    assert "PREDICTED" not in str(hinted) and "predicted" in str(hinted.as_predicted())
