@@ -20,6 +20,7 @@ from torch import nn
 
 from edgeprune.errors import InputError, ValidationFailedError
 from edgeprune.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from edgeprune.quantize.layers import layer_precisions, summarise
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.bench import paired_against
@@ -276,7 +277,8 @@ def validate_artifact(
     result = ValidationResult(
         artifact=str(loaded.path), format=loaded.format, sidecar_verified=loaded.sidecar is not None,
         runtime={"name": loaded.target.runtime, "version": loaded.runtime_version, "device": loaded.target.device,
-                 "threads": loaded.target.threads, "precision": loaded.precision, "target": loaded.target.name},
+                 "threads": loaded.target.threads, "precision": loaded.precision, "target": loaded.target.name,
+                 "layer_precision": summarise(layer_precisions(loaded.path, loaded.format))},
         input={"name": loaded.input_name, "shape": list(loaded.input_shape), "layout": loaded.layout},
         data={"source": source, "images_count": len(x), "labelled": labels is not None},
         reference=None if ref is None else ref.describe(), parity=parity, accuracy=accuracy, latency=latency,

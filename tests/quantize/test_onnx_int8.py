@@ -47,6 +47,7 @@ def test_the_int8_backend_writes_a_quantized_model_that_agrees_with_the_float_on
     result = validate_artifact(artifact.path, target, data=ModelInputs(held_out, None, "held out"), reference=model,
                                measure=False, raise_on_failure=False)
     assert result.passed and result.runtime["precision"] == "int8"  # detected from the file itself
+    assert result.runtime["layer_precision"] == {"int8": 5}  # four convolutions and the classifier, read back
 
 
 def test_fp32_never_quantizes() -> None:
