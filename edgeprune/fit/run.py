@@ -13,7 +13,6 @@ replays what it had measured.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -28,8 +27,7 @@ from torch import nn
 from edgeprune.backends.base import Artifact
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
-from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError, first_line
-from edgeprune.export.formats import runnable_here
+from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError
 from edgeprune.fit.closed_loop import ClosedLoop
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
@@ -37,6 +35,7 @@ from edgeprune.fit.loop.base import Allocation, RoundsExhausted, floor_hint, kep
 from edgeprune.fit.loop.deferred import DeferredAllocation
 from edgeprune.fit.loop.latency_search import LatencySearch
 from edgeprune.fit.loop.uniform import UniformBisection
+from edgeprune.fit.precision_stage import QUANTIZED, PrecisionStage
 from edgeprune.fit.recover import Recovery
 from edgeprune.fit.resume import RunJournal, keep_key
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
@@ -51,7 +50,7 @@ from edgeprune.prune.importance import ScoringContext
 from edgeprune.prune.module_errors import naming_the_module, scoring_failure
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.prune.trial import freeze_untrimmable
-from edgeprune.quantize.choice import PrecisionChoice, choose_precision, top1_agreement
+from edgeprune.quantize.choice import PrecisionChoice
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.original import check_original_runs
@@ -64,9 +63,6 @@ CANDIDATE_EVAL_IMAGES = 500
 #: round kinds of the depth stage (judged against the run's budget, not counted against --max-rounds)
 DEPTH_KINDS = ("depth", "depth-recheck")
 
-#: the round of an INT8 run that measures the unpruned model quantized: when it meets the budget, nothing is
-#: pruned; otherwise channel (and depth) pruning start from it, and the latency model is anchored on it
-QUANTIZED = "quantized"
 
 
 class StageClock:
@@ -107,7 +103,7 @@ class RunOutcome:
     depth: DepthResult | None = None
 
 
-class FitRun(ClosedLoop):
+class FitRun(ClosedLoop, PrecisionStage):
     """State of one fit run (kept in one object so the stages read as a sequence); the closed loop itself is
     :class:`~edgeprune.fit.closed_loop.ClosedLoop`."""
 
@@ -186,39 +182,6 @@ class FitRun(ClosedLoop):
             if index == total:
                 return RunOutcome(baseline, final, slim, composed, allocation, self.depth)
         raise AssertionError("unreachable")
-
-    def _measure_quantized(self, baseline: Measurement) -> float:
-        """Measure the unpruned model quantized; under ``--precision auto``, keep INT8 only where it pays
-        (:func:`~edgeprune.quantize.choice.choose_precision`), else go on with float candidates."""
-        m = self._measure(self.model, QUANTIZED, {})
-        self._record(QUANTIZED, {}, {}, m)
-        if self.config.precision != "auto":
-            return m.stats.median_ms
-        artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
-        speedup = 1.0 / m.paired.summary.ratio if m.paired is not None else \
-            baseline.stats.median_ms / m.stats.median_ms
-        agreement, images = top1_agreement(self.backend, artifact, runnable_here(self.target)[0], self.model,
-                                           self.inputs.eval_inputs)
-        self.precision_choice = choose_precision(speedup, agreement, images,
-                                                 predicted=isinstance(self.measurer, PredictedMeasurer))
-        if self.precision_choice.precision == "int8":
-            return m.stats.median_ms
-        self.target = self.target.with_precision("fp32")
-        self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
-        return baseline.stats.median_ms
-
-    def _fall_back_to_float(self, exc: BudgetUnreachableError) -> None:
-        """An ``auto`` run whose INT8 candidates cannot reach the budget searches float candidates instead (their
-        measurements journalled apart, their rounds counted afresh)."""
-        assert self.precision_choice is not None
-        reason = (f"{self.precision_choice.reason}; but no INT8 candidate met the budget ({first_line(exc, 160)}), "
-                  "so the search went on with float candidates")
-        log.warning("--precision auto: no INT8 candidate met the budget %.3f ms (fastest %.3f ms); searching float "
-                    "candidates", self.budget_ms, exc.floor_ms)
-        self.precision_choice = dataclasses.replace(self.precision_choice, precision="fp32", reason=reason)
-        self.target = self.target.with_precision("fp32")
-        self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
-        self.journal_prefix, self.retired_rounds = "fp32:", len(self.rounds)
 
     def _measure_original(self) -> Measurement:
         """Export the original, check it runs in the target's runtime as in PyTorch, measure it, set the budget."""
