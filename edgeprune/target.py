@@ -77,6 +77,11 @@ class Target:
         if self.precision not in self.precisions:
             object.__setattr__(self, "precisions", (self.precision, *self.precisions))
 
+    @property
+    def float_precision(self) -> str:
+        """The float precision this target runs unquantized models at (``fp32``, or ``fp16`` on an NPU)."""
+        return next((p for p in self.precisions if p != "int8"), "fp32")
+
     def with_precision(self, precision: str | None) -> "Target":
         """This target at ``precision`` (None: unchanged); one clear line when the target does not offer it."""
         if precision is None or precision == self.precision:

@@ -62,10 +62,11 @@ class PrecisionStage:
         agreement, images = top1_agreement(self.backend, artifact, runnable_here(self.target)[0], self.model,
                                            self.inputs.eval_inputs)
         self.precision_choice = choose_precision(speedup, agreement, images,
-                                                 predicted=isinstance(self.measurer, PredictedMeasurer))
+                                                 predicted=isinstance(self.measurer, PredictedMeasurer),
+                                                 float_precision=self.target.float_precision)
         if self.precision_choice.precision == "int8":
             return m.stats.median_ms
-        self.target = self.target.with_precision("fp32")
+        self.target = self.target.with_precision(self.target.float_precision)
         self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
         return baseline.stats.median_ms
 
@@ -77,8 +78,9 @@ class PrecisionStage:
                   "so the search went on with float candidates")
         log.warning("--precision auto: no INT8 candidate met the budget %.3f ms (fastest %.3f ms); searching float "
                     "candidates", self.budget_ms, exc.floor_ms)
-        self.precision_choice = dataclasses.replace(self.precision_choice, precision="fp32", reason=reason)
-        self.target = self.target.with_precision("fp32")
+        self.precision_choice = dataclasses.replace(self.precision_choice, precision=self.target.float_precision,
+                                                    reason=reason)
+        self.target = self.target.with_precision(self.target.float_precision)
         self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
         self.journal_prefix, self.retired_rounds = "fp32:", len(self.rounds)
 

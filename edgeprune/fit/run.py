@@ -317,7 +317,7 @@ class FitRun(ClosedLoop, PrecisionStage):
                             **info, "median_ms": stats.median_ms, "p90_ms": stats.p90_ms if measured else None,
                             "cv": stats.cv if measured else None, "noisy": stats.noisy if measured else None,
                             "measured": measured, "meets_budget": meets,
-                            "precision": "fp32" if kind == "baseline" and self.measurer.quantizes
+                            "precision": self.target.float_precision if kind == "baseline" and self.measurer.quantizes
                             else self.target.precision})
         if m.paired is not None:  # the readings against the original, enough to recompute the figure
             self.rounds[-1]["paired"] = m.paired.to_dict()

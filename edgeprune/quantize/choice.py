@@ -58,17 +58,19 @@ def top1_agreement(backend: Backend, artifact: Artifact, target: Target, model: 
     return float(np.mean(produced == expected)), len(x)
 
 
-def choose_precision(int8_speedup: float, agreement: float, images: int, predicted: bool = False) -> PrecisionChoice:
+def choose_precision(int8_speedup: float, agreement: float, images: int, predicted: bool = False,
+                     float_precision: str = "fp32") -> PrecisionChoice:
     """INT8 when it is at least :data:`MIN_INT8_SPEEDUP` times faster and agrees with the float model on at least
     :data:`MIN_INT8_AGREEMENT` of the images; fp32 otherwise, with the reason. ``predicted``: the speedup comes
-    from a shipped profile's estimates, not a measurement (the reason says so)."""
+    from a shipped profile's estimates, not a measurement (the reason says so); ``float_precision``: what a
+    declined run searches at (``fp16`` on an NPU)."""
     how = "is predicted (shipped profile, not measured) at" if predicted else "measured"
     figures = f"INT8 {how} {int8_speedup:.2f}x the float original's speed, top-1 agreement {100 * agreement:.1f}%"
     if int8_speedup < MIN_INT8_SPEEDUP:
-        choice = PrecisionChoice("fp32", f"{figures} on {images} images: not faster by {MIN_INT8_SPEEDUP:.2f}x on "
+        choice = PrecisionChoice(float_precision, f"{figures} on {images} images: not faster by {MIN_INT8_SPEEDUP:.2f}x on "
                                  "this target, so the search prunes in float", int8_speedup, agreement, images)
     elif agreement < MIN_INT8_AGREEMENT:
-        choice = PrecisionChoice("fp32", f"{figures} on {images} images, under {100 * MIN_INT8_AGREEMENT:.0f}%: "
+        choice = PrecisionChoice(float_precision, f"{figures} on {images} images, under {100 * MIN_INT8_AGREEMENT:.0f}%: "
                                  "quantization changes too many predictions, so the search prunes in float "
                                  "(--precision int8 forces it)", int8_speedup, agreement, images)
     else:

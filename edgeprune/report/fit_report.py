@@ -73,7 +73,7 @@ def build_fit_report(
         "budget_ms": budget_ms,
         "budget_spec": budget_spec,
         "baseline": {"latency": latency_entry(baseline.stats, timer, target,
-                                              "fp32" if target.precision == "int8" else None),
+                                              target.float_precision if target.precision == "int8" else None),
                      "top1": baseline.top1,
                      "macs": baseline.macs, "params": baseline.params},
         "final": {"latency": latency_entry(final.stats, timer, target), "top1": final.top1,

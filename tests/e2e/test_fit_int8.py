@@ -57,12 +57,14 @@ def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_floa
 
 
 def test_int8_on_a_target_that_does_not_offer_it_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "intel-npu", "--budget", "40%",
+    target = tmp_path / "fp32-only.toml"
+    target.write_text('name = "fp32-only"\nruntime = "onnxruntime"\nprecision = "fp32"\n')
+    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", str(target), "--budget", "40%",
                            "--precision", "int8", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1 and "offers precision fp16, not int8" in errors[0] and "Traceback" not in proc.stderr
+    assert len(errors) == 1 and "offers precision fp32, not int8" in errors[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "report.json").exists()
 
 

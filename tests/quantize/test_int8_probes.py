@@ -51,7 +51,10 @@ def test_profile_at_int8_on_a_target_without_it_is_one_line_and_exit_2(tmp_path:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "edgeprune", "profile", "--target", "intel-npu", "--precision", "int8",
-                           "--table-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    target = tmp_path / "fp32-only.toml"
+    target.write_text('name = "fp32-only"\nruntime = "onnxruntime"\nprecision = "fp32"\n')
+    tables = tmp_path / "tables"
+    proc = subprocess.run([sys.executable, "-m", "edgeprune", "profile", "--target", str(target), "--precision",
+                           "int8", "--table-dir", str(tables)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "offers precision fp16, not int8" in proc.stderr and not list(tmp_path.iterdir())
+    assert "offers precision fp32, not int8" in proc.stderr and not tables.exists()

@@ -25,11 +25,17 @@ from edgeprune.target import load_target
     ("cpu", True, False, "int8"), ("cpu-openvino", True, False, "int8"), ("cpu-tflite", True, False, "int8"),
     ("rpi4", False, False, "fp32"),  # neither measured nor estimated: nothing to choose from
     ("rpi4", False, True, "int8"),  # its shipped profile's INT8 estimate (labelled predicted)
-    ("intel-npu", True, True, "fp16"),  # its TOML lists no int8
+    ("intel-npu", False, True, "int8"),
 ])
 def test_auto_starts_with_int8_candidates_only_where_int8_latency_is_known(name: str, measured: bool, estimated: bool,
                                                                           expected: str) -> None:
     assert auto_target(load_target(name), measured, estimated).precision == expected
+
+
+def test_auto_keeps_a_target_that_lists_no_int8(tmp_path: Path) -> None:
+    path = tmp_path / "fp32-only.toml"
+    path.write_text('name = "fp32-only"\nruntime = "onnxruntime"\nprecision = "fp32"\n')
+    assert auto_target(load_target(path), measured=True).precision == "fp32"
 
 
 def test_int8_is_chosen_only_when_it_is_faster_and_agrees() -> None:
