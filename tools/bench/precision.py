@@ -330,7 +330,7 @@ def goal_lines(by_name: dict[str, Any]) -> list[str]:
         verdict = "met" if loss <= GOAL_3X_LOSS else "missed"
         lines.append(f"* 3x after the short fine-tune, goal ≤ {100 * GOAL_3X_LOSS:.1f} point lost: chosen on "
                      f"validation `{three['cell']}`, {_pct(three['top1'])} against the original's "
-                     f"{_pct(three['baseline_top1'])} ({100 * loss:.2f} points) at {three['speedup']:.2f}×: "
+                     f"{_pct(three['baseline_top1'])} ({-100 * loss:+.2f} points) at {three['speedup']:.2f}×: "
                      f"**{verdict}**.")
     return lines + [""]
 
