@@ -85,7 +85,8 @@ def test_auto_precision_searches_float_where_no_int8_candidate_reaches_the_budge
     assert not onnx_is_quantized(out / "model.onnx") and report["final"]["latency"]["precision"] == "fp32"
     if choice["int8_speedup"] >= choice["min_int8_speedup"]:  # INT8 was tried first, and none of it met the budget
         assert "no INT8 candidate met the budget" in choice["reason"]
-        assert int8_rounds and not any(r["meets_budget"] for r in int8_rounds)
+        # a noisy INT8 search reading may fit, but no INT8 confirmation did
+        assert int8_rounds and not any(r["meets_budget"] for r in int8_rounds if r["kind"] == "confirm")
         first_float = next(i for i, r in enumerate(rounds) if r["precision"] == "fp32" and r["kind"] != "baseline")
         assert all(r["precision"] == "fp32" for r in rounds[first_float:])
     assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
