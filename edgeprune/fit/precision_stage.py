@@ -17,8 +17,9 @@ from edgeprune.errors import BudgetUnreachableError, first_line
 from edgeprune.export.formats import runnable_here
 from edgeprune.latency.candidates import Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
-from edgeprune.quantize.choice import PrecisionChoice, choose_precision, top1_agreement
+from edgeprune.quantize.choice import AGREEMENT_IMAGES, PrecisionChoice, choose_precision
 from edgeprune.target import Target
+from edgeprune.validate.accuracy import top1_agreement
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,21 @@ class PrecisionStage:
         artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
         speedup = 1.0 / m.paired.summary.ratio if m.paired is not None else \
             baseline.stats.median_ms / m.stats.median_ms
-        agreement, images = top1_agreement(self.backend, artifact, runnable_here(self.target)[0], self.model,
-                                           self.inputs.eval_inputs)
-        self.precision_choice = choose_precision(speedup, agreement, images,
+        images = self.inputs.eval_inputs[:AGREEMENT_IMAGES]
+        session = self.backend.load(artifact, runnable_here(self.target)[0])
+        agreement = top1_agreement(session, artifact.input_name, self.model, images)
+        self.precision_choice = choose_precision(speedup, agreement, len(images),
                                                  predicted=isinstance(self.measurer, PredictedMeasurer),
                                                  float_precision=self.target.float_precision)
         if self.precision_choice.precision == "int8":
             return m.stats.median_ms
+        self._use_float_candidates()
+        return baseline.stats.median_ms
+
+    def _use_float_candidates(self) -> None:
+        """From here on, candidates are exported and measured at the target's float precision."""
         self.target = self.target.with_precision(self.target.float_precision)
         self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
-        return baseline.stats.median_ms
 
     def _fall_back_to_float(self, exc: BudgetUnreachableError) -> None:
         """An ``auto`` run whose INT8 candidates cannot reach the budget searches float candidates instead (their
@@ -80,7 +86,6 @@ class PrecisionStage:
                     "candidates", self.budget_ms, exc.floor_ms)
         self.precision_choice = dataclasses.replace(self.precision_choice, precision=self.target.float_precision,
                                                     reason=reason)
-        self.target = self.target.with_precision(self.target.float_precision)
-        self.measurer.backend, self.measurer.target = self.measurer.original_backend, self.target
-        self.journal_prefix, self.retired_rounds = "fp32:", len(self.rounds)
+        self._use_float_candidates()
+        self.journal_prefix, self.retired_rounds = f"{self.target.precision}:", len(self.rounds)
 

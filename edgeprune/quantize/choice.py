@@ -13,11 +13,6 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
-
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
@@ -43,19 +38,6 @@ class PrecisionChoice:
     def to_dict(self) -> dict[str, Any]:
         """For the report (``method.precision_choice``)."""
         return {**asdict(self), "min_int8_speedup": MIN_INT8_SPEEDUP, "min_agreement": MIN_INT8_AGREEMENT}
-
-
-def top1_agreement(backend: Backend, artifact: Artifact, target: Target, model: nn.Module,
-                   inputs: torch.Tensor) -> tuple[float, int]:
-    """(share of ``inputs`` on which ``artifact`` in ``target``'s runtime predicts ``model``'s class, images)."""
-    x = inputs[:AGREEMENT_IMAGES]
-    model.eval()
-    with torch.no_grad():
-        expected = torch.cat([model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)]).numpy()
-    session, array = backend.load(artifact, target), x.numpy()
-    produced = np.array([int(np.argmax(session.run({artifact.input_name: array[i:i + 1]})[0].reshape(-1)))
-                         for i in range(len(array))])
-    return float(np.mean(produced == expected)), len(x)
 
 
 def choose_precision(int8_speedup: float, agreement: float, images: int, predicted: bool = False,
