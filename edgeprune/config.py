@@ -91,7 +91,11 @@ class FitConfig:
             the float original); ``auto``: the unpruned model is quantized and measured first, and the run
             searches INT8 candidates when that is at least 1.1x faster than the float original and agrees with
             it on 97% of the evaluation images, float candidates otherwise (:mod:`edgeprune.quantize.choice`);
+            where INT8 is faster but agrees too little, a few layers measured to matter most are left in float
+            (mixed precision, :mod:`edgeprune.quantize.mixed`; ONNX Runtime and OpenVINO);
             None = the target's precision.
+        keep_float: layers (PyTorch module paths, as the report's "Precision per layer" names them) left in
+            float in INT8 artifacts; replaces ``auto``'s own choice of them.
     """
 
     budget: str = "2ms"
@@ -132,3 +136,4 @@ class FitConfig:
     device_token: str | None = None
     frozen_modules: tuple[str, ...] = field(default=())
     precision: str | None = None
+    keep_float: tuple[str, ...] = field(default=())

@@ -61,7 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "quantized by the runtime's own quantizer (ONNX Runtime static QDQ, NNCF, ai-edge-quantizer; "
                         "calibrated on up to 128 calibration images) and measured as INT8 against the float "
                         "original. auto: the unpruned model is quantized and measured first; INT8 is kept when it "
-                        "is at least 1.1x faster and agrees with the float model on 97%% of the evaluation images")
+                        "is at least 1.1x faster and agrees with the float model on 97%% of the evaluation images; "
+                        "where it is faster but agrees less, the layers measured to matter most stay in float "
+                        "(mixed precision, ONNX Runtime and OpenVINO)")
+    p.add_argument("--keep-float", type=_layer_list, default=(), metavar="LAYERS",
+                   help="comma-separated layers (module paths, as the report's 'Precision per layer' names them) "
+                        "left in float in INT8 artifacts (mixed precision); replaces auto's own choice")
     p.add_argument("--calib-data", type=Path, help="images to calibrate on (default: --train-data, else a part of "
                                                    "--data held out from the accuracy)")
     p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),
-        precision=args.precision,
+        precision=args.precision, keep_float=args.keep_float,
     )
     from edgeprune.fit.pipeline import fit
 
@@ -160,3 +165,11 @@ def print_summary(result: FitResult) -> None:
     console.print("  files:")
     for name, path in r["files"].items():
         console.print(f"    {name:18s} {path}", highlight=False)
+
+
+def _layer_list(text: str) -> tuple[str, ...]:
+    """``--keep-float``'s comma-separated layer names."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated layer names, e.g. features.0.1,classifier.1")
+    return names

@@ -104,7 +104,7 @@ def fit(config: FitConfig) -> FitResult:
         measurer_type = PredictedMeasurer if isinstance(timer, ProfileTimer) else CandidateMeasurer
         if target.precision == "int8" and isinstance(timer, ProfileTimer):
             timer.profile.at_precision("int8")  # one line where the shipped profile has no INT8 estimate
-        candidates = for_precision(backend, target, inputs.calibration.numpy())
+        candidates = for_precision(backend, target, inputs.calibration.numpy(), config.keep_float)
         measurer = measurer_type(candidates, target, inputs.example, out.work, timer,  # type: ignore[arg-type]
                                  original_backend=backend)
         run = FitRun(config, budget, target, backend, importance, inputs, measurer, journal, clock)

@@ -1,6 +1,6 @@
 """The precision stage of an INT8 or ``--precision auto`` fit run: the unpruned model measured quantized, the
-measured choice between INT8 and float candidates, and the fall-back to float where no INT8 candidate reaches the
-budget.
+measured choice between INT8, mixed INT8 (a few layers left in float) and float candidates, and the fall-back to
+float where no INT8 candidate reaches the budget.
 
 :class:`PrecisionStage` is a part of :class:`~edgeprune.fit.run.FitRun`, kept apart because it is one concept: it
 uses the run's state and measuring methods (declared below), never the other way round.
@@ -10,22 +10,39 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from edgeprune.config import FitConfig
-from edgeprune.errors import BudgetUnreachableError, first_line
+from edgeprune.errors import BudgetUnreachableError, InputError, first_line
 from edgeprune.export.formats import runnable_here
 from edgeprune.latency.candidates import Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
-from edgeprune.quantize.choice import AGREEMENT_IMAGES, PrecisionChoice, choose_precision
+from edgeprune.quantize.choice import (
+    AGREEMENT_IMAGES,
+    MIN_INT8_AGREEMENT,
+    MIN_INT8_SPEEDUP,
+    PrecisionChoice,
+    choose_precision,
+)
+from edgeprune.quantize.mixed import SENSITIVITY_IMAGES, MixedPrecision, QuantizationError, choose_float_layers
 from edgeprune.target import Target
-from edgeprune.validate.accuracy import top1_agreement
+from edgeprune.validate.accuracy import model_logits, quantization_error, top1_agreement
 
 log = logging.getLogger(__name__)
 
 #: the round of an INT8 run that measures the unpruned model quantized: when it meets the budget, nothing is
 #: pruned; otherwise channel (and depth) pruning start from it, and the latency model is anchored on it
 QUANTIZED = "quantized"
+#: the same, with the layers the mixed-precision search chose left in float
+QUANTIZED_MIXED = "quantized-mixed"
+#: runtimes whose quantizer can leave chosen layers in float
+MIXED_RUNTIMES = ("onnxruntime", "openvino")
+#: calibration images the mixed-precision search's greedy step measures agreement on, at most
+MIXED_AGREEMENT_IMAGES = 256
 
 
 class PrecisionStage:
@@ -39,6 +56,8 @@ class PrecisionStage:
     inputs: Any
     measurer: Any
     rounds: list[dict[str, Any]]
+    example: Any
+    clock: Any
     budget_ms: float
     precision_choice: PrecisionChoice | None
     journal_prefix: str
@@ -52,24 +71,88 @@ class PrecisionStage:
 
     def _measure_quantized(self, baseline: Measurement) -> float:
         """Measure the unpruned model quantized; under ``--precision auto``, keep INT8 only where it pays
-        (:func:`~edgeprune.quantize.choice.choose_precision`), else go on with float candidates."""
+        (:func:`~edgeprune.quantize.choice.choose_precision`), trying mixed precision where INT8 is fast but
+        changes too many predictions, else go on with float candidates."""
+        if self.config.keep_float:
+            self._check_float_layers()
         m = self._measure(self.model, QUANTIZED, {})
         self._record(QUANTIZED, {}, {}, m)
         if self.config.precision != "auto":
             return m.stats.median_ms
-        artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
-        speedup = 1.0 / m.paired.summary.ratio if m.paired is not None else \
-            baseline.stats.median_ms / m.stats.median_ms
         images = self.inputs.eval_inputs[:AGREEMENT_IMAGES]
-        session = self.backend.load(artifact, runnable_here(self.target)[0])
-        agreement = top1_agreement(session, artifact.input_name, self.model, images)
-        self.precision_choice = choose_precision(speedup, agreement, len(images),
-                                                 predicted=isinstance(self.measurer, PredictedMeasurer),
-                                                 float_precision=self.target.float_precision)
-        if self.precision_choice.precision == "int8":
+        predicted = isinstance(self.measurer, PredictedMeasurer)
+        choice = choose_precision(self._speedup(m, baseline), self._agreement(m, images), len(images), predicted,
+                                  self.target.float_precision, self.measurer.backend.float_layers)
+        if (choice.precision != "int8" and choice.int8_speedup >= MIN_INT8_SPEEDUP and not predicted
+                and self.target.runtime in MIXED_RUNTIMES and not self.config.keep_float):
+            mixed = self._search_float_layers()
+            if mixed.float_layers and mixed.meets(MIN_INT8_AGREEMENT):
+                self.measurer.backend.float_layers = mixed.float_layers
+                m = self._measure(self.model, QUANTIZED_MIXED, {})
+                self._record(QUANTIZED_MIXED, {}, {"float_layers": list(mixed.float_layers)}, m)
+                choice = choose_precision(self._speedup(m, baseline), self._agreement(m, images), len(images),
+                                          predicted, self.target.float_precision, mixed.float_layers)
+            if choice.precision != "int8":
+                self.measurer.backend.float_layers = ()
+                choice = dataclasses.replace(choice, reason=f"{choice.reason}; mixed precision kept "
+                                             f"{len(mixed.float_layers)} layer(s) in float for "
+                                             f"{100 * mixed.error.agreement:.1f}% agreement on the calibration "
+                                             "images, not enough")
+            choice = dataclasses.replace(choice, mixed=mixed.to_dict())
+        self.precision_choice = choice
+        if choice.precision == "int8":
             return m.stats.median_ms
         self._use_float_candidates()
         return baseline.stats.median_ms
+
+    def _check_float_layers(self) -> None:
+        """Refuse ``--keep-float`` names the model does not have, or a runtime whose quantizer cannot keep them."""
+        if self.target.runtime not in MIXED_RUNTIMES:
+            raise InputError(f"--keep-float: leaving layers in float is implemented for ONNX Runtime and OpenVINO "
+                             f"targets; target '{self.target.name}' runs {self.target.runtime}")
+        layers = list(dict.fromkeys(self.measurer.backend.layer_nodes(self.model, self.example).values()))
+        unknown = [name for name in self.config.keep_float if name not in layers]
+        if unknown:
+            raise InputError(f"--keep-float: the model has no compute layer {', '.join(unknown)}; its layers are "
+                             f"{', '.join(layers[:6])}{' ...' if len(layers) > 6 else ''} ({len(layers)} in all)")
+
+    def _speedup(self, m: Measurement, baseline: Measurement) -> float:
+        """The original's latency over ``m``'s: paired where ``m`` was (a resumed run has only the medians)."""
+        return 1.0 / m.paired.summary.ratio if m.paired is not None else baseline.stats.median_ms / m.stats.median_ms
+
+    def _agreement(self, m: Measurement, images: torch.Tensor) -> float:
+        """Top-1 agreement of ``m``'s artifact (the unpruned model, quantized) with the float model on ``images``."""
+        artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
+        session = self.backend.load(artifact, runnable_here(self.target)[0])
+        return top1_agreement(session, artifact.input_name, self.model, images)
+
+    def _search_float_layers(self) -> MixedPrecision:
+        """The layers to leave in float (:func:`~edgeprune.quantize.mixed.choose_float_layers`), measured on the
+        unpruned model's quantized artifacts in this runtime, on calibration images (the evaluation images stay
+        for judging the choice)."""
+        backend = self.measurer.backend
+        images = self.inputs.calibration[:MIXED_AGREEMENT_IMAGES]
+        reference = model_logits(self.model, images)
+        run_target = runnable_here(self.target)[0]
+        log.info("--precision auto: INT8 changes too many predictions; measuring which layers to keep in float")
+        with tempfile.TemporaryDirectory(prefix="edgeprune-mixed-") as tmp, self.clock("mixed precision"):
+            work = Path(tmp)
+            fp32 = self.measurer.original_backend.export(self.model, self.example, work / "fp32", self.target)
+            nodes = backend.layer_nodes(self.model, self.example)
+            layers = list(dict.fromkeys(nodes.values()))
+            backend.calibration_cache = work / "ranges.json"
+
+            def error_of(float_layers: tuple[str, ...], count: int) -> QuantizationError:
+                backend.float_layers = float_layers
+                artifact = backend.quantize(fp32, work / "trial", nodes)
+                session = backend.load(artifact, run_target)
+                return quantization_error(session, artifact.input_name, reference[:count], images[:count])
+
+            try:
+                return choose_float_layers(layers, lambda f: error_of(f, SENSITIVITY_IMAGES),
+                                           lambda f: error_of(f, len(images)), MIN_INT8_AGREEMENT)
+            finally:
+                backend.float_layers, backend.calibration_cache = (), None
 
     def _use_float_candidates(self) -> None:
         """From here on, candidates are exported and measured at the target's float precision."""

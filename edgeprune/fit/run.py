@@ -35,7 +35,7 @@ from edgeprune.fit.loop.base import Allocation, RoundsExhausted, floor_hint, kep
 from edgeprune.fit.loop.deferred import DeferredAllocation
 from edgeprune.fit.loop.latency_search import LatencySearch
 from edgeprune.fit.loop.uniform import UniformBisection
-from edgeprune.fit.precision_stage import QUANTIZED, PrecisionStage
+from edgeprune.fit.precision_stage import QUANTIZED, QUANTIZED_MIXED, PrecisionStage
 from edgeprune.fit.recover import Recovery
 from edgeprune.fit.resume import RunJournal, keep_key
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Measurement
@@ -291,7 +291,7 @@ class FitRun(ClosedLoop, PrecisionStage):
         """Measure (or replay from the journal, or predict) one candidate."""
         step = self.step.index if self.step else 1
         key = keep_key(step, self.journal_prefix + kind, keep)
-        whole_run = kind in DEPTH_KINDS or kind == QUANTIZED  # judged against the run's budget, not the step's
+        whole_run = kind in (*DEPTH_KINDS, QUANTIZED, QUANTIZED_MIXED)  # judged against the run's budget, not the step's
         self.measurer.decision_ms = None if kind == "original" else \
             (self.budget_ms if whole_run else self.step_budget_ms)
         check = self._check_original if kind == "original" else None
@@ -308,7 +308,7 @@ class FitRun(ClosedLoop, PrecisionStage):
 
     def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], m: Measurement) -> None:
         stats = m.stats
-        whole_run = kind in ("baseline", QUANTIZED) or kind in DEPTH_KINDS  # judged against the run's budget, not the step's
+        whole_run = kind in ("baseline", QUANTIZED, QUANTIZED_MIXED, *DEPTH_KINDS)  # judged against the run's budget, not the step's
         meets = stats.median_ms <= (self.budget_ms if whole_run else self.step_budget_ms)
         groups = self.step.groups if self.step else self.groups
         fraction = kept_fraction(keep, {g.name: g.width for g in groups})

@@ -10,7 +10,7 @@ because it measured so, not because a table says so.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeprune.target import Target
@@ -34,30 +34,38 @@ class PrecisionChoice:
     int8_speedup: float
     agreement: float
     images: int
+    #: layers left in float when the INT8 model is mixed (see :mod:`edgeprune.quantize.mixed`)
+    float_layers: tuple[str, ...] = ()
+    #: the mixed-precision search's measurements (``MixedPrecision.to_dict``), when it ran
+    mixed: dict[str, Any] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """For the report (``method.precision_choice``)."""
-        return {**asdict(self), "min_int8_speedup": MIN_INT8_SPEEDUP, "min_agreement": MIN_INT8_AGREEMENT}
+        return {**asdict(self), "float_layers": list(self.float_layers), "min_int8_speedup": MIN_INT8_SPEEDUP,
+                "min_agreement": MIN_INT8_AGREEMENT}
 
 
 def choose_precision(int8_speedup: float, agreement: float, images: int, predicted: bool = False,
-                     float_precision: str = "fp32") -> PrecisionChoice:
+                     float_precision: str = "fp32", float_layers: tuple[str, ...] = ()) -> PrecisionChoice:
     """INT8 when it is at least :data:`MIN_INT8_SPEEDUP` times faster and agrees with the float model on at least
     :data:`MIN_INT8_AGREEMENT` of the images; fp32 otherwise, with the reason. ``predicted``: the speedup comes
     from a shipped profile's estimates, not a measurement (the reason says so); ``float_precision``: what a
-    declined run searches at (``fp16`` on an NPU)."""
+    declined run searches at (``fp16`` on an NPU); ``float_layers``: the figures are for the INT8 model with these
+    layers left in float (mixed precision)."""
     how = "is predicted (shipped profile, not measured) at" if predicted else "measured"
-    figures = f"INT8 {how} {int8_speedup:.2f}x the float original's speed, top-1 agreement {100 * agreement:.1f}%"
+    which = f"INT8 with {len(float_layers)} layer(s) in float ({', '.join(float_layers)})" if float_layers else "INT8"
+    figures = f"{which} {how} {int8_speedup:.2f}x the float original's speed, top-1 agreement {100 * agreement:.1f}%"
     if int8_speedup < MIN_INT8_SPEEDUP:
         choice = PrecisionChoice(float_precision, f"{figures} on {images} images: not faster by {MIN_INT8_SPEEDUP:.2f}x on "
-                                 "this target, so the search prunes in float", int8_speedup, agreement, images)
+                                 "this target, so the search prunes in float", int8_speedup, agreement, images,
+                                 float_layers)
     elif agreement < MIN_INT8_AGREEMENT:
         choice = PrecisionChoice(float_precision, f"{figures} on {images} images, under {100 * MIN_INT8_AGREEMENT:.0f}%: "
                                  "quantization changes too many predictions, so the search prunes in float "
-                                 "(--precision int8 forces it)", int8_speedup, agreement, images)
+                                 "(--precision int8 forces it)", int8_speedup, agreement, images, float_layers)
     else:
         choice = PrecisionChoice("int8", f"{figures} on {images} images: the search prunes the INT8 model",
-                                 int8_speedup, agreement, images)
+                                 int8_speedup, agreement, images, float_layers)
     log.info("--precision auto chose %s: %s", choice.precision, choice.reason)
     return choice
 

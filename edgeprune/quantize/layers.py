@@ -8,7 +8,8 @@ listed with the precision of their weights and of their input activations:
 * OpenVINO IR: an input that passes through ``FakeQuantize``, or a weight stored as an 8-bit constant, is integer;
 * TFLite: the dtype of the layer's input and weight tensors.
 
-A layer is ``int8`` when both are integer, ``int8 weights`` when only its weights are, else the float type.
+A layer is ``int8`` when both are integer, ``int8 weights`` when only its weights are, else the float type (a
+layer left in float by mixed precision may still read an input dequantized from int8: it computes in float).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeprune.backends.onnx_labels import COMPUTE_OPS
+
 #: ONNX ops that compute (what a layer list names); QLinear/Integer ops are integer by construction
-ONNX_COMPUTE = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+ONNX_COMPUTE = COMPUTE_OPS
 ONNX_INTEGER = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})
 OPENVINO_COMPUTE = frozenset({"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"})
 TFLITE_COMPUTE = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"})
@@ -40,7 +43,10 @@ class LayerPrecision:
         """``int8``, ``int8 weights`` (float activations) or the float type."""
         if self.weights == "int8" and self.activations == "int8":
             return "int8"
-        return "int8 weights" if self.weights == "int8" else self.activations
+        if self.weights == "int8":
+            return "int8 weights"
+        # float weights: the layer computes in float, even on an input dequantized from int8 (mixed precision)
+        return self.activations if self.activations != "int8" else self.weights
 
     def to_dict(self) -> dict[str, Any]:
         """For report.json."""

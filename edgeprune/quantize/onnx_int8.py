@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from edgeprune.backends.onnx_labels import compute_layers
 from edgeprune.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,15 @@ class _Images:
         return next(self._batches, None)
 
 
-def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name: str) -> None:
+def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name: str,
+                       float_layers: Collection[str] = (), calibration_cache: Path | None = None) -> None:
     """Write the INT8 (QDQ) form of the float ONNX model ``source`` to ``dest``, calibrated on ``images``
-    (model inputs, N x C x H x W, already normalised)."""
+    (model inputs, N x C x H x W, already normalised).
+
+    ``float_layers``: layer labels (see :func:`~edgeprune.backends.onnx_labels.compute_layers`) left in float
+    (mixed precision); labels the model does not have are ignored (a depth-pruned candidate lost them).
+    ``calibration_cache``: a JSON file of activation ranges, written on first use and read after (only for
+    quantizing the same float model again, e.g. with other float layers)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -60,13 +67,16 @@ def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name:
         prepared = Path(tmp) / "prepared.onnx"
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            exclude = [node for node, label in compute_layers(prepared).items() if label in float_layers]
             quantize_static(str(prepared), str(dest), _Images(input_name, images), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+                            calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         except InputError:
             raise
         except Exception as exc:  # the quantizer raises many types on a graph it cannot handle
             raise InputError(f"ONNX Runtime's quantizer cannot quantize {source.name}: {type(exc).__name__}: "
                              f"{first_line(exc, 200)}") from None
-    log.debug("quantized %s to INT8 on %d calibration images", source.name, len(images))
+    log.debug("quantized %s to INT8 on %d calibration images (%d layers float)", source.name, len(images),
+              len(exclude))

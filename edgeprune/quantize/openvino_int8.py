@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from edgeprune.errors import InputError, first_line
+from edgeprune.quantize.layers import OPENVINO_COMPUTE
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,12 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def quantize_openvino_int8(source: Path, dest: Path, images: np.ndarray) -> None:
+def quantize_openvino_int8(source: Path, dest: Path, images: np.ndarray, float_nodes: Collection[str] = ()) -> None:
     """Write the INT8 form of the float IR ``source`` (``.xml``) to ``dest`` (``.xml`` + ``.bin``), calibrated
-    on ``images`` (model inputs, N x C x H x W or N x H x W x C as the IR takes them, already normalised)."""
+    on ``images`` (model inputs, N x C x H x W or N x H x W x C as the IR takes them, already normalised).
+
+    ``float_nodes``: names of the ONNX nodes the IR was read from whose compute operations stay in float (NNCF's
+    ignored scope; mixed precision)."""
     if len(images) == 0:
         raise InputError("INT8 quantization needs calibration images (--calib-images, from --data)")
     with _quiet("torch.utils.cpp_extension"):  # NNCF imports torch's extension tools, which warn about CUDA
@@ -58,11 +62,20 @@ def quantize_openvino_int8(source: Path, dest: Path, images: np.ndarray) -> None
     batches = [np.ascontiguousarray(images[i:i + 1], dtype=np.float32) for i in range(len(images))]
     try:
         model = ov.Core().read_model(str(source))
+        ignored = _float_operations(model, float_nodes)
         with contextlib.redirect_stdout(io.StringIO()), _quiet("nncf"):  # NNCF's progress bars and notes
             quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
-                                      preset=nncf.QuantizationPreset.PERFORMANCE)
+                                      preset=nncf.QuantizationPreset.PERFORMANCE,
+                                      ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
         ov.save_model(quantized, str(dest), compress_to_fp16=False)
     except Exception as exc:  # NNCF raises many types on a graph it cannot handle
         raise InputError(f"NNCF cannot quantize {Path(source).name}: {type(exc).__name__}: "
                          f"{first_line(exc, 200)}") from None
     log.debug("quantized %s to INT8 with NNCF on %d calibration images", Path(source).name, len(images))
+
+
+def _float_operations(model: object, float_nodes: Collection[str]) -> list[str]:
+    """The IR's compute operations read from ``float_nodes`` (OpenVINO names them ``<onnx node>/<suffix>``)."""
+    wanted = set(float_nodes)
+    return [op.get_friendly_name() for op in model.get_ops()  # type: ignore[attr-defined]
+            if op.get_type_name() in OPENVINO_COMPUTE and op.get_friendly_name().split("/")[0] in wanted]

@@ -22,7 +22,6 @@ per-layer figures explain where time goes and need not add up to the measured me
 
 from __future__ import annotations
 
-import ast
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.backends.base import Artifact, LayerTiming
+from edgeprune.backends.onnx_labels import onnx_module_labels
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 
@@ -40,10 +40,6 @@ PREDICTED_SOURCE = "predicted (latency table)"
 MEASURED_NOTE = ("per-node medians from the runtime's profiler: they attribute time to (fused) nodes, inflate "
                  "small kernels and leave out per-call overhead, so they need not sum to the measured latency")
 PREDICTED_NOTE = "predicted from the profiled latency table (calibrated to whole-model measurements), not measured"
-#: ONNX ops that ONNX Runtime / OpenVINO fuse into the convolution before them
-_ACTIVATIONS = frozenset({"Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu"})
-#: suffixes runtimes append to an ONNX tensor name when they rewrite the node producing it
-_RUNTIME_SUFFIXES = ("_nchwc",)
 
 
 def measured_source(runtime: str) -> str:
@@ -165,46 +161,3 @@ def predicted_layer_latency(before: Mapping[str, float], after: Mapping[str, flo
     }
 
 
-def _module_of(node: Any) -> str | None:
-    """The deepest module path in a node's ``pkg.torch.onnx.name_scopes`` (set by the dynamo exporter)."""
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            try:
-                scopes = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError):
-                return None
-            modules = [s for s in scopes[:-1] if s]  # the last entry is the op itself
-            return str(modules[-1]) if modules else None
-    return None
-
-
-def onnx_module_labels(path: Path) -> dict[str, str]:
-    """Best-effort map from the names a runtime gives an ONNX model's nodes to PyTorch module paths.
-
-    Covers the ONNX node names, their output tensor names (ORT names rewritten nodes after their output,
-    plus ``_nchwc``), and looks through fused activations to the convolution they follow. Returns ``{}``
-    when the file has no exporter metadata or cannot be read.
-    """
-    try:
-        import onnx
-
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # a label is a nicety: never fail the report for it
-        log.debug("no module labels from %s: %s", path, exc)
-        return {}
-    producer = {out: node for node in graph.node for out in node.output}
-    labels: dict[str, str] = {}
-    for node in graph.node:
-        source = node
-        if node.op_type in _ACTIVATIONS and node.input and node.input[0] in producer:
-            previous = producer[node.input[0]]
-            if previous.op_type in ("Conv", "Gemm", "MatMul"):
-                source = previous
-        module = _module_of(source) or _module_of(node)
-        if module is None:
-            continue
-        for name in (node.name, *node.output):
-            labels[name] = module
-            for suffix in _RUNTIME_SUFFIXES:
-                labels[name + suffix] = module
-    return labels

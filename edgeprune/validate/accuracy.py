@@ -10,6 +10,7 @@ from torch import nn
 
 from edgeprune.backends.base import Session
 from edgeprune.progress import progress_bar
+from edgeprune.quantize.mixed import QuantizationError
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,25 @@ def top1_agreement(session: Session, input_name: str, model: nn.Module, inputs: 
     with torch.no_grad():
         expected = torch.cat([model(inputs[i:i + 128]).argmax(1) for i in range(0, len(inputs), 128)]).numpy()
     return float(np.mean(evaluate_session(session, input_name, inputs, None).predictions == expected))
+
+
+def model_logits(model: nn.Module, inputs: torch.Tensor) -> np.ndarray:
+    """``model``'s outputs for ``inputs`` (flattened per image), in batches of 128, eval mode, no gradients."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(inputs[i:i + 128]).reshape(len(inputs[i:i + 128]), -1)
+                          for i in range(0, len(inputs), 128)]).numpy()
+
+
+def quantization_error(session: Session, input_name: str, reference: np.ndarray, inputs: torch.Tensor
+                       ) -> QuantizationError:
+    """How far the artifact run by ``session`` is from the float outputs ``reference`` (see :func:`model_logits`)
+    on ``inputs``: top-1 agreement and the mean KL(float || artifact) of the softmax outputs, in nats."""
+    array = inputs.numpy()
+    outputs = np.stack([np.asarray(session.run({input_name: array[i:i + 1]})[0], dtype=np.float64).reshape(-1)
+                        for i in range(len(array))])
+    expected = torch.log_softmax(torch.from_numpy(reference.astype(np.float64)), 1)
+    actual = torch.log_softmax(torch.from_numpy(outputs), 1)
+    kl = float((expected.exp() * (expected - actual)).sum(1).mean())
+    agreement = float(np.mean(outputs.argmax(1) == reference.argmax(1)))
+    return QuantizationError(agreement, max(kl, 0.0), len(array))
