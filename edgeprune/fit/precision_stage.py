@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from edgeprune.backends.base import Backend
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, InputError, first_line
 from edgeprune.export.formats import runnable_here
 from edgeprune.latency.candidates import Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.quantize.backend import Int8Backend
 from edgeprune.quantize.choice import (
     AGREEMENT_IMAGES,
     MIN_INT8_AGREEMENT,
@@ -127,32 +130,12 @@ class PrecisionStage:
         return top1_agreement(session, artifact.input_name, self.model, images)
 
     def _search_float_layers(self) -> MixedPrecision:
-        """The layers to leave in float (:func:`~edgeprune.quantize.mixed.choose_float_layers`), measured on the
-        unpruned model's quantized artifacts in this runtime, on calibration images (the evaluation images stay
-        for judging the choice)."""
-        backend = self.measurer.backend
-        images = self.inputs.calibration[:MIXED_AGREEMENT_IMAGES]
-        reference = model_logits(self.model, images)
-        run_target = runnable_here(self.target)[0]
+        """The layers to leave in float, measured on calibration images (the evaluation images stay for judging
+        the choice)."""
         log.info("--precision auto: INT8 changes too many predictions; measuring which layers to keep in float")
-        with tempfile.TemporaryDirectory(prefix="edgeprune-mixed-") as tmp, self.clock("mixed precision"):
-            work = Path(tmp)
-            fp32 = self.measurer.original_backend.export(self.model, self.example, work / "fp32", self.target)
-            nodes = backend.layer_nodes(self.model, self.example)
-            layers = list(dict.fromkeys(nodes.values()))
-            backend.calibration_cache = work / "ranges.json"
-
-            def error_of(float_layers: tuple[str, ...], count: int) -> QuantizationError:
-                backend.float_layers = float_layers
-                artifact = backend.quantize(fp32, work / "trial", nodes)
-                session = backend.load(artifact, run_target)
-                return quantization_error(session, artifact.input_name, reference[:count], images[:count])
-
-            try:
-                return choose_float_layers(layers, lambda f: error_of(f, SENSITIVITY_IMAGES),
-                                           lambda f: error_of(f, len(images)), MIN_INT8_AGREEMENT)
-            finally:
-                backend.float_layers, backend.calibration_cache = (), None
+        with self.clock("mixed precision"):
+            return search_float_layers(self.measurer.backend, self.measurer.original_backend, self.model,
+                                       self.example, self.target, self.inputs.calibration[:MIXED_AGREEMENT_IMAGES])
 
     def _use_float_candidates(self) -> None:
         """From here on, candidates are exported and measured at the target's float precision."""
@@ -172,3 +155,31 @@ class PrecisionStage:
         self._use_float_candidates()
         self.journal_prefix, self.retired_rounds = f"{self.target.precision}:", len(self.rounds)
 
+
+
+def search_float_layers(backend: Int8Backend, float_backend: Backend, model: nn.Module, example: torch.Tensor,
+                        target: Target, images: torch.Tensor) -> MixedPrecision:
+    """The layers of ``model`` to leave in float (:func:`~edgeprune.quantize.mixed.choose_float_layers`), measured
+    on ``images`` through the artifacts ``backend`` writes, run in ``target``'s runtime on this machine.
+
+    The float model is exported once (by ``float_backend``) and quantized again for every trial, with the
+    activation ranges calibrated once."""
+    reference = model_logits(model, images)
+    run_target = runnable_here(target)[0]
+    with tempfile.TemporaryDirectory(prefix="edgeprune-mixed-") as tmp:
+        work = Path(tmp)
+        fp32 = float_backend.export(model, example, work / "fp32", target)
+        nodes = backend.layer_nodes(model, example)
+        backend.calibration_cache = work / "ranges.json"
+
+        def error_of(float_layers: tuple[str, ...], count: int) -> QuantizationError:
+            backend.float_layers = float_layers
+            artifact = backend.quantize(fp32, work / "trial", nodes)
+            session = backend.load(artifact, run_target)
+            return quantization_error(session, artifact.input_name, reference[:count], images[:count])
+
+        try:
+            return choose_float_layers(list(dict.fromkeys(nodes.values())), lambda f: error_of(f, SENSITIVITY_IMAGES),
+                                       lambda f: error_of(f, len(images)), MIN_INT8_AGREEMENT)
+        finally:
+            backend.float_layers, backend.calibration_cache = (), None
