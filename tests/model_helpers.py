@@ -43,3 +43,38 @@ class ConcatNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.join(torch.cat([self.a(x), self.b(x)], dim=1))
         return self.head(y.mean(dim=(2, 3)))
+
+
+class OutlierNet(nn.Sequential):
+    """conv 0 → ReLU → conv 2 → ReLU → (``extra_convs`` more) → pool → linear, where one layer (conv 2, or the
+    linear with ``outlier_in_classifier``) has a huge weight on an input channel that is always zero: harmless in
+    float, but it sets that layer's per-channel INT8 scales so coarse that its other weights round to zero. Leaving
+    that layer in float is what restores the outputs (mixed precision's test case). No biases: predictions follow
+    the images' colours."""
+
+    def __init__(self, channels: int = 8, extra_convs: int = 0, outlier_in_classifier: bool = False) -> None:
+        torch.manual_seed(0)
+        body: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(),
+                                 nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(extra_convs):
+            body += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        super().__init__(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 5))
+        computing = [layer for layer in self if isinstance(layer, (nn.Conv2d, nn.Linear))]
+        outlier = computing[-1] if outlier_in_classifier else computing[1]
+        producer = computing[computing.index(outlier) - 1]
+        with torch.no_grad():
+            for index, layer in enumerate(computing):  # the extra convs keep the activations' scale
+                layer.weight.normal_(0.0, 1.0 if index < 2 or layer is computing[-1] else
+                                     (2.0 / layer.weight[0].numel()) ** 0.5)
+                layer.bias.zero_()
+            dead = channels - 1
+            producer.weight[dead].zero_()
+            producer.bias[dead] = -1.0  # always 0 after the ReLU
+            outlier.weight[:, dead] = 500.0
+        self.eval()
+
+
+def outlier_net_wide() -> nn.Module:
+    """An :class:`OutlierNet` whose INT8 form runs faster than float and whose classifier is the outlier layer
+    (``--model model_helpers:outlier_net_wide``)."""
+    return OutlierNet(channels=64, extra_convs=1, outlier_in_classifier=True)

@@ -95,12 +95,12 @@ class PrecisionStage:
                 self._record(QUANTIZED_MIXED, {}, {"float_layers": list(mixed.float_layers)}, m)
                 choice = choose_precision(self._speedup(m, baseline), self._agreement(m, images), len(images),
                                           predicted, self.target.float_precision, mixed.float_layers)
+            if not mixed.meets(MIN_INT8_AGREEMENT):
+                choice = dataclasses.replace(choice, reason=f"{choice.reason}; with up to {len(mixed.float_layers)} "
+                                             f"of {mixed.layers} layers in float (mixed precision) agreement reached "
+                                             f"only {100 * mixed.error.agreement:.1f}% on the calibration images")
             if choice.precision != "int8":
                 self.measurer.backend.float_layers = ()
-                choice = dataclasses.replace(choice, reason=f"{choice.reason}; mixed precision kept "
-                                             f"{len(mixed.float_layers)} layer(s) in float for "
-                                             f"{100 * mixed.error.agreement:.1f}% agreement on the calibration "
-                                             "images, not enough")
             choice = dataclasses.replace(choice, mixed=mixed.to_dict())
         self.precision_choice = choice
         if choice.precision == "int8":

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeprune.backends.onnx_labels import COMPUTE_OPS
+from edgeprune.backends.onnx_labels import COMPUTE_OPS, onnx_module_labels
 
 #: ONNX ops that compute (what a layer list names); QLinear/Integer ops are integer by construction
 ONNX_COMPUTE = COMPUTE_OPS
@@ -78,6 +78,11 @@ def _onnx_layers(path: Path) -> list[LayerPrecision]:
     graph = onnx.load(str(path), load_external_data=False).graph
     producer = {out: node for node in graph.node for out in node.output}
     initializers = {init.name for init in graph.initializer}
+    labels = onnx_module_labels(path)  # module paths where the exporter recorded them
+
+    def name(node: Any) -> str:
+        own = node.name or node.output[0]
+        return labels.get(own, own)
 
     def quantized(tensor: str, depth: int = _SEARCH_DEPTH) -> bool:
         node = producer.get(tensor)
@@ -90,13 +95,13 @@ def _onnx_layers(path: Path) -> list[LayerPrecision]:
     layers = []
     for node in graph.node:
         if node.op_type in ONNX_INTEGER:
-            layers.append(LayerPrecision(node.name or node.output[0], node.op_type, "int8", "int8"))
+            layers.append(LayerPrecision(name(node), node.op_type, "int8", "int8"))
         elif node.op_type in ONNX_COMPUTE and len(node.input) > 1:
             weight = "int8" if quantized(node.input[1]) else "fp32"
             activation = "int8" if quantized(node.input[0]) else "fp32"
             if node.input[1] not in initializers and weight == "fp32" and node.input[0] in initializers:
                 weight, activation = activation, weight  # MatMul(W, x): the constant comes first
-            layers.append(LayerPrecision(node.name or node.output[0], node.op_type, weight, activation))
+            layers.append(LayerPrecision(name(node), node.op_type, weight, activation))
     return layers
 
 

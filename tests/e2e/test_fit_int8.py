@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeprune.quantize.onnx_int8 import onnx_is_quantized
@@ -109,3 +110,34 @@ def test_int8_on_a_predicted_target_uses_the_profiles_int8_estimate_and_says_so(
     assert "a guess" in report["final"]["latency"]["expected_error"]
     assert tflite_is_quantized(out / "model.tflite")
     assert "PREDICTED, not measured" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_auto_leaves_the_layer_that_breaks_int8_in_float_and_ships_mixed_int8(tmp_path: Path) -> None:
+    """A model whose classifier INT8 cannot represent (see ``model_helpers.OutlierNet``): INT8 alone changes
+    many predictions, the search measures that the classifier is the layer to blame, and the run ships INT8
+    with that one layer in float."""
+    import os
+
+    rng = np.random.default_rng(0)
+    colours, noise = rng.uniform(0, 200, (300, 1, 1, 3)), rng.uniform(0, 55, (300, 32, 32, 3))
+    np.savez(tmp_path / "images.npz", x=(colours + noise).astype(np.uint8))
+    tests = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--model", "model_helpers:outlier_net_wide",
+                           "--data", str(tmp_path / "images.npz"), "--input-shape", "3,32,32", "--target", "cpu",
+                           "--budget", "90%", "--precision", "auto", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    choice = report["method"]["precision_choice"]
+    assert choice["precision"] == "int8" and choice["float_layers"] == ["8"], choice["reason"]
+    assert choice["mixed"]["int8_agreement"] < 0.9 <= choice["mixed"]["agreement"]
+    assert choice["agreement"] >= 0.97  # judged again on the evaluation images, on the mixed artifact
+    assert [r["kind"] for r in report["search"]["rounds"]][:3] == ["baseline", "quantized", "quantized-mixed"]
+    assert report["method"]["quantization"]["float_layers"] == ["8"]
+    precisions = {layer["name"]: layer["precision"] for layer in report["layer_precision"]["layers"]}
+    assert precisions == {"0": "int8", "2": "int8", "4": "int8", "8": "fp32"}, precisions  # named by module
+    assert report["status"] == "budget met" and all(a["passed"] for a in report["artifacts"])
+    assert "1 layer(s) in float (8)" in (out / "report.md").read_text()

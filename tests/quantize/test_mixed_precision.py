@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from model_helpers import OutlierNet
 
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.fit.precision_stage import search_float_layers
@@ -51,25 +51,6 @@ def test_at_most_a_tenth_of_the_layers_stay_float_and_a_miss_is_reported_as_such
     mixed = choose_float_layers(layers, error_of, error_of, min_agreement=0.97)
     assert mixed.float_layers == ("l2",) and not mixed.meets(0.97)
     assert mixed.to_dict()["agreement"] == 0.90
-
-
-class OutlierNet(nn.Sequential):
-    """conv 0 → ReLU → conv 2 → ReLU → pool → linear, where conv 2 has a huge weight on an input channel that is
-    always zero: harmless in float, but it sets conv 2's per-channel INT8 scales so coarse that its other weights
-    round to zero. Leaving conv 2 in float is what restores the outputs."""
-
-    def __init__(self) -> None:
-        torch.manual_seed(0)
-        super().__init__(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
-        with torch.no_grad():
-            for layer in (self[0], self[2], self[6]):  # no biases to dominate: predictions follow the images
-                layer.weight.normal_()
-                layer.bias.zero_()
-            self[0].weight[7].zero_()
-            self[0].bias[7] = -1.0  # channel 7 is always 0 after the ReLU
-            self[2].weight[:, 7] = 500.0
-        self.eval()
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
