@@ -157,6 +157,16 @@ def _method(report: dict[str, Any]) -> list[str]:
     choice = method.get("precision_choice")
     if choice:
         text += f" Precision chosen by `--precision auto`: {str(choice.get('precision', '?')).upper()} ({choice.get('reason', '?')})."
+    mixed = (choice or {}).get("mixed")
+    if mixed:
+        sensitive = ", ".join(f"`{e['layer']}` {e['kl_removed_nats']:.3g}" for e in mixed.get("most_sensitive", [])[:5])
+        text += (f" Mixed precision: the {mixed.get('layers', '?')} compute layers were each left in float alone "
+                 f"on {mixed.get('sensitivity_images', '?')} calibration images; most sensitive (KL removed, nats): "
+                 f"{sensitive}. Kept in float: {', '.join(f'`{n}`' for n in mixed.get('float_layers', [])) or 'none'} "
+                 f"(agreement on {mixed.get('images', '?')} calibration images {100 * mixed.get('int8_agreement', 0):.1f}% "
+                 f"→ {100 * mixed.get('agreement', 0):.1f}%).")
+    elif quant and quant.get("float_layers"):
+        text += f" Left in float (--keep-float): {', '.join(f'`{n}`' for n in quant['float_layers'])}."
     blocks = method.get("blocks")
     if blocks:
         removed = blocks.get("removed") or []

@@ -67,7 +67,7 @@ TARGETS = ("cpu", "cpu-openvino", "cpu-tflite")
 SPEEDUPS = {"2x": 2.0, "3x": 3.0, "4x": 4.0}
 METHODS = ("int8", "fp32-lasso", "fp32-blocks", "int8-lasso", "int8-blocks")
 #: budget-free cells: the unpruned model quantized (cifar-resnet56; mobilenet_v2 on ImageNet samples)
-ALONE = ("int8", "mbv2-int8")
+ALONE = ("int8", "mbv2-int8", "mbv2-mixed")
 LOSSLESS = DATA / "cifar10_test_lossless_first1017.npz"
 #: mobilenet_v2 with torchvision's ImageNet weights on the 20 ImageNet samples (class index in each file name)
 MBV2_WEIGHTS = DATA.parent / "models" / "imagenet" / "mobilenet_v2-b0353104.pth"
@@ -93,7 +93,7 @@ class Cell:
     @property
     def name(self) -> str:
         """Cell id, e.g. ``cpu-int8-lasso-2x-ft0`` or ``cpu-int8``."""
-        if self.method in ("int8", "mbv2-int8"):
+        if self.method in ALONE:
             return f"{self.target}-{self.method}"
         return f"{self.target}-{self.method}-{self.speedup}-ft{self.epochs}{'kd45k' if self.epochs else ''}"
 
@@ -177,6 +177,76 @@ def run_mbv2_int8(cell: Cell, work: Path, record: dict[str, Any]) -> None:
                    "calibration_note": "the 20 evaluation images themselves (the only ImageNet images here)"})
 
 
+#: views of each ImageNet sample the mixed-precision search chooses on (the sample itself is kept for judging)
+MBV2_VIEWS = ((0.0, 0.0, 0.85, 0.85), (0.15, 0.15, 1.0, 1.0), (0.15, 0.0, 1.0, 0.85), (0.0, 0.15, 0.85, 1.0))
+
+
+def _imagenet_views(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the 20 samples, their labels, 7 other views of each: 4 crops and their mirrors plus the mirrored sample),
+    as uint8 N x H x W x C at ``size`` px."""
+    from PIL import Image
+
+    samples, labels, views = [], [], []
+    for path in sorted(p for p in IMAGENET_SAMPLES.iterdir() if p.is_file()):
+        image = Image.open(path).convert("RGB")
+        width, height = image.size
+        whole = np.asarray(image.resize((size, size)))
+        samples.append(whole)
+        labels.append(int(path.stem.split("_")[-1]))
+        views.append(whole[:, ::-1])
+        for left, top, right, bottom in MBV2_VIEWS:
+            crop = np.asarray(image.crop((int(left * width), int(top * height), int(right * width),
+                                          int(bottom * height))).resize((size, size)))
+            views += [crop, crop[:, ::-1]]
+    return np.stack(samples), np.array(labels), np.ascontiguousarray(np.stack(views))
+
+
+def run_mbv2_mixed(cell: Cell, work: Path, record: dict[str, Any]) -> None:
+    """mobilenet_v2 with the layers mixed precision leaves in float (``--precision auto``'s search, edgeprune's
+    ``search_float_layers``), chosen and calibrated on 7 other views of each ImageNet sample (crops, mirrors:
+    140 images) and judged on the 20 samples themselves; float, INT8 and mixed timed paired in one run."""
+    from edgeprune.fit.precision_stage import search_float_layers
+
+    target = load_target(cell.target)
+    backend = get_backend(target)
+    bundle = load_model("torchvision:mobilenet_v2", MBV2_WEIGHTS)
+    prep = bundle.preprocessing
+    assert prep is not None
+    samples, labels, views = _imagenet_views(prep.height)
+    x = to_model_input(samples, prep)
+    chosen_on = to_model_input(views, prep)
+    model = bundle.model.eval()
+    int8_target = target.with_precision("int8")
+    quantizer = Int8Backend(backend, chosen_on.numpy())
+    start = time.perf_counter()
+    mixed = search_float_layers(quantizer, backend, model, x[:1], int8_target, chosen_on)
+    search_seconds = time.perf_counter() - start
+    fp32 = backend.export(model, x[:1], work / "fp32", target)
+    int8 = quantizer.export(model, x[:1], work / "int8", int8_target)
+    quantizer.float_layers = mixed.float_layers
+    mixed_art = quantizer.export(model, x[:1], work / "mixed", int8_target)
+    rows = bench_artifacts([fp32.path, int8.path, mixed_art.path], target, seconds=PAIR_SECONDS, top_kernels=0)
+    predictions = {}
+    for name, art, tgt in (("fp32", fp32, target), ("int8", int8, int8_target), ("mixed", mixed_art, int8_target)):
+        predictions[name] = evaluate_session(backend.load(art, tgt), art.input_name, x, labels)
+    agree = {name: float(np.mean(predictions["fp32"].predictions == predictions[name].predictions))
+             for name in ("int8", "mixed")}
+    record.update({"status": "measured", "model": "torchvision:mobilenet_v2", "weights": MBV2_WEIGHTS.name,
+                   "float_layers": list(mixed.float_layers), "layers": mixed.layers, "search_seconds": search_seconds,
+                   "search": mixed.to_dict(),
+                   "speedup": 1 / rows[2].ratio, "speedup_interval": [1 / rows[2].ratio_high, 1 / rows[2].ratio_low],
+                   "int8_speedup": 1 / rows[1].ratio,
+                   "int8_speedup_interval": [1 / rows[1].ratio_high, 1 / rows[1].ratio_low],
+                   "rounds": rows[2].rounds, "baseline_ms": rows[0].median_ms, "final_ms": rows[2].median_ms,
+                   "baseline_top1": predictions["fp32"].top1, "int8_top1": predictions["int8"].top1,
+                   "top1": predictions["mixed"].top1, "int8_agreement": agree["int8"], "agreement": agree["mixed"],
+                   "chosen_on_agreement": {"int8": mixed.int8_error.agreement, "mixed": mixed.error.agreement,
+                                           "images": mixed.error.images},
+                   "images": len(labels), "precision": "int8 (mixed)", "calibration_images": len(views),
+                   "calibration_note": "7 other views of each sample (4 crops, their mirrors, the mirrored sample); "
+                                       "the 20 samples themselves are only evaluated"})
+
+
 def run_fit_cell(cell: Cell, weights: Path, train_npz: Path, work: Path, record: dict[str, Any],
                  table_dir: Path | None) -> None:
     """One ``edgeprune.fit`` at the cell's budget share; fills ``record``."""
@@ -213,6 +283,8 @@ def run_cell(cell: Cell, weights: Path, train_npz: Path, results: Path, table_di
             run_int8_alone(cell, weights, train_npz, work, record)
         elif cell.method == "mbv2-int8":
             run_mbv2_int8(cell, work, record)
+        elif cell.method == "mbv2-mixed":
+            run_mbv2_mixed(cell, work, record)
         else:
             run_fit_cell(cell, weights, train_npz, work, record, table_dir)
     except BudgetUnreachableError as exc:
@@ -269,7 +341,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
              "128 calibration images from the training set. `ft4kd45k` = 4 distillation epochs over the 44,915 JPEG "
              "training images outside the validation split.", ""]
     for target in TARGETS:
-        mine = [r for r in rows if r["target"] == target and r["method"] != "mbv2-int8"]
+        mine = [r for r in rows if r["target"] == target and not r["method"].startswith("mbv2-")]
         if not mine:
             continue
         base = next((r for r in mine if r.get("baseline_top1") is not None), None)
@@ -299,6 +371,26 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"| `{r['target']}` | {_pct(r['baseline_top1'])} | {_pct(r['top1'])} | "
                          f"{_pct(r['agreement'])} ({r['images']} images) | {r['speedup']:.2f}× [{low:.2f}, {high:.2f}] "
                          f"| {r['baseline_ms']:.2f} |")
+        lines.append("")
+    mixed = [by_name[f"{t}-mbv2-mixed"] for t in TARGETS if f"{t}-mbv2-mixed" in by_name]
+    if mixed:
+        lines += ["### mobilenet_v2: mixed precision (`--precision auto`'s layers left in float)", "",
+                  "The layers are chosen by edgeprune's search (per-layer sensitivity, then greedy on measured KL; "
+                  "`edgeprune/quantize/mixed.py`) on 140 other views of the samples (four crops and their mirrors, "
+                  "the mirrored sample), which are also the calibration images, and judged on the 20 samples. "
+                  "Float, INT8 and mixed artifacts are timed paired in one run.", "",
+                  "| target | layers in float | agreement INT8 → mixed (20 samples) | agreement on the 140 views | "
+                  "top-1 float / INT8 / mixed | speedup INT8 | speedup mixed (90% interval) | search s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in mixed:
+            low, high = r["speedup_interval"]
+            views = r["chosen_on_agreement"]
+            lines.append(f"| `{r['target']}` | {len(r['float_layers'])} of {r['layers']}: "
+                         f"{', '.join(f'`{n}`' for n in r['float_layers']) or 'none'} | {_pct(r['int8_agreement'])} → "
+                         f"{_pct(r['agreement'])} | {_pct(views['int8'])} → {_pct(views['mixed'])} | "
+                         f"{_pct(r['baseline_top1'])} / {_pct(r['int8_top1'])} / {_pct(r['top1'])} | "
+                         f"{r['int8_speedup']:.2f}× | {r['speedup']:.2f}× [{low:.2f}, {high:.2f}] | "
+                         f"{r['search_seconds']:.0f} |")
         lines.append("")
     lines += goal_lines(by_name)
     return lines
@@ -341,7 +433,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=WEIGHTS / "resnet56-4bfd9763.th")
     p.add_argument("--targets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
-    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS) + ["mbv2-int8"])
+    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS) + ["mbv2-int8", "mbv2-mixed"])
     p.add_argument("--speedups", nargs="*", default=list(SPEEDUPS), choices=list(SPEEDUPS))
     p.add_argument("--finetune-epochs", type=int, default=0, help="0, or the distillation epochs of the short recipe")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
