@@ -93,7 +93,9 @@ class FitConfig:
             it on 97% of the evaluation images, float candidates otherwise (:mod:`edgeprune.quantize.choice`);
             where INT8 is faster but agrees too little, a few layers measured to matter most are left in float
             (mixed precision, :mod:`edgeprune.quantize.mixed`; ONNX Runtime and OpenVINO);
-            None = the target's precision.
+            None (the default) = ``auto`` where latency is measured (here or through ``device``), the target's
+            own precision where it is predicted from a shipped profile (INT8 is never chosen on an estimate
+            unless asked).
         keep_float: layers (PyTorch module paths, as the report's "Precision per layer" names them) left in
             float in INT8 artifacts; replaces ``auto``'s own choice of them.
     """

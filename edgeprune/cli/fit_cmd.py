@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue an interrupted run in --out (same options) from its last finished step")
     p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
     p.add_argument("--precision", choices=("fp32", "int8", "auto"),
-                   help="precision of the shipped artifact (default: the target's). int8: every candidate is "
+                   help="precision of the shipped artifact (default: auto where latency is measured, here or through "
+                        "--device; the target's own where it is predicted from a shipped profile). int8: every candidate is "
                         "quantized by the runtime's own quantizer (ONNX Runtime static QDQ, NNCF, ai-edge-quantizer; "
                         "calibrated on up to 128 calibration images) and measured as INT8 against the float "
                         "original. auto: the unpruned model is quantized and measured first; INT8 is kept when it "

@@ -19,6 +19,7 @@ budget itself, and only a confirmed model is ever written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,14 @@ def fit(config: FitConfig) -> FitResult:
     budget = Budget.parse(config.budget)
     _check_config(config)
     target = load_target(config.target)
+    measured = bool(config.device) or target.latency_source != "predicted-profile"
+    if config.precision is None:  # the default: auto where latency is measured, never on an estimate alone
+        config = dataclasses.replace(config, precision="auto" if measured else target.precision)
+        log.info("precision: %s (the default%s)", config.precision,
+                 "" if measured else ": latency here is predicted from a shipped profile, so INT8 is not chosen on "
+                 "its estimate unless --precision auto or int8 asks")
     if config.precision == "auto":
-        target = auto_target(target, measured=bool(config.device) or target.latency_source != "predicted-profile",
+        target = auto_target(target, measured=measured,
                              estimated=bool(target.profile) and load_profile(target.profile).int8 is not None)
     else:
         target = target.with_precision(config.precision)

@@ -120,8 +120,10 @@ class PrecisionStage:
                              f"{', '.join(layers[:6])}{' ...' if len(layers) > 6 else ''} ({len(layers)} in all)")
 
     def _speedup(self, m: Measurement, baseline: Measurement) -> float:
-        """The original's latency over ``m``'s: paired where ``m`` was (a resumed run has only the medians)."""
-        return 1.0 / m.paired.summary.ratio if m.paired is not None else baseline.stats.median_ms / m.stats.median_ms
+        """The original's latency over ``m``'s, from the paired ratio (journalled with the reading when it is
+        replayed on ``--resume``); from the two medians only where ``m`` was not timed in pairs."""
+        ratio = m.paired.summary.ratio if m.paired is not None else m.replayed_ratio
+        return 1.0 / ratio if ratio else baseline.stats.median_ms / m.stats.median_ms
 
     def _agreement(self, m: Measurement, images: torch.Tensor) -> float:
         """Top-1 agreement of ``m``'s artifact (the unpruned model, quantized) with the float model on ``images``."""

@@ -59,6 +59,8 @@ class RunJournal:
         #: the interrupted run's readings still to be replayed, per key (only with --resume)
         self._to_replay: dict[str, list[dict[str, Any]]] = {}
         self.replayed = 0
+        #: the paired ratio journalled with the last replayed reading (None: it was not timed in pairs)
+        self.replayed_ratio: float | None = None
         if self.path.is_file():
             self._open_existing(config)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -98,11 +100,17 @@ class RunJournal:
         if not pending:
             return None
         self.replayed += 1
-        return LatencyStats(**pending.pop(0))
+        entry = dict(pending.pop(0))
+        self.replayed_ratio = entry.pop("paired_ratio", None)
+        return LatencyStats(**entry)
 
-    def record(self, key: str, stats: LatencyStats) -> None:
-        """Record a new measurement (saved at once); replayed ones are already recorded."""
-        self.entries.setdefault(key, []).append(stats.to_dict())
+    def record(self, key: str, stats: LatencyStats, paired_ratio: float | None = None) -> None:
+        """Record a new measurement (saved at once), with its paired ratio against the original when it was
+        timed in pairs; replayed ones are already recorded."""
+        entry = stats.to_dict()
+        if paired_ratio is not None:
+            entry["paired_ratio"] = paired_ratio
+        self.entries.setdefault(key, []).append(entry)
         self._save()
 
     def checkpoint_path(self, name: str) -> Path:

@@ -300,10 +300,10 @@ class FitRun(ClosedLoop, PrecisionStage):
             artifact = self.measurer.export(model, kind) if kind in ("original", "final") else None
             if check is not None:
                 check(artifact)
-            return Measurement(artifact, recorded)  # type: ignore[arg-type]
+            return Measurement(artifact, recorded, replayed_ratio=self.journal.replayed_ratio)  # type: ignore[arg-type]
         args = (model, kind) if spec is None else (model, kind, spec)
         m = self.measurer.measure(*args, keep=keep, check=check)
-        self.journal.record(key, m.stats)
+        self.journal.record(key, m.stats, m.paired.summary.ratio if m.paired is not None else None)
         return m
 
     def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], m: Measurement) -> None:

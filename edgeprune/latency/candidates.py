@@ -49,6 +49,8 @@ class Measurement:
     artifact: Artifact
     stats: LatencyStats
     paired: PairedStats | None = None
+    #: on ``--resume``, the paired ratio (candidate / original) the interrupted run journalled for this reading
+    replayed_ratio: float | None = None
 
 
 def pairing_for(spec: TimingSpec) -> PairingSpec:

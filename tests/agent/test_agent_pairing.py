@@ -84,7 +84,7 @@ def test_fit_through_the_agent_is_paired(agent: AgentServer, tmp_path: Path) -> 
     import edgeprune
 
     result = edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "out", device=agent.url,
-                           device_token=TOKEN)
+                           device_token=TOKEN, precision="fp32")
     report = result.report
     assert report["measurement"]["paired"] is True
     assert "speedup_interval" in report

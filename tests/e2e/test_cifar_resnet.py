@@ -38,7 +38,7 @@ def test_fit_cifar_resnet56_to_half_its_measured_latency(shared_data: Path, tmp_
     proc = subprocess.run(
         [sys.executable, "-m", "edgeprune", "fit", "--model", "cifar-resnet56", "--weights",
          str(shared_data / WEIGHTS), "--data", str(shared_data / LOSSLESS_TEST), "--eval-images", "300",
-         "--target", "cpu", "--budget", "50%", "--out", str(out)],
+         "--target", "cpu", "--budget", "50%", "--precision", "fp32", "--out", str(out)],
         capture_output=True, text=True, timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr

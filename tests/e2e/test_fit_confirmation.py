@@ -88,7 +88,7 @@ def _fit_with_spike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *kinds: str
     monkeypatch.setattr(Recovery, "_finetune", counting_finetune)
     # a wide headroom, so that without the spike every confirmation passes on a noisy machine too
     result = edgeprune.fit("demo", target="cpu", budget=f"{100 * BUDGET_SHARE:.0f}%", finetune_epochs=1,
-                           search_headroom=HEADROOM, out=tmp_path / "out", eval_images=64)
+                           search_headroom=HEADROOM, out=tmp_path / "out", eval_images=64, precision="fp32")
     return result, finetuned
 
 

@@ -46,7 +46,7 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     budget_ms = 0.6 * demo_baseline_ms
     out = tmp_path / "out"
     proc = run_cli("fit", "--target", "cpu", "--budget", f"{budget_ms:.4f}ms", "--out", str(out),
-                   "--finetune-epochs", "1")
+                   "--finetune-epochs", "1", "--precision", "fp32")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["budget_ms"] == pytest.approx(budget_ms, rel=1e-3)
@@ -81,7 +81,7 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
 @pytest.mark.slow
 def test_unreachable_budget_exits_2_with_the_floor_and_leaves_no_result(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = run_cli("fit", "--budget", "1us", "--out", str(out))
+    proc = run_cli("fit", "--budget", "1us", "--out", str(out), "--precision", "fp32")
     assert proc.returncode == 2
     assert "fastest pruned model measured" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -137,7 +137,8 @@ def test_targets_lists_cpu_with_its_runtime_installed() -> None:
 @pytest.mark.parametrize(("target", "artifact"), [("cpu-openvino", "model.xml"), ("cpu-tflite", "model.tflite")])
 def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifact: str, tmp_path: Path) -> None:
     out = tmp_path / target
-    proc = run_cli("fit", "--target", target, "--budget", "70%", "--out", str(out), "--max-rounds", "8")
+    proc = run_cli("fit", "--target", target, "--budget", "70%", "--out", str(out), "--max-rounds", "8",
+                   "--precision", "fp32")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert (out / artifact).is_file() and not (out / "model.onnx").exists()
@@ -166,7 +167,8 @@ def test_cli_fit_fine_tunes_a_very_thin_demo_candidate_on_all_threads(tmp_path: 
     # at 15% the demo keeps about 12% of its channels (8-wide stages); fine-tuning that on one-channel inputs with
     # channels-last strides crashed torch's two-thread backward (exit 134/139) before inputs got plain strides
     out = tmp_path / "out"
-    proc = run_cli("fit", "--target", "cpu", "--budget", "15%", "--finetune-epochs", "1", "--out", str(out))
+    proc = run_cli("fit", "--target", "cpu", "--budget", "15%", "--finetune-epochs", "1", "--out", str(out),
+                   "--precision", "fp32")
     if proc.returncode == 2 and "cannot be met" in proc.stderr:
         pytest.skip(f"15% of the baseline is out of reach on this machine: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr[-2000:]

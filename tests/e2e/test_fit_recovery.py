@@ -39,7 +39,8 @@ def test_predicted_target_without_agent_runs_and_says_predicted(tmp_path: Path) 
 @pytest.mark.slow
 def test_iterative_pruning_reaches_the_budget_in_steps(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = edgeprune.fit("demo", target="cpu", budget="60%", steps=2, out=out, eval_images=64)
+    result = edgeprune.fit("demo", target="cpu", budget="60%", steps=2, out=out, eval_images=64,
+                           precision="fp32")
     rounds = result.report["search"]["rounds"]
     assert {r["step"] for r in rounds} == {1, 2}
     assert_meets_budget_share(load_model("demo").model, result.report, out, tmp_path)
@@ -59,7 +60,7 @@ def _fit_cmd(out: Path, *extra: str) -> list[str]:
     # resumed runs (it was not journaled before the interrupt), so a near-budget candidate could pass in one
     # and need a third confirmation (a "recheck" round) in the other on a noisy machine.
     return [sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", "60%", "--finetune-epochs", "2",
-            "--search-headroom", "0.25", "--eval-images", "64", "--out", str(out), *extra]
+            "--search-headroom", "0.25", "--eval-images", "64", "--precision", "fp32", "--out", str(out), *extra]
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def agent_url() -> Iterator[str]:
 @pytest.mark.slow
 def test_fit_measures_every_candidate_on_the_agent(agent_url: str, tmp_path: Path) -> None:
     result = edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "out", device=agent_url,
-                           device_token=TOKEN, max_rounds=8)
+                           device_token=TOKEN, max_rounds=8, precision="fp32")
     report = result.report
     for side in ("baseline", "final"):
         assert report[side]["latency"]["source"] == "measured-agent"
@@ -54,7 +54,7 @@ def test_a_predicted_target_becomes_measured_with_an_agent(agent_url: str, tmp_p
 def test_a_wrong_token_is_one_clear_error(agent_url: str, tmp_path: Path) -> None:
     with pytest.raises(edgeprune.EdgepruneError, match="(?i)token|401|unauthor"):
         edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "o", device=agent_url,
-                      device_token="wrong-token-wrong-token-wrong")
+                      device_token="wrong-token-wrong-token-wrong", precision="fp32")
 
 
 @pytest.mark.slow
@@ -80,7 +80,7 @@ def test_a_device_lost_mid_run_keeps_the_state_and_resume_finishes(tmp_path: Pat
 
     monkeypatch.setattr(AgentClient, "_measure", measure_then_lose_the_device)
     options = dict(target="cpu", budget="70%", out=tmp_path / "out", device=f"http://127.0.0.1:{port}",
-                   device_token=TOKEN, max_rounds=8)
+                   device_token=TOKEN, max_rounds=8, precision="fp32")
     with pytest.raises(DeviceUnavailableError, match="--resume") as lost:
         edgeprune.fit("demo", **options)
     assert lost.value.exit_code == 4

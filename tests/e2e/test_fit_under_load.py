@@ -57,7 +57,8 @@ def on_off_load() -> Iterator[Callable[[], None]]:
 def test_fit_under_on_off_load_reports_what_an_independent_paired_timing_finds(tmp_path: Path,
                                                                               on_off_load: Callable[[], None]
                                                                               ) -> None:
-    result = edgeprune.fit("demo", target="cpu", budget=f"{100 * BUDGET_SHARE:.0f}%", out=tmp_path / "out")
+    result = edgeprune.fit("demo", target="cpu", budget=f"{100 * BUDGET_SHARE:.0f}%", out=tmp_path / "out",
+                           precision="fp32")
     report = result.report
     assert report["measurement"]["paired"] is True
     assert all("paired" in r for r in report["search"]["rounds"] if r["kind"] != "baseline")

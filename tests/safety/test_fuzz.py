@@ -181,7 +181,7 @@ def input_command(draw: st.DrawFn, files: Path, out: Path) -> list[str]:
                           st.just(str(files / "good.npz")), st.just(str(files / "r8.pt")), bad)
     paths = st.one_of(data_file, bad)
     model = draw(st.sampled_from(["cifar-resnet8"] * 6 + ["cifar-resnet21", "a.b:c", "torchvision:nosuch", ""]))
-    argv = ["-q", "fit", "--budget=60%", f"--model={model}", f"--weights={draw(weights)}", f"--data={draw(data_file)}"]
+    argv = ["-q", "fit", "--budget=60%", "--precision=fp32", f"--model={model}", f"--weights={draw(weights)}", f"--data={draw(data_file)}"]
     extra = {"--input-shape": _SHAPE, "--num-classes": _ints(0, 20), "--mean": _FLOATS, "--std": _FLOATS,
              "--train-data": paths, "--calib-data": paths, "--calib-images": _ints(0, 64),
              "--eval-images": _ints(0, 64)}

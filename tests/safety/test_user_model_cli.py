@@ -42,7 +42,8 @@ def test_a_module_that_fails_on_calibration_batches_is_named_in_one_line(tmp_pat
     env = {**os.environ, "EDGEPRUNE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-m", "edgeprune", "fit", "--model", "batch_one_model:build", "--input-shape", "3,16,16",
-         "--data", str(tmp_path / "data.npz"), "--target", "cpu", "--budget", "70%", "--out", str(out)],
+         "--data", str(tmp_path / "data.npz"), "--target", "cpu", "--budget", "70%", "--precision", "fp32",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line]

@@ -36,3 +36,15 @@ def test_a_resumed_run_replays_each_reading_in_order_then_measures(tmp_path: Pat
     resumed.record("1:floor:abc", _stats(1.1))
     again = RunJournal(tmp_path, FitConfig(budget="1ms", resume=True))  # interrupted again: all three replay
     assert [again.measurement("1:floor:abc").median_ms for _ in range(3)] == [1.0, 1.2, 1.1]  # type: ignore[union-attr]
+
+
+def test_a_replayed_reading_brings_back_its_paired_ratio(tmp_path: Path) -> None:
+    """Verdicts on a resumed run use the ratio timed side by side, not two medians read minutes apart."""
+    first = RunJournal(tmp_path, FitConfig(budget="1ms"))
+    first.record("1:quantized:", _stats(0.5), paired_ratio=0.42)
+    first.record("1:baseline:", _stats(1.0))
+    resumed = RunJournal(tmp_path, FitConfig(budget="1ms", resume=True))
+    assert resumed.measurement("1:quantized:").median_ms == 0.5  # type: ignore[union-attr]
+    assert resumed.replayed_ratio == 0.42
+    assert resumed.measurement("1:baseline:").median_ms == 1.0  # type: ignore[union-attr]
+    assert resumed.replayed_ratio is None  # not timed in pairs

@@ -23,4 +23,4 @@ def test_rounds_exhausted_inside_the_search_is_a_budget_message(tmp_path: Path,
 
     monkeypatch.setattr(UniformBisection, "first", out_of_rounds)
     with pytest.raises(BudgetUnreachableError, match=r"within 12 measured rounds \(raise --max-rounds"):
-        edgeprune.fit("demo", target="cpu", budget="50%", out=tmp_path / "out", allocation="uniform")
+        edgeprune.fit("demo", target="cpu", budget="50%", out=tmp_path / "out", allocation="uniform", precision="fp32")

@@ -148,7 +148,7 @@ def run_case(case: Case, out_root: Path) -> dict[str, Any]:
         budget = f"{100 * case.share:.0f}%"
     command = [str(Path(sys.executable).with_name("edgeprune")), "fit", "--model", spec, "--weights", str(weights),
                "--data", str(data), "--importance", "lasso", "--target", "cpu", "--budget", budget,
-               "--out", str(work / "out"), "--force"]
+               "--precision", "fp32", "--out", str(work / "out"), "--force"]
     log.info("%s: %s (load %.0f s on / %.0f s off)", case.name, " ".join(command), case.period_s, case.period_s)
     load = subprocess.Popen([sys.executable, "-c", LOAD_CODE, str(case.period_s)])
     start = time.perf_counter()

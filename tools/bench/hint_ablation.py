@@ -60,7 +60,7 @@ def fit_command(arm: str, out: Path, train_npz: Path) -> list[str]:
     return [sys.executable, "-m", "edgeprune", "fit", "--model", "cifar-resnet56",
             "--weights", str(WEIGHTS / "resnet56-4bfd9763.th"),
             "--data", str(DATA / "cifar10_test_lossless_first1017.npz"),
-            "--train-data", str(train_npz), "--target", TARGET, "--budget", BUDGET, "--importance", "lasso",
+            "--train-data", str(train_npz), "--target", TARGET, "--budget", BUDGET, "--precision", "fp32", "--importance", "lasso",
             "--finetune-epochs", str(EPOCHS), ARMS[arm], "--seed", str(SEED), "--out", str(out), "--force"]
 
 
