@@ -98,6 +98,8 @@ def fit(config: FitConfig) -> FitResult:
     else:
         target = target.with_precision(config.precision)
     check_int8_target(target)
+    if config.keep_float and target.precision != "int8":
+        log.warning("--keep-float is ignored: this run's candidates are %s, not INT8", target.precision)
     backend = get_backend(target)
     importance = get_importance(config.importance)
     out = OutputDir(config.out, config.force)

@@ -182,7 +182,7 @@ MBV2_VIEWS = ((0.0, 0.0, 0.85, 0.85), (0.15, 0.15, 1.0, 1.0), (0.15, 0.0, 1.0, 0
 
 
 def _imagenet_views(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the 20 samples, their labels, 7 other views of each: 4 crops and their mirrors plus the mirrored sample),
+    """(the 20 samples, their labels, 9 other views of each: 4 crops and their mirrors plus the mirrored sample),
     as uint8 N x H x W x C at ``size`` px."""
     from PIL import Image
 
@@ -203,8 +203,8 @@ def _imagenet_views(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def run_mbv2_mixed(cell: Cell, work: Path, record: dict[str, Any]) -> None:
     """mobilenet_v2 with the layers mixed precision leaves in float (``--precision auto``'s search, edgeprune's
-    ``search_float_layers``), chosen and calibrated on 7 other views of each ImageNet sample (crops, mirrors:
-    140 images) and judged on the 20 samples themselves; float, INT8 and mixed timed paired in one run."""
+    ``search_float_layers``), chosen and calibrated on 9 other views of each ImageNet sample (crops, mirrors:
+    180 images) and judged on the 20 samples themselves; float, INT8 and mixed timed paired in one run."""
     from edgeprune.fit.precision_stage import search_float_layers
 
     target = load_target(cell.target)
@@ -243,7 +243,7 @@ def run_mbv2_mixed(cell: Cell, work: Path, record: dict[str, Any]) -> None:
                    "chosen_on_agreement": {"int8": mixed.int8_error.agreement, "mixed": mixed.error.agreement,
                                            "images": mixed.error.images},
                    "images": len(labels), "precision": "int8 (mixed)", "calibration_images": len(views),
-                   "calibration_note": "7 other views of each sample (4 crops, their mirrors, the mirrored sample); "
+                   "calibration_note": "9 other views of each sample (4 crops, their mirrors, the mirrored sample); "
                                        "the 20 samples themselves are only evaluated"})
 
 
@@ -376,10 +376,10 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
     if mixed:
         lines += ["### mobilenet_v2: mixed precision (`--precision auto`'s layers left in float)", "",
                   "The layers are chosen by edgeprune's search (per-layer sensitivity, then greedy on measured KL; "
-                  "`edgeprune/quantize/mixed.py`) on 140 other views of the samples (four crops and their mirrors, "
-                  "the mirrored sample), which are also the calibration images, and judged on the 20 samples. "
+                  "`edgeprune/quantize/mixed.py`) on 180 other views of the samples (four crops and their mirrors, "
+                  "the mirrored samples), which are also the calibration images, and judged on the 20 samples. "
                   "Float, INT8 and mixed artifacts are timed paired in one run.", "",
-                  "| target | layers in float | agreement INT8 → mixed (20 samples) | agreement on the 140 views | "
+                  "| target | layers in float | agreement INT8 → mixed (20 samples) | agreement on the 180 views | "
                   "top-1 float / INT8 / mixed | speedup INT8 | speedup mixed (90% interval) | search s |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in mixed:
