@@ -142,7 +142,7 @@ def print_summary(result: FitResult) -> None:
     speedup = r.get("speedup_measured", r.get("speedup_predicted", float("nan")))
     interval = r.get("speedup_interval")
     paired = f" (paired with the original: {interval[0]:.2f}–{interval[1]:.2f}x)" if interval else ""
-    console.print(f"  pruned latency    {result.final_latency_ms:8.3f} ms   {where} (median), "
+    console.print(f"  final latency     {result.final_latency_ms:8.3f} ms   {where} (median), "
                   f"{speedup:.2f}x faster{paired}, [green]budget met[/]"
                   + ("" if r["final"]["latency"]["measured"] else " [yellow](by prediction)[/]"), highlight=False)
     drift = r.get("measurement") or {}
