@@ -54,6 +54,12 @@ class FitConfig:
             implies ``distill``. On cifar-resnet56 with depth pruning at 2x, four epochs: 84.37% top-1 on the
             10,000 JPEG test images against 84.31% with logits alone (no measurable gain;
             docs/figures/recipe-probes/).
+        qat_epochs: epochs of quantization-aware fine-tuning of the final model (0 = none; NNCF's PyTorch
+            quantization), for INT8 runs on ONNX Runtime and OpenVINO targets (LiteRT's quantizer here has none:
+            refused). Batch norms are folded, the model quantized with the PTQ preset and fine-tuned with the
+            recovery fine-tune's data, loss and seed at a constant ``finetune_lr / 100``; its INT8 artifact replaces
+            the post-training-quantized one only when it measures within the budget and is at least as accurate
+            (``edgeprune.fit.qat``). Skipped with a warning when the run ships float.
         prune_blocks: before pruning channels, remove whole residual blocks (depth pruning), the ones whose
             removal distorts the output least first, until the measured latency meets the budget or at most
             75% of the removable blocks are gone; channels are then pruned for what is left. It loses more
@@ -118,6 +124,7 @@ class FitConfig:
     finetune_augment: str = "none"
     distill: bool = False
     distill_features: bool = False
+    qat_epochs: int = 0
     prune_blocks: bool = False
     steps: int = 1
     resume: bool = False

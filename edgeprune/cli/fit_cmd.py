@@ -48,6 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="--distill, and also fit the pruned model's stage outputs to the original's (feature hints; "
                         "a channel-pruned stage is fitted to the original's kept channels); no measurable gain "
                         "over --distill on 10,000 test images (docs/benchmarks.md)")
+    p.add_argument("--qat-epochs", type=non_negative_int, default=0, metavar="N",
+                   help="INT8 runs on ONNX Runtime and OpenVINO: fine-tune the final model quantization-aware for N "
+                        "epochs (NNCF) and ship its INT8 artifact if it measures within the budget and is at least "
+                        "as accurate as the post-training-quantized one (default 0: off)")
     p.add_argument("--prune-blocks", action="store_true",
                    help="remove whole residual blocks (least output distortion first) before pruning channels; "
                         "recovers best with --finetune-epochs and --distill")
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_schedule=args.finetune_schedule, finetune_augment=args.augment, distill=args.distill,
-        distill_features=args.distill_features,
+        distill_features=args.distill_features, qat_epochs=args.qat_epochs,
         prune_blocks=args.prune_blocks,
         steps=args.steps, resume=args.resume,
         export=args.export, min_accuracy=args.min_accuracy,

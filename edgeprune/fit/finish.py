@@ -61,6 +61,9 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     quantizer = getattr(run.measurer.backend, "describe", None)
     if callable(quantizer):  # an INT8 run: how every candidate, and so the shipped artifact, was quantized
         method["quantization"] = quantizer()
+    if run.qat_report is not None:  # --qat-epochs: what the quantization-aware fine-tune did, and what shipped
+        method["qat"] = run.qat_report
+    qat_shipped = (run.qat_report or {}).get("shipped") == "qat"
     if run.precision_choice is not None:  # --precision auto: what was measured and why INT8 was taken or not
         method["precision_choice"] = run.precision_choice.to_dict()
     depth = outcome.depth
@@ -104,7 +107,8 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                     "device": target.device, "note": evaluation_note,
                     "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
         parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(inputs.calibration)),
-                "reference": "pruned PyTorch model"},
+                "reference": "float form of the quantization-aware model (model.safetensors)" if qat_shipped
+                else "pruned PyTorch model"},
         calibration={"images": len(inputs.calibration), "source": inputs.calibration_source,
                      "bn_recalibrated": (run.recovery.recalibrates_bn or run.recovery.depth_pruned) and pruned,
                      "reconstruction": run.recovery.reconstruction if pruned else None},

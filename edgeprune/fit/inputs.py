@@ -99,6 +99,8 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
             _check_classes(dataset, bundle.num_classes, bundle.spec)
     if config.finetune_epochs > 0 and (train_set is None or train_set.labels is None):
         raise InputError("--finetune-epochs needs labelled training data: pass --train-data DIR_OR_NPZ")
+    if config.qat_epochs > 0 and (train_set is None or (train_set.labels is None and not (config.distill or config.distill_features))):
+        raise InputError("--qat-epochs needs training data (--train-data), labelled unless --distill is given")
     if config.calib_images < 1:
         raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
     if config.calib_data is not None:

@@ -34,6 +34,7 @@ from edgeprune.export.formats import parse_formats
 from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
 from edgeprune.fit.outputs import OutputDir
+from edgeprune.fit.qat import quantization_aware
 from edgeprune.fit.resume import RunJournal
 from edgeprune.fit.run import FitRun, StageClock
 from edgeprune.latency.analytic import load_profile
@@ -43,6 +44,7 @@ from edgeprune.latency.timers import ProfileTimer, make_timer
 from edgeprune.prune.importance import get_importance
 from edgeprune.quantize.backend import check_int8_target, for_precision
 from edgeprune.quantize.choice import auto_target
+from edgeprune.quantize.qat import check_qat_runtime
 from edgeprune.report.fit_result import FitResult
 from edgeprune.target import load_target
 from edgeprune.train.augment import parse_augmentation
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 def _check_config(config: FitConfig) -> None:
     if config.finetune_epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {config.finetune_epochs}")
+    if config.qat_epochs < 0:
+        raise InputError(f"--qat-epochs must be >= 0, got {config.qat_epochs}")
     if config.finetune_lr <= 0:
         raise InputError(f"--finetune-lr must be positive, got {config.finetune_lr}")
     if not 0 <= config.search_headroom < 0.5:
@@ -100,6 +104,8 @@ def fit(config: FitConfig) -> FitResult:
     check_int8_target(target)
     if config.keep_float and target.precision != "int8":
         log.warning("--keep-float is ignored: this run's candidates are %s, not INT8", target.precision)
+    if config.qat_epochs > 0:  # before any work: LiteRT's quantizer here has no QAT path
+        check_qat_runtime(target.runtime, target.name)
     backend = get_backend(target)
     importance = get_importance(config.importance)
     out = OutputDir(config.out, config.force)
@@ -128,6 +134,7 @@ def fit(config: FitConfig) -> FitResult:
             if isinstance(measurer, PredictedMeasurer) and not exc.predicted:
                 raise exc.as_predicted() from None
             raise exc from None
+        outcome = quantization_aware(run, outcome)
         result = finish_run(run, outcome, out)
         journal.finish()
         return result

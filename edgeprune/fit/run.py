@@ -127,6 +127,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         self.precision_choice: PrecisionChoice | None = None
         #: after an ``auto`` run falls back to float: its journal keys' prefix and the INT8 rounds not counted
         self.journal_prefix, self.retired_rounds = "", 0
+        #: with ``--qat-epochs``: what the quantization-aware fine-tune did (:mod:`edgeprune.fit.qat`)
+        self.qat_report: dict[str, Any] | None = None
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
         self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
 

@@ -1,0 +1,149 @@
+"""Quantization-aware fine-tuning (``--qat-epochs N``): the last stage before the results are written.
+
+After the final candidate is chosen, recovered in float and its post-training-quantized (PTQ) artifact confirmed,
+an INT8 run on ONNX Runtime or OpenVINO may fine-tune the quantized model itself: the slim model's batch norms
+are folded, NNCF inserts fake-quantize operations (calibrated on the run's calibration images, the PTQ preset),
+and the model is trained ``N`` epochs with the recovery fine-tune's data, loss (distillation from the original
+when the run distils; feature hints are not used here), seed and augmentation, at a constant learning rate of
+``finetune_lr / 100`` (:data:`QAT_LR_SHARE`: the model starts from recovered weights, and only the rounding is
+new; on the demo, one epoch on the labels at ``finetune_lr / 10`` lost 1.1 points of top-1, 98.00% → 96.89%,
+where ``/ 100`` kept 98.00%; with distillation both kept it). Each epoch is checkpointed in the run's journal, so ``--resume`` continues from the last
+finished one. The INT8 artifact exported from the trained model is measured (paired with the original, like the
+final confirmation) and evaluated in the runtime; it replaces the PTQ artifact only when it meets the budget and
+its top-1 on the evaluation images is not lower than the PTQ artifact's. Either way the report says what ran,
+for how long, and both artifacts' top-1 (``method.qat``).
+
+When the quantization-aware artifact ships, ``model.safetensors`` holds its float form (the trained weights in
+the plan's un-folded architecture, :func:`~edgeprune.quantize.qat.float_form`): the model it was quantized from,
+which its validation compares it with under the INT8 tolerances, as it does a PTQ artifact with the float model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import torch
+
+from edgeprune.data.tensors import to_model_input
+from edgeprune.export.formats import runnable_here
+from edgeprune.fit.recover import DISTILL_ALPHA, DISTILL_TEMPERATURE
+from edgeprune.fit.resume import keep_key
+from edgeprune.fit.run import FitRun, RunOutcome
+from edgeprune.latency.candidates import CONFIRM_TIMING, Measurement
+from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.quantize.qat import export_qat, float_form, prepare_qat
+from edgeprune.train.distill import DistillationLoss
+from edgeprune.train.loop import TrainSpec, train_classifier
+from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
+
+log = logging.getLogger(__name__)
+
+#: the quantization-aware fine-tune's learning rate, as a share of ``--finetune-lr``
+QAT_LR_SHARE = 0.01
+#: its schedule: the rate held constant (the model is already recovered)
+QAT_SCHEDULE = "constant"
+#: the round kind of the quantization-aware artifact's measurement (journal and report)
+QAT_KIND = "qat"
+#: images of the parity check between the artifact and the quantization-aware PyTorch model
+PARITY_IMAGES = 16
+
+
+def skipped_for_float(run: FitRun) -> dict[str, Any]:
+    """The report block of a run asked for QAT that ships float (``--precision fp32``, or ``auto`` chose it)."""
+    precision = run.target.precision
+    why = "the run ships a float model" if run.config.precision != "auto" else \
+        "--precision auto chose float"
+    log.warning("--qat-epochs %d skipped: %s (%s); quantization-aware fine-tuning only applies to INT8 artifacts",
+                run.config.qat_epochs, why, precision)
+    return {"ran": False, "epochs": 0, "reason": f"skipped: {why} ({precision}), and QAT applies to INT8 only"}
+
+
+def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
+    """Fine-tune ``outcome``'s model quantization-aware, and ship its INT8 artifact where it measures within the
+    budget and is at least as accurate as the PTQ one; sets ``run.qat_report``. Returns the outcome shipped."""
+    config = run.config
+    if config.qat_epochs <= 0:
+        return outcome
+    if run.target.precision != "int8":
+        run.qat_report = skipped_for_float(run)
+        return outcome
+    inputs, example = run.inputs, run.example
+    train = inputs.train_set
+    assert train is not None  # resolve_inputs refuses --qat-epochs without training data
+    with run.clock("qat"):
+        qat, pairs = prepare_qat(outcome.slim, example, inputs.calibration)
+        spec = TrainSpec(epochs=config.qat_epochs, lr=config.finetune_lr * QAT_LR_SHARE, seed=config.seed,
+                         schedule=QAT_SCHEDULE, augment=run.recovery.augment)
+        loss = DistillationLoss(run.model, DISTILL_TEMPERATURE, DISTILL_ALPHA) if run.recovery.distills else None
+        labels = None if train.labels is None else torch.from_numpy(train.labels)
+        start = time.perf_counter()
+        train_classifier(qat, to_model_input(train.images, inputs.preprocessing), labels, spec, loss_fn=loss,
+                         checkpoint=run.journal.checkpoint_path("qat"), description="QAT",
+                         on_epoch=lambda e, value: log.info("QAT epoch %d/%d: loss %.4f", e, spec.epochs, value))
+        seconds = time.perf_counter() - start
+        artifact = export_qat(qat.eval(), example, run.measurer.work_dir / "qat-final", run.target.runtime)
+    measured = _measure(run, outcome, artifact)
+    target = runnable_here(run.target)[0]
+    with run.clock("evaluate"):
+        ptq_eval = evaluate_session(run.backend.load(outcome.final.artifact, target),
+                                    outcome.final.artifact.input_name, inputs.eval_inputs, inputs.eval_set.labels)
+        session = run.backend.load(artifact, target)
+        qat_eval = evaluate_session(session, artifact.input_name, inputs.eval_inputs, inputs.eval_set.labels)
+        parity = max_abs_difference(session, artifact.input_name, qat, inputs.calibration[:PARITY_IMAGES])
+    budget_ms = run.budget_ms
+    meets = measured.stats.median_ms <= budget_ms
+    as_accurate = qat_eval.top1 is None or ptq_eval.top1 is None or qat_eval.top1 >= ptq_eval.top1
+    ships = meets and as_accurate
+    if ships:
+        reason = "measured within the budget, and at least as accurate as the PTQ artifact"
+    elif not meets:
+        reason = (f"kept the PTQ artifact: the QAT artifact measured {measured.stats.median_ms:.3f} ms, over the "
+                  f"budget {budget_ms:.3f} ms")
+    else:
+        reason = (f"kept the PTQ artifact: its top-1 {ptq_eval.top1:.4f} beats the QAT artifact's "
+                  f"{qat_eval.top1:.4f}")
+    log.info("QAT: %d epoch(s) in %.1f s; top-1 PTQ %s, QAT %s; %s", config.qat_epochs, seconds,
+             _pct(ptq_eval.top1), _pct(qat_eval.top1), "QAT artifact shipped" if ships else reason)
+    run.qat_report = {
+        "ran": True, "epochs": config.qat_epochs, "seconds": seconds, "shipped": "qat" if ships else "ptq",
+        "reason": reason,
+        "tool": "nncf.quantize on the PyTorch model (preset PERFORMANCE), fine-tuned with fake quantization",
+        "batch_norms_folded": len(pairs), "lr": spec.lr, "schedule": spec.schedule, "augment": spec.augment,
+        "distill": loss is not None, "images": len(train),
+        "export": "QDQ (QuantizeLinear/DequantizeLinear)" if artifact.format == "onnx" else "IR with FakeQuantize",
+        "ptq": {"top1": ptq_eval.top1, "median_ms": outcome.final.stats.median_ms},
+        "qat": {"top1": qat_eval.top1, "median_ms": measured.stats.median_ms, "meets_budget": meets,
+                "latency_source": run.measurer.timer.source,
+                "paired_ratio": measured.paired.summary.ratio if measured.paired is not None else None,
+                "max_abs_diff_vs_qat_model": parity},
+        "evaluation_images": qat_eval.images,
+    }
+    if not ships:
+        return outcome
+    return dataclasses.replace(outcome, final=measured, slim=float_form(qat, outcome.slim, pairs))
+
+
+def _measure(run: FitRun, outcome: RunOutcome, artifact: Any) -> Measurement:
+    """The quantization-aware artifact timed like the final confirmation (paired with the original), journalled
+    so that ``--resume`` replays it; a predicted target's estimate is the PTQ artifact's (same architecture)."""
+    step = run.step.index if run.step is not None else 1
+    key = keep_key(step, run.journal_prefix + QAT_KIND, outcome.keep)
+    recorded = run.journal.measurement(key)
+    if recorded is not None:
+        measured = Measurement(artifact, recorded)
+    elif isinstance(run.measurer, PredictedMeasurer):
+        measured = Measurement(artifact, outcome.final.stats)
+    else:
+        run.measurer.decision_ms = run.budget_ms
+        with run.clock("confirm"):
+            measured = run.measurer.time(artifact, CONFIRM_TIMING)
+        run.journal.record(key, measured.stats)
+    run._record(QAT_KIND, outcome.keep, {}, measured)
+    return measured
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"

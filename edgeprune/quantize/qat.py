@@ -1,0 +1,245 @@
+"""Quantization-aware models by NNCF's PyTorch quantization, and their INT8 artifacts for ONNX Runtime and OpenVINO.
+
+:func:`prepare_qat` folds every convolution's batch norm into it, then ``nncf.quantize`` inserts fake-quantize
+operations calibrated on the calibration images with the preset the post-training path uses (``PERFORMANCE``:
+symmetric int8 weights with one scale per output channel, symmetric int8 activations). The result is an
+``nn.Module`` that trains like any other: the forward pass rounds weights and activations to the INT8 grid,
+the backward pass goes straight through the rounding.
+
+Batch norms are folded first because ONNX Runtime runs a QDQ convolution as an integer kernel (``QLinearConv``)
+only when its dequantized weight feeds the convolution and the convolution's output goes straight into the
+next quantize step; a batch norm left between them keeps the convolution in float (measured: ONNX Runtime 1.32
+ran the unfolded demo with nine float ``Conv`` kernels, the folded one with nine ``QLinearConv``). ONNX
+Runtime's own post-training quantizer folds them too (``quant_pre_process``).
+
+Export: :func:`export_qat_onnx` writes the fake-quantize operations as ``QuantizeLinear``/``DequantizeLinear``
+pairs (NNCF's ``ONNX_QUANTIZE_DEQUANTIZE_PAIRS`` export mode, through PyTorch's TorchScript exporter: the dynamo
+exporter cannot trace NNCF's quantizers); :func:`export_qat_openvino` writes them as OpenVINO ``FakeQuantize``
+operations (NNCF's ``FAKE_QUANTIZE`` mode, read by OpenVINO's ONNX frontend, which maps NNCF's custom op onto
+its own), the form NNCF's post-training quantization gives the IR.
+
+:func:`float_form` puts the trained weights back into the un-folded architecture: the float model the INT8
+artifact was quantized from, which ``model.safetensors`` holds and artifacts are checked against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeprune.backends.base import Artifact
+from edgeprune.backends.onnx_export import INPUT_NAME, OUTPUT_NAME
+from edgeprune.errors import InputError, first_line
+from edgeprune.quantize.backend import MAX_CALIBRATION_IMAGES
+
+log = logging.getLogger(__name__)
+
+#: runtimes whose INT8 artifact edgeprune can build from a quantization-aware model
+QAT_RUNTIMES = ("onnxruntime", "openvino")
+
+#: the largest relative output change that folding batch norms may cause (float rounding only)
+FOLD_TOLERANCE = 1e-4
+
+#: ONNX opset of the QAT export (per-channel QuantizeLinear needs 13)
+QAT_OPSET = 17
+
+
+def check_qat_runtime(runtime: str, target_name: str) -> None:
+    """Refuse quantization-aware fine-tuning for a runtime whose quantizer here has no QAT path."""
+    if runtime == "litert":
+        raise InputError(f"--qat-epochs: target '{target_name}' runs LiteRT, whose quantizer here "
+                         "(ai-edge-quantizer) has no quantization-aware training path; drop --qat-epochs")
+    if runtime not in QAT_RUNTIMES:
+        raise InputError(f"--qat-epochs is implemented for ONNX Runtime and OpenVINO targets; target "
+                         f"'{target_name}' runs {runtime}")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """NNCF's and the exporters' progress bars, notes and warnings kept out of the terminal."""
+    levels = {name: logging.getLogger(name).level for name in ("nncf", "torch.utils.cpp_extension", "torch.onnx")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    """(convolution, batch norm) module names where the batch norm reads the convolution's output directly,
+    found by running ``example`` through ``model``."""
+    produced: dict[int, str] = {}
+    pairs: list[tuple[str, str]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: produced.__setitem__(id(out), name)))
+        elif isinstance(module, nn.BatchNorm2d):
+            hooks.append(module.register_forward_hook(
+                lambda _m, inp, _o, name=name: pairs.append((produced.get(id(inp[0]), ""), name))))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return [(conv, bn) for conv, bn in pairs if conv]
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+def fold_batchnorm(model: nn.Module, example: torch.Tensor, check: torch.Tensor
+                   ) -> tuple[nn.Module, list[tuple[str, str]]]:
+    """A copy of ``model`` (eval mode) with each convolution's batch norm folded into it (the norm becomes an
+    ``nn.Identity``), and the folded pairs; refuses (InputError) a model whose outputs on ``check`` change:
+    a convolution whose output is also read elsewhere cannot be folded."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    reference = model.eval()
+    folded = copy.deepcopy(reference)
+    pairs = conv_bn_pairs(folded, example)
+    for conv, bn in pairs:
+        _set(folded, conv, fuse_conv_bn_eval(folded.get_submodule(conv), folded.get_submodule(bn)))
+        _set(folded, bn, nn.Identity())
+    with torch.no_grad():
+        want, got = reference(check), folded(check)
+    change = float((want - got).abs().max()) / max(1.0, float(want.abs().max()))
+    if change > FOLD_TOLERANCE:
+        raise InputError(f"folding batch norms into convolutions changed the model's outputs by {change:.2g} of "
+                         "their scale (a convolution's output is also read elsewhere); quantization-aware "
+                         "fine-tuning needs them folded")
+    return folded, pairs
+
+
+def prepare_qat(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor
+                ) -> tuple[nn.Module, list[tuple[str, str]]]:
+    """The quantization-aware form of ``model`` (batch norms folded, NNCF fake-quantize operations calibrated
+    on up to :data:`MAX_CALIBRATION_IMAGES` of ``calibration``) and the folded (conv, batch norm) pairs."""
+    with _quiet():
+        import nncf
+    if len(calibration) == 0:
+        raise InputError("quantization-aware fine-tuning needs calibration images (--calib-images)")
+    images = calibration[:MAX_CALIBRATION_IMAGES]
+    folded, pairs = fold_batchnorm(model, example, images[:16])
+    batches = [images[i:i + 1] for i in range(len(images))]
+    try:
+        with _quiet():
+            quantized = nncf.quantize(folded, nncf.Dataset(batches), subset_size=len(batches),
+                                      preset=nncf.QuantizationPreset.PERFORMANCE)
+    except Exception as exc:  # NNCF raises many types on a graph it cannot handle
+        raise InputError(f"NNCF cannot quantize the model for quantization-aware fine-tuning: "
+                         f"{type(exc).__name__}: {first_line(exc, 200)}") from None
+    log.debug("NNCF quantization-aware model: %d batch norms folded, calibrated on %d images", len(pairs),
+              len(batches))
+    return quantized.eval(), pairs
+
+
+def _export(qat: nn.Module, example: torch.Tensor, path: Path, qdq: bool) -> None:
+    from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode
+
+    mode = QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS if qdq else QuantizerExportMode.FAKE_QUANTIZE
+    quantizers = [m for m in qat.modules() if isinstance(m, BaseQuantizer)]
+    if not quantizers:
+        raise InputError("the quantization-aware model holds no quantizers to export")
+    was_training = qat.training
+    qat.eval()
+    try:
+        for quantizer in quantizers:
+            quantizer.set_export_mode(mode)
+        with _quiet(), contextlib.redirect_stderr(io.StringIO()):
+            torch.onnx.export(qat, (example,), str(path), dynamo=False, opset_version=QAT_OPSET,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    except InputError:
+        raise
+    except Exception as exc:  # the exporter raises many types
+        raise InputError(f"export of the quantization-aware model failed: {type(exc).__name__}: "
+                         f"{first_line(exc, 200)}") from None
+    finally:
+        for quantizer in quantizers:
+            quantizer.set_export_mode(QuantizerExportMode.FAKE_QUANTIZE)
+        qat.train(was_training)
+
+
+def export_qat_onnx(qat: nn.Module, example: torch.Tensor, path: Path) -> Artifact:
+    """Write the quantization-aware model as a QDQ ONNX model (float input and output) at ``path``."""
+    import onnx
+
+    path = Path(path).with_suffix(".onnx")
+    _export(qat, example, path, qdq=True)
+    onnx.checker.check_model(str(path))
+    return Artifact(path, "onnx", INPUT_NAME, tuple(example.shape))
+
+
+def export_qat_openvino(qat: nn.Module, example: torch.Tensor, path: Path) -> Artifact:
+    """Write the quantization-aware model as OpenVINO IR with FakeQuantize operations at ``path`` (``.xml`` and
+    ``.bin``, fp32 constants)."""
+    import openvino as ov
+
+    xml = Path(path).with_suffix(".xml")
+    with tempfile.TemporaryDirectory(prefix="edgeprune-qat-") as tmp:
+        onnx_path = Path(tmp) / "qat.onnx"
+        _export(qat, example, onnx_path, qdq=False)
+        try:
+            ov.save_model(ov.Core().read_model(str(onnx_path)), str(xml), compress_to_fp16=False)
+        except Exception as exc:
+            raise InputError(f"OpenVINO cannot read the quantization-aware model: {first_line(exc, 200)}") from None
+    return Artifact(xml, "openvino", INPUT_NAME, tuple(example.shape))
+
+
+def export_qat(qat: nn.Module, example: torch.Tensor, path: Path, runtime: str) -> Artifact:
+    """The INT8 artifact of ``runtime`` (``onnxruntime`` or ``openvino``) from the quantization-aware model."""
+    if runtime == "openvino":
+        return export_qat_openvino(qat, example, path)
+    if runtime == "onnxruntime":
+        return export_qat_onnx(qat, example, path)
+    raise InputError(f"no quantization-aware export for {runtime}")
+
+
+def float_form(qat: nn.Module, architecture: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
+    """``architecture`` (un-folded, as the plan rebuilds it) carrying the quantization-aware model's trained
+    float weights: each folded convolution's weight and bias go back into the convolution and its batch norm
+    (which becomes the identity plus the bias: scale 1, mean 0, variance 1 - eps), so the copy computes what
+    the QAT model computes without its fake-quantize steps."""
+    state = {k: v for k, v in qat.state_dict().items()}
+    result = copy.deepcopy(architecture).eval()
+    folded_convs = {conv: bn for conv, bn in pairs}
+    with torch.no_grad():
+        for name, module in result.named_modules():
+            if name in folded_convs:
+                module.weight.copy_(state[f"{name}.weight"])
+                bias = state.get(f"{name}.bias")
+                if module.bias is not None:
+                    module.bias.zero_()
+                bn = result.get_submodule(folded_convs[name])
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(bias if bias is not None else torch.zeros_like(bn.bias))
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            elif name and not any(name == bn or name.startswith(bn + ".") for bn in folded_convs.values()):
+                for key, value in module.named_parameters(recurse=False):
+                    getattr(module, key).copy_(state[f"{name}.{key}"])
+                for key, value in module.named_buffers(recurse=False):
+                    if f"{name}.{key}" in state:
+                        value.copy_(state[f"{name}.{key}"])
+    return result
+
