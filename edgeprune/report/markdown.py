@@ -154,6 +154,9 @@ def _method(report: dict[str, Any]) -> list[str]:
                  f"({quant.get('format', '?')}; weights {quant.get('weights', '?')}; activations "
                  f"{quant.get('activations', '?')}, on {quant.get('calibration_images', '?')} calibration images); "
                  "every candidate was measured quantized.")
+    qat = method.get("qat")
+    if qat:
+        text += _qat_sentence(qat)
     choice = method.get("precision_choice")
     if choice:
         text += f" Precision chosen by `--precision auto`: {str(choice.get('precision', '?')).upper()} ({choice.get('reason', '?')})."
@@ -185,6 +188,20 @@ def _method(report: dict[str, Any]) -> list[str]:
     if finetune:
         text += _finetune_sentence(finetune)
     return ["## Method", "", text, ""]
+
+
+def _qat_sentence(qat: dict[str, Any]) -> str:
+    """One sentence on ``--qat-epochs``: skipped and why, or what ran and which INT8 artifact shipped."""
+    if not qat.get("ran"):
+        return f" Quantization-aware fine-tuning: {qat.get('reason', 'skipped')}."
+
+    ptq, trained = qat.get("ptq") or {}, qat.get("qat") or {}
+    shipped = "the QAT artifact shipped" if qat.get("shipped") == "qat" else str(qat.get("reason", "?"))
+    return (f" Quantization-aware fine-tuning (`{qat.get('tool', 'NNCF')}`): {qat.get('epochs', 0)} epoch(s) on "
+            f"{qat.get('images', '?')} images ({qat.get('seconds', 0.0):.1f} s, lr {qat.get('lr', '?')}, "
+            f"{qat.get('batch_norms_folded', 0)} batch norms folded); top-1 in the runtime: PTQ artifact "
+            f"{_pct(ptq.get('top1'))} ({ptq.get('median_ms', float('nan')):.3f} ms), QAT artifact "
+            f"{_pct(trained.get('top1'))} ({trained.get('median_ms', float('nan')):.3f} ms); {shipped}.")
 
 
 def _finetune_sentence(finetune: dict[str, Any]) -> str:

@@ -89,6 +89,10 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
     if "search-upward" in kinds:
         lines[-1] += (" *search-upward* is a wider candidate searched once after a candidate measured far under "
                       "the search target; it replaces that candidate only if measured within the budget.")
+    if "qat" in kinds:
+        lines[-1] += (" *qat* measures the quantization-aware fine-tuned INT8 artifact (`--qat-epochs`), the same way "
+                      "as the final confirmation; it ships only if within the budget and at least as accurate as "
+                      "the post-training-quantized one.")
     if "recheck" in kinds:
         lines[-1] += (" *recheck* is one more measurement of the recovered model, taken when its confirmation "
                       "missed the budget although its architecture had confirmed; it decides, and it is the "

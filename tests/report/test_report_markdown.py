@@ -94,3 +94,17 @@ def test_method_states_the_fine_tune_recipe(demo_report: dict[str, Any]) -> None
             "distillation from the original (T=4.0, alpha=0.9), augmentation crop,flip.") in md
     demo_report["finetune"].update(distill=False, augment="none")
     assert "learning rate 0.01, no augmentation." in render_markdown(demo_report)
+
+
+def test_qat_sentence_says_what_ran_and_what_shipped_or_why_it_was_skipped(full_report: dict[str, Any]) -> None:
+    report = copy.deepcopy(full_report)
+    report["method"]["qat"] = {"ran": False, "epochs": 0,
+                               "reason": "skipped: the run ships a float model (fp32), and QAT applies to INT8 only"}
+    assert "Quantization-aware fine-tuning: skipped: the run ships a float model" in render_markdown(report)
+    report["method"]["qat"] = {"ran": True, "epochs": 1, "seconds": 9.5, "images": 1347, "lr": 0.0001,
+                               "batch_norms_folded": 9, "tool": "nncf.quantize", "shipped": "qat", "reason": "ok",
+                               "ptq": {"top1": 0.98, "median_ms": 0.31}, "qat": {"top1": 0.9822, "median_ms": 0.305}}
+    md = render_markdown(report)
+    assert "PTQ artifact 98.00% (0.310 ms), QAT artifact 98.22% (0.305 ms); the QAT artifact shipped" in md
+    report["method"]["qat"] = {**report["method"]["qat"], "shipped": "ptq", "reason": "kept the PTQ artifact: x"}
+    assert "; kept the PTQ artifact: x." in render_markdown(report)
