@@ -79,8 +79,8 @@ def _quiet() -> Iterator[None]:
 
 
 def conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
-    """(convolution, batch norm) module names where the batch norm reads the convolution's output directly,
-    found by running ``example`` through ``model``."""
+    """(convolution, batch norm) module names where the batch norm (affine, with running statistics) reads the
+    convolution's output directly, found by running ``example`` through ``model``."""
     produced: dict[int, str] = {}
     pairs: list[tuple[str, str]] = []
     hooks = []
@@ -88,7 +88,7 @@ def conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, st
         if isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(
                 lambda _m, _i, out, name=name: produced.__setitem__(id(out), name)))
-        elif isinstance(module, nn.BatchNorm2d):
+        elif isinstance(module, nn.BatchNorm2d) and module.affine and module.track_running_stats:
             hooks.append(module.register_forward_hook(
                 lambda _m, inp, _o, name=name: pairs.append((produced.get(id(inp[0]), ""), name))))
     was_training = model.training
@@ -220,9 +220,9 @@ def float_form(qat: nn.Module, architecture: nn.Module, pairs: list[tuple[str, s
     float weights: each folded convolution's weight and bias go back into the convolution and its batch norm
     (which becomes the identity plus the bias: scale 1, mean 0, variance 1 - eps), so the copy computes what
     the QAT model computes without its fake-quantize steps."""
-    state = {k: v for k, v in qat.state_dict().items()}
+    state = qat.state_dict()
     result = copy.deepcopy(architecture).eval()
-    folded_convs = {conv: bn for conv, bn in pairs}
+    folded_convs, folded_bns = dict(pairs), {bn for _, bn in pairs}
     with torch.no_grad():
         for name, module in result.named_modules():
             if name in folded_convs:
@@ -235,11 +235,10 @@ def float_form(qat: nn.Module, architecture: nn.Module, pairs: list[tuple[str, s
                 bn.bias.copy_(bias if bias is not None else torch.zeros_like(bn.bias))
                 bn.running_mean.zero_()
                 bn.running_var.fill_(1.0 - bn.eps)
-            elif name and not any(name == bn or name.startswith(bn + ".") for bn in folded_convs.values()):
-                for key, value in module.named_parameters(recurse=False):
-                    getattr(module, key).copy_(state[f"{name}.{key}"])
-                for key, value in module.named_buffers(recurse=False):
-                    if f"{name}.{key}" in state:
-                        value.copy_(state[f"{name}.{key}"])
+            elif name not in folded_bns:  # every other module's own weights and buffers, as trained
+                prefix = f"{name}." if name else ""
+                for key, value in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+                    if prefix + key in state:
+                        value.copy_(state[prefix + key])
     return result
 
