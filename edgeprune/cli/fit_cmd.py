@@ -160,7 +160,9 @@ def print_summary(result: FitResult) -> None:
         console.print(f"                    {r['evaluation']['note']}", highlight=False)
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")
     if r.get("artifacts"):
-        console.print("  validated in each runtime (vs the pruned PyTorch model):")
+        qat = ((r.get("method") or {}).get("qat") or {}).get("shipped") == "qat"
+        console.print("  validated in each runtime (vs the " + ("quantization-aware PyTorch model; other formats vs its "
+                      "float form):" if qat else "pruned PyTorch model):"))
         for v in r["artifacts"]:
             latency = f"{v['median_ms']:.3f} ms here" if v.get("median_ms") is not None else "not timed here"
             agreement = "n/a" if v.get("top1_agreement") is None else f"{100 * v['top1_agreement']:.1f}%"

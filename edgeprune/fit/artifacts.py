@@ -39,9 +39,13 @@ def requested_formats(config: FitConfig, target: Target, measured_format: str) -
 
 
 def ship_artifacts(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Module, stage: Path,
-                   measured: Artifact, measured_file: str, plan_digest: str, measure_locally: bool
-                   ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Write sidecars and extra formats into ``stage``, validate each artifact; (file names, summaries)."""
+                   measured: Artifact, measured_file: str, plan_digest: str, measure_locally: bool,
+                   measured_reference: nn.Module | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Write sidecars and extra formats into ``stage``, validate each artifact; (file names, summaries).
+
+    The measured artifact is checked against ``measured_reference`` where given (the quantization-aware model
+    whose export it is), the others against ``slim``, from which they are exported.
+    """
     prep = inputs.preprocessing
     write_artifact_sidecar(stage / measured_file, measured.format, target=target, input_name=measured.input_name,
                            input_shape=measured.input_shape, preprocessing=prep, plan_digest=plan_digest)
@@ -53,7 +57,9 @@ def ship_artifacts(config: FitConfig, inputs: FitInputs, target: Target, slim: n
                                      plan_digest=plan_digest, force=True):
             names += item.file_names
             artifacts.append((item.format, item.path))
-    summaries = [_validate(config, inputs, target, slim, fmt, path, measure_locally) for fmt, path in artifacts]
+    references = [measured_reference or slim] + [slim] * (len(artifacts) - 1)
+    summaries = [_validate(config, inputs, target, reference, fmt, path, measure_locally)
+                 for reference, (fmt, path) in zip(references, artifacts, strict=True)]
     return names, summaries
 
 

@@ -32,6 +32,9 @@ from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
 log = logging.getLogger(__name__)
 
 PARITY_IMAGES = 16
+#: what the shipped artifact is checked against when quantization-aware fine-tuning shipped it
+QAT_REFERENCE = ("quantization-aware PyTorch model (NNCF fake quantization); model.safetensors holds its float form, "
+                 "from which the other formats are exported and against which they are validated")
 
 
 def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
@@ -49,7 +52,8 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                                      inputs.eval_inputs, labels)
         final_session = backend.load(final.artifact, target)
         final_eval = evaluate_session(final_session, final.artifact.input_name, inputs.eval_inputs, labels)
-        parity = max_abs_difference(final_session, final.artifact.input_name, slim, inputs.calibration[:PARITY_IMAGES])
+        parity = max_abs_difference(final_session, final.artifact.input_name, outcome.reference or slim,
+                                    inputs.calibration[:PARITY_IMAGES])
     macs_before, params_before = count_macs_and_params(run.model, run.example)
     macs_after, params_after = count_macs_and_params(slim, run.example)
     kept = {g.name: keep.get(g.name, list(range(g.width))) for g in run.groups}
@@ -84,7 +88,8 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     local = run.measurer.timer.source == "measured-local"
     with clock("export"):
         shipped, validations = ship_artifacts(config, inputs, run.target, slim, stage, final.artifact,
-                                              artifact_files[0], plan.digest(), measure_locally=local)
+                                              artifact_files[0], plan.digest(), measure_locally=local,
+                                              measured_reference=outcome.reference)
     state = {k: v.detach().contiguous() for k, v in slim.state_dict().items()}
     save_file(state, str(stage / "model.safetensors"), metadata={"plan_sha256": plan.digest()})
     write_json_atomic(stage / "plan.json", plan.to_dict())
@@ -107,8 +112,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                     "device": target.device, "note": evaluation_note,
                     "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
         parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(inputs.calibration)),
-                "reference": "float form of the quantization-aware model (model.safetensors)" if qat_shipped
-                else "pruned PyTorch model"},
+                "reference": QAT_REFERENCE if qat_shipped else "pruned PyTorch model"},
         calibration={"images": len(inputs.calibration), "source": inputs.calibration_source,
                      "bn_recalibrated": (run.recovery.recalibrates_bn or run.recovery.depth_pruned) and pruned,
                      "reconstruction": run.recovery.reconstruction if pruned else None},

@@ -101,6 +101,9 @@ class RunOutcome:
     keep: dict[str, list[int]]
     allocation: Allocation
     depth: DepthResult | None = None
+    #: the PyTorch model the measured artifact is checked against when it is not ``slim``: the quantization-aware
+    #: model (NNCF's fake quantization in its forward pass) when its artifact ships (``slim`` is then its float form)
+    reference: nn.Module | None = None
 
 
 class FitRun(ClosedLoop, PrecisionStage):
