@@ -85,6 +85,22 @@ def test_qat_model_trains_resumes_and_exports_int8_onnx_and_ir_that_agree_with_i
                                    reference=reference, measure=False, raise_on_failure=False)
         assert result.passed, (runtime, result.failure_message())
         assert result.runtime["precision"] == "int8"
+    assert _ort_kernels(tmp_path / "qat-onnxruntime.onnx", tmp_path / "optimized.onnx").get("QLinearConv") == 3
+
+
+def _ort_kernels(path: Path, optimized: Path) -> dict[str, int]:
+    """The op types of the graph ONNX Runtime runs (after its QDQ fusions): integer kernels or float ones."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    kinds: dict[str, int] = {}
+    for node in onnx.load(str(optimized)).graph.node:
+        kinds[node.op_type] = kinds.get(node.op_type, 0) + 1
+    return kinds
 
 
 def test_a_convolution_read_elsewhere_is_not_folded_silently() -> None:
