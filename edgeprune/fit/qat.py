@@ -2,7 +2,8 @@
 
 After the final candidate is chosen, recovered in float and its post-training-quantized (PTQ) artifact confirmed,
 an INT8 run on ONNX Runtime or OpenVINO may fine-tune the quantized model itself: the slim model's batch norms
-are folded, NNCF inserts fake-quantize operations (calibrated on the run's calibration images, the PTQ preset),
+are folded, NNCF inserts fake-quantize operations (calibrated on the run's calibration images, the PTQ preset;
+the layers mixed precision left in float in the PTQ artifact stay float, NNCF's ignored scope),
 and the model is trained ``N`` epochs with the recovery fine-tune's data, loss (distillation from the original
 when the run distils; feature hints are not used here), seed and augmentation, at a constant learning rate of
 ``finetune_lr / 100`` (:data:`QAT_LR_SHARE`: the model starts from recovered weights, and only the rounding is
@@ -78,7 +79,8 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
     train = inputs.train_set
     assert train is not None  # resolve_inputs refuses --qat-epochs without training data
     with run.clock("qat"):
-        qat, pairs = prepare_qat(outcome.slim, example, inputs.calibration)
+        float_layers = tuple(getattr(run.measurer.backend, "float_layers", ()))  # mixed precision: as PTQ left them
+        qat, pairs = prepare_qat(outcome.slim, example, inputs.calibration, float_layers)
         spec = TrainSpec(epochs=config.qat_epochs, lr=config.finetune_lr * QAT_LR_SHARE, seed=config.seed,
                          schedule=QAT_SCHEDULE, augment=run.recovery.augment)
         loss = DistillationLoss(run.model, DISTILL_TEMPERATURE, DISTILL_ALPHA) if run.recovery.distills else None
@@ -115,7 +117,7 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         "ran": True, "epochs": config.qat_epochs, "seconds": seconds, "shipped": "qat" if ships else "ptq",
         "reason": reason,
         "tool": "nncf.quantize on the PyTorch model (preset PERFORMANCE), fine-tuned with fake quantization",
-        "batch_norms_folded": len(pairs), "lr": spec.lr, "schedule": spec.schedule, "augment": spec.augment,
+        "batch_norms_folded": len(pairs), "float_layers": list(float_layers), "lr": spec.lr, "schedule": spec.schedule, "augment": spec.augment,
         "distill": loss is not None, "images": len(train),
         "export": "QDQ (QuantizeLinear/DequantizeLinear)" if artifact.format == "onnx" else "IR with FakeQuantize",
         "ptq": {"top1": ptq_eval.top1, "median_ms": outcome.final.stats.median_ms},

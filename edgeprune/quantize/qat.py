@@ -28,10 +28,12 @@ import contextlib
 import copy
 import io
 import logging
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -131,10 +133,20 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor, check: torch.Tensor
     return folded, pairs
 
 
-def prepare_qat(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor
-                ) -> tuple[nn.Module, list[tuple[str, str]]]:
+def ignored_scope(float_layers: tuple[str, ...]) -> Any:
+    """NNCF's scope of the layers left in float (module paths, as mixed precision names them): NNCF names a
+    PyTorch operation by its module path in slashes, then the function and its call index (``stage1/conv1/conv2d/0``)."""
+    import nncf
+
+    return nncf.IgnoredScope(patterns=[rf"^{re.escape(layer.replace('.', '/'))}/[A-Za-z_0-9]+/\d+$"
+                                       for layer in float_layers], validate=False)
+
+
+def prepare_qat(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor,
+                float_layers: tuple[str, ...] = ()) -> tuple[nn.Module, list[tuple[str, str]]]:
     """The quantization-aware form of ``model`` (batch norms folded, NNCF fake-quantize operations calibrated
-    on up to :data:`MAX_CALIBRATION_IMAGES` of ``calibration``) and the folded (conv, batch norm) pairs."""
+    on up to :data:`MAX_CALIBRATION_IMAGES` of ``calibration``, ``float_layers`` left in float as the PTQ
+    artifact leaves them) and the folded (conv, batch norm) pairs."""
     with _quiet():
         import nncf
     if len(calibration) == 0:
@@ -145,7 +157,8 @@ def prepare_qat(model: nn.Module, example: torch.Tensor, calibration: torch.Tens
     try:
         with _quiet():
             quantized = nncf.quantize(folded, nncf.Dataset(batches), subset_size=len(batches),
-                                      preset=nncf.QuantizationPreset.PERFORMANCE)
+                                      preset=nncf.QuantizationPreset.PERFORMANCE,
+                                      ignored_scope=ignored_scope(float_layers) if float_layers else None)
     except Exception as exc:  # NNCF raises many types on a graph it cannot handle
         raise InputError(f"NNCF cannot quantize the model for quantization-aware fine-tuning: "
                          f"{type(exc).__name__}: {first_line(exc, 200)}") from None

@@ -86,6 +86,11 @@ def test_qat_model_trains_resumes_and_exports_int8_onnx_and_ir_that_agree_with_i
         assert result.passed, (runtime, result.failure_message())
         assert result.runtime["precision"] == "int8"
     assert _ort_kernels(tmp_path / "qat-onnxruntime.onnx", tmp_path / "optimized.onnx").get("QLinearConv") == 3
+    mixed, _ = prepare_qat(model, example, train_x, float_layers=("conv2",))  # mixed precision: as PTQ left it
+    for runtime in ("onnxruntime", "openvino"):
+        artifact = export_qat(mixed, example, tmp_path / f"mixed-{runtime}", runtime)
+        kept = [layer for layer in layer_precisions(artifact.path, artifact.format) if layer.precision != "int8"]
+        assert [layer.weights for layer in kept] == ["fp32"] and "conv2" in kept[0].name, (runtime, kept)
 
 
 def _ort_kernels(path: Path, optimized: Path) -> dict[str, int]:
