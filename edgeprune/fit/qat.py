@@ -11,7 +11,8 @@ new; on the demo, one epoch on the labels at ``finetune_lr / 10`` lost 1.1 point
 where ``/ 100`` kept 98.00%; with distillation both kept it). Each epoch is checkpointed in the run's journal, so ``--resume`` continues from the last
 finished one. The INT8 artifact exported from the trained model is measured (paired with the original, like the
 final confirmation) and evaluated in the runtime; it replaces the PTQ artifact only when it meets the budget and
-its top-1 on the evaluation images is not lower than the PTQ artifact's. Either way the report says what ran,
+its top-1 on the evaluation images (without labels: its top-1 agreement with the original PyTorch model) is not
+lower than the PTQ artifact's. Either way the report says what ran,
 for how long, and both artifacts' top-1 (``method.qat``).
 
 When the quantization-aware artifact ships, it is validated (INT8 tolerances) against the quantization-aware
@@ -30,6 +31,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from edgeprune.data.tensors import to_model_input
@@ -101,16 +103,20 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         parity = max_abs_difference(session, artifact.input_name, qat, inputs.calibration[:PARITY_IMAGES])
     budget_ms = run.budget_ms
     meets = measured.stats.median_ms <= budget_ms
-    as_accurate = qat_eval.top1 is None or ptq_eval.top1 is None or qat_eval.top1 >= ptq_eval.top1
-    ships = meets and as_accurate
+    original = _predictions(run.model, inputs.eval_inputs)  # without labels: agreement with the original decides
+    agreement = {"ptq": float((ptq_eval.predictions == original).mean()),
+                 "qat": float((qat_eval.predictions == original).mean())}
+    measure = "top-1" if qat_eval.top1 is not None and ptq_eval.top1 is not None else "agreement with the original"
+    score = {"ptq": ptq_eval.top1, "qat": qat_eval.top1} if measure == "top-1" else agreement
+    ships = meets and score["qat"] >= score["ptq"]
     if ships:
-        reason = "measured within the budget, and at least as accurate as the PTQ artifact"
+        reason = f"measured within the budget, and its {measure} is at least the PTQ artifact's"
     elif not meets:
         reason = (f"kept the PTQ artifact: the QAT artifact measured {measured.stats.median_ms:.3f} ms, over the "
                   f"budget {budget_ms:.3f} ms")
     else:
-        reason = (f"kept the PTQ artifact: its top-1 {ptq_eval.top1:.4f} beats the QAT artifact's "
-                  f"{qat_eval.top1:.4f}")
+        reason = (f"kept the PTQ artifact: its {measure} {score['ptq']:.4f} beats the QAT artifact's "
+                  f"{score['qat']:.4f}")
     log.info("QAT: %d epoch(s) in %.1f s; top-1 PTQ %s, QAT %s; %s", config.qat_epochs, seconds,
              _pct(ptq_eval.top1), _pct(qat_eval.top1), "QAT artifact shipped" if ships else reason)
     run.qat_report = {
@@ -120,8 +126,10 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         "batch_norms_folded": len(pairs), "float_layers": list(float_layers), "lr": spec.lr, "schedule": spec.schedule, "augment": spec.augment,
         "distill": loss is not None, "images": len(train),
         "export": "QDQ (QuantizeLinear/DequantizeLinear)" if artifact.format == "onnx" else "IR with FakeQuantize",
-        "ptq": {"top1": ptq_eval.top1, "median_ms": outcome.final.stats.median_ms},
-        "qat": {"top1": qat_eval.top1, "median_ms": measured.stats.median_ms, "meets_budget": meets,
+        "ptq": {"top1": ptq_eval.top1, "agreement_with_original": agreement["ptq"],
+                "median_ms": outcome.final.stats.median_ms},
+        "qat": {"top1": qat_eval.top1, "agreement_with_original": agreement["qat"],
+                "median_ms": measured.stats.median_ms, "meets_budget": meets,
                 "latency_source": run.measurer.timer.source,
                 "paired_ratio": measured.paired.summary.ratio if measured.paired is not None else None,
                 "max_abs_diff_vs_qat_model": parity},
@@ -149,6 +157,12 @@ def _measure(run: FitRun, outcome: RunOutcome, artifact: Any) -> Measurement:
         run.journal.record(key, measured.stats)
     run._record(QAT_KIND, outcome.keep, {}, measured)
     return measured
+
+
+def _predictions(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
+    """``model``'s classes for ``inputs`` (PyTorch, in batches)."""
+    with torch.no_grad():
+        return torch.cat([model(inputs[i:i + 128]).argmax(1) for i in range(0, len(inputs), 128)]).numpy()
 
 
 def _pct(value: float | None) -> str:

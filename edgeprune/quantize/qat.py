@@ -133,12 +133,29 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor, check: torch.Tensor
     return folded, pairs
 
 
+class QatRoot(nn.Module):
+    """The model NNCF wraps: ``model`` as the one child of a plain module (NNCF adds a hook-storage child to the
+    module it wraps, which an ``nn.Sequential`` root would call in its forward pass)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped model's output."""
+        return self.model(x)
+
+
+#: the prefix :class:`QatRoot` puts on the wrapped model's state-dict keys
+ROOT_PREFIX = "model."
+
+
 def ignored_scope(float_layers: tuple[str, ...]) -> Any:
     """NNCF's scope of the layers left in float (module paths, as mixed precision names them): NNCF names a
     PyTorch operation by its module path in slashes, then the function and its call index (``stage1/conv1/conv2d/0``)."""
     import nncf
 
-    return nncf.IgnoredScope(patterns=[rf"^{re.escape(layer.replace('.', '/'))}/[A-Za-z_0-9]+/\d+$"
+    return nncf.IgnoredScope(patterns=[rf"^{re.escape((ROOT_PREFIX + layer).replace('.', '/'))}/[A-Za-z_0-9]+/\d+$"
                                        for layer in float_layers], validate=False)
 
 
@@ -156,7 +173,7 @@ def prepare_qat(model: nn.Module, example: torch.Tensor, calibration: torch.Tens
     batches = [images[i:i + 1] for i in range(len(images))]
     try:
         with _quiet():
-            quantized = nncf.quantize(folded, nncf.Dataset(batches), subset_size=len(batches),
+            quantized = nncf.quantize(QatRoot(folded), nncf.Dataset(batches), subset_size=len(batches),
                                       preset=nncf.QuantizationPreset.PERFORMANCE,
                                       ignored_scope=ignored_scope(float_layers) if float_layers else None)
     except Exception as exc:  # NNCF raises many types on a graph it cannot handle
@@ -233,7 +250,7 @@ def float_form(qat: nn.Module, architecture: nn.Module, pairs: list[tuple[str, s
     float weights: each folded convolution's weight and bias go back into the convolution and its batch norm
     (which becomes the identity plus the bias: scale 1, mean 0, variance 1 - eps), so the copy computes what
     the QAT model computes without its fake-quantize steps."""
-    state = qat.state_dict()
+    state = {k[len(ROOT_PREFIX):]: v for k, v in qat.state_dict().items() if k.startswith(ROOT_PREFIX)}
     result = copy.deepcopy(architecture).eval()
     folded_convs, folded_bns = dict(pairs), {bn for _, bn in pairs}
     with torch.no_grad():

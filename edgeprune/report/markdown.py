@@ -196,12 +196,18 @@ def _qat_sentence(qat: dict[str, Any]) -> str:
         return f" Quantization-aware fine-tuning: {qat.get('reason', 'skipped')}."
 
     ptq, trained = qat.get("ptq") or {}, qat.get("qat") or {}
+
+    def score(side: dict[str, Any]) -> str:  # top-1, or without labels the agreement with the original
+        if side.get("top1") is None and side.get("agreement_with_original") is not None:
+            return f"{_pct(side['agreement_with_original'])} agreement with the original"
+        return _pct(side.get("top1"))
+
     shipped = "the QAT artifact shipped" if qat.get("shipped") == "qat" else str(qat.get("reason", "?"))
     return (f" Quantization-aware fine-tuning (`{qat.get('tool', 'NNCF')}`): {qat.get('epochs', 0)} epoch(s) on "
             f"{qat.get('images', '?')} images ({qat.get('seconds', 0.0):.1f} s, lr {qat.get('lr', '?')}, "
             f"{qat.get('batch_norms_folded', 0)} batch norms folded); top-1 in the runtime: PTQ artifact "
-            f"{_pct(ptq.get('top1'))} ({ptq.get('median_ms', float('nan')):.3f} ms), QAT artifact "
-            f"{_pct(trained.get('top1'))} ({trained.get('median_ms', float('nan')):.3f} ms); {shipped}.")
+            f"{score(ptq)} ({ptq.get('median_ms', float('nan')):.3f} ms), QAT artifact "
+            f"{score(trained)} ({trained.get('median_ms', float('nan')):.3f} ms); {shipped}.")
 
 
 def _finetune_sentence(finetune: dict[str, Any]) -> str:

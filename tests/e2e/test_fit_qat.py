@@ -38,6 +38,7 @@ def test_int8_fit_with_one_qat_epoch_reports_both_artifacts_and_ships_a_validate
     assert len(rounds) == 1 and rounds[0]["measured"] and rounds[0]["precision"] == "int8"
     if qat["shipped"] == "qat":
         assert qat["qat"]["meets_budget"] and qat["qat"]["top1"] >= qat["ptq"]["top1"]
+        assert qat["reason"] == "measured within the budget, and its top-1 is at least the PTQ artifact's"
         assert report["final"]["latency"]["median_ms"] == pytest.approx(qat["qat"]["median_ms"])
         assert report["final"]["top1"] == pytest.approx(qat["qat"]["top1"])
         assert report["parity"]["reference"].startswith("quantization-aware PyTorch model")

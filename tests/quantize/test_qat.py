@@ -134,3 +134,16 @@ def test_qat_epochs_on_a_litert_target_is_one_line_and_exit_2(tmp_path: Path) ->
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "no quantization-aware training path" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out" / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_a_sequential_model_is_quantized_and_exported(tmp_path: Path) -> None:
+    """NNCF adds a child to the module it wraps, which an ``nn.Sequential`` root would call: it is wrapped first."""
+    from model_helpers import conv_stack
+
+    torch.manual_seed(0)
+    model, images = conv_stack(2, 8, classes=4), torch.rand(24, 3, 8, 8)
+    qat, pairs = prepare_qat(model, images[:1], images)
+    artifact = export_qat(qat, images[:1], tmp_path / "seq", "onnxruntime")
+    assert pairs == [] and summarise(layer_precisions(artifact.path, artifact.format)).get("int8", 0) == 3
+    assert set(float_form(qat, model, pairs).state_dict()) == set(model.state_dict())
