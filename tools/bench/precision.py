@@ -53,7 +53,7 @@ from edgeprune.backends.base import Artifact  # noqa: E402
 from edgeprune.data.loaders import load_npz  # noqa: E402
 from edgeprune.data.tensors import calibration_indices, to_model_input  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
-from edgeprune.errors import BudgetUnreachableError  # noqa: E402
+from edgeprune.errors import BudgetUnreachableError, ValidationFailedError  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.quantize.backend import MAX_CALIBRATION_IMAGES, Int8Backend  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
@@ -251,12 +251,17 @@ def run_fit_cell(cell: Cell, weights: Path, train_npz: Path, work: Path, record:
                  table_dir: Path | None) -> None:
     """One ``edgeprune.fit`` at the cell's budget share; fills ``record``."""
     precision, importance = cell.method.split("-")
-    result = edgeprune.fit(
-        model="cifar-resnet56", weights=weights, data=LOSSLESS, train_data=train_npz, target=cell.target,
-        budget=f"{100 / SPEEDUPS[cell.speedup]:.3f}%", importance="lasso", allocation="latency",
-        prune_blocks=importance == "blocks", precision=precision, finetune_epochs=cell.epochs,
-        distill=cell.epochs > 0, out=work / "fit", force=True, seed=0, table_dir=table_dir)
-    report = result.report
+    try:
+        report = edgeprune.fit(
+            model="cifar-resnet56", weights=weights, data=LOSSLESS, train_data=train_npz, target=cell.target,
+            budget=f"{100 / SPEEDUPS[cell.speedup]:.3f}%", importance="lasso", allocation="latency",
+            prune_blocks=importance == "blocks", precision=precision, finetune_epochs=cell.epochs,
+            distill=cell.epochs > 0, out=work / "fit", force=True, seed=0, table_dir=table_dir).report
+        status = "met"
+    except ValidationFailedError as exc:  # the fit wrote its results and says which check failed: a result too
+        report = json.loads((work / "fit" / "report.json").read_text())
+        status = "validation failed"
+        record["validation_failure"] = str(exc).split(" (results kept")[0]
     art = report["artifact"]
     target = load_target(cell.target).with_precision(precision)
     artifact = Artifact(Path(art["file"]), art["format"], art["input_name"], tuple(art["input_shape"]))
@@ -264,7 +269,7 @@ def run_fit_cell(cell: Cell, weights: Path, train_npz: Path, work: Path, record:
     assert prep is not None
     validation = evaluate_onnx(get_backend(target), artifact, target, VALIDATION, prep)[0]
     record.update({
-        "status": "met", "speedup": report.get("speedup_measured"), "speedup_interval": report.get("speedup_interval"),
+        "status": status, "speedup": report.get("speedup_measured"), "speedup_interval": report.get("speedup_interval"),
         "baseline_ms": report["baseline"]["latency"]["median_ms"], "final_ms": report["final"]["latency"]["median_ms"],
         "baseline_top1": report["baseline"]["top1"], "top1": report["final"]["top1"], "validation_top1": validation,
         "macs_before": report["baseline"]["macs"], "macs_after": report["final"]["macs"], "precision": precision,
@@ -318,7 +323,8 @@ def _cell_text(r: dict[str, Any] | None) -> str:
         return "budget not met"
     low, high = r.get("speedup_interval") or (None, None)
     interval = f" [{low:.2f}, {high:.2f}]" if low else ""
-    return f"{_pct(r['top1'])} at {r['speedup']:.2f}×{interval}"
+    failed = " (failed validation)" if r["status"] == "validation failed" else ""
+    return f"{_pct(r['top1'])} at {r['speedup']:.2f}×{interval}{failed}"
 
 
 def render(rows: list[dict[str, Any]]) -> list[str]:
@@ -398,7 +404,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
 
 def _best(by_name: dict[str, Any], names: list[str]) -> dict[str, Any] | None:
     """The met cell with the best validation top-1 (the choice is never made on the test subset)."""
-    met = [by_name[n] for n in names if n in by_name and by_name[n]["status"] != "unreachable"]
+    met = [by_name[n] for n in names if n in by_name and by_name[n]["status"] == "met"]
     return max(met, key=lambda r: r["validation_top1"]) if met else None
 
 
