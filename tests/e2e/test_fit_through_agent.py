@@ -29,9 +29,13 @@ def agent_url() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_fit_measures_every_candidate_on_the_agent(agent_url: str, tmp_path: Path) -> None:
+    """The default precision through an agent: ``auto``, with the quantized model measured on the device."""
     result = edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "out", device=agent_url,
-                           device_token=TOKEN, max_rounds=8, precision="fp32")
+                           device_token=TOKEN, max_rounds=8)
     report = result.report
+    assert report["method"]["precision_choice"]["precision"] in ("int8", "fp32")  # auto decided, on the agent's timing
+    quantized = [r for r in report["search"]["rounds"] if r["kind"] == "quantized"]
+    assert quantized and quantized[0]["measured"]
     for side in ("baseline", "final"):
         assert report[side]["latency"]["source"] == "measured-agent"
         assert report[side]["latency"]["machine"]  # the agent's machine, reported by the agent
