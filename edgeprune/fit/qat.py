@@ -31,7 +31,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgeprune.data.tensors import to_model_input
@@ -44,7 +43,7 @@ from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.quantize.qat import export_qat, float_form, prepare_qat
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
-from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
+from edgeprune.validate.accuracy import evaluate_session, max_abs_difference, model_logits
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         parity = max_abs_difference(session, artifact.input_name, qat, inputs.calibration[:PARITY_IMAGES])
     budget_ms = run.budget_ms
     meets = measured.stats.median_ms <= budget_ms
-    original = _predictions(run.model, inputs.eval_inputs)  # without labels: agreement with the original decides
+    original = model_logits(run.model, inputs.eval_inputs).argmax(1)  # without labels: agreement with the original decides
     agreement = {"ptq": float((ptq_eval.predictions == original).mean()),
                  "qat": float((qat_eval.predictions == original).mean())}
     measure = "top-1" if qat_eval.top1 is not None and ptq_eval.top1 is not None else "agreement with the original"
@@ -131,7 +130,7 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         "qat": {"top1": qat_eval.top1, "agreement_with_original": agreement["qat"],
                 "median_ms": measured.stats.median_ms, "meets_budget": meets,
                 "latency_source": run.measurer.timer.source,
-                "paired_ratio": measured.paired.summary.ratio if measured.paired is not None else None,
+                "paired_ratio": measured.paired.summary.ratio if measured.paired is not None else measured.replayed_ratio,
                 "max_abs_diff_vs_qat_model": parity},
         "evaluation_images": qat_eval.images,
     }
@@ -147,22 +146,16 @@ def _measure(run: FitRun, outcome: RunOutcome, artifact: Any) -> Measurement:
     key = keep_key(step, run.journal_prefix + QAT_KIND, outcome.keep)
     recorded = run.journal.measurement(key)
     if recorded is not None:
-        measured = Measurement(artifact, recorded)
+        measured = Measurement(artifact, recorded, replayed_ratio=run.journal.replayed_ratio)
     elif isinstance(run.measurer, PredictedMeasurer):
         measured = Measurement(artifact, outcome.final.stats)
     else:
         run.measurer.decision_ms = run.budget_ms
         with run.clock("confirm"):
             measured = run.measurer.time(artifact, CONFIRM_TIMING)
-        run.journal.record(key, measured.stats)
+        run.journal.record(key, measured.stats, measured.paired.summary.ratio if measured.paired is not None else None)
     run._record(QAT_KIND, outcome.keep, {}, measured)
     return measured
-
-
-def _predictions(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
-    """``model``'s classes for ``inputs`` (PyTorch, in batches)."""
-    with torch.no_grad():
-        return torch.cat([model(inputs[i:i + 128]).argmax(1) for i in range(0, len(inputs), 128)]).numpy()
 
 
 def _pct(value: float | None) -> str:

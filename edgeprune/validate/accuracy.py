@@ -50,9 +50,7 @@ def max_abs_difference(session: Session, input_name: str, model: nn.Module, inpu
 
 def top1_agreement(session: Session, input_name: str, model: nn.Module, inputs: torch.Tensor) -> float:
     """Share of ``inputs`` on which the artifact run by ``session`` predicts the class ``model`` predicts."""
-    model.eval()
-    with torch.no_grad():
-        expected = torch.cat([model(inputs[i:i + 128]).argmax(1) for i in range(0, len(inputs), 128)]).numpy()
+    expected = model_logits(model, inputs).argmax(1)
     return float(np.mean(evaluate_session(session, input_name, inputs, None).predictions == expected))
 
 
