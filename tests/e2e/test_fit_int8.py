@@ -78,6 +78,14 @@ def test_auto_precision_searches_float_where_no_int8_candidate_reaches_the_budge
     out = tmp_path / "auto8"
     proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", "8%",
                            "--precision", "auto", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    if proc.returncode == 2:
+        # The float floor sits within a few percent of 8% too (CI measured it at 0.084 ms against 0.075 ms): a
+        # refusal is right there, but only after the float candidates were searched, and in one line.
+        if "no INT8 candidate met the budget" in proc.stderr:  # INT8 was tried first (a CPU where it is faster)
+            assert "searching float candidates" in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("edgeprune: error:")]
+        assert len(errors) == 1 and "cannot be met" in errors[0] and "Traceback" not in proc.stderr
+        return
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     choice, rounds = report["method"]["precision_choice"], report["search"]["rounds"]
