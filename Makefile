@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "edgeprune needs Python >= 3.10")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[workstation,openvino,tflite,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[workstation,openvino,tflite,yolo,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
