@@ -23,6 +23,7 @@ from edgeprune.export.formats import parse_formats, runnable_here, runtime_targe
 from edgeprune.export.sidecar import sidecar_path
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.target import Target
+from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.artifact_check import ModelInputs, validate_artifact
 
@@ -68,7 +69,10 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
     run_target, _ = runnable_here(runtime_target(target, fmt))  # the target itself for its own format, if here
     # without --data (the demo), the images the run evaluated on: random inputs would judge a quantized model on
     # inputs outside the ranges it was calibrated for
-    data = config.data or ModelInputs(inputs.eval_inputs.numpy(), inputs.eval_set.labels, inputs.eval_set.source)
+    # a detector's data is read by the task's own loader: always hand over the images the run evaluated on
+    detector = not isinstance(inputs.task, ClassificationTask)
+    data = ModelInputs(inputs.eval_inputs.numpy(), inputs.truth, inputs.eval_set.source, inputs.task) \
+        if detector or config.data is None else config.data
     result = validate_artifact(path, run_target, data=data, reference=slim, min_accuracy=config.min_accuracy,
                                images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
                                preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING, measure=measure_locally,
@@ -78,6 +82,8 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
     summary = {"format": fmt, "file": path.name, "runtime": run_target.runtime, "passed": result.passed,
                "max_abs_diff": parity.get("max_abs_diff_output_units"), "max_abs_diff_relative": parity.get("max_abs_diff_relative"),
                "top1_agreement": parity.get("top1_agreement_fraction"), "top1": accuracy.get("top1_accuracy_fraction"),
+               **({"agreement": parity.get("agreement_fraction"), "map50_95": accuracy.get("map50_95_fraction"),
+                   "map50": accuracy.get("map50_fraction")} if detector else {}),
                "median_ms": latency.get("median_ms"), "p90_ms": latency.get("p90_ms"),
                "latency_note": None if measure_locally else "not timed: this machine is not the target",
                "images": parity.get("images_count") or accuracy.get("images_count"),

@@ -26,8 +26,10 @@ from edgeprune.report.fit_result import FitResult
 from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_latency
 from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT
 from edgeprune.report.render import render_report_files
+from edgeprune.tasks.base import Task
+from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec
-from edgeprune.validate.accuracy import evaluate_session, max_abs_difference
+from edgeprune.validate.accuracy import ArtifactEvaluation, evaluate_session, max_abs_difference
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +39,28 @@ QAT_REFERENCE = ("quantization-aware PyTorch model (NNCF fake quantization); mod
                  "from which the other formats are exported and against which they are validated")
 
 
+def _task_metrics(task: Task, evaluation: ArtifactEvaluation) -> dict[str, float] | None:
+    """A detector's metrics for report.json (None for classifiers, whose ``top1`` says it all, or without labels)."""
+    if isinstance(task, ClassificationTask) or evaluation.score is None:
+        return None
+    return dict(evaluation.score.metrics)
+
+
 def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     """Evaluate, write every result file atomically, and return the result (== report.json)."""
     stage = out.staging
     inputs, clock = run.inputs, run.clock
     baseline, final, slim, keep = outcome.baseline, outcome.final, outcome.slim, outcome.keep
-    labels = inputs.eval_set.labels
+    task, truth = inputs.task, inputs.truth
     with clock("evaluate"):
         backend = run.backend
         target, evaluation_note = runnable_here(run.target)
         if evaluation_note:
             log.info("%s", evaluation_note)
         base_eval = evaluate_session(backend.load(baseline.artifact, target), baseline.artifact.input_name,
-                                     inputs.eval_inputs, labels)
+                                     inputs.eval_inputs, truth, task)
         final_session = backend.load(final.artifact, target)
-        final_eval = evaluate_session(final_session, final.artifact.input_name, inputs.eval_inputs, labels)
+        final_eval = evaluate_session(final_session, final.artifact.input_name, inputs.eval_inputs, truth, task)
         parity = max_abs_difference(final_session, final.artifact.input_name, outcome.reference or slim,
                                     inputs.calibration[:PARITY_IMAGES])
     macs_before, params_before = count_macs_and_params(run.model, run.example)
@@ -103,14 +112,15 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         model={"spec": bundle.spec, "weights": str(config.weights) if config.weights else None,
                "input_shape": list(run.example.shape), "preprocessing": inputs.preprocessing.to_dict()},
         target=run.target, timer=timer, budget_ms=run.budget_ms, budget_spec=str(run.budget_spec),
-        baseline=ModelSide(baseline.stats, base_eval.top1, macs_before, params_before),
-        final=ModelSide(final.stats, final_eval.top1, macs_after, params_after),
+        baseline=ModelSide(baseline.stats, base_eval.top1, macs_before, params_before, _task_metrics(task, base_eval)),
+        final=ModelSide(final.stats, final_eval.top1, macs_after, params_after, _task_metrics(task, final_eval)),
         method=method,
         artifact={"format": final.artifact.format, "file": str(out_dir / artifact_files[0]),
                   "input_name": final.artifact.input_name, "input_shape": list(final.artifact.input_shape)},
         evaluation={"dataset": inputs.eval_set.source, "images": base_eval.images, "runtime": run.target.runtime,
                     "device": target.device, "note": evaluation_note,
-                    "agreement_with_original": float((base_eval.predictions == final_eval.predictions).mean())},
+                    "task": task.name, "metric": task.metric_name,
+                    "agreement_with_original": task.agreement(final_eval.predictions, base_eval.predictions)},
         parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(inputs.calibration)),
                 "reference": QAT_REFERENCE if qat_shipped else "pruned PyTorch model"},
         calibration={"images": len(inputs.calibration), "source": inputs.calibration_source,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.models.weights import load_weights
 from edgeprune.models.zoo import ModelBundle, build_architecture
 from edgeprune.target import Target
+from edgeprune.tasks.base import Task
+from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.train.default_weights import load_default_weights
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,16 @@ class FitInputs:
     eval_inputs: torch.Tensor
     calibration: torch.Tensor
     calibration_source: str = ""
+    #: what the model's output means (classification, detection), from the model
+    task: Task = field(default_factory=ClassificationTask)
+    #: the task's labels of ``eval_set`` (a detector's boxes); None when unlabelled. Classifiers' labels stay
+    #: in ``eval_set.labels``: see :attr:`truth`
+    eval_truth: Any = None
+
+    @property
+    def truth(self) -> Any:
+        """The evaluation images' labels in the task's form (class indices, or boxes), or None."""
+        return self.eval_set.labels if isinstance(self.task, ClassificationTask) else self.eval_truth
 
     @property
     def example(self) -> torch.Tensor:
@@ -85,6 +98,8 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     width = _output_width(bundle, prep)
     if bundle.num_classes is None:
         bundle = replace(bundle, num_classes=width)
+    if bundle.task == "detection":
+        return _resolve_detection_inputs(config, bundle, prep)
     train_set: ImageDataset | None = None
     if config.data is None:
         if config.model != "demo":
@@ -165,3 +180,47 @@ def check_forward(model: torch.nn.Module, spec: str, input_shape: tuple[int, ...
 def labels_of(dataset: ImageDataset | None) -> np.ndarray | None:
     """The dataset's labels, or None."""
     return None if dataset is None else dataset.labels
+
+
+def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Preprocessing) -> FitInputs:
+    """A detector's inputs: a YOLO-layout set (boxes optional), letterboxed to the model's input; calibration
+    held out of it (or ``--calib-data``), and every recovery that needs a classifier's labels refused."""
+    from edgeprune.data.detection import load_detection_dataset
+    from edgeprune.tasks.detection import DetectionTask, DetectionTruth
+
+    if config.data is None:
+        raise InputError("--data is required for a detector: a YOLO-layout folder (images/, labels/) or data.yaml")
+    for flag, value in (("--finetune-epochs", config.finetune_epochs), ("--qat-epochs", config.qat_epochs),
+                        ("--prune-blocks", int(config.prune_blocks))):
+        if value > 0:
+            raise InputError(f"{flag} is not available for detectors yet (issue 21): prune without it, or "
+                             "fine-tune the exported model with Ultralytics")
+    if config.calib_images < 1:
+        raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
+    size = (prep.height, prep.width)
+    data = load_detection_dataset(config.data, size)
+    if data.boxes is not None and bundle.num_classes is not None:
+        seen = max((int(c.max()) + 1 for c in data.classes if len(c)), default=0)
+        if seen > bundle.num_classes:
+            raise DataError(f"{data.source} has class ids up to {seen - 1} but model '{bundle.spec}' detects "
+                            f"{bundle.num_classes} classes; pass --num-classes or data that matches the model")
+    if config.calib_data is not None:
+        calib = load_detection_dataset(config.calib_data, size)
+        described = f"{calib.source} (--calib-data)"
+    else:
+        order = np.random.default_rng(config.seed).permutation(len(data))
+        count = max(1, min(config.calib_images, int(len(data) * HELD_OUT_SHARE))) if len(data) > 1 else 0
+        if count == 0:
+            calib, described = data, f"{data.source} (its only image, also used for the accuracy)"
+        else:
+            calib, data = data.subset(np.sort(order[:count])), data.subset(np.sort(order[count:]))
+            described = f"{calib.source}, held out from the accuracy ({len(data)} other images measure it)"
+    if config.eval_images is not None and config.eval_images < len(data):
+        data = data.subset(calibration_indices(len(data), config.eval_images, config.seed))
+    truth = None if data.boxes is None else DetectionTruth(list(data.boxes), list(data.classes),
+                                                          int(bundle.num_classes or 0))
+    eval_set = ImageDataset(data.images, None, tuple(data.class_names), data.source)
+    picked = calibration_indices(len(calib), config.calib_images, config.seed)
+    calibration = to_model_input(calib.images[picked], prep)
+    return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep), calibration,
+                     f"{len(picked)} images of {described}", DetectionTask(), truth)

@@ -33,7 +33,8 @@ from edgeprune.quantize.choice import (
 )
 from edgeprune.quantize.mixed import SENSITIVITY_IMAGES, MixedPrecision, QuantizationError, choose_float_layers
 from edgeprune.target import Target
-from edgeprune.validate.accuracy import model_logits, quantization_error, top1_agreement
+from edgeprune.tasks.classification import ClassificationTask
+from edgeprune.validate.accuracy import agreement_with_model, model_logits, quantization_error
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,13 @@ class PrecisionStage:
             return m.stats.median_ms
         images = self.inputs.eval_inputs[:AGREEMENT_IMAGES]
         predicted = isinstance(self.measurer, PredictedMeasurer)
+        task = self.inputs.task
         choice = choose_precision(self._speedup(m, baseline), self._agreement(m, images), len(images), predicted,
-                                  self.target.float_precision, self.measurer.backend.float_layers)
+                                  self.target.float_precision, self.measurer.backend.float_layers,
+                                  task.min_int8_agreement, task.agreement_name)
         if (choice.precision != "int8" and choice.int8_speedup >= MIN_INT8_SPEEDUP and not predicted
-                and self.target.runtime in MIXED_RUNTIMES and not self.config.keep_float):
+                and self.target.runtime in MIXED_RUNTIMES and not self.config.keep_float
+                and isinstance(task, ClassificationTask)):  # the layer search scores class probabilities
             mixed = self._search_float_layers()
             if mixed.float_layers and mixed.meets(MIN_INT8_AGREEMENT):
                 self.measurer.backend.float_layers = mixed.float_layers
@@ -126,10 +130,10 @@ class PrecisionStage:
         return 1.0 / ratio if ratio else baseline.stats.median_ms / m.stats.median_ms
 
     def _agreement(self, m: Measurement, images: torch.Tensor) -> float:
-        """Top-1 agreement of ``m``'s artifact (the unpruned model, quantized) with the float model on ``images``."""
+        """The task's agreement (top-1 for classifiers) of ``m``'s artifact (the unpruned model, quantized) with the float model on ``images``."""
         artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
         session = self.backend.load(artifact, runnable_here(self.target)[0])
-        return top1_agreement(session, artifact.input_name, self.model, images)
+        return agreement_with_model(session, artifact.input_name, self.model, images, self.inputs.task)
 
     def _search_float_layers(self) -> MixedPrecision:
         """The layers to leave in float, measured on calibration images (the evaluation images stay for judging

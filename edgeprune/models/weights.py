@@ -80,7 +80,8 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
     """Strictly load ``state`` into ``model`` with a one-line error on any mismatch."""
     expected = model.state_dict()
-    state = dict(state)
+    adapt = getattr(model, "edgeprune_adapt_state_dict", None)  # a model edgeprune rewrote for pruning
+    state = dict(adapt(state, expected) if callable(adapt) else state)
     for key in expected:  # checkpoints from PyTorch < 0.4.1 have no batch-norm step counters
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = expected[key]

@@ -5,6 +5,8 @@ Specifications:
 * ``demo`` — the built-in digits model (trained on first use, then cached);
 * ``cifar-resnetN`` — CIFAR ResNet of depth N = 6n+2 (20, 32, 44, 56, 110 ...), 32x32 RGB;
 * ``torchvision:NAME`` — any torchvision classification architecture, 224x224 RGB;
+* ``ultralytics:YAML`` — a YOLO detector from an Ultralytics model YAML (``yolov8n.yaml``, ``yolo11s.yaml`` or a
+  user's file), 640x640 RGB (the ``[yolo]`` extra);
 * ``package.module:function`` — a user factory returning an ``nn.Module``.
 
 Weights come from ``--weights`` (state dict or safetensors), loaded with ``weights_only=True``.
@@ -39,8 +41,10 @@ class ModelBundle:
         model: the module, in eval mode.
         spec: the specification it was built from (recorded in plans so the architecture can be rebuilt).
         preprocessing: input size and normalisation; None when the model does not carry one.
-        num_classes: classifier outputs, when known.
+        num_classes: classifier outputs (or a detector's classes), when known.
         build_kwargs: keyword arguments passed to the constructor (recorded in plans).
+        task: what the model's output means: ``classification`` (class logits) or ``detection`` (a YOLO
+            output: boxes and class scores per anchor).
     """
 
     model: nn.Module
@@ -48,6 +52,7 @@ class ModelBundle:
     preprocessing: Preprocessing | None
     num_classes: int | None = None
     build_kwargs: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
 
 
 def builtin_model_names() -> list[str]:
@@ -76,9 +81,15 @@ def build_architecture(spec: str, num_classes: int | None = None) -> ModelBundle
         return ModelBundle(model, spec, CIFAR_PREPROCESSING, classes, {"num_classes": classes})
     if spec.startswith("torchvision:"):
         return _torchvision(spec, num_classes)
+    if spec.startswith("ultralytics:"):
+        from edgeprune.models.ultralytics_yolo import build_yolo
+
+        model, prep, classes = build_yolo(spec.split(":", 1)[1], num_classes)
+        return ModelBundle(model, spec, prep, classes, {"num_classes": classes}, task="detection")
     if _FACTORY.match(spec):
         return _user_factory(spec, num_classes)
-    raise UnknownNameError("model", spec, builtin_model_names() + ["torchvision:NAME", "package.module:function"])
+    raise UnknownNameError("model", spec, builtin_model_names() + ["torchvision:NAME", "ultralytics:YAML",
+                                                            "package.module:function"])
 
 
 def _torchvision(spec: str, num_classes: int | None) -> ModelBundle:

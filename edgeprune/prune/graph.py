@@ -86,8 +86,8 @@ def find_classifier(model: nn.Module, example_input: torch.Tensor) -> str | None
     """Name of the layer that produces the model's output classes (last Linear/Conv2d of that width)."""
     with torch.no_grad():
         out = model(example_input)
-    if not isinstance(out, torch.Tensor) or out.dim() < 2:
-        return None
+    if not isinstance(out, torch.Tensor) or out.dim() < 2 or getattr(model, "edgeprune_frozen_outputs", None):
+        return None  # a model that names its output layers (a detector) has no classifier to guess
     found = None
     for name, module in model.named_modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)) and channel_dim_size(module, "out") == out.shape[1]:
@@ -151,6 +151,8 @@ class ModelGraph:
         if unknown:
             raise ModelLoadError(f"cannot freeze unknown module(s): {', '.join(sorted(unknown))}")
         self.classifier = find_classifier(model, example_input)
+        # layers whose outputs are the model's outputs (a detection head), named by the model's adapter
+        self._outputs: dict[str, str] = dict(getattr(model, "edgeprune_frozen_outputs", None) or {})
         padding_types = {type(m) for m in model.modules() if getattr(m, "channel_padding", False)}
         self._reshapes = ReshapeRecorder()
 
@@ -203,6 +205,7 @@ class ModelGraph:
         width = len(items[0].idxs)
         members: list[GroupMember] = []
         mismatched: list[str] = []
+        repeated: list[str] = []  # layers that read the group's channels several times (SPPF's pooled copies)
         joined = _after_concatenation(items)
         for item in items:
             module = item.dep.target.module
@@ -215,6 +218,9 @@ class ModelGraph:
             if item.dep.target in joined and size is not None and size > width \
                     and len(item.idxs) == width and all(int(i) < size for i in item.idxs):
                 pass  # a layer after a concatenation: the group's channels are a slice of its channels
+            elif (item.dep.target in joined and size is not None and len(item.idxs) > width
+                  and len(item.idxs) % width == 0):
+                repeated.append(f"{name} reads each of the {width} channels {len(item.idxs) // width} times")
             elif size is not None and size != width and not (dim == "in" and isinstance(module, nn.Linear)):
                 mismatched.append(f"{name}:{dim}={size}")
             elif len(item.idxs) != width and not (dim == "in" and isinstance(module, nn.Linear)):
@@ -230,8 +236,11 @@ class ModelGraph:
         grouped = sorted(n for n in touched if channels_per_group(self._module(n)) > 1
                          and not whole_group_unit(self._module(n)))
         reason = ""
+        outputs = sorted(m.module for m in members if m.module in self._outputs and m.dim == "out")
         if any(m.module == self.classifier and m.dim == "out" for m in members):
             reason = f"output classes of the classifier {self.classifier}"
+        elif outputs:
+            reason = f"{outputs[0]}: {self._outputs[outputs[0]]}"
         elif attention := sorted(n for n in touched if isinstance(self._module(n), nn.MultiheadAttention)):
             reason = (f"the embedding width of attention {attention[0]} (heads x head size, reshaped by the model): "
                       "edgeprune prunes the MLP widths of attention blocks, not the width attention works in")
@@ -251,6 +260,9 @@ class ModelGraph:
         elif split:
             reason = (f"its channels are split ({split}): the model's code fixes the split sizes, so edgeprune "
                       "prunes the channels after the split, not before it")
+        elif repeated:
+            reason = (f"its channels are concatenated more than once ({repeated[0]}: a spatial pyramid pooling, or a "
+                      "residual stream concatenated before and after its block): edgeprune keeps such channels whole")
         elif mismatched:
             reason = (
                 f"couples layers of different widths ({', '.join(mismatched[:3])}"

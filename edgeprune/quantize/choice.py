@@ -38,34 +38,39 @@ class PrecisionChoice:
     float_layers: tuple[str, ...] = ()
     #: the mixed-precision search's measurements (``MixedPrecision.to_dict``), when it ran
     mixed: dict[str, Any] | None = field(default=None, compare=False)
+    #: the agreement INT8 had to reach (the task's: top-1 for classifiers, mAP against the float boxes for detectors)
+    min_agreement: float = MIN_INT8_AGREEMENT
 
     def to_dict(self) -> dict[str, Any]:
         """For the report (``method.precision_choice``)."""
-        return {**asdict(self), "float_layers": list(self.float_layers), "min_int8_speedup": MIN_INT8_SPEEDUP,
-                "min_agreement": MIN_INT8_AGREEMENT}
+        return {**asdict(self), "float_layers": list(self.float_layers), "min_int8_speedup": MIN_INT8_SPEEDUP}
 
 
 def choose_precision(int8_speedup: float, agreement: float, images: int, predicted: bool = False,
-                     float_precision: str = "fp32", float_layers: tuple[str, ...] = ()) -> PrecisionChoice:
+                     float_precision: str = "fp32", float_layers: tuple[str, ...] = (),
+                     min_agreement: float = MIN_INT8_AGREEMENT, agreement_name: str = "top-1 agreement"
+                     ) -> PrecisionChoice:
     """INT8 when it is at least :data:`MIN_INT8_SPEEDUP` times faster and agrees with the float model on at least
     :data:`MIN_INT8_AGREEMENT` of the images; fp32 otherwise, with the reason. ``predicted``: the speedup comes
     from a shipped profile's estimates, not a measurement (the reason says so); ``float_precision``: what a
     declined run searches at (``fp16`` on an NPU); ``float_layers``: the figures are for the INT8 model with these
-    layers left in float (mixed precision)."""
+    layers left in float (mixed precision); ``min_agreement`` and ``agreement_name``: a task's own measure of
+    agreement (a detector's mAP against the float model's boxes) and its limit."""
     how = "is predicted (shipped profile, not measured) at" if predicted else "measured"
     which = f"INT8 with {len(float_layers)} layer(s) in float ({', '.join(float_layers)})" if float_layers else "INT8"
-    figures = f"{which} {how} {int8_speedup:.2f}x the float original's speed, top-1 agreement {100 * agreement:.1f}%"
+    figures = f"{which} {how} {int8_speedup:.2f}x the float original's speed, {agreement_name} {100 * agreement:.1f}%"
     if int8_speedup < MIN_INT8_SPEEDUP:
         choice = PrecisionChoice(float_precision, f"{figures} on {images} images: not faster by {MIN_INT8_SPEEDUP:.2f}x on "
                                  "this target, so the search prunes in float", int8_speedup, agreement, images,
-                                 float_layers)
-    elif agreement < MIN_INT8_AGREEMENT:
-        choice = PrecisionChoice(float_precision, f"{figures} on {images} images, under {100 * MIN_INT8_AGREEMENT:.0f}%: "
+                                 float_layers, min_agreement=min_agreement)
+    elif agreement < min_agreement:
+        choice = PrecisionChoice(float_precision, f"{figures} on {images} images, under {100 * min_agreement:.0f}%: "
                                  "quantization changes too many predictions, so the search prunes in float "
-                                 "(--precision int8 forces it)", int8_speedup, agreement, images, float_layers)
+                                 "(--precision int8 forces it)", int8_speedup, agreement, images, float_layers,
+                                 min_agreement=min_agreement)
     else:
         choice = PrecisionChoice("int8", f"{figures} on {images} images: the search prunes the INT8 model",
-                                 int8_speedup, agreement, images, float_layers)
+                                 int8_speedup, agreement, images, float_layers, min_agreement=min_agreement)
     log.info("--precision auto chose %s: %s", choice.precision, choice.reason)
     return choice
 

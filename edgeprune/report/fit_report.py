@@ -26,6 +26,8 @@ class ModelSide:
     top1: float | None
     macs: int
     params: int
+    #: every metric of a task other than classification (a detector's ``map50_95``, ``map50``), fractions
+    metrics: dict[str, float] | None = None
 
 
 def latency_entry(stats: LatencyStats, timer: ArtifactTimer, target: Target, precision: str | None = None
@@ -75,9 +77,11 @@ def build_fit_report(
         "baseline": {"latency": latency_entry(baseline.stats, timer, target,
                                               target.float_precision if target.precision == "int8" else None),
                      "top1": baseline.top1,
-                     "macs": baseline.macs, "params": baseline.params},
+                     "macs": baseline.macs, "params": baseline.params,
+                     **({"metrics": baseline.metrics} if baseline.metrics is not None else {})},
         "final": {"latency": latency_entry(final.stats, timer, target), "top1": final.top1,
-                  "macs": final.macs, "params": final.params},
+                  "macs": final.macs, "params": final.params,
+                  **({"metrics": final.metrics} if final.metrics is not None else {})},
         # a speedup from predictions is not a measured one: the key says which it is
         ("speedup_measured" if timer.source.startswith("measured") else "speedup_predicted"):
             baseline.stats.median_ms / final.stats.median_ms,

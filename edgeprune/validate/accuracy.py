@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,28 +12,44 @@ from torch import nn
 from edgeprune.backends.base import Session
 from edgeprune.progress import progress_bar
 from edgeprune.quantize.mixed import QuantizationError
+from edgeprune.tasks.base import Task, TaskScore
+from edgeprune.tasks.classification import ClassificationTask
 
 
 @dataclass(frozen=True)
 class ArtifactEvaluation:
-    """Predictions of an artifact over a dataset, and accuracy when labels exist."""
+    """Predictions of an artifact over a dataset (one per image, as its task decodes them), and the task's
+    score when labels exist."""
 
-    predictions: np.ndarray
-    top1: float | None
+    predictions: Any
+    score: TaskScore | None
     images: int
 
+    @property
+    def top1(self) -> float | None:
+        """Top-1 accuracy (classifiers with labels), else None."""
+        return None if self.score is None else self.score.metrics.get("top1")
 
-def evaluate_session(session: Session, input_name: str, inputs: torch.Tensor, labels: np.ndarray | None) -> ArtifactEvaluation:
-    """Run the artifact on each input (batch size 1, as exported) and score top-1 against ``labels``."""
-    predictions = np.empty(len(inputs), dtype=np.int64)
+    @property
+    def headline(self) -> float | None:
+        """The task's headline metric (top-1, mAP50-95) when labels exist, else None."""
+        return None if self.score is None else self.score.headline
+
+
+def evaluate_session(session: Session, input_name: str, inputs: torch.Tensor, labels: Any,
+                     task: Task | None = None) -> ArtifactEvaluation:
+    """Run the artifact on each input (batch size 1, as exported), decode each output as ``task`` does
+    (classification by default) and score the predictions against ``labels`` (the task's truth) when given."""
+    task = task or ClassificationTask()
     array = inputs.numpy()
+    decoded: list[Any] = []
     with progress_bar("evaluating", len(array)) as advance:
         for i in range(len(array)):
-            logits = session.run({input_name: array[i : i + 1]})[0]
-            predictions[i] = int(np.argmax(logits.reshape(-1)))
+            decoded.append(task.decode(session.run({input_name: array[i : i + 1]})[0]))
             advance(1)
-    top1 = None if labels is None else float((predictions == labels).mean())
-    return ArtifactEvaluation(predictions, top1, len(array))
+    predictions: Any = np.asarray(decoded, dtype=np.int64) if isinstance(task, ClassificationTask) else decoded
+    score = None if labels is None else task.score(predictions, labels)
+    return ArtifactEvaluation(predictions, score, len(array))
 
 
 def max_abs_difference(session: Session, input_name: str, model: nn.Module, inputs: torch.Tensor) -> float:
@@ -50,8 +67,18 @@ def max_abs_difference(session: Session, input_name: str, model: nn.Module, inpu
 
 def top1_agreement(session: Session, input_name: str, model: nn.Module, inputs: torch.Tensor) -> float:
     """Share of ``inputs`` on which the artifact run by ``session`` predicts the class ``model`` predicts."""
-    expected = model_logits(model, inputs).argmax(1)
-    return float(np.mean(evaluate_session(session, input_name, inputs, None).predictions == expected))
+    return agreement_with_model(session, input_name, model, inputs, ClassificationTask())
+
+
+def agreement_with_model(session: Session, input_name: str, model: nn.Module, inputs: torch.Tensor,
+                         task: Task) -> float:
+    """How far the artifact run by ``session`` reproduces ``model``'s predictions on ``inputs``, as ``task``
+    measures it (top-1 agreement for classifiers, mAP against the model's boxes for detectors)."""
+    model.eval()
+    with torch.no_grad():
+        reference = [task.decode(model(inputs[i:i + 1]).numpy()) for i in range(len(inputs))]
+    produced = evaluate_session(session, input_name, inputs, None, task).predictions
+    return task.agreement(produced, reference)
 
 
 def model_logits(model: nn.Module, inputs: torch.Tensor) -> np.ndarray:

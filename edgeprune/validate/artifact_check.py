@@ -22,10 +22,12 @@ from edgeprune.errors import InputError, ValidationFailedError
 from edgeprune.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from edgeprune.quantize.layers import layer_precisions, summarise
 from edgeprune.target import Target
+from edgeprune.tasks.base import Task
+from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.bench import paired_against
 from edgeprune.validate.runners import LoadedArtifact, TorchRunner, load_artifact
-from edgeprune.validate.tolerances import tolerance_for
+from edgeprune.validate.tolerances import min_detection_agreement, tolerance_for
 
 if TYPE_CHECKING:
     from edgeprune.agent.client import AgentClient
@@ -43,13 +45,16 @@ class ModelInputs:
 
     Attributes:
         images: N x C x H x W float32.
-        labels: N class indices, or None.
+        labels: N class indices (a detector: its :class:`~edgeprune.tasks.detection.DetectionTruth`), or None.
         source: what the images are, for the report.
+        task: the model's task; None for a classifier.
     """
 
     images: np.ndarray
-    labels: np.ndarray | None
+    labels: Any
     source: str
+    #: how the outputs are decoded and scored (None: a classifier); ``labels`` are in its form
+    task: Task | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,7 @@ def _inputs(loaded: LoadedArtifact, data: str | Path | ModelInputs | None, image
 
         chosen = np.arange(len(data.images)) if images is None or images >= len(data.images) else \
             np.asarray(calibration_indices(len(data.images), images, seed))
-        labels = None if data.labels is None else np.asarray(data.labels)[chosen]
+        labels = (data.task or ClassificationTask()).subset_truth(data.labels, chosen)
         return np.asarray(data.images, dtype=np.float32)[chosen], labels, data.source
     if data is None:
         n = images or RANDOM_INPUTS
@@ -182,16 +187,18 @@ def _reference(reference: nn.Module | str | Path | None, target: Target, allow_f
     return load_artifact(path, target), None
 
 
-def _parity(name: str, outputs: list[np.ndarray], expected: list[np.ndarray]) -> dict[str, Any]:
+def _parity(name: str, outputs: list[np.ndarray], expected: list[np.ndarray], task: Task) -> dict[str, Any]:
     if outputs[0].shape != expected[0].shape:
         raise ValidationFailedError(f"artifact {name} failed validation: output shape {list(outputs[0].shape)} differs from the reference's "
                                     f"{list(expected[0].shape)}")
     diff = max(float(np.abs(o.astype(np.float64) - e).max()) for o, e in zip(outputs, expected))
     scale = max(float(np.abs(e).max()) for e in expected)
-    agree = float(np.mean([np.argmax(o.reshape(-1)) == np.argmax(e.reshape(-1)) for o, e in zip(outputs, expected)]))
+    agree = task.agreement([task.decode(o) for o in outputs], [task.decode(e) for e in expected])
+    key = "top1_agreement_fraction" if isinstance(task, ClassificationTask) else "agreement_fraction"
     return {"max_abs_diff_output_units": diff, "output_scale_output_units": scale,
-            "max_abs_diff_relative": diff / max(1.0, scale), "top1_agreement_fraction": agree,
-            "images_count": len(outputs)}
+            "max_abs_diff_relative": diff / max(1.0, scale), key: agree,
+            "agreement_metric": "top-1" if isinstance(task, ClassificationTask) else f"{task.metric_name} against "
+                                "the reference's boxes", "images_count": len(outputs)}
 
 
 def validate_artifact(
@@ -220,7 +227,8 @@ def validate_artifact(
             artifact's input shape (enough for a float model's parity, not for a quantized one's, whose
             activation ranges were calibrated on real images).
         reference: PyTorch model, or the path of another artifact, an edgeprune output folder or plan.json.
-        min_accuracy: smallest acceptable top-1 accuracy (needs labelled data).
+        min_accuracy: smallest acceptable accuracy in the task's headline metric (top-1; a detector's
+            mAP50-95), which needs labelled data.
         images: evaluate a seeded subset of this many images (or this many random inputs).
         preprocessing: normalisation for ``data`` (default: the sidecar's, else the reference plan's).
         timing: how to time it (default :class:`TimingSpec`); ``measure=False`` skips timing.
@@ -238,6 +246,7 @@ def validate_artifact(
     if isinstance(ref, LoadedArtifact) and ref.nchw_shape != loaded.nchw_shape:
         raise InputError(f"reference {ref.path.name} takes input {list(ref.nchw_shape)} (NCHW) but "
                          f"{loaded.path.name} takes {list(loaded.nchw_shape)}")
+    task = (data.task if isinstance(data, ModelInputs) else None) or ClassificationTask()
     x, labels, source = _inputs(loaded, data, images, seed, preprocessing, ref_prep)
     if min_accuracy is not None and labels is None:
         raise InputError("a minimum accuracy needs labelled data: pass --data with class folders or an .npz with 'y'")
@@ -245,19 +254,22 @@ def validate_artifact(
     checks = [Check("nonfinite_outputs_count", float(sum(int((~np.isfinite(o)).sum()) for o in outputs)), 0.0, True)]
     parity = None
     if ref is not None:
-        parity = _parity(str(loaded.path), outputs, [ref.run(x[i : i + 1]) for i in range(len(x))])
+        parity = _parity(str(loaded.path), outputs, [ref.run(x[i : i + 1]) for i in range(len(x))], task)
         limits = tolerance_for(loaded.precision, ref.precision)
-        parity["limits"] = {"max_abs_diff_relative": limits.max_abs_diff_relative,
-                            "top1_agreement_fraction": limits.min_top1_agreement}
+        key = "top1_agreement_fraction" if isinstance(task, ClassificationTask) else "agreement_fraction"
+        min_agreement = limits.min_top1_agreement if isinstance(task, ClassificationTask) else \
+            min_detection_agreement(loaded.precision, ref.precision)
+        parity["limits"] = {"max_abs_diff_relative": limits.max_abs_diff_relative, key: min_agreement}
         checks += [Check("max_abs_diff_relative", parity["max_abs_diff_relative"], limits.max_abs_diff_relative, True),
-                   Check("top1_agreement_fraction", parity["top1_agreement_fraction"], limits.min_top1_agreement,
-                         False)]
+                   Check(key, parity[key], min_agreement, False)]
     accuracy = None
     if labels is not None:
-        top1 = float(np.mean([np.argmax(o.reshape(-1)) == y for o, y in zip(outputs, labels)]))
-        accuracy = {"top1_accuracy_fraction": top1, "images_count": len(labels), "min_accuracy_fraction": min_accuracy}
+        score = task.score([task.decode(o) for o in outputs], labels)
+        accuracy = {f"{k}_fraction" if k != "top1" else "top1_accuracy_fraction": v for k, v in score.metrics.items()}
+        accuracy.update({"metric": task.metric_name, "images_count": len(x), "min_accuracy_fraction": min_accuracy})
         if min_accuracy is not None:
-            checks.append(Check("top1_accuracy_fraction", top1, min_accuracy, False))
+            name = "top1_accuracy_fraction" if isinstance(task, ClassificationTask) else f"{task.metric_key}_fraction"
+            checks.append(Check(name, score.headline, min_accuracy, False))
     latency = None
     if measure and device is not None:
         from edgeprune.validate.on_device import latency_on_device

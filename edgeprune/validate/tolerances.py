@@ -36,6 +36,20 @@ TOLERANCES: dict[str, Tolerance] = {
     "int8": Tolerance(5e-1, 0.90),
 }
 
+#: detectors: the smallest allowed agreement, the mAP50-95 of the artifact's boxes scored against the reference's
+#: confident boxes (1.0 when both find the same boxes). mAP50-95 averages IoU thresholds up to 0.95, so boxes a
+#: pixel or two apart (INT8) already lower it; these limits catch a broken model, not a pixel's drift
+DETECTION_AGREEMENT: dict[str, float] = {"fp32": 0.95, "fp16": 0.8, "bf16": 0.8, "int8": 0.5}
+
+
+def min_detection_agreement(*precisions: str) -> float:
+    """The loosest detection agreement limit among ``precisions``.
+
+    >>> min_detection_agreement("fp32", "int8")
+    0.5
+    """
+    return min(DETECTION_AGREEMENT.get(p, DETECTION_AGREEMENT["fp32"]) for p in precisions or ("fp32",))
+
 
 def tolerance_for(*precisions: str) -> Tolerance:
     """The loosest limits among ``precisions`` (artifact and reference may compute in different ones).

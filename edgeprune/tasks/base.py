@@ -1,0 +1,59 @@
+"""The task interface: how one image's raw model output becomes a prediction, and how predictions are scored.
+
+A classifier's prediction is a class index and its score is top-1 accuracy; a detector's is a set of boxes
+and its score is mAP. Without labels, every task compares the pruned model's predictions with the original
+model's (its *agreement*), so label-free runs still measure what pruning cost.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """A task's metrics over a dataset.
+
+    Attributes:
+        headline: the fraction ``--min-accuracy`` and the plots use (top-1, or mAP50-95), 0..1.
+        metrics: every metric by key (``top1``; ``map50_95``, ``map50``), fractions 0..1.
+    """
+
+    headline: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """What a model's output means: decoding, scoring against labels, agreement between two models."""
+
+    #: ``classification``, ``detection``
+    name: str
+    #: the headline metric's name as a person reads it (``top-1``, ``mAP50-95``)
+    metric_name: str
+    #: the headline metric's key in :attr:`TaskScore.metrics` and in report.json
+    metric_key: str
+    #: how :meth:`agreement` reads in a sentence (``top-1 agreement``)
+    agreement_name: str
+    #: the agreement an INT8 model must keep with the float one for ``--precision auto`` to take it
+    min_int8_agreement: float
+
+    @abstractmethod
+    def decode(self, output: np.ndarray) -> Any:
+        """One image's raw output (batch size 1) as this task's prediction."""
+
+    @abstractmethod
+    def score(self, predictions: Sequence[Any], truth: Any) -> TaskScore:
+        """``predictions`` (one per image) scored against ``truth`` (the task's labels for the same images)."""
+
+    @abstractmethod
+    def agreement(self, predictions: Sequence[Any], reference: Sequence[Any]) -> float:
+        """How far ``predictions`` reproduce ``reference`` (another model's, on the same images), 0..1."""
+
+    def subset_truth(self, truth: Any, indices: np.ndarray) -> Any:
+        """``truth`` of the images at ``indices``."""
+        return None if truth is None else np.asarray(truth)[indices]

@@ -1,0 +1,58 @@
+"""Detection (YOLO outputs): the prediction is the boxes left after NMS; the metric is COCO mAP50-95.
+
+Without labels, agreement is the mAP50-95 of the pruned model's boxes scored against the original model's
+confident boxes (see :func:`~edgeprune.tasks.detection_metrics.detection_agreement`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeprune.tasks.base import Task, TaskScore
+from edgeprune.tasks.detection_metrics import (
+    Detections,
+    decode_yolo_output,
+    detection_agreement,
+    mean_average_precision,
+)
+
+
+@dataclass(frozen=True)
+class DetectionTruth:
+    """Ground-truth boxes per image: ``boxes[i]`` (K, 4) xyxy in input pixels, ``classes[i]`` (K,)."""
+
+    boxes: list[np.ndarray]
+    classes: list[np.ndarray]
+    num_classes: int
+
+
+class DetectionTask(Task):
+    """One (1, 4 + classes, anchors) output per image, Ultralytics' export layout."""
+
+    name = "detection"
+    metric_name = "mAP50-95"
+    metric_key = "map50_95"
+    agreement_name = "mAP50-95 against the float model's boxes"
+    #: INT8 moves boxes by a pixel or two, which mAP50-95's strict IoU thresholds already count
+    min_int8_agreement = 0.75
+
+    def decode(self, output: np.ndarray) -> Detections:
+        return decode_yolo_output(np.asarray(output))
+
+    def score(self, predictions: Sequence[Any], truth: Any) -> TaskScore:
+        assert isinstance(truth, DetectionTruth)
+        result = mean_average_precision(list(predictions), truth.boxes, truth.classes, truth.num_classes)
+        return TaskScore(float(result.map50_95), {"map50_95": float(result.map50_95), "map50": float(result.map50)})
+
+    def agreement(self, predictions: Sequence[Any], reference: Sequence[Any]) -> float:
+        return float(detection_agreement(list(predictions), list(reference)))
+
+    def subset_truth(self, truth: Any, indices: np.ndarray) -> Any:
+        if truth is None:
+            return None
+        return DetectionTruth([truth.boxes[i] for i in indices], [truth.classes[i] for i in indices],
+                              truth.num_classes)
