@@ -100,8 +100,13 @@ def _summary_table(report: dict[str, Any]) -> list[str]:
     base, final = report["baseline"], report["final"]
     predicted = final["latency"].get("source") == "predicted-profile"
     label = "latency (PREDICTED, not measured)" if predicted else "latency (measured)"
-    rows = [[label, _ms(base["latency"]), _ms(final["latency"])],
-            ["top-1 accuracy", _pct(base.get("top1")), _pct(final.get("top1"))]]
+    rows = [[label, _ms(base["latency"]), _ms(final["latency"])]]
+    if (report.get("evaluation") or {}).get("task", "classification") == "classification":
+        rows.append(["top-1 accuracy", _pct(base.get("top1")), _pct(final.get("top1"))])
+    else:  # a detector: its COCO metrics, when the data has boxes
+        before, after = base.get("metrics") or {}, final.get("metrics") or {}
+        rows += [["mAP50-95", _pct(before.get("map50_95")), _pct(after.get("map50_95"))],
+                 ["mAP50", _pct(before.get("map50")), _pct(after.get("map50"))]]
     if base.get("macs") is not None and final.get("macs") is not None:
         fewer = f" ({report['mac_reduction']:.2f}x fewer)" if report.get("mac_reduction") else ""
         rows.append(["MACs", f"{base['macs']:,}", f"{final['macs']:,}{fewer}"])
@@ -119,8 +124,12 @@ def _evaluation(report: dict[str, Any]) -> list[str]:
                      f"each exported artifact ({fmt}) in {ev.get('runtime', target.get('runtime', 'the runtime'))}.")
         if ev.get("note"):
             parts.append(ev["note"][0].upper() + ev["note"][1:] + ".")
-        if ev.get("agreement_with_original") is not None:
+        if ev.get("agreement_with_original") is not None and ev.get("task", "classification") == "classification":
             parts.append(f"Top-1 agreement of pruned with original: {_pct(ev['agreement_with_original'])}.")
+        elif ev.get("agreement_with_original") is not None:
+            parts.append(f"Agreement of pruned with original: {_pct(ev['agreement_with_original'])} (the mAP50-95 of "
+                         "the pruned model's boxes scored against the original's boxes with score >= 0.25 as ground "
+                         "truth; mAP by faster-coco-eval, NMS outside the model at IoU 0.7).")
     parity = report.get("parity") or {}
     if parity.get("max_abs_diff") is not None:
         parts.append(f"Output parity of the artifact with the {parity.get('reference', 'pruned PyTorch model')}: "

@@ -1,0 +1,88 @@
+"""``ultralytics:YAML`` models: the split-stem rewrite is exact, Ultralytics' weights load into it, and the channel
+graph prunes the stems while keeping the Detect outputs and SPPF whole, with reasons that name them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("ultralytics", reason="the [yolo] extra (ultralytics) is not installed")
+
+from edgeprune.errors import ModelLoadError  # noqa: E402
+from edgeprune.models.ultralytics_yolo import configure_offline  # noqa: E402
+from edgeprune.models.weights import apply_state_dict  # noqa: E402
+from edgeprune.models.zoo import build_architecture  # noqa: E402
+from edgeprune.prune.graph import ModelGraph  # noqa: E402
+
+SIZE = 128
+
+
+def _ultralytics_model(config: str, classes: int) -> torch.nn.Module:
+    """Ultralytics' own model, unmodified, with batch-norm statistics that are not the identity."""
+    configure_offline()
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    model = DetectionModel(config, nc=classes, verbose=False).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    model.model[-1].export = True
+    return model
+
+
+@pytest.mark.parametrize("config", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_the_rewritten_model_computes_what_ultralytics_computes_with_its_weights(config: str) -> None:
+    original = _ultralytics_model(config, 3)
+    bundle = build_architecture(f"ultralytics:{config}", 3)
+    assert bundle.task == "detection" and bundle.num_classes == 3
+    assert not any(type(m).__name__ in ("C2f", "C3k2", "C2PSA") for m in bundle.model.modules())
+    apply_state_dict(bundle.model, original.state_dict(), "ultralytics state dict")
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        expected, produced = original(x), bundle.model(x)
+    assert produced.shape == (2, 4 + 3, (SIZE // 8) ** 2 + (SIZE // 16) ** 2 + (SIZE // 32) ** 2)
+    torch.testing.assert_close(produced, expected, rtol=0, atol=1e-4)
+
+
+def test_the_graph_prunes_split_stems_and_names_what_it_keeps_whole() -> None:
+    bundle = build_architecture("ultralytics:yolov8n.yaml", 3)
+    graph = ModelGraph(bundle.model, torch.rand(1, 3, SIZE, SIZE), warn_frozen=False)
+    by_name = {g.name: g for g in graph.groups}
+    # each half of a C2f stem is a group of its own, and prunable (model.12: a neck C2f, no residual)
+    assert by_name["model.12.cv1a.conv"].prunable and by_name["model.12.cv1b.conv"].prunable
+    # a backbone C2f's second half is a residual stream concatenated before and after its bottleneck
+    assert "residual stream concatenated" in by_name["model.2.m.0.cv2.conv"].frozen_reason
+    frozen = {g.name: g.frozen_reason for g in graph.groups if not g.prunable}
+    assert any("class scores output of the Detect head" in r for r in frozen.values()), frozen
+    assert any("box distribution output of the Detect head" in r for r in frozen.values()), frozen
+    assert "spatial pyramid pooling" in frozen["model.9.cv1.conv"]
+    assert graph.classifier is None  # a detector has no classifier to guess from its output width
+    prunable = sum(g.width for g in graph.prunable_groups())
+    assert prunable > 0.8 * sum(g.width for g in graph.groups)
+
+
+def test_removing_channels_keeps_the_output_shape() -> None:
+    bundle = build_architecture("ultralytics:yolov8n.yaml", 3)
+    x = torch.rand(1, 3, SIZE, SIZE)
+    graph = ModelGraph(bundle.model, x, warn_frozen=False)
+    keep = {g.name: list(range(0, g.width, 2)) for g in graph.prunable_groups()}
+    graph.remove_channels(keep)
+    with torch.no_grad():
+        out = bundle.model(x)
+    assert out.shape == (1, 7, (SIZE // 8) ** 2 + (SIZE // 16) ** 2 + (SIZE // 32) ** 2)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("ultralytics:nosuchmodel.yaml", "has no model YAML 'nosuchmodel.yaml'"),
+    ("ultralytics:best.pt", "is a checkpoint, not a model YAML"),
+    ("ultralytics:yolov8n", "expected a model YAML"),
+    ("ultralytics:/no/such/dir/my.yaml", "model YAML /no/such/dir/my.yaml not found"),
+    ("ultralytics:yolov8n-cls.yaml", "ends in Classify"),
+])
+def test_bad_specs_are_one_line_model_errors(spec: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        build_architecture(spec)
