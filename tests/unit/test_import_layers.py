@@ -23,7 +23,7 @@ LAYERS = {
     "root": 0,
     "backends": 1, "models": 1, "data": 1, "quantize": 1,
     "agent": 2,
-    "latency": 3, "prune": 3, "train": 3, "export": 3, "validate": 3, "report": 3,
+    "latency": 3, "prune": 3, "train": 3, "export": 3, "validate": 3, "report": 3, "tasks": 3,
     "fit": 4,
     "cli": 5,
     "facade": 6,
