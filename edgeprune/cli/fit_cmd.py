@@ -154,7 +154,8 @@ def print_summary(result: FitResult) -> None:
         console.print(f"  [yellow]machine speed changed[/] during the run: the original's median moved by "
                       f"{100 * drift['max_change']:+.0f}% (at {drift['max_change_at_s']:.0f} s); the verdict and the "
                       f"speedup are paired ratios and hold, figures in ms are on {drift['anchor']}", highlight=False)
-    console.print(f"  accuracy          {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
+    metric = "accuracy" if result.metric_name == "top-1" else result.metric_name
+    console.print(f"  {metric:17s} {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")
     if r["evaluation"].get("note"):
         console.print(f"                    {r['evaluation']['note']}", highlight=False)
@@ -165,9 +166,11 @@ def print_summary(result: FitResult) -> None:
                       "float form):" if qat else "pruned PyTorch model):"))
         for v in r["artifacts"]:
             latency = f"{v['median_ms']:.3f} ms here" if v.get("median_ms") is not None else "not timed here"
-            agreement = "n/a" if v.get("top1_agreement") is None else f"{100 * v['top1_agreement']:.1f}%"
+            share = v.get("agreement") if "agreement" in v else v.get("top1_agreement")  # a detector's: mAP
+            agreement = "n/a" if share is None else f"{100 * share:.1f}%"
+            which = "top-1 agreement" if "agreement" not in v else "agreement"
             diff = "n/a" if v.get("max_abs_diff") is None else f"{v['max_abs_diff']:.1e}"
-            console.print(f"    {v['file']:18s} {v['runtime']:12s} max|diff| {diff}  top-1 agreement {agreement}  "
+            console.print(f"    {v['file']:18s} {v['runtime']:12s} max|diff| {diff}  {which} {agreement}  "
                           f"{latency}  " + ("[green]passed[/]" if v["passed"] else "[red]FAILED[/]"), highlight=False)
     console.print("  files:")
     for name, path in r["files"].items():

@@ -17,7 +17,8 @@ Weights are a state dict of the unmodified ``DetectionModel`` (Ultralytics' layo
 into the two halves on loading (``edgeprune_adapt_state_dict``). A user's Ultralytics checkpoint (``best.pt``)
 is a pickle; edgeprune does not unpickle it (see docs/models.md for the one-line conversion).
 
-Nothing is downloaded: Ultralytics runs offline, with its settings in edgeprune's cache (:func:`configure_offline`).
+Nothing is downloaded: Ultralytics runs offline, with its settings in edgeprune's cache
+(:func:`~edgeprune.models.ultralytics_env.configure_ultralytics_offline`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeprune.cache import cache_dir
 from edgeprune.errors import ModelLoadError
 from edgeprune.models.preprocessing import Preprocessing
+from edgeprune.models.ultralytics_env import configure_ultralytics_offline
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,8 @@ YOLO_STD = (1.0, 1.0, 1.0)
 _SPLIT_SUFFIXES = ("cv1a", "cv1b")
 
 
-def configure_offline() -> None:
-    """Make Ultralytics work offline and keep its settings file in edgeprune's cache (not ``~/.config``).
-
-    Call before importing ``ultralytics``; it reads both variables at import time.
-    """
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir() / "ultralytics"))
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-
-
 def _import_detection_model() -> Any:
-    configure_offline()
+    configure_ultralytics_offline()
     try:
         from ultralytics.nn.tasks import DetectionModel
     except ImportError:

@@ -36,16 +36,19 @@ class FitResult:
         return float(self.report["final"]["latency"]["median_ms"])
 
     @property
+    def metric_name(self) -> str:
+        """What :attr:`accuracy_before` and :attr:`accuracy_after` measure: ``top-1``, or a detector's ``mAP50-95``."""
+        return str((self.report.get("evaluation") or {}).get("metric", "top-1"))
+
+    @property
     def accuracy_before(self) -> float | None:
-        """Top-1 of the original model's artifact on the evaluation data (None without labels)."""
-        value = self.report["baseline"]["top1"]
-        return None if value is None else float(value)
+        """The original artifact's accuracy on the evaluation data in :attr:`metric_name` (None without labels)."""
+        return _headline(self.report["baseline"])
 
     @property
     def accuracy_after(self) -> float | None:
-        """Top-1 of the pruned artifact on the evaluation data (None without labels)."""
-        value = self.report["final"]["top1"]
-        return None if value is None else float(value)
+        """The pruned artifact's accuracy on the evaluation data in :attr:`metric_name` (None without labels)."""
+        return _headline(self.report["final"])
 
     @property
     def files(self) -> dict[str, Path]:
@@ -56,3 +59,11 @@ class FitResult:
     def out_dir(self) -> Path:
         """The output directory."""
         return Path(self.report["out_dir"])
+
+
+def _headline(side: dict[str, Any]) -> float | None:
+    """A report side's accuracy: top-1, else a detector's mAP50-95; None without labels."""
+    value = side.get("top1")
+    if value is None:
+        value = (side.get("metrics") or {}).get("map50_95")
+    return None if value is None else float(value)

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("ultralytics", reason="the [yolo] extra (ultralytics) is not installed")
 
 from edgeprune.errors import ModelLoadError  # noqa: E402
-from edgeprune.models.ultralytics_yolo import configure_offline  # noqa: E402
+from edgeprune.models.ultralytics_env import configure_ultralytics_offline  # noqa: E402
 from edgeprune.models.weights import apply_state_dict  # noqa: E402
 from edgeprune.models.zoo import build_architecture  # noqa: E402
 from edgeprune.prune.graph import ModelGraph  # noqa: E402
@@ -19,7 +19,7 @@ SIZE = 128
 
 def _ultralytics_model(config: str, classes: int) -> torch.nn.Module:
     """Ultralytics' own model, unmodified, with batch-norm statistics that are not the identity."""
-    configure_offline()
+    configure_ultralytics_offline()
     from ultralytics.nn.tasks import DetectionModel
 
     torch.manual_seed(0)
