@@ -32,6 +32,7 @@ def configure_ultralytics_offline() -> None:
     already = os.environ.get("YOLO_OFFLINE") == "1" and os.environ.get("YOLO_CONFIG_DIR") == config
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_CONFIG_DIR"] = config
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # its INFO lines ("Overriding model.yaml nc=80") go to stdout
     if not already and "ultralytics" in sys.modules:
         log.warning("ultralytics was imported before edgeprune set YOLO_OFFLINE and YOLO_CONFIG_DIR; "
                     "its settings stay where it put them")
