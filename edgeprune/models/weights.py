@@ -15,6 +15,12 @@ from edgeprune.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+#: how to turn an Ultralytics ``best.pt`` into weights edgeprune reads (run where you trust the file: it unpickles)
+ULTRALYTICS_CONVERSION = (
+    "convert it once where you trust it (this unpickles it): python -c \"import torch; from safetensors.torch import "
+    "save_file; c = torch.load('best.pt', weights_only=False); m = (c.get('ema') or c['model']).float(); "
+    "save_file({k: v.contiguous() for k, v in m.state_dict().items()}, 'best.safetensors')\" and pass "
+    "--weights best.safetensors with --model ultralytics:<its YAML> --num-classes <its classes>")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -41,6 +47,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             text = str(exc)
+            if "ultralytics" in text:
+                raise ModelLoadError(f"{path} is an Ultralytics checkpoint (a pickled model), which edgeprune does "
+                                     f"not unpickle; {ULTRALYTICS_CONVERSION}") from None
             if "GLOBAL" in text or "Unsupported global" in text:
                 raise ModelLoadError(
                     f"{path} contains pickled Python objects (probably a whole model), which edgeprune does not "

@@ -86,3 +86,25 @@ def test_removing_channels_keeps_the_output_shape() -> None:
 def test_bad_specs_are_one_line_model_errors(spec: str, message: str) -> None:
     with pytest.raises(ModelLoadError, match=message.replace("(", r"\(").replace(".", r"\.")):
         build_architecture(spec)
+
+
+def test_an_ultralytics_checkpoint_is_refused_with_the_conversion_that_makes_it_loadable(tmp_path) -> None:
+    from edgeprune.models.weights import load_weights, read_state_dict
+
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": None, "ema": _ultralytics_model("yolov8n.yaml", 3).half(), "epoch": 3}, checkpoint)
+    with pytest.raises(ModelLoadError, match="is an Ultralytics checkpoint") as refused:
+        read_state_dict(checkpoint)
+    # the conversion the message gives, run as the user would (on a file they trust), then loaded by edgeprune
+    command = str(refused.value).split('python -c "', 1)[1].split('"', 1)[0]
+    cwd = tmp_path
+    import os
+
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        exec(command, {})  # noqa: S102 - the documented one-liner, on a file this test wrote
+    finally:
+        os.chdir(previous)
+    bundle = build_architecture("ultralytics:yolov8n.yaml", 3)
+    load_weights(bundle.model, tmp_path / "best.safetensors")
