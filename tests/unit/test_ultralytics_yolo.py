@@ -88,7 +88,8 @@ def test_bad_specs_are_one_line_model_errors(spec: str, message: str) -> None:
         build_architecture(spec)
 
 
-def test_an_ultralytics_checkpoint_is_refused_with_the_conversion_that_makes_it_loadable(tmp_path) -> None:
+def test_an_ultralytics_checkpoint_is_refused_with_the_conversion_that_makes_it_loadable(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeprune.models.weights import load_weights, read_state_dict
 
     checkpoint = tmp_path / "best.pt"
@@ -97,14 +98,7 @@ def test_an_ultralytics_checkpoint_is_refused_with_the_conversion_that_makes_it_
         read_state_dict(checkpoint)
     # the conversion the message gives, run as the user would (on a file they trust), then loaded by edgeprune
     command = str(refused.value).split('python -c "', 1)[1].split('"', 1)[0]
-    cwd = tmp_path
-    import os
-
-    previous = os.getcwd()
-    os.chdir(cwd)
-    try:
-        exec(command, {})  # noqa: S102 - the documented one-liner, on a file this test wrote
-    finally:
-        os.chdir(previous)
+    monkeypatch.chdir(tmp_path)
+    exec(command, {})  # the documented one-liner, on a file this test wrote
     bundle = build_architecture("ultralytics:yolov8n.yaml", 3)
     load_weights(bundle.model, tmp_path / "best.safetensors")
