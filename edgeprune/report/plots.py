@@ -62,6 +62,15 @@ def _pct(value: Any) -> float | None:
     return None if value is None else 100.0 * float(value)
 
 
+def _headline(side: dict[str, Any]) -> Any:
+    """A side's accuracy as report.json holds it: ``top1``, else the task's headline metric (a detector's
+    ``map50_95``); None without labels."""
+    if side.get("top1") is not None:
+        return side["top1"]
+    metrics = side.get("metrics") or {}
+    return metrics.get("map50_95", metrics.get("miou"))
+
+
 def _points(report: dict[str, Any]) -> tuple[list[tuple[float, float]], list[float]]:
     """Search candidates: (latency, top-1 %) where a round carries ``top1``, else latency only."""
     with_acc: list[tuple[float, float]] = []
@@ -86,7 +95,8 @@ def plot_accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path:
     ax = fig.add_subplot()
     base, final = report["baseline"], report["final"]
     base_ms, final_ms = float(base["latency"]["median_ms"]), float(final["latency"]["median_ms"])
-    base_acc, final_acc = _pct(base.get("top1")), _pct(final.get("top1"))
+    metric = (report.get("evaluation") or {}).get("metric", "top-1")  # a detector's: mAP50-95
+    base_acc, final_acc = _pct(_headline(base)), _pct(_headline(final))
     with_acc, latency_only = _points(report)
     rug = blended_transform_factory(ax.transData, ax.transAxes)  # x in ms, y in axes fraction
     if with_acc:
@@ -122,7 +132,7 @@ def plot_accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path:
         ax.text(0.99, 0.10, "candidates were measured for latency only (ticks at the bottom)",
                 transform=ax.transAxes, ha="right", fontsize=8, color="tab:gray")
     ax.set_xlabel(latency_axis_label(report))
-    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylabel(f"{metric} (%)" if metric != "top-1" else "top-1 accuracy (%)")
     target = (report.get("target") or {}).get("name", "?")
     model = (report.get("model") or {}).get("spec", "?")
     ax.set_title(f"Accuracy vs latency: {model} on target {target}")
