@@ -1,0 +1,114 @@
+"""edgeprune.train.detector_loop and default_detector: YOLOv8n trained with Ultralytics' loss in a plain loop,
+the shapes detector cached with its dataset, nothing written outside edgeprune's cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ultralytics", reason="ultralytics (the [yolo] extra) is not installed")
+pytest.importorskip("faster_coco_eval", reason="faster-coco-eval (the detection metric) is not installed")
+
+import torch  # noqa: E402
+
+from edgeprune.data.detection import load_detection_dataset  # noqa: E402
+from edgeprune.data.detection_dataset import DetectionDataset  # noqa: E402
+from edgeprune.data.shapes_detection import ShapesSpec  # noqa: E402
+from edgeprune.tasks.detection_predict import evaluate_detector, predict_detections  # noqa: E402
+from edgeprune.train import default_detector  # noqa: E402
+from edgeprune.train.detector_loop import DetectorTrainSpec, _augment, train_detector  # noqa: E402
+
+TINY_SHAPES = ShapesSpec(size_px=64, train_images=16, val_images=8, min_side_px=12, max_side_px=28, seed=1)
+TINY_TRAIN = DetectorTrainSpec(epochs=1, batch_size=8, lr=0.002, seed=0)
+
+
+@pytest.fixture()
+def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EDGEPRUNE_CACHE_DIR", str(cache))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cache
+
+
+def test_augmentation_moves_boxes_with_pixels() -> None:
+    images = np.zeros((1, 32, 32, 3), np.uint8)
+    images[0, 4:10, 20:30] = 255  # an object at x 20..30, y 4..10
+    boxes = [np.array([[20, 4, 30, 10]], np.float32)]
+    spec = DetectorTrainSpec(epochs=1)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        out, out_boxes = _augment(images, boxes, rng, spec)
+        x1, y1, x2, y2 = out_boxes[0][0].astype(int)
+        assert out[0, y1:y2, x1:x2].min() == 255 and out[0].sum() == images[0].sum()
+        seen.add((x1, y1))
+    assert len(seen) == 8, "all eight flips and transposes occur"
+    assert boxes[0].tolist() == [[20, 4, 30, 10]], "the dataset's boxes are not modified"
+
+
+def test_loss_falls_and_weights_load_into_a_plain_model(tmp_cache: Path) -> None:
+    """From scratch the loss first rises (the assigner finds matches once boxes take shape), then falls."""
+    root = default_detector.shapes_dataset_dir(TINY_SHAPES)
+    train = load_detection_dataset(root, (64, 64), split="train").subset(np.arange(8))
+    spec = DetectorTrainSpec(epochs=12, batch_size=8, lr=0.004, flips=False, channel_shuffle=False, seed=0)
+    torch.manual_seed(0)
+    model = default_detector.build_shapes_detector()
+    losses = train_detector(model, train, spec)
+    assert len(losses) == 12 and losses[-1] < 0.7 * max(losses)
+    torch.manual_seed(0)
+    again = train_detector(default_detector.build_shapes_detector(), train, spec)
+    assert again == losses, "seeded: the same run gives the same losses"
+    assert not model.training
+    fresh = default_detector.build_shapes_detector()
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    fresh.eval()
+    fresh.model[-1].export = True
+    with torch.no_grad():
+        out = fresh(torch.zeros(1, 3, 64, 64))
+    assert out.shape == (1, 4 + 4, 8 * 8 + 4 * 4 + 2 * 2)  # strides 8, 16, 32 at 64 px
+    assert len(predict_detections(fresh, train.images[:3])) == 3
+
+
+def test_trained_detector_is_cached_with_its_dataset(tmp_cache: Path) -> None:
+    path = default_detector.trained_shapes_detector(TINY_SHAPES, TINY_TRAIN)
+    assert path.is_file() and path.parent == tmp_cache and path.suffix == ".safetensors"
+    assert default_detector.DETECTOR_RECIPE in path.name
+    roots = [p for p in tmp_cache.iterdir() if p.name.startswith("detection-shapes-")]
+    assert len(roots) == 1 and (roots[0] / "data.yaml").is_file()
+    assert sorted(p.name for p in (roots[0] / "val" / "images").iterdir())[:2] == ["00000.png", "00001.png"]
+    meta = default_detector.detector_metadata(path)
+    assert meta["recipe"] == default_detector.DETECTOR_RECIPE and meta["input_hw"] == "64,64"
+    assert 0.0 <= float(meta["val_map50_95"]) <= float(meta["val_map50"]) <= 1.0
+    assert list(Path.cwd().iterdir()) == [], "nothing is written to the working folder"
+    assert os.environ["YOLO_OFFLINE"] == "1"
+    stamp = path.stat().st_mtime_ns
+    assert default_detector.trained_shapes_detector(TINY_SHAPES, TINY_TRAIN) == path
+    assert path.stat().st_mtime_ns == stamp, "the second call reuses the cache"
+    path.write_bytes(b"corrupt")
+    assert default_detector.trained_shapes_detector(TINY_SHAPES, TINY_TRAIN) == path
+    assert default_detector.detector_metadata(path)["recipe"] == default_detector.DETECTOR_RECIPE
+
+
+def test_other_recipes_get_their_own_cache_entries(tmp_cache: Path) -> None:
+    default = default_detector.shapes_detector_path()
+    other = default_detector.shapes_detector_path(TINY_SHAPES, TINY_TRAIN)
+    assert default.name == f"yolov8n-shapes-{default_detector.DETECTOR_RECIPE}-seed0.safetensors"
+    assert other != default and other.name.startswith(default.stem)
+
+
+@pytest.mark.slow
+def test_the_shapes_detector_reaches_its_stated_map(tmp_cache: Path) -> None:
+    """The full recipe (about 7 minutes on one core): the val mAP it records is the mAP of the saved weights."""
+    path = default_detector.trained_shapes_detector()
+    meta = default_detector.detector_metadata(path)
+    val = load_detection_dataset(default_detector.shapes_dataset_dir(), (160, 160), split="val")
+    assert isinstance(val, DetectionDataset) and len(val) == default_detector.SHAPES_SPEC.val_images
+    score = evaluate_detector(default_detector.load_shapes_detector(path), val)
+    assert score.map50 == pytest.approx(float(meta["val_map50"]), abs=1e-4)
+    assert score.map50_95 == pytest.approx(float(meta["val_map50_95"]), abs=1e-4)
+    assert score.map50 >= 0.9 and score.map50_95 >= 0.7
