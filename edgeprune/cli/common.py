@@ -128,12 +128,12 @@ def run_guarded(action: Callable[[], int], verbose: bool, verb: str | None = Non
         return 130
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in WORKSTATION_MODULES:
-            return _internal_error(exc, verbose)
+            return _internal_error(exc, verbose, argv)
         print_error(f"this command needs the workstation install ({exc.name} is not installed; a device running "
                     "only 'edgeprune agent' does not need it): pip install 'edgeprune[workstation]'")
         return 2
     except Exception as exc:  # a bug in edgeprune or in user code: say so plainly
-        return _internal_error(exc, verbose)
+        return _internal_error(exc, verbose, argv)
 
 
 def _verb_line(argv: Sequence[str] | None) -> str:
@@ -142,11 +142,11 @@ def _verb_line(argv: Sequence[str] | None) -> str:
     return " ".join(args) if args else "VERB ..."
 
 
-def _internal_error(exc: Exception, verbose: bool) -> int:
+def _internal_error(exc: Exception, verbose: bool, argv: Sequence[str] | None = None) -> int:
     """A bug in edgeprune or in user code: one plain line, or the traceback with ``--verbose``."""
     if verbose:
         raise exc
     first = str(exc).splitlines()[0] if str(exc) else ""
-    print_error(f"{type(exc).__name__}: {first} (rerun as 'edgeprune -v {_verb_line()}' for details)",
+    print_error(f"{type(exc).__name__}: {first} (rerun as 'edgeprune -v {_verb_line(argv)}' for details)",
                 "edgeprune: internal error:")
     return 1

@@ -42,6 +42,9 @@ class FitInputs:
     #: the task's labels of ``eval_set`` (a detector's boxes); None when unlabelled. Classifiers' labels stay
     #: in ``eval_set.labels``: see :attr:`truth`
     eval_truth: Any = None
+    #: the training data in the task's own form when it is not a classifier's (a detector's
+    #: :class:`~edgeprune.data.detection_dataset.DetectionDataset`, boxes optional); None otherwise
+    task_train_set: Any = None
 
     @property
     def truth(self) -> Any:
@@ -190,11 +193,16 @@ def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Prep
 
     if config.data is None:
         raise InputError("--data is required for a detector: a YOLO-layout folder (images/, labels/) or data.yaml")
-    for flag, value in (("--finetune-epochs", config.finetune_epochs), ("--qat-epochs", config.qat_epochs),
-                        ("--prune-blocks", int(config.prune_blocks))):
+    for flag, value in (("--qat-epochs", config.qat_epochs), ("--prune-blocks", int(config.prune_blocks)),
+                        ("--distill-features", int(config.distill_features))):
         if value > 0:
-            raise InputError(f"{flag} is not available for detectors yet (issue 21): prune without it, or "
-                             "fine-tune the exported model with Ultralytics")
+            raise InputError(f"{flag} is not available for detectors yet (issue 21): prune without it")
+    train = None
+    if config.train_data is not None:
+        train = load_detection_dataset(config.train_data, (prep.height, prep.width), split="train")
+    if config.finetune_epochs > 0 and (train is None or (train.boxes is None and not config.distill)):
+        raise InputError("--finetune-epochs needs training data for a detector: --train-data with boxes (YOLO "
+                         "layout or data.yaml), or any images with --distill")
     if config.calib_images < 1:
         raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
     size = (prep.height, prep.width)
@@ -223,4 +231,4 @@ def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Prep
     picked = calibration_indices(len(calib), config.calib_images, config.seed)
     calibration = to_model_input(calib.images[picked], prep)
     return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep), calibration,
-                     f"{len(picked)} images of {described}", DetectionTask(), truth)
+                     f"{len(picked)} images of {described}", DetectionTask(), truth, train)

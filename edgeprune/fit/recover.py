@@ -27,6 +27,7 @@ from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.reconstruct import reconstruct_consumers
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.train.augment import parse_augmentation
+from edgeprune.train.detector_distill import BOX_TEMPERATURE, YoloDistillationLoss
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.feature_hints import FEATURE_HINT_WEIGHT, FeatureHintLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
@@ -85,6 +86,8 @@ class Recovery:
 
     def finetune_enabled(self) -> bool:
         """Whether fine-tuning will run (epochs > 0 and usable training data)."""
+        if self.inputs.task_train_set is not None:  # a detector's own training set
+            return self.config.finetune_epochs > 0 and (self.inputs.task_train_set.boxes is not None or self.distills)
         train = self.inputs.train_set
         if self.config.finetune_epochs == 0 or train is None:
             return False
@@ -94,6 +97,8 @@ class Recovery:
                   groups: list[ChannelGroup]) -> nn.Module:
         if not self.finetune_enabled():
             return model
+        if self.inputs.task_train_set is not None:
+            return self._finetune_detector(model)
         train = self.inputs.train_set
         assert train is not None
         if self._train_x is None:
@@ -119,8 +124,36 @@ class Recovery:
         self.finetuned_epochs += epochs
         return model.eval()
 
+    def _finetune_detector(self, model: nn.Module) -> nn.Module:
+        """A YOLO detector's fine-tune: Ultralytics' loss on the boxes, plus (``--distill``, or without boxes
+        alone) distillation from the original's raw head outputs; SGD at ``--finetune-lr`` with a short warm-up
+        and a cosine decay, weights averaged (EMA) as Ultralytics trains."""
+        from edgeprune.train.detector_loop import DetectorTrainSpec, train_detector
+
+        data = self.inputs.task_train_set
+        epochs = self.config.finetune_epochs
+        spec = DetectorTrainSpec(epochs=epochs, optimizer="sgd", lr=self.config.finetune_lr, momentum=0.937,
+                                 warmup_epochs=min(1.0, epochs / 4), flips=False, channel_shuffle=False,
+                                 seed=self.config.seed)
+        distill = YoloDistillationLoss(self.teacher) if self.distills or data.boxes is None else None
+        start = time.perf_counter()
+        train_detector(model, data, spec, description="fine-tune", distill=distill)
+        self.finetune_seconds += time.perf_counter() - start
+        self.finetuned_epochs += epochs
+        return model.eval()
+
     def summary(self) -> dict[str, Any]:
         """The fine-tune facts for the report."""
+        if self.inputs.task_train_set is not None:  # a detector
+            data = self.inputs.task_train_set
+            distilled = self.distills or data.boxes is None
+            return {"epochs": self.finetuned_epochs, "images": len(data), "seconds": self.finetune_seconds,
+                    "schedule": "warm-up, cosine (SGD, EMA of weights)", "lr": self.config.finetune_lr,
+                    "augment": "none", "loss": ("Ultralytics v8DetectionLoss" if data.boxes is not None else "")
+                    + (" + " if distilled and data.boxes is not None else "")
+                    + ("distillation on the Detect head's raw outputs" if distilled else ""),
+                    "distill": distilled, "distill_temperature": BOX_TEMPERATURE if distilled else None,
+                    "distill_alpha": None, "feature_hints": None}
         train = self.inputs.train_set
         return {"epochs": self.finetuned_epochs, "images": 0 if train is None else len(train),
                 "seconds": self.finetune_seconds, "schedule": self.config.finetune_schedule,

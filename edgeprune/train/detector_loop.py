@@ -16,6 +16,7 @@ import math
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: ``on_epoch(epoch, mean loss, model)``
 EpochCallback = Callable[[int, float, nn.Module], None]
+#: ``distill(student's raw head outputs, inputs)``: a distillation loss, mean over the batch
+DistillFn = Callable[[Any, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class DetectorTrainSpec:
     channel_shuffle: bool = True
     ema: bool = True
     seed: int = 0
+    #: weight of the distillation loss (per image) against Ultralytics' loss, when both are used
+    distill_weight: float = 10.0
 
 
 def _augment(images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generator,
@@ -104,7 +109,8 @@ def _lr_factor(step: int, total: int, warmup: int, final_fraction: float) -> flo
 
 
 def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTrainSpec,
-                   description: str = "training the detector", on_epoch: EpochCallback | None = None) -> list[float]:
+                   description: str = "training the detector", on_epoch: EpochCallback | None = None,
+                   distill: DistillFn | None = None) -> list[float]:
     """Train an Ultralytics ``DetectionModel`` in place on ``dataset`` (labelled, letterboxed to the model's
     input); returns the mean loss (box + cls + dfl, per image) of each epoch. The model ends in eval mode,
     holding the moving average of its weights when ``spec.ema``.
@@ -112,8 +118,9 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
     ``on_epoch(epoch, loss, model)`` is called after each epoch with the model as it would be returned then
     (the moving average when ``spec.ema``); it must leave that model's weights as they are.
     """
-    if dataset.boxes is None or dataset.classes is None:
-        raise ValueError(f"{dataset.source}: training a detector needs labelled data")
+    labelled = dataset.boxes is not None and dataset.classes is not None
+    if not labelled and distill is None:
+        raise ValueError(f"{dataset.source}: training a detector needs labelled data (or a distillation loss)")
     configure_ultralytics_offline()
     from ultralytics.utils.loss import v8DetectionLoss
     from ultralytics.utils.torch_utils import ModelEMA
@@ -142,13 +149,21 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
             running = 0.0
             for b in range(batches):
                 idx = order[b * spec.batch_size:(b + 1) * spec.batch_size] if n >= spec.batch_size else order
-                images, boxes = _augment(dataset.images[idx], [dataset.boxes[i] for i in idx], rng, spec)
-                batch = _targets(boxes, [dataset.classes[i] for i in idx], dataset.size_hw)
+                known = [dataset.boxes[i] for i in idx] if dataset.boxes is not None else \
+                    [np.zeros((0, 4), np.float32) for _ in idx]
+                images, boxes = _augment(dataset.images[idx], known, rng, spec)
                 for group in optimizer.param_groups:
                     group["lr"] = spec.lr * _lr_factor(step, total, warmup, spec.final_lr_fraction)
-                loss, _ = criterion(model(images_to_yolo_input(images)), batch)
+                inputs = images_to_yolo_input(images)
+                predictions = model(inputs)
+                loss = torch.zeros(())
+                if labelled:
+                    batch = _targets(boxes, [dataset.classes[i] for i in idx], dataset.size_hw)  # type: ignore[index]
+                    loss = criterion(predictions, batch)[0].sum()
+                if distill is not None:  # Ultralytics' loss is summed over the batch: so is this one
+                    loss = loss + spec.distill_weight * len(idx) * distill(predictions, inputs)
                 optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()
+                loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
                 optimizer.step()
                 if ema is not None:

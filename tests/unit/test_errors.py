@@ -64,3 +64,15 @@ def test_a_budget_verdict_gains_a_hint_once_and_keeps_its_figures() -> None:
     assert (hinted.budget_ms, hinted.floor_ms) == (0.485, 0.591)
     assert str(hinted).count("try --precision auto") == 1 and "minimum width" in str(hinted)
     assert "PREDICTED" not in str(hinted) and "predicted" in str(hinted.as_predicted())
+
+
+def test_an_unexpected_exception_is_one_internal_error_line_that_repeats_the_command(capsys) -> None:
+    from edgeprune.cli.common import run_guarded
+
+    def broken() -> int:
+        raise RuntimeError("boom\nsecond line")
+
+    assert run_guarded(broken, False, "fit", ["fit", "--budget", "50%"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom (rerun as 'edgeprune -v fit --budget 50%' for details)" in err
+    assert "second line" not in err and "Traceback" not in err
