@@ -7,7 +7,8 @@ Accepted forms of ``path``:
 * a folder with ``images/`` and ``labels/`` (one ``.txt`` per image, same stem; an image without one has no
   objects); class names from a ``classes.txt`` beside them when present;
 * a folder of images without ``labels/``: unlabelled;
-* a COCO ``instances*.json`` (or a folder holding ``annotations/instances*.json``) and its images.
+* a COCO ``instances*.json``, or a folder holding ``annotations/instances*.json`` (the one naming ``split`` when
+  there are several), and its images.
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ def load_detection_dataset(path: str | Path, size_hw: tuple[int, int], split: st
     if coco:
         from edgeprune.data.coco_json import load_coco_json
 
-        return load_coco_json(coco[0], size_hw)
+        chosen = [f for f in coco if split in f.stem] if len(coco) > 1 else coco
+        if len(chosen) != 1:
+            raise DataError(f"{path / 'annotations'} holds {', '.join(f.name for f in coco)}: pass the one to use")
+        return load_coco_json(chosen[0], size_hw)
     images = path / "images" if (path / "images").is_dir() else path
     return load_yolo_images([images], size_hw, _classes_txt(path), str(path))

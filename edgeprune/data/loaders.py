@@ -93,6 +93,8 @@ def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> Im
                 arr = np.asarray(fit_image(img.convert(mode), size_hw), dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(f"cannot read image {file}: {str(exc).splitlines()[0]}") from None
+        except ImportError:  # once imported, ultralytics patches Image.open to look for a HEIF plugin on failure
+            raise DataError(f"cannot read image {file}: not an image format Pillow can read") from None
         pixels[i] = arr.reshape(size_hw[0], size_hw[1], channels)
     labels = np.array([c for _, c in entries], dtype=np.int64) if names else None
     log.info("read %d images in %d classes from %s", len(entries), len(names), root)

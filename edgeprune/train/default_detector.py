@@ -68,7 +68,13 @@ def build_shapes_detector(num_classes: int = len(SHAPES_CLASSES)) -> nn.Module:
     configure_ultralytics_offline()
     from ultralytics.nn.tasks import DetectionModel
 
-    return DetectionModel(SHAPES_MODEL_YAML, nc=num_classes, verbose=False)
+    ultralytics_log = logging.getLogger("ultralytics")  # it logs "Overriding model.yaml nc=80" on stdout
+    level = ultralytics_log.level
+    ultralytics_log.setLevel(logging.WARNING)
+    try:
+        return DetectionModel(SHAPES_MODEL_YAML, nc=num_classes, verbose=False)
+    finally:
+        ultralytics_log.setLevel(level)
 
 
 def load_shapes_detector(path: Path | None = None) -> nn.Module:

@@ -238,6 +238,8 @@ def test_coco_json(tmp_path: Path) -> None:
     assert ds.boxes is not None
     np.testing.assert_allclose(ds.boxes[0], [[40, 60, 120, 100]], atol=1e-4)
     assert ds.boxes[1].shape == (0, 4)
+    (tmp_path / "annotations" / "instances_train2017.json").write_text(json.dumps({**doc, "annotations": []}))
+    assert load_detection_dataset(tmp_path, (160, 160)).num_objects == 1  # the val split's file is chosen
     doc["annotations"][0]["category_id"] = 5
     (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match="category_id 5, not among 'categories'"):
