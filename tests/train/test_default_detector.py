@@ -15,9 +15,8 @@ pytest.importorskip("faster_coco_eval", reason="faster-coco-eval (the detection 
 import torch  # noqa: E402
 
 from edgeprune.data.detection import load_detection_dataset  # noqa: E402
-from edgeprune.data.detection_dataset import DetectionDataset  # noqa: E402
 from edgeprune.data.shapes_detection import ShapesSpec  # noqa: E402
-from edgeprune.tasks.detection_predict import evaluate_detector, predict_detections  # noqa: E402
+from edgeprune.tasks.detection_predict import predict_detections  # noqa: E402
 from edgeprune.train import default_detector  # noqa: E402
 from edgeprune.train.detector_loop import DetectorTrainSpec, _augment, train_detector  # noqa: E402
 
@@ -101,14 +100,5 @@ def test_other_recipes_get_their_own_cache_entries(tmp_cache: Path) -> None:
     assert other != default and other.name.startswith(default.stem)
 
 
-@pytest.mark.slow
-def test_the_shapes_detector_reaches_its_stated_map(tmp_cache: Path) -> None:
-    """The full recipe (about 7 minutes on one core): the val mAP it records is the mAP of the saved weights."""
-    path = default_detector.trained_shapes_detector()
-    meta = default_detector.detector_metadata(path)
-    val = load_detection_dataset(default_detector.shapes_dataset_dir(), (160, 160), split="val")
-    assert isinstance(val, DetectionDataset) and len(val) == default_detector.SHAPES_SPEC.val_images
-    score = evaluate_detector(default_detector.load_shapes_detector(path), val)
-    assert score.map50 == pytest.approx(float(meta["val_map50"]), abs=1e-4)
-    assert score.map50_95 == pytest.approx(float(meta["val_map50_95"]), abs=1e-4)
-    assert score.map50 >= 0.9 and score.map50_95 >= 0.7
+# The full recipe (about 6 minutes on one core) is not in the suite: tools/make_shapes_detector.py trains and scores
+# it, and the detection benchmark (tools/bench/detection.py) records its mAP in docs/benchmarks.md.
