@@ -168,8 +168,9 @@ class FitRun(ClosedLoop, PrecisionStage):
         """Depth pruning where asked, then the width search in ``config.steps`` steps, from ``step_start_ms``."""
         if self.config.prune_blocks and self.step_start_ms > self.budget_ms:
             self._prune_depth(baseline)
-        elif hint := depth_hint(self.model, self.example, self.config.frozen_modules,
-                                self.step_start_ms / self.budget_ms):
+        elif self.inputs.task.name == "classification" and (  # --prune-blocks scores class probabilities
+                hint := depth_hint(self.model, self.example, self.config.frozen_modules,
+                                   self.step_start_ms / self.budget_ms)):
             log.info("%s", hint)
         total = self.config.steps
         composed: dict[str, list[int]] = {}
