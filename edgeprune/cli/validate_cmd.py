@@ -102,10 +102,16 @@ def _print_summary(r: ValidationResult) -> None:
     if r.parity is not None:
         p = r.parity
         console.print(f"  reference   {r.reference}", highlight=False)
+        agreement = (f"top-1 agreement {p['top1_agreement_fraction']:.2%}" if "top1_agreement_fraction" in p else
+                     f"agreement {p['agreement_fraction']:.2%} ({p['agreement_metric']})")
         console.print(f"  parity      max |diff| {p['max_abs_diff_output_units']:.3g} "
-                      f"(relative {p['max_abs_diff_relative']:.3g}), top-1 agreement {p['top1_agreement_fraction']:.2%}")
+                      f"(relative {p['max_abs_diff_relative']:.3g}), {agreement}", highlight=False)
     if r.accuracy is not None:
-        console.print(f"  accuracy    top-1 {r.accuracy['top1_accuracy_fraction']:.2%}")
+        a = r.accuracy
+        scores = (f"top-1 {a['top1_accuracy_fraction']:.2%}" if "top1_accuracy_fraction" in a else
+                  ", ".join(f"{k.removesuffix('_fraction')} {v:.2%}" for k, v in a.items()
+                            if k.endswith("_fraction") and k != "min_accuracy_fraction" and v is not None))
+        console.print(f"  accuracy    {scores}", highlight=False)
     if r.latency is not None:
         lat = r.latency
         where = f"measured on {lat['measured_on']}" if lat.get("measured_on") else "measured here"

@@ -16,3 +16,9 @@ def task_named(name: str) -> Task:
 
         return DetectionTask()
     raise ValueError(f"unknown task '{name}' (known: classification, detection)")
+
+
+def task_of_spec(spec: str) -> str:
+    """The task of the model a ``--model`` spec names (without building it): ``ultralytics:`` YAMLs are
+    detectors; everything else is a classifier."""
+    return "detection" if spec.startswith("ultralytics:") else "classification"

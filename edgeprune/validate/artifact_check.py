@@ -24,6 +24,7 @@ from edgeprune.quantize.layers import layer_precisions, summarise
 from edgeprune.target import Target
 from edgeprune.tasks.base import Task
 from edgeprune.tasks.classification import ClassificationTask
+from edgeprune.tasks.registry import task_named, task_of_spec
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.bench import paired_against
 from edgeprune.validate.runners import LoadedArtifact, TorchRunner, load_artifact
@@ -146,9 +147,9 @@ def _preprocessing(loaded: LoadedArtifact, given: Preprocessing | None,
 
 
 def _inputs(loaded: LoadedArtifact, data: str | Path | ModelInputs | None, images: int | None, seed: int,
-            prep: Preprocessing | None, reference_prep: Preprocessing | None
-            ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(NCHW float32 inputs, labels or None, source description)."""
+            prep: Preprocessing | None, reference_prep: Preprocessing | None, task: Task | None = None
+            ) -> tuple[np.ndarray, Any, str]:
+    """(NCHW float32 inputs, labels in ``task``'s form or None, source description)."""
     if isinstance(data, ModelInputs):
         from edgeprune.data.tensors import calibration_indices
 
@@ -164,27 +165,46 @@ def _inputs(loaded: LoadedArtifact, data: str | Path | ModelInputs | None, image
     from edgeprune.data.tensors import calibration_indices, to_model_input
 
     chosen = _preprocessing(loaded, prep, reference_prep)
+    if task is not None and task.name == "detection":
+        return _detection_inputs(loaded, data, images, seed, chosen)
     dataset = load_dataset(data, (chosen.height, chosen.width), chosen.channels)
     if images is not None and images < len(dataset):
         dataset = dataset.subset(calibration_indices(len(dataset), images, seed), f"[{images} images]")
     return to_model_input(dataset.images, chosen).numpy(), dataset.labels, dataset.source
 
 
+def _detection_inputs(loaded: LoadedArtifact, data: str | Path, images: int | None, seed: int, prep: Preprocessing
+                      ) -> tuple[np.ndarray, Any, str]:
+    """A detector's data (YOLO layout, data.yaml or COCO JSON), letterboxed; labels as boxes when it has them."""
+    from edgeprune.data.detection import load_detection_dataset
+    from edgeprune.data.tensors import calibration_indices, to_model_input
+    from edgeprune.tasks.detection import DetectionTruth
+
+    dataset = load_detection_dataset(data, (prep.height, prep.width))
+    if images is not None and images < len(dataset):
+        dataset = dataset.subset(calibration_indices(len(dataset), images, seed), f"[{images} images]")
+    classes = int(loaded.run(np.zeros((1, *loaded.nchw_shape[1:]), np.float32)).shape[1]) - 4  # (1, 4 + nc, A)
+    truth = None if dataset.boxes is None else DetectionTruth(list(dataset.boxes), list(dataset.classes), classes)
+    return to_model_input(dataset.images, prep).numpy(), truth, dataset.source
+
+
 def _reference(reference: nn.Module | str | Path | None, target: Target, allow_factory: str | None = None
-               ) -> tuple[TorchRunner | LoadedArtifact | None, Preprocessing | None]:
+               ) -> tuple[TorchRunner | LoadedArtifact | None, Preprocessing | None, str | None]:
+    """(runner, its plan's preprocessing, its plan's model spec): the last two only for an edgeprune output."""
     if reference is None:
-        return None, None
+        return None, None, None
     if isinstance(reference, nn.Module):
-        return TorchRunner(reference), None
+        return TorchRunner(reference), None, None
     from edgeprune.export.slim_source import is_slim_source, load_slim_source
 
     path = Path(reference)
     if is_slim_source(path):
         source = load_slim_source(path, allow_factory=allow_factory)
-        return TorchRunner(source.model, f"slim PyTorch model from {source.plan_path}"), source.preprocessing
+        return (TorchRunner(source.model, f"slim PyTorch model from {source.plan_path}"), source.preprocessing,
+                source.plan.model_spec)
     if not path.exists():
         raise InputError(f"reference {path} not found: give an artifact file, an edgeprune output folder or plan.json")
-    return load_artifact(path, target), None
+    return load_artifact(path, target), None, None
 
 
 def _parity(name: str, outputs: list[np.ndarray], expected: list[np.ndarray], task: Task) -> dict[str, Any]:
@@ -242,12 +262,13 @@ def validate_artifact(
     if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
         raise InputError(f"min accuracy must be a fraction between 0 and 1, got {min_accuracy}")
     loaded = load_artifact(path, target)
-    ref, ref_prep = _reference(reference, target, allow_factory)
+    ref, ref_prep, ref_spec = _reference(reference, target, allow_factory)
     if isinstance(ref, LoadedArtifact) and ref.nchw_shape != loaded.nchw_shape:
         raise InputError(f"reference {ref.path.name} takes input {list(ref.nchw_shape)} (NCHW) but "
                          f"{loaded.path.name} takes {list(loaded.nchw_shape)}")
-    task = (data.task if isinstance(data, ModelInputs) else None) or ClassificationTask()
-    x, labels, source = _inputs(loaded, data, images, seed, preprocessing, ref_prep)
+    # the model's task: from the fit's own inputs, else from the reference plan's model (a detector's spec)
+    task = (data.task if isinstance(data, ModelInputs) else None) or task_named(task_of_spec(ref_spec or ""))
+    x, labels, source = _inputs(loaded, data, images, seed, preprocessing, ref_prep, task)
     if min_accuracy is not None and labels is None:
         raise InputError("a minimum accuracy needs labelled data: pass --data with class folders or an .npz with 'y'")
     outputs = [loaded.run(x[i : i + 1]) for i in range(len(x))]

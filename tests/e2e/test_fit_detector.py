@@ -74,6 +74,11 @@ def test_a_detector_ships_validated_artifacts_for_three_runtimes_with_map_before
     md = (out / "report.md").read_text()
     assert "| mAP50-95 |" in md and "| mAP50 |" in md and "top-1 accuracy" not in md
     assert "mAP50-95" in proc.stdout
+    # `edgeprune validate` knows a detector from the reference folder's plan, and reads the YOLO-layout data
+    check = subprocess.run([sys.executable, "-m", "edgeprune", "validate", str(out / "model.tflite"), "--reference",
+                            str(out), "--data", str(data_yaml)], capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert "mAP50-95 against the reference's boxes" in check.stdout and "map50_95" in check.stdout
 
 
 @pytest.mark.slow
