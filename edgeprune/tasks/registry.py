@@ -6,7 +6,7 @@ from edgeprune.tasks.base import Task
 
 
 def task_named(name: str) -> Task:
-    """The task ``name`` (``classification``, ``detection``); detection loads its metric code on first use."""
+    """The task ``name`` (``classification``, ``detection``, ``segmentation``); each loads its metric code on first use."""
     if name == "classification":
         from edgeprune.tasks.classification import ClassificationTask
 
@@ -15,4 +15,8 @@ def task_named(name: str) -> Task:
         from edgeprune.tasks.detection import DetectionTask
 
         return DetectionTask()
-    raise ValueError(f"unknown task '{name}' (known: classification, detection)")
+    if name == "segmentation":
+        from edgeprune.tasks.segmentation import SegmentationTask
+
+        return SegmentationTask()
+    raise ValueError(f"unknown task '{name}' (known: classification, detection, segmentation)")
