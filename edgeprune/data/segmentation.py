@@ -86,6 +86,8 @@ def _open(path: Path) -> object:
             return img.copy()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from None
+    except ImportError:  # once imported, ultralytics patches Image.open to look for a HEIF plugin on failure
+        raise DataError(f"cannot read image {path}: not an image format Pillow can read") from None
 
 
 def read_mask(path: Path) -> np.ndarray:

@@ -59,7 +59,7 @@ def draw_shapes_example(rng: np.random.Generator, size: int = SHAPES_SIZE_PX) ->
     ids = np.zeros((size, size), dtype=np.uint8)
     for _ in range(int(rng.integers(1, 4))):
         kind = int(rng.integers(1, len(SHAPES_CLASSES)))
-        radius = rng.uniform(0.1, 0.25) * size
+        radius = rng.uniform(0.12, 0.3) * size
         cx, cy = rng.uniform(radius, size - radius, 2)
         shape = Image.new("L", (size, size), 0)
         pen = ImageDraw.Draw(shape)
