@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="demo",
                    help="demo | cifar-resnetN | torchvision:NAME | package.module:factory (default: demo)")
     p.add_argument("--weights", type=Path, help="weights file: state dict (.pt/.pth/.th) or .safetensors")
-    p.add_argument("--data", type=Path, help="evaluation data: ImageFolder directory or .npz with x, y")
+    p.add_argument("--data", type=Path, help="evaluation data: ImageFolder directory or .npz with x, y (a detector: a YOLO "
+                   "folder or data.yaml; a segmenter: a folder with images/ and masks/)")
     p.add_argument("--train-data", type=Path, help="labelled data for --finetune-epochs")
     p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
@@ -82,7 +83,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mean", type=float_list, help="input normalisation mean per channel, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", type=float_list, help="input normalisation std per channel")
     p.add_argument("--input-shape", type=shape, help="input shape C,H,W (overrides the model's)")
-    p.add_argument("--num-classes", type=positive_int, help="classifier outputs for spec-built architectures")
+    p.add_argument("--num-classes", type=positive_int, help="classifier outputs (a segmenter's classes) for spec-built "
+                   "architectures")
     p.add_argument("--freeze", nargs="+", action="extend", default=[], metavar="MODULE",
                    help="module names never to prune (repeat the flag or list several)")
     p.add_argument("--max-rounds", type=positive_int, default=12, help="bound on export-and-measure rounds")

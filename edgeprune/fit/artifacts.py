@@ -69,10 +69,11 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
     run_target, _ = runnable_here(runtime_target(target, fmt))  # the target itself for its own format, if here
     # without --data (the demo), the images the run evaluated on: random inputs would judge a quantized model on
     # inputs outside the ranges it was calibrated for
-    # a detector's data is read by the task's own loader: always hand over the images the run evaluated on
-    detector = not isinstance(inputs.task, ClassificationTask)
+    # a detector's or segmenter's data is read by the task's own loader: always hand over the images the run
+    # evaluated on
+    other_task = not isinstance(inputs.task, ClassificationTask)
     data = ModelInputs(inputs.eval_inputs.numpy(), inputs.truth, inputs.eval_set.source, inputs.task) \
-        if detector or config.data is None else config.data
+        if other_task or config.data is None else config.data
     result = validate_artifact(path, run_target, data=data, reference=slim, min_accuracy=config.min_accuracy,
                                images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
                                preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING, measure=measure_locally,
@@ -82,8 +83,8 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
     summary = {"format": fmt, "file": path.name, "runtime": run_target.runtime, "passed": result.passed,
                "max_abs_diff": parity.get("max_abs_diff_output_units"), "max_abs_diff_relative": parity.get("max_abs_diff_relative"),
                "top1_agreement": parity.get("top1_agreement_fraction"), "top1": accuracy.get("top1_accuracy_fraction"),
-               **({"agreement": parity.get("agreement_fraction"), "map50_95": accuracy.get("map50_95_fraction"),
-                   "map50": accuracy.get("map50_fraction")} if detector else {}),
+               **({"agreement": parity.get("agreement_fraction"),  # the task's (mAP50-95, pixel agreement)
+                   **{key: accuracy.get(f"{key}_fraction") for key in inputs.task.metric_keys}} if other_task else {}),
                "median_ms": latency.get("median_ms"), "p90_ms": latency.get("p90_ms"),
                "latency_note": None if measure_locally else "not timed: this machine is not the target",
                "images": parity.get("images_count") or accuracy.get("images_count"),

@@ -40,7 +40,8 @@ QAT_REFERENCE = ("quantization-aware PyTorch model (NNCF fake quantization); mod
 
 
 def _task_metrics(task: Task, evaluation: ArtifactEvaluation) -> dict[str, float] | None:
-    """A detector's metrics for report.json (None for classifiers, whose ``top1`` says it all, or without labels)."""
+    """A detector's or segmenter's metrics for report.json (None for classifiers, whose ``top1`` says it all, or
+    without labels)."""
     if isinstance(task, ClassificationTask) or evaluation.score is None:
         return None
     return dict(evaluation.score.metrics)

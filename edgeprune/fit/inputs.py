@@ -37,10 +37,10 @@ class FitInputs:
     eval_inputs: torch.Tensor
     calibration: torch.Tensor
     calibration_source: str = ""
-    #: what the model's output means (classification, detection), from the model
+    #: what the model's output means (classification, detection, segmentation), from the model
     task: Task = field(default_factory=ClassificationTask)
-    #: the task's labels of ``eval_set`` (a detector's boxes); None when unlabelled. Classifiers' labels stay
-    #: in ``eval_set.labels``: see :attr:`truth`
+    #: the task's labels of ``eval_set`` (a detector's boxes, a segmenter's masks); None when unlabelled.
+    #: Classifiers' labels stay in ``eval_set.labels``: see :attr:`truth`
     eval_truth: Any = None
     #: the training data in the task's own form when it is not a classifier's (a detector's
     #: :class:`~edgeprune.data.detection_dataset.DetectionDataset`, boxes optional); None otherwise
@@ -48,7 +48,7 @@ class FitInputs:
 
     @property
     def truth(self) -> Any:
-        """The evaluation images' labels in the task's form (class indices, or boxes), or None."""
+        """The evaluation images' labels in the task's form (class indices, boxes or masks), or None."""
         return self.eval_set.labels if isinstance(self.task, ClassificationTask) else self.eval_truth
 
     @property
@@ -103,6 +103,8 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
         bundle = replace(bundle, num_classes=width)
     if bundle.task == "detection":
         return _resolve_detection_inputs(config, bundle, prep)
+    if bundle.task == "segmentation":
+        return _resolve_segmentation_inputs(config, bundle, prep)
     train_set: ImageDataset | None = None
     if config.data is None:
         if config.model != "demo":
@@ -185,6 +187,14 @@ def labels_of(dataset: ImageDataset | None) -> np.ndarray | None:
     return None if dataset is None else dataset.labels
 
 
+def _refuse_recovery(config: FitConfig, kind: str, advice: str) -> None:
+    """One line refusing the recovery steps that need a classifier's labels (``kind``: detectors, segmenters)."""
+    for flag, value in (("--finetune-epochs", config.finetune_epochs), ("--qat-epochs", config.qat_epochs),
+                        ("--prune-blocks", int(config.prune_blocks))):
+        if value > 0:
+            raise InputError(f"{flag} is not available for {kind} yet (issue 21): prune without it, or {advice}")
+
+
 def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Preprocessing) -> FitInputs:
     """A detector's inputs: a YOLO-layout set (boxes optional), letterboxed to the model's input; calibration
     held out of it (or ``--calib-data``), and every recovery that needs a classifier's labels refused."""
@@ -225,6 +235,8 @@ def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Prep
             described = f"{calib.source}, held out from the accuracy ({len(data)} other images measure it)"
     if config.eval_images is not None and config.eval_images < len(data):
         data = data.subset(calibration_indices(len(data), config.eval_images, config.seed))
+    if config.weights is None:
+        load_default_weights(bundle)  # says that the model has random weights
     truth = None if data.boxes is None else DetectionTruth(list(data.boxes), list(data.classes),
                                                           int(bundle.num_classes or 0))
     eval_set = ImageDataset(data.images, None, tuple(data.class_names), data.source)
@@ -232,3 +244,46 @@ def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Prep
     calibration = to_model_input(calib.images[picked], prep)
     return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep), calibration,
                      f"{len(picked)} images of {described}", DetectionTask(), truth, train)
+
+
+def _resolve_segmentation_inputs(config: FitConfig, bundle: ModelBundle, prep: Preprocessing) -> FitInputs:
+    """A segmenter's inputs: ``images/`` with optional ``masks/`` resized to the model's input; calibration held
+    out of it (or ``--calib-data``), mask class ids checked against the model's classes, and every recovery that
+    needs a classifier's labels refused."""
+    from edgeprune.data.segmentation import SegmentationDataset, load_segmentation_dataset
+    from edgeprune.tasks.segmentation import SegmentationTask, SegmentationTruth
+
+    if config.data is None:
+        raise InputError("--data is required for a segmentation model: a folder with images/ and masks/ "
+                         "(or only images)")
+    _refuse_recovery(config, "segmentation models", "fine-tune the pruned model (model.safetensors) yourself")
+    if config.calib_images < 1:
+        raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
+    size = (prep.height, prep.width)
+    data = load_segmentation_dataset(config.data, size)
+    largest = data.largest_class_id
+    if largest is not None and bundle.num_classes is not None and largest >= bundle.num_classes:
+        raise DataError(f"{data.source} has masks with class id {largest} but model '{bundle.spec}' segments "
+                        f"{bundle.num_classes} classes (ids 0..{bundle.num_classes - 1}, 255 = not scored); pass "
+                        "--num-classes or data that matches the model")
+    calib: SegmentationDataset
+    if config.calib_data is not None:
+        calib = load_segmentation_dataset(config.calib_data, size)
+        described = f"{calib.source} (--calib-data)"
+    elif len(data) < 2:
+        calib, described = data, f"{data.source} (its only image, also used for the accuracy)"
+    else:  # calibrate on a held-out part, so the accuracy is not measured on those images
+        count = max(1, min(config.calib_images, int(len(data) * HELD_OUT_SHARE)))
+        order = np.random.default_rng(config.seed).permutation(len(data))
+        calib, data = data.subset(np.sort(order[:count])), data.subset(np.sort(order[count:]))
+        described = f"{calib.source}, held out from the accuracy ({len(data)} other images measure it)"
+    if config.eval_images is not None and config.eval_images < len(data):
+        data = data.subset(calibration_indices(len(data), config.eval_images, config.seed))
+    if config.weights is None:
+        load_default_weights(bundle)  # says that the model has random weights
+    truth = None if data.masks is None else SegmentationTruth(data.masks, int(bundle.num_classes or 0))
+    eval_set = ImageDataset(data.images, None, (), data.source)
+    picked = calibration_indices(len(calib), config.calib_images, config.seed)
+    calibration = to_model_input(calib.images[picked], prep)
+    return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep), calibration,
+                     f"{len(picked)} images of {described}", SegmentationTask(), truth)

@@ -4,7 +4,9 @@ Specifications:
 
 * ``demo`` — the built-in digits model (trained on first use, then cached);
 * ``cifar-resnetN`` — CIFAR ResNet of depth N = 6n+2 (20, 32, 44, 56, 110 ...), 32x32 RGB;
-* ``torchvision:NAME`` — any torchvision classification architecture, 224x224 RGB;
+* ``torchvision:NAME`` — any torchvision classification architecture, 224x224 RGB, or a semantic segmentation
+  one (``lraspp_mobilenet_v3_large``, ``deeplabv3_mobilenet_v3_large`` ...: per-pixel class logits, 21 classes
+  unless ``--num-classes`` says otherwise);
 * ``ultralytics:YAML`` — a YOLO detector from an Ultralytics model YAML (``yolov8n.yaml``, ``yolo11s.yaml`` or a
   user's file), 640x640 RGB (the ``[yolo]`` extra);
 * ``package.module:function`` — a user factory returning an ``nn.Module``.
@@ -43,8 +45,8 @@ class ModelBundle:
         preprocessing: input size and normalisation; None when the model does not carry one.
         num_classes: classifier outputs (or a detector's classes), when known.
         build_kwargs: keyword arguments passed to the constructor (recorded in plans).
-        task: what the model's output means: ``classification`` (class logits) or ``detection`` (a YOLO
-            output: boxes and class scores per anchor).
+        task: what the model's output means: ``classification`` (class logits), ``detection`` (a YOLO
+            output: boxes and class scores per anchor) or ``segmentation`` (class logits per pixel).
     """
 
     model: nn.Module
@@ -96,9 +98,15 @@ def _torchvision(spec: str, num_classes: int | None) -> ModelBundle:
     import torchvision
 
     name = spec.split(":", 1)[1]
+    segmenters = torchvision.models.list_models(module=torchvision.models.segmentation)
+    if name in segmenters:
+        from edgeprune.models.torchvision_segmentation import build_segmentation_model
+
+        model, prep, classes = build_segmentation_model(name, num_classes)
+        return ModelBundle(model, spec, prep, classes, {"num_classes": classes}, task="segmentation")
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
-        raise UnknownNameError("torchvision model", name, available)
+        raise UnknownNameError("torchvision model", name, [*available, *segmenters])
     kwargs: dict[str, Any] = {"weights": None}
     if num_classes:
         kwargs["num_classes"] = num_classes

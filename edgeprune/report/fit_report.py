@@ -26,7 +26,8 @@ class ModelSide:
     top1: float | None
     macs: int
     params: int
-    #: every metric of a task other than classification (a detector's ``map50_95``, ``map50``), fractions
+    #: every metric of a task other than classification (a detector's ``map50_95``, ``map50``; a segmenter's
+    #: ``miou``, ``pixel_accuracy``), fractions
     metrics: dict[str, float] | None = None
 
 

@@ -37,7 +37,8 @@ class FitResult:
 
     @property
     def metric_name(self) -> str:
-        """What :attr:`accuracy_before` and :attr:`accuracy_after` measure: ``top-1``, or a detector's ``mAP50-95``."""
+        """What :attr:`accuracy_before` and :attr:`accuracy_after` measure: ``top-1``, a detector's ``mAP50-95`` or
+        a segmenter's ``mIoU``."""
         return str((self.report.get("evaluation") or {}).get("metric", "top-1"))
 
     @property
@@ -61,9 +62,15 @@ class FitResult:
         return Path(self.report["out_dir"])
 
 
+#: the headline metric of each task other than classification, as report.json's ``metrics`` names it
+_HEADLINE_KEYS = ("map50_95", "miou")
+
+
 def _headline(side: dict[str, Any]) -> float | None:
-    """A report side's accuracy: top-1, else a detector's mAP50-95; None without labels."""
+    """A report side's accuracy: top-1, else a detector's mAP50-95 or a segmenter's mIoU; None without labels."""
     value = side.get("top1")
-    if value is None:
-        value = (side.get("metrics") or {}).get("map50_95")
+    metrics = side.get("metrics") or {}
+    for key in _HEADLINE_KEYS:
+        if value is None:
+            value = metrics.get(key)
     return None if value is None else float(value)

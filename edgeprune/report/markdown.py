@@ -96,17 +96,33 @@ def _headline(report: dict[str, Any]) -> list[str]:
     ]
 
 
+#: the summary table's accuracy rows of each task other than classification: (label, key in ``metrics``)
+_TASK_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
+    "detection": (("mAP50-95", "map50_95"), ("mAP50", "map50")),
+    "segmentation": (("mIoU", "miou"), ("pixel accuracy", "pixel_accuracy")),
+}
+#: how each task's agreement of the pruned artifact with the original reads ({} is the percentage)
+_AGREEMENT_SENTENCES = {
+    "classification": "Top-1 agreement of pruned with original: {}.",
+    "detection": "Agreement of pruned with original: {} (the mAP50-95 of the pruned model's boxes scored against "
+                 "the original's boxes with score >= 0.25 as ground truth; mAP by faster-coco-eval, NMS outside the "
+                 "model at IoU 0.7).",
+    "segmentation": "Pixel agreement of pruned with original: {} (the share of pixels whose class, the arg-max of "
+                    "the output's class logits, is the original's).",
+}
+
+
 def _summary_table(report: dict[str, Any]) -> list[str]:
     base, final = report["baseline"], report["final"]
     predicted = final["latency"].get("source") == "predicted-profile"
     label = "latency (PREDICTED, not measured)" if predicted else "latency (measured)"
     rows = [[label, _ms(base["latency"]), _ms(final["latency"])]]
-    if (report.get("evaluation") or {}).get("task", "classification") == "classification":
+    task = (report.get("evaluation") or {}).get("task", "classification")
+    if task == "classification":
         rows.append(["top-1 accuracy", _pct(base.get("top1")), _pct(final.get("top1"))])
-    else:  # a detector: its COCO metrics, when the data has boxes
+    else:  # a detector's COCO metrics, a segmenter's mIoU: dashes when the data has no boxes or masks
         before, after = base.get("metrics") or {}, final.get("metrics") or {}
-        rows += [["mAP50-95", _pct(before.get("map50_95")), _pct(after.get("map50_95"))],
-                 ["mAP50", _pct(before.get("map50")), _pct(after.get("map50"))]]
+        rows += [[label, _pct(before.get(key)), _pct(after.get(key))] for label, key in _TASK_ROWS.get(task, ())]
     if base.get("macs") is not None and final.get("macs") is not None:
         fewer = f" ({report['mac_reduction']:.2f}x fewer)" if report.get("mac_reduction") else ""
         rows.append(["MACs", f"{base['macs']:,}", f"{final['macs']:,}{fewer}"])
@@ -124,12 +140,9 @@ def _evaluation(report: dict[str, Any]) -> list[str]:
                      f"each exported artifact ({fmt}) in {ev.get('runtime', target.get('runtime', 'the runtime'))}.")
         if ev.get("note"):
             parts.append(ev["note"][0].upper() + ev["note"][1:] + ".")
-        if ev.get("agreement_with_original") is not None and ev.get("task", "classification") == "classification":
-            parts.append(f"Top-1 agreement of pruned with original: {_pct(ev['agreement_with_original'])}.")
-        elif ev.get("agreement_with_original") is not None:
-            parts.append(f"Agreement of pruned with original: {_pct(ev['agreement_with_original'])} (the mAP50-95 of "
-                         "the pruned model's boxes scored against the original's boxes with score >= 0.25 as ground "
-                         "truth; mAP by faster-coco-eval, NMS outside the model at IoU 0.7).")
+        if ev.get("agreement_with_original") is not None:
+            parts.append(_AGREEMENT_SENTENCES.get(ev.get("task", "classification"), _AGREEMENT_SENTENCES["detection"])
+                         .format(_pct(ev["agreement_with_original"])))
     parity = report.get("parity") or {}
     if parity.get("max_abs_diff") is not None:
         parts.append(f"Output parity of the artifact with the {parity.get('reference', 'pruned PyTorch model')}: "

@@ -12,7 +12,7 @@ from typing import Any
 
 #: per-artifact validation columns in display order (others a report carries are appended after them)
 _ARTIFACT_COLUMNS = ("format", "file", "max_abs_diff", "top1_agreement", "top1", "median_ms", "p90_ms", "passed")
-_PERCENT_KEYS = {"top1", "top1_agreement", "agreement", "agreement_with_original", "cv"}
+_PERCENT_KEYS = {"top1", "top1_agreement", "agreement", "agreement_with_original", "cv", "miou", "pixel_accuracy"}
 PER_LAYER_ROWS = 10
 
 

@@ -1,7 +1,7 @@
 """The task interface: how one image's raw model output becomes a prediction, and how predictions are scored.
 
 A classifier's prediction is a class index and its score is top-1 accuracy; a detector's is a set of boxes
-and its score is mAP. Without labels, every task compares the pruned model's predictions with the original
+and its score is mAP; a segmenter's is a class per pixel and its score is mIoU. Without labels, every task compares the pruned model's predictions with the original
 model's (its *agreement*), so label-free runs still measure what pruning cost.
 """
 
@@ -20,8 +20,8 @@ class TaskScore:
     """A task's metrics over a dataset.
 
     Attributes:
-        headline: the fraction ``--min-accuracy`` and the plots use (top-1, or mAP50-95), 0..1.
-        metrics: every metric by key (``top1``; ``map50_95``, ``map50``), fractions 0..1.
+        headline: the fraction ``--min-accuracy`` and the plots use (top-1, mAP50-95 or mIoU), 0..1.
+        metrics: every metric by key (``top1``; ``map50_95``, ``map50``; ``miou``, ``pixel_accuracy``), fractions 0..1.
     """
 
     headline: float
@@ -31,12 +31,14 @@ class TaskScore:
 class Task(ABC):
     """What a model's output means: decoding, scoring against labels, agreement between two models."""
 
-    #: ``classification``, ``detection``
+    #: ``classification``, ``detection``, ``segmentation``
     name: str
     #: the headline metric's name as a person reads it (``top-1``, ``mAP50-95``)
     metric_name: str
     #: the headline metric's key in :attr:`TaskScore.metrics` and in report.json
     metric_key: str
+    #: every metric :meth:`score` reports, headline first (``top1``; ``map50_95``, ``map50``)
+    metric_keys: tuple[str, ...]
     #: how :meth:`agreement` reads in a sentence (``top-1 agreement``)
     agreement_name: str
     #: the agreement an INT8 model must keep with the float one for ``--precision auto`` to take it

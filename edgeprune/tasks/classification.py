@@ -20,6 +20,7 @@ class ClassificationTask(Task):
     name = "classification"
     metric_name = "top-1"
     metric_key = "top1"
+    metric_keys = ("top1",)
     agreement_name = "top-1 agreement"
     min_int8_agreement = 0.97  # edgeprune.quantize.choice.MIN_INT8_AGREEMENT
 

@@ -36,6 +36,7 @@ class DetectionTask(Task):
     name = "detection"
     metric_name = "mAP50-95"
     metric_key = "map50_95"
+    metric_keys = ("map50_95", "map50")
     agreement_name = "mAP50-95 against the float model's boxes"
     #: INT8 moves boxes by a pixel or two, which mAP50-95's strict IoU thresholds already count
     min_int8_agreement = 0.75

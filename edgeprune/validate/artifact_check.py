@@ -28,7 +28,7 @@ from edgeprune.tasks.registry import task_named, task_of_spec
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.bench import paired_against
 from edgeprune.validate.runners import LoadedArtifact, TorchRunner, load_artifact
-from edgeprune.validate.tolerances import min_detection_agreement, tolerance_for
+from edgeprune.validate.tolerances import min_agreement, tolerance_for
 
 if TYPE_CHECKING:
     from edgeprune.agent.client import AgentClient
@@ -46,7 +46,8 @@ class ModelInputs:
 
     Attributes:
         images: N x C x H x W float32.
-        labels: N class indices (a detector: its :class:`~edgeprune.tasks.detection.DetectionTruth`), or None.
+        labels: N class indices (a detector: its :class:`~edgeprune.tasks.detection.DetectionTruth`; a segmenter:
+            its :class:`~edgeprune.tasks.segmentation.SegmentationTruth`), or None.
         source: what the images are, for the report.
         task: the model's task; None for a classifier.
     """
@@ -207,6 +208,11 @@ def _reference(reference: nn.Module | str | Path | None, target: Target, allow_f
     return load_artifact(path, target), None, None
 
 
+#: how each task's parity agreement is described in the result (``agreement_metric``)
+_AGREEMENT_METRIC = {"classification": "top-1", "detection": "mAP50-95 against the reference's boxes",
+                     "segmentation": "pixel agreement: the share of pixels whose class is the reference's"}
+
+
 def _parity(name: str, outputs: list[np.ndarray], expected: list[np.ndarray], task: Task) -> dict[str, Any]:
     if outputs[0].shape != expected[0].shape:
         raise ValidationFailedError(f"artifact {name} failed validation: output shape {list(outputs[0].shape)} differs from the reference's "
@@ -217,8 +223,7 @@ def _parity(name: str, outputs: list[np.ndarray], expected: list[np.ndarray], ta
     key = "top1_agreement_fraction" if isinstance(task, ClassificationTask) else "agreement_fraction"
     return {"max_abs_diff_output_units": diff, "output_scale_output_units": scale,
             "max_abs_diff_relative": diff / max(1.0, scale), key: agree,
-            "agreement_metric": "top-1" if isinstance(task, ClassificationTask) else f"{task.metric_name} against "
-                                "the reference's boxes", "images_count": len(outputs)}
+            "agreement_metric": _AGREEMENT_METRIC.get(task.name, task.agreement_name), "images_count": len(outputs)}
 
 
 def validate_artifact(
@@ -248,7 +253,7 @@ def validate_artifact(
             activation ranges were calibrated on real images).
         reference: PyTorch model, or the path of another artifact, an edgeprune output folder or plan.json.
         min_accuracy: smallest acceptable accuracy in the task's headline metric (top-1; a detector's
-            mAP50-95), which needs labelled data.
+            mAP50-95; a segmenter's mIoU), which needs labelled data.
         images: evaluate a seeded subset of this many images (or this many random inputs).
         preprocessing: normalisation for ``data`` (default: the sidecar's, else the reference plan's).
         timing: how to time it (default :class:`TimingSpec`); ``measure=False`` skips timing.
@@ -278,11 +283,10 @@ def validate_artifact(
         parity = _parity(str(loaded.path), outputs, [ref.run(x[i : i + 1]) for i in range(len(x))], task)
         limits = tolerance_for(loaded.precision, ref.precision)
         key = "top1_agreement_fraction" if isinstance(task, ClassificationTask) else "agreement_fraction"
-        min_agreement = limits.min_top1_agreement if isinstance(task, ClassificationTask) else \
-            min_detection_agreement(loaded.precision, ref.precision)
-        parity["limits"] = {"max_abs_diff_relative": limits.max_abs_diff_relative, key: min_agreement}
+        agreement_limit = min_agreement(task.name, loaded.precision, ref.precision)
+        parity["limits"] = {"max_abs_diff_relative": limits.max_abs_diff_relative, key: agreement_limit}
         checks += [Check("max_abs_diff_relative", parity["max_abs_diff_relative"], limits.max_abs_diff_relative, True),
-                   Check(key, parity[key], min_agreement, False)]
+                   Check(key, parity[key], agreement_limit, False)]
     accuracy = None
     if labels is not None:
         score = task.score([task.decode(o) for o in outputs], labels)

@@ -42,13 +42,40 @@ TOLERANCES: dict[str, Tolerance] = {
 DETECTION_AGREEMENT: dict[str, float] = {"fp32": 0.95, "fp16": 0.8, "bf16": 0.8, "int8": 0.5}
 
 
+#: segmentation: the smallest allowed pixel agreement, the share of pixels whose arg-max class is the reference's.
+#: A float runtime flips a pixel only where two classes' logits tie to within its rounding; INT8 moves class
+#: boundaries by a pixel or so, and boundaries are a few percent of a mask's pixels, so these limits catch a
+#: broken model, not a boundary's drift
+SEGMENTATION_AGREEMENT: dict[str, float] = {"fp32": 0.99, "fp16": 0.95, "bf16": 0.95, "int8": 0.85}
+
+#: the agreement limits of each task (``Task.name``) by precision
+AGREEMENT_LIMITS: dict[str, dict[str, float]] = {
+    "classification": {precision: t.min_top1_agreement for precision, t in TOLERANCES.items()},
+    "detection": DETECTION_AGREEMENT,
+    "segmentation": SEGMENTATION_AGREEMENT,
+}
+
+
+def min_agreement(task: str, *precisions: str) -> float:
+    """The loosest agreement limit of ``task`` (``classification``, ``detection``, ``segmentation``) among
+    ``precisions`` (artifact and reference may compute in different ones; an unknown precision counts as fp32).
+
+    >>> min_agreement("segmentation", "fp32", "int8")
+    0.85
+    >>> min_agreement("classification", "fp32", "bf16")
+    0.95
+    """
+    limits = AGREEMENT_LIMITS[task]
+    return min(limits.get(p, limits["fp32"]) for p in precisions or ("fp32",))
+
+
 def min_detection_agreement(*precisions: str) -> float:
     """The loosest detection agreement limit among ``precisions``.
 
     >>> min_detection_agreement("fp32", "int8")
     0.5
     """
-    return min(DETECTION_AGREEMENT.get(p, DETECTION_AGREEMENT["fp32"]) for p in precisions or ("fp32",))
+    return min_agreement("detection", *precisions)
 
 
 def tolerance_for(*precisions: str) -> Tolerance:
