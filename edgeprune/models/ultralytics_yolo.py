@@ -88,6 +88,7 @@ def build_yolo(config: str, num_classes: int | None) -> tuple[nn.Module, Preproc
         raise ModelLoadError(f"ultralytics:{config} has an end-to-end (NMS-free) head, which edgeprune does not "
                              "export yet; use a YOLOv8 or YOLO11 YAML")
     split_stem_convolutions(model)
+    head.register_forward_hook(_forget_anchors)
     head.export = True
     head.format = "onnx"
     model.edgeprune_frozen_outputs = detect_output_layers(model)
@@ -95,6 +96,20 @@ def build_yolo(config: str, num_classes: int | None) -> tuple[nn.Module, Preproc
     model.eval()
     size = DEFAULT_YOLO_SIZE_PX
     return model, Preprocessing(size, size, 3, YOLO_MEAN, YOLO_STD), int(head.nc)
+
+
+_NO_ANCHORS = torch.empty(0)
+
+
+def _forget_anchors(head: nn.Module, _inputs: Any, _output: Any) -> None:
+    """After every forward, drop the anchors the Detect head caches for its input size.
+
+    The head keeps them between calls; an ONNX export (traced with fake tensors) would leave fake anchors there,
+    which a later deep copy of the model (every pruned candidate is one) cannot copy. Recomputing them costs a
+    few small ops per PyTorch call; the exported graph is the same (they are constants there either way).
+    """
+    head.shape = None
+    head.anchors = head.strides = _NO_ANCHORS
 
 
 def detect_output_layers(model: nn.Module) -> dict[str, str]:

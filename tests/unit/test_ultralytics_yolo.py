@@ -102,3 +102,18 @@ def test_an_ultralytics_checkpoint_is_refused_with_the_conversion_that_makes_it_
     exec(command, {})  # the documented one-liner, on a file this test wrote
     bundle = build_architecture("ultralytics:yolov8n.yaml", 3)
     load_weights(bundle.model, tmp_path / "best.safetensors")
+
+
+def test_the_model_can_be_copied_after_an_onnx_export(tmp_path) -> None:
+    """The Detect head caches its anchors; an export (traced with fake tensors) must not leave fake ones behind,
+    or every later pruned copy of the model fails (Torch-Pruning's recipe in the benchmark did)."""
+    import copy
+
+    from edgeprune.backends.onnx_export import export_onnx
+
+    model = build_architecture("ultralytics:yolov8n.yaml", 3).model
+    x = torch.rand(1, 3, SIZE, SIZE)
+    export_onnx(model, x, tmp_path / "m.onnx")
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), model(x))
