@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,13 @@ def compute_layers(path: Path) -> dict[str, str]:
     graph = onnx.load(str(path), load_external_data=False).graph
     labels = onnx_module_labels(path)
     return {node.name: labels.get(node.name, node.name) for node in graph.node if node.op_type in COMPUTE_OPS}
+
+
+def module_nodes(path: Path, modules: Collection[str]) -> list[str]:
+    """The names of the ONNX file's nodes, of every kind, that belong to one of ``modules`` (exact module paths,
+    as :func:`onnx_module_labels` labels them), in graph order."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    labels = onnx_module_labels(path)
+    return [node.name for node in graph.node if labels.get(node.name) in modules]

@@ -34,6 +34,10 @@ def check_int8_target(target: Target) -> None:
                          f"'{target.name}' runs {target.runtime}, whose quantizer edgeprune does not drive")
 
 
+#: the label :meth:`Int8Backend.export` gives the IR nodes of a model's float modules
+FLOAT_MODULE = "<float module>"
+
+
 class Int8Backend:
     """``inner``'s export followed by INT8 quantization calibrated on ``calibration`` (model inputs, NCHW), by
     the runtime's own quantizer: ONNX Runtime's for ONNX files, NNCF for OpenVINO IR.
@@ -52,13 +56,19 @@ class Int8Backend:
         #: activation ranges reused between exports of the *same* float model (set while the mixed-precision
         #: search quantizes one model many times; ONNX Runtime only)
         self.calibration_cache: Path | None = None
+        #: module paths whose own operations stay float in every artifact (a detector's box decoding), from the
+        #: model's ``edgeprune_float_modules`` at each export
+        self.float_modules: tuple[str, ...] = ()
 
     def export(self, model: nn.Module, example: torch.Tensor, out_path: Path, target: Target) -> Artifact:
         """Export the float model, quantize it, and return the INT8 artifact at ``out_path`` (its format's
         suffix; an IR's ``.bin`` beside its ``.xml``)."""
+        self.float_modules = tuple(getattr(model, "edgeprune_float_modules", ()) or ())
         with tempfile.TemporaryDirectory(prefix="edgeprune-fp32-") as tmp:
             fp32 = self.inner.export(model, example, Path(tmp) / "fp32", target)
             nodes = self.layer_nodes(model, example) if self.inner.name == "openvino" and self.float_layers else {}
+            if self.inner.name == "openvino" and self.float_modules:  # an IR keeps the ONNX nodes' names
+                nodes.update({node: FLOAT_MODULE for node in self.module_nodes(model, example, self.float_modules)})
             return self.quantize(fp32, out_path, nodes)
 
     def quantize(self, fp32: Artifact, out_path: Path, layer_nodes: dict[str, str] | None = None) -> Artifact:
@@ -71,7 +81,8 @@ class Int8Backend:
             images = self.calibration if len(fp32.input_shape) != 4 or fp32.input_shape[1] == \
                 self.calibration.shape[1] else self.calibration.transpose(0, 2, 3, 1)  # an NHWC artifact
             if self.inner.name == "openvino":
-                nodes = [node for node, label in (layer_nodes or {}).items() if label in self.float_layers]
+                nodes = [node for node, label in (layer_nodes or {}).items()
+                         if label in self.float_layers or label == FLOAT_MODULE]
                 if self.float_layers and not layer_nodes:
                     raise ValueError("an IR's float layers need the ONNX nodes they were read from (layer_nodes)")
                 quantize_openvino_int8(fp32.path, staged, images, nodes)
@@ -82,12 +93,21 @@ class Int8Backend:
                 quantize_tflite_int8(fp32.path, staged, images)
             else:
                 quantize_onnx_int8(fp32.path, staged, images, fp32.input_name, self.float_layers,
-                                   self.calibration_cache)
+                                   self.calibration_cache, self.float_modules)
             dest = Path(out_path).with_suffix(suffix)
             dest.parent.mkdir(parents=True, exist_ok=True)
             for part in sorted(Path(tmp).glob("int8.*")):
                 shutil.move(str(part), dest.with_suffix(part.suffix))
         return Artifact(dest, fp32.format, fp32.input_name, fp32.input_shape)
+
+    @staticmethod
+    def module_nodes(model: nn.Module, example: torch.Tensor, modules: tuple[str, ...]) -> list[str]:
+        """The ONNX nodes (every kind) of ``modules`` in an export of ``model`` made for the purpose."""
+        from edgeprune.backends.onnx_export import export_onnx
+        from edgeprune.backends.onnx_labels import module_nodes
+
+        with tempfile.TemporaryDirectory(prefix="edgeprune-labels-") as tmp:
+            return module_nodes(export_onnx(model, example, Path(tmp) / "labels.onnx"), modules)
 
     @staticmethod
     def layer_nodes(model: nn.Module, example: torch.Tensor) -> dict[str, str]:

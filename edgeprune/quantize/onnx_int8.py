@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeprune.backends.onnx_labels import compute_layers
+from edgeprune.backends.onnx_labels import compute_layers, module_nodes
 from edgeprune.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,16 @@ class _Images:
 
 
 def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name: str,
-                       float_layers: Collection[str] = (), calibration_cache: Path | None = None) -> None:
+                       float_layers: Collection[str] = (), calibration_cache: Path | None = None,
+                       float_modules: Collection[str] = ()) -> None:
     """Write the INT8 (QDQ) form of the float ONNX model ``source`` to ``dest``, calibrated on ``images``
     (model inputs, N x C x H x W, already normalised).
 
     ``float_layers``: layer labels (see :func:`~edgeprune.backends.onnx_labels.compute_layers`) left in float
     (mixed precision); labels the model does not have are ignored (a depth-pruned candidate lost them).
     ``calibration_cache``: a JSON file of activation ranges, written on first use and read after (only for
-    quantizing the same float model again, e.g. with other float layers)."""
+    quantizing the same float model again, e.g. with other float layers). ``float_modules``: module paths whose own
+    operations, of every kind, stay float (a detector's box decoding: see ``edgeprune_float_modules``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -68,6 +70,7 @@ def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name:
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             exclude = [node for node, label in compute_layers(prepared).items() if label in float_layers]
+            exclude += [node for node in module_nodes(prepared, float_modules) if node not in exclude]
             quantize_static(str(prepared), str(dest), _Images(input_name, images), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
