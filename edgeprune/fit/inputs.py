@@ -43,7 +43,8 @@ class FitInputs:
     #: Classifiers' labels stay in ``eval_set.labels``: see :attr:`truth`
     eval_truth: Any = None
     #: the training data in the task's own form when it is not a classifier's (a detector's
-    #: :class:`~edgeprune.data.detection_dataset.DetectionDataset`, boxes optional); None otherwise
+    #: :class:`~edgeprune.data.detection_dataset.DetectionDataset`, boxes optional; a segmenter's
+    #: :class:`~edgeprune.data.segmentation.SegmentationDataset`, masks optional); None otherwise
     task_train_set: Any = None
 
     @property
@@ -187,14 +188,6 @@ def labels_of(dataset: ImageDataset | None) -> np.ndarray | None:
     return None if dataset is None else dataset.labels
 
 
-def _refuse_recovery(config: FitConfig, kind: str, advice: str) -> None:
-    """One line refusing the recovery steps that need a classifier's labels (``kind``: detectors, segmenters)."""
-    for flag, value in (("--finetune-epochs", config.finetune_epochs), ("--qat-epochs", config.qat_epochs),
-                        ("--prune-blocks", int(config.prune_blocks))):
-        if value > 0:
-            raise InputError(f"{flag} is not available for {kind} yet (issue 21): prune without it, or {advice}")
-
-
 def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Preprocessing) -> FitInputs:
     """A detector's inputs: a YOLO-layout set (boxes optional), letterboxed to the model's input; calibration
     held out of it (or ``--calib-data``), and every recovery that needs a classifier's labels refused."""
@@ -256,7 +249,16 @@ def _resolve_segmentation_inputs(config: FitConfig, bundle: ModelBundle, prep: P
     if config.data is None:
         raise InputError("--data is required for a segmentation model: a folder with images/ and masks/ "
                          "(or only images)")
-    _refuse_recovery(config, "segmentation models", "fine-tune the pruned model (model.safetensors) yourself")
+    for flag, value in (("--qat-epochs", config.qat_epochs), ("--prune-blocks", int(config.prune_blocks)),
+                        ("--distill-features", int(config.distill_features))):
+        if value > 0:
+            raise InputError(f"{flag} is not available for segmentation models yet (issue 21): prune without it")
+    train = None
+    if config.train_data is not None:
+        train = load_segmentation_dataset(config.train_data, (prep.height, prep.width))
+    if config.finetune_epochs > 0 and (train is None or (train.masks is None and not config.distill)):
+        raise InputError("--finetune-epochs needs training data for a segmentation model: --train-data with "
+                         "images/ and masks/, or any images with --distill")
     if config.calib_images < 1:
         raise InputError(f"--calib-images must be at least 1, got {config.calib_images}")
     size = (prep.height, prep.width)
@@ -286,4 +288,4 @@ def _resolve_segmentation_inputs(config: FitConfig, bundle: ModelBundle, prep: P
     picked = calibration_indices(len(calib), config.calib_images, config.seed)
     calibration = to_model_input(calib.images[picked], prep)
     return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep), calibration,
-                     f"{len(picked)} images of {described}", SegmentationTask(), truth)
+                     f"{len(picked)} images of {described}", SegmentationTask(), truth, train)

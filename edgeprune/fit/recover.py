@@ -10,6 +10,7 @@ after every epoch in the run's resume state.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from edgeprune.train.detector_distill import BOX_TEMPERATURE, YoloDistillationLo
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.feature_hints import FEATURE_HINT_WEIGHT, FeatureHintLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
+from edgeprune.train.segmentation_loss import SegmentationLoss
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,8 @@ class Recovery:
 
     def finetune_enabled(self) -> bool:
         """Whether fine-tuning will run (epochs > 0 and usable training data)."""
-        if self.inputs.task_train_set is not None:  # a detector's own training set
-            return self.config.finetune_epochs > 0 and (self.inputs.task_train_set.boxes is not None or self.distills)
+        if self.inputs.task_train_set is not None:  # a detector's or a segmenter's own training set
+            return self.config.finetune_epochs > 0 and (self._task_labels() is not None or self.distills)
         train = self.inputs.train_set
         if self.config.finetune_epochs == 0 or train is None:
             return False
@@ -97,8 +99,10 @@ class Recovery:
                   groups: list[ChannelGroup]) -> nn.Module:
         if not self.finetune_enabled():
             return model
-        if self.inputs.task_train_set is not None:
+        if self.inputs.task.name == "detection":
             return self._finetune_detector(model)
+        if self.inputs.task.name == "segmentation":
+            return self._finetune_segmenter(model, name)
         train = self.inputs.train_set
         assert train is not None
         if self._train_x is None:
@@ -124,6 +128,31 @@ class Recovery:
         self.finetuned_epochs += epochs
         return model.eval()
 
+    def _task_labels(self) -> Any:
+        """The labels of the task's own training set: a detector's boxes, a segmenter's masks (None without)."""
+        data = self.inputs.task_train_set
+        return getattr(data, "boxes", None) if self.inputs.task.name == "detection" else getattr(data, "masks", None)
+
+    def _finetune_segmenter(self, model: nn.Module, name: str) -> nn.Module:
+        """A segmentation model's fine-tune: the classifiers' loop (schedule, rewinding, checkpoints for
+        ``--resume``) with per-pixel cross-entropy on the masks and, with ``--distill`` or without masks,
+        per-pixel distillation from the original."""
+        data = self.inputs.task_train_set
+        if self._train_x is None:
+            self._train_x = to_model_input(data.images, self.inputs.preprocessing)
+        masks = None if data.masks is None else torch.from_numpy(data.masks.astype(np.int64))
+        loss = SegmentationLoss(self.teacher if self.distills or masks is None else None, DISTILL_TEMPERATURE,
+                                DISTILL_ALPHA)
+        epochs = self.config.finetune_epochs
+        start = time.perf_counter()
+        train_classifier(model, self._train_x, masks, dataclasses.replace(self.train_spec(), augment="none"),
+                         loss_fn=loss, checkpoint=self.journal.checkpoint_path(f"finetune-{name}"),
+                         description="fine-tune",
+                         on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
+        self.finetune_seconds += time.perf_counter() - start
+        self.finetuned_epochs += epochs
+        return model.eval()
+
     def _finetune_detector(self, model: nn.Module) -> nn.Module:
         """A YOLO detector's fine-tune: Ultralytics' loss on the boxes, plus (``--distill``, or without boxes
         alone) distillation from the original's raw head outputs; SGD at ``--finetune-lr`` with a short warm-up
@@ -144,6 +173,17 @@ class Recovery:
 
     def summary(self) -> dict[str, Any]:
         """The fine-tune facts for the report."""
+        if self.inputs.task.name == "segmentation" and self.inputs.task_train_set is not None:
+            data = self.inputs.task_train_set
+            distilled = self.distills or data.masks is None
+            return {"epochs": self.finetuned_epochs, "images": len(data), "seconds": self.finetune_seconds,
+                    "schedule": self.config.finetune_schedule, "lr": self.config.finetune_lr, "augment": "none",
+                    "loss": ("per-pixel cross-entropy" if data.masks is not None else "")
+                    + (" + " if distilled and data.masks is not None else "")
+                    + ("per-pixel distillation from the original" if distilled else ""),
+                    "distill": distilled, "distill_temperature": DISTILL_TEMPERATURE if distilled else None,
+                    "distill_alpha": DISTILL_ALPHA if distilled and data.masks is not None else None,
+                    "feature_hints": None}
         if self.inputs.task_train_set is not None:  # a detector
             data = self.inputs.task_train_set
             distilled = self.distills or data.boxes is None

@@ -41,7 +41,9 @@ def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_pat
          "--data", str(data), "--target", "cpu", "--budget", "70%", "--precision", "fp32",
          # the uniform allocation spares the latency table's kernel profile (a minute on one core); the latency
          # search itself is the classifiers' and detectors' path, and tools/make_shapes_segmenter.py's command's
-         "--allocation", "uniform", "--export", "onnx,openvino,tflite", "--out", str(out)],
+         "--allocation", "uniform", "--export", "onnx,openvino,tflite", "--out", str(out),
+         # one epoch of recovery: cross-entropy on the masks plus per-pixel distillation from the original
+         "--train-data", str(data), "--finetune-epochs", "1", "--distill"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
@@ -61,3 +63,6 @@ def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_pat
     assert "| mIoU |" in markdown and "| pixel accuracy |" in markdown
     assert "Pixel agreement of pruned with original" in markdown
     assert "mIoU" in proc.stdout
+    finetune = report["finetune"]
+    assert finetune["epochs"] == 1 and finetune["images"] == 24 and finetune["distill"]
+    assert finetune["loss"] == "per-pixel cross-entropy + per-pixel distillation from the original"
