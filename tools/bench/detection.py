@@ -263,7 +263,8 @@ def _cell_text(r: dict[str, Any] | None) -> str:
     accuracy = f"{_pct(after['map50_95'])} / {_pct(after['map50'])} at " if after else ""
     failed = "" if r["status"] == "met" else f" ({r['status']})"
     failed += " INT8" if r.get("precision") == "int8" else ""
-    macs = f", {r['macs_before'] / max(r['macs_after'], 1):.2f}x fewer MACs" if r.get("macs_after") else ""
+    macs = "" if not r.get("macs_after") else ", unpruned" if r["macs_after"] >= r["macs_before"] else \
+        f", {r['macs_before'] / max(r['macs_after'], 1):.2f}x fewer MACs"
     return f"{accuracy}{r['speedup']:.2f}x{interval}{macs}{failed}"
 
 
@@ -299,7 +300,43 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
                     continue
                 lines.append(f"| {target} | {speedup} | " + " | ".join(_cell_text(c) for c in cells) + " |")
         lines.append("")
-    return lines
+    return lines + findings(by_name)
+
+
+def _at(r: dict[str, Any] | None) -> str:
+    """``mAP50-95 x% at 1.73x`` for the findings' sentences."""
+    if r is None or r.get("status") != "met" or not r.get("metrics_after"):
+        return "not run" if r is None else "no result"
+    return f"{_pct(r['metrics_after']['map50_95'])}% mAP50-95 at {r['speedup']:.2f}x"
+
+
+def findings(by_name: dict[str, Any]) -> list[str]:
+    """What the shapes cells say, as sentences built from the cells (absent cells say "not run")."""
+    def cell(target: str, method: str, speedup: str, epochs: int) -> dict[str, Any] | None:
+        return by_name.get(Cell("shapes", target, method, speedup, epochs).name)
+
+    if not any(name.startswith("shapes-") for name in by_name):
+        return []
+    return [
+        "What the shapes cells say:", "",
+        f"- **edgeprune against Torch-Pruning's recipe, same budget, `cpu`:** at 2x after 3 fine-tune epochs, edgeprune "
+        f"{_at(cell('cpu', 'edgeprune', '2x', 3))} against {_at(cell('cpu', 'tp', '2x', 3))}; without fine-tuning "
+        f"{_at(cell('cpu', 'edgeprune', '2x', 0))} against {_at(cell('cpu', 'tp', '2x', 0))}. At 1.5x after 3 epochs "
+        f"{_at(cell('cpu', 'edgeprune', '1.5x', 3))} against {_at(cell('cpu', 'tp', '1.5x', 3))} (Torch-Pruning's "
+        "uniform ratio moves in coarse steps, so its model can land well under the budget).",
+        f"- **INT8 (`--precision auto`), no fine-tune:** on `cpu` {_at(cell('cpu', 'edgeprune-auto', '1.5x', 0))} "
+        f"at 1.5x and {_at(cell('cpu', 'edgeprune-auto', '2x', 0))} at 2x, against float pruning's "
+        f"{_at(cell('cpu', 'edgeprune', '1.5x', 0))} and {_at(cell('cpu', 'edgeprune', '2x', 0))}; on `cpu-openvino` "
+        f"{_at(cell('cpu-openvino', 'edgeprune-auto', '1.5x', 0))} at 1.5x; on `cpu-tflite` "
+        f"{_at(cell('cpu-tflite', 'edgeprune-auto', '1.5x', 0))} at 1.5x, shipped in "
+        f"{(cell('cpu-tflite', 'edgeprune-auto', '1.5x', 0) or {}).get('precision', '?')} (LiteRT's INT8 here is "
+        "fully integer, output included, which rounds the class probabilities away: auto measures that and declines).",
+        "- **Float pruning without fine-tuning costs more on OpenVINO and LiteRT than on ONNX Runtime** at the same "
+        f"budget (1.5x: {_at(cell('cpu-openvino', 'edgeprune', '1.5x', 0))} and "
+        f"{_at(cell('cpu-tflite', 'edgeprune', '1.5x', 0))} against {_at(cell('cpu', 'edgeprune', '1.5x', 0))}): "
+        "each runtime's latency table spends the budget on different layers. After the 3-epoch fine-tune at 1.5x: "
+        f"`cpu-openvino` {_at(cell('cpu-openvino', 'edgeprune', '1.5x', 3))}, `cpu-tflite` "
+        f"{_at(cell('cpu-tflite', 'edgeprune', '1.5x', 3))}, `cpu` {_at(cell('cpu', 'edgeprune', '1.5x', 3))}.", ""]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
