@@ -290,7 +290,8 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
                     if trained and before else "random weights: latency and MACs only"))
         epochs = sorted({r["finetune_epochs"] for r in model_rows})
         methods = [m for m in METHODS if any(r["method"] == m for r in model_rows)]
-        columns = [(m, e) for m in methods for e in epochs]
+        columns = [(m, e) for m in methods for e in epochs
+                   if any(r["method"] == m and r["finetune_epochs"] == e for r in model_rows)]
         header = ["target", "budget"] + [f"{m} {'no fine-tune' if e == 0 else f'+{e} epochs'}" for m, e in columns]
         lines += [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for target in TARGETS:
