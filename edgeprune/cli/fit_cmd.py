@@ -21,11 +21,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", required=True, help="latency budget with a unit (20ms, 1.5ms, 0.02s) or a share of the "
                    "original's latency measured on the target (60%%)")
     p.add_argument("--model", default="demo",
-                   help="demo | cifar-resnetN | torchvision:NAME | package.module:factory (default: demo)")
+                   help="demo | cifar-resnetN | torchvision:NAME (classifiers, segmentation models) | "
+                   "ultralytics:YAML (YOLO detectors, e.g. ultralytics:yolov8n.yaml) | package.module:factory "
+                   "(default: demo)")
     p.add_argument("--weights", type=Path, help="weights file: state dict (.pt/.pth/.th) or .safetensors")
     p.add_argument("--data", type=Path, help="evaluation data: ImageFolder directory or .npz with x, y (a detector: a YOLO "
                    "folder or data.yaml; a segmenter: a folder with images/ and masks/)")
-    p.add_argument("--train-data", type=Path, help="labelled data for --finetune-epochs")
+    p.add_argument("--train-data", type=Path, help="labelled data for --finetune-epochs (same forms as --data; "
+                   "images without labels need --distill)")
     p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
