@@ -54,8 +54,6 @@ class YoloDistillationLoss:
     def __init__(self, teacher: nn.Module, temperature: float = BOX_TEMPERATURE, box_weight: float = 1.0,
                  class_weight: float = 1.0) -> None:
         self.teacher = teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
         self.reg_max = int(teacher.model[-1].reg_max)  # type: ignore[index]
         self.temperature, self.box_weight, self.class_weight = temperature, box_weight, class_weight
 

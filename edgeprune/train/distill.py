@@ -32,8 +32,6 @@ class DistillationLoss:
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError("temperature must be > 0 and alpha in [0, 1]")
         self.teacher = teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
         self.temperature, self.alpha = temperature, alpha
 
     def __call__(self, logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

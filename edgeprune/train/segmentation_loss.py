@@ -23,9 +23,6 @@ class SegmentationLoss:
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError("temperature must be > 0 and alpha in [0, 1]")
         self.teacher = teacher.eval() if teacher is not None else None
-        if self.teacher is not None:
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
         self.temperature, self.alpha = temperature, alpha
 
     def __call__(self, logits: torch.Tensor, inputs: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:

@@ -140,3 +140,20 @@ def test_int8_keeps_the_box_decoding_in_float(tmp_path) -> None:
     assert all(producer[i].op_type not in ("DequantizeLinear", "QuantizeLinear") for i in last.input)
     assert any(n.op_type == "QLinearConv" or n.op_type == "DequantizeLinear" for n in graph.node)  # still INT8
     assert np.isfinite(get_backend(target).load(artifact, target).run({artifact.input_name: x[:1].numpy()})[0]).all()
+
+
+def test_distillation_leaves_the_original_prunable() -> None:
+    """The distillation losses run the teacher under no_grad and leave its parameters as they are: the teacher is
+    the run's original, which later candidates are cut from, and Torch-Pruning traces through gradients (with its
+    parameters frozen the graph had one group, and the next candidate failed: "group ... is unknown or frozen")."""
+    from edgeprune.train.detector_distill import YoloDistillationLoss
+    from edgeprune.train.distill import DistillationLoss
+    from edgeprune.train.segmentation_loss import SegmentationLoss
+
+    model = build_architecture("ultralytics:yolov8n.yaml", 3).model
+    before = [p.requires_grad for p in model.parameters()]
+    for loss in (YoloDistillationLoss, DistillationLoss, SegmentationLoss):
+        loss(model)
+    assert [p.requires_grad for p in model.parameters()] == before
+    graph = ModelGraph(model, torch.rand(1, 3, SIZE, SIZE), warn_frozen=False)
+    assert len(graph.prunable_groups()) > 50
