@@ -11,8 +11,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 #: per-artifact validation columns in display order (others a report carries are appended after them)
-_ARTIFACT_COLUMNS = ("format", "file", "max_abs_diff", "top1_agreement", "top1", "median_ms", "p90_ms", "passed")
-_PERCENT_KEYS = {"top1", "top1_agreement", "agreement", "agreement_with_original", "cv", "miou", "pixel_accuracy"}
+_ARTIFACT_COLUMNS = ("format", "file", "max_abs_diff", "top1_agreement", "agreement", "top1", "map50_95", "map50",
+                     "miou", "pixel_accuracy", "median_ms", "p90_ms", "passed")
+_PERCENT_KEYS = {"top1", "top1_agreement", "agreement", "agreement_with_original", "cv", "miou", "pixel_accuracy",
+                 "map50_95", "map50"}
 PER_LAYER_ROWS = 10
 
 
@@ -134,6 +136,8 @@ def artifact_validation(report: dict[str, Any]) -> list[str]:
         return []
     columns = [c for c in _ARTIFACT_COLUMNS if any(c in a for a in artifacts)]
     columns += sorted({k for a in artifacts for k in a} - set(columns))
+    # a metric no artifact has (a detector's top-1, a classifier's mAP) is not a column
+    columns = [c for c in columns if c in ("format", "file", "passed") or any(a.get(c) is not None for a in artifacts)]
     rows = [[cell(a.get(c), c) for c in columns] for a in artifacts]
     failed = [a for a in artifacts if a.get("passed") is False]
     lines = ["## Validation of every exported artifact", ""]
