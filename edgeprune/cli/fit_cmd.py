@@ -100,7 +100,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="artifacts to ship, e.g. onnx,openvino,tflite (default: the target's format); each is "
                         "validated in its runtime")
     p.add_argument("--min-accuracy", type=fraction, metavar="FRACTION",
-                   help="exit with code 3 if an artifact's top-1 on --data is below this (e.g. 0.9)")
+                   help="exit with code 3 if an artifact's accuracy on --data is below this (e.g. 0.9): top-1, a "
+                   "detector's mAP50-95, a segmentation model's mIoU")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=run)
 
