@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -142,11 +142,23 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
                      f"{len(picked)} images of {described}")
 
 
+class _Subsettable(Protocol):
+    """A dataset of any task: its length, its source, and the images (and labels) at some indices."""
+
+    source: str
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: np.ndarray) -> Any: ...
+
+
+_D = TypeVar("_D", bound=_Subsettable)
+
 #: the most of ``--data`` held out for calibration when nothing else is given (the rest measures accuracy)
 HELD_OUT_SHARE = 0.2
 
 
-def held_out_calibration(data: ImageDataset, calib_images: int, seed: int) -> tuple[ImageDataset, ImageDataset, str]:
+def held_out_calibration(data: _D, calib_images: int, seed: int) -> tuple[_D, _D, str]:
     """(calibration part, evaluation part, description) of ``data``: a seeded random ``calib_images`` of it, at
     most :data:`HELD_OUT_SHARE` and at least one image; a single image serves both (and the description says so)."""
     n = len(data)
@@ -196,10 +208,7 @@ def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Prep
 
     if config.data is None:
         raise InputError("--data is required for a detector: a YOLO-layout folder (images/, labels/) or data.yaml")
-    for flag, value in (("--qat-epochs", config.qat_epochs), ("--prune-blocks", int(config.prune_blocks)),
-                        ("--distill-features", int(config.distill_features))):
-        if value > 0:
-            raise InputError(f"{flag} is not available for detectors yet (issue 21): prune without it")
+    _refuse_unsupported(config, "detectors")
     train = None
     if config.train_data is not None:
         train = load_detection_dataset(config.train_data, (prep.height, prep.width), split="train")
@@ -219,24 +228,12 @@ def _resolve_detection_inputs(config: FitConfig, bundle: ModelBundle, prep: Prep
         calib = load_detection_dataset(config.calib_data, size)
         described = f"{calib.source} (--calib-data)"
     else:
-        order = np.random.default_rng(config.seed).permutation(len(data))
-        count = max(1, min(config.calib_images, int(len(data) * HELD_OUT_SHARE))) if len(data) > 1 else 0
-        if count == 0:
-            calib, described = data, f"{data.source} (its only image, also used for the accuracy)"
-        else:
-            calib, data = data.subset(np.sort(order[:count])), data.subset(np.sort(order[count:]))
-            described = f"{calib.source}, held out from the accuracy ({len(data)} other images measure it)"
-    if config.eval_images is not None and config.eval_images < len(data):
-        data = data.subset(calibration_indices(len(data), config.eval_images, config.seed))
-    if config.weights is None:
-        load_default_weights(bundle)  # says that the model has random weights
+        calib, data, described = held_out_calibration(data, config.calib_images, config.seed)
+    data = _evaluated_part(data, config)
     truth = None if data.boxes is None else DetectionTruth(list(data.boxes), list(data.classes),
                                                           int(bundle.num_classes or 0))
-    eval_set = ImageDataset(data.images, None, tuple(data.class_names), data.source)
-    picked = calibration_indices(len(calib), config.calib_images, config.seed)
-    calibration = to_model_input(calib.images[picked], prep)
-    return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep), calibration,
-                     f"{len(picked)} images of {described}", DetectionTask(), truth, train)
+    return _task_inputs(config, bundle, prep, ImageDataset(data.images, None, tuple(data.class_names), data.source),
+                        calib.images, described, DetectionTask(), truth, train)
 
 
 def _resolve_segmentation_inputs(config: FitConfig, bundle: ModelBundle, prep: Preprocessing) -> FitInputs:
@@ -249,10 +246,7 @@ def _resolve_segmentation_inputs(config: FitConfig, bundle: ModelBundle, prep: P
     if config.data is None:
         raise InputError("--data is required for a segmentation model: a folder with images/ and masks/ "
                          "(or only images)")
-    for flag, value in (("--qat-epochs", config.qat_epochs), ("--prune-blocks", int(config.prune_blocks)),
-                        ("--distill-features", int(config.distill_features))):
-        if value > 0:
-            raise InputError(f"{flag} is not available for segmentation models yet (issue 21): prune without it")
+    _refuse_unsupported(config, "segmentation models")
     train = None
     if config.train_data is not None:
         train = load_segmentation_dataset(config.train_data, (prep.height, prep.width))
@@ -272,20 +266,36 @@ def _resolve_segmentation_inputs(config: FitConfig, bundle: ModelBundle, prep: P
     if config.calib_data is not None:
         calib = load_segmentation_dataset(config.calib_data, size)
         described = f"{calib.source} (--calib-data)"
-    elif len(data) < 2:
-        calib, described = data, f"{data.source} (its only image, also used for the accuracy)"
     else:  # calibrate on a held-out part, so the accuracy is not measured on those images
-        count = max(1, min(config.calib_images, int(len(data) * HELD_OUT_SHARE)))
-        order = np.random.default_rng(config.seed).permutation(len(data))
-        calib, data = data.subset(np.sort(order[:count])), data.subset(np.sort(order[count:]))
-        described = f"{calib.source}, held out from the accuracy ({len(data)} other images measure it)"
+        calib, data, described = held_out_calibration(data, config.calib_images, config.seed)
+    data = _evaluated_part(data, config)
+    truth = None if data.masks is None else SegmentationTruth(data.masks, int(bundle.num_classes or 0))
+    return _task_inputs(config, bundle, prep, ImageDataset(data.images, None, (), data.source), calib.images,
+                        described, SegmentationTask(), truth, train)
+
+
+def _refuse_unsupported(config: FitConfig, kind: str) -> None:
+    """One line refusing the recovery steps built for classifiers only (``kind``: detectors, segmentation models)."""
+    for flag, value in (("--qat-epochs", config.qat_epochs), ("--prune-blocks", int(config.prune_blocks)),
+                        ("--distill-features", int(config.distill_features))):
+        if value > 0:
+            raise InputError(f"{flag} is not available for {kind} yet (issue 21): prune without it")
+
+
+def _evaluated_part(data: _D, config: FitConfig) -> _D:
+    """``data`` cut to ``--eval-images`` (a seeded subset), when that is smaller."""
     if config.eval_images is not None and config.eval_images < len(data):
-        data = data.subset(calibration_indices(len(data), config.eval_images, config.seed))
+        return data.subset(calibration_indices(len(data), config.eval_images, config.seed))
+    return data
+
+
+def _task_inputs(config: FitConfig, bundle: ModelBundle, prep: Preprocessing, eval_set: ImageDataset,
+                 calib_images: np.ndarray, described: str, task: Task, truth: Any, train: Any) -> FitInputs:
+    """The :class:`FitInputs` of a model that is not a classifier: its images as an unlabelled set (the task's
+    labels in ``truth``), the calibration images picked, and the default weights' warning where there are none."""
     if config.weights is None:
         load_default_weights(bundle)  # says that the model has random weights
-    truth = None if data.masks is None else SegmentationTruth(data.masks, int(bundle.num_classes or 0))
-    eval_set = ImageDataset(data.images, None, (), data.source)
-    picked = calibration_indices(len(calib), config.calib_images, config.seed)
-    calibration = to_model_input(calib.images[picked], prep)
-    return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep), calibration,
-                     f"{len(picked)} images of {described}", SegmentationTask(), truth, train)
+    picked = calibration_indices(len(calib_images), config.calib_images, config.seed)
+    return FitInputs(bundle, prep, eval_set, None, to_model_input(eval_set.images, prep),
+                     to_model_input(calib_images[picked], prep), f"{len(picked)} images of {described}", task,
+                     truth, train)

@@ -128,14 +128,19 @@ def detect_output_layers(model: nn.Module) -> dict[str, str]:
     return frozen
 
 
-class SplitStemC2f(nn.Module):
-    """C2f / C3k2 with its first convolution's two halves as separate convolutions (the same outputs)."""
+class _SplitStem(nn.Module):
+    """A module whose first convolution's two output halves are separate convolutions ``cv1a`` and ``cv1b``;
+    ``cv2`` and ``m`` (and Ultralytics' routing attributes) are the original's."""
 
     def __init__(self, original: nn.Module) -> None:
         super().__init__()
         self.cv1a, self.cv1b = _halves(original.cv1)
         self.cv2, self.m = original.cv2, original.m
         _copy_routing(original, self)
+
+
+class SplitStemC2f(_SplitStem):
+    """C2f / C3k2 with its first convolution split (the same outputs)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = [self.cv1a(x), self.cv1b(x)]
@@ -143,14 +148,8 @@ class SplitStemC2f(nn.Module):
         return self.cv2(torch.cat(y, 1))
 
 
-class SplitStemC2PSA(nn.Module):
-    """C2PSA with its first convolution's two halves as separate convolutions (the same outputs)."""
-
-    def __init__(self, original: nn.Module) -> None:
-        super().__init__()
-        self.cv1a, self.cv1b = _halves(original.cv1)
-        self.cv2, self.m = original.cv2, original.m
-        _copy_routing(original, self)
+class SplitStemC2PSA(_SplitStem):
+    """C2PSA with its first convolution split (the same outputs)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv2(torch.cat((self.cv1a(x), self.m(self.cv1b(x))), 1))

@@ -44,12 +44,12 @@ class FitResult:
     @property
     def accuracy_before(self) -> float | None:
         """The original artifact's accuracy on the evaluation data in :attr:`metric_name` (None without labels)."""
-        return _headline(self.report["baseline"])
+        return headline_accuracy(self.report["baseline"])
 
     @property
     def accuracy_after(self) -> float | None:
         """The pruned artifact's accuracy on the evaluation data in :attr:`metric_name` (None without labels)."""
-        return _headline(self.report["final"])
+        return headline_accuracy(self.report["final"])
 
     @property
     def files(self) -> dict[str, Path]:
@@ -66,7 +66,7 @@ class FitResult:
 _HEADLINE_KEYS = ("map50_95", "miou")
 
 
-def _headline(side: dict[str, Any]) -> float | None:
+def headline_accuracy(side: dict[str, Any]) -> float | None:
     """A report side's accuracy: top-1, else a detector's mAP50-95 or a segmenter's mIoU; None without labels."""
     value = side.get("top1")
     metrics = side.get("metrics") or {}

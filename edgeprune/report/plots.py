@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.io_atomic import write_atomic
+from edgeprune.report.fit_result import headline_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,6 @@ def _pct(value: Any) -> float | None:
     return None if value is None else 100.0 * float(value)
 
 
-def _headline(side: dict[str, Any]) -> Any:
-    """A side's accuracy as report.json holds it: ``top1``, else the task's headline metric (a detector's
-    ``map50_95``); None without labels."""
-    if side.get("top1") is not None:
-        return side["top1"]
-    metrics = side.get("metrics") or {}
-    return metrics.get("map50_95", metrics.get("miou"))
-
-
 def _points(report: dict[str, Any]) -> tuple[list[tuple[float, float]], list[float]]:
     """Search candidates: (latency, top-1 %) where a round carries ``top1``, else latency only."""
     with_acc: list[tuple[float, float]] = []
@@ -96,7 +88,7 @@ def plot_accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path:
     base, final = report["baseline"], report["final"]
     base_ms, final_ms = float(base["latency"]["median_ms"]), float(final["latency"]["median_ms"])
     metric = (report.get("evaluation") or {}).get("metric", "top-1")  # a detector's: mAP50-95
-    base_acc, final_acc = _pct(_headline(base)), _pct(_headline(final))
+    base_acc, final_acc = _pct(headline_accuracy(base)), _pct(headline_accuracy(final))
     with_acc, latency_only = _points(report)
     rug = blended_transform_factory(ax.transData, ax.transAxes)  # x in ms, y in axes fraction
     if with_acc:
