@@ -276,8 +276,7 @@ def _resolve_segmentation_inputs(config: FitConfig, bundle: ModelBundle, prep: P
 
 def _refuse_unsupported(config: FitConfig, kind: str) -> None:
     """One line refusing the recovery steps built for classifiers only (``kind``: detectors, segmentation models)."""
-    for flag, value in (("--qat-epochs", config.qat_epochs), ("--prune-blocks", int(config.prune_blocks)),
-                        ("--distill-features", int(config.distill_features))):
+    for flag, value in (("--qat-epochs", config.qat_epochs), ("--distill-features", int(config.distill_features))):
         if value > 0:
             raise InputError(f"{flag} is not available for {kind} yet (issue 21): prune without it")
 

@@ -15,9 +15,10 @@ input's shape. Removing it replaces it with ``nn.Identity``: the residual branch
 follows the add and ``x`` is itself a ReLU output (the usual ResNet layout) the block's output was already
 ``x`` where ``f`` is zero.
 
-Cost of removal: the distortion of the network's output on calibration data, as the KL divergence from
-the original's class probabilities (label-free; the block-level counterpart of output-reconstruction
-criteria such as NISP's). The order is greedy: each next block is the one whose removal, together with the
+Cost of removal: the distortion of the network's output on calibration data (label-free; the block-level
+counterpart of output-reconstruction criteria such as NISP's). For a classifier it is the KL divergence from the
+original's class probabilities; the task gives its own for other outputs (a detector's class scores and boxes,
+a segmenter's per-pixel classes: :meth:`edgeprune.tasks.base.Task.output_distortion`). The order is greedy: each next block is the one whose removal, together with the
 blocks already removed, distorts the output least. Scoring each block alone once is cheaper but ignores
 interactions: on cifar-resnet56 it removed all 8 removable stage-2 blocks among 14, which kept 56.8% top-1
 before fine-tuning against 68.3% for the greedy order; after a short distillation fine-tune the two sets
@@ -40,17 +41,20 @@ from __future__ import annotations
 import copy
 import logging
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
+from edgeprune.tasks.base import class_kl
 
 log = logging.getLogger(__name__)
 
 _ADDS = {operator.add, operator.iadd, torch.add}
+
+#: (a batch of outputs, the original's outputs on the same images) -> distortion, 0 when equal
+OutputDistortion = Callable[[torch.Tensor, torch.Tensor], float]
 
 
 def find_removable_blocks(model: nn.Module, example: torch.Tensor, frozen_modules: Sequence[str] = ()) -> list[str]:
@@ -154,8 +158,10 @@ def _logits(model: nn.Module, calibration: torch.Tensor, batch_size: int) -> tor
 
 
 def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch.Tensor, reference: torch.Tensor,
-                 batch_size: int, recalibration: torch.Tensor | None = None) -> dict[str, float]:
-    """KL(reference ‖ model with the block removed) per candidate; each block is swapped out and put back.
+                 batch_size: int, recalibration: torch.Tensor | None = None,
+                 distortion_of: OutputDistortion = class_kl) -> dict[str, float]:
+    """The output distortion of the model with the block removed, per candidate (``reference``: the original's
+    outputs); each block is swapped out and put back.
 
     With ``recalibration``, each candidate's batch-norm statistics are re-estimated on those images before
     it is scored, and restored afterwards.
@@ -168,8 +174,7 @@ def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch
         try:
             if recalibration is not None:
                 recalibrate_batchnorm(model, recalibration)
-            kl = F.kl_div(F.log_softmax(_logits(model, calibration, batch_size), dim=1), reference,
-                          reduction="batchmean")
+            kl = distortion_of(_logits(model, calibration, batch_size), reference)
         finally:
             for buffer, value in saved:
                 buffer.copy_(value)
@@ -181,24 +186,24 @@ def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch
 
 @torch.no_grad()
 def removal_distortion(model: nn.Module, blocks: Sequence[str], calibration: torch.Tensor,
-                       batch_size: int = 128) -> dict[str, float]:
-    """Per block: KL(original ‖ block removed) of the class probabilities, averaged over ``calibration``.
+                       batch_size: int = 128, distortion_of: OutputDistortion = class_kl) -> dict[str, float]:
+    """Per block: the output distortion of the model with only that block removed, over ``calibration``.
 
     Each block is swapped for ``nn.Identity`` in place and restored at once; ``model`` ends unchanged.
     """
     was_training = model.training
     model.eval()
     try:
-        reference = F.softmax(_logits(model, calibration, batch_size), dim=1)
-        return _distortions(model, blocks, calibration, reference, batch_size)
+        reference = _logits(model, calibration, batch_size)
+        return _distortions(model, blocks, calibration, reference, batch_size, distortion_of=distortion_of)
     finally:
         model.train(was_training)
 
 
 @torch.no_grad()
 def greedy_removal_order(model: nn.Module, blocks: Sequence[str], calibration: torch.Tensor, count: int,
-                         batch_size: int = 128, recalibration: torch.Tensor | None = None
-                         ) -> tuple[list[str], dict[str, float]]:
+                         batch_size: int = 128, recalibration: torch.Tensor | None = None,
+                         distortion_of: OutputDistortion = class_kl) -> tuple[list[str], dict[str, float]]:
     """The first ``count`` blocks of the greedy order, and the output distortion after each removal.
 
     With ``recalibration``, every candidate is scored after re-estimating its batch-norm statistics on those
@@ -206,12 +211,12 @@ def greedy_removal_order(model: nn.Module, blocks: Sequence[str], calibration: t
     ``count * len(blocks)`` forward passes over ``calibration``, plus as many over ``recalibration``.
     """
     work = copy.deepcopy(model).eval()
-    reference = F.softmax(_logits(work, calibration, batch_size), dim=1)
+    reference = _logits(work, calibration, batch_size)
     order: list[str] = []
     distortion: dict[str, float] = {}
     for _ in range(min(count, len(blocks))):
         remaining = [n for n in blocks if n not in distortion]
-        scores = _distortions(work, remaining, calibration, reference, batch_size, recalibration)
+        scores = _distortions(work, remaining, calibration, reference, batch_size, recalibration, distortion_of)
         best = min(remaining, key=lambda n: scores[n])  # ties: model order
         set_submodule(work, best, nn.Identity())
         order.append(best)

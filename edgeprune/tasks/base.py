@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def class_kl(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """KL(reference ‖ output) of the class probabilities (dim 1 holds logits), averaged over images."""
+    return float(F.kl_div(F.log_softmax(output, dim=1), F.softmax(reference, dim=1), reduction="batchmean"))
 
 
 @dataclass(frozen=True)
@@ -59,3 +66,12 @@ class Task(ABC):
     def subset_truth(self, truth: Any, indices: np.ndarray) -> Any:
         """``truth`` of the images at ``indices``."""
         return None if truth is None else np.asarray(truth)[indices]
+
+    def output_distortion(self, output: torch.Tensor, reference: torch.Tensor) -> float:
+        """How far a batch of raw PyTorch outputs is from ``reference`` (the original model's on the same images).
+
+        Zero when they are equal, larger the more the predictions move; only the order matters (depth pruning
+        removes the block whose removal distorts least). The default reads dim 1 as class logits: the KL
+        divergence from the reference's class probabilities, averaged over images.
+        """
+        return class_kl(output, reference)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from edgeprune.tasks.base import Task, TaskScore
 from edgeprune.tasks.detection_metrics import (
@@ -51,6 +52,25 @@ class DetectionTask(Task):
 
     def agreement(self, predictions: Sequence[Any], reference: Sequence[Any]) -> float:
         return float(detection_agreement(list(predictions), list(reference)))
+
+    def output_distortion(self, output: torch.Tensor, reference: torch.Tensor) -> float:
+        """Per image: the Bernoulli KL divergence of every anchor's class scores from the reference's, plus each
+        anchor's box shift relative to the reference box's size, weighted by the reference's confidence there.
+
+        Background anchors (scores near 0 in both) add almost nothing to either term, so the value follows the
+        objects the original model sees. ``output`` is (N, 4 + classes, anchors): xywh in pixels, then sigmoid
+        scores, Ultralytics' export layout.
+        """
+        eps = 1e-6
+        scores = output[:, 4:].clamp(eps, 1 - eps)
+        ref_scores = reference[:, 4:].clamp(eps, 1 - eps)
+        class_kl = ref_scores * torch.log(ref_scores / scores) + \
+            (1 - ref_scores) * torch.log((1 - ref_scores) / (1 - scores))
+        ref_size = reference[:, 2:4].mean(dim=1).clamp(min=1.0)  # (N, anchors), pixels
+        box_shift = (output[:, :4] - reference[:, :4]).abs().sum(dim=1) / ref_size
+        confidence = reference[:, 4:].amax(dim=1)
+        per_image = class_kl.sum(dim=(1, 2)) + (confidence * box_shift).sum(dim=1)
+        return float(per_image.mean())
 
     def subset_truth(self, truth: Any, indices: np.ndarray) -> Any:
         if truth is None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from edgeprune.tasks.base import Task, TaskScore
 
@@ -86,6 +88,11 @@ class SegmentationTask(Task):
                                                                                       strict=True))
         total = sum(int(np.asarray(r).size) for r in reference)
         return same / total if total else 1.0
+
+    def output_distortion(self, output: torch.Tensor, reference: torch.Tensor) -> float:
+        """The KL divergence of the per-pixel class probabilities, averaged over pixels."""
+        kl = F.kl_div(F.log_softmax(output, dim=1), F.softmax(reference, dim=1), reduction="none")
+        return float(kl.sum(dim=1).mean())
 
     def subset_truth(self, truth: Any, indices: np.ndarray) -> Any:
         if truth is None:

@@ -51,14 +51,18 @@ def _fit(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_a_detector_ships_validated_artifacts_for_three_runtimes_with_map_before_and_after(
+def test_a_detector_ships_validated_artifacts_for_three_runtimes_with_map_before_and_after_blocks_removed(
         shapes_detector: tuple[Path, Path], tmp_path: Path) -> None:
     weights, data_yaml = shapes_detector
     out = tmp_path / "det"
     proc = _fit(out, "--weights", str(weights), "--data", str(data_yaml), "--budget", "60%", "--precision", "fp32",
-                "--allocation", "uniform", "--export", "onnx,openvino,tflite")
+                "--allocation", "uniform", "--export", "onnx,openvino,tflite", "--prune-blocks")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
+    # depth pruning: the backbone's residual bottlenecks, ordered by the detection output's distortion
+    blocks = report["method"]["blocks"]
+    assert blocks["removable"] == 6 and blocks["removed"], blocks
+    assert all(name.startswith(("model.2.m.", "model.4.m.", "model.6.m.", "model.8.m.")) for name in blocks["removed"])
     assert report["evaluation"]["task"] == "detection" and report["evaluation"]["metric"] == "mAP50-95"
     before, after = report["baseline"]["metrics"], report["final"]["metrics"]
     assert before["map50"] > 0.2, before  # the detector learned the shapes: pruning has accuracy to lose

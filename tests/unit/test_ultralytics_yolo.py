@@ -76,6 +76,25 @@ def test_removing_channels_keeps_the_output_shape() -> None:
     assert torch.isfinite(out).all()
 
 
+def test_the_backbones_residual_bottlenecks_are_removable_blocks_ordered_by_the_detection_distortion() -> None:
+    from edgeprune.prune.blocks import find_removable_blocks, greedy_removal_order, remove_blocks
+    from edgeprune.tasks.detection import DetectionTask
+
+    bundle = build_architecture("ultralytics:yolov8n.yaml", 3)
+    x = torch.rand(4, 3, SIZE, SIZE)
+    blocks = find_removable_blocks(bundle.model, x[:1])
+    # the backbone's C2f bottlenecks add their input; the neck's (model.12 onwards) have no shortcut
+    assert blocks == ["model.2.m.0", "model.4.m.0", "model.4.m.1", "model.6.m.0", "model.6.m.1", "model.8.m.0"]
+    order, distortion = greedy_removal_order(bundle.model, blocks, x, 2,
+                                             distortion_of=DetectionTask().output_distortion)
+    assert len(order) == 2 and set(order) <= set(blocks) and all(d >= 0 for d in distortion.values())
+    slim = remove_blocks(bundle.model, order)
+    graph = ModelGraph(slim, x[:1], warn_frozen=False)  # the channel graph of what is left still builds
+    assert graph.prunable_groups()
+    with torch.no_grad():
+        assert slim(x).shape == bundle.model(x).shape
+
+
 @pytest.mark.parametrize("spec, message", [
     ("ultralytics:nosuchmodel.yaml", "has no model YAML 'nosuchmodel.yaml'"),
     ("ultralytics:best.pt", "is a checkpoint, not a model YAML"),

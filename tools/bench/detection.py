@@ -18,6 +18,8 @@ Methods, each at a budget given as a share of the original measured in the same 
 measured 1.5x and 2x, paired timing):
 
 * ``edgeprune``: ``edgeprune.fit(..., precision="fp32")`` (lasso importance, latency-table allocation, closed loop);
+* ``edgeprune-blocks``: the same with ``prune_blocks=True`` (``--prune-blocks``): the backbone's residual
+  bottlenecks ordered by the detection output's distortion and removed first, as far as the measured budget needs;
 * ``edgeprune-auto``: the same with the default ``--precision auto``: INT8 (box decoding kept float) where it
   measures faster and keeps 75% agreement with the float model's boxes, pruned further where INT8 alone is short;
 * ``tp``: Torch-Pruning's YOLOv8 recipe as its example does it: C2f's stem split into two convolutions (edgeprune's
@@ -60,7 +62,7 @@ log = logging.getLogger("detection_bench")
 
 TARGETS = ("cpu", "cpu-openvino", "cpu-tflite")
 SPEEDUPS = {"1.5x": 1.5, "2x": 2.0}
-METHODS = ("edgeprune", "edgeprune-auto", "tp")
+METHODS = ("edgeprune", "edgeprune-blocks", "edgeprune-auto", "tp")
 #: model name -> (input side in px, classes, trained on the shapes set)
 MODELS = {"shapes": (160, 4, True), "yolov8n-320": (320, 80, False), "yolov8n-640": (640, 80, False)}
 DEFAULT_RESULTS = REPO / "docs" / "figures" / "detection-results"
@@ -119,6 +121,7 @@ def run_edgeprune(cell: Cell, work: Path, record: dict[str, Any]) -> None:
             input_shape=(3, size, size), data=data_yaml, train_data=data_yaml if cell.epochs else None,
             target=cell.target, budget=f"{100 / SPEEDUPS[cell.speedup]:.3f}%",
             precision="auto" if cell.method == "edgeprune-auto" else "fp32",
+            prune_blocks=cell.method == "edgeprune-blocks",
             finetune_epochs=cell.epochs, distill=cell.epochs > 0, out=work / "fit", force=True, seed=0).report
         status = "met"
     except ValidationFailedError as exc:  # the fit wrote its results and says which check failed: a result too
@@ -134,6 +137,7 @@ def run_edgeprune(cell: Cell, work: Path, record: dict[str, Any]) -> None:
         "rounds_measured": len(report["search"]["rounds"]), "finetune_seconds": report["finetune"]["seconds"],
         "frozen_groups": len(report["frozen_groups"]), "fit_timings_s": report["timings_s"],
         "precision": report["final"]["latency"]["precision"],
+        "blocks_removed": (report["method"].get("blocks") or {}).get("removed"),
         "precision_choice": (report["method"].get("precision_choice") or {}).get("reason")})
 
 
@@ -263,6 +267,7 @@ def _cell_text(r: dict[str, Any] | None) -> str:
     accuracy = f"{_pct(after['map50_95'])} / {_pct(after['map50'])} at " if after else ""
     failed = "" if r["status"] == "met" else f" ({r['status']})"
     failed += " INT8" if r.get("precision") == "int8" else ""
+    failed += f", {len(r['blocks_removed'])} blocks removed" if r.get("blocks_removed") else ""
     macs = "" if not r.get("macs_after") else ", unpruned" if r["macs_after"] >= r["macs_before"] else \
         f", {r['macs_before'] / max(r['macs_after'], 1):.2f}x fewer MACs"
     return f"{accuracy}{r['speedup']:.2f}x{interval}{macs}{failed}"
