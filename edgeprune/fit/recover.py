@@ -100,7 +100,7 @@ class Recovery:
         if not self.finetune_enabled():
             return model
         if self.inputs.task.name == "detection":
-            return self._finetune_detector(model)
+            return self._finetune_detector(model, name)
         if self.inputs.task.name == "segmentation":
             return self._finetune_segmenter(model, name)
         train = self.inputs.train_set
@@ -153,10 +153,11 @@ class Recovery:
         self.finetuned_epochs += epochs
         return model.eval()
 
-    def _finetune_detector(self, model: nn.Module) -> nn.Module:
+    def _finetune_detector(self, model: nn.Module, name: str) -> nn.Module:
         """A YOLO detector's fine-tune: Ultralytics' loss on the boxes, plus (``--distill``, or without boxes
         alone) distillation from the original's raw head outputs; SGD at ``--finetune-lr`` with a short warm-up
-        and a cosine decay, weights averaged (EMA) as Ultralytics trains."""
+        and a cosine decay, weights averaged (EMA) as Ultralytics trains; checkpointed after every epoch for
+        ``--resume``."""
         from edgeprune.train.detector_loop import DetectorTrainSpec, train_detector
 
         data = self.inputs.task_train_set
@@ -166,7 +167,8 @@ class Recovery:
                                  seed=self.config.seed)
         distill = YoloDistillationLoss(self.teacher) if self.distills or data.boxes is None else None
         start = time.perf_counter()
-        train_detector(model, data, spec, description="fine-tune", distill=distill)
+        train_detector(model, data, spec, description="fine-tune", distill=distill,
+                       checkpoint=self.journal.checkpoint_path(f"finetune-{name}"))
         self.finetune_seconds += time.perf_counter() - start
         self.finetuned_epochs += epochs
         return model.eval()

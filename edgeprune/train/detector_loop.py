@@ -6,16 +6,20 @@ Augmentation is the eight flips and transposes of the square (shapes, like most 
 no upright) and a shuffle of the colour channels. The optimiser is AdamW or SGD with Nesterov momentum, no weight
 decay on biases and normalization weights, a linear warm-up and a cosine decay, and an exponential moving
 average of the weights (Ultralytics' ``ModelEMA``), which is what the function leaves in the model. Seeded: the
-same machine and thread count give the same weights.
+same machine and thread count give the same weights. With a checkpoint path, the whole state (weights, optimiser,
+moving average, random generators, step) is saved after every epoch, and a later call with the same settings
+continues after the last finished epoch, ending with the weights an uninterrupted run ends with.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,15 +112,34 @@ def _lr_factor(step: int, total: int, warmup: int, final_fraction: float) -> flo
     return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path | None, spec: DetectorTrainSpec, images: int, distilled: bool
+                     ) -> dict[str, Any] | None:
+    """The saved state at ``path`` when it was made with these settings, else None (with a warning)."""
+    if path is None or not path.is_file():
+        return None
+    state = torch.load(path, weights_only=True)
+    if state.get("spec") != asdict(spec) or state.get("images") != images or state.get("distilled") != distilled:
+        log.warning("ignoring fine-tune checkpoint %s: it was made with other settings", path)
+        return None
+    return state
+
+
 def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTrainSpec,
                    description: str = "training the detector", on_epoch: EpochCallback | None = None,
-                   distill: DistillFn | None = None) -> list[float]:
+                   distill: DistillFn | None = None, checkpoint: Path | None = None) -> list[float]:
     """Train an Ultralytics ``DetectionModel`` in place on ``dataset`` (labelled, letterboxed to the model's
-    input); returns the mean loss (box + cls + dfl, per image) of each epoch. The model ends in eval mode,
-    holding the moving average of its weights when ``spec.ema``.
+    input); returns the mean loss (box + cls + dfl, per image) of each epoch, resumed epochs included. The model
+    ends in eval mode, holding the moving average of its weights when ``spec.ema``.
 
     ``on_epoch(epoch, loss, model)`` is called after each epoch with the model as it would be returned then
-    (the moving average when ``spec.ema``); it must leave that model's weights as they are.
+    (the moving average when ``spec.ema``); it must leave that model's weights as they are. With ``checkpoint``,
+    the state is saved there after each epoch and a later call with the same settings resumes from it.
     """
     labelled = dataset.boxes is not None and dataset.classes is not None
     if not labelled and distill is None:
@@ -142,9 +165,20 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
     total, warmup = spec.epochs * batches, max(1, round(spec.warmup_epochs * batches))
     epoch_losses: list[float] = []
     step = 0
+    resumed = _load_checkpoint(checkpoint, spec, n, distill is not None)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        if ema is not None:
+            ema.ema.load_state_dict(resumed["ema"])
+            ema.updates = int(resumed["ema_updates"])
+        rng.bit_generator.state = resumed["numpy_rng"]
+        torch.set_rng_state(resumed["torch_rng"])
+        epoch_losses, step = [float(v) for v in resumed["losses"]], int(resumed["step"])
+        log.info("%s: resuming after epoch %d/%d from %s", description, len(epoch_losses), spec.epochs, checkpoint)
     model.train()
-    with progress_bar(description, total) as advance:
-        for epoch in range(spec.epochs):
+    with progress_bar(description, total - step) as advance:
+        for epoch in range(len(epoch_losses), spec.epochs):
             order = rng.permutation(n)
             running = 0.0
             for b in range(batches):
@@ -173,6 +207,12 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
                 advance(1)
             epoch_losses.append(running / batches)
             log.info("%s: epoch %d/%d, loss %.3f", description, epoch + 1, spec.epochs, epoch_losses[-1])
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, {
+                    "spec": asdict(spec), "images": n, "distilled": distill is not None, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "ema": ema.ema.state_dict() if ema is not None else {},
+                    "ema_updates": ema.updates if ema is not None else 0, "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "losses": epoch_losses, "step": step})
             if on_epoch is not None:
                 on_epoch(epoch, epoch_losses[-1], ema.ema if ema is not None else model)
                 model.train()

@@ -102,3 +102,40 @@ def test_other_recipes_get_their_own_cache_entries(tmp_cache: Path) -> None:
 
 # The full recipe (about 6 minutes on one core) is not in the suite: tools/make_shapes_detector.py trains and scores
 # it, and the detection benchmark (tools/bench/detection.py) records its mAP in docs/benchmarks.md.
+
+
+def test_an_interrupted_detector_fine_tune_resumes_to_the_same_weights(tmp_cache: Path) -> None:
+    root = default_detector.shapes_dataset_dir(TINY_SHAPES)
+    train = load_detection_dataset(root, (64, 64), split="train")
+    spec = DetectorTrainSpec(epochs=3, batch_size=8, lr=0.004, seed=0)
+    torch.manual_seed(0)
+    start = default_detector.build_shapes_detector().state_dict()
+
+    def fresh() -> torch.nn.Module:
+        model = default_detector.build_shapes_detector()
+        model.load_state_dict(start)
+        return model
+
+    reference = fresh()
+    expected = train_detector(reference, train, spec)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(epoch: int, loss: float, model: torch.nn.Module) -> None:
+        if epoch == 1:
+            raise Interrupted
+
+    checkpoint = tmp_cache / "finetune.pt"
+    with pytest.raises(Interrupted):
+        train_detector(fresh(), train, spec, on_epoch=stop_after_two, checkpoint=checkpoint)
+    assert checkpoint.is_file()
+    resumed = default_detector.build_shapes_detector()  # other weights: the checkpoint must win
+    losses = train_detector(resumed, train, spec, checkpoint=checkpoint)
+    assert losses == pytest.approx(expected, rel=1e-5)
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    # other settings: the checkpoint is ignored with a warning, and training starts over
+    other = train_detector(fresh(), train, DetectorTrainSpec(epochs=1, batch_size=8, lr=0.004, seed=0),
+                           checkpoint=checkpoint)
+    assert len(other) == 1
