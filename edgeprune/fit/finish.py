@@ -120,7 +120,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                   "input_name": final.artifact.input_name, "input_shape": list(final.artifact.input_shape)},
         evaluation={"dataset": inputs.eval_set.source, "images": base_eval.images, "runtime": run.target.runtime,
                     "device": target.device, "note": evaluation_note,
-                    "task": task.name, "metric": task.metric_name,
+                    "task": task.name, "metric": task.metric_name, "metric_key": task.metric_key,
                     "agreement_with_original": task.agreement(final_eval.predictions, base_eval.predictions)},
         parity={"max_abs_diff": parity, "images": min(PARITY_IMAGES, len(inputs.calibration)),
                 "reference": QAT_REFERENCE if qat_shipped else "pruned PyTorch model"},

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: evaluation images used to score each search candidate (in PyTorch, before recovery)
 CANDIDATE_EVAL_IMAGES = 500
+#: the same for detectors and segmenters, whose images cost more to run and to score
+DENSE_CANDIDATE_EVAL_IMAGES = 128
 
 #: round kinds of the depth stage (judged against the run's budget, not counted against --max-rounds)
 DEPTH_KINDS = ("depth", "depth-recheck")
@@ -253,10 +255,8 @@ class FitRun(ClosedLoop, PrecisionStage):
             self.measurer.bind(model, graph.prunable_groups())
         m = self._measure(model, kind, {f"block:{name}": [] for name in removed})
         self._record(kind, {}, {"blocks_removed": len(removed)}, m)
-        top1 = self._candidate_top1(model) if kind == "depth" else None  # a recheck: the same model
-        if top1 is not None:
-            self.rounds[-1].update(top1=top1, top1_note="after batch-norm re-estimation only (no fine-tuning), "
-                                   f"PyTorch, first {CANDIDATE_EVAL_IMAGES} evaluation images")
+        if kind == "depth":  # a recheck measures the same model
+            self._record_accuracy(model, "after batch-norm re-estimation only (no fine-tuning)")
         return m.stats.median_ms
 
     def _allocation(self) -> Allocation:
@@ -345,21 +345,33 @@ class FitRun(ClosedLoop, PrecisionStage):
         slim = slim_copy(model, self.example, keep, self.config.frozen_modules) if keep else model
         m = self._measure(slim, kind, keep)
         self._record(kind, keep, info, m)
-        top1 = self._candidate_top1(slim) if keep else None
-        if top1 is not None:  # for the accuracy-vs-latency plot
-            self.rounds[-1].update(top1=top1, top1_note="after batch-norm re-estimation only (no reconstruction or "
-                                   f"fine-tuning), PyTorch, first {CANDIDATE_EVAL_IMAGES} evaluation images")
+        if keep:  # for the accuracy-vs-latency plot
+            self._record_accuracy(slim, "after batch-norm re-estimation only (no reconstruction or fine-tuning)")
         return m.stats.median_ms
 
-    def _candidate_top1(self, model: nn.Module) -> float | None:
-        labels = self.inputs.eval_set.labels
-        if labels is None:
+    def _candidate_accuracy(self, model: nn.Module) -> float | None:
+        """The task's headline metric (top-1, mAP50-95, mIoU) of a candidate in PyTorch, after batch-norm
+        re-estimation, on the first evaluation images; None without labels."""
+        task, truth = self.inputs.task, self.inputs.truth
+        if truth is None:
             return None
-        x = self.inputs.eval_inputs[:CANDIDATE_EVAL_IMAGES]
+        x = self.inputs.eval_inputs[:self._candidate_images()]
         recalibrate_batchnorm(model, self.inputs.calibration)  # a throw-away copy: cheap, fair across candidates
         with torch.no_grad():
-            predictions = torch.cat([model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)]).numpy()
-        return float((predictions == labels[: len(x)]).mean())
+            outputs = torch.cat([model(x[i:i + 64]) for i in range(0, len(x), 64)]).numpy()
+        predictions = [task.decode(outputs[i:i + 1]) for i in range(len(outputs))]
+        return task.score(predictions, task.subset_truth(truth, np.arange(len(x)))).headline
+
+    def _record_accuracy(self, model: nn.Module, note: str) -> None:
+        """The candidate's accuracy on the last round, under the task's metric key, for the plot and report.md."""
+        accuracy = self._candidate_accuracy(model)
+        if accuracy is not None:
+            self.rounds[-1].update({self.inputs.task.metric_key: accuracy, "accuracy_note":
+                                    f"{note}, PyTorch, first {self._candidate_images()} evaluation images"})
+
+    def _candidate_images(self) -> int:
+        """How many evaluation images score a candidate."""
+        return CANDIDATE_EVAL_IMAGES if self.inputs.task.name == "classification" else DENSE_CANDIDATE_EVAL_IMAGES
 
 
 def _compose(outer: dict[str, list[int]], inner: dict[str, list[int]]) -> dict[str, list[int]]:

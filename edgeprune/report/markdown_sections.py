@@ -57,6 +57,8 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
         return []
     predicted_run = _latency_source(report) == "predicted-profile"
     measured_col = "predicted ms (profile)" if predicted_run else "measured ms (median)"
+    evaluation = report.get("evaluation") or {}
+    key, metric = evaluation.get("metric_key", "top1"), evaluation.get("metric", "top-1")
     rows = []
     for i, r in enumerate(rounds, 1):
         pred, meas = r.get("predicted_ms"), r.get("median_ms")
@@ -68,7 +70,7 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
         rows.append([str(i), cell(r.get("kind")), shown,
                      _ms(pred), _ms(meas) + (" (noisy)" if r.get("noisy") else ""), error,
                      "—" if ok is None else ("yes" if ok else "no"),
-                     "—" if r.get("top1") is None else f"{100 * float(r['top1']):.2f}%"])
+                     "—" if r.get(key) is None else f"{100 * float(r[key]):.2f}%"])
     exports = (report.get("search") or {}).get("exports")
     lines = ["## Search rounds: predicted vs measured latency", ""]
     lines.append("Each round exported a candidate and timed it on the target; *predicted ms* is what the latency "
@@ -101,7 +103,7 @@ def search_rounds(report: dict[str, Any]) -> list[str]:
                       "figure reported.")
     lines.append("")
     lines += table(["round", "kind", "channels kept", "predicted ms", measured_col, "error", "within budget",
-                    "top-1"], rows)
+                    metric], rows)
     return lines + [""]
 
 

@@ -64,17 +64,19 @@ def _pct(value: Any) -> float | None:
 
 
 def _points(report: dict[str, Any]) -> tuple[list[tuple[float, float]], list[float]]:
-    """Search candidates: (latency, top-1 %) where a round carries ``top1``, else latency only."""
+    """Search candidates: (latency, accuracy %) where a round carries the task's metric (``top1``, ``map50_95``,
+    ``miou``), else latency only."""
+    key = (report.get("evaluation") or {}).get("metric_key", "top1")
     with_acc: list[tuple[float, float]] = []
     latency_only: list[float] = []
     for r in (report.get("search") or {}).get("rounds") or []:
         if r.get("kind") == "baseline" or r.get("median_ms") is None:
             continue
-        top1 = _pct(r.get("top1"))
-        if top1 is None:
+        accuracy = _pct(r.get(key))
+        if accuracy is None:
             latency_only.append(float(r["median_ms"]))
         else:
-            with_acc.append((float(r["median_ms"]), top1))
+            with_acc.append((float(r["median_ms"]), accuracy))
     return with_acc, latency_only
 
 

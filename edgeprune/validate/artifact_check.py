@@ -168,6 +168,8 @@ def _inputs(loaded: LoadedArtifact, data: str | Path | ModelInputs | None, image
     chosen = _preprocessing(loaded, prep, reference_prep)
     if task is not None and task.name == "detection":
         return _detection_inputs(loaded, data, images, seed, chosen)
+    if task is not None and task.name == "segmentation":
+        return _segmentation_inputs(loaded, data, images, seed, chosen)
     dataset = load_dataset(data, (chosen.height, chosen.width), chosen.channels)
     if images is not None and images < len(dataset):
         dataset = dataset.subset(calibration_indices(len(dataset), images, seed), f"[{images} images]")
@@ -186,6 +188,21 @@ def _detection_inputs(loaded: LoadedArtifact, data: str | Path, images: int | No
         dataset = dataset.subset(calibration_indices(len(dataset), images, seed), f"[{images} images]")
     classes = int(loaded.run(np.zeros((1, *loaded.nchw_shape[1:]), np.float32)).shape[1]) - 4  # (1, 4 + nc, A)
     truth = None if dataset.boxes is None else DetectionTruth(list(dataset.boxes), list(dataset.classes), classes)
+    return to_model_input(dataset.images, prep).numpy(), truth, dataset.source
+
+
+def _segmentation_inputs(loaded: LoadedArtifact, data: str | Path, images: int | None, seed: int,
+                         prep: Preprocessing) -> tuple[np.ndarray, Any, str]:
+    """A segmenter's data (``images/`` with optional ``masks/``), resized to the input; labels as masks."""
+    from edgeprune.data.segmentation import load_segmentation_dataset
+    from edgeprune.data.tensors import calibration_indices, to_model_input
+    from edgeprune.tasks.segmentation import SegmentationTruth
+
+    dataset = load_segmentation_dataset(data, (prep.height, prep.width))
+    if images is not None and images < len(dataset):
+        dataset = dataset.subset(calibration_indices(len(dataset), images, seed), f"[{images} images]")
+    classes = int(loaded.run(np.zeros((1, *loaded.nchw_shape[1:]), np.float32)).shape[1])  # (1, classes, H, W)
+    truth = None if dataset.masks is None else SegmentationTruth(dataset.masks, classes)
     return to_model_input(dataset.images, prep).numpy(), truth, dataset.source
 
 

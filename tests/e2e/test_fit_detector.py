@@ -63,6 +63,9 @@ def test_a_detector_ships_validated_artifacts_for_three_runtimes_with_map_before
     blocks = report["method"]["blocks"]
     assert blocks["removable"] == 6 and blocks["removed"], blocks
     assert all(name.startswith(("model.2.m.", "model.4.m.", "model.6.m.", "model.8.m.")) for name in blocks["removed"])
+    # every candidate carries its mAP for the plot and the search table
+    scored = [r for r in report["search"]["rounds"] if r["kind"] in ("depth", "search") and "map50_95" in r]
+    assert scored and all(0 <= r["map50_95"] <= 1 for r in scored), report["search"]["rounds"]
     assert report["evaluation"]["task"] == "detection" and report["evaluation"]["metric"] == "mAP50-95"
     before, after = report["baseline"]["metrics"], report["final"]["metrics"]
     assert before["map50"] > 0.2, before  # the detector learned the shapes: pruning has accuracy to lose

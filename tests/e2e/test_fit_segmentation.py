@@ -45,7 +45,7 @@ def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_pat
          # one epoch of recovery: cross-entropy on the masks plus per-pixel distillation from the original
          "--train-data", str(data), "--finetune-epochs", "1", "--distill"],
         capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["evaluation"]["task"] == "segmentation" and report["evaluation"]["metric"] == "mIoU"
     for side in ("baseline", "final"):
@@ -66,3 +66,10 @@ def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_pat
     finetune = report["finetune"]
     assert finetune["epochs"] == 1 and finetune["images"] == 24 and finetune["distill"]
     assert finetune["loss"] == "per-pixel cross-entropy + per-pixel distillation from the original"
+    # `edgeprune validate` knows a segmenter from the reference folder's plan, and reads images/ + masks/ (the
+    # plan names a torchvision factory, which a received folder may only run with the explicit opt-in)
+    check = subprocess.run([sys.executable, "-m", "edgeprune", "validate", str(out / "model.onnx"), "--reference",
+                            str(out), "--data", str(data), "--allow-factory", "torchvision:lraspp_mobilenet_v3_large"],
+                           capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert "pixel agreement" in check.stdout and "miou" in check.stdout, check.stdout

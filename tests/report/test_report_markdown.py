@@ -108,3 +108,17 @@ def test_qat_sentence_says_what_ran_and_what_shipped_or_why_it_was_skipped(full_
     assert "PTQ artifact 98.00% (0.310 ms), QAT artifact 98.22% (0.305 ms); the QAT artifact shipped" in md
     report["method"]["qat"] = {**report["method"]["qat"], "shipped": "ptq", "reason": "kept the PTQ artifact: x"}
     assert "; kept the PTQ artifact: x." in render_markdown(report)
+
+
+def test_a_detectors_search_rounds_show_each_candidates_map(full_report: dict[str, Any], tmp_path) -> None:
+    from edgeprune.report.plots import _points
+
+    report = full_report
+    report["evaluation"].update(task="detection", metric="mAP50-95", metric_key="map50_95")
+    for r in report["search"]["rounds"]:
+        if r.pop("top1", None) is not None:
+            r["map50_95"] = 0.5
+    table = render_markdown(report).split("## Search rounds")[1].split("\n## ")[0]
+    assert "| mAP50-95 |" in table and "| 50.00% |" in table and "top-1" not in table
+    with_accuracy, latency_only = _points(report)
+    assert with_accuracy and all(acc == 50.0 for _, acc in with_accuracy) and not latency_only
