@@ -358,7 +358,10 @@ def findings(by_name: dict[str, Any]) -> list[str]:
         "recovers less than Torch-Pruning's even cut; edgeprune's own uniform allocation (`edgeprune-uniform`: "
         f"lasso channels, one keep ratio bisected on the measured latency) at 2x +3 epochs: `cpu-openvino` "
         f"{_at(cell('cpu-openvino', 'edgeprune-uniform', '2x', 3))}, `cpu-tflite` "
-        f"{_at(cell('cpu-tflite', 'edgeprune-uniform', '2x', 3))}.",
+        f"{_at(cell('cpu-tflite', 'edgeprune-uniform', '2x', 3))}: ahead of both, so what loses there is the "
+        "allocation, not the channel choice or the fine-tune. Until the allocation is fixed, detectors on these "
+        "runtimes should be pruned with `--allocation uniform` (not made the default: it has not been measured on "
+        "`cpu` or without fine-tuning).",
         f"- **Depth pruning (`edgeprune-blocks`, `--prune-blocks`) on `cpu`:** the greedy order by the detection "
         "output's distortion removes backbone bottlenecks (4 of 6, the cap) first; at 160 px they are a small share "
         f"of the latency, so channels still do most of the work. 2x: {_at(cell('cpu', 'edgeprune-blocks', '2x', 0))} "
