@@ -18,9 +18,9 @@ follows the add and ``x`` is itself a ReLU output (the usual ResNet layout) the 
 Cost of removal: the distortion of the network's output on calibration data (label-free; the block-level
 counterpart of output-reconstruction criteria such as NISP's). For a classifier it is the KL divergence from the
 original's class probabilities; the task gives its own for other outputs (a detector's class scores and boxes,
-a segmenter's per-pixel classes: :meth:`edgeprune.tasks.base.Task.output_distortion`). The order is greedy: each next block is the one whose removal, together with the
-blocks already removed, distorts the output least. Scoring each block alone once is cheaper but ignores
-interactions: on cifar-resnet56 it removed all 8 removable stage-2 blocks among 14, which kept 56.8% top-1
+a segmenter's per-pixel classes: :meth:`edgeprune.tasks.base.Task.output_distortion`). The order is greedy:
+each next block is the one whose removal, together with the blocks already removed, distorts the output
+least. Scoring each block alone once is cheaper but ignores interactions: on cifar-resnet56 it removed all 8 removable stage-2 blocks among 14, which kept 56.8% top-1
 before fine-tuning against 68.3% for the greedy order; after a short distillation fine-tune the two sets
 ended within noise of each other (89.5% and 88.6%; docs/figures/block-choice.json).
 

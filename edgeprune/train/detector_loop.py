@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from edgeprune.data.detection_dataset import DetectionDataset
+from edgeprune.io_atomic import write_atomic
 from edgeprune.models.ultralytics_env import configure_ultralytics_offline
 from edgeprune.progress import progress_bar
 from edgeprune.tasks.detection_predict import images_to_yolo_input
@@ -110,12 +110,6 @@ def _lr_factor(step: int, total: int, warmup: int, final_fraction: float) -> flo
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path | None, spec: DetectorTrainSpec, images: int, distilled: bool
@@ -208,11 +202,12 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
             epoch_losses.append(running / batches)
             log.info("%s: epoch %d/%d, loss %.3f", description, epoch + 1, spec.epochs, epoch_losses[-1])
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, {
+                state = {
                     "spec": asdict(spec), "images": n, "distilled": distill is not None, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "ema": ema.ema.state_dict() if ema is not None else {},
                     "ema_updates": ema.updates if ema is not None else 0, "numpy_rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "losses": epoch_losses, "step": step})
+                    "torch_rng": torch.get_rng_state(), "losses": epoch_losses, "step": step}
+                write_atomic(checkpoint, lambda tmp: torch.save(state, tmp))
             if on_epoch is not None:
                 on_epoch(epoch, epoch_losses[-1], ema.ema if ema is not None else model)
                 model.train()

@@ -8,7 +8,6 @@ an uninterrupted run (same seed, same thread count).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgeprune.io_atomic import write_atomic
 from edgeprune.progress import progress_bar
 from edgeprune.train.augment import augment_batch, parse_augmentation
 from edgeprune.train.distill import LossFn, cross_entropy_loss
@@ -39,12 +39,6 @@ class TrainSpec:
 
 
 EpochCallback = Callable[[int, float], None]
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path | None, spec: TrainSpec, n: int) -> dict | None:
@@ -115,9 +109,10 @@ def train_classifier(
                 count += len(idx)
         losses.append(total / max(count, 1))
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, {"spec": asdict(spec), "images": n, "model": model.state_dict(),
-                                          "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
-                                          "generator": generator.get_state(), "losses": losses})
+            state = {"spec": asdict(spec), "images": n, "model": model.state_dict(),
+                     "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                     "generator": generator.get_state(), "losses": losses}
+            write_atomic(checkpoint, lambda tmp: torch.save(state, tmp))
         log.debug("epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, losses[-1])
         if on_epoch is not None:
             on_epoch(epoch + 1, losses[-1])
