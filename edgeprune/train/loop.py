@@ -39,6 +39,9 @@ class TrainSpec:
 
 
 EpochCallback = Callable[[int, float], None]
+#: called after every optimiser step with the model and the number of steps taken so far (resumed ones included);
+#: gradual weight pruning uses it to update and re-apply its masks
+StepCallback = Callable[[nn.Module, int], None]
 
 
 def _load_checkpoint(path: Path | None, spec: TrainSpec, n: int) -> dict | None:
@@ -60,6 +63,7 @@ def train_classifier(
     loss_fn: LossFn | None = None,
     checkpoint: Path | None = None,
     description: str = "training",
+    on_step: StepCallback | None = None,
 ) -> list[float]:
     """Train ``model`` in place; returns the mean loss of each epoch (resumed epochs included).
 
@@ -67,7 +71,7 @@ def train_classifier(
     a loss that also reads the teacher's outputs (labels optional), on the same augmented batch. The
     batches are augmented as ``spec.augment`` says (none by default: digits and many edge tasks are not
     flip-invariant). With ``checkpoint``, state is saved after each epoch and a later call with the same
-    spec resumes from it.
+    spec resumes from it. ``on_step(model, steps_done)`` runs after every optimiser step.
     """
     if spec.epochs <= 0:
         return []
@@ -105,6 +109,8 @@ def train_classifier(
                 loss.backward()
                 optimiser.step()
                 scheduler.step()
+                if on_step is not None:
+                    on_step(model, scheduler.last_epoch)
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
         losses.append(total / max(count, 1))
