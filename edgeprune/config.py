@@ -47,6 +47,14 @@ class FitConfig:
         finetune_augment: augmentation of fine-tuning batches: ``none`` or a comma-separated subset of
             ``crop`` (random shift by up to 1/8 of the image) and ``flip`` (random left-right mirror);
             see ``edgeprune.train.augment``. Off by default: flips are wrong for digits and text.
+        train_device: where fine-tuning and the PyTorch scoring passes run: ``auto`` (a CUDA GPU when PyTorch
+            sees one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; mixed precision on GPUs. Latency is still
+            measured only on the target.
+        train_nproc: fine-tune data-parallel on this many processes of this machine (torch.distributed.run is
+            launched for you; under ``torchrun`` itself leave it at 1).
+        data_workers: DataLoader worker processes reading a training folder too large for memory.
+        in_memory_mb: a training folder whose decoded pixels take more than this (MB) is read batch by batch
+            from disk instead of into memory.
         distill: fine-tune against the original model's outputs (knowledge distillation, Hinton et al. 2015)
             as well as the labels; works without labels too.
         distill_features: distillation plus feature hints: the pruned model's stage outputs are also fitted to
@@ -122,6 +130,10 @@ class FitConfig:
     finetune_lr: float = 0.01
     finetune_schedule: str = "rewind"
     finetune_augment: str = "none"
+    train_device: str = "auto"
+    train_nproc: int = 1
+    data_workers: int = 2
+    in_memory_mb: int = 2048
     distill: bool = False
     distill_features: bool = False
     qat_epochs: int = 0

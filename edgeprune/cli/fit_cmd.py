@@ -46,6 +46,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", default="none", metavar="LIST",
                    help="augment fine-tuning batches: none (default) or crop, flip, crop,flip "
                         "(random shift by up to 1/8 of the image; random left-right mirror)")
+    p.add_argument("--train-device", default="auto", metavar="DEVICE",
+                   help="where fine-tuning and PyTorch scoring run: auto (a CUDA GPU if PyTorch sees one, else the "
+                        "CPU; default), cpu, cuda, cuda:N. Mixed precision on GPUs. Latency is measured on the target")
+    p.add_argument("--train-nproc", type=positive_int, default=1, metavar="N",
+                   help="fine-tune data-parallel on N processes here (launches torch.distributed.run; for several "
+                        "machines run 'torchrun ... -m edgeprune fit' yourself)")
+    p.add_argument("--data-workers", type=non_negative_int, default=2, metavar="N",
+                   help="processes reading a training folder too large for memory (default 2)")
+    p.add_argument("--in-memory-mb", type=positive_int, default=2048, metavar="MB",
+                   help="read a training folder batch by batch from disk when its decoded images exceed this "
+                        "(default 2048)")
     p.add_argument("--distill", action="store_true",
                    help="fine-tune with knowledge distillation from the original model (works without labels)")
     p.add_argument("--distill-features", action="store_true",
@@ -113,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        finetune_schedule=args.finetune_schedule, finetune_augment=args.augment, distill=args.distill,
+        finetune_schedule=args.finetune_schedule, finetune_augment=args.augment, train_device=args.train_device,
+        train_nproc=args.train_nproc, data_workers=args.data_workers, in_memory_mb=args.in_memory_mb,
+        distill=args.distill,
         distill_features=args.distill_features, qat_epochs=args.qat_epochs,
         prune_blocks=args.prune_blocks,
         steps=args.steps, resume=args.resume,
@@ -124,9 +137,15 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),
         precision=args.precision, keep_float=args.keep_float,
     )
+    if config.train_nproc > 1:
+        from edgeprune.fit.data_parallel import launch
+
+        return launch(config.train_nproc)
     from edgeprune.fit.pipeline import fit
 
     result = fit(config)
+    if result is None:  # a rank other than 0 of a data-parallel run: it fine-tuned, rank 0 reports
+        return 0
     if args.json:
         console.print_json(json.dumps(result.report))
     else:

@@ -67,14 +67,12 @@ def fit_image(img: object, size_hw: tuple[int, int]) -> object:
     return img.crop((left, top, left + w, top + h))  # type: ignore[attr-defined]
 
 
-def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
-    """``root/<class>/<image>`` files, brought to ``size_hw`` (:func:`fit_image`) and ``channels`` on read.
+def list_image_folder(root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
+    """The image files under ``root`` with their class index (-1 when unlabelled) and the class names.
 
     Classes are the sorted subfolder names (as in torchvision's ImageFolder). A folder of images with no
-    class subfolders is read as unlabelled.
+    class subfolders is read as unlabelled. No image is opened.
     """
-    from PIL import Image, UnidentifiedImageError
-
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if class_dirs:
         entries = [(f, i) for i, d in enumerate(class_dirs) for f in sorted(d.rglob("*")) if f.is_file()]
@@ -85,24 +83,38 @@ def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> Im
     entries = [(f, c) for f, c in entries if f.suffix.lower() in IMAGE_SUFFIXES]
     if not entries:
         raise DataError(f"{root} contains no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return entries, names
+
+
+def read_image(file: Path, size_hw: tuple[int, int], channels: int) -> np.ndarray:
+    """One image file as uint8 (H, W, C), brought to ``size_hw`` by :func:`fit_image`."""
+    from PIL import Image, UnidentifiedImageError
+
     mode = "RGB" if channels == 3 else "L"
+    try:
+        with Image.open(file) as img:
+            arr = np.asarray(fit_image(img.convert(mode), size_hw), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {file}: {str(exc).splitlines()[0]}") from None
+    except ImportError:  # once imported, ultralytics patches Image.open to look for a HEIF plugin on failure
+        raise DataError(f"cannot read image {file}: not an image format Pillow can read") from None
+    return arr.reshape(size_hw[0], size_hw[1], channels)
+
+
+def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
+    """``root/<class>/<image>`` files read into memory, brought to ``size_hw`` (:func:`fit_image`) and
+    ``channels`` on read (see :func:`list_image_folder` for the layout)."""
+    entries, names = list_image_folder(root)
     pixels = np.empty((len(entries), size_hw[0], size_hw[1], channels), dtype=np.uint8)
     for i, (file, _) in enumerate(entries):
-        try:
-            with Image.open(file) as img:
-                arr = np.asarray(fit_image(img.convert(mode), size_hw), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(f"cannot read image {file}: {str(exc).splitlines()[0]}") from None
-        except ImportError:  # once imported, ultralytics patches Image.open to look for a HEIF plugin on failure
-            raise DataError(f"cannot read image {file}: not an image format Pillow can read") from None
-        pixels[i] = arr.reshape(size_hw[0], size_hw[1], channels)
+        pixels[i] = read_image(file, size_hw, channels)
     labels = np.array([c for _, c in entries], dtype=np.int64) if names else None
     log.info("read %d images in %d classes from %s", len(entries), len(names), root)
     return ImageDataset(pixels, labels, names, str(root))
 
 
 def load_dataset(spec: str | Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
-    """Load a dataset from a directory (ImageFolder layout) or an ``.npz`` file."""
+    """Load a dataset from a directory (ImageFolder layout) or an ``.npz`` file, into memory."""
     path = Path(spec)
     if not path.exists():
         raise DataError(f"data not found: {path}")

@@ -12,6 +12,7 @@ import torch
 from edgeprune.config import FitConfig
 from edgeprune.data.dataset import ImageDataset
 from edgeprune.data.digits import load_digits_splits
+from edgeprune.data.lazy_folder import LazyImageFolder, open_training_data
 from edgeprune.data.loaders import load_dataset
 from edgeprune.data.tensors import calibration_indices, to_model_input
 from edgeprune.errors import DataError, InputError
@@ -33,7 +34,8 @@ class FitInputs:
     bundle: ModelBundle
     preprocessing: Preprocessing
     eval_set: ImageDataset
-    train_set: ImageDataset | None
+    #: a classifier's training set: in memory, or a folder too large for it read batch by batch
+    train_set: ImageDataset | LazyImageFolder | None
     eval_inputs: torch.Tensor
     calibration: torch.Tensor
     calibration_source: str = ""
@@ -75,7 +77,7 @@ def resolve_preprocessing(bundle: ModelBundle, config: FitConfig, target: Target
         raise InputError(f"invalid input specification: {exc}") from None
 
 
-def _check_classes(dataset: ImageDataset, num_classes: int | None, spec: str) -> None:
+def _check_classes(dataset: ImageDataset | LazyImageFolder, num_classes: int | None, spec: str) -> None:
     if dataset.labels is None or num_classes is None:
         return
     seen = dataset.num_classes or 0
@@ -106,7 +108,7 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
         return _resolve_detection_inputs(config, bundle, prep)
     if bundle.task == "segmentation":
         return _resolve_segmentation_inputs(config, bundle, prep)
-    train_set: ImageDataset | None = None
+    train_set: ImageDataset | LazyImageFolder | None = None
     if config.data is None:
         if config.model != "demo":
             raise InputError("--data is required for models other than the built-in demo")
@@ -114,7 +116,8 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     else:
         eval_set = load_dataset(config.data, (prep.height, prep.width), prep.channels)
     if config.train_data is not None:
-        train_set = load_dataset(config.train_data, (prep.height, prep.width), prep.channels)
+        train_set = open_training_data(config.train_data, (prep.height, prep.width), prep.channels,
+                                       config.in_memory_mb * 1_000_000)
     for dataset in (eval_set, train_set):
         if dataset is not None:
             _check_classes(dataset, bundle.num_classes, bundle.spec)
@@ -137,7 +140,7 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
         load_default_weights(bundle)  # trains the demo model on first use: only once every input is checked
         bundle.model.eval()
     picked = calibration_indices(len(calib_source), config.calib_images, config.seed)
-    calibration = to_model_input(calib_source.images[picked], prep)
+    calibration = to_model_input(calib_source.subset(picked).images, prep)
     return FitInputs(bundle, prep, eval_set, train_set, to_model_input(eval_set.images, prep), calibration,
                      f"{len(picked)} images of {described}")
 

@@ -31,6 +31,7 @@ from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, DeviceUnavailableError, EdgepruneError, InputError
 from edgeprune.export.formats import parse_formats
+from edgeprune.fit.data_parallel import run_ranked
 from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
 from edgeprune.fit.outputs import OutputDir
@@ -47,7 +48,9 @@ from edgeprune.quantize.choice import auto_target
 from edgeprune.quantize.qat import check_qat_runtime
 from edgeprune.report.fit_result import FitResult
 from edgeprune.target import load_target
+from edgeprune.train import distributed
 from edgeprune.train.augment import parse_augmentation
+from edgeprune.train.device import resolve_train_device
 from edgeprune.train.schedules import SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -77,9 +80,27 @@ def _check_config(config: FitConfig) -> None:
         parse_formats(config.export)  # an unknown format is refused before any work
     if config.eval_images is not None and config.eval_images < 1:
         raise InputError(f"--eval-images must be at least 1, got {config.eval_images}")
+    resolve_train_device(config.train_device)  # an unknown or absent GPU is refused before any work
+    if config.train_nproc > 1:
+        raise InputError("train_nproc launches processes from the command line (edgeprune fit --train-nproc N); "
+                         "from Python, start your script with torchrun instead")
+    if config.data_workers < 0 or config.in_memory_mb < 1:
+        raise InputError("--data-workers must be >= 0 and --in-memory-mb >= 1")
+    if distributed.launched_by_torchrun() and config.distill_features:
+        raise InputError("--distill-features is not available for data-parallel fine-tuning (torchrun): use "
+                         "--distill")
 
 
-def fit(config: FitConfig) -> FitResult:
+def fit(config: FitConfig) -> FitResult | None:
+    """Prune ``config.model`` until its exported artifact meets ``config.budget`` measured on the target.
+
+    Under torchrun, rank 0 runs the fit and the other ranks fine-tune their shares of it; they return None
+    (:mod:`edgeprune.fit.data_parallel`).
+    """
+    return run_ranked(config, _fit)
+
+
+def _fit(config: FitConfig) -> FitResult:
     """Prune ``config.model`` until its exported artifact meets ``config.budget`` measured on the target.
 
     Raises :class:`~edgeprune.errors.BudgetUnreachableError` (exit code 2) with the smallest latency measured
@@ -158,11 +179,11 @@ def fit(config: FitConfig) -> FitResult:
 
 
 def fit_api(model: str = "demo", data: str | Path | None = None, target: str = "cpu", budget: str = "2ms",
-            **options: Any) -> FitResult:
+            **options: Any) -> FitResult | None:
     """Python API mirroring ``edgeprune fit``: ``edgeprune.fit("demo", target="cpu", budget="1ms")``.
 
     Keyword options are the fields of :class:`~edgeprune.config.FitConfig` (``weights``, ``out``,
-    ``finetune_epochs`` ...).
+    ``finetune_epochs`` ...). Under torchrun, ranks other than 0 return None.
     """
     fields = set(FitConfig.__dataclass_fields__)
     unknown = set(options) - fields

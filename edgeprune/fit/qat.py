@@ -31,9 +31,6 @@ import logging
 import time
 from typing import Any
 
-import torch
-
-from edgeprune.data.tensors import to_model_input
 from edgeprune.export.formats import runnable_here
 from edgeprune.fit.recover import DISTILL_ALPHA, DISTILL_TEMPERATURE
 from edgeprune.fit.resume import keep_key
@@ -85,9 +82,8 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         spec = TrainSpec(epochs=config.qat_epochs, lr=config.finetune_lr * QAT_LR_SHARE, seed=config.seed,
                          schedule=QAT_SCHEDULE, augment=run.recovery.augment)
         loss = DistillationLoss(run.model, DISTILL_TEMPERATURE, DISTILL_ALPHA) if run.recovery.distills else None
-        labels = None if train.labels is None else torch.from_numpy(train.labels)
         start = time.perf_counter()
-        train_classifier(qat, to_model_input(train.images, inputs.preprocessing), labels, spec, loss_fn=loss,
+        train_classifier(qat, run.recovery.training_images(), None, spec, loss_fn=loss, data_parallel=False,
                          checkpoint=run.journal.checkpoint_path("qat"), description="QAT",
                          on_epoch=lambda e, value: log.info("QAT epoch %d/%d: loss %.4f", e, spec.epochs, value))
         seconds = time.perf_counter() - start

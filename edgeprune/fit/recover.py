@@ -20,15 +20,19 @@ import torch
 from torch import nn
 
 from edgeprune.config import FitConfig
-from edgeprune.data.tensors import to_model_input
+from edgeprune.data.lazy_folder import LazyImageFolder
+from edgeprune.errors import InputError
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.fit.resume import RunJournal
 from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.prune.reconstruct import reconstruct_consumers
 from edgeprune.prune.surgery import slim_copy
+from edgeprune.train import distributed
 from edgeprune.train.augment import parse_augmentation
+from edgeprune.train.batches import FolderImages, InMemoryImages, TrainingImages
 from edgeprune.train.detector_distill import BOX_TEMPERATURE, YoloDistillationLoss
+from edgeprune.train.device import placed_on, resolve_train_device
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.feature_hints import FEATURE_HINT_WEIGHT, FeatureHintLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
@@ -57,7 +61,8 @@ class Recovery:
         self.distills = config.distill or config.distill_features
         self.hinted_stages: list[str] | None = None
         self.indexed_stages: list[str] | None = None  # hinted stages matched through their kept channels
-        self._train_x: torch.Tensor | None = None
+        self.device = resolve_train_device(config.train_device)
+        self._train_images: TrainingImages | None = None
 
     def recover(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup],
                 name: str) -> nn.Module:
@@ -77,7 +82,8 @@ class Recovery:
                 self.reconstruction = {"layers": len(errors), "mean_error_before": before,
                                        "mean_error_after": after}
         if self.recalibrates_bn:
-            recalibrate_batchnorm(slim, self.inputs.calibration)
+            with placed_on(slim, self.device):
+                recalibrate_batchnorm(slim, self.inputs.calibration)
         return self._finetune(slim, name, keep, groups)
 
     def train_spec(self) -> TrainSpec:
@@ -103,11 +109,6 @@ class Recovery:
             return self._finetune_detector(model, name)
         if self.inputs.task.name == "segmentation":
             return self._finetune_segmenter(model, name)
-        train = self.inputs.train_set
-        assert train is not None
-        if self._train_x is None:
-            self._train_x = to_model_input(train.images, self.inputs.preprocessing)
-        labels = None if train.labels is None else torch.from_numpy(train.labels)
         loss: DistillationLoss | FeatureHintLoss | None = None
         if self.config.distill_features:
             loss = FeatureHintLoss(model, self.teacher, self.inputs.example, DISTILL_TEMPERATURE, DISTILL_ALPHA,
@@ -118,7 +119,7 @@ class Recovery:
         epochs = self.config.finetune_epochs
         start = time.perf_counter()
         try:
-            train_classifier(model, self._train_x, labels, self.train_spec(), loss_fn=loss,
+            train_classifier(model, self.training_images(), None, self.train_spec(), loss_fn=loss, device=self.device,
                              checkpoint=self.journal.checkpoint_path(f"finetune-{name}"), description="fine-tune",
                              on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
         finally:
@@ -127,6 +128,18 @@ class Recovery:
         self.finetune_seconds += time.perf_counter() - start
         self.finetuned_epochs += epochs
         return model.eval()
+
+    def training_images(self) -> TrainingImages:
+        """A classifier's training set as the training loop batches it (in memory, or read per batch)."""
+        if self._train_images is None:
+            train = self.inputs.train_set
+            assert train is not None
+            if isinstance(train, LazyImageFolder):
+                self._train_images = FolderImages(train, self.inputs.preprocessing, self.config.data_workers)
+            else:
+                labels = None if train.labels is None else torch.from_numpy(train.labels)
+                self._train_images = InMemoryImages(train.images, labels, self.inputs.preprocessing)
+        return self._train_images
 
     def _task_labels(self) -> Any:
         """The labels of the task's own training set: a detector's boxes, a segmenter's masks (None without)."""
@@ -138,15 +151,15 @@ class Recovery:
         ``--resume``) with per-pixel cross-entropy on the masks and, with ``--distill`` or without masks,
         per-pixel distillation from the original."""
         data = self.inputs.task_train_set
-        if self._train_x is None:
-            self._train_x = to_model_input(data.images, self.inputs.preprocessing)
-        masks = None if data.masks is None else torch.from_numpy(data.masks.astype(np.int64))
-        loss = SegmentationLoss(self.teacher if self.distills or masks is None else None, DISTILL_TEMPERATURE,
+        if self._train_images is None:
+            masks = None if data.masks is None else torch.from_numpy(data.masks.astype(np.int64))
+            self._train_images = InMemoryImages(data.images, masks, self.inputs.preprocessing)
+        loss = SegmentationLoss(self.teacher if self.distills or data.masks is None else None, DISTILL_TEMPERATURE,
                                 DISTILL_ALPHA)
         epochs = self.config.finetune_epochs
         start = time.perf_counter()
-        train_classifier(model, self._train_x, masks, dataclasses.replace(self.train_spec(), augment="none"),
-                         loss_fn=loss, checkpoint=self.journal.checkpoint_path(f"finetune-{name}"),
+        train_classifier(model, self._train_images, None, dataclasses.replace(self.train_spec(), augment="none"),
+                         loss_fn=loss, device=self.device, checkpoint=self.journal.checkpoint_path(f"finetune-{name}"),
                          description="fine-tune",
                          on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
         self.finetune_seconds += time.perf_counter() - start
@@ -167,7 +180,10 @@ class Recovery:
                                  seed=self.config.seed)
         distill = YoloDistillationLoss(self.teacher) if self.distills or data.boxes is None else None
         start = time.perf_counter()
-        train_detector(model, data, spec, description="fine-tune", distill=distill,
+        if distributed.current() is not None:
+            raise InputError("data-parallel fine-tuning (torchrun, --train-nproc) is not available for detectors "
+                             "yet: fine-tune on one process (--train-device cuda takes a GPU)")
+        train_detector(model, data, spec, description="fine-tune", distill=distill, device=self.device,
                        checkpoint=self.journal.checkpoint_path(f"finetune-{name}"))
         self.finetune_seconds += time.perf_counter() - start
         self.finetuned_epochs += epochs

@@ -53,6 +53,7 @@ from edgeprune.prune.trial import freeze_untrimmable
 from edgeprune.quantize.choice import PrecisionChoice
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
+from edgeprune.train.device import placed_on
 from edgeprune.validate.original import check_original_runs
 
 log = logging.getLogger(__name__)
@@ -215,10 +216,11 @@ class FitRun(ClosedLoop, PrecisionStage):
             groups = graph.prunable_groups()
             if not groups:
                 raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
-            with naming_the_module(model, f"preparing channel importance ({self.importance.name})"):
-                ctx = ScoringContext(model, self.inputs.calibration)
-                self.importance.prepare(ctx)
-            scores = {g.name: self._score(g, ctx) for g in groups}
+            with placed_on(model, self.recovery.device):  # --train-device: scoring passes run there too
+                with naming_the_module(model, f"preparing channel importance ({self.importance.name})"):
+                    ctx = ScoringContext(model, self.inputs.calibration)
+                    self.importance.prepare(ctx)
+                scores = {g.name: self._score(g, ctx) for g in groups}
             if isinstance(self.measurer, PredictedMeasurer):
                 self.measurer.bind(model, groups)
         return StepState(index, model, graph, groups, scores)
@@ -356,9 +358,11 @@ class FitRun(ClosedLoop, PrecisionStage):
         if truth is None:
             return None
         x = self.inputs.eval_inputs[:self._candidate_images()]
-        recalibrate_batchnorm(model, self.inputs.calibration)  # a throw-away copy: cheap, fair across candidates
-        with torch.no_grad():
-            outputs = torch.cat([model(x[i:i + 64]) for i in range(0, len(x), 64)]).numpy()
+        device = self.recovery.device
+        with placed_on(model, device):
+            recalibrate_batchnorm(model, self.inputs.calibration)  # a throw-away copy: cheap, fair across candidates
+            with torch.no_grad():
+                outputs = torch.cat([model(x[i:i + 64].to(device)).cpu() for i in range(0, len(x), 64)]).numpy()
         predictions = [task.decode(outputs[i:i + 1]) for i in range(len(outputs))]
         return task.score(predictions, task.subset_truth(truth, np.arange(len(x)))).headline
 

@@ -24,12 +24,13 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: in
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over all batches
+    device = next((p.device for p in model.parameters()), images.device)  # runs where the model is
     model.train()
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
             if len(batch) > 1:
-                model(batch)
+                model(batch.to(device))
     for m, momentum in zip(norms, saved_momentum):
         m.momentum = momentum
     model.eval()

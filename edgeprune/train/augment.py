@@ -62,19 +62,50 @@ def shift_padding_px(height: int, width: int) -> int:
     return max(1, min(height, width) // 8)
 
 
+@dataclass(frozen=True)
+class AugmentationDraw:
+    """The random choices of one batch: per image, whether it is mirrored and its crop offset (row, col)."""
+
+    mirrored: torch.Tensor | None
+    rows: list[int] | None
+    cols: list[int] | None
+
+    def rows_at(self, picked: slice) -> "AugmentationDraw":
+        """The draws of the images in ``picked`` (a data-parallel rank's share of the batch)."""
+        return AugmentationDraw(None if self.mirrored is None else self.mirrored[picked],
+                                None if self.rows is None else self.rows[picked],
+                                None if self.cols is None else self.cols[picked])
+
+
+def draw_augmentation(n: int, height: int, width: int, augmentation: Augmentation,
+                      generator: torch.Generator) -> AugmentationDraw:
+    """Draw the random choices for a batch of ``n`` images (flips first, then crop rows and columns)."""
+    mirrored = torch.rand(n, generator=generator) < 0.5 if augmentation.flip else None
+    rows = cols = None
+    if augmentation.crop:
+        pad = shift_padding_px(height, width)
+        rows = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
+        cols = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
+    return AugmentationDraw(mirrored, rows, cols)
+
+
+def apply_augmentation(images: torch.Tensor, draw: AugmentationDraw) -> torch.Tensor:
+    """A new (N, C, H, W) batch with ``draw`` applied per image; ``images`` is left unchanged."""
+    out = images
+    if draw.mirrored is not None:
+        out = torch.where(draw.mirrored.to(out.device)[:, None, None, None], out.flip(3), out)
+    if draw.rows is not None and draw.cols is not None:
+        height, width = images.shape[2:]
+        pad = shift_padding_px(height, width)
+        padded = F.pad(out, (pad, pad, pad, pad))
+        out = torch.stack([padded[i, :, r:r + height, c:c + width]
+                           for i, (r, c) in enumerate(zip(draw.rows, draw.cols))])
+    return out
+
+
 def augment_batch(images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator) -> torch.Tensor:
     """A new (N, C, H, W) batch with ``augmentation`` applied per image; ``images`` is left unchanged."""
     if not augmentation.active or images.dim() != 4:
         return images
     n, _, height, width = images.shape
-    out = images
-    if augmentation.flip:
-        mirrored = torch.rand(n, generator=generator) < 0.5
-        out = torch.where(mirrored[:, None, None, None], out.flip(3), out)
-    if augmentation.crop:
-        pad = shift_padding_px(height, width)
-        padded = F.pad(out, (pad, pad, pad, pad))
-        rows = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-        cols = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-        out = torch.stack([padded[i, :, r:r + height, c:c + width] for i, (r, c) in enumerate(zip(rows, cols))])
-    return out
+    return apply_augmentation(images, draw_augmentation(n, height, width, augmentation, generator))

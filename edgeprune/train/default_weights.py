@@ -52,7 +52,7 @@ def trained_demo_model() -> DemoNet:
     train, _ = load_digits_splits()
     assert train.labels is not None
     inputs = to_model_input(train.images, DEMO_PREPROCESSING)
-    train_classifier(model, inputs, torch.from_numpy(train.labels), DEMO_TRAIN_SPEC)
+    train_classifier(model, inputs, torch.from_numpy(train.labels), DEMO_TRAIN_SPEC, data_parallel=False)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     write_atomic(path, lambda p: save_file(state, str(p), metadata={"recipe": DEMO_RECIPE}))
     model.eval()

@@ -16,6 +16,7 @@ The teacher runs in eval mode without gradients, on the same augmented batch as 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +57,12 @@ class YoloDistillationLoss:
         self.teacher = teacher.eval()
         self.reg_max = int(teacher.model[-1].reg_max)  # type: ignore[index]
         self.temperature, self.box_weight, self.class_weight = temperature, box_weight, class_weight
+
+    def to(self, device: torch.device) -> "YoloDistillationLoss":
+        """A copy whose teacher (copied) runs on ``device``: for training on a GPU."""
+        moved = copy.copy(self)
+        moved.teacher = copy.deepcopy(self.teacher).to(device)
+        return moved
 
     def __call__(self, student_output: Any, inputs: torch.Tensor) -> torch.Tensor:
         student = raw_predictions(student_output)

@@ -117,7 +117,7 @@ def _load_checkpoint(path: Path | None, spec: DetectorTrainSpec, images: int, di
     """The saved state at ``path`` when it was made with these settings, else None (with a warning)."""
     if path is None or not path.is_file():
         return None
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")
     if state.get("spec") != asdict(spec) or state.get("images") != images or state.get("distilled") != distilled:
         log.warning("ignoring fine-tune checkpoint %s: it was made with other settings", path)
         return None
@@ -126,7 +126,8 @@ def _load_checkpoint(path: Path | None, spec: DetectorTrainSpec, images: int, di
 
 def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTrainSpec,
                    description: str = "training the detector", on_epoch: EpochCallback | None = None,
-                   distill: DistillFn | None = None, checkpoint: Path | None = None) -> list[float]:
+                   distill: DistillFn | None = None, checkpoint: Path | None = None,
+                   device: torch.device | None = None) -> list[float]:
     """Train an Ultralytics ``DetectionModel`` in place on ``dataset`` (labelled, letterboxed to the model's
     input); returns the mean loss (box + cls + dfl, per image) of each epoch, resumed epochs included. The model
     ends in eval mode, holding the moving average of its weights when ``spec.ema``.
@@ -134,6 +135,7 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
     ``on_epoch(epoch, loss, model)`` is called after each epoch with the model as it would be returned then
     (the moving average when ``spec.ema``); it must leave that model's weights as they are. With ``checkpoint``,
     the state is saved there after each epoch and a later call with the same settings resumes from it.
+    ``device`` (default CPU): where it trains, in float32; the model is returned on the CPU.
     """
     labelled = dataset.boxes is not None and dataset.classes is not None
     if not labelled and distill is None:
@@ -142,8 +144,12 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
     from ultralytics.utils.loss import v8DetectionLoss
     from ultralytics.utils.torch_utils import ModelEMA
 
+    device = device or torch.device("cpu")
     torch.manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
+    model.to(device)
+    if device.type != "cpu" and distill is not None and hasattr(distill, "to"):
+        distill = distill.to(device)
     model.args = types.SimpleNamespace(box=spec.box_gain, cls=spec.cls_gain, dfl=spec.dfl_gain)
     criterion = v8DetectionLoss(model)
     groups = _param_groups(model, spec.weight_decay)
@@ -182,9 +188,9 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
                 images, boxes = _augment(dataset.images[idx], known, rng, spec)
                 for group in optimizer.param_groups:
                     group["lr"] = spec.lr * _lr_factor(step, total, warmup, spec.final_lr_fraction)
-                inputs = images_to_yolo_input(images)
+                inputs = images_to_yolo_input(images).to(device)
                 predictions = model(inputs)
-                loss = torch.zeros(())
+                loss = torch.zeros((), device=device)
                 if labelled:
                     batch = _targets(boxes, [dataset.classes[i] for i in idx], dataset.size_hw)  # type: ignore[index]
                     loss = criterion(predictions, batch)[0].sum()
@@ -213,5 +219,6 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
                 model.train()
     if ema is not None:
         model.load_state_dict(ema.ema.state_dict())
+    model.to("cpu")
     model.eval()
     return epoch_losses

@@ -8,6 +8,7 @@ fine-tunes of recovery, and it needs no labels: without labels the loss is the d
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -33,6 +34,13 @@ class DistillationLoss:
             raise ValueError("temperature must be > 0 and alpha in [0, 1]")
         self.teacher = teacher.eval()
         self.temperature, self.alpha = temperature, alpha
+
+    def to(self, device: torch.device) -> "DistillationLoss":
+        """A copy whose teacher (copied) runs on ``device``: for training on a GPU."""
+        moved = copy.copy(self)
+        if self.teacher is not None:
+            moved.teacher = copy.deepcopy(self.teacher).to(device)
+        return moved
 
     def __call__(self, logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         t = self.temperature

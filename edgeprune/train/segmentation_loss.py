@@ -8,6 +8,8 @@ scored). Without masks the distillation term is the loss.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +26,13 @@ class SegmentationLoss:
             raise ValueError("temperature must be > 0 and alpha in [0, 1]")
         self.teacher = teacher.eval() if teacher is not None else None
         self.temperature, self.alpha = temperature, alpha
+
+    def to(self, device: torch.device) -> "SegmentationLoss":
+        """A copy whose teacher (copied) runs on ``device``: for training on a GPU."""
+        moved = copy.copy(self)
+        if self.teacher is not None:
+            moved.teacher = copy.deepcopy(self.teacher).to(device)
+        return moved
 
     def __call__(self, logits: torch.Tensor, inputs: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
         if self.teacher is None:

@@ -34,6 +34,6 @@ class L1Importance:
             if not isinstance(module, (nn.Conv2d, nn.Linear)):
                 continue
             weight = module.weight.detach().abs()
-            per_filter = weight.reshape(weight.shape[0], -1).sum(dim=1).double().numpy()
+            per_filter = weight.reshape(weight.shape[0], -1).sum(dim=1).double().cpu().numpy()
             scores += per_filter[list(member.indices)]
         return scores
