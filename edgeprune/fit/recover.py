@@ -32,7 +32,7 @@ from edgeprune.train import distributed
 from edgeprune.train.augment import parse_augmentation
 from edgeprune.train.batches import FolderImages, InMemoryImages, TrainingImages
 from edgeprune.train.detector_distill import BOX_TEMPERATURE, YoloDistillationLoss
-from edgeprune.train.device import placed_on, resolve_train_device
+from edgeprune.train.device import placed_on, resolve_train_device, uses_mixed_precision
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.feature_hints import FEATURE_HINT_WEIGHT, FeatureHintLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
@@ -190,7 +190,12 @@ class Recovery:
         return model.eval()
 
     def summary(self) -> dict[str, Any]:
-        """The fine-tune facts for the report."""
+        """The fine-tune facts for the report: what :meth:`_recipe` says, and where it trained."""
+        group = distributed.current()
+        return {**self._recipe(), "device": str(self.device), "mixed_precision": uses_mixed_precision(self.device),
+                "processes": 1 if group is None else group.world_size}
+
+    def _recipe(self) -> dict[str, Any]:
         if self.inputs.task.name == "segmentation" and self.inputs.task_train_set is not None:
             data = self.inputs.task_train_set
             distilled = self.distills or data.masks is None

@@ -251,6 +251,11 @@ def _finetune_sentence(finetune: dict[str, Any]) -> str:
         recipe.append(f"feature hints (weight {hints.get('weight')}) at {where}")
     augment = finetune.get("augment", "none")
     recipe.append("no augmentation" if augment == "none" else f"augmentation {augment}")
+    where = finetune.get("device")
+    if where:
+        processes = int(finetune.get("processes") or 1)
+        recipe.append(f"trained on {where}" + (" with mixed precision" if finetune.get("mixed_precision") else "")
+                      + (f", data-parallel on {processes} processes" if processes > 1 else ""))
     return text + ", " + ", ".join(recipe) + "."
 
 
