@@ -27,6 +27,7 @@ from torch import nn
 from edgeprune.prune.blocks import OutputDistortion, find_removable_blocks, greedy_removal_order, remove_blocks
 from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.tasks.base import class_kl
+from edgeprune.train.device import placed_on
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,13 @@ class DepthResult:
 
 def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor, frozen_modules: Sequence[str],
                 baseline_ms: float, target_ms: float, measure: BlockMeasure, near_miss_share: float = NEAR_MISS_SHARE,
-                distortion_of: OutputDistortion = class_kl) -> DepthResult:
+                distortion_of: OutputDistortion = class_kl, device: torch.device | None = None) -> DepthResult:
     """Remove the fewest least-distorting blocks whose measured latency is at most ``target_ms``.
 
     Each block count is measured as a ``depth`` round; a near miss (at most ``near_miss_share`` over the target)
     gets a ``depth-recheck`` round and the mean of the two readings decides (pass 0 where latencies are
-    predicted). ``distortion_of`` orders the blocks (the task's output distortion; class KL for classifiers)."""
+    predicted). ``distortion_of`` orders the blocks (the task's output distortion; class KL for classifiers), run on
+    ``device`` (``--train-device``; the CPU by default)."""
     blocks = find_removable_blocks(model, example, frozen_modules)
     if not blocks:
         log.warning("--prune-blocks: the model has no residual block with an identity shortcut; "
@@ -108,8 +110,9 @@ def prune_depth(model: nn.Module, example: torch.Tensor, calibration: torch.Tens
     if baseline_ms <= target_ms:
         return DepthResult(model, [], baseline_ms, len(blocks))
     limit = max(1, int(len(blocks) * MAX_REMOVED_SHARE))
-    order, distortion = greedy_removal_order(model, blocks, calibration[:DISTORTION_IMAGES], limit,
-                                             recalibration=calibration, distortion_of=distortion_of)
+    with placed_on(model, device or torch.device("cpu")):
+        order, distortion = greedy_removal_order(model, blocks, calibration[:DISTORTION_IMAGES], limit,
+                                                 recalibration=calibration, distortion_of=distortion_of)
     log.info("depth: %d removable residual blocks; removing up to %d to reach %.3f ms", len(blocks), limit,
              target_ms)
     tried: dict[int, tuple[float, nn.Module, list[str]]] = {}

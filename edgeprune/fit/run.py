@@ -241,7 +241,7 @@ class FitRun(ClosedLoop, PrecisionStage):
             self.depth = prune_depth(self.model, self.example, self.inputs.calibration, self.config.frozen_modules,
                                      self.step_start_ms, target_ms, self._measure_blocks,
                                      0.0 if isinstance(self.measurer, PredictedMeasurer) else NEAR_MISS_SHARE,
-                                     self.inputs.task.output_distortion)
+                                     self.inputs.task.output_distortion, self.recovery.device)
         if not self.depth.removed:
             return
         self.recovery.depth_pruned = True

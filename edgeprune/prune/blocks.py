@@ -154,7 +154,10 @@ def remove_blocks(model: nn.Module, names: Sequence[str]) -> nn.Module:
 
 
 def _logits(model: nn.Module, calibration: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([model(calibration[i:i + batch_size]) for i in range(0, len(calibration), batch_size)])
+    """The model's outputs on ``calibration``, run where the model is, returned on the CPU."""
+    device = next((p.device for p in model.parameters()), calibration.device)
+    return torch.cat([model(calibration[i:i + batch_size].to(device)).cpu()
+                      for i in range(0, len(calibration), batch_size)])
 
 
 def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch.Tensor, reference: torch.Tensor,
