@@ -140,7 +140,7 @@ def _train(job: TrainingJob, group: distributed.ProcessGroup | None, model: nn.M
            on_epoch: EpochCallback | None) -> list[float]:
     """The loop itself, on this process's share of every batch (all of it without a process group)."""
     spec, device, data = job.spec, job.device, job.data
-    ranks, rank = (group.world_size, group.rank) if group is not None else (1, 0)
+    ranks = group.world_size if group is not None else 1
     saves = group is None or group.leads
     loss_fn = _on_device(job.loss_fn, device)
     augmentation = parse_augmentation(spec.augment)
