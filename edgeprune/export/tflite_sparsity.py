@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.target import Target
 
 #: XNNPACK switches a cluster to sparse inference when more than this share of its 1x1 weights is zero
 MIN_CLUSTER_SPARSITY = 2.0 / 3.0
@@ -389,11 +390,7 @@ def _clusters(graph: Any, nodes: list[_Node], statics: set[int]) -> list[tuple[s
 
 def _cluster_problems(graph: Any, nodes: list[_Node], group: set[int], producers: dict[int, int],
                       consumers: dict[int, list[int]], outputs: set[int], statics: set[int]) -> list[str]:
-    problems = []
-    if not any(nodes[i].exit for i in group):
-        problems.append("no global MEAN ends the NCHW part (XNNPACK leaves NCHW only through a global mean)")
-    if not any(nodes[i].entry for i in group):
-        problems.append("no 3x3 stride-2 convolution on 3 channels with padding 1 starts the NCHW part")
+    problems = []  # the ops that cut the part first: they say what to change
     for i in sorted(group):
         node, op = nodes[i], graph.operators[i]
         if not node.entry:
@@ -418,6 +415,10 @@ def _cluster_problems(graph: Any, nodes: list[_Node], group: set[int], producers
                         c = consumers[graph.operators[c].outputs[0]][0]
                     if c not in group:
                         problems.append(f"op {i} ({node.kind}) feeds op {c}: {nodes[c].why_not or nodes[c].kind}")
+    if not any(nodes[i].exit for i in group):
+        problems.append("no global MEAN ends the NCHW part (XNNPACK leaves NCHW only through a global mean)")
+    if not any(nodes[i].entry for i in group):
+        problems.append("no 3x3 stride-2 convolution on 3 channels with padding 1 starts the NCHW part")
     return list(dict.fromkeys(problems))
 
 
@@ -681,6 +682,32 @@ def sparse_kernels_on_cpu(machine: str | None = None, cpu_flags: Iterable[str] |
     if machine.startswith(("arm", "aarch64")):
         return CpuVerdict(True, f"{machine}: XNNPACK's NEON sparse kernels are on")
     return CpuVerdict(False, f"{machine}: no XNNPACK sparse kernels known for this architecture")
+
+
+def sparse_inference_verdict(target: Target, machine: str | None = None,
+                             cpu_flags: Iterable[str] | None = None) -> CpuVerdict:
+    """Whether zero weights can make ``target`` faster at all, and the sentence a report prints about it.
+
+    Only a LiteRT fp32 target runs XNNPACK's sparse path, and only on a CPU that has it on
+    (:func:`sparse_kernels_on_cpu`): a target whose latency comes from a Raspberry Pi profile is Arm; a target
+    measured on this machine is this machine's CPU unless ``machine`` / ``cpu_flags`` say otherwise (a device
+    behind ``edgeprune agent``). Everywhere else the verdict says that unstructured sparsity reduces the file's
+    size, not its latency, on that runtime.
+    """
+    runtime = {"litert": "LiteRT (XNNPACK)", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(
+        target.runtime, target.runtime)
+    plain = f"unstructured sparsity reduces the model's size, not its latency, on {runtime}"
+    if target.runtime != "litert":
+        return CpuVerdict(False, f"{plain}: the runtime has no sparse kernels for zero weights in dense layers")
+    if target.precision != "fp32":
+        return CpuVerdict(False, f"{plain} at {target.precision}: XNNPACK's sparse path is floating-point only")
+    if machine is None and (target.profile or "").startswith("rpi"):
+        machine = "aarch64"
+    verdict = sparse_kernels_on_cpu(machine, cpu_flags)
+    if verdict.enabled:
+        return CpuVerdict(True, f"{runtime} on this CPU runs qualifying 1x1 convolutions sparse ({verdict.reason}); "
+                                "the speed-up must be measured")
+    return CpuVerdict(False, f"{plain} here: {verdict.reason}")
 
 
 def _local_cpu_flags() -> set[str]:

@@ -5,6 +5,8 @@ Whether XNNPACK's sparse path runs is decided inside the runtime (the rules in
 the timing: the dense and the sparse file are timed in alternating rounds (:func:`edgeprune.paired.measure_paired`)
 on one interpreter each, same thread count, same input, and the speed-up is the inverse of the median per-round
 ratio sparse / dense, with its bootstrap interval. An interval that holds 1.0 means "no measurable difference".
+:func:`sparse_weights_delegated` adds the one structural fact the interpreter exposes: whether XNNPACK absorbed
+the DENSIFY ops (their sparse inputs become inputs of its delegate node), which is what sets its sparse hint.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.backends.litert_backend import LiteRtSession
+from edgeprune.backends.litert_backend import LiteRtSession, quiet_native_output
 from edgeprune.export.tflite_sparsity import CpuVerdict, sparse_kernels_on_cpu
 from edgeprune.paired import PairedStats, PairingSpec, measure_paired, schedule
 
@@ -33,6 +35,7 @@ class SparseSpeedup:
     threads: int
     cpu: CpuVerdict
     paired: PairedStats
+    densify_delegated: bool | None = None
 
     @property
     def measurable(self) -> bool:
@@ -44,6 +47,7 @@ class SparseSpeedup:
         return {"speedup": self.speedup, "speedup_low": self.low, "speedup_high": self.high, "rounds": self.rounds,
                 "dense_ms": self.dense_ms, "sparse_ms": self.sparse_ms, "threads": self.threads,
                 "sparse_kernels_on_cpu": self.cpu.enabled, "cpu_reason": self.cpu.reason,
+                "densify_delegated": self.densify_delegated,
                 "paired": self.paired.to_dict()}
 
 
@@ -66,4 +70,25 @@ def measure_sparse_speedup(dense_path: Path | str, sparse_path: Path | str, thre
     ratio = stats.summary
     return SparseSpeedup(speedup=1.0 / ratio.ratio, low=1.0 / ratio.high, high=1.0 / ratio.low, rounds=ratio.rounds,
                          dense_ms=stats.reference_median_ms, sparse_ms=float(np.median(stats.candidate_round_ms)),
-                         threads=threads, cpu=sparse_kernels_on_cpu(), paired=stats)
+                         threads=threads, cpu=sparse_kernels_on_cpu(), paired=stats,
+                         densify_delegated=sparse_weights_delegated(sparse_path, threads))
+
+
+def sparse_weights_delegated(path: Path | str, threads: int = 1) -> bool | None:
+    """Whether every DENSIFY of the file was taken by the XNNPACK delegate (its sparse input is an input of a
+    DELEGATE node), the condition under which the delegate hints XNNPACK to consider sparse inference. None when
+    the file has no DENSIFY or the interpreter does not list its nodes (``_get_ops_details`` is not public API)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_native_output():
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+    try:
+        ops = interpreter._get_ops_details()
+    except AttributeError:
+        return None
+    sparse_inputs = {int(op["inputs"][0]) for op in ops if op["op_name"] == "DENSIFY"}
+    if not sparse_inputs:
+        return None
+    delegated = {int(t) for op in ops if op["op_name"] == "DELEGATE" for t in op["inputs"]}
+    return sparse_inputs <= delegated

@@ -3,6 +3,7 @@ hold), parity with the dense file in the real LiteRT interpreter, and the paired
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession
 from edgeprune.export.tflite_sparsity import (
     QUALIFIES,
     check_sparse_rules,
+    sparse_inference_verdict,
     sparse_kernels_on_cpu,
     write_sparse_tflite,
 )
@@ -151,6 +153,17 @@ def test_xnnpack_runs_sparse_kernels_on_arm_and_on_x86_only_without_avx() -> Non
     assert sparse_kernels_on_cpu("x86_64", ["sse4_2"]).enabled
 
 
+def test_only_litert_fp32_on_a_cpu_with_the_kernels_can_gain_latency_from_zeros() -> None:
+    assert sparse_inference_verdict(load_target("rpi4")).enabled
+    for name in ("cpu", "cpu-openvino"):
+        verdict = sparse_inference_verdict(load_target(name))
+        assert not verdict.enabled and "reduces the model's size, not its latency" in verdict.reason
+    assert not sparse_inference_verdict(load_target("cpu-tflite"), "x86_64", ["avx"]).enabled
+    assert sparse_inference_verdict(load_target("cpu-tflite"), "aarch64", []).enabled
+    int8 = dataclasses.replace(load_target("rpi4"), precision="int8")
+    assert "floating-point only" in sparse_inference_verdict(int8).reason
+
+
 def test_the_speedup_is_measured_in_pairs_with_an_interval(qualifying: Path, tmp_path: Path) -> None:
     from edgeprune.validate.sparse_speedup import measure_sparse_speedup
 
@@ -161,3 +174,10 @@ def test_the_speedup_is_measured_in_pairs_with_an_interval(qualifying: Path, tmp
     assert result.dense_ms > 0 and result.sparse_ms > 0
     assert result.cpu == sparse_kernels_on_cpu()
     assert result.to_dict()["paired"]["rounds"] == 4
+    assert result.densify_delegated  # XNNPACK took every DENSIFY: its sparse hint is set
+
+
+def test_the_dense_file_has_no_densify_to_delegate(qualifying: Path) -> None:
+    from edgeprune.validate.sparse_speedup import sparse_weights_delegated
+
+    assert sparse_weights_delegated(qualifying) is None

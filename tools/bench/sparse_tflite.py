@@ -163,6 +163,10 @@ def render(saved: dict[str, Any], doc: Path) -> None:
         lines.append("* Which layers qualify, and why the others do not (same for every sparsity that holds): "
                      + "; ".join(f"{kind}: {reason}" for kind, reason in kinds.items())
                      + ". The classifier (FULLY_CONNECTED after the global MEAN) is outside the NCHW part.")
+        delegated = first["speed"].get("densify_delegated")
+        lines.append(f"* XNNPACK took every DENSIFY: {'yes' if delegated else 'no' if delegated is False else 'unknown'}"
+                     + (f" (its one delegate node reads the {first['sparse_tensors']} CSR tensors directly, which is "
+                        "the delegate's condition for setting its sparse-inference hint)." if delegated else "."))
         problems = first["as_exported_problems"]
         lines.append("* As litert-torch exports it, the file breaks the rules: "
                      + (problems[0] if problems else "(none)")
@@ -174,13 +178,13 @@ def render(saved: dict[str, Any], doc: Path) -> None:
         "",
         "How to read it. On this CPU the sparse file runs XNNPACK's dense kernels, so no speed-up is possible and "
         "none is measured: the interval holds 1.0 at every sparsity, and the sparse file's only gain is its size. "
-        "That is the documented behaviour of XNNPACK, not a failure of the rewrite: the delegate does set the sparse "
-        "hint for a DENSIFY-fed static weight (`static_sparse_weights_` → `XNN_FLAG_HINT_SPARSE_INFERENCE` in "
-        "`tensorflow/lite/delegates/xnnpack/xnnpack_delegate.cc`), but `xnn_subgraph_optimize` runs the NCHW rewrite "
+        "That is XNNPACK's design, not a failure of the rewrite: the delegate absorbs the DENSIFY ops (above) and, "
+        "by its source, sets the sparse hint for a DENSIFY-fed static weight (`static_sparse_weights_` → "
+        "`XNN_FLAG_HINT_SPARSE_INFERENCE` in `tensorflow/lite/delegates/xnnpack/xnnpack_delegate.cc`), but `xnn_subgraph_optimize` runs the NCHW rewrite "
         "only when `xnn_is_chw_compatible_config` holds, which on x86 is false for any CPU with AVX (XNNPACK's sparse "
         "x86 kernels are SSE-only). The wheel has the sparse kernels compiled in (`strings libpywrap_litert_common.so` "
-        "lists the spmm micro-kernels); nothing reachable from Python (interpreter options, delegate flags) turns the "
-        "CPU check off. On Arm (the `rpi*` targets) the check is on and the same file qualifies; Elsen et al. report "
+        "lists the spmm micro-kernels), and we found nothing reachable from Python (the interpreter's options, the "
+        "delegate's flags) that turns the CPU check off. On Arm (the `rpi*` targets) the check is on and the same file qualifies; Elsen et al. report "
         "1.3-2.4x for MobileNets at 70-90% sparsity on a Snapdragon 835. That speed-up is **not measured here**: it "
         "needs a Pi and `edgeprune agent`.",
         "",
