@@ -305,6 +305,11 @@ def _classify_conv(model: Any, graph: Any, op: Any, node: _Node, producers: dict
                    consumers: dict[int, list[int]]) -> None:
     opts = op.builtinOptions
     weight_shape = tuple(int(v) for v in graph.tensors[op.inputs[1]].shape)
+    if int(graph.tensors[op.inputs[0]].type) not in (0, 1):  # FLOAT32, FLOAT16
+        node.kind = "conv1x1" if node.code == _CONV_2D and weight_shape[1:3] == (1, 1) else (
+            "conv" if node.code == _CONV_2D else "depthwise")
+        node.why_not = "a quantized convolution (XNNPACK's NCHW path is floating-point only)"
+        return
     in_channels = int(graph.tensors[op.inputs[0]].shape[-1])
     kh, kw = weight_shape[1], weight_shape[2]
     stride = (opts.strideH, opts.strideW)
@@ -537,7 +542,7 @@ def _explicit_padding(model: Any) -> int:
     stride 1 pads k//2 on each side); XNNPACK fuses the PAD back as explicit padding. Returns how many."""
     schema, _ = _schema()
     graph = model.subgraphs[0]
-    pad_code = _operator_code_index(model, _PAD)
+    pad_code = None
     new_ops, count = [], 0
     for op in graph.operators:
         opts = op.builtinOptions
@@ -553,6 +558,7 @@ def _explicit_padding(model: Any) -> int:
                                      pads.tobytes())
                 padded = _add_tensor(model, graph, f"{_tensor_name(source)}/sparse_pad", (n, h + 2 * p, w + 2 * p, c),
                                      int(source.type), b"")
+                pad_code = _operator_code_index(model, _PAD) if pad_code is None else pad_code
                 pad = schema.OperatorT()
                 pad.opcodeIndex = pad_code
                 pad.inputs = np.array([op.inputs[0], pads_t], dtype=np.int32)

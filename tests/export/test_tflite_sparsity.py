@@ -181,3 +181,14 @@ def test_the_dense_file_has_no_densify_to_delegate(qualifying: Path) -> None:
     from edgeprune.validate.sparse_speedup import sparse_weights_delegated
 
     assert sparse_weights_delegated(qualifying) is None
+
+
+def test_an_int8_model_gets_no_sparse_path(qualifying: Path, tmp_path: Path) -> None:
+    from edgeprune.quantize.tflite_int8 import quantize_tflite_int8
+
+    int8 = tmp_path / "int8.tflite"
+    quantize_tflite_int8(qualifying, int8, np.random.default_rng(0).standard_normal((4, *SHAPE[1:])).astype(np.float32))
+    rules = check_sparse_rules(int8)
+    assert not rules.holds
+    assert any("floating-point only" in layer.reason for layer in rules.layers if layer.kind == "conv1x1")
+    assert not write_sparse_tflite(int8, tmp_path / "sparse.tflite").written
