@@ -7,7 +7,7 @@
 Starts one ``edgeprune agent`` per core in ``--cores`` on loopback, each pinned to its own core with
 ``taskset`` (so each is one device with one core), then runs ``edgeprune profile`` (ONNX Runtime, 1 thread)
 of ``--model`` into a fresh latency-table folder: once through the first agent alone (``--device URL``) and
-once through all of them (``--device URL1,URL2``), ``--repeats`` times, alternating. Each run measures every
+once through all of them (``--device URL1,URL2``), ``--repeats`` times, alternating which goes first. Each run measures every
 kernel probe and calibration sample anew. The client (exports, the table) runs in this process, on
 ``--client-cores`` if given. Results: docs/figures/device-pool.json and the section "Profiling on a pool of
 devices" of docs/benchmarks.md. Run it on a quiet machine with at least as many cores as agents (plus one
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     with agents(args.cores, token) as urls:
         for repeat in range(args.repeats):
-            for count in (1, len(urls)):
+            for count in (1, len(urls)) if repeat % 2 == 0 else (len(urls), 1):  # alternating which goes first
                 rows.append({"repeat": repeat, **profile_once(args.model, urls[:count], token, args.work, settings)})
     return {"model": args.model, "target": "cpu", "agent_cores": args.cores, "client_cores": args.client_cores,
             "settings": settings, "quick": args.quick, "rows": rows, "provenance": provenance()}
@@ -138,6 +138,9 @@ def render(saved: dict[str, Any], doc: Path) -> None:
     median = {n: sorted(r["wall_s"] for r in rows if r["devices"] == n) for n in counts}
     median_s = {n: v[len(v) // 2] for n, v in median.items()}
     machine = prov.get("machine", {})
+    settings = saved.get("settings") or {}
+    asked = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in settings.items()) or "profile's defaults"
+    client = f"cores {', '.join(map(str, saved['client_cores']))}" if saved.get("client_cores") else "any core"
     lines = [
         SECTION,
         "",
@@ -146,7 +149,7 @@ def render(saved: dict[str, Any], doc: Path) -> None:
         f"`edgeprune profile --model {saved['model']} --target cpu` (ONNX Runtime, 1 thread) into an empty "
         "latency-table folder, through one `edgeprune agent` and through a pool of them (`--device URL1,URL2`) on "
         f"loopback, each agent pinned to its own core (cores {', '.join(map(str, saved['agent_cores']))}); the "
-        f"client on cores {saved.get('client_cores') or 'any'}. Settings: {saved.get('settings') or 'the defaults'}.",
+        f"client (exports, the table) on {client}. Settings: {asked}.",
         "",
         "| devices | runs | wall time (median) | speedup | kernel probes | calibration samples | measurements per device |",
         "|---|---|---|---|---|---|---|",
@@ -163,6 +166,7 @@ def render(saved: dict[str, Any], doc: Path) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("edgeprune").setLevel(logging.WARNING)  # one line per probe otherwise
     parser = argparse.ArgumentParser(description="profile on one agent vs a pool of agents, each on its own core")
     parser.add_argument("--model", default="cifar-resnet56")
     parser.add_argument("--cores", type=lambda t: [int(c) for c in t.split(",")], default=[0, 1],
