@@ -36,13 +36,13 @@ else:  # pragma: no cover - Python 3.10
 #: runtime's version is compared too. The OS string and Python version are not: they do not decide how fast
 #: a runtime runs a kernel, and identical boards often differ in a kernel patch level.
 ENVIRONMENT_FIELDS = (
+    ("edgeprune_version", ("edgeprune_version",)),  # first: another version may report other fields
     ("cpu", ("machine", "cpu")),
     ("cpu_features", ("machine", "cpu_features")),
     ("logical_cores", ("machine", "logical_cores")),
     ("usable_cores", ("machine", "usable_cores")),
     ("architecture", ("machine", "architecture")),
     ("cpu_governor", ("machine", "cpu_governor")),
-    ("edgeprune_version", ("edgeprune_version",)),
 )
 
 

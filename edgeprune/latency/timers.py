@@ -147,9 +147,9 @@ class DevicePool:
         timer = self._free.get()
         try:
             yield timer
-        finally:
             with self._lock:
                 self.shares[timer.client.url] += 1
+        finally:
             self._free.put(timer)
 
     def time_where(self, artifact: Artifact, spec: TimingSpec) -> tuple[LatencyStats, str]:

@@ -15,7 +15,7 @@ import pytest
 from agent_server import running_agent
 
 from edgeprune.agent.client import AgentClient
-from edgeprune.agent.devices import DeviceSpec, parse_devices
+from edgeprune.agent.devices import DeviceSpec, check_same_environment, device_environment, parse_devices
 from edgeprune.agent.server import AgentConfig, AgentServer
 from edgeprune.cli.main import main
 from edgeprune.errors import DeviceUnavailableError, InputError
@@ -120,6 +120,19 @@ def test_a_pool_of_devices_whose_environment_differs_is_refused_in_one_line(
     (line,) = [line for line in err.splitlines() if "error" in line]
     assert code == 2 and "Traceback" not in err and err.endswith(line), err
     assert f"error: the devices differ in usable_cores: {local.url} has {ours}, {url} has {cores};" in line
+
+
+def test_a_runtime_version_that_differs_is_named(two_agents: tuple[AgentServer, AgentServer]) -> None:
+    first, second = two_agents
+    infos = [AgentClient(server.url, TOKEN).info() for server in two_agents]
+    envs = [(server.url, device_environment(info, "onnxruntime")) for server, info in zip(two_agents, infos)]
+    check_same_environment(envs)  # two agents of one machine: the same
+    version = envs[0][1]["onnxruntime_version"]
+    assert version
+    envs[1][1]["onnxruntime_version"] = "0.0.1"  # as an agent with another ONNX Runtime would report
+    with pytest.raises(InputError, match=f"differ in onnxruntime_version: {first.url} has '{version}', "
+                                         f"{second.url} has '0.0.1'"):
+        check_same_environment(envs)
 
 
 def test_device_lists_and_files_are_parsed(tmp_path: Path) -> None:
