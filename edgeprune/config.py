@@ -98,8 +98,10 @@ class FitConfig:
         search_headroom: the search aims this fraction under the budget, leaving room for timing drift
             between the search and the confirmation (measured here: 8% drift within a minute on a shared VM).
         seed: seed for every random choice.
-        device: URL of an ``edgeprune agent`` on the device; latencies are then measured there.
-        device_token: the agent's token (default: the EDGEPRUNE_AGENT_TOKEN environment variable).
+        device: URL of an ``edgeprune agent`` on the device; latencies are then measured there. Several URLs
+            separated by commas, or a TOML file of ``[[device]]`` tables (``url``, optional ``token``), make a pool
+            of identical devices (:mod:`edgeprune.agent.devices`): profiling is spread over all of them.
+        device_token: the agents' token (default: the EDGEPRUNE_AGENT_TOKEN environment variable).
         precision: ``fp32`` or ``int8`` (every candidate is quantized by the runtime's own quantizer,
             calibrated on up to 128 calibration images, and the closed loop measures the INT8 artifact against
             the float original); ``auto``: the unpruned model is quantized and measured first, and the run

@@ -50,13 +50,21 @@ def _governor() -> str | None:
         return None
 
 
+def _usable_cores() -> int | None:
+    """The cores this process may run on (``taskset`` or a container limits them); None where not known."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else None
+
+
 @lru_cache(maxsize=1)
 def machine_info() -> dict[str, Any]:
-    """CPU model and feature digest, logical cores, clock governor (when readable), OS and Python."""
+    """CPU model and feature digest, logical cores and those this process may use, clock governor (when
+    readable), OS and Python."""
     return {
         "cpu": _cpu_model(),
         "cpu_features": _cpu_features(),
         "logical_cores": os.cpu_count(),
+        "usable_cores": _usable_cores(),
         "architecture": platform.machine(),
         "cpu_governor": _governor(),
         "os": platform.platform(),

@@ -105,8 +105,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-headroom", type=float, default=0.05,
                    help="aim this fraction under the budget while searching (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
-    p.add_argument("--device", metavar="URL", help="measure on the device through 'edgeprune agent' at URL")
-    p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
+    p.add_argument("--device", metavar="URL", help="measure on the device through 'edgeprune agent' at URL; "
+                   "URL1,URL2,... or a TOML file of [[device]] url/token tables: a pool of identical devices "
+                   "(profiling spread over all of them, each paired reading on one)")
+    p.add_argument("--device-token", help="the agents' token (default: $EDGEPRUNE_AGENT_TOKEN)")
     p.add_argument("--export", metavar="FORMATS",
                    help="artifacts to ship, e.g. onnx,openvino,tflite (default: the target's format); each is "
                         "validated in its runtime")

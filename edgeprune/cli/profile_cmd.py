@@ -38,8 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="int8: probe quantized kernels (each quantized by the runtime's own quantizer) into the "
                         "INT8 table that 'fit --precision int8' reads (default: the target's precision)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", metavar="URL", help="time the probes on the device through 'edgeprune agent' at URL")
-    p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
+    p.add_argument("--device", metavar="URL", help="time the probes on the device through 'edgeprune agent' at URL; "
+                   "URL1,URL2,... or a TOML file of [[device]] url/token tables: a pool of identical devices, "
+                   "probes and calibration timed on all of them at once")
+    p.add_argument("--device-token", help="the agents' token (default: $EDGEPRUNE_AGENT_TOKEN)")
     p.set_defaults(handler=run)
 
 
@@ -79,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         line = f"measured ≈ {c.scale:.3f} × Σ kernels + {c.offset_ms:.3f} ms"
     console.print(f"  calibration: {line} "
                   f"(worst error on its {len(c.samples)} samples: {summary.calibration_error_pct:.1f}%)")
+    if summary.device_shares:
+        console.print("  measurements per device: " + ", ".join(f"{url} {n}" for url, n in summary.device_shares.items()),
+                      highlight=False)
     console.print(f"  took {summary.seconds:.1f} s")
     return 0
 

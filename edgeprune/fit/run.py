@@ -330,6 +330,8 @@ class FitRun(ClosedLoop, PrecisionStage):
                             else self.target.precision})
         if m.paired is not None:  # the readings against the original, enough to recompute the figure
             self.rounds[-1]["paired"] = m.paired.to_dict()
+        if m.device is not None:  # the agent that timed it
+            self.rounds[-1]["device"] = m.device
         predicted = f", predicted {info['predicted_ms']:.3f} ms" if "predicted_ms" in info and measured else ""
         verb = "measured" if measured else "predicted"
         what = f"{info['blocks_removed']} blocks removed" if "blocks_removed" in info else \

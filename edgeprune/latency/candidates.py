@@ -15,6 +15,7 @@ a warning.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class Measurement:
     paired: PairedStats | None = None
     #: on ``--resume``, the paired ratio (candidate / original) the interrupted run journalled for this reading
     replayed_ratio: float | None = None
+    #: the device (its agent's URL) that timed it, when measured through agents
+    device: str | None = None
 
 
 def pairing_for(spec: TimingSpec) -> PairingSpec:
@@ -91,6 +94,7 @@ class CandidateMeasurer:
         self.device_states: list[dict[str, object]] = []
         self._started_s = 0.0
         self._unpaired_warned = False
+        self._lock = threading.Lock()  # a pool of devices times several artifacts at once (time() is thread-safe)
 
     def measure(self, model: nn.Module, name: str, spec: TimingSpec = SEARCH_TIMING,
                 keep: Mapping[str, Sequence[int]] | None = None,
@@ -142,31 +146,37 @@ class CandidateMeasurer:
         return self.reference is not None and hasattr(self.timer, "time_paired")
 
     def time(self, artifact: Artifact, spec: TimingSpec = CONFIRM_TIMING) -> Measurement:
-        """Measure an existing artifact: paired with the original when it is set and the timer can, else alone."""
-        if self.reference is None:
-            stats = self.timer.time(artifact, spec)
-            log.debug("%s: median %.3f ms (CV %.1f%%)", artifact.path.name, stats.median_ms, stats.cv * 100)
-            return Measurement(artifact, stats)
-        if not self.paired:
-            if not self._unpaired_warned:
+        """Measure an existing artifact: paired with the original when it is set and the timer can, else alone.
+
+        Safe to call from several threads at once (a pool of devices: :mod:`edgeprune.latency.spread`); a
+        paired reading is taken on one device, the original timed there too.
+        """
+        if self.reference is None or not self.paired:
+            if self.reference is not None and not self._unpaired_warned:
                 self._unpaired_warned = True
                 log.warning("this timer cannot pair measurements with the original: each is timed alone, so a "
                             "change of the machine's speed during the run goes into the figures")
-            return Measurement(artifact, self.timer.time(artifact, spec))
-        anchor = self.anchor_ms()
-        threshold = self.decision_ms / anchor if self.decision_ms is not None else None
-        paired = self.timer.time_paired(self.reference, artifact, pairing_for(spec), threshold)  # type: ignore[attr-defined]
-        self._note_reference(paired)
-        anchor = self.anchor_ms()
+            time_where = getattr(self.timer, "time_where", None)
+            stats, device = time_where(artifact, spec) if time_where else (self.timer.time(artifact, spec), None)
+            log.debug("%s: median %.3f ms (CV %.1f%%)", artifact.path.name, stats.median_ms, stats.cv * 100)
+            return Measurement(artifact, stats, device=device)
+        threshold = self.decision_ms / self.anchor_ms() if self.decision_ms is not None else None
+        where = getattr(self.timer, "time_paired_where", None)
+        paired, device = where(self.reference, artifact, pairing_for(spec), threshold) if where else \
+            (self.timer.time_paired(self.reference, artifact, pairing_for(spec), threshold), None)  # type: ignore[attr-defined]
+        with self._lock:
+            self._note_reference(paired)
+            anchor = self.anchor_ms()
         median = paired.ratio * anchor
         scale = median / max(paired.candidate.median_ms, 1e-12)
         c = paired.candidate
         width = (paired.summary.high - paired.summary.low) / max(paired.ratio, 1e-12)
         stats = LatencyStats(median_ms=median, p90_ms=c.p90_ms * scale, mean_ms=c.mean_ms * scale,
                              min_ms=c.min_ms * scale, cv=c.cv, runs=c.runs, noisy=width > NOISY_INTERVAL_SHARE)
-        log.debug("%s: ratio %.4f [%.4f, %.4f] over %d rounds x %.3f ms = %.3f ms", artifact.path.name,
-                  paired.ratio, paired.summary.low, paired.summary.high, paired.summary.rounds, anchor, median)
-        return Measurement(artifact, stats, paired)
+        log.debug("%s: ratio %.4f [%.4f, %.4f] over %d rounds x %.3f ms = %.3f ms%s", artifact.path.name,
+                  paired.ratio, paired.summary.low, paired.summary.high, paired.summary.rounds, anchor, median,
+                  f" on {device}" if device else "")
+        return Measurement(artifact, stats, paired, device=device)
 
     def _note_reference(self, paired: PairedStats) -> None:
         at_s = (paired.round_started_s[0] + paired.round_started_s[-1]) / 2 - self._started_s

@@ -17,22 +17,23 @@ from pathlib import Path
 import torch
 
 from edgeprune.backends import get_backend
-from edgeprune.backends.base import Backend
+from edgeprune.backends.base import Artifact, Backend
 from edgeprune.cache import cache_dir
 from edgeprune.config import CALIBRATION_SAMPLES
 from edgeprune.errors import InputError
-from edgeprune.latency.candidates import CONFIRM_TIMING, SEARCH_TIMING, CandidateMeasurer
+from edgeprune.latency.candidates import CONFIRM_TIMING, SEARCH_TIMING, CandidateMeasurer, Measurement
 from edgeprune.latency.layers import extract_layers
 from edgeprune.latency.predictor import LookupLatencyModel, structure_key
 from edgeprune.latency.profiler import (
     ProfileSummary,
     ProgressFn,
     bounded_grids,
-    calibrate,
+    fit_measured,
     measure_probes,
     missing_probes,
     sample_widths,
 )
+from edgeprune.latency.spread import spread, workers_of
 from edgeprune.latency.table import LatencyTable, TableContext
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer, make_timer
 from edgeprune.models.zoo import build_architecture
@@ -59,7 +60,8 @@ class ProfileConfig:
         calibration_samples: sub-networks measured end to end for the calibration.
         recalibrate: measure the calibration again even if the table has one for this model.
         seed: seed of the calibration samples.
-        device: URL of an ``edgeprune agent`` on the device (probes are then timed there).
+        device: URL of an ``edgeprune agent`` on the device (probes are then timed there); several separated by
+            commas, or a TOML file of them: a pool of identical devices timing probes and calibration at once.
         device_token: the agent's token (default: the EDGEPRUNE_AGENT_TOKEN environment variable).
         precision: ``int8`` probes quantized kernels into an INT8 table (the one ``fit --precision int8`` reads);
             None = the target's precision.
@@ -135,14 +137,24 @@ def build_lookup_model(
         # ratio times the whole model's median over the calibration: a change of speed meanwhile moves neither
         measurer.set_reference(measurer.measure(model, "calibration-reference", CONFIRM_TIMING), absolute_budget=True)
         groups = graph.prunable_groups()
-
-        def measure(widths: Mapping[str, int]) -> float:
-            keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
-            slim = slim_copy(model, example, keep) if keep else model
-            return measurer.measure(slim, "calibration", SEARCH_TIMING).stats.median_ms
-
         samples = sample_widths(groups, target.channel_alignment, calibration_samples, seed)
-        lookup.calibration = calibrate(lookup, samples, measure, progress)
+        measured: list[float] = [0.0] * len(samples)
+        devices: list[str | None] = [None] * len(samples)
+        done = 0
+
+        def export(widths: Mapping[str, int]) -> Artifact:
+            keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
+            return measurer.export(slim_copy(model, example, keep) if keep else model, "calibration")
+
+        def finish(index: int, widths: Mapping[str, int], artifact: Artifact, result: Measurement) -> None:
+            nonlocal done
+            measured[index], devices[index], done = result.stats.median_ms, result.device, done + 1
+            if progress:
+                progress(done, len(samples), "calibration")
+
+        # on a pool of devices, several samples are timed at once, each paired on one device
+        spread(samples, export, lambda artifact: measurer.time(artifact, SEARCH_TIMING), finish, workers_of(timer))
+        lookup.calibration = fit_measured(lookup, samples, measured, devices)
         table.calibrations[key] = lookup.calibration
         table.save()
     return lookup, len(todo), total - len(todo)
@@ -187,5 +199,6 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
         calibration=calibration,
         calibration_error_pct=100 * max(errors) if errors else 0.0,
         seconds=time.perf_counter() - start,
+        device_shares=dict(getattr(timer, "shares", {})),
     )
     return lookup, summary

@@ -12,7 +12,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -31,11 +31,12 @@ from edgeprune.latency.probes import (
     probe_input_shape,
     probe_onnx,
 )
+from edgeprune.latency.spread import spread, workers_of
 from edgeprune.latency.table import Calibration, LatencyTable
 from edgeprune.latency.timers import ArtifactTimer
 from edgeprune.prune.groups import ChannelGroup
 from edgeprune.target import Target
-from edgeprune.timing import TimingSpec
+from edgeprune.timing import LatencyStats, TimingSpec
 
 log = logging.getLogger(__name__)
 
@@ -151,18 +152,34 @@ def measure_probes(
     progress: ProgressFn | None = None,
     spec: TimingSpec = PROBE_TIMING,
 ) -> int:
-    """Time each probe and save the table after every one (so an interruption loses at most one)."""
-    noisy = 0
-    for done, (key, cin, cout) in enumerate(todo, 1):
-        artifact = _probe_artifact(backend, target, key, cin, cout, work)
-        stats = timer.time(artifact, spec)
+    """Time each probe and save the table after every one (so an interruption loses at most one).
+
+    A pool of devices times several probes at once (:func:`~edgeprune.latency.spread.spread`), and the table
+    records which device timed each.
+    """
+    noisy = done = 0
+    time_where = getattr(timer, "time_where", None)
+
+    def prepare(item: tuple[str, int, int]) -> Artifact:
+        return _probe_artifact(backend, target, *item, work)
+
+    def measure(artifact: Artifact) -> tuple[LatencyStats, str | None]:
+        return time_where(artifact, spec) if time_where is not None else (timer.time(artifact, spec), None)
+
+    def finish(index: int, item: tuple[str, int, int], artifact: Artifact,
+               result: tuple[LatencyStats, str | None]) -> None:
+        nonlocal noisy, done
+        (key, cin, cout), (stats, device) = item, result
         noisy += int(stats.noisy)
-        table.put(key, cin, cout, stats.median_ms)
+        table.put(key, cin, cout, stats.median_ms, device)
         table.save()
         for leftover in artifact.path.parent.glob(artifact.path.stem + "*"):
             leftover.unlink(missing_ok=True)
+        done += 1
         if progress:
             progress(done, len(todo), key.split("|")[0])
+
+    spread(todo, prepare, measure, finish, workers_of(timer))
     if noisy:
         log.warning("%d of %d kernel timings stayed noisy (CV above %.0f%%); their medians are used, but "
                     "another process using the CPU makes the table less accurate", noisy, len(todo), 100 * spec.max_cv)
@@ -193,21 +210,15 @@ def sample_widths(groups: Sequence[ChannelGroup], alignment: int, count: int, se
     return samples
 
 
-def calibrate(
-    model: LookupLatencyModel,
-    samples: Sequence[Mapping[str, int]],
-    measure_ms: Callable[[Mapping[str, int]], float],
-    progress: ProgressFn | None = None,
-) -> Calibration:
-    """Measure each sample end to end and fit the whole-model correction."""
-    pairs, kind_sums = [], []
-    for done, widths in enumerate(samples, 1):
-        sums = model.kind_sums(widths)
-        pairs.append((sum(sums.values()), measure_ms(widths)))
-        kind_sums.append(sums)
-        if progress:
-            progress(done, len(samples), "calibration")
-    return fit_calibration(pairs, kind_sums)
+def fit_measured(model: LookupLatencyModel, samples: Sequence[Mapping[str, int]], measured_ms: Sequence[float],
+                 devices: Sequence[str | None] = ()) -> Calibration:
+    """The whole-model correction from samples measured end to end (``measured_ms``, in their order; ``devices``:
+    the device that timed each, when measured through agents)."""
+    kind_sums = [model.kind_sums(widths) for widths in samples]
+    calibration = fit_calibration([(sum(k.values()), ms) for k, ms in zip(kind_sums, measured_ms)], kind_sums)
+    if any(devices):
+        calibration.measured_by = [d or "" for d in devices]
+    return calibration
 
 
 @dataclass
@@ -220,3 +231,5 @@ class ProfileSummary:
     calibration: Calibration
     calibration_error_pct: float
     seconds: float
+    #: measurements each device took (its agent's URL), probes and calibration alike; empty when timed here
+    device_shares: dict[str, int] = field(default_factory=dict)

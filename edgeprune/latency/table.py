@@ -49,7 +49,8 @@ class Calibration:
     kind + ``kind_offset_ms`` (see :mod:`edgeprune.latency.calibration`).
 
     ``samples`` keeps the (sum of kernel timings, measured ms) pairs it was fitted on, ``kind_sums`` the
-    same sums split by kernel kind.
+    same sums split by kernel kind; ``measured_by`` the device (its agent's URL) that timed each sample, when
+    they were timed through agents.
     """
 
     scale: float
@@ -58,6 +59,7 @@ class Calibration:
     kind_scales: dict[str, float] = field(default_factory=dict)
     kind_offset_ms: float = 0.0
     kind_sums: list[dict[str, float]] = field(default_factory=list)
+    measured_by: list[str] = field(default_factory=list)
 
     def apply(self, kernel_sum_ms: float, kind_sums: Mapping[str, float] | None = None) -> float:
         """Calibrated whole-model latency (never below 1% of the kernel sum); per kind when both the
@@ -71,22 +73,39 @@ class Calibration:
 
 @dataclass
 class LatencyTable:
-    """Kernel timings (ms) per signature key and ``"cin,cout"``; calibrations per model structure."""
+    """Kernel timings (ms) per signature key and ``"cin,cout"``; calibrations per model structure.
+
+    ``measured_by`` names, for timings taken through agents, the device (its agent's URL) that took each one,
+    keyed like ``entries``.
+    """
 
     context: TableContext
     path: Path | None = None
     entries: dict[str, dict[str, float]] = field(default_factory=dict)
     calibrations: dict[str, Calibration] = field(default_factory=dict)
+    measured_by: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def get(self, sig: LayerSignature | str, cin: int, cout: int) -> float | None:
         """The measured time of a kernel, or None."""
         key = sig if isinstance(sig, str) else sig.key()
         return self.entries.get(key, {}).get(f"{cin},{cout}")
 
-    def put(self, sig: LayerSignature | str, cin: int, cout: int, ms: float) -> None:
-        """Record a kernel timing (call :meth:`save` to persist)."""
+    def put(self, sig: LayerSignature | str, cin: int, cout: int, ms: float, device: str | None = None) -> None:
+        """Record a kernel timing, and the device that took it when given (call :meth:`save` to persist)."""
         key = sig if isinstance(sig, str) else sig.key()
         self.entries.setdefault(key, {})[f"{cin},{cout}"] = float(ms)
+        if device is not None:
+            self.measured_by.setdefault(key, {})[f"{cin},{cout}"] = device
+        elif f"{cin},{cout}" in self.measured_by.get(key, {}):
+            del self.measured_by[key][f"{cin},{cout}"]
+
+    def device_shares(self) -> dict[str, int]:
+        """How many of the table's timings each device took (timings taken here are not counted)."""
+        shares: dict[str, int] = {}
+        for by_width in self.measured_by.values():
+            for device in by_width.values():
+                shares[device] = shares.get(device, 0) + 1
+        return shares
 
     def points(self, sig: LayerSignature | str) -> dict[tuple[int, int], float]:
         """All measured (cin, cout) → ms of a signature."""
@@ -104,6 +123,7 @@ class LatencyTable:
             "context": asdict(self.context),
             "entries": self.entries,
             "calibrations": {k: asdict(c) for k, c in self.calibrations.items()},
+            **({"measured_by": self.measured_by} if self.measured_by else {}),
         }
 
     def save(self, path: Path | None = None) -> Path:
@@ -127,9 +147,11 @@ class LatencyTable:
             table.calibrations = {
                 k: Calibration(c["scale"], c["offset_ms"], [tuple(s) for s in c.get("samples", [])],  # type: ignore[misc]
                                {kk: float(v) for kk, v in c.get("kind_scales", {}).items()},
-                               float(c.get("kind_offset_ms", 0.0)), list(c.get("kind_sums", [])))
+                               float(c.get("kind_offset_ms", 0.0)), list(c.get("kind_sums", [])),
+                               [str(d) for d in c.get("measured_by", [])])
                 for k, c in data.get("calibrations", {}).items()
             }
+            table.measured_by = {k: {kk: str(vv) for kk, vv in v.items()} for k, v in data.get("measured_by", {}).items()}
             return table
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"cannot read latency table {path}: {exc}") from None

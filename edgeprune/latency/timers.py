@@ -8,11 +8,16 @@ latency tables never mix the two.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from edgeprune.agent.devices import DeviceSpec, check_same_environment, device_environment, parse_devices
 from edgeprune.backends.base import Artifact, Backend
 from edgeprune.environment import machine_info
 from edgeprune.errors import InputError
@@ -109,6 +114,70 @@ class AgentTimer:
         return dict(machine) if isinstance(machine, dict) else {}
 
 
+class DevicePool:
+    """Times on several identical agents at once: each measurement goes to a free one (one each at a time).
+
+    Every agent is asked for its environment first, and a pool whose devices differ is refused in one line
+    (:func:`~edgeprune.agent.devices.check_same_environment`). A paired measurement is timed on one device,
+    its reference uploaded there (a ratio is only meaningful on the device that timed both sides). The device
+    that was freed last takes the next measurement, so a sequence of measurements stays on one device while
+    concurrent ones (:data:`workers` at a time, see :func:`edgeprune.latency.spread.spread`) use them all.
+    :attr:`shares` counts the measurements each device took. One device behaves as :class:`AgentTimer`.
+    """
+
+    source = "measured-agent"
+
+    def __init__(self, devices: Sequence[DeviceSpec], target: Target) -> None:
+        if not devices:
+            raise InputError("no device to measure on")
+        self.timers = [AgentTimer(d.url, d.token, target) for d in devices]
+        check_same_environment([(t.client.url, device_environment(t.info, target.runtime)) for t in self.timers])
+        self.workers = len(self.timers)
+        #: measurements taken per device (its agent's URL)
+        self.shares = {t.client.url: 0 for t in self.timers}
+        self._free: queue.LifoQueue[AgentTimer] = queue.LifoQueue()
+        for timer in reversed(self.timers):  # the first device named is taken first
+            self._free.put(timer)
+        self._lock = threading.Lock()
+        if self.workers > 1:
+            log.info("measuring on %d identical devices: %s", self.workers, ", ".join(self.shares))
+
+    @contextmanager
+    def _device(self) -> Iterator[AgentTimer]:
+        timer = self._free.get()
+        try:
+            yield timer
+            with self._lock:
+                self.shares[timer.client.url] += 1
+        finally:
+            self._free.put(timer)
+
+    def time_where(self, artifact: Artifact, spec: TimingSpec) -> tuple[LatencyStats, str]:
+        """Time ``artifact`` on the next free device; returns the statistics and that device's URL."""
+        with self._device() as timer:
+            return timer.time(artifact, spec), timer.client.url
+
+    def time(self, artifact: Artifact, spec: TimingSpec) -> LatencyStats:
+        return self.time_where(artifact, spec)[0]
+
+    def time_paired_where(self, reference: Artifact, candidate: Artifact, spec: PairingSpec,
+                          threshold_ratio: float | None = None) -> tuple[PairedStats, str]:
+        """Time ``candidate`` against ``reference``, both on the next free device; returns the readings and its URL."""
+        with self._device() as timer:
+            return timer.time_paired(reference, candidate, spec, threshold_ratio), timer.client.url
+
+    def time_paired(self, reference: Artifact, candidate: Artifact, spec: PairingSpec,
+                    threshold_ratio: float | None = None) -> PairedStats:
+        """Time ``candidate`` against ``reference`` on one device, in alternating rounds."""
+        return self.time_paired_where(reference, candidate, spec, threshold_ratio)[0]
+
+    def runtime_version(self) -> str:
+        return self.timers[0].runtime_version()
+
+    def machine(self) -> dict[str, Any]:
+        return self.timers[0].machine()
+
+
 class ProfileTimer:
     """Stands where a timer would: it names the profile and refuses to time anything."""
 
@@ -135,7 +204,8 @@ class ProfileTimer:
 
 def make_timer(backend: Backend, target: Target, device_url: str | None, device_token: str | None,
                predict_unreachable: bool = False) -> ArtifactTimer:
-    """An agent timer when ``device_url`` is given, else the local one.
+    """A pool of agents when ``device_url`` is given (one URL, several separated by commas, or a TOML file of
+    them: :func:`~edgeprune.agent.devices.parse_devices`), else the local timer.
 
     A target whose latencies can only be predicted from here (``latency_source = "predicted-profile"``)
     is never timed on this machine (that would report another device's latency as its own): without an
@@ -143,7 +213,7 @@ def make_timer(backend: Backend, target: Target, device_url: str | None, device_
     every figure as predicted; otherwise such a target is refused.
     """
     if device_url:
-        return AgentTimer(device_url, device_token, target)
+        return DevicePool(parse_devices(device_url, device_token), target)
     if target.latency_source == "predicted-profile":
         if predict_unreachable:
             return ProfileTimer(target)

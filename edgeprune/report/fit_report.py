@@ -98,7 +98,8 @@ def build_fit_report(
         "frozen_groups": [{"name": g.name, "width": g.width, "reason": g.frozen_reason} for g in frozen],
         "files": {n: str(out_dir / n) for n in files},
         "environment": {"machine": machine_info(), "versions": package_versions(),
-                        "measured_on": {"source": timer.source, "machine": timer.machine()}},
+                        "measured_on": {"source": timer.source, "machine": timer.machine(),
+                                        **({"devices": dict(timer.shares)} if hasattr(timer, "shares") else {})}},
         "timings_s": timings_s,
     }
 

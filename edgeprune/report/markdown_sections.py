@@ -213,6 +213,10 @@ def environment(report: dict[str, Any]) -> list[str]:
     measured_on = env.get("measured_on") or {}
     if measured_on.get("machine") and measured_on.get("source") == "measured-agent":
         lines.append(f"- latencies measured on: {cell(measured_on['machine'])}")
+    shares = measured_on.get("devices") or {}
+    if len(shares) > 1:
+        lines.append(f"- measurements per device ({len(shares)} identical devices): "
+                     + ", ".join(f"{url} {count}" for url, count in shares.items()))
     if versions:
         lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     return lines + [""]

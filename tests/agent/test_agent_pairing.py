@@ -89,3 +89,6 @@ def test_fit_through_the_agent_is_paired(agent: AgentServer, tmp_path: Path) -> 
     assert report["measurement"]["paired"] is True
     assert "speedup_interval" in report
     assert all("paired" in r for r in report["search"]["rounds"] if r["kind"] != "baseline")
+    # one device, as before; each reading names it, and its share is every reading
+    assert all(r.get("device") == agent.url for r in report["search"]["rounds"] if r["measured"])
+    assert list(report["environment"]["measured_on"]["devices"]) == [agent.url]
