@@ -27,6 +27,7 @@ from edgeprune.report.fit_result import FitResult
 from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_latency
 from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT
 from edgeprune.report.render import render_report_files
+from edgeprune.report.size_report import SIZE_PLOT
 from edgeprune.tasks.base import Task
 from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec
@@ -104,7 +105,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     state = {k: v.detach().contiguous() for k, v in slim.state_dict().items()}
     save_file(state, str(stage / "model.safetensors"), metadata={"plan_sha256": plan.digest()})
     write_json_atomic(stage / "plan.json", plan.to_dict())
-    plots = [ACCURACY_PLOT] + ([LAYER_PLOT] if per_layer and per_layer.get("layers") else [])
+    plots = [ACCURACY_PLOT, SIZE_PLOT] + ([LAYER_PLOT] if per_layer and per_layer.get("layers") else [])
     names = [*artifact_files, *shipped, "model.safetensors", "plan.json", "report.json", "report.md", *plots]
     out_dir = out.path.resolve()
     pruned = slim is not run.model
