@@ -50,7 +50,7 @@ def matplotlib_available() -> bool:
     return True
 
 
-def save_figure(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     """Render ``fig`` to PNG at ``path`` atomically (temporary file, then rename)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -132,7 +132,7 @@ def plot_accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Accuracy vs latency: {model} on target {target}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
-    return save_figure(fig, path)
+    return _save(fig, path)
 
 
 def _layer_label(layer: dict[str, Any], width: int = 42) -> str:
@@ -177,7 +177,7 @@ def plot_layer_latency(per_layer: dict[str, Any], path: Path, top: int = TOP_LAY
                  + (f"; {subtitle}" if subtitle else ""), fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return save_figure(fig, path)
+    return _save(fig, path)
 
 
 def write_plots(out_dir: Path, report: dict[str, Any]) -> list[str]:

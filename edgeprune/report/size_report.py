@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeprune.io_atomic import write_atomic
 from edgeprune.report.fit_result import headline_accuracy
 from edgeprune.report.markdown_sections import table
 
@@ -113,9 +114,8 @@ def _points(report: dict[str, Any]) -> list[tuple[str, float, float | None, dict
 def plot_accuracy_vs_size(report: dict[str, Any], path: Path) -> Path:
     """Top-1 (%) against the zipped artifact size: original, before and after weight pruning, one-shot probes,
     the size budget; drawn beside accuracy vs latency."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from edgeprune.report.plots import save_figure
 
     fig = Figure(figsize=(8, 5.5))
     ax = fig.add_subplot()
@@ -140,4 +140,5 @@ def plot_accuracy_vs_size(report: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Accuracy vs compressed size: {model}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
-    return save_figure(fig, path)
+    FigureCanvasAgg(fig)
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
