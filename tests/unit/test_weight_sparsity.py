@@ -10,7 +10,14 @@ from model_helpers import ConcatNet, conv_stack
 from torch import nn
 from torch.nn.utils import prune
 
-from edgeprune.prune.sparsity import WeightMasks, layer_sparsity, magnitude_masks, prunable_layers, sparsify, total_sparsity
+from edgeprune.prune.sparsity import (
+    WeightMasks,
+    layer_sparsity,
+    magnitude_masks,
+    prunable_layers,
+    sparsify,
+    total_sparsity,
+)
 
 
 def _model(seed: int) -> nn.Module:
