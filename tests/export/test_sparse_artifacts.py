@@ -65,15 +65,24 @@ def test_float_artifacts_carry_the_zeros_and_agree_with_pytorch(backend_class, t
     assert sparse_size.zip_bytes < 0.5 * dense_size.zip_bytes
 
 
-def test_int8_qdq_onnx_keeps_the_zeros(tmp_path: Path) -> None:
-    """ONNX Runtime's static QDQ quantizer stores a zero weight as its zero point: it dequantizes to exactly 0."""
+@pytest.mark.parametrize(("backend_class", "target_name"), [(OnnxRuntimeBackend, "cpu"),
+                                                           (OpenVinoBackend, "cpu-openvino"),
+                                                           (LiteRtBackend, "cpu-tflite")],
+                         ids=["onnx-qdq", "openvino-nncf", "tflite-ai-edge-quantizer"])
+def test_int8_artifacts_keep_the_zeros(backend_class, target_name: str, tmp_path: Path) -> None:
+    """Each runtime's own INT8 quantizer stores a zero weight as its zero point (symmetric weights: 0): it
+    dequantizes to exactly 0, so sparsity and INT8 combine."""
+    backend = backend_class()
+    if not backend.available():
+        pytest.skip(f"{backend_class.__name__}'s runtime is not installed")
     _, sparse, images = _models()
-    backend = OnnxRuntimeBackend()
-    artifact = Int8Backend(backend, images).export(sparse, torch.from_numpy(images[:1]), tmp_path / "q", load_target("cpu"))
-    read = weight_zeros(artifact.path, "onnx")
+    target = load_target(target_name).with_precision("int8")
+    artifact = Int8Backend(backend, images).export(sparse, torch.from_numpy(images[:1]), tmp_path / "q", target)
+    read = weight_zeros(artifact.path, artifact.format)
     assert read.dtypes == ("int8",)
+    assert read.params == sum(layer.params for layer in layer_sparsity(sparse))
     zeros_pt = sum(layer.zeros for layer in layer_sparsity(sparse))
-    assert read.zeros >= zeros_pt and read.sparsity < SPARSITY + 0.02  # rounding may add a few, none are lost
+    assert zeros_pt <= read.zeros and read.sparsity < SPARSITY + 0.02  # rounding may add a few, none are lost
     with torch.no_grad():
         expected = sparse(torch.from_numpy(images)).numpy()
     got = _outputs(backend, artifact, images)
