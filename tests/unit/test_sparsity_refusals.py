@@ -35,3 +35,21 @@ def test_bad_sparsity_flags_exit_2_with_one_line(flags: list[str], message: str,
 def test_the_python_api_refuses_the_same(field: dict) -> None:
     with pytest.raises(InputError):
         _check_config(FitConfig(**field))
+
+
+def test_the_size_search_takes_the_lowest_sparsity_that_fits() -> None:
+    """Bisection over one-shot sparsities on a size that falls with sparsity: the answer fits, and a point less does
+    not (within the search's resolution)."""
+    from edgeprune.export.size import ArtifactSize
+    from edgeprune.fit.sparsity_stage import MAX_SPARSITY, _lowest_sparsity
+
+    asked: list[float] = []
+
+    def probe(sparsity: float) -> ArtifactSize:  # zipped bytes of a 1 MB model: 30 kB of overhead plus the survivors
+        asked.append(sparsity)
+        return ArtifactSize(1_000_000, int(30_000 + 970_000 * (1 - sparsity)))
+
+    found = _lowest_sparsity(probe, 400_000, MAX_SPARSITY)
+    assert 30_000 + 970_000 * (1 - found) <= 400_000
+    assert 30_000 + 970_000 * (1 - (found - MAX_SPARSITY / 2**6)) > 400_000
+    assert len(asked) == 7 and all(0 < s < MAX_SPARSITY for s in asked)
