@@ -135,7 +135,8 @@ def plot_accuracy_vs_size(report: dict[str, Any], path: Path) -> Path:
         ax.axvline(budget / 1e3, color="tab:red", linestyle="--", linewidth=1.5,
                    label=f"size budget {budget / 1e3:,.0f} kB")
     ax.set_xlabel("artifact size zipped, deflate (kB = 1000 bytes)")
-    ax.set_ylabel("top-1 accuracy (%)")
+    metric = (report.get("evaluation") or {}).get("metric", "top-1")  # a detector's: mAP50-95
+    ax.set_ylabel("top-1 accuracy (%)" if metric == "top-1" else f"{metric} (%)")
     model = (report.get("model") or {}).get("spec", "?")
     ax.set_title(f"Accuracy vs compressed size: {model}")
     ax.grid(True, alpha=0.3)
