@@ -90,3 +90,79 @@ class Budget:
 
     def __str__(self) -> str:
         return f"{self.ms:g} ms" if self.ms is not None else f"{100 * (self.fraction or 0):g}% of the baseline"
+
+
+#: size units: decimal (kB, MB, as disk and network sizes are given) and binary (KiB, MiB); case-insensitive
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_SIZE = re.compile(rf"^\s*{_NUMBER}\s*([kmg]i?b|b)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SizeBudget:
+    """A size budget on the shipped artifact's bytes after standard compression (zip, deflate): absolute
+    (``bytes``; ``2MB`` = 2,000,000 bytes, ``2MiB`` = 2,097,152) or a share of the original model's artifact,
+    compressed the same way (``fraction``; ``40%``).
+
+    >>> SizeBudget.parse("2MB").bytes
+    2000000
+    >>> SizeBudget.parse("1.5 KiB").bytes
+    1536
+    >>> SizeBudget.parse("40%").resolve(original_bytes=1000)
+    400
+    """
+
+    bytes: int | None = None
+    fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.bytes is None) == (self.fraction is None):
+            raise BudgetError("a size budget is either absolute (bytes) or relative (a share of the original)")
+        if self.bytes is not None and self.bytes <= 0:
+            raise BudgetError(f"size budget must be positive, got {self.bytes} bytes")
+        if self.fraction is not None and not 0 < self.fraction <= 1:
+            raise BudgetError(f"a relative size budget must be in (0, 100%], got {100 * self.fraction:g}%")
+
+    @classmethod
+    def parse(cls, text: "str | SizeBudget") -> "SizeBudget":
+        """Parse ``2MB``, ``500kB``, ``1.5MiB``, ``300000B`` or ``40%``; a bare number is refused."""
+        if isinstance(text, SizeBudget):
+            return text
+        if not isinstance(text, str):
+            raise BudgetError(f"size budget {text!r} has no unit; write it as a string with one, e.g. '2MB'")
+        match = _SIZE.match(text)
+        if match is not None:
+            value = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+            if not math.isfinite(value) or value < 1:
+                raise BudgetError(f"size budget '{text}' must be at least one byte")
+            return cls(bytes=int(value))
+        match = _RELATIVE.match(text)
+        if match is not None:
+            percent = float(match.group(1))
+            if not 0 < percent <= 100:
+                raise BudgetError(f"size budget '{text}' must be a percentage in (0, 100]")
+            return cls(fraction=percent / 100.0)
+        stripped = text.strip()
+        if re.fullmatch(r"[-+]?[0-9]*\.?[0-9]+", stripped):
+            raise BudgetError(f"size budget '{text}' has no unit; write it with one, e.g. '{stripped}MB' "
+                              "(kB/MB/GB = 1000-based, KiB/MiB/GiB = 1024-based, B = bytes)")
+        raise BudgetError(
+            f"cannot read size budget '{text}': expected a size with a unit ('2MB', '500kB', '1.5MiB'; kB/MB are "
+            "1000-based, KiB/MiB 1024-based) or a share of the original artifact's compressed size ('40%')"
+        )
+
+    @property
+    def relative(self) -> bool:
+        """Whether the budget is a share of the original artifact's compressed size."""
+        return self.fraction is not None
+
+    def resolve(self, original_bytes: int) -> int:
+        """The budget in compressed bytes, given the original artifact's compressed size."""
+        if self.bytes is not None:
+            return self.bytes
+        assert self.fraction is not None
+        return int(self.fraction * original_bytes)
+
+    def __str__(self) -> str:
+        if self.bytes is not None:
+            return f"{self.bytes:,} bytes compressed"
+        return f"{100 * (self.fraction or 0):g}% of the original artifact's compressed size"

@@ -22,6 +22,11 @@ CALIBRATION_SAMPLES = 12
 #: the fine-tuning learning-rate schedules (``--finetune-schedule``), built by :mod:`edgeprune.train.schedules`
 FINETUNE_SCHEDULES = ("rewind", "constant", "one-cycle")
 
+#: the weight-sparsity schedules (``--sparsity-schedule``), TF-MOT's, built by :mod:`edgeprune.train.sparsity_schedule`
+SPARSITY_SCHEDULES = ("constant", "polynomial")
+#: how weights are ranked for ``--sparsity`` (``--sparsity-scope``): over all layers at once, or per layer
+SPARSITY_SCOPES = ("global", "layer")
+
 
 @dataclass
 class FitConfig:
@@ -114,6 +119,25 @@ class FitConfig:
             unless asked).
         keep_float: layers (PyTorch module paths, as the report's "Precision per layer" names them) left in
             float in INT8 artifacts; replaces ``auto``'s own choice of them.
+        sparsity: weight (unstructured) pruning of the final model after channel pruning: this share of the
+            weights of its convolutions and linear layers set to zero, the smallest magnitudes first
+            (``torch.nn.utils.prune``; :mod:`edgeprune.prune.sparsity`); with ``finetune_epochs`` it is reached
+            gradually during a fine-tune (``sparsity_schedule``), else one shot. The zeros stay in dense tensors:
+            the artifact compresses smaller, it does not run faster on a dense runtime. With ``size_budget`` it is
+            the most sparsity the run may use. None = no weight pruning (unless ``size_budget`` asks for it).
+        sparsity_scope: ``global`` (one magnitude ranking over all the layers, as ``global_unstructured``) or
+            ``layer`` (each layer pruned to the same share, as ``l1_unstructured``).
+        sparsity_schedule: ``polynomial`` (TF-MOT's PolynomialDecay, Zhu & Gupta 2017: from
+            ``sparsity_initial`` to ``sparsity`` between the begin and end steps, cubic) or ``constant`` (the
+            final sparsity from the begin step on); ignored without fine-tuning (one shot).
+        sparsity_initial: the polynomial schedule's initial sparsity.
+        sparsity_begin_step, sparsity_end_step, sparsity_frequency: the schedule's optimiser steps (None: begin at
+            0, end after three quarters of the fine-tune, update every 100 steps or often enough for 10 updates;
+            :func:`edgeprune.train.sparsity_schedule.default_steps`).
+        size_budget: a budget on the shipped artifact's size after zip (deflate) compression: ``2MB``, ``500kB``,
+            ``1.5MiB`` or a share of the original model's artifact (``40%``); met by weight pruning of the final
+            model (the lowest sparsity up to ``sparsity``, else up to 0.95, whose artifact fits). A budget that
+            cannot be met exits with code 2 and the smallest size reachable.
     """
 
     budget: str = "2ms"
@@ -160,3 +184,11 @@ class FitConfig:
     frozen_modules: tuple[str, ...] = field(default=())
     precision: str | None = None
     keep_float: tuple[str, ...] = field(default=())
+    sparsity: float | None = None
+    sparsity_scope: str = "global"
+    sparsity_schedule: str = "polynomial"
+    sparsity_initial: float = 0.0
+    sparsity_begin_step: int | None = None
+    sparsity_end_step: int | None = None
+    sparsity_frequency: int | None = None
+    size_budget: str | None = None

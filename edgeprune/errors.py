@@ -135,6 +135,18 @@ class BudgetUnreachableError(EdgepruneError):
         return BudgetUnreachableError(self.budget_ms, self.floor_ms, self.detail, predicted=True)
 
 
+class SizeBudgetUnreachableError(EdgepruneError):
+    """The size budget cannot be met: even at the most weight sparsity the run allows, the shipped artifact
+    compresses to ``floor_bytes`` (zip, deflate), over ``budget_bytes``. Exit code 2, like a latency budget."""
+
+    def __init__(self, budget_bytes: int, floor_bytes: int, sparsity: float, artifact: str, detail: str = "") -> None:
+        extra = f" {detail}" if detail else ""
+        super().__init__(f"size budget {budget_bytes:,} bytes (compressed) cannot be met: at {100 * sparsity:g}% "
+                         f"weight sparsity, the most this run allows, {artifact} compresses to {floor_bytes:,} bytes "
+                         f"(zip, deflate).{extra}")
+        self.budget_bytes, self.floor_bytes, self.sparsity = budget_bytes, floor_bytes, sparsity
+
+
 class DeviceUnavailableError(EdgepruneError):
     """The agent on the device did not answer (connection refused or reset, a timeout, HTTP 503): not bad
     input, so a fit keeps its measurements and checkpoints and can be resumed once the device answers."""

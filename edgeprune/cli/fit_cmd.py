@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeprune.cli.common import console, float_list, fraction, non_negative_int, positive_int, shape
-from edgeprune.config import DEFAULT_IMPORTANCE, DEFAULT_OUT_DIR, FINETUNE_SCHEDULES, IMPORTANCE_CRITERIA, FitConfig
+from edgeprune.config import (
+    DEFAULT_IMPORTANCE,
+    DEFAULT_OUT_DIR,
+    FINETUNE_SCHEDULES,
+    IMPORTANCE_CRITERIA,
+    SPARSITY_SCHEDULES,
+    SPARSITY_SCOPES,
+    FitConfig,
+)
 
 if TYPE_CHECKING:
     from edgeprune.report.fit_result import FitResult
@@ -87,6 +95,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-float", type=_layer_list, default=(), metavar="LAYERS",
                    help="comma-separated layers (module paths, as the report's 'Precision per layer' names them) "
                         "left in float in INT8 artifacts (mixed precision); replaces auto's own choice")
+    p.add_argument("--sparsity", type=_sparsity, metavar="F",
+                   help="weight pruning of the final model: set this share of its conv/linear weights to zero, the "
+                        "smallest magnitudes first (torch.nn.utils.prune); gradually during --finetune-epochs, else "
+                        "one shot. Zeros make the zipped artifact smaller, not faster. With --size-budget: the most "
+                        "sparsity allowed")
+    p.add_argument("--sparsity-scope", choices=SPARSITY_SCOPES, default="global",
+                   help="global: rank weights across all layers (like global_unstructured; default); layer: the same "
+                        "share in every layer (like l1_unstructured)")
+    p.add_argument("--sparsity-schedule", choices=SPARSITY_SCHEDULES, default="polynomial",
+                   help="polynomial: TF-MOT's PolynomialDecay from --sparsity-initial to --sparsity (default); "
+                        "constant: the final sparsity from the begin step on")
+    p.add_argument("--sparsity-initial", type=_sparsity_initial, default=0.0, metavar="F",
+                   help="the polynomial schedule's initial sparsity (default 0; TF-MOT's tutorial uses 0.5)")
+    p.add_argument("--sparsity-begin-step", type=non_negative_int, metavar="N",
+                   help="optimiser step at which weight pruning begins (default 0)")
+    p.add_argument("--sparsity-end-step", type=positive_int, metavar="N",
+                   help="optimiser step at which the final sparsity is reached (default: 3/4 of the fine-tune)")
+    p.add_argument("--sparsity-frequency", type=positive_int, metavar="N",
+                   help="update the masks every N steps (default 100, as TF-MOT, or less to get 10 updates)")
+    p.add_argument("--size-budget", metavar="SIZE",
+                   help="budget on the shipped artifact's size zipped (deflate): 2MB, 500kB (1000-based), 1.5MiB "
+                        "(1024-based), or a share of the original artifact's zipped size (40%%); met by weight "
+                        "pruning (the lowest sparsity that fits, at most --sparsity or 0.95)")
     p.add_argument("--calib-data", type=Path, help="images to calibrate on (default: --train-data, else a part of "
                                                    "--data held out from the accuracy)")
     p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
@@ -138,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),
         precision=args.precision, keep_float=args.keep_float,
+        sparsity=args.sparsity, sparsity_scope=args.sparsity_scope, sparsity_schedule=args.sparsity_schedule,
+        sparsity_initial=args.sparsity_initial, sparsity_begin_step=args.sparsity_begin_step,
+        sparsity_end_step=args.sparsity_end_step, sparsity_frequency=args.sparsity_frequency,
+        size_budget=args.size_budget,
     )
     if config.train_nproc > 1:
         from edgeprune.fit.data_parallel import launch
@@ -187,6 +222,16 @@ def print_summary(result: FitResult) -> None:
     if r["evaluation"].get("note"):
         console.print(f"                    {r['evaluation']['note']}", highlight=False)
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")
+    size = r.get("size") or {}
+    if size.get("shipped"):
+        sparsity = r.get("sparsity") or {}
+        zeros = f", {100 * sparsity['sparsity']:.1f}% of the weights zero" if sparsity.get("applied") else ""
+        budget = "" if size.get("size_budget_bytes") is None else \
+            f" (budget {size['size_budget_bytes']:,}: [green]met[/])" if size.get("size_budget_met") else \
+            f" (budget {size['size_budget_bytes']:,}: [red]over[/])"
+        console.print(f"  size zipped       {size['original']['zip_bytes']:,} → {size['shipped']['zip_bytes']:,} bytes"
+                      f"{budget}{zeros}; on disk {size['original']['raw_bytes']:,} → {size['shipped']['raw_bytes']:,}",
+                      highlight=False)
     if r.get("artifacts"):
         qat = ((r.get("method") or {}).get("qat") or {}).get("shipped") == "qat"
         console.print("  validated in each runtime (vs the " + ("quantization-aware PyTorch model; other formats vs its "
@@ -202,6 +247,22 @@ def print_summary(result: FitResult) -> None:
     console.print("  files:")
     for name, path in r["files"].items():
         console.print(f"    {name:18s} {path}", highlight=False)
+
+
+def _sparsity(text: str) -> float:
+    """``--sparsity``: a fraction in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.8, got '{text}'") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), e.g. 0.8 for 80%, got {text}")
+    return value
+
+
+def _sparsity_initial(text: str) -> float:
+    """``--sparsity-initial``: a fraction in [0, 1)."""
+    return 0.0 if text.strip() in ("0", "0.0") else _sparsity(text)
 
 
 def _layer_list(text: str) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from edgeprune.errors import ValidationFailedError
 from edgeprune.export.formats import runnable_here
+from edgeprune.export.size import artifact_size, weight_zeros
 from edgeprune.fit.artifacts import ship_artifacts
 from edgeprune.fit.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.fit.run import FitRun, RunOutcome
@@ -26,6 +27,7 @@ from edgeprune.report.fit_result import FitResult
 from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_latency
 from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT
 from edgeprune.report.render import render_report_files
+from edgeprune.report.size_report import SIZE_PLOT
 from edgeprune.tasks.base import Task
 from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec
@@ -103,7 +105,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     state = {k: v.detach().contiguous() for k, v in slim.state_dict().items()}
     save_file(state, str(stage / "model.safetensors"), metadata={"plan_sha256": plan.digest()})
     write_json_atomic(stage / "plan.json", plan.to_dict())
-    plots = [ACCURACY_PLOT] + ([LAYER_PLOT] if per_layer and per_layer.get("layers") else [])
+    plots = [ACCURACY_PLOT, SIZE_PLOT] + ([LAYER_PLOT] if per_layer and per_layer.get("layers") else [])
     names = [*artifact_files, *shipped, "model.safetensors", "plan.json", "report.json", "report.md", *plots]
     out_dir = out.path.resolve()
     pruned = slim is not run.model
@@ -139,6 +141,9 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     report["layer_precision"] = {"summary": summarise(layers), "layers": [layer.to_dict() for layer in layers],
                                  "source": f"read from {artifact_files[0]} (edgeprune.quantize.layers)"}
     report["artifacts"] = validations
+    report["size"] = _sizes(run, outcome, stage, validations)
+    if run.sparsity_report is not None:
+        report["sparsity"] = run.sparsity_report
     if any(not v["passed"] for v in validations):
         report["status"] = "validation failed"
     written = set(render_report_files(stage, report))
@@ -151,6 +156,30 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     if failed:  # the files stay (the report says what failed); the exit code says it too
         raise ValidationFailedError("; ".join(failed) + f" (results kept in {out.path} for inspection)")
     return FitResult(report)
+
+
+def _sizes(run: FitRun, outcome: RunOutcome, stage: Path, validations: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every shipped artifact's size (raw and zipped with deflate) and the zeros its weights carry, read back from
+    the files (also written into each artifact's entry of ``validations``); the original's size; the size budget."""
+    for entry in validations:
+        files = [stage / name for name in ARTIFACT_FILES[entry["format"]]]
+        entry["size"] = artifact_size(files).to_dict()
+        try:
+            entry["weight_zeros"] = weight_zeros(files[0], entry["format"]).to_dict()
+        except Exception as exc:  # the report is still useful without the count: said, not fatal
+            log.warning("zeros of %s's weights not read back: %s", entry["file"], exc)
+            entry["weight_zeros"] = None
+    baseline = outcome.baseline.artifact
+    original = artifact_size([baseline.path.with_suffix(Path(name).suffix) for name in ARTIFACT_FILES[baseline.format]])
+    sparsity = run.sparsity_report or {}
+    budget = sparsity.get("size_budget_bytes")
+    shipped = validations[0]["size"]
+    return {"original": {"format": baseline.format, **original.to_dict()},
+            "shipped": {"file": validations[0]["file"], **shipped},
+            "compression": "zip archive of the artifact's files, deflate level 6 (zipfile.ZIP_DEFLATED)",
+            "size_budget": run.config.size_budget, "size_budget_bytes": budget,
+            "size_budget_met": None if budget is None else shipped["zip_bytes"] <= budget,
+            "latency_note": f"unstructured zeros do not make {run.target.runtime} faster: its kernels are dense"}
 
 
 LAYER_PROFILE_TIMING = TimingSpec(warmup_runs=10, min_runs=100, min_seconds=0.5)

@@ -15,7 +15,7 @@ from edgeprune.errors import OutputError
 
 RESULT_FILES = (
     "model.onnx", "model.xml", "model.bin", "model.tflite", "model.safetensors", "plan.json", "report.json", "report.md",
-    "accuracy_vs_latency.png", "layer_latency.png", "model.onnx.json", "model.xml.json", "model.tflite.json",
+    "accuracy_vs_latency.png", "accuracy_vs_size.png", "layer_latency.png", "model.onnx.json", "model.xml.json", "model.tflite.json",
 )
 
 #: The files of an artifact of each format, as named in the output directory.

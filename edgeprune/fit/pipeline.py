@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from edgeprune.backends import get_backend
-from edgeprune.budget import Budget
-from edgeprune.config import FitConfig
+from edgeprune.budget import Budget, SizeBudget
+from edgeprune.config import SPARSITY_SCHEDULES, SPARSITY_SCOPES, FitConfig
 from edgeprune.errors import BudgetUnreachableError, DeviceUnavailableError, EdgepruneError, InputError
 from edgeprune.export.formats import parse_formats
 from edgeprune.fit.data_parallel import run_ranked
@@ -38,6 +38,7 @@ from edgeprune.fit.outputs import OutputDir
 from edgeprune.fit.qat import quantization_aware
 from edgeprune.fit.resume import RunJournal
 from edgeprune.fit.run import FitRun, StageClock
+from edgeprune.fit.sparsity_stage import weight_sparsity
 from edgeprune.latency.analytic import load_profile
 from edgeprune.latency.candidates import CandidateMeasurer
 from edgeprune.latency.predicted import PredictedMeasurer
@@ -89,6 +90,35 @@ def _check_config(config: FitConfig) -> None:
     if distributed.launched_by_torchrun() and config.distill_features:
         raise InputError("--distill-features is not available for data-parallel fine-tuning (torchrun): use "
                          "--distill")
+    _check_sparsity(config)
+
+
+def _check_sparsity(config: FitConfig) -> None:
+    """``--sparsity`` and ``--size-budget`` and the schedule's options, refused before any work."""
+    if config.size_budget is not None:
+        SizeBudget.parse(config.size_budget)
+    if config.sparsity is not None and not 0 < config.sparsity < 1:
+        raise InputError(f"--sparsity must be a fraction in (0, 1), e.g. 0.8, got {config.sparsity}")
+    if not 0 <= config.sparsity_initial < 1:
+        raise InputError(f"--sparsity-initial must be a fraction in [0, 1), got {config.sparsity_initial}")
+    if config.sparsity is not None and config.sparsity_initial > config.sparsity:
+        raise InputError(f"--sparsity-initial ({config.sparsity_initial}) must not exceed --sparsity ({config.sparsity})")
+    if config.sparsity_scope not in SPARSITY_SCOPES:
+        raise InputError(f"--sparsity-scope must be one of {', '.join(SPARSITY_SCOPES)}, got '{config.sparsity_scope}'")
+    if config.sparsity_schedule not in SPARSITY_SCHEDULES:
+        raise InputError(f"--sparsity-schedule must be one of {', '.join(SPARSITY_SCHEDULES)}, "
+                         f"got '{config.sparsity_schedule}'")
+    begin, end, frequency = config.sparsity_begin_step, config.sparsity_end_step, config.sparsity_frequency
+    if begin is not None and begin < 0:
+        raise InputError(f"--sparsity-begin-step must be >= 0, got {begin}")
+    if end is not None and end <= (begin or 0):
+        raise InputError(f"--sparsity-end-step ({end}) must be after --sparsity-begin-step ({begin or 0})")
+    if frequency is not None and frequency < 1:
+        raise InputError(f"--sparsity-frequency must be at least 1, got {frequency}")
+    if config.qat_epochs > 0 and (config.sparsity is not None or config.size_budget is not None):
+        raise InputError("--qat-epochs cannot be combined with --sparsity or --size-budget: the quantization-aware "
+                         "fine-tune does not keep the weight masks; INT8 post-training quantization (--precision "
+                         "int8) keeps the zeros")
 
 
 def fit(config: FitConfig) -> FitResult | None:
@@ -155,6 +185,7 @@ def _fit(config: FitConfig) -> FitResult:
             if isinstance(measurer, PredictedMeasurer) and not exc.predicted:
                 raise exc.as_predicted() from None
             raise exc from None
+        outcome = weight_sparsity(run, outcome)
         outcome = quantization_aware(run, outcome)
         result = finish_run(run, outcome, out)
         journal.finish()

@@ -35,7 +35,7 @@ from edgeprune.train.detector_distill import BOX_TEMPERATURE, YoloDistillationLo
 from edgeprune.train.device import placed_on, resolve_train_device, uses_mixed_precision
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.feature_hints import FEATURE_HINT_WEIGHT, FeatureHintLoss
-from edgeprune.train.loop import TrainSpec, train_classifier
+from edgeprune.train.loop import StepCallback, TrainSpec, train_classifier
 from edgeprune.train.segmentation_loss import SegmentationLoss
 
 log = logging.getLogger(__name__)
@@ -101,14 +101,26 @@ class Recovery:
             return False
         return train.labels is not None or self.distills
 
+    def finetune_with_steps(self, model: nn.Module, name: str, keep: dict[str, list[int]],
+                            groups: list[ChannelGroup], on_step: StepCallback) -> nn.Module:
+        """The recovery fine-tune of ``model`` (a classifier or a segmenter) with ``on_step`` called after every
+        optimiser step (gradual weight pruning, :mod:`edgeprune.fit.sparsity_stage`); checkpointed as ``name``."""
+        return self._finetune(model, name, keep, groups, on_step)
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one fine-tune epoch of a classifier or a segmenter."""
+        data = self.inputs.task_train_set if self.inputs.task_train_set is not None else self.inputs.train_set
+        batch = self.train_spec().batch_size
+        return max(1, (len(data) + batch - 1) // batch) if data is not None else 0
+
     def _finetune(self, model: nn.Module, name: str, keep: dict[str, list[int]],
-                  groups: list[ChannelGroup]) -> nn.Module:
+                  groups: list[ChannelGroup], on_step: StepCallback | None = None) -> nn.Module:
         if not self.finetune_enabled():
             return model
         if self.inputs.task.name == "detection":
             return self._finetune_detector(model, name)
         if self.inputs.task.name == "segmentation":
-            return self._finetune_segmenter(model, name)
+            return self._finetune_segmenter(model, name, on_step)
         loss: DistillationLoss | FeatureHintLoss | None = None
         if self.config.distill_features:
             loss = FeatureHintLoss(model, self.teacher, self.inputs.example, DISTILL_TEMPERATURE, DISTILL_ALPHA,
@@ -121,7 +133,8 @@ class Recovery:
         try:
             train_classifier(model, self.training_images(), None, self.train_spec(), loss_fn=loss, device=self.device,
                              checkpoint=self.journal.checkpoint_path(f"finetune-{name}"), description="fine-tune",
-                             on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
+                             on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value),
+                             on_step=on_step)
         finally:
             if isinstance(loss, FeatureHintLoss):
                 loss.close()
@@ -146,7 +159,7 @@ class Recovery:
         data = self.inputs.task_train_set
         return getattr(data, "boxes", None) if self.inputs.task.name == "detection" else getattr(data, "masks", None)
 
-    def _finetune_segmenter(self, model: nn.Module, name: str) -> nn.Module:
+    def _finetune_segmenter(self, model: nn.Module, name: str, on_step: StepCallback | None = None) -> nn.Module:
         """A segmentation model's fine-tune: the classifiers' loop (schedule, rewinding, checkpoints for
         ``--resume``) with per-pixel cross-entropy on the masks and, with ``--distill`` or without masks,
         per-pixel distillation from the original."""
@@ -160,7 +173,7 @@ class Recovery:
         start = time.perf_counter()
         train_classifier(model, self._train_images, None, dataclasses.replace(self.train_spec(), augment="none"),
                          loss_fn=loss, device=self.device, checkpoint=self.journal.checkpoint_path(f"finetune-{name}"),
-                         description="fine-tune",
+                         description="fine-tune", on_step=on_step,
                          on_epoch=lambda e, value: log.info("fine-tune epoch %d/%d: loss %.4f", e, epochs, value))
         self.finetune_seconds += time.perf_counter() - start
         self.finetuned_epochs += epochs

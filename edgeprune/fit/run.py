@@ -135,6 +135,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         self.journal_prefix, self.retired_rounds = "", 0
         #: with ``--qat-epochs``: what the quantization-aware fine-tune did (:mod:`edgeprune.fit.qat`)
         self.qat_report: dict[str, Any] | None = None
+        #: with ``--sparsity`` or ``--size-budget``: what weight pruning did (:mod:`edgeprune.fit.sparsity_stage`)
+        self.sparsity_report: dict[str, Any] | None = None
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
         self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
 

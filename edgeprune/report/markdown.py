@@ -13,9 +13,10 @@ from typing import Any
 
 from edgeprune.report import markdown_sections as sections
 from edgeprune.report.markdown_measurement import PAIRED_CONFIDENCE, measurement_section
+from edgeprune.report.size_report import size_section
 
 #: plot file → alt text, in the order they appear
-_PLOTS = {"accuracy_vs_latency.png": "accuracy vs latency"}
+_PLOTS = {"accuracy_vs_latency.png": "accuracy vs latency", "accuracy_vs_size.png": "accuracy vs compressed size"}
 
 
 def _pct(value: float | None) -> str:
@@ -154,7 +155,8 @@ def _plots(plots: Collection[str]) -> list[str]:
     shown = [f"![{alt}]({name})" for name, alt in _PLOTS.items() if name in plots]
     if not shown:
         return []
-    return ["## Accuracy vs latency", ""] + shown + [""]
+    heading = "## Accuracy vs latency" + (" and compressed size" if len(shown) > 1 else "")
+    return [heading, ""] + shown + [""]
 
 
 def _method(report: dict[str, Any]) -> list[str]:
@@ -275,7 +277,8 @@ def render_markdown(report: dict[str, Any], plots: Collection[str] = ()) -> str:
     True
     """
     lines = _headline(report) + _summary_table(report) + _evaluation(report) + _plots(plots)
-    lines += sections.artifact_validation(report) + _method(report) + measurement_section(report)
+    lines += sections.artifact_validation(report) + size_section(report) + _method(report)
+    lines += measurement_section(report)
     lines += sections.search_rounds(report)
     lines += sections.per_layer(report, tuple(plots)) + sections.channel_widths(report) + sections.layer_precision(report)
     lines += sections.stage_times(report) + sections.files(report, tuple(plots)) + sections.environment(report)

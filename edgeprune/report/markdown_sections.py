@@ -137,7 +137,8 @@ def artifact_validation(report: dict[str, Any]) -> list[str]:
     if not artifacts:
         return []
     columns = [c for c in _ARTIFACT_COLUMNS if any(c in a for a in artifacts)]
-    columns += sorted({k for a in artifacts for k in a} - set(columns))
+    # sizes and zeros have their own section (edgeprune.report.size_report)
+    columns += sorted({k for a in artifacts for k in a} - set(columns) - {"size", "weight_zeros"})
     # a metric no artifact has (a detector's top-1, a classifier's mAP) is not a column
     columns = [c for c in columns if c in ("format", "file", "passed") or any(a.get(c) is not None for a in artifacts)]
     rows = [[cell(a.get(c), c) for c in columns] for a in artifacts]

@@ -193,6 +193,10 @@ def write_plots(out_dir: Path, report: dict[str, Any]) -> list[str]:
     written = []
     jobs: list[tuple[str, Callable[[], Path]]] = [
         (ACCURACY_PLOT, lambda: plot_accuracy_vs_latency(report, out_dir / ACCURACY_PLOT))]
+    if report.get("size"):
+        from edgeprune.report.size_report import SIZE_PLOT, plot_accuracy_vs_size
+
+        jobs.append((SIZE_PLOT, lambda: plot_accuracy_vs_size(report, out_dir / SIZE_PLOT)))
     per_layer = report.get("per_layer_latency")
     if per_layer and per_layer.get("layers"):
         model = (report.get("model") or {}).get("spec", "")

@@ -1,0 +1,54 @@
+"""End to end: `fit` with weight pruning and a size budget on the demo (the issue's "done" command), and a size
+budget below the floor, which exits 2 with the floor in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from edgeprune.export.size import artifact_size, weight_zeros
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, timeout=1500)
+
+
+def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run_cli("fit", "--model", "demo", "--budget", "90%", "--sparsity", "0.8", "--sparsity-schedule",
+                   "polynomial", "--sparsity-initial", "0.5", "--finetune-epochs", "2", "--size-budget", "40%",
+                   "--export", "onnx,tflite", "--eval-images", "300", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    size, sparsity = report["size"], report["sparsity"]
+    assert size["size_budget_met"] and size["shipped"]["zip_bytes"] <= 0.4 * size["original"]["zip_bytes"]
+    assert sparsity["applied"] and abs(sparsity["sparsity"] - 0.8) < 1e-3
+    assert sparsity["method"]["kind"] == "gradual" and sparsity["method"]["initial_sparsity"] == 0.5
+    assert len(sparsity["layers"]) == 10  # every conv and the head, with its own sparsity
+    assert "reduces size, not latency" in sparsity["latency_note"]
+    assert report["final"]["top1"] is not None and report["final"]["top1"] > 0.9  # accuracy reported, and kept
+    formats = {a["format"]: a for a in report["artifacts"]}
+    assert set(formats) == {"onnx", "tflite"}
+    for fmt, entry in formats.items():  # every shipped artifact: its size, and its zeros read back from the file
+        path = out / entry["file"]
+        assert entry["size"] == artifact_size([path]).to_dict()
+        assert entry["weight_zeros"] == weight_zeros(path, fmt).to_dict()
+        assert entry["weight_zeros"]["sparsity"] >= 0.79, fmt
+        assert entry["passed"], entry
+    md = (out / "report.md").read_text()
+    assert "## Size and weight sparsity" in md and "accuracy_vs_size.png" in md and (out / "accuracy_vs_size.png").is_file()
+
+
+def test_a_size_budget_below_the_floor_exits_2_with_the_floor(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run_cli("fit", "--model", "demo", "--budget", "90%", "--size-budget", "5kB", "--eval-images", "200",
+                   "--out", str(out))
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if "size budget" in line]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert "size budget 5,000 bytes (compressed) cannot be met: at 95% weight sparsity" in lines[0]
+    floor = int(lines[0].split("compresses to ")[1].split(" bytes")[0].replace(",", ""))
+    assert floor > 5000
+    assert not (out / "report.json").exists() and not (out / "model.onnx").exists()
