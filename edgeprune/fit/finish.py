@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from edgeprune.errors import ValidationFailedError
 from edgeprune.export.formats import runnable_here
 from edgeprune.export.size import artifact_size, weight_zeros
+from edgeprune.export.tflite_sparsity import sparse_inference_verdict
 from edgeprune.fit.artifacts import ship_artifacts
 from edgeprune.fit.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.fit.run import FitRun, RunOutcome
@@ -179,7 +180,7 @@ def _sizes(run: FitRun, outcome: RunOutcome, stage: Path, validations: list[dict
             "compression": "zip archive of the artifact's files, deflate level 6 (zipfile.ZIP_DEFLATED)",
             "size_budget": run.config.size_budget, "size_budget_bytes": budget,
             "size_budget_met": None if budget is None else shipped["zip_bytes"] <= budget,
-            "latency_note": f"unstructured zeros do not make {run.target.runtime} faster: its kernels are dense"}
+            "latency_note": sparse_inference_verdict(run.target).reason}
 
 
 LAYER_PROFILE_TIMING = TimingSpec(warmup_runs=10, min_runs=100, min_seconds=0.5)

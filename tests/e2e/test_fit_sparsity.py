@@ -27,7 +27,7 @@ def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(tmp_path: 
     assert sparsity["applied"] and abs(sparsity["sparsity"] - 0.8) < 1e-3
     assert sparsity["method"]["kind"] == "gradual" and sparsity["method"]["initial_sparsity"] == 0.5
     assert len(sparsity["layers"]) == 10  # every conv and the head, with its own sparsity
-    assert "reduces size, not latency" in sparsity["latency_note"]
+    assert "reduces the model's size, not its latency, on ONNX Runtime" in sparsity["latency_note"]
     assert report["final"]["top1"] is not None and report["final"]["top1"] > 0.9  # accuracy reported, and kept
     formats = {a["format"]: a for a in report["artifacts"]}
     assert set(formats) == {"onnx", "tflite"}
@@ -52,3 +52,16 @@ def test_a_size_budget_below_the_floor_exits_2_with_the_floor(tmp_path: Path) ->
     floor = int(lines[0].split("compresses to ")[1].split(" bytes")[0].replace(",", ""))
     assert floor > 5000
     assert not (out / "report.json").exists() and not (out / "model.onnx").exists()
+
+
+def test_on_litert_the_sparse_path_is_tried_and_its_rules_reported(tmp_path: Path) -> None:
+    """The demo (one input channel) breaks XNNPACK's sparse-subgraph rules: no sparse file, and the reason says so."""
+    out = tmp_path / "out"
+    done = run_cli("fit", "--model", "demo", "--target", "cpu-tflite", "--precision", "fp32", "--budget", "90%",
+                   "--sparsity", "0.8", "--eval-images", "200", "--allocation", "uniform", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sparsity = json.loads((out / "report.json").read_text())["sparsity"]
+    assert "LiteRT (XNNPACK)" in sparsity["latency_note"]
+    sparse = sparsity["sparse_tflite"]
+    assert sparse["rules_hold"] is False and "does not apply" in sparse["summary"]
+    assert "Sparse LiteRT file: not written." in (out / "report.md").read_text()
