@@ -78,3 +78,31 @@ def outlier_net_wide() -> nn.Module:
     """An :class:`OutlierNet` whose INT8 form runs faster than float and whose classifier is the outlier layer
     (``--model model_helpers:outlier_net_wide``)."""
     return OutlierNet(channels=64, extra_convs=1, outlier_in_classifier=True)
+
+
+class _MiniMobileNet(nn.Module):
+    """A MobileNet in miniature that meets XNNPACK's sparse-subgraph rules: a 3x3 stride-2 stem on 3 channels,
+    (1x1, depthwise 3x3, 1x1) + residual, a stride-2 block, global average pool, linear."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        hidden = 4 * width
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU6())
+        self.block = nn.Sequential(nn.Conv2d(width, hidden, 1), nn.ReLU6(),
+                                   nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.ReLU6(),
+                                   nn.Conv2d(hidden, width, 1))
+        self.down = nn.Sequential(nn.Conv2d(width, hidden, 1), nn.ReLU6(),
+                                  nn.Conv2d(hidden, hidden, 3, 2, 1, groups=hidden), nn.ReLU6(),
+                                  nn.Conv2d(hidden, 2 * width, 1))
+        self.head = nn.Linear(2 * width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.down(x + self.block(x))
+        return self.head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def mini_mobilenet() -> nn.Module:
+    """:class:`_MiniMobileNet` with seeded weights (``--model model_helpers:mini_mobilenet``)."""
+    torch.manual_seed(0)
+    return _MiniMobileNet()

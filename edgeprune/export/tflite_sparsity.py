@@ -623,7 +623,9 @@ def _sparsify(model: Any, rules: SparseRules) -> int:
             index = op.inputs[1]
             dense = graph.tensors[index]
             weight = _const(model, graph, index)
-            if weight is not None and int(dense.type) == 0:
+            # a filter with no non-zero left stays dense: its CSR values would be an empty buffer, which LiteRT
+            # does not read as a constant (DENSIFY then fails to load)
+            if weight is not None and int(dense.type) == 0 and np.count_nonzero(weight) > 0:
                 params, values = _csr_parameters(weight)
                 sparse = _add_tensor(model, graph, f"{_tensor_name(dense)}/sparse", tuple(weight.shape), 0, values)
                 graph.tensors[sparse].sparsity = params

@@ -65,3 +65,35 @@ def test_on_litert_the_sparse_path_is_tried_and_its_rules_reported(tmp_path: Pat
     sparse = sparsity["sparse_tflite"]
     assert sparse["rules_hold"] is False and "does not apply" in sparse["summary"]
     assert "Sparse LiteRT file: not written." in (out / "report.md").read_text()
+
+
+def test_on_litert_a_model_meeting_the_rules_gets_its_sparse_file_measured(tmp_path: Path) -> None:
+    """A MobileNet-shaped model: the weight-pruned LiteRT file is rewritten with CSR 1x1 weights, measured paired
+    like every candidate, and shipped only when it measured no slower than the dense file."""
+    import os
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", x=rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8))
+    tests = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--model", "model_helpers:mini_mobilenet",
+                           "--data", str(tmp_path / "images.npz"), "--input-shape", "3,32,32", "--target",
+                           "cpu-tflite", "--precision", "fp32", "--budget", "95%", "--allocation", "uniform",
+                           "--sparsity", "0.9", "--out", str(out)], capture_output=True, text=True, timeout=1500,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    sparse = report["sparsity"]["sparse_tflite"]
+    assert sparse["rules_hold"] is True and sparse["sparse_tensors"] >= 1, sparse["summary"]
+    assert sparse["sparse_bytes"] < sparse["dense_bytes"]
+    assert sparse["measured_speedup"] == sparse["dense_ms"] / sparse["sparse_ms"]
+    assert sparse["shipped"] == (sparse["sparse_ms"] <= 1.02 * sparse["dense_ms"]
+                                 and sparse["sparse_ms"] <= report["budget_ms"])
+    kinds = [r["kind"] for r in report["search"]["rounds"]]
+    assert "sparse-tflite" in kinds  # measured like every candidate
+    shipped = (out / "model.tflite").stat().st_size
+    assert shipped == (sparse["sparse_bytes"] if sparse["shipped"] else sparse["dense_bytes"])
+    assert all(a["passed"] for a in report["artifacts"])  # the shipped file agrees with the PyTorch model

@@ -127,6 +127,20 @@ def test_the_sparse_file_stores_csr_behind_densify_and_agrees_with_the_dense_one
     np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-5)
 
 
+def test_a_1x1_filter_with_no_weight_left_stays_dense_and_the_file_loads(tmp_path: Path) -> None:
+    """Heavy global pruning can zero a whole 1x1 filter: its CSR values would be an empty buffer, which LiteRT
+    does not take as a constant (DENSIFY failed to load); it stays dense, the others go sparse."""
+    model = _pruned(MiniMobile(), 0.8)
+    with torch.no_grad():
+        model.block[4].weight.zero_()  # the block's last 1x1 convolution: nothing left
+    dense_path = _export(model, tmp_path / "zeroed")
+    written = write_sparse_tflite(dense_path, tmp_path / "sparse.tflite")
+    assert written.written and written.sparse_tensors == 3
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    np.testing.assert_allclose(LiteRtSession(written.path, 1).run({"x": x})[0],
+                               LiteRtSession(dense_path, 1).run({"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(("model", "sparsity", "reason"), [
     (lambda: MiniMobile(), 0.5, "needs more than 66.7%"),
     (lambda: MiniMobile(stem_stride=1), 0.8, "no 3x3 stride-2 convolution on 3 channels"),
