@@ -11,8 +11,10 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from edgeprune.prune.sparsity import WeightMasks
 from edgeprune.train import distributed
 from edgeprune.train.loop import TrainSpec, serve_training_jobs, train_classifier
+from edgeprune.train.sparsity_schedule import GradualPruning, PolynomialDecay
 
 SPEC = TrainSpec(epochs=2, lr=0.05, batch_size=16, seed=3, schedule="rewind", augment="crop,flip")
 
@@ -42,8 +44,15 @@ def _stop_after_first(epoch: int, _loss: float) -> None:
         raise _StopAfterFirstEpoch
 
 
+def _gradual(model: nn.Module) -> GradualPruning:
+    """Global magnitude masks rising 0 -> 60% over the first 8 steps, updated every 2 (``--sparsity``'s hook)."""
+    gradual = GradualPruning(WeightMasks(model, "global"), PolynomialDecay(0.0, 0.6, 0, 8, frequency=2))
+    gradual.start()
+    return gradual
+
+
 def _rank(rank: int, world: int, port: int, out: str, batch_norm: bool, checkpoint: str | None,
-          interrupt: bool) -> None:
+          interrupt: bool, sparse: bool = False) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     distributed.start(torch.device("cpu"))
@@ -52,7 +61,8 @@ def _rank(rank: int, world: int, port: int, out: str, batch_norm: bool, checkpoi
             x, y = _data()
             model = _model(batch_norm)
             losses = train_classifier(model, x, y, SPEC, checkpoint=Path(checkpoint) if checkpoint else None,
-                                      on_epoch=_stop_after_first if interrupt else None)
+                                      on_epoch=_stop_after_first if interrupt else None,
+                                      on_step=_gradual(model) if sparse else None)
             distributed.broadcast(None)
             torch.save({"model": model.state_dict(), "losses": losses}, out)
         else:
@@ -68,17 +78,17 @@ def _free_port() -> int:
 
 
 def _two_processes(tmp_path: Path, name: str, batch_norm: bool, checkpoint: Path | None = None,
-                   interrupt: bool = False) -> dict:
+                   interrupt: bool = False, sparse: bool = False) -> dict:
     out = tmp_path / f"{name}.pt"
-    mp.spawn(_rank, args=(2, _free_port(), str(out), batch_norm, str(checkpoint) if checkpoint else None, interrupt),
-             nprocs=2, join=True)
+    mp.spawn(_rank, args=(2, _free_port(), str(out), batch_norm, str(checkpoint) if checkpoint else None, interrupt,
+                          sparse), nprocs=2, join=True)
     return torch.load(out, weights_only=True)
 
 
-def _one_process(batch_norm: bool) -> dict:
+def _one_process(batch_norm: bool, sparse: bool = False) -> dict:
     x, y = _data()
     model = _model(batch_norm)
-    losses = train_classifier(model, x, y, SPEC)
+    losses = train_classifier(model, x, y, SPEC, on_step=_gradual(model) if sparse else None)
     return {"model": model.state_dict(), "losses": losses}
 
 
@@ -113,3 +123,14 @@ def test_a_resumed_data_parallel_fine_tune_matches_an_uninterrupted_one(tmp_path
     resumed = _two_processes(tmp_path, "resumed", True, checkpoint)
     assert _max_difference(whole["model"], resumed["model"]) < 1e-6
     assert resumed["losses"] == pytest.approx(whole["losses"], rel=1e-6)
+
+
+def test_gradual_weight_pruning_runs_on_every_rank_and_matches_one_process(tmp_path: Path) -> None:
+    """``--sparsity``'s step hook travels with the job: every rank updates its masks at the same steps, and the
+    result is one process's (no batch norm: to float rounding), 60% of the weights zero."""
+    single, double = _one_process(False, sparse=True), _two_processes(tmp_path, "sparse", False, sparse=True)
+    assert _max_difference(single["model"], double["model"]) < 1e-5
+    masks = {k: v for k, v in double["model"].items() if k.endswith("weight_mask")}
+    assert masks and all(torch.equal(v, single["model"][k]) for k, v in masks.items())
+    kept = sum(float(v.sum()) for v in masks.values()) / sum(v.numel() for v in masks.values())
+    assert kept == pytest.approx(0.4, abs=0.01)
