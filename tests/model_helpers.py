@@ -80,29 +80,40 @@ def outlier_net_wide() -> nn.Module:
     return OutlierNet(channels=64, extra_convs=1, outlier_in_classifier=True)
 
 
-class _MiniMobileNet(nn.Module):
-    """A MobileNet in miniature that meets XNNPACK's sparse-subgraph rules: a 3x3 stride-2 stem on 3 channels,
-    (1x1, depthwise 3x3, 1x1) + residual, a stride-2 block, global average pool, linear."""
+class MiniMobile(nn.Module):
+    """A MobileNet in miniature: 3x3 stride-2 stem on 3 channels, (1x1, depthwise 3x3, 1x1) + residual, a second
+    block with a stride-2 depthwise, global average pool, linear. ``stem_stride=1``, ``head="flatten"`` (no global
+    mean) and ``head="tensor-mean"`` (``x.mean((2, 3))``, which litert-torch exports as TRANSPOSE + MEAN) break
+    the rules."""
 
-    def __init__(self, width: int = 16) -> None:
+    def __init__(self, stem_stride: int = 2, head: str = "mean", width: int = 16) -> None:
         super().__init__()
         hidden = 4 * width
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU6())
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stem_stride, 1), nn.ReLU6())
         self.block = nn.Sequential(nn.Conv2d(width, hidden, 1), nn.ReLU6(),
                                    nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.ReLU6(),
                                    nn.Conv2d(hidden, width, 1))
         self.down = nn.Sequential(nn.Conv2d(width, hidden, 1), nn.ReLU6(),
                                   nn.Conv2d(hidden, hidden, 3, 2, 1, groups=hidden), nn.ReLU6(),
                                   nn.Conv2d(hidden, 2 * width, 1))
-        self.head = nn.Linear(2 * width, 10)
+        self.head_kind = head
+        side = 32 // stem_stride // 2  # for 32x32 inputs
+        self.head = nn.Linear(2 * width * (side * side if head == "flatten" else 1), 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         x = self.down(x + self.block(x))
-        return self.head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+        if self.head_kind == "flatten":
+            x = x.flatten(1)
+        elif self.head_kind == "tensor-mean":
+            x = x.mean((2, 3))
+        else:
+            x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.head(x)
 
 
 def mini_mobilenet() -> nn.Module:
-    """:class:`_MiniMobileNet` with seeded weights (``--model model_helpers:mini_mobilenet``)."""
+    """:class:`MiniMobile` with seeded weights, meeting XNNPACK's sparse-subgraph rules
+    (``--model model_helpers:mini_mobilenet``)."""
     torch.manual_seed(0)
-    return _MiniMobileNet()
+    return MiniMobile()

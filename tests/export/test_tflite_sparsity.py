@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_helpers import MiniMobile
 from torch import nn
 
 from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession
@@ -24,38 +25,6 @@ from edgeprune.target import load_target
 
 TARGET = load_target("cpu-tflite")
 SHAPE = (1, 3, 32, 32)
-
-
-class MiniMobile(nn.Module):
-    """A MobileNet in miniature: 3x3 stride-2 stem on 3 channels, (1x1, depthwise 3x3, 1x1) + residual, a second
-    block with a stride-2 depthwise, global average pool, linear. ``stem_stride=1``, ``head="flatten"`` (no global
-    mean) and ``head="tensor-mean"`` (``x.mean((2, 3))``, which litert-torch exports as TRANSPOSE + MEAN) break
-    the rules."""
-
-    def __init__(self, stem_stride: int = 2, head: str = "mean", width: int = 16) -> None:
-        super().__init__()
-        hidden = 4 * width
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stem_stride, 1), nn.ReLU6())
-        self.block = nn.Sequential(nn.Conv2d(width, hidden, 1), nn.ReLU6(),
-                                   nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.ReLU6(),
-                                   nn.Conv2d(hidden, width, 1))
-        self.down = nn.Sequential(nn.Conv2d(width, hidden, 1), nn.ReLU6(),
-                                  nn.Conv2d(hidden, hidden, 3, 2, 1, groups=hidden), nn.ReLU6(),
-                                  nn.Conv2d(hidden, 2 * width, 1))
-        self.head_kind = head
-        side = SHAPE[-1] // stem_stride // 2
-        self.head = nn.Linear(2 * width * (side * side if head == "flatten" else 1), 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = self.down(x + self.block(x))
-        if self.head_kind == "flatten":
-            x = x.flatten(1)
-        elif self.head_kind == "tensor-mean":
-            x = x.mean((2, 3))
-        else:
-            x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
-        return self.head(x)
 
 
 def _pruned(model: nn.Module, sparsity: float) -> nn.Module:
