@@ -21,14 +21,13 @@ ConvNets", 2020) when all of these hold; otherwise zero weights only shrink the 
 :func:`check_sparse_rules` says per layer which of these hold (:class:`SparseRules`), :func:`write_sparse_tflite`
 writes the sparse file only when they do (and converts litert-torch's ``SAME``-padded depthwise convolutions to
 ``PAD`` + ``VALID``, which XNNPACK fuses back into one explicitly padded convolution, so they stop breaking the
-cluster), and :func:`sparse_kernels_on_cpu` answers rule 4 for a CPU. The rules mirror XNNPACK's
+cluster), and :func:`edgeprune.export.sparse_cpu.sparse_kernels_on_cpu` answers rule 4 for a CPU. The rules mirror XNNPACK's
 ``src/subgraph.c`` (``xnn_check_nchw_compatibility``, ``xnn_subgraph_rewrite_for_nchw``) as of 2025; they are a
 model of the runtime, and only a paired timing (:mod:`edgeprune.validate.sparse_speedup`) says the path ran.
 """
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import InputError, MissingRuntimeError
-from edgeprune.target import Target
 
 #: XNNPACK switches a cluster to sparse inference when more than this share of its 1x1 weights is zero
 MIN_CLUSTER_SPARSITY = 2.0 / 3.0
@@ -127,14 +125,6 @@ class SparseWrite:
     def written(self) -> bool:
         """Whether a sparse file was written."""
         return self.path is not None
-
-
-@dataclass(frozen=True)
-class CpuVerdict:
-    """Whether XNNPACK turns its channels-first (sparse) kernels on for a CPU, and why."""
-
-    enabled: bool
-    reason: str
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -494,7 +484,7 @@ def check_sparse_rules(path: Path | str, explicit_padding: bool = True) -> Spars
 
     ``explicit_padding`` checks the file as :func:`write_sparse_tflite` would write it, with ``SAME``-padded
     depthwise convolutions turned into ``PAD`` + ``VALID``; pass False to check the file exactly as it is. The
-    CPU rule (:func:`sparse_kernels_on_cpu`) is separate: these are the graph and sparsity rules.
+    CPU rule (:func:`edgeprune.export.sparse_cpu.sparse_kernels_on_cpu`) is separate: these are the graph and sparsity rules.
     """
     model = _read(Path(path))
     rewritten = _explicit_padding(model) if explicit_padding else 0
@@ -667,64 +657,3 @@ def write_sparse_tflite(dense_path: Path | str, out_path: Path | str) -> SparseW
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fbu.write_model(model, str(out_path))
     return SparseWrite(rules, out_path, count, dense_bytes, out_path.stat().st_size)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the CPU rule
-
-
-def sparse_kernels_on_cpu(machine: str | None = None, cpu_flags: Iterable[str] | None = None) -> CpuVerdict:
-    """Whether XNNPACK turns on its channels-first (sparse) fp32 kernels on a CPU of architecture ``machine``
-    (``platform.machine()`` spelling) with feature ``cpu_flags`` (``/proc/cpuinfo``); both default to this
-    machine's. Arm (a Raspberry Pi, a phone): yes. x86: only without AVX (XNNPACK's
-    ``xnn_is_chw_compatible_config``: its sparse kernels on x86 are SSE-only and it expects AVX dense kernels to
-    be faster)."""
-    machine = (machine or platform.machine()).lower()
-    if machine in ("x86_64", "amd64", "i386", "i686", "x86"):
-        flags = set(cpu_flags) if cpu_flags is not None else _local_cpu_flags()
-        if "avx" in flags:
-            return CpuVerdict(False, "x86 CPU with AVX: XNNPACK keeps its channels-first (sparse) kernels off and "
-                                     "runs the dense ones (xnn_is_chw_compatible_config); zero weights shrink "
-                                     "the file, not the latency, on this CPU")
-        return CpuVerdict(True, "x86 CPU without AVX: XNNPACK's SSE sparse kernels are on")
-    if machine.startswith(("arm", "aarch64")):
-        return CpuVerdict(True, f"{machine}: XNNPACK's NEON sparse kernels are on")
-    return CpuVerdict(False, f"{machine}: no XNNPACK sparse kernels known for this architecture")
-
-
-def sparse_inference_verdict(target: Target, machine: str | None = None,
-                             cpu_flags: Iterable[str] | None = None) -> CpuVerdict:
-    """Whether zero weights can make ``target`` faster at all, and the sentence a report prints about it.
-
-    Only a LiteRT fp32 target runs XNNPACK's sparse path, and only on a CPU that has it on
-    (:func:`sparse_kernels_on_cpu`): a target whose latency comes from a Raspberry Pi profile is Arm; a target
-    measured on this machine is this machine's CPU unless ``machine`` / ``cpu_flags`` say otherwise (a device
-    behind ``edgeprune agent``). Everywhere else the verdict says that unstructured sparsity reduces the file's
-    size, not its latency, on that runtime.
-    """
-    runtime = {"litert": "LiteRT (XNNPACK)", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(
-        target.runtime, target.runtime)
-    plain = f"unstructured sparsity reduces the model's size, not its latency, on {runtime}"
-    if target.runtime != "litert":
-        return CpuVerdict(False, f"{plain}: the runtime has no sparse kernels for zero weights in dense layers")
-    if target.precision != "fp32":
-        return CpuVerdict(False, f"{plain} at {target.precision}: XNNPACK's sparse path is floating-point only")
-    if machine is None and (target.profile or "").startswith("rpi"):
-        machine = "aarch64"
-    verdict = sparse_kernels_on_cpu(machine, cpu_flags)
-    if verdict.enabled:
-        return CpuVerdict(True, f"{runtime} on this CPU runs qualifying 1x1 convolutions sparse ({verdict.reason}); "
-                                "the speed-up must be measured")
-    return CpuVerdict(False, f"{plain} here: {verdict.reason}")
-
-
-def _local_cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip().lower() in ("flags", "features"):
-            return set(value.split())
-    return set()

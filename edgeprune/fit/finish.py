@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from edgeprune.errors import ValidationFailedError
 from edgeprune.export.formats import runnable_here
 from edgeprune.export.size import artifact_size, weight_zeros
-from edgeprune.export.tflite_sparsity import sparse_inference_verdict
+from edgeprune.export.sparse_cpu import sparse_inference_verdict
 from edgeprune.fit.artifacts import ship_artifacts
 from edgeprune.fit.outputs import ARTIFACT_FILES, OutputDir
 from edgeprune.fit.run import FitRun, RunOutcome

@@ -33,10 +33,8 @@ from typing import Any
 
 from edgeprune.export.formats import runnable_here
 from edgeprune.fit.recover import DISTILL_ALPHA, DISTILL_TEMPERATURE
-from edgeprune.fit.resume import keep_key
 from edgeprune.fit.run import FitRun, RunOutcome
-from edgeprune.latency.candidates import CONFIRM_TIMING, Measurement
-from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.latency.candidates import Measurement
 from edgeprune.quantize.qat import export_qat, float_form, prepare_qat
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
@@ -138,20 +136,7 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
 def _measure(run: FitRun, outcome: RunOutcome, artifact: Any) -> Measurement:
     """The quantization-aware artifact timed like the final confirmation (paired with the original), journalled
     so that ``--resume`` replays it; a predicted target's estimate is the PTQ artifact's (same architecture)."""
-    step = run.step.index if run.step is not None else 1
-    key = keep_key(step, run.journal_prefix + QAT_KIND, outcome.keep)
-    recorded = run.journal.measurement(key)
-    if recorded is not None:
-        measured = Measurement(artifact, recorded, replayed_ratio=run.journal.replayed_ratio)
-    elif isinstance(run.measurer, PredictedMeasurer):
-        measured = Measurement(artifact, outcome.final.stats)
-    else:
-        run.measurer.decision_ms = run.budget_ms
-        with run.clock("confirm"):
-            measured = run.measurer.time(artifact, CONFIRM_TIMING)
-        run.journal.record(key, measured.stats, measured.paired.summary.ratio if measured.paired is not None else None)
-    run._record(QAT_KIND, outcome.keep, {}, measured)
-    return measured
+    return run.measure_final_artifact(artifact, QAT_KIND, outcome.keep, predicted=outcome.final.stats)
 
 
 def _pct(value: float | None) -> str:

@@ -52,7 +52,7 @@ from edgeprune.prune.surgery import slim_copy
 from edgeprune.prune.trial import freeze_untrimmable
 from edgeprune.quantize.choice import PrecisionChoice
 from edgeprune.target import Target
-from edgeprune.timing import TimingSpec
+from edgeprune.timing import LatencyStats, TimingSpec
 from edgeprune.train.device import placed_on
 from edgeprune.validate.original import check_original_runs
 
@@ -316,6 +316,27 @@ class FitRun(ClosedLoop, PrecisionStage):
         m = self.measurer.measure(*args, keep=keep, check=check)
         self.journal.record(key, m.stats, m.paired.summary.ratio if m.paired is not None else None)
         return m
+
+    def measure_final_artifact(self, artifact: Artifact, kind: str, keep: dict[str, list[int]],
+                               predicted: LatencyStats | None = None) -> Measurement:
+        """An artifact made after the search (QAT's, the weight-pruned one) timed like the final confirmation,
+        paired with the original, journalled so that ``--resume`` replays it, and recorded as a ``kind`` round.
+        ``predicted``: the estimate to use where latency is predicted (the same architecture's), not measured."""
+        step = self.step.index if self.step is not None else 1
+        key = keep_key(step, self.journal_prefix + kind, keep)
+        recorded = self.journal.measurement(key)
+        if recorded is not None:
+            measured = Measurement(artifact, recorded, replayed_ratio=self.journal.replayed_ratio)
+        elif predicted is not None and isinstance(self.measurer, PredictedMeasurer):
+            measured = Measurement(artifact, predicted)
+        else:
+            self.measurer.decision_ms = self.budget_ms
+            with self.clock("confirm"):
+                measured = self.measurer.time(artifact, CONFIRM_TIMING)
+            self.journal.record(key, measured.stats,
+                                measured.paired.summary.ratio if measured.paired is not None else None)
+        self._record(kind, keep, {}, measured)
+        return measured
 
     def _record(self, kind: str, keep: dict[str, list[int]], info: dict[str, Any], m: Measurement) -> None:
         stats = m.stats

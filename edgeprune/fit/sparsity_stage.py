@@ -37,11 +37,11 @@ from edgeprune.backends.base import Artifact
 from edgeprune.budget import SizeBudget
 from edgeprune.errors import BudgetUnreachableError, SizeBudgetUnreachableError
 from edgeprune.export.size import ArtifactSize, artifact_size, format_bytes, weight_zeros
-from edgeprune.export.tflite_sparsity import sparse_inference_verdict, write_sparse_tflite
+from edgeprune.export.sparse_cpu import sparse_inference_verdict
+from edgeprune.export.tflite_sparsity import write_sparse_tflite
 from edgeprune.fit.outputs import ARTIFACT_FILES
-from edgeprune.fit.resume import keep_key
 from edgeprune.fit.run import FitRun, RunOutcome
-from edgeprune.latency.candidates import CONFIRM_TIMING, Measurement
+from edgeprune.latency.candidates import Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.prune.sparsity import WeightMasks, layer_sparsity, sparsify, total_sparsity
 from edgeprune.train.sparsity_schedule import ConstantSparsity, GradualPruning, PolynomialDecay, default_steps
@@ -246,18 +246,7 @@ def _measure(run: FitRun, outcome: RunOutcome, model: nn.Module, artifact: Artif
 
 
 def _time(run: FitRun, outcome: RunOutcome, artifact: Artifact, kind: str) -> Measurement:
-    step = run.step.index if run.step is not None else 1
-    key = keep_key(step, run.journal_prefix + kind, outcome.keep)
-    recorded = run.journal.measurement(key)
-    if recorded is not None:
-        measured = Measurement(artifact, recorded, replayed_ratio=run.journal.replayed_ratio)
-    else:
-        run.measurer.decision_ms = run.budget_ms
-        with run.clock("confirm"):
-            measured = run.measurer.time(artifact, CONFIRM_TIMING)
-        run.journal.record(key, measured.stats, measured.paired.summary.ratio if measured.paired is not None else None)
-    run._record(kind, outcome.keep, {}, measured)
-    return measured
+    return run.measure_final_artifact(artifact, kind, outcome.keep)
 
 
 def _images(run: FitRun) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.backends.litert_backend import LiteRtSession, quiet_native_output
-from edgeprune.export.tflite_sparsity import CpuVerdict, sparse_kernels_on_cpu
+from edgeprune.export.sparse_cpu import CpuVerdict, sparse_kernels_on_cpu
 from edgeprune.paired import PairedStats, PairingSpec, measure_paired, schedule
 
 

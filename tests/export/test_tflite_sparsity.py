@@ -13,13 +13,8 @@ from model_helpers import MiniMobile
 from torch import nn
 
 from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession
-from edgeprune.export.tflite_sparsity import (
-    QUALIFIES,
-    check_sparse_rules,
-    sparse_inference_verdict,
-    sparse_kernels_on_cpu,
-    write_sparse_tflite,
-)
+from edgeprune.export.sparse_cpu import sparse_inference_verdict, sparse_kernels_on_cpu
+from edgeprune.export.tflite_sparsity import QUALIFIES, check_sparse_rules, write_sparse_tflite
 from edgeprune.paired import PairingSpec
 from edgeprune.target import load_target
 

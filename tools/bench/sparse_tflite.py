@@ -9,7 +9,7 @@ fine-tune: this measures the runtime, not the accuracy). Each model is exported 
 against XNNPACK's sparse-path rules (:func:`edgeprune.export.tflite_sparsity.check_sparse_rules`), written sparse
 (CSR + DENSIFY) when they hold, checked for parity with the dense file, and the two files are timed in alternating
 rounds on LiteRT (XNNPACK), 1 thread (:func:`edgeprune.validate.sparse_speedup.measure_sparse_speedup`). The CPU
-rule (:func:`edgeprune.export.tflite_sparsity.sparse_kernels_on_cpu`) is recorded beside the measurement.
+rule (:func:`edgeprune.export.sparse_cpu.sparse_kernels_on_cpu`) is recorded beside the measurement.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from provenance import provenance  # noqa: E402
 
 from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession  # noqa: E402
 from edgeprune.environment import machine_info  # noqa: E402
-from edgeprune.export.tflite_sparsity import check_sparse_rules, sparse_kernels_on_cpu, write_sparse_tflite  # noqa: E402
+from edgeprune.export.sparse_cpu import sparse_kernels_on_cpu  # noqa: E402
+from edgeprune.export.tflite_sparsity import check_sparse_rules, write_sparse_tflite  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.validate.sparse_speedup import measure_sparse_speedup  # noqa: E402
 
