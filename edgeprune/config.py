@@ -99,7 +99,8 @@ class FitConfig:
         mean, std: override the model's input normalisation.
         input_shape: override the input shape (C, H, W).
         num_classes: classifier outputs, for architectures built from a spec.
-        max_rounds: bound on export-and-measure rounds of the search.
+        max_rounds: bound on export-and-measure rounds of the search, per step (confirming a candidate the
+            search found within the budget does not count).
         search_headroom: the search aims this fraction under the budget, leaving room for timing drift
             between the search and the confirmation (measured here: 8% drift within a minute on a shared VM).
         seed: seed for every random choice.

@@ -132,7 +132,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "architectures")
     p.add_argument("--freeze", nargs="+", action="extend", default=[], metavar="MODULE",
                    help="module names never to prune (repeat the flag or list several)")
-    p.add_argument("--max-rounds", type=positive_int, default=12, help="bound on export-and-measure rounds")
+    p.add_argument("--max-rounds", type=positive_int, default=12, help="bound on the search's export-and-measure rounds per step (confirmations do not count)")
     p.add_argument("--search-headroom", type=float, default=0.05,
                    help="aim this fraction under the budget while searching (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")

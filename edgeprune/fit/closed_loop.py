@@ -28,6 +28,19 @@ from edgeprune.prune.surgery import slim_copy
 
 log = logging.getLogger(__name__)
 
+#: Kinds of depth pruning's rounds (judged against the whole run's budget; not counted against ``--max-rounds``).
+DEPTH_KINDS = ("depth", "depth-recheck")
+
+#: Kinds of the rounds that confirm a candidate the search already measured within the budget. They do not count
+#: against ``--max-rounds``, which bounds the *search*: a confirmation that a noisy reading overturns then still
+#: leaves the search its rounds to propose a smaller candidate (each search round adds at most four of these).
+CONFIRM_KINDS = ("preconfirm", "preconfirm-recheck", "confirm", "recheck")
+
+
+def search_rounds(rounds: list[dict[str, Any]]) -> int:
+    """How many of ``rounds`` count against ``--max-rounds``: all but confirmations and depth pruning's own."""
+    return sum(r["kind"] not in CONFIRM_KINDS and r["kind"] not in DEPTH_KINDS for r in rounds)
+
 
 class ClosedLoop:
     """The closed-loop stage of a fit run (mixed into :class:`~edgeprune.fit.run.FitRun`)."""
@@ -107,7 +120,7 @@ class ClosedLoop:
                 if final.stats.median_ms <= budget_ms:
                     return candidate.keep, slim, final
                 missed_ms = final.stats.median_ms
-            if len(self.rounds) - rounds_at_start >= self.config.max_rounds:
+            if search_rounds(self.rounds[rounds_at_start:]) >= self.config.max_rounds:
                 break
             try:
                 with self.clock("search"):

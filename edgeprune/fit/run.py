@@ -28,7 +28,7 @@ from edgeprune.backends.base import Artifact
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError
-from edgeprune.fit.closed_loop import ClosedLoop
+from edgeprune.fit.closed_loop import DEPTH_KINDS, ClosedLoop, search_rounds
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.fit.loop.base import Allocation, RoundsExhausted, floor_hint, kept_fraction
@@ -62,9 +62,6 @@ log = logging.getLogger(__name__)
 CANDIDATE_EVAL_IMAGES = 500
 #: the same for detectors and segmenters, whose images cost more to run and to score
 DENSE_CANDIDATE_EVAL_IMAGES = 128
-
-#: round kinds of the depth stage (judged against the run's budget, not counted against --max-rounds)
-DEPTH_KINDS = ("depth", "depth-recheck")
 
 
 
@@ -364,8 +361,7 @@ class FitRun(ClosedLoop, PrecisionStage):
                  "(within budget)" if meets else "(over budget)")
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
-        depth_rounds = sum(r["kind"] in DEPTH_KINDS for r in self.rounds[self.retired_rounds:])
-        if len(self.rounds) - self.retired_rounds - depth_rounds >= self.config.max_rounds * self.config.steps:
+        if search_rounds(self.rounds[self.retired_rounds:]) >= self.config.max_rounds * self.config.steps:
             raise RoundsExhausted()
         assert self.step is not None
         model = self.step.model
