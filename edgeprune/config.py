@@ -33,7 +33,9 @@ class FitConfig:
     """Options of a fit run. Each field maps to one CLI flag (``budget`` ↔ ``--budget``).
 
     Attributes:
-        budget: latency budget, e.g. ``"5ms"`` (median of single-inference latency on the target).
+        budget: latency budget, e.g. ``"5ms"`` (median of single-inference latency on the target). None: no
+            latency budget, a size-only fit (``size_budget`` or ``sparsity`` says what to do): no channel is
+            pruned, and the shipped artifact's latency is measured and reported, not judged.
         model: model spec (``demo``, ``cifar-resnet56``, ``torchvision:mobilenet_v2``, ``pkg.mod:factory``).
         weights: weights file (state dict or safetensors); required except for ``demo``.
         data: evaluation data (ImageFolder directory or ``.npz``); the demo's held-out digits for ``demo``.
@@ -141,7 +143,7 @@ class FitConfig:
             cannot be met exits with code 2 and the smallest size reachable.
     """
 
-    budget: str = "2ms"
+    budget: str | None = "2ms"
     model: str = "demo"
     weights: Path | None = None
     data: Path | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,8 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``fit`` verb."""
     p = sub.add_parser("fit", help="prune a model to meet a latency budget measured on a target",
                        description="Prune MODEL until its exported artifact, measured on TARGET, meets BUDGET.")
-    p.add_argument("--budget", required=True, help="latency budget with a unit (20ms, 1.5ms, 0.02s) or a share of the "
-                   "original's latency measured on the target (60%%)")
+    p.add_argument("--budget", help="latency budget with a unit (20ms, 1.5ms, 0.02s) or a share of the original's "
+                   "latency measured on the target (60%%). Required unless --size-budget or --sparsity asks for a "
+                   "size-only fit, which keeps every channel and reports the measured latency")
     p.add_argument("--model", default="demo",
                    help="demo | cifar-resnetN | torchvision:NAME (classifiers, segmentation models) | "
                    "ultralytics:YAML (YOLO detectors, e.g. ultralytics:yolov8n.yaml) | package.module:factory "
@@ -204,12 +206,17 @@ def print_summary(result: FitResult) -> None:
              "predicted-profile": "PREDICTED from the shipped profile, not measured"}.get(
         r["final"]["latency"]["source"], "measured on the target")
     console.print(f"  baseline latency  {result.baseline_latency_ms:8.3f} ms   {where} (median)")
-    console.print(f"  budget            {result.budget_ms:8.3f} ms")
+    if math.isfinite(result.budget_ms):
+        console.print(f"  budget            {result.budget_ms:8.3f} ms")
+    else:
+        console.print("  budget            none on latency (a size-only fit: measured and reported, not judged)")
     speedup = r.get("speedup_measured", r.get("speedup_predicted", float("nan")))
     interval = r.get("speedup_interval")
     paired = f" (paired with the original: {interval[0]:.2f}–{interval[1]:.2f}x)" if interval else ""
+    budgeted = math.isfinite(result.budget_ms)
     console.print(f"  final latency     {result.final_latency_ms:8.3f} ms   {where} (median), "
-                  f"{speedup:.2f}x faster{paired}, [green]budget met[/]"
+                  + (f"{speedup:.2f}x faster{paired}, [green]budget met[/]" if budgeted else
+                     f"{speedup:.2f}x the original's speed{paired}")
                   + ("" if r["final"]["latency"]["measured"] else " [yellow](by prediction)[/]"), highlight=False)
     drift = r.get("measurement") or {}
     if drift.get("drift_detected"):

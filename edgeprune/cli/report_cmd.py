@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from edgeprune.cli.common import console
+from edgeprune.report.fit_result import budget_words
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     top1 = report["final"].get("top1")
     console.print(f"[bold]edgeprune report[/] {args.out_dir}: {report.get('model', {}).get('spec', '?')} on target "
                   f"{report['target'].get('name', '?')}, {report['baseline']['latency']['median_ms']:.3f} → "
-                  f"{final['median_ms']:.3f} ms ({kind}), budget {report['budget_ms']:.3f} ms, top-1 after "
+                  f"{final['median_ms']:.3f} ms ({kind}), {budget_words(report)}, top-1 after "
                   f"{'n/a' if top1 is None else f'{100 * top1:.2f}%'}", highlight=False)
     console.print("  re-rendered: " + ", ".join(written), highlight=False)
     return 0

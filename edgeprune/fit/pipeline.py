@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 
 def _check_config(config: FitConfig) -> None:
+    if config.budget is None and config.size_budget is None and config.sparsity is None:
+        raise InputError("a fit needs --budget (latency), or --size-budget or --sparsity for a size-only fit")
     if config.finetune_epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {config.finetune_epochs}")
     if config.qat_epochs < 0:
@@ -138,7 +140,7 @@ def _fit(config: FitConfig) -> FitResult:
     (Ctrl-C, a crash) keeps its resume state in the output directory; ``resume=True`` continues it.
     """
     clock = StageClock()
-    budget = Budget.parse(config.budget)
+    budget = Budget.parse(config.budget) if config.budget is not None else None
     _check_config(config)
     target = load_target(config.target)
     measured = bool(config.device) or target.latency_source != "predicted-profile"

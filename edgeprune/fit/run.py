@@ -14,6 +14,7 @@ replays what it had measured.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,10 +111,11 @@ class FitRun(ClosedLoop, PrecisionStage):
     """State of one fit run (kept in one object so the stages read as a sequence); the closed loop itself is
     :class:`~edgeprune.fit.closed_loop.ClosedLoop`."""
 
-    def __init__(self, config: FitConfig, budget: Budget, target: Target, backend: Any, importance: Any,
+    def __init__(self, config: FitConfig, budget: Budget | None, target: Target, backend: Any, importance: Any,
                  inputs: FitInputs, measurer: CandidateMeasurer, journal: RunJournal, clock: StageClock) -> None:
         self.config, self.budget_spec, self.target, self.importance = config, budget, target, importance
-        self.budget_ms = budget.ms if budget.ms is not None else float("nan")
+        #: the latency budget in ms: resolved once the original is measured; infinite in a size-only fit
+        self.budget_ms = math.inf if budget is None else budget.ms if budget.ms is not None else float("nan")
         self.inputs, self.clock, self.journal = inputs, clock, journal
         self.model: nn.Module = inputs.bundle.model
         self.example = inputs.example
@@ -195,12 +197,18 @@ class FitRun(ClosedLoop, PrecisionStage):
         """Export the original, check it runs in the target's runtime as in PyTorch, measure it, set the budget."""
         with self.clock("measure"):
             baseline = self._measure(self.model, "original", {}, CONFIRM_TIMING)
-            self.budget_ms = self.budget_spec.resolve(baseline.stats.median_ms)
+            spec = self.budget_spec
+            self.budget_ms = math.inf if spec is None else spec.resolve(baseline.stats.median_ms)
             if not isinstance(self.measurer, PredictedMeasurer):  # every later reading is paired with it
-                self.measurer.set_reference(baseline, absolute_budget=self.budget_spec.ms is not None)
+                self.measurer.set_reference(baseline, absolute_budget=spec is not None and spec.ms is not None)
             self._record("baseline", {}, {}, baseline)
-            log.info("original model: %.3f ms on %s (%s); budget %.3f ms (%s)", baseline.stats.median_ms,
-                     self.target.name, self.measurer.timer.source, self.budget_ms, self.budget_spec)
+            if spec is None:
+                log.info("original model: %.3f ms on %s (%s); no latency budget: a size-only fit keeps every "
+                         "channel and reports the shipped artifact's measured latency", baseline.stats.median_ms,
+                         self.target.name, self.measurer.timer.source)
+            else:
+                log.info("original model: %.3f ms on %s (%s); budget %.3f ms (%s)", baseline.stats.median_ms,
+                         self.target.name, self.measurer.timer.source, self.budget_ms, spec)
         return baseline
 
     def _check_original(self, artifact: Artifact) -> None:
@@ -300,8 +308,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         step = self.step.index if self.step else 1
         key = keep_key(step, self.journal_prefix + kind, keep)
         whole_run = kind in (*DEPTH_KINDS, QUANTIZED, QUANTIZED_MIXED)  # judged against the run's budget, not the step's
-        self.measurer.decision_ms = None if kind == "original" else \
-            (self.budget_ms if whole_run else self.step_budget_ms)
+        decision_ms = self.budget_ms if whole_run else self.step_budget_ms
+        self.measurer.decision_ms = None if kind == "original" or not math.isfinite(decision_ms) else decision_ms
         check = self._check_original if kind == "original" else None
         recorded = self.journal.measurement(key)  # only when resuming
         if recorded is not None:  # replayed: the artifact is rebuilt where it is used later, not timed again
@@ -327,7 +335,7 @@ class FitRun(ClosedLoop, PrecisionStage):
         elif predicted is not None and isinstance(self.measurer, PredictedMeasurer):
             measured = Measurement(artifact, predicted)
         else:
-            self.measurer.decision_ms = self.budget_ms
+            self.measurer.decision_ms = self.budget_ms if math.isfinite(self.budget_ms) else None
             with self.clock("confirm"):
                 measured = self.measurer.time(artifact, CONFIRM_TIMING)
             self.journal.record(key, measured.stats,
@@ -357,8 +365,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         what = f"{info['blocks_removed']} blocks removed" if "blocks_removed" in info else \
             f"{100 * fraction:.1f}% of channels kept"
         noisy = f" (noisy: CV {100 * stats.cv:.0f}%)" if measured and stats.noisy else ""
-        log.info("%s: %s → %s %.3f ms%s%s %s", kind, what, verb, stats.median_ms, predicted, noisy,
-                 "(within budget)" if meets else "(over budget)")
+        verdict = "" if not math.isfinite(self.budget_ms) else " (within budget)" if meets else " (over budget)"
+        log.info("%s: %s → %s %.3f ms%s%s%s", kind, what, verb, stats.median_ms, predicted, noisy, verdict)
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
         if search_rounds(self.rounds[self.retired_rounds:]) >= self.config.max_rounds * self.config.steps:

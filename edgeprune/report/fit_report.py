@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,11 +70,12 @@ def build_fit_report(
         "schema": REPORT_SCHEMA,
         "edgeprune_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "budget met" if timer.source.startswith("measured") else "budget met (predicted, not measured)",
+        "status": ("budget met" if math.isfinite(budget_ms) else "no latency budget (size-only fit)")
+        + ("" if timer.source.startswith("measured") else " (predicted, not measured)"),
         "out_dir": str(out_dir),
         "model": model,
         "target": json.loads(json.dumps(asdict(target))),  # tuples as lists: the report equals report.json
-        "budget_ms": budget_ms,
+        "budget_ms": budget_ms if math.isfinite(budget_ms) else None,  # None: a size-only fit
         "budget_spec": budget_spec,
         "baseline": {"latency": latency_entry(baseline.stats, timer, target,
                                               target.float_precision if target.precision == "int8" else None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ class FitResult:
 
     @property
     def budget_ms(self) -> float:
-        """The latency budget in milliseconds."""
-        return float(self.report["budget_ms"])
+        """The latency budget in milliseconds; infinite in a size-only fit (no latency budget)."""
+        budget = self.report["budget_ms"]
+        return math.inf if budget is None else float(budget)
 
     @property
     def baseline_latency_ms(self) -> float:
@@ -74,3 +76,9 @@ def headline_accuracy(side: dict[str, Any]) -> float | None:
         if value is None:
             value = metrics.get(key)
     return None if value is None else float(value)
+
+
+def budget_words(report: dict[str, Any]) -> str:
+    """The latency budget of a fit report in words: ``budget 1.234 ms``, or that a size-only fit had none."""
+    budget = report.get("budget_ms")
+    return "no latency budget (size-only fit)" if budget is None else f"budget {float(budget):.3f} ms"

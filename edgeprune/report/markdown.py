@@ -81,14 +81,19 @@ def _headline(report: dict[str, Any]) -> list[str]:
     speedup = report.get("speedup_measured", report.get("speedup_predicted"))
     if speedup is None and final["latency"].get("median_ms"):
         speedup = base["latency"]["median_ms"] / final["latency"]["median_ms"]
-    budget = f"Budget {report['budget_ms']:.3f} ms" + (f" ({report['budget_spec']})" if report.get("budget_spec") else "")
+    if report["budget_ms"] is None:  # a size-only fit: latency measured and reported, not judged
+        verdict, faster = f"**{status[0].upper()}{status[1:]}.**", "the speed of the original's"
+    else:
+        budget = f"Budget {report['budget_ms']:.3f} ms" + (f" ({report['budget_spec']})"
+                                                            if report.get("budget_spec") else "")
+        verdict, faster = f"**{budget}: {status}.**", "faster than the original's"
     model = (report.get("model") or {}).get("spec", "model")
     return [
         f"# edgeprune report: {model} on target `{target.get('name', '?')}`",
         "",
-        f"**{budget}: {status}.** The exported{_precision_word(report)} model {verb} in "
+        f"{verdict} The exported{_precision_word(report)} model {verb} in "
         f"**{final['latency']['median_ms']:.3f} ms** "
-        f"(median), {speedup:.2f}x faster than the original's {base['latency']['median_ms']:.3f} ms"
+        f"(median), {speedup:.2f}x {faster} {base['latency']['median_ms']:.3f} ms"
         + (f" (paired with the original: {report['speedup_interval'][0]:.2f}–{report['speedup_interval'][1]:.2f}x, "
            f"{100 * PAIRED_CONFIDENCE:.0f}% interval)." if report.get("speedup_interval") else "."),
         "",

@@ -16,13 +16,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(tmp_path: Path) -> None:
+    """The issue's command as a user types it: no latency budget, so a size-only fit (every channel kept, the
+    shipped artifact's latency measured and reported, not judged)."""
     out = tmp_path / "out"
-    done = run_cli("fit", "--model", "demo", "--budget", "90%", "--sparsity", "0.8", "--sparsity-schedule",
+    done = run_cli("fit", "--model", "demo", "--precision", "fp32", "--sparsity", "0.8", "--sparsity-schedule",
                    "polynomial", "--sparsity-initial", "0.5", "--finetune-epochs", "2", "--size-budget", "40%",
                    "--export", "onnx,tflite", "--eval-images", "300", "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     size, sparsity = report["size"], report["sparsity"]
+    assert report["budget_ms"] is None and report["status"] == "no latency budget (size-only fit)"
+    assert report["final"]["macs"] == report["baseline"]["macs"]  # no channel pruned
+    assert report["final"]["latency"]["measured"] and report["speedup_interval"]  # timed, paired with the original
+    assert [r["kind"] for r in report["search"]["rounds"]][-1] == "sparse"
     assert size["size_budget_met"] and size["shipped"]["zip_bytes"] <= 0.4 * size["original"]["zip_bytes"]
     assert sparsity["applied"] and abs(sparsity["sparsity"] - 0.8) < 1e-3
     assert sparsity["method"]["kind"] == "gradual" and sparsity["method"]["initial_sparsity"] == 0.5
@@ -38,6 +44,7 @@ def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(tmp_path: 
         assert entry["weight_zeros"]["sparsity"] >= 0.79, fmt
         assert entry["passed"], entry
     md = (out / "report.md").read_text()
+    assert md.startswith("# edgeprune report: demo") and "**No latency budget (size-only fit).**" in md
     assert "## Size and weight sparsity" in md and "accuracy_vs_size.png" in md and (out / "accuracy_vs_size.png").is_file()
 
 

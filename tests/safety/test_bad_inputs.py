@@ -126,7 +126,8 @@ CASES: dict[str, Case] = {
     "budget-zero-percent": Case(fit(budget="0%"), r"budget '0%' must be a percentage in \(0, 100\]"),
     "budget-over-100-percent": Case(fit(budget="150%"), r"budget '150%' must be a percentage in \(0, 100\]"),
     "budget-overflow": Case(fit(budget="1e400ms"), r"budget '1e400ms' is too large to be a latency"),
-    "budget-missing": Case(FIT[:1] + FIT[3:], r"the following arguments are required: --budget", by_argparse=True),
+    "budget-missing": Case(FIT[:1] + FIT[3:], r"a fit needs --budget \(latency\), or --size-budget or --sparsity "
+                           r"for a size-only fit"),
     # -- options ----------------------------------------------------------------------------------
     "importance-unknown": Case(fit(importance="tayler"),
                                r"unknown importance criterion 'tayler'\. Did you mean 'taylor'\?"),
