@@ -1,4 +1,4 @@
-"""Sparse 1x1-convolution weights in a ``.tflite`` file, written only where XNNPACK's sparse path applies.
+"""XNNPACK's sparse-path rules: which 1x1 convolutions of a ``.tflite`` file it would run sparse, and why not.
 
 XNNPACK runs a float model's **1x1 convolutions as sparse matrix products** (Elsen et al., "Fast Sparse
 ConvNets", 2020) when all of these hold; otherwise zero weights only shrink the file, they do not make it faster:
@@ -6,7 +6,7 @@ ConvNets", 2020) when all of these hold; otherwise zero weights only shrink the 
 1. **A hint.** The TFLite XNNPACK delegate sets ``XNN_FLAG_HINT_SPARSE_INFERENCE`` on a partition only when one
    of its nodes reads a constant float tensor **stored sparse** (tensor ``SparsityParameters``) through a
    ``DENSIFY`` op. That is the layout TF's converter writes with ``Optimize.EXPERIMENTAL_SPARSITY``; litert-torch
-   writes dense weights, so :func:`write_sparse_tflite` rewrites the flatbuffer.
+   writes dense weights, so :mod:`edgeprune.export.tflite_sparse_writer` rewrites the flatbuffer.
 2. **An NCHW cluster.** ``xnn_subgraph_rewrite_for_nchw`` looks for a connected group of nodes it can run in
    channels-first layout: entered by a 3x3 stride-2 convolution on 3 input channels with explicit padding 1
    (the first layer of MobileNets), left through a global mean (``MEAN`` over H and W), and inside only 1x1
@@ -18,8 +18,8 @@ ConvNets", 2020) when all of these hold; otherwise zero weights only shrink the 
    x86 only **without AVX** ("on processors with AVX ISA dense inference is expected to be faster than sparse",
    ``xnn_is_chw_compatible_config``). On a desktop or server x86 CPU the sparse file runs the dense kernels.
 
-:func:`check_sparse_rules` says per layer which of these hold (:class:`SparseRules`), :func:`write_sparse_tflite`
-writes the sparse file only when they do (and converts litert-torch's ``SAME``-padded depthwise convolutions to
+:func:`check_sparse_rules` says per layer which of these hold (:class:`SparseRules`),
+:func:`~edgeprune.export.tflite_sparse_writer.write_sparse_tflite` writes the sparse file only when they do (and converts litert-torch's ``SAME``-padded depthwise convolutions to
 ``PAD`` + ``VALID``, which XNNPACK fuses back into one explicitly padded convolution, so they stop breaking the
 cluster), and :func:`edgeprune.export.sparse_cpu.sparse_kernels_on_cpu` answers rule 4 for a CPU. The rules mirror XNNPACK's
 ``src/subgraph.c`` (``xnn_check_nchw_compatibility``, ``xnn_subgraph_rewrite_for_nchw``) as of 2025; they are a
@@ -35,19 +35,33 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.export.tflite_flatbuffer import (
+    ADD,
+    CONV_2D,
+    DENSIFY,
+    DEPTHWISE,
+    MEAN,
+    MUL,
+    PAD,
+    PADDING_SAME,
+    SUM,
+    UNARY_OPS,
+    constant_of,
+    consumer_index,
+    opcode_of,
+    pad_depthwise_explicitly,
+    producer_index,
+    read_model,
+    schema_modules,
+    tensor_name,
+    weight_of,
+)
 
 #: XNNPACK switches a cluster to sparse inference when more than this share of its 1x1 weights is zero
 MIN_CLUSTER_SPARSITY = 2.0 / 3.0
 #: a 1x1 weight is stored sparse only from this share of zeros on (CSR with 16-bit indices: 6 bytes per non-zero
 #: against 4 per dense weight, so below 1/3 zeros the file would grow)
 MIN_STORED_SPARSITY = 1.0 / 3.0
-
-# TFLite builtin operator codes (schema.fbs); named here so the rules read without the generated schema
-_CONV_2D, _DEPTHWISE, _PAD, _MEAN, _SUM, _ADD, _MUL, _DENSIFY = 3, 4, 34, 40, 74, 0, 18, 124
-_UNARY = {19: "RELU", 21: "RELU6", 20: "RELU_N1_TO_1", 117: "HARD_SWISH", 14: "LOGISTIC", 28: "TANH",
-          101: "ABS", 59: "NEG", 111: "ELU", 98: "LEAKY_RELU"}
-_PADDING_SAME = 0
 
 #: the verdicts of :class:`LayerVerdict` a report prints
 QUALIFIES = "runs sparse"
@@ -111,113 +125,6 @@ class SparseRules:
                 "layers": [la.to_dict() for la in self.layers]}
 
 
-@dataclass(frozen=True)
-class SparseWrite:
-    """What :func:`write_sparse_tflite` did: the rules it checked, and the file it wrote (None when they fail)."""
-
-    rules: SparseRules
-    path: Path | None
-    sparse_tensors: int
-    dense_bytes: int
-    sparse_bytes: int
-
-    @property
-    def written(self) -> bool:
-        """Whether a sparse file was written."""
-        return self.path is not None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# reading and writing the flatbuffer
-
-
-def _schema() -> tuple[Any, Any]:
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-        from ai_edge_litert.tools import flatbuffer_utils
-    except ImportError:
-        raise MissingRuntimeError("LiteRT", "tflite") from None
-    return schema, flatbuffer_utils
-
-
-def _read(path: Path) -> Any:
-    _, fbu = _schema()
-    try:
-        return fbu.read_model(str(path))
-    except Exception as exc:  # a truncated or foreign file: the reader raises many types
-        raise InputError(f"cannot read {path} as a TFLite flatbuffer: {exc}") from None
-
-
-def _opcode(model: Any, op: Any) -> int:
-    _, fbu = _schema()
-    return int(fbu.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]))
-
-
-def _tensor_name(tensor: Any) -> str:
-    name = tensor.name
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
-
-
-def _const(model: Any, graph: Any, index: int) -> np.ndarray | None:
-    """A constant tensor's values (float32 or int32), or None for an activation / a sparse-stored tensor."""
-    if index < 0:
-        return None
-    tensor = graph.tensors[index]
-    if tensor.sparsity is not None:
-        return None
-    data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
-    if data is None or len(data) == 0:
-        return None
-    dtype = {0: np.float32, 2: np.int32, 4: np.int64}.get(int(tensor.type))
-    if dtype is None:
-        return None
-    return np.frombuffer(bytes(np.asarray(data, dtype=np.uint8)), dtype=dtype).reshape(tuple(tensor.shape))
-
-
-def _weight_of(model: Any, graph: Any, op: Any) -> tuple[np.ndarray | None, int]:
-    """The filter of a (depthwise) convolution: constant, or the constant behind a DENSIFY."""
-    index = op.inputs[1]
-    value = _const(model, graph, index)
-    if value is not None:
-        return value, index
-    producers = _producers(graph)
-    if index in producers:
-        producer = graph.operators[producers[index]]
-        if _opcode(model, producer) == _DENSIFY:
-            return _densified(graph.tensors[producer.inputs[0]], model), index
-    return None, index
-
-
-def _densified(tensor: Any, model: Any) -> np.ndarray:
-    """The dense values of a tensor stored with :func:`_csr_parameters`' layout (dense dims, CSR last)."""
-    shape = tuple(int(v) for v in tensor.shape)
-    values = np.frombuffer(bytes(np.asarray(model.buffers[tensor.buffer].data, dtype=np.uint8)), dtype=np.float32)
-    last = tensor.sparsity.dimMetadata[-1]
-    segments = np.asarray(last.arraySegments.values, dtype=np.int64)
-    indices = np.asarray(last.arrayIndices.values, dtype=np.int64)
-    dense = np.zeros((int(np.prod(shape[:-1])), shape[-1]), dtype=np.float32)
-    for row in range(dense.shape[0]):
-        dense[row, indices[segments[row]:segments[row + 1]]] = values[segments[row]:segments[row + 1]]
-    return dense.reshape(shape)
-
-
-def _producers(graph: Any) -> dict[int, int]:
-    return {t: i for i, op in enumerate(graph.operators) for t in op.outputs}
-
-
-def _consumers(graph: Any) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for i, op in enumerate(graph.operators):
-        for t in op.inputs:
-            if t >= 0:
-                out.setdefault(t, []).append(i)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the rules
-
-
 @dataclass
 class _Node:
     index: int
@@ -233,48 +140,48 @@ class _Node:
 def _fusable_pad(model: Any, graph: Any, op_index: int, consumers: dict[int, list[int]]) -> tuple[int, ...] | None:
     """The (top, bottom, left, right) padding of a zero, spatial-only PAD whose output has one consumer."""
     op = graph.operators[op_index]
-    if _opcode(model, op) != _PAD or len(consumers.get(op.outputs[0], [])) != 1:
+    if opcode_of(model, op) != PAD or len(consumers.get(op.outputs[0], [])) != 1:
         return None
-    pads = _const(model, graph, op.inputs[1])
+    pads = constant_of(model, graph, op.inputs[1])
     if pads is None or pads.shape != (4, 2) or pads[0].any() or pads[3].any():
         return None
     return int(pads[1, 0]), int(pads[1, 1]), int(pads[2, 0]), int(pads[2, 1])
 
 
 def _classify(model: Any, graph: Any) -> list[_Node]:
-    producers, consumers = _producers(graph), _consumers(graph)
+    producers, consumers = producer_index(graph), consumer_index(graph)
     nodes = []
     for i, op in enumerate(graph.operators):
-        code = _opcode(model, op)
+        code = opcode_of(model, op)
         node = _Node(i, code)
         nodes.append(node)
-        if code in (_CONV_2D, _DEPTHWISE):
+        if code in (CONV_2D, DEPTHWISE):
             _classify_conv(model, graph, op, node, producers, consumers)
-        elif code in (_ADD, _MUL):
+        elif code in (ADD, MUL):
             shapes = [tuple(graph.tensors[t].shape) for t in op.inputs]
-            statics = [_const(model, graph, t) for t in op.inputs]
+            statics = [constant_of(model, graph, t) for t in op.inputs]
             if any(len(s) != 4 for s in shapes):
                 node.why_not = "an add/multiply on tensors that are not 4-D"
             elif any(v is not None and sum(d != 1 for d in v.shape) > 1 for v in statics):
                 node.why_not = "an add/multiply with a constant that is not a scalar or a vector"
             else:
                 node.inner, node.kind = True, "elementwise"
-        elif code in _UNARY:
+        elif code in UNARY_OPS:
             if len(graph.tensors[op.inputs[0]].shape) == 4:
                 node.inner, node.kind = True, "unary"
             else:
-                node.why_not = f"{_UNARY[code]} on a tensor that is not 4-D"
-        elif code in (_MEAN, _SUM):
+                node.why_not = f"{UNARY_OPS[code]} on a tensor that is not 4-D"
+        elif code in (MEAN, SUM):
             if len(graph.tensors[op.inputs[0]].shape) == 4:
                 node.inner = node.exit = True
                 node.kind = "mean"
             else:
                 node.why_not = "a reduction over a tensor that is not 4-D"
-        elif code in (_DENSIFY,):
+        elif code in (DENSIFY,):
             node.kind = "densify"
-        elif code == _PAD and _fusable_pad(model, graph, i, consumers) is not None:
+        elif code == PAD and _fusable_pad(model, graph, i, consumers) is not None:
             consumer = graph.operators[consumers[op.outputs[0]][0]]
-            if _opcode(model, consumer) in (_CONV_2D, _DEPTHWISE) and consumer.builtinOptions.padding != _PADDING_SAME:
+            if opcode_of(model, consumer) in (CONV_2D, DEPTHWISE) and consumer.builtinOptions.padding != PADDING_SAME:
                 node.kind = "fused-pad"  # XNNPACK folds it into the convolution that follows
             else:
                 node.why_not = "a PAD XNNPACK cannot fold into a convolution"
@@ -284,7 +191,7 @@ def _classify(model: Any, graph: Any) -> list[_Node]:
 
 
 def _op_name(code: int) -> str:
-    schema, _ = _schema()
+    schema, _ = schema_modules()
     for name, value in vars(schema.BuiltinOperator).items():
         if value == code and not name.startswith("_"):
             return name
@@ -296,8 +203,8 @@ def _classify_conv(model: Any, graph: Any, op: Any, node: _Node, producers: dict
     opts = op.builtinOptions
     weight_shape = tuple(int(v) for v in graph.tensors[op.inputs[1]].shape)
     if int(graph.tensors[op.inputs[0]].type) not in (0, 1):  # FLOAT32, FLOAT16
-        node.kind = "conv1x1" if node.code == _CONV_2D and weight_shape[1:3] == (1, 1) else (
-            "conv" if node.code == _CONV_2D else "depthwise")
+        node.kind = "conv1x1" if node.code == CONV_2D and weight_shape[1:3] == (1, 1) else (
+            "conv" if node.code == CONV_2D else "depthwise")
         node.why_not = "a quantized convolution (XNNPACK's NCHW path is floating-point only)"
         return
     in_channels = int(graph.tensors[op.inputs[0]].shape[-1])
@@ -308,10 +215,10 @@ def _classify_conv(model: Any, graph: Any, op: Any, node: _Node, producers: dict
     source = producers.get(op.inputs[0])
     if source is not None:
         fused = _fusable_pad(model, graph, source, consumers)
-        if fused is not None and opts.padding != _PADDING_SAME:
+        if fused is not None and opts.padding != PADDING_SAME:
             pad, node.pad_fused = fused, source
-    same = opts.padding == _PADDING_SAME
-    if node.code == _CONV_2D:
+    same = opts.padding == PADDING_SAME
+    if node.code == CONV_2D:
         groups = in_channels // max(weight_shape[3], 1)
         if (kh, kw) == (1, 1):
             node.kind = "conv1x1"
@@ -347,7 +254,7 @@ def _classify_conv(model: Any, graph: Any, op: Any, node: _Node, producers: dict
 
 def _clusters(graph: Any, nodes: list[_Node], statics: set[int]) -> list[tuple[set[int], list[str]]]:
     """Connected groups of NCHW-capable ops, with the reasons each cannot run in NCHW (empty: it can)."""
-    producers, consumers = _producers(graph), _consumers(graph)
+    producers, consumers = producer_index(graph), consumer_index(graph)
     capable = {n.index for n in nodes if n.inner or n.entry}
     outputs = set(graph.outputs)
 
@@ -417,7 +324,7 @@ def _cluster_problems(graph: Any, nodes: list[_Node], group: set[int], producers
     return list(dict.fromkeys(problems))
 
 
-def _rules(model: Any, rewritten: int = 0) -> SparseRules:
+def rules_of(model: Any, rewritten: int = 0) -> SparseRules:
     graph = model.subgraphs[0]
     statics = {t for t, tn in enumerate(graph.tensors) if tn.buffer < len(model.buffers)
                and model.buffers[tn.buffer].data is not None and len(model.buffers[tn.buffer].data) > 0}
@@ -432,7 +339,7 @@ def _rules(model: Any, rewritten: int = 0) -> SparseRules:
     for node in nodes:
         if node.kind in ("conv1x1", "conv", "conv3x3s2c3", "depthwise"):
             op = graph.operators[node.index]
-            weight, index = _weight_of(model, graph, op)
+            weight, index = weight_of(model, graph, op)
             sparsity = float(np.mean(weight == 0)) if weight is not None else 0.0
             stats[node.index] = (weight, index, sparsity)
     cluster_sparsity, chosen, graph_problems = 0.0, set(), []
@@ -473,7 +380,7 @@ def _rules(model: Any, rewritten: int = 0) -> SparseRules:
             qualifies = False
         else:
             reason, qualifies = QUALIFIES, True
-        layers.append(LayerVerdict(node.index, node.kind, _tensor_name(tensor),
+        layers.append(LayerVerdict(node.index, node.kind, tensor_name(tensor),
                                    tuple(int(v) for v in tensor.shape), sparsity, qualifies, reason))
     return SparseRules(tuple(layers), tuple(sorted(chosen)), cluster_sparsity, tuple(graph_problems), rewritten,
                        tuple(notes))
@@ -486,174 +393,7 @@ def check_sparse_rules(path: Path | str, explicit_padding: bool = True) -> Spars
     depthwise convolutions turned into ``PAD`` + ``VALID``; pass False to check the file exactly as it is. The
     CPU rule (:func:`edgeprune.export.sparse_cpu.sparse_kernels_on_cpu`) is separate: these are the graph and sparsity rules.
     """
-    model = _read(Path(path))
-    rewritten = _explicit_padding(model) if explicit_padding else 0
-    return _rules(model, rewritten)
+    model = read_model(Path(path))
+    rewritten = pad_depthwise_explicitly(model) if explicit_padding else 0
+    return rules_of(model, rewritten)
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# rewriting
-
-
-def _operator_code_index(model: Any, code: int) -> int:
-    schema, fbu = _schema()
-    for i, opcode in enumerate(model.operatorCodes):
-        if fbu.get_builtin_code_from_operator_code(opcode) == code:
-            return i
-    new = schema.OperatorCodeT()
-    new.builtinCode = code
-    new.deprecatedBuiltinCode = min(code, 127)
-    new.version = 1
-    model.operatorCodes.append(new)
-    return len(model.operatorCodes) - 1
-
-
-def _add_buffer(model: Any, data: bytes) -> int:
-    schema, _ = _schema()
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(data, dtype=np.uint8).copy() if data else None
-    model.buffers.append(buffer)
-    return len(model.buffers) - 1
-
-
-def _add_tensor(model: Any, graph: Any, name: str, shape: tuple[int, ...], tensor_type: int, data: bytes) -> int:
-    schema, _ = _schema()
-    tensor = schema.TensorT()
-    tensor.name = name
-    tensor.shape = np.asarray(shape, dtype=np.int32)
-    tensor.type = tensor_type
-    tensor.buffer = _add_buffer(model, data)
-    graph.tensors.append(tensor)
-    return len(graph.tensors) - 1
-
-
-def _explicit_padding(model: Any) -> int:
-    """Turn every stride-1 ``SAME``-padded 3x3/5x5 depthwise convolution into PAD + VALID (same numbers: SAME at
-    stride 1 pads k//2 on each side); XNNPACK fuses the PAD back as explicit padding. Returns how many."""
-    schema, _ = _schema()
-    graph = model.subgraphs[0]
-    pad_code = None
-    new_ops, count = [], 0
-    for op in graph.operators:
-        opts = op.builtinOptions
-        if _opcode(model, op) == _DEPTHWISE and opts.padding == _PADDING_SAME and (opts.strideH, opts.strideW) == (1, 1) \
-                and (opts.dilationHFactor, opts.dilationWFactor) == (1, 1):
-            k = int(graph.tensors[op.inputs[1]].shape[1])
-            if k == int(graph.tensors[op.inputs[1]].shape[2]) and k in (3, 5):
-                source = graph.tensors[op.inputs[0]]
-                n, h, w, c = (int(v) for v in source.shape)
-                p = k // 2
-                pads = np.array([[0, 0], [p, p], [p, p], [0, 0]], dtype=np.int32)
-                pads_t = _add_tensor(model, graph, f"{_tensor_name(source)}/sparse_pad/paddings", (4, 2), 2,
-                                     pads.tobytes())
-                padded = _add_tensor(model, graph, f"{_tensor_name(source)}/sparse_pad", (n, h + 2 * p, w + 2 * p, c),
-                                     int(source.type), b"")
-                pad_code = _operator_code_index(model, _PAD) if pad_code is None else pad_code
-                pad = schema.OperatorT()
-                pad.opcodeIndex = pad_code
-                pad.inputs = np.array([op.inputs[0], pads_t], dtype=np.int32)
-                pad.outputs = np.array([padded], dtype=np.int32)
-                pad.builtinOptionsType = schema.BuiltinOptions.PadOptions
-                pad.builtinOptions = schema.PadOptionsT()
-                new_ops.append(pad)
-                op.inputs = np.array([padded, *list(op.inputs)[1:]], dtype=np.int32)
-                opts.padding = 1  # VALID
-                count += 1
-        new_ops.append(op)
-    graph.operators = new_ops
-    return count
-
-
-def _csr_parameters(weight: np.ndarray) -> tuple[Any, bytes]:
-    """SparsityParameters for a [O, 1, 1, I] filter (dims 0-2 dense, dim 3 CSR: a row of non-zeros per output
-    channel, the layout TF's converter writes for random sparsity) and the non-zero values."""
-    schema, _ = _schema()
-    rows = weight.reshape(-1, weight.shape[-1])
-    mask = rows != 0
-    segments = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int64)
-    indices = np.nonzero(mask)[1]
-    params = schema.SparsityParametersT()
-    params.traversalOrder = np.arange(weight.ndim, dtype=np.int32)
-    params.dimMetadata = []
-    for dim in weight.shape[:-1]:
-        meta = schema.DimensionMetadataT()
-        meta.format = schema.DimensionType.DENSE
-        meta.denseSize = int(dim)
-        params.dimMetadata.append(meta)
-    meta = schema.DimensionMetadataT()
-    meta.format = schema.DimensionType.SPARSE_CSR
-    meta.arraySegmentsType, meta.arraySegments = _index_vector(segments)
-    meta.arrayIndicesType, meta.arrayIndices = _index_vector(indices)
-    params.dimMetadata.append(meta)
-    return params, rows[mask].astype(np.float32).tobytes()
-
-
-def _index_vector(values: np.ndarray) -> tuple[int, Any]:
-    schema, _ = _schema()
-    top = int(values.max()) if values.size else 0
-    if top < 2**8:
-        vector, kind, dtype = schema.Uint8VectorT(), schema.SparseIndexVector.Uint8Vector, np.uint8
-    elif top < 2**16:
-        vector, kind, dtype = schema.Uint16VectorT(), schema.SparseIndexVector.Uint16Vector, np.uint16
-    else:
-        vector, kind, dtype = schema.Int32VectorT(), schema.SparseIndexVector.Int32Vector, np.int32
-    vector.values = values.astype(dtype)
-    return kind, vector
-
-
-def _sparsify(model: Any, rules: SparseRules) -> int:
-    """Store each qualifying 1x1 filter with at least :data:`MIN_STORED_SPARSITY` zeros sparse, behind a DENSIFY."""
-    schema, _ = _schema()
-    graph = model.subgraphs[0]
-    densify_code = _operator_code_index(model, _DENSIFY)
-    chosen = {la.op_index for la in rules.qualifying if la.sparsity >= MIN_STORED_SPARSITY}
-    new_ops, count = [], 0
-    for i, op in enumerate(graph.operators):
-        if i in chosen:
-            index = op.inputs[1]
-            dense = graph.tensors[index]
-            weight = _const(model, graph, index)
-            # a filter with no non-zero left stays dense: its CSR values would be an empty buffer, which LiteRT
-            # does not read as a constant (DENSIFY then fails to load)
-            if weight is not None and int(dense.type) == 0 and np.count_nonzero(weight) > 0:
-                params, values = _csr_parameters(weight)
-                sparse = _add_tensor(model, graph, f"{_tensor_name(dense)}/sparse", tuple(weight.shape), 0, values)
-                graph.tensors[sparse].sparsity = params
-                if sum(t.buffer == dense.buffer for t in graph.tensors) == 1:
-                    model.buffers[dense.buffer].data = None  # drop the dense copy (no other tensor shares it)
-                dense.buffer = _add_buffer(model, b"")  # now the DENSIFY's output, not a constant
-                densify = schema.OperatorT()
-                densify.opcodeIndex = densify_code
-                densify.inputs = np.array([sparse], dtype=np.int32)
-                densify.outputs = np.array([index], dtype=np.int32)
-                densify.builtinOptionsType = schema.BuiltinOptions.DensifyOptions
-                densify.builtinOptions = schema.DensifyOptionsT()
-                new_ops.append(densify)
-                count += 1
-        new_ops.append(op)
-    graph.operators = new_ops
-    return count
-
-
-def write_sparse_tflite(dense_path: Path | str, out_path: Path | str) -> SparseWrite:
-    """Write ``out_path``: the dense ``.tflite`` at ``dense_path`` with its qualifying 1x1 filters stored sparse.
-
-    The rules (:func:`check_sparse_rules`, on the file with explicit padding) are checked first; **nothing is
-    written** when no 1x1 convolution qualifies (``SparseWrite.written`` is False and ``rules`` says why). When
-    they hold, ``SAME``-padded depthwise convolutions become PAD + VALID, and each qualifying 1x1 filter with at
-    least :data:`MIN_STORED_SPARSITY` zeros is stored in CSR form (``SparsityParameters``) and fed to its
-    convolution through a ``DENSIFY`` op, the hint that makes XNNPACK consider sparse inference. The outputs are
-    the dense file's (same weights, same arithmetic order up to the runtime's kernels).
-    """
-    dense_path, out_path = Path(dense_path), Path(out_path)
-    _, fbu = _schema()
-    model = _read(dense_path)
-    rewritten = _explicit_padding(model)
-    rules = _rules(model, rewritten)
-    dense_bytes = dense_path.stat().st_size
-    if not rules.holds:
-        return SparseWrite(rules, None, 0, dense_bytes, 0)
-    count = _sparsify(model, rules)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fbu.write_model(model, str(out_path))
-    return SparseWrite(rules, out_path, count, dense_bytes, out_path.stat().st_size)

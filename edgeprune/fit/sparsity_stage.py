@@ -38,7 +38,7 @@ from edgeprune.budget import SizeBudget
 from edgeprune.errors import BudgetUnreachableError, SizeBudgetUnreachableError
 from edgeprune.export.size import ArtifactSize, artifact_size, format_bytes, weight_zeros
 from edgeprune.export.sparse_cpu import sparse_inference_verdict
-from edgeprune.export.tflite_sparsity import write_sparse_tflite
+from edgeprune.export.tflite_sparse_writer import write_sparse_tflite
 from edgeprune.fit.outputs import ARTIFACT_FILES
 from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.latency.candidates import Measurement

@@ -14,7 +14,8 @@ from torch import nn
 
 from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession
 from edgeprune.export.sparse_cpu import sparse_inference_verdict, sparse_kernels_on_cpu
-from edgeprune.export.tflite_sparsity import QUALIFIES, check_sparse_rules, write_sparse_tflite
+from edgeprune.export.tflite_sparse_writer import write_sparse_tflite
+from edgeprune.export.tflite_sparsity import QUALIFIES, check_sparse_rules
 from edgeprune.paired import PairingSpec
 from edgeprune.target import load_target
 

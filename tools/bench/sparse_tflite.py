@@ -36,7 +36,8 @@ from provenance import provenance  # noqa: E402
 from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession  # noqa: E402
 from edgeprune.environment import machine_info  # noqa: E402
 from edgeprune.export.sparse_cpu import sparse_kernels_on_cpu  # noqa: E402
-from edgeprune.export.tflite_sparsity import check_sparse_rules, write_sparse_tflite  # noqa: E402
+from edgeprune.export.tflite_sparse_writer import write_sparse_tflite  # noqa: E402
+from edgeprune.export.tflite_sparsity import check_sparse_rules  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.validate.sparse_speedup import measure_sparse_speedup  # noqa: E402
 
