@@ -103,12 +103,14 @@ class Recovery:
 
     def finetune_with_steps(self, model: nn.Module, name: str, keep: dict[str, list[int]],
                             groups: list[ChannelGroup], on_step: StepCallback) -> nn.Module:
-        """The recovery fine-tune of ``model`` (a classifier or a segmenter) with ``on_step`` called after every
-        optimiser step (gradual weight pruning, :mod:`edgeprune.fit.sparsity_stage`); checkpointed as ``name``."""
+        """The recovery fine-tune of ``model`` with ``on_step`` called after every optimiser step (gradual weight
+        pruning, :mod:`edgeprune.fit.sparsity_stage`); checkpointed as ``name``."""
         return self._finetune(model, name, keep, groups, on_step)
 
     def steps_per_epoch(self) -> int:
-        """Optimiser steps in one fine-tune epoch of a classifier or a segmenter."""
+        """Optimiser steps in one fine-tune epoch (a detector's loop takes full batches only)."""
+        if self.inputs.task.name == "detection" and self.inputs.task_train_set is not None:
+            return max(1, len(self.inputs.task_train_set) // self._detector_spec().batch_size)
         data = self.inputs.task_train_set if self.inputs.task_train_set is not None else self.inputs.train_set
         batch = self.train_spec().batch_size
         return max(1, (len(data) + batch - 1) // batch) if data is not None else 0
@@ -118,7 +120,7 @@ class Recovery:
         if not self.finetune_enabled():
             return model
         if self.inputs.task.name == "detection":
-            return self._finetune_detector(model, name)
+            return self._finetune_detector(model, name, on_step)
         if self.inputs.task.name == "segmentation":
             return self._finetune_segmenter(model, name, on_step)
         loss: DistillationLoss | FeatureHintLoss | None = None
@@ -179,25 +181,32 @@ class Recovery:
         self.finetuned_epochs += epochs
         return model.eval()
 
-    def _finetune_detector(self, model: nn.Module, name: str) -> nn.Module:
+    def _detector_spec(self) -> Any:
+        """The detector fine-tune's settings (:class:`~edgeprune.train.detector_loop.DetectorTrainSpec`)."""
+        from edgeprune.train.detector_loop import DetectorTrainSpec
+
+        epochs = self.config.finetune_epochs
+        return DetectorTrainSpec(epochs=epochs, optimizer="sgd", lr=self.config.finetune_lr, momentum=0.937,
+                                 warmup_epochs=min(1.0, epochs / 4), flips=False, channel_shuffle=False,
+                                 seed=self.config.seed)
+
+    def _finetune_detector(self, model: nn.Module, name: str, on_step: StepCallback | None = None) -> nn.Module:
         """A YOLO detector's fine-tune: Ultralytics' loss on the boxes, plus (``--distill``, or without boxes
         alone) distillation from the original's raw head outputs; SGD at ``--finetune-lr`` with a short warm-up
         and a cosine decay, weights averaged (EMA) as Ultralytics trains; checkpointed after every epoch for
         ``--resume``."""
-        from edgeprune.train.detector_loop import DetectorTrainSpec, train_detector
+        from edgeprune.train.detector_loop import train_detector
 
         data = self.inputs.task_train_set
         epochs = self.config.finetune_epochs
-        spec = DetectorTrainSpec(epochs=epochs, optimizer="sgd", lr=self.config.finetune_lr, momentum=0.937,
-                                 warmup_epochs=min(1.0, epochs / 4), flips=False, channel_shuffle=False,
-                                 seed=self.config.seed)
+        spec = self._detector_spec()
         distill = YoloDistillationLoss(self.teacher) if self.distills or data.boxes is None else None
         start = time.perf_counter()
         if distributed.current() is not None:
             raise InputError("data-parallel fine-tuning (torchrun, --train-nproc) is not available for detectors "
                              "yet: fine-tune on one process (--train-device cuda takes a GPU)")
         train_detector(model, data, spec, description="fine-tune", distill=distill, device=self.device,
-                       checkpoint=self.journal.checkpoint_path(f"finetune-{name}"))
+                       checkpoint=self.journal.checkpoint_path(f"finetune-{name}"), on_step=on_step)
         self.finetune_seconds += time.perf_counter() - start
         self.finetuned_epochs += epochs
         return model.eval()

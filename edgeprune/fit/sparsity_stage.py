@@ -201,10 +201,7 @@ def _lowest_sparsity(probe: Any, aim_bytes: int, ceiling: float) -> float:
 def _prune(run: FitRun, outcome: RunOutcome, model: nn.Module, masks: WeightMasks, target: float) -> dict[str, Any]:
     """Prune ``model``'s weights to ``target``: gradually in a fine-tune where there is one, else one shot."""
     config, recovery = run.config, run.recovery
-    if not recovery.finetune_enabled() or run.inputs.task.name == "detection":
-        if recovery.finetune_enabled():
-            log.warning("--sparsity on a detector is applied in one shot: the detector's fine-tune loop has no "
-                        "per-step hook for gradual pruning")
+    if not recovery.finetune_enabled():
         masks.apply(target)
         return {"kind": "one-shot", "finetune_epochs": 0}
     total = config.finetune_epochs * recovery.steps_per_epoch()

@@ -30,6 +30,7 @@ from edgeprune.io_atomic import write_atomic
 from edgeprune.models.ultralytics_env import configure_ultralytics_offline
 from edgeprune.progress import progress_bar
 from edgeprune.tasks.detection_predict import images_to_yolo_input
+from edgeprune.train.loop import StepCallback
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _load_checkpoint(path: Path | None, spec: DetectorTrainSpec, images: int, di
 def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTrainSpec,
                    description: str = "training the detector", on_epoch: EpochCallback | None = None,
                    distill: DistillFn | None = None, checkpoint: Path | None = None,
-                   device: torch.device | None = None) -> list[float]:
+                   device: torch.device | None = None, on_step: StepCallback | None = None) -> list[float]:
     """Train an Ultralytics ``DetectionModel`` in place on ``dataset`` (labelled, letterboxed to the model's
     input); returns the mean loss (box + cls + dfl, per image) of each epoch, resumed epochs included. The model
     ends in eval mode, holding the moving average of its weights when ``spec.ema``.
@@ -136,6 +137,9 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
     (the moving average when ``spec.ema``); it must leave that model's weights as they are. With ``checkpoint``,
     the state is saved there after each epoch and a later call with the same settings resumes from it.
     ``device`` (default CPU): where it trains, in float32; the model is returned on the CPU.
+    ``on_step(model, steps_done)`` runs after every optimiser step (gradual weight pruning). Weight masks
+    (``torch.nn.utils.prune``'s ``weight_mask`` buffers) are copied to the moving average after each step, not
+    averaged: the returned model carries exactly the masks ``on_step`` last set.
     """
     labelled = dataset.boxes is not None and dataset.classes is not None
     if not labelled and distill is None:
@@ -204,6 +208,10 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
                     ema.update(model)
                 running += float(loss.detach().sum()) / len(idx)
                 step += 1
+                if on_step is not None:
+                    on_step(model, step)
+                if ema is not None:
+                    copy_weight_masks(model, ema.ema)
                 advance(1)
             epoch_losses.append(running / batches)
             log.info("%s: epoch %d/%d, loss %.3f", description, epoch + 1, spec.epochs, epoch_losses[-1])
@@ -222,3 +230,11 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
     model.to("cpu")
     model.eval()
     return epoch_losses
+
+
+def copy_weight_masks(source: nn.Module, target: nn.Module) -> None:
+    """Copy ``source``'s weight-pruning masks (``*weight_mask`` buffers) into ``target``'s, which has the same
+    structure (a moving average of ``source``); a model without masks is left as it is."""
+    for name, mask in source.named_buffers():
+        if name.endswith("weight_mask"):
+            target.get_buffer(name).copy_(mask)

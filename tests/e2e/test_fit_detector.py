@@ -108,3 +108,22 @@ def test_without_labels_a_detector_is_judged_by_its_agreement_and_fine_tunes_by_
     finetune = report["finetune"]
     assert finetune["epochs"] == 1 and finetune["distill"] and "distillation" in finetune["loss"]
     assert "Agreement of pruned with original" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_detector_is_weight_pruned_gradually_during_its_fine_tune(shapes_detector: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    """--sparsity on a detector (size-only: no channel search): pruned gradually during its fine-tune, the
+    masks surviving the fine-tune's moving average of the weights; the shipped file holds the zeros."""
+    weights, data_yaml = shapes_detector
+    out = tmp_path / "sparse"
+    proc = _fit(out, "--weights", str(weights), "--data", str(data_yaml), "--train-data", str(data_yaml),
+                "--precision", "fp32", "--sparsity", "0.5", "--finetune-epochs", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    sparsity = report["sparsity"]
+    assert sparsity["method"]["kind"] == "gradual" and sparsity["method"]["updates"] >= 2, sparsity["method"]
+    assert sparsity["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    shipped = {a["format"]: a for a in report["artifacts"]}["onnx"]
+    assert shipped["weight_zeros"]["sparsity"] >= 0.49 and shipped["passed"], shipped
+    assert 0 <= report["final"]["metrics"]["map50_95"] <= 1 and report["budget_ms"] is None

@@ -139,3 +139,28 @@ def test_an_interrupted_detector_fine_tune_resumes_to_the_same_weights(tmp_cache
     other = train_detector(fresh(), train, DetectorTrainSpec(epochs=1, batch_size=8, lr=0.004, seed=0),
                            checkpoint=checkpoint)
     assert len(other) == 1
+
+
+def test_gradual_weight_pruning_during_a_detector_fine_tune_keeps_exact_masks_through_the_moving_average(
+        tmp_cache: Path) -> None:
+    """--sparsity on a detector: the polynomial schedule prunes during the fine-tune (not one shot), and the
+    returned model, which holds the moving average (EMA) of the weights, carries the masks as last set: 0 or 1,
+    never averaged (an averaged mask would leave most pruned weights non-zero)."""
+    from edgeprune.prune.sparsity import WeightMasks, layer_sparsity, total_sparsity
+    from edgeprune.train.sparsity_schedule import GradualPruning, PolynomialDecay
+
+    root = default_detector.shapes_dataset_dir(TINY_SHAPES)
+    train = load_detection_dataset(root, (64, 64), split="train")
+    spec = DetectorTrainSpec(epochs=2, batch_size=8, lr=0.004, seed=0)  # 2 steps an epoch, EMA on
+    torch.manual_seed(0)
+    model = default_detector.build_shapes_detector()
+    masks = WeightMasks(model, "global")
+    gradual = GradualPruning(masks, PolynomialDecay(0.2, 0.6, begin_step=0, end_step=4, frequency=1))
+    gradual.start()
+    train_detector(model, train, spec, on_step=gradual)
+    assert [step for step, _ in gradual.history] == [0, 1, 2, 3, 4]
+    assert gradual.history[-1][1] == pytest.approx(0.6)
+    values = torch.cat([b.flatten() for n, b in model.named_buffers() if n.endswith("weight_mask")])
+    assert set(values.unique().tolist()) == {0.0, 1.0}, "the moving average averaged the masks"
+    masks.make_permanent()
+    assert total_sparsity(layer_sparsity(model)) == pytest.approx(0.6, abs=0.01)
