@@ -89,7 +89,7 @@ def weight_sparsity(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         "scope": config.sparsity_scope, "ceiling": ceiling, "size_budget": config.size_budget,
         "size_budget_bytes": budget_bytes, "judged_on": f"{ARTIFACT_FILES[fmt][0]} ({fmt}), zip (deflate) bytes",
         "dense_size": dense.to_dict(), "original_size": original.to_dict(), "probes": probes,
-        "latency_note": sparse_inference_verdict(run.target).reason,
+        "latency_note": _latency_note(run),
         "dense_top1_pytorch": _pytorch_accuracy(run, outcome.slim), "evaluation_images": _images(run)}
     run.sparsity_report = report
 
@@ -244,6 +244,17 @@ def _measure(run: FitRun, outcome: RunOutcome, model: nn.Module, artifact: Artif
 
 def _time(run: FitRun, outcome: RunOutcome, artifact: Artifact, kind: str) -> Measurement:
     return run.measure_final_artifact(artifact, kind, outcome.keep)
+
+
+def _latency_note(run: FitRun) -> str:
+    """What zeros do for this target's latency; where latency is predicted, that the prediction is the dense
+    architecture's (a shipped profile holds no timings of sparse kernels) and the sparse file is not written."""
+    note = sparse_inference_verdict(run.target).reason
+    if isinstance(run.measurer, PredictedMeasurer):
+        note += ("; latency here is predicted from the dense architecture (a shipped profile has no timings of "
+                 "sparse kernels), so no sparse speed-up is predicted and no sparse LiteRT file is written: connect "
+                 "an agent on the device (--device URL) to measure one")
+    return note
 
 
 def _images(run: FitRun) -> int:

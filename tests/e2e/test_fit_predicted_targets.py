@@ -29,3 +29,16 @@ def test_a_shipped_profile_target_fits_without_its_device(name: str, tmp_path: P
     if report["target"]["device"].lower() != "cpu":  # the NPU is not here: OpenVINO's CPU stands in, and says so
         assert "this machine's CPU" in report["evaluation"]["note"]
         assert "this machine's CPU" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_weight_pruning_on_a_predicted_pi_says_the_prediction_has_no_sparse_speed_up(tmp_path: Path) -> None:
+    """On a Pi, XNNPACK's sparse kernels are real, but a shipped profile has no timings of them: the size-only fit
+    predicts the dense architecture's latency, writes no sparse LiteRT file, and says both."""
+    result = edgeprune.fit("demo", target="rpi4", budget=None, sparsity=0.5, eval_images=32, out=tmp_path / "out")
+    report = result.report
+    assert report["status"] == "no latency budget (size-only fit) (predicted, not measured)"
+    note = report["sparsity"]["latency_note"]
+    assert "NEON sparse kernels are on" in note and "no sparse speed-up is predicted" in note, note
+    assert "sparse_tflite" not in report["sparsity"]
+    assert report["artifacts"][0]["weight_zeros"]["sparsity"] >= 0.49
