@@ -31,14 +31,16 @@ if TYPE_CHECKING:
     from edgeprune.report.fit_result import FitResult
 
 
-def fit(model: str = "demo", data: str | Path | None = None, target: str = "cpu", budget: str = "2ms",
+def fit(model: str = "demo", data: str | Path | None = None, target: str = "cpu", budget: str | None = "2ms",
         **options: Any) -> FitResult | None:
     """Python API mirroring ``edgeprune fit``: ``edgeprune.fit("demo", target="cpu", budget="1ms")``.
 
     Keyword options are the fields of :class:`~edgeprune.config.FitConfig` (``weights``, ``out``,
     ``finetune_epochs`` ...). Returns the :class:`~edgeprune.report.fit_result.FitResult` with the measured
     latencies and accuracies; raises :class:`~edgeprune.errors.BudgetUnreachableError` when no candidate
-    meets the budget. Under torchrun (data-parallel fine-tuning), ranks other than 0 return None.
+    meets the budget. ``budget=None`` with ``size_budget`` or ``sparsity`` is a size-only fit (no latency budget:
+    no channel is pruned, the latency is measured and reported). Under torchrun (data-parallel fine-tuning),
+    ranks other than 0 return None.
     """
     from edgeprune.fit.pipeline import fit_api
 

@@ -211,7 +211,7 @@ def _fit(config: FitConfig) -> FitResult:
         out.discard()
 
 
-def fit_api(model: str = "demo", data: str | Path | None = None, target: str = "cpu", budget: str = "2ms",
+def fit_api(model: str = "demo", data: str | Path | None = None, target: str = "cpu", budget: str | None = "2ms",
             **options: Any) -> FitResult | None:
     """Python API mirroring ``edgeprune fit``: ``edgeprune.fit("demo", target="cpu", budget="1ms")``.
 
