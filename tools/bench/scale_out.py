@@ -16,6 +16,11 @@ speed hits every mode alike:
 
     python tools/bench/scale_out.py --images 1024 --rounds 3      # writes docs/benchmarks.md's section
     python tools/bench/scale_out.py --render-only
+
+On a machine with a GPU, a second results file keeps that machine's rows apart (its CPU is another CPU, so
+its rows are never mixed with this table's; each machine's ratios are to its own ``1proc-1thread``):
+
+    python tools/bench/scale_out.py --modes 1proc-1thread,2proc-ddp,cuda --results docs/figures/scale-out/throughput-gpu.json
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ SHARED = REPO.parent / "shared" / "data"
 TRAIN = SHARED / "cifar10" / "cifar10_train_lossless_subset5085.npz"
 WEIGHTS = SHARED / "models" / "cifar10" / "akamaster_resnet" / "resnet56-4bfd9763.th"
 RESULTS = REPO / "docs" / "figures" / "scale-out" / "throughput.json"
+GPU_RESULTS = RESULTS.with_name("throughput-gpu.json")
+MODES = ("1proc-1thread", "2proc-ddp", "1proc-2threads", "cuda")
 DOC = REPO / "docs" / "benchmarks.md"
 HEADING = "## Scale-out: fine-tuning throughput on 1 vs 2 processes"
 EPOCHS = 2
@@ -119,13 +126,21 @@ def _run_mode(mode: str, images: int, tmp: Path) -> dict[str, Any]:
     return json.loads(result.read_text())
 
 
-def run(images: int, rounds: int) -> dict[str, Any]:
-    """Every mode ``rounds`` times, interleaved; the timed (second) epoch's images per second."""
+def run(images: int, rounds: int, modes: list[str] | None = None) -> dict[str, Any]:
+    """Every mode ``rounds`` times, interleaved; the timed (second) epoch's images per second.
+
+    ``modes`` defaults to the three CPU modes plus ``cuda`` where PyTorch sees a GPU; ``1proc-1thread`` is always
+    run (every ratio is to it).
+    """
     import tempfile
 
     import torch
 
-    modes = ["1proc-1thread", "2proc-ddp", "1proc-2threads"] + (["cuda"] if torch.cuda.is_available() else [])
+    if modes is None:
+        modes = list(MODES[:3]) + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in modes and not torch.cuda.is_available():
+        raise SystemExit("--modes names cuda but PyTorch sees no GPU here")
+    modes = ["1proc-1thread"] + [m for m in modes if m != "1proc-1thread"]
     per_round: list[dict[str, float]] = []
     meta: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,16 +156,26 @@ def run(images: int, rounds: int) -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def render(data: dict[str, Any]) -> list[str]:
-    """The docs section: median throughput per mode, and each mode's median per-round ratio to one process."""
+def render(data: dict[str, Any], gpu_data: dict[str, Any] | None = None) -> list[str]:
+    """The docs section: median throughput per mode, and each mode's median per-round ratio to one process;
+    then, from ``gpu_data``, the same table for the machine with a GPU."""
+    lines = [HEADING, "", *_table(data, "")]
+    if gpu_data is not None:
+        lines += ["### On a machine with a GPU", "",
+                  "Another machine, so none of its figures compares with the table above; its ratios are to its own "
+                  "one-process, one-thread run, timed interleaved with the GPU run.", "", *_table(gpu_data, " --modes "
+                  + ",".join(gpu_data["modes"]) + " --results docs/figures/scale-out/throughput-gpu.json")]
+    return lines
+
+
+def _table(data: dict[str, Any], reproduce_options: str) -> list[str]:
     modes, rounds = data["modes"], data["rounds"]
     machine = data["provenance"]["machine"]
-    lines = [HEADING, "",
-             f"The cifar-resnet56 recovery fine-tune (SGD, batch 64, rewind, distillation T = 4, crop + flip) on "
+    lines = [f"The cifar-resnet56 recovery fine-tune (SGD, batch 64, rewind, distillation T = 4, crop + flip) on "
              f"{data['source']} images ({data['weights']} weights), images per second in the second of two epochs; "
              f"{len(rounds)} rounds, modes interleaved in each. Ratios are the median of the per-round ratios to "
              f"`1proc-1thread`. Scaling efficiency = speedup / cores used. Machine: {machine.get('cpu', '?')}, "
-             f"{machine.get('logical_cores', '?')} logical cores; commit {data['provenance']['commit'][:10]}.",
+             f"{machine.get('logical_cores', '?')} logical cores; commit {data['provenance']['commit'].split()[0][:16]}.",
              "", "| mode | cores | images/s (median) | speedup vs 1 process | scaling efficiency |",
              "|---|---:|---:|---:|---:|"]
     cores = {"1proc-1thread": 1, "2proc-ddp": 2, "1proc-2threads": 2, "cuda": 0}
@@ -163,9 +188,12 @@ def render(data: dict[str, Any]) -> list[str]:
     if "cuda" not in modes:
         lines += ["", "No GPU here: `--train-device cuda` (mixed precision) was not measured by this run."]
     else:
-        lines += ["", f"GPU: {data['gpu']}."]
-    lines += ["", "Reproduce: `python tools/bench/scale_out.py --images 1024 --rounds 3` (results in "
-              "`docs/figures/scale-out/throughput.json`; `--render-only` rewrites this section from them).", ""]
+        lines += ["", f"GPU: {data['gpu']}; `cuda` is one process on it with mixed precision (float16 autocast and "
+                  "a gradient scaler), the CPU only feeding it."]
+    results = "throughput-gpu.json" if reproduce_options else "throughput.json"
+    lines += ["", f"Reproduce: `python tools/bench/scale_out.py --images {data['images']} --rounds {len(rounds)}"
+              f"{reproduce_options}` (results in `docs/figures/scale-out/{results}`; `--render-only` rewrites this "
+              "section from them).", ""]
     return lines
 
 
@@ -174,6 +202,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--modes", help=f"comma-separated, from {', '.join(MODES)} (default: the CPU modes, and cuda "
+                        "where PyTorch sees a GPU)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where this run's figures are written")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -183,10 +214,14 @@ def main() -> int:
         _worker(args.images, args.device, args.threads, args.result)
         return 0
     if not args.render_only:
-        data = run(args.images, args.rounds)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(data, indent=1))
-    write_section(DOC, HEADING, render(json.loads(RESULTS.read_text())))
+        modes = args.modes.split(",") if args.modes else None
+        if modes and set(modes) - set(MODES):
+            parser.error(f"unknown modes: {', '.join(sorted(set(modes) - set(MODES)))}")
+        data = run(args.images, args.rounds, modes)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(data, indent=1))
+    gpu_data = json.loads(GPU_RESULTS.read_text()) if GPU_RESULTS.is_file() else None
+    write_section(DOC, HEADING, render(json.loads(RESULTS.read_text()), gpu_data))
     return 0
 
 
