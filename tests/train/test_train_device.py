@@ -62,3 +62,35 @@ def test_training_on_a_gpu_with_mixed_precision_learns_checkpoints_and_returns_t
     cpu_model, _, _ = _setup()
     cpu_losses = train_classifier(cpu_model, x, y, spec, loss_fn=DistillationLoss(teacher))
     assert losses == pytest.approx(cpu_losses, rel=0.05)  # float16 autocast: close, not equal
+
+
+class _StopAfterFirstEpoch(Exception):
+    pass
+
+
+def _stop_after_first(epoch: int, _loss: float) -> None:
+    raise _StopAfterFirstEpoch(epoch)
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (CI has none): --resume on a GPU was not exercised here")
+def test_an_interrupted_gpu_fine_tune_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+    """The checkpoint carries the gradient scaler and both generators: the resumed run ends where the whole one does
+    (to float rounding: cuDNN may pick another algorithm in a new run)."""
+    _, x, y = _setup()
+    teacher = _setup()[0].eval()
+    spec = TrainSpec(epochs=3, lr=0.05, batch_size=32, seed=5, schedule="rewind", augment="crop,flip")
+    cuda = torch.device("cuda")
+    whole = _setup()[0]
+    whole_losses = train_classifier(whole, x, y, spec, loss_fn=DistillationLoss(teacher), device=cuda)
+    checkpoint = tmp_path / "ft.pt"
+    with pytest.raises(_StopAfterFirstEpoch):
+        train_classifier(_setup()[0], x, y, spec, loss_fn=DistillationLoss(teacher), checkpoint=checkpoint,
+                         device=cuda, on_epoch=_stop_after_first)
+    resumed = _setup()[0]
+    resumed_losses = train_classifier(resumed, x, y, spec, loss_fn=DistillationLoss(teacher), checkpoint=checkpoint,
+                                      device=cuda)
+    assert resumed_losses == pytest.approx(whole_losses, rel=1e-4)
+    for name, value in whole.state_dict().items():
+        if value.is_floating_point():
+            scale = float(value.abs().max()) or 1.0
+            assert float((resumed.state_dict()[name] - value).abs().max()) <= 1e-4 * scale, name

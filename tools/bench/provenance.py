@@ -21,12 +21,12 @@ REPO = Path(__file__).resolve().parents[2]
 def git_commit() -> str:
     """The short commit of the checkout, with ``+dirty`` when tracked files have uncommitted changes.
 
-    A copy of a checkout without its ``.git`` (a borrowed GPU machine) gets the commit from
-    ``EDGEPRUNE_BENCH_COMMIT``, set by whoever copied it, marked as told rather than read.
+    A copy of a checkout (a borrowed GPU machine, whose ``.git`` may be missing or older than the files) gets the
+    commit from ``EDGEPRUNE_BENCH_COMMIT``, set by whoever copied it, marked as told rather than read.
     """
     told = os.environ.get("EDGEPRUNE_BENCH_COMMIT")
-    if told and not (REPO / ".git").exists():
-        return f"{told} (a copy without .git; commit as told)"
+    if told:
+        return f"{told} (a copy of the checkout; commit as told)"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout.strip()
