@@ -188,8 +188,13 @@ def _table(data: dict[str, Any], reproduce_options: str) -> list[str]:
     if "cuda" not in modes:
         lines += ["", "No GPU here: `--train-device cuda` (mixed precision) was not measured by this run."]
     else:
-        lines += ["", f"GPU: {data['gpu']}; `cuda` is one process on it with mixed precision (float16 autocast and "
-                  "a gradient scaler), the CPU only feeding it."]
+        per_round = [r["cuda"] / r["1proc-1thread"] for r in rounds]
+        torch_version = data["provenance"].get("versions", {}).get("torch", "?")
+        lines += ["", f"GPU: {data['gpu']} (PyTorch {torch_version}); `cuda` is one process on it with mixed precision "
+                  "(float16 autocast and a gradient scaler), the CPU only feeding it. Per-round ratios "
+                  f"{min(per_round):.1f}x to {max(per_round):.1f}x. The recipe's batch of 64 on "
+                  f"{data['images']} images is {-(-data['images'] // 64)} steps an epoch, far from what keeps such a "
+                  "GPU busy; larger batches (another recipe) were not measured."]
     results = "throughput-gpu.json" if reproduce_options else "throughput.json"
     lines += ["", f"Reproduce: `python tools/bench/scale_out.py --images {data['images']} --rounds {len(rounds)}"
               f"{reproduce_options}` (results in `docs/figures/scale-out/{results}`; `--render-only` rewrites this "
