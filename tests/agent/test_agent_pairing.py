@@ -80,6 +80,7 @@ def test_a_schedule_is_shortened_to_the_agent_ceiling() -> None:
     assert fit_pairing_to_budget(spec, seconds_per_call=0.001, budget_s=60.0) == spec  # fits as asked
 
 
+@pytest.mark.full
 def test_fit_through_the_agent_is_paired(agent: AgentServer, tmp_path: Path) -> None:
     import edgeprune
 

@@ -57,6 +57,7 @@ def test_a_two_agent_pool_shares_a_profile_and_records_who_measured_what(
     assert len(calibration.measured_by) == 4 and set(calibration.measured_by) <= {first.url, second.url}
 
 
+@pytest.mark.full
 def test_profile_prints_each_devices_share(two_agents: tuple[AgentServer, AgentServer], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     first, second = two_agents

@@ -32,7 +32,7 @@ def test_cifar_resnet56_reaches_92_percent_on_the_lossless_test_subset(shared_da
     assert accuracy >= 0.92, accuracy
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_fit_cifar_resnet56_to_half_its_measured_latency(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "r56"
     proc = subprocess.run(

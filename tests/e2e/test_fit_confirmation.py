@@ -99,6 +99,7 @@ def _around_first(result: Any, kind: str) -> tuple[list[dict[str, Any]], list[st
     kinds = [r["kind"] for r in rounds]
     return rounds, kinds, kinds.index(kind)
 
+@pytest.mark.full
 def test_a_candidate_whose_confirmation_misses_is_never_fine_tuned(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     result, finetuned = _fit_with_spike(tmp_path, monkeypatch, "preconfirm", "preconfirm-recheck")
@@ -127,6 +128,7 @@ def test_a_candidate_whose_confirmation_misses_is_never_fine_tuned(tmp_path: Pat
             assert "search-upward" in (tmp_path / "out" / "report.md").read_text()
 
 
+@pytest.mark.full
 def test_a_noisy_miss_after_fine_tuning_is_settled_by_a_third_confirmation(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     result, finetuned = _fit_with_spike(tmp_path, monkeypatch, "final")
@@ -141,6 +143,7 @@ def test_a_noisy_miss_after_fine_tuning_is_settled_by_a_third_confirmation(tmp_p
     assert result.budget_ms < spiked["median_ms"]
 
 
+@pytest.mark.full
 def test_a_single_noisy_preconfirm_is_settled_by_measuring_again(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     result, finetuned = _fit_with_spike(tmp_path, monkeypatch, "preconfirm")

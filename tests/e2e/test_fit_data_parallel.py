@@ -16,7 +16,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_fit_fine_tunes_on_two_processes_and_ships(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("fit", "--target", "cpu", "--budget", "60%", "--finetune-epochs", "1", "--precision", "fp32",

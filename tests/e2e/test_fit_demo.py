@@ -39,7 +39,6 @@ def demo_baseline_ms(tmp_path_factory: pytest.TempPathFactory) -> float:
     return median_ms(path, example.numpy())
 
 
-@pytest.mark.slow
 def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     tmp_path: Path, demo_baseline_ms: float
 ) -> None:
@@ -78,7 +77,7 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     assert np.abs(reference - logits).max() < 1e-4
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_unreachable_budget_exits_2_with_the_floor_and_leaves_no_result(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("fit", "--budget", "1us", "--out", str(out), "--precision", "fp32")
@@ -88,7 +87,7 @@ def test_unreachable_budget_exits_2_with_the_floor_and_leaves_no_result(tmp_path
     assert out.is_dir() and list(out.iterdir()) == []
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_python_api_returns_the_facts_of_report_json(tmp_path: Path) -> None:
     result = edgeprune.fit("demo", target="cpu", budget="75%", out=tmp_path / "api")
     assert_meets_budget_share(load_model("demo").model, result.report, tmp_path / "api", tmp_path)
@@ -120,6 +119,7 @@ def test_existing_results_are_not_overwritten_without_force(tmp_path: Path) -> N
         (["--budget", "1ms", "--model", "cifar-resnet57", "--data", "x.npz"], "6n+2"),
     ],
 )
+@pytest.mark.full  # each a real process (4 s of imports); tests/safety/test_bad_inputs.py has every refusal in one
 def test_bad_input_gives_one_line_and_exit_code_2(args: list[str], message: str, tmp_path: Path) -> None:
     proc = run_cli("fit", *args, "--out", str(tmp_path / "o"))
     assert proc.returncode == 2, proc.stderr
@@ -133,12 +133,11 @@ def test_targets_lists_cpu_with_its_runtime_installed() -> None:
     assert "cpu" in proc.stdout and "onnxruntime" in proc.stdout and "yes" in proc.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("target", "artifact"), [("cpu-openvino", "model.xml"), ("cpu-tflite", "model.tflite")])
-def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifact: str, tmp_path: Path) -> None:
-    out = tmp_path / target
-    proc = run_cli("fit", "--target", target, "--budget", "70%", "--out", str(out), "--max-rounds", "8",
-                   "--precision", "fp32")
+RUNTIME_TARGETS = [("cpu-openvino", "model.xml"), ("cpu-tflite", "model.tflite")]
+
+
+def _fit_ships_the_target_runtimes_artifact(target: str, artifact: str, out: Path, *extra: str) -> None:
+    proc = run_cli("fit", "--target", target, "--budget", "70%", "--out", str(out), "--precision", "fp32", *extra)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert (out / artifact).is_file() and not (out / "model.onnx").exists()
@@ -146,6 +145,21 @@ def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifa
     assert report["final"]["latency"]["backend"] == report["target"]["runtime"]
     assert report["parity"]["max_abs_diff"] < 1e-3
     assert report["final"]["top1"] is not None
+
+
+@pytest.mark.parametrize(("target", "artifact"), RUNTIME_TARGETS)
+def test_a_fit_on_each_runtime_ships_and_measures_its_artifact(target: str, artifact: str, tmp_path: Path) -> None:
+    """The quick tier's fit per runtime: one keep ratio for every group (no kernel profile of the runtime to build),
+    bisected in at most four measured rounds, evaluated on 100 images."""
+    _fit_ships_the_target_runtimes_artifact(target, artifact, tmp_path / target, "--allocation", "uniform",
+                                            "--max-rounds", "4", "--eval-images", "100")
+
+
+@pytest.mark.full
+@pytest.mark.parametrize(("target", "artifact"), RUNTIME_TARGETS)
+def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifact: str, tmp_path: Path) -> None:
+    """The latency-budgeted search on each runtime, with its kernel profile."""
+    _fit_ships_the_target_runtimes_artifact(target, artifact, tmp_path / target, "--max-rounds", "8")
 
 
 def test_predicted_only_targets_say_predicted_and_point_to_the_agent(tmp_path: Path) -> None:
@@ -162,7 +176,7 @@ def test_profile_refuses_a_device_it_cannot_reach(tmp_path: Path) -> None:
     assert "agent" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_cli_fit_fine_tunes_a_very_thin_demo_candidate_on_all_threads(tmp_path: Path) -> None:
     # at 15% the demo keeps about 12% of its channels (8-wide stages); fine-tuning that on one-channel inputs with
     # channels-last strides crashed torch's two-thread backward (exit 134/139) before inputs got plain strides

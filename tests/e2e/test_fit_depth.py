@@ -28,7 +28,6 @@ def _inputs(tmp_path: Path) -> tuple[Path, Path]:
     return weights, data
 
 
-@pytest.mark.slow
 def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> None:
     weights, data = _inputs(tmp_path)
     out = tmp_path / "out"
@@ -75,6 +74,7 @@ def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> 
     assert "feature hints (weight 1.0) at `layer1`" in (out / "report.md").read_text()
 
 
+@pytest.mark.full
 def test_predicted_target_removes_blocks_on_the_profile(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = edgeprune.fit("demo", target="rpi4", budget="85%", prune_blocks=True, out=out, eval_images=64)

@@ -26,17 +26,16 @@ from edgeprune.train.detector_loop import DetectorTrainSpec, train_detector  # n
 SIZE = 96
 
 
-@pytest.fixture(scope="module")
-def shapes_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(weights, data.yaml): yolov8n trained for 20 epochs on 256 generated images of 96 px (about 30 s on one
-    core; val mAP50 0.37, mAP50-95 0.24)."""
-    root = tmp_path_factory.mktemp("shapes")
-    data_yaml = write_shapes_dataset(root / "shapes", ShapesSpec(size_px=SIZE, train_images=256, val_images=48,
-                                                                min_side_px=14, max_side_px=40, seed=1))
+QUICK_SIZE = 64  # the quick tier's detector: the smallest input yolov8n's stride-32 head still sees as a grid
+
+
+def _trained_detector(root: Path, size_px: int, spec: ShapesSpec, epochs: int) -> tuple[Path, Path]:
+    """(weights, data.yaml): yolov8n (4 classes) trained on a generated shapes set of ``size_px`` pixels."""
+    data_yaml = write_shapes_dataset(root / "shapes", spec)
     torch.manual_seed(0)
     model = build_shapes_detector(4)
-    train_detector(model, load_detection_dataset(data_yaml, (SIZE, SIZE), split="train"),
-                   DetectorTrainSpec(epochs=20, batch_size=16, lr=0.004, seed=0))
+    train_detector(model, load_detection_dataset(data_yaml, (size_px, size_px), split="train"),
+                   DetectorTrainSpec(epochs=epochs, batch_size=16, lr=0.004, seed=0))
     from safetensors.torch import save_file
 
     weights = root / "yolov8n-shapes.safetensors"
@@ -44,13 +43,50 @@ def shapes_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     return weights, data_yaml
 
 
-def _fit(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def shapes_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(weights, data.yaml): yolov8n trained for 20 epochs on 256 generated images of 96 px (about 30 s on one
+    core; val mAP50 0.37, mAP50-95 0.24)."""
+    return _trained_detector(tmp_path_factory.mktemp("shapes"), SIZE, ShapesSpec(
+        size_px=SIZE, train_images=256, val_images=48, min_side_px=14, max_side_px=40, seed=1), epochs=20)
+
+
+@pytest.fixture(scope="module")
+def quick_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(weights, data.yaml): yolov8n trained for 6 epochs on 96 generated images of 64 px (a few seconds): enough
+    for boxes to score, not for accuracy claims."""
+    return _trained_detector(tmp_path_factory.mktemp("quick-shapes"), QUICK_SIZE, ShapesSpec(
+        size_px=QUICK_SIZE, train_images=96, val_images=24, min_side_px=12, max_side_px=28, seed=1), epochs=6)
+
+
+def _fit(out: Path, *args: str, size_px: int = SIZE) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--model", "ultralytics:yolov8n.yaml",
-                           "--num-classes", "4", "--input-shape", f"3,{SIZE},{SIZE}", "--target", "cpu",
+                           "--num-classes", "4", "--input-shape", f"3,{size_px},{size_px}", "--target", "cpu",
                            "--out", str(out), *args], capture_output=True, text=True, timeout=1200)
 
 
-@pytest.mark.slow
+def test_a_detector_fit_ships_a_smaller_validated_artifact_with_map_before_and_after(
+        quick_detector: tuple[Path, Path], tmp_path: Path) -> None:
+    """The quick tier's detector fit: channel pruning by one measured keep ratio on data-free L1 scores (the
+    classifiers' quick fits run LASSO), judged by mAP, on ONNX Runtime."""
+    weights, data_yaml = quick_detector
+    out = tmp_path / "det"
+    proc = _fit(out, "--weights", str(weights), "--data", str(data_yaml), "--budget", "70%", "--precision", "fp32",
+                "--allocation", "uniform", "--max-rounds", "3", "--importance", "l1", size_px=QUICK_SIZE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["evaluation"]["task"] == "detection" and report["evaluation"]["metric"] == "mAP50-95"
+    before, after = report["baseline"]["metrics"], report["final"]["metrics"]
+    assert 0 <= before["map50_95"] <= before["map50"] <= 1 and 0 <= after["map50_95"] <= after["map50"] <= 1
+    assert report["final"]["latency"]["measured"] and report["final"]["latency"]["median_ms"] <= report["budget_ms"]
+    assert report["final"]["macs"] < report["baseline"]["macs"]
+    assert [a["format"] for a in report["artifacts"]] == ["onnx"] and report["artifacts"][0]["passed"]
+    frozen = " ".join(g["reason"] for g in report["frozen_groups"])
+    assert "output of the Detect head" in frozen
+    assert "mAP50-95" in proc.stdout and "| mAP50-95 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.full
 def test_a_detector_ships_validated_artifacts_for_three_runtimes_with_map_before_and_after_blocks_removed(
         shapes_detector: tuple[Path, Path], tmp_path: Path) -> None:
     weights, data_yaml = shapes_detector
@@ -88,7 +124,7 @@ def test_a_detector_ships_validated_artifacts_for_three_runtimes_with_map_before
     assert "mAP50-95 against the reference's boxes" in check.stdout and "map50_95" in check.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_without_labels_a_detector_is_judged_by_its_agreement_and_fine_tunes_by_distillation(
         shapes_detector: tuple[Path, Path], tmp_path: Path) -> None:
     weights, data_yaml = shapes_detector
@@ -110,7 +146,7 @@ def test_without_labels_a_detector_is_judged_by_its_agreement_and_fine_tunes_by_
     assert "Agreement of pruned with original" in (out / "report.md").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_a_detector_is_weight_pruned_gradually_during_its_fine_tune(shapes_detector: tuple[Path, Path],
                                                                     tmp_path: Path) -> None:
     """--sparsity on a detector (size-only: no channel search): pruned gradually during its fine-tune, the

@@ -19,44 +19,50 @@ import pytest
 from edgeprune.quantize.onnx_int8 import onnx_is_quantized
 
 
-def _fit(out: Path, budget: str, precision: str | None = "int8") -> dict:  # type: ignore[type-arg]
+def _fit(out: Path, budget: str, precision: str | None = "int8", *extra: str) -> dict:  # type: ignore[type-arg]
     """``fit`` on the demo; ``precision`` None: the default (``auto`` here, where latency is measured)."""
     flag = [] if precision is None else ["--precision", precision]
     proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", budget, *flag,
-                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+                           "--out", str(out), *extra], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "report.json").read_text())
 
 
-@pytest.mark.slow
-def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_float_original(tmp_path: Path) -> None:
-    """40% with the default precision (``auto``: INT8 alone, chosen by measurement), 20% with ``--precision int8``."""
-    for budget, precision in (("40%", None), ("20%", "int8")):  # auto: INT8 chosen where it measures faster
-        out = tmp_path / budget.rstrip("%")
-        report = _fit(out, budget, precision)
-        if precision is None:
-            choice = report["method"]["precision_choice"]
-            assert choice["precision"] == "int8", f"auto declined INT8 on this CPU: {choice['reason']}"
-            assert "Precision chosen by `--precision auto`: INT8" in (out / "report.md").read_text()
-        assert report["status"] == "budget met"
-        assert report["baseline"]["latency"]["precision"] == "fp32"
-        assert report["final"]["latency"]["precision"] == "int8"
-        assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
-        assert onnx_is_quantized(out / "model.onnx")
-        assert json.loads((out / "model.onnx.json").read_text())["target"]["precision"] == "int8"
-        assert report["method"]["quantization"]["format"] == "QDQ"
-        rounds = report["search"]["rounds"]
-        quantized = next(r for r in rounds if r["kind"] == "quantized")  # the unpruned model, quantized
-        confirmed = [r for r in rounds if r["kind"] == "confirm"][-1]
-        if quantized["meets_budget"]:  # INT8 alone is enough: nothing is pruned
-            assert confirmed["channels_kept"] == 1.0
-        else:
-            assert confirmed["channels_kept"] < 1.0
-        assert all(a["passed"] for a in report["artifacts"]), report["artifacts"]
-        assert report["final"]["top1"] >= report["baseline"]["top1"] - (0.02 if quantized["meets_budget"] else 0.2)
-        assert "INT8" in (out / "report.md").read_text()
-        if budget == "40%":
-            assert quantized["meets_budget"], "INT8 alone did not reach 2.5x: is this CPU without VNNI?"
+@pytest.mark.parametrize(("budget", "precision", "extra"), [
+    # the default precision (``auto``: INT8 alone, chosen by measurement); the quick tier's agent fit takes it too
+    pytest.param("40%", None, (), marks=pytest.mark.full),
+    # INT8 and pruning together, each candidate measured quantized: the search on the INT8 latency table, and in the
+    # quick tier one keep ratio bisected on measurements (no INT8 kernel profile to build)
+    pytest.param("20%", "int8", (), marks=pytest.mark.full),
+    ("20%", "int8", ("--allocation", "uniform", "--max-rounds", "4", "--eval-images", "150")),
+])
+def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_float_original(
+        budget: str, precision: str | None, extra: tuple[str, ...], tmp_path: Path) -> None:
+    out = tmp_path / budget.rstrip("%")
+    report = _fit(out, budget, precision, *extra)
+    if precision is None:
+        choice = report["method"]["precision_choice"]
+        assert choice["precision"] == "int8", f"auto declined INT8 on this CPU: {choice['reason']}"
+        assert "Precision chosen by `--precision auto`: INT8" in (out / "report.md").read_text()
+    assert report["status"] == "budget met"
+    assert report["baseline"]["latency"]["precision"] == "fp32"
+    assert report["final"]["latency"]["precision"] == "int8"
+    assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
+    assert onnx_is_quantized(out / "model.onnx")
+    assert json.loads((out / "model.onnx.json").read_text())["target"]["precision"] == "int8"
+    assert report["method"]["quantization"]["format"] == "QDQ"
+    rounds = report["search"]["rounds"]
+    quantized = next(r for r in rounds if r["kind"] == "quantized")  # the unpruned model, quantized
+    confirmed = [r for r in rounds if r["kind"] == "confirm"][-1]
+    if quantized["meets_budget"]:  # INT8 alone is enough: nothing is pruned
+        assert confirmed["channels_kept"] == 1.0
+    else:
+        assert confirmed["channels_kept"] < 1.0
+    assert all(a["passed"] for a in report["artifacts"]), report["artifacts"]
+    assert report["final"]["top1"] >= report["baseline"]["top1"] - (0.02 if quantized["meets_budget"] else 0.2)
+    assert "INT8" in (out / "report.md").read_text()
+    if budget == "40%":
+        assert quantized["meets_budget"], "INT8 alone did not reach 2.5x: is this CPU without VNNI?"
 
 
 def test_int8_on_a_target_that_does_not_offer_it_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -71,7 +77,7 @@ def test_int8_on_a_target_that_does_not_offer_it_is_one_line_and_exit_2(tmp_path
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_auto_precision_searches_float_where_no_int8_candidate_reaches_the_budget(tmp_path: Path) -> None:
     """At 8% of the demo, INT8's per-layer quantize/dequantize cost puts its fastest pruned model (about 9% here)
     over the budget while float candidates reach it: the run falls back to float instead of refusing."""
@@ -103,7 +109,7 @@ def test_auto_precision_searches_float_where_no_int8_candidate_reaches_the_budge
     assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_int8_on_a_predicted_target_uses_the_profiles_int8_estimate_and_says_so(tmp_path: Path) -> None:
     from edgeprune.quantize.tflite_int8 import tflite_is_quantized
 
@@ -122,7 +128,7 @@ def test_int8_on_a_predicted_target_uses_the_profiles_int8_estimate_and_says_so(
     assert "PREDICTED, not measured" in (out / "report.md").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_auto_leaves_the_layer_that_breaks_int8_in_float_and_ships_mixed_int8(tmp_path: Path) -> None:
     """A model whose classifier INT8 cannot represent (see ``model_helpers.OutlierNet``): INT8 alone changes
     many predictions, the search measures that the classifier is the layer to blame, and the run ships INT8

@@ -16,7 +16,7 @@ def test_the_shipped_profile_targets_are_the_devices_we_cannot_reach() -> None:
     assert {"rpi4", "rpi5", "intel-npu"} <= set(PREDICTED)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("name", PREDICTED)
 def test_a_shipped_profile_target_fits_without_its_device(name: str, tmp_path: Path) -> None:
     result = edgeprune.fit("demo", target=name, budget="85%", out=tmp_path / "out")
@@ -31,7 +31,7 @@ def test_a_shipped_profile_target_fits_without_its_device(name: str, tmp_path: P
         assert "this machine's CPU" in (tmp_path / "out" / "report.md").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_weight_pruning_on_a_predicted_pi_says_the_prediction_has_no_sparse_speed_up(tmp_path: Path) -> None:
     """On a Pi, XNNPACK's sparse kernels are real, but a shipped profile has no timings of them: the size-only fit
     predicts the dense architecture's latency, writes no sparse LiteRT file, and says both."""

@@ -24,7 +24,7 @@ def _fit(out: Path, *options: str) -> tuple[dict, str]:  # type: ignore[type-arg
     return json.loads((out / "report.json").read_text()), proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_int8_fit_with_one_qat_epoch_reports_both_artifacts_and_ships_a_validated_int8_one(tmp_path: Path) -> None:
     out = tmp_path / "qat"
     report, _ = _fit(out, "--budget", "40%", "--precision", "int8", "--importance", "l1")  # nothing is pruned

@@ -23,6 +23,7 @@ from edgeprune.fit.resume import STATE_DIR
 from edgeprune.train.default_weights import load_model
 
 
+@pytest.mark.full
 def test_predicted_target_without_agent_runs_and_says_predicted(tmp_path: Path) -> None:
     result = edgeprune.fit("demo", target="rpi4", budget="50%", out=tmp_path / "out", eval_images=64)
     report = result.report
@@ -36,7 +37,7 @@ def test_predicted_target_without_agent_runs_and_says_predicted(tmp_path: Path) 
     assert result.accuracy_after is not None  # accuracy is real: the artifact ran in LiteRT here
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_iterative_pruning_reaches_the_budget_in_steps(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = edgeprune.fit("demo", target="cpu", budget="60%", steps=2, out=out, eval_images=64,
@@ -63,9 +64,8 @@ def _fit_cmd(out: Path, *extra: str) -> list[str]:
             "--search-headroom", "0.25", "--eval-images", "64", "--precision", "fp32", "--out", str(out), *extra]
 
 
-@pytest.mark.slow
-def test_interrupted_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
-    out = tmp_path / "a"
+def _interrupt_at_the_first_fine_tune_checkpoint(out: Path) -> None:
+    """Start the fit into ``out`` and interrupt it (SIGINT, as Ctrl-C) once its first fine-tune epoch is saved."""
     proc = interruptible_popen(_fit_cmd(out))
     state = out / STATE_DIR
     deadline = time.monotonic() + 600
@@ -77,6 +77,23 @@ def test_interrupted_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
     assert not (out / "model.onnx").exists() and (state / "journal.json").is_file()
+
+
+def test_an_interrupted_fit_resumes_and_ships(tmp_path: Path) -> None:
+    """The quick tier's resume: interrupted during its fine-tune, resumed from the journal and the checkpoint."""
+    out = tmp_path / "a"
+    _interrupt_at_the_first_fine_tune_checkpoint(out)
+    done = subprocess.run(_fit_cmd(out, "--resume"), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["resume"]["measurements_replayed"] >= 2 and report["finetune"]["epochs"] >= 2
+    assert not (out / STATE_DIR).exists() and (out / "model.onnx").is_file()
+
+
+@pytest.mark.full
+def test_interrupted_fit_resumes_to_the_same_model(tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    _interrupt_at_the_first_fine_tune_checkpoint(out)
 
     refused = subprocess.run(_fit_cmd(out), capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--resume" in refused.stderr

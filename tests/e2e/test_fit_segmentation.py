@@ -26,25 +26,54 @@ SIZE_PX = 96
 CLASSES = 4
 
 
-@pytest.mark.slow
-def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_path: Path) -> None:
-    data = write_shapes_segmentation(tmp_path / "shapes", 24, seed=5, size=SIZE_PX)
+def _trained_lraspp(tmp_path: Path, images: int, size_px: int) -> tuple[Path, Path]:
+    """(data folder, weights): a generated labelled set and LR-ASPP trained on it for two epochs."""
+    data = write_shapes_segmentation(tmp_path / "shapes", images, seed=5, size=size_px)
     model = build_architecture("torchvision:lraspp_mobilenet_v3_large", CLASSES).model
-    train_segmenter(model, load_segmentation_dataset(data, (SIZE_PX, SIZE_PX)), SegmenterRecipe(epochs=2, batch_size=8), CLASSES,
-                    Preprocessing(SIZE_PX, SIZE_PX, 3, IMAGENET_MEAN, IMAGENET_STD))
+    train_segmenter(model, load_segmentation_dataset(data, (size_px, size_px)), SegmenterRecipe(epochs=2, batch_size=8),
+                    CLASSES, Preprocessing(size_px, size_px, 3, IMAGENET_MEAN, IMAGENET_STD))
     weights = tmp_path / "lraspp.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    out = tmp_path / "out"
-    proc = subprocess.run(
+    return data, weights
+
+
+def _fit_lraspp(data: Path, weights: Path, out: Path, size_px: int, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "edgeprune", "fit", "--model", "torchvision:lraspp_mobilenet_v3_large",
-         "--weights", str(weights), "--input-shape", f"3,{SIZE_PX},{SIZE_PX}", "--num-classes", str(CLASSES),
+         "--weights", str(weights), "--input-shape", f"3,{size_px},{size_px}", "--num-classes", str(CLASSES),
          "--data", str(data), "--target", "cpu", "--budget", "70%", "--precision", "fp32",
          # the uniform allocation spares the latency table's kernel profile (a minute on one core); the latency
          # search itself is the classifiers' and detectors' path, and tools/make_shapes_segmenter.py's command's
-         "--allocation", "uniform", "--export", "onnx,openvino,tflite", "--out", str(out),
+         "--allocation", "uniform", "--out", str(out),
          # one epoch of recovery: cross-entropy on the masks plus per-pixel distillation from the original
-         "--train-data", str(data), "--finetune-epochs", "1", "--distill"],
+         "--train-data", str(data), "--finetune-epochs", "1", "--distill", *extra],
         capture_output=True, text=True, timeout=600)
+
+
+def test_a_segmenter_fit_ships_a_validated_artifact_with_miou_before_and_after(tmp_path: Path) -> None:
+    """The quick tier's segmentation fit: 16 images of 64 px, data-free L1 scores (LASSO scoring of LR-ASPP's 30
+    groups is half a minute; the classifiers' quick fits run it), two measured rounds, ONNX Runtime only."""
+    data, weights = _trained_lraspp(tmp_path, 16, 64)
+    out = tmp_path / "out"
+    proc = _fit_lraspp(data, weights, out, 64, "--max-rounds", "2", "--importance", "l1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["evaluation"]["task"] == "segmentation" and report["evaluation"]["metric"] == "mIoU"
+    for side in ("baseline", "final"):
+        metrics = report[side]["metrics"]
+        assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["pixel_accuracy"] <= 1.0, metrics
+    assert report["final"]["macs"] < report["baseline"]["macs"]
+    assert [a["format"] for a in report["artifacts"]] == ["onnx"] and report["artifacts"][0]["passed"]
+    assert any("class logits" in g["reason"] for g in report["frozen_groups"])
+    assert report["finetune"]["epochs"] >= 1 and report["finetune"]["distill"]
+    assert "mIoU" in proc.stdout and "| mIoU |" in (out / "report.md").read_text()
+
+
+@pytest.mark.full
+def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_path: Path) -> None:
+    data, weights = _trained_lraspp(tmp_path, 24, SIZE_PX)
+    out = tmp_path / "out"
+    proc = _fit_lraspp(data, weights, out, SIZE_PX, "--export", "onnx,openvino,tflite")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["evaluation"]["task"] == "segmentation" and report["evaluation"]["metric"] == "mIoU"
@@ -64,7 +93,9 @@ def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_pat
     assert "Pixel agreement of pruned with original" in markdown
     assert "mIoU" in proc.stdout
     finetune = report["finetune"]
-    assert finetune["epochs"] == 1 and finetune["images"] == 24 and finetune["distill"]
+    # a candidate whose confirmation misses after its fine-tune is followed by another, fine-tuned too: the report
+    # counts both (CI under coverage saw 2)
+    assert finetune["epochs"] >= 1 and finetune["images"] == 24 and finetune["distill"]
     assert finetune["loss"] == "per-pixel cross-entropy + per-pixel distillation from the original"
     # `edgeprune validate` knows a segmenter from the reference folder's plan, and reads images/ + masks/ (the
     # plan names a torchvision factory, which a received folder may only run with the explicit opt-in)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edgeprune.export.size import artifact_size, weight_zeros
 
 
@@ -15,13 +17,18 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, timeout=1500)
 
 
-def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("epochs", "export", "eval_images"), [
+    pytest.param("2", "onnx,tflite", "300", marks=pytest.mark.full),  # the issue's command, with a LiteRT export
+    ("1", "onnx", "150"),  # the quick tier's: one epoch, ONNX only
+])
+def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(epochs: str, export: str, eval_images: str,
+                                                                      tmp_path: Path) -> None:
     """The issue's command as a user types it: no latency budget, so a size-only fit (every channel kept, the
     shipped artifact's latency measured and reported, not judged)."""
     out = tmp_path / "out"
     done = run_cli("fit", "--model", "demo", "--precision", "fp32", "--sparsity", "0.8", "--sparsity-schedule",
-                   "polynomial", "--sparsity-initial", "0.5", "--finetune-epochs", "2", "--size-budget", "40%",
-                   "--export", "onnx,tflite", "--eval-images", "300", "--out", str(out), "--json")
+                   "polynomial", "--sparsity-initial", "0.5", "--finetune-epochs", epochs, "--size-budget", "40%",
+                   "--export", export, "--eval-images", eval_images, "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     size, sparsity = report["size"], report["sparsity"]
@@ -36,7 +43,7 @@ def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(tmp_path: 
     assert "reduces the model's size, not its latency, on ONNX Runtime" in sparsity["latency_note"]
     assert report["final"]["top1"] is not None and report["final"]["top1"] > 0.9  # accuracy reported, and kept
     formats = {a["format"]: a for a in report["artifacts"]}
-    assert set(formats) == {"onnx", "tflite"}
+    assert set(formats) == set(export.split(","))
     for fmt, entry in formats.items():  # every shipped artifact: its size, and its zeros read back from the file
         path = out / entry["file"]
         assert entry["size"] == artifact_size([path]).to_dict()
@@ -48,6 +55,7 @@ def test_sparsity_with_a_gradual_schedule_ships_under_the_size_budget(tmp_path: 
     assert "## Size and weight sparsity" in md and "accuracy_vs_size.png" in md and (out / "accuracy_vs_size.png").is_file()
 
 
+@pytest.mark.full
 def test_a_size_budget_below_the_floor_exits_2_with_the_floor(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = run_cli("fit", "--model", "demo", "--budget", "90%", "--size-budget", "5kB", "--eval-images", "200",
@@ -61,6 +69,7 @@ def test_a_size_budget_below_the_floor_exits_2_with_the_floor(tmp_path: Path) ->
     assert not (out / "report.json").exists() and not (out / "model.onnx").exists()
 
 
+@pytest.mark.full
 def test_on_litert_the_sparse_path_is_tried_and_its_rules_reported(tmp_path: Path) -> None:
     """The demo (one input channel) breaks XNNPACK's sparse-subgraph rules: no sparse file, and the reason says so."""
     out = tmp_path / "out"
@@ -75,6 +84,7 @@ def test_on_litert_the_sparse_path_is_tried_and_its_rules_reported(tmp_path: Pat
     assert "Sparse LiteRT file: not written." in (out / "report.md").read_text()
 
 
+@pytest.mark.full
 def test_on_litert_a_model_meeting_the_rules_gets_its_sparse_file_measured(tmp_path: Path) -> None:
     """A MobileNet-shaped model: the weight-pruned LiteRT file is rewritten with CSR 1x1 weights, measured paired
     like every candidate, and shipped only when it measured no slower than the dense file."""

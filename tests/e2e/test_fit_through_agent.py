@@ -27,7 +27,6 @@ def agent_url() -> Iterator[str]:
     server.close()
 
 
-@pytest.mark.slow
 def test_fit_measures_every_candidate_on_the_agent(agent_url: str, tmp_path: Path) -> None:
     """The default precision through an agent: ``auto``, with the quantized model measured on the device."""
     result = edgeprune.fit("demo", target="cpu", budget="70%", out=tmp_path / "out", device=agent_url,
@@ -44,7 +43,7 @@ def test_fit_measures_every_candidate_on_the_agent(agent_url: str, tmp_path: Pat
     assert "through an edgeprune agent" in (tmp_path / "out" / "report.md").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_a_predicted_target_becomes_measured_with_an_agent(agent_url: str, tmp_path: Path) -> None:
     # An ONNX Runtime target declared as unreachable: with --device it is measured on the agent instead.
     target = tmp_path / "board.toml"
@@ -61,7 +60,7 @@ def test_a_wrong_token_is_one_clear_error(agent_url: str, tmp_path: Path) -> Non
                       device_token="wrong-token-wrong-token-wrong", precision="fp32")
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_a_device_lost_mid_run_keeps_the_state_and_resume_finishes(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeprune.agent.client import AgentClient

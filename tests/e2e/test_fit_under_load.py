@@ -53,7 +53,7 @@ def on_off_load() -> Iterator[Callable[[], None]]:
         stop()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_fit_under_on_off_load_reports_what_an_independent_paired_timing_finds(tmp_path: Path,
                                                                               on_off_load: Callable[[], None]
                                                                               ) -> None:

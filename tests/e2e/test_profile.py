@@ -72,7 +72,7 @@ def _within_tolerance(errors: list[float]) -> bool:
     return max(errors) <= PER_CONFIG_TOLERANCE and float(np.median(errors)) <= MEDIAN_TOLERANCE
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_predictions_agree_with_measured_latency_of_pruned_variants(tmp_path: Path) -> None:
     errors, config, probes_measured = _prediction_errors(tmp_path / "first")
     if not _within_tolerance(errors):
@@ -89,7 +89,7 @@ def test_predictions_agree_with_measured_latency_of_pruned_variants(tmp_path: Pa
     assert again.probes_measured == 0 and again.probes_reused == probes_measured
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_interrupted_profile_keeps_finished_probes_and_resumes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "edgeprune", "profile", "--model", "cifar-resnet20", "--target", "cpu",
            "--table-dir", str(tmp_path), "--calibration-samples", "3"]
@@ -110,3 +110,18 @@ def test_interrupted_profile_keeps_finished_probes_and_resumes(tmp_path: Path) -
     finished = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
     assert f"reused {done_before}" in finished.stdout
+
+
+def test_profile_builds_a_table_and_a_second_run_reuses_every_probe(tmp_path: Path) -> None:
+    """The quick tier's `edgeprune profile`: the smallest CIFAR ResNet, three calibration samples, twice."""
+    cmd = [sys.executable, "-m", "edgeprune", "profile", "--model", "cifar-resnet8", "--target", "cpu",
+           "--table-dir", str(tmp_path), "--calibration-samples", "3"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    tables = list(tmp_path.glob("*.json"))
+    assert len(tables) == 1
+    probes = sum(len(v) for v in json.loads(tables[0].read_text())["entries"].values())
+    assert probes > 0
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"reused {probes}" in again.stdout, again.stdout

@@ -18,9 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "bench"))
 
 import zoo  # noqa: E402
 
+#: the families the quick tier checks: plain residual, concatenation joins, and a channel shuffle (frozen in part);
+#: every family runs in `make test-full`
+QUICK_FAMILIES = ("ResNet", "SqueezeNet", "ShuffleNet V2")
 
-@pytest.mark.slow
-@pytest.mark.parametrize("family", list(zoo.FAMILIES))
+
+@pytest.mark.parametrize("family", [f if f in QUICK_FAMILIES else pytest.param(f, marks=pytest.mark.full)
+                                    for f in zoo.FAMILIES])
 def test_every_family_ships_a_valid_slim_model_or_is_refused_cleanly(family: str, tmp_path: Path) -> None:
     row = zoo.check_model(family, zoo.FAMILIES[family][0], 64, work=tmp_path)
     assert row.status in ("ok", "refused"), f"{row.model} failed at {row.stage}: {row.detail}"

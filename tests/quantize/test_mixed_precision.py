@@ -82,6 +82,7 @@ def test_the_layer_that_breaks_int8_is_found_and_left_in_float_by_the_runtimes_q
     assert backend.describe()["float_layers"] == ["2"]
 
 
+@pytest.mark.full
 def test_keep_float_names_a_layer_the_model_does_not_have_in_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -114,6 +114,7 @@ def test_with_batch_norm_two_processes_stay_within_the_stated_tolerance(tmp_path
     assert float((double["model"]["0.weight"] - weight).abs().max()) < 0.05 * float(weight.abs().max())
 
 
+@pytest.mark.full
 def test_a_resumed_data_parallel_fine_tune_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     whole = _two_processes(tmp_path, "whole", True)
     checkpoint = tmp_path / "finetune.pt"
