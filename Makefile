@@ -11,10 +11,10 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # coverage of edgeprune/ (subprocesses included: [tool.coverage.run] in pyproject.toml), total on the terminal.
 PYTEST_ARGS := -q --durations=25 $(if $(COV),--cov --cov-report=term:skip-covered,)
 
-# Fills edgeprune's cache before the tests, as a user's first `edgeprune profile` would: the demo's trained weights
-# and its ONNX Runtime latency table (about 2 minutes on an empty cache, 3 s when warm). Many tests fit the demo;
-# done here, that minute of training and minute of kernel timings is spent once, outside any one test's time.
-WARM_CACHE := $(BIN)/edgeprune profile --model demo --target cpu
+# Fills edgeprune's cache before the tests, as a user's first fit of the demo would: the demo's trained weights and
+# its ONNX Runtime latency table (about 2 minutes on an empty cache, 3 s when warm; tests/warm_cache.py). Many tests
+# fit the demo; done here, that minute of training and minute of kernel timings is spent once, outside any one test.
+WARM_CACHE := $(BIN)/python tests/warm_cache.py
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "edgeprune needs Python >= 3.10")'

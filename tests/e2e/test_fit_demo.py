@@ -150,9 +150,9 @@ def _fit_ships_the_target_runtimes_artifact(target: str, artifact: str, out: Pat
 @pytest.mark.parametrize(("target", "artifact"), RUNTIME_TARGETS)
 def test_a_fit_on_each_runtime_ships_and_measures_its_artifact(target: str, artifact: str, tmp_path: Path) -> None:
     """The quick tier's fit per runtime: one keep ratio for every group (no kernel profile of the runtime to build),
-    bisected in at most four measured rounds, evaluated on 100 images."""
+    bisected in at most three measured rounds, scored on 64 calibration images, evaluated on 100."""
     _fit_ships_the_target_runtimes_artifact(target, artifact, tmp_path / target, "--allocation", "uniform",
-                                            "--max-rounds", "4", "--eval-images", "100")
+                                            "--max-rounds", "3", "--eval-images", "100", "--calib-images", "64")
 
 
 @pytest.mark.full

@@ -34,7 +34,7 @@ def _fit(out: Path, budget: str, precision: str | None = "int8", *extra: str) ->
     # INT8 and pruning together, each candidate measured quantized: the search on the INT8 latency table, and in the
     # quick tier one keep ratio bisected on measurements (no INT8 kernel profile to build)
     pytest.param("20%", "int8", (), marks=pytest.mark.full),
-    ("20%", "int8", ("--allocation", "uniform", "--max-rounds", "4", "--eval-images", "150")),
+    ("20%", "int8", ("--allocation", "uniform", "--max-rounds", "4", "--eval-images", "150", "--calib-images", "64")),
 ])
 def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_float_original(
         budget: str, precision: str | None, extra: tuple[str, ...], tmp_path: Path) -> None:

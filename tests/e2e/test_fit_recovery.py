@@ -64,9 +64,9 @@ def _fit_cmd(out: Path, *extra: str) -> list[str]:
             "--search-headroom", "0.25", "--eval-images", "64", "--precision", "fp32", "--out", str(out), *extra]
 
 
-def _interrupt_at_the_first_fine_tune_checkpoint(out: Path) -> None:
+def _interrupt_at_the_first_fine_tune_checkpoint(out: Path, *extra: str) -> None:
     """Start the fit into ``out`` and interrupt it (SIGINT, as Ctrl-C) once its first fine-tune epoch is saved."""
-    proc = interruptible_popen(_fit_cmd(out))
+    proc = interruptible_popen(_fit_cmd(out, *extra))
     state = out / STATE_DIR
     deadline = time.monotonic() + 600
     while not list(state.glob("finetune-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
@@ -82,8 +82,9 @@ def _interrupt_at_the_first_fine_tune_checkpoint(out: Path) -> None:
 def test_an_interrupted_fit_resumes_and_ships(tmp_path: Path) -> None:
     """The quick tier's resume: interrupted during its fine-tune, resumed from the journal and the checkpoint."""
     out = tmp_path / "a"
-    _interrupt_at_the_first_fine_tune_checkpoint(out)
-    done = subprocess.run(_fit_cmd(out, "--resume"), capture_output=True, text=True, timeout=900)
+    _interrupt_at_the_first_fine_tune_checkpoint(out, "--calib-images", "64")
+    done = subprocess.run(_fit_cmd(out, "--calib-images", "64", "--resume"), capture_output=True, text=True,
+                          timeout=900)
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["resume"]["measurements_replayed"] >= 2 and report["finetune"]["epochs"] >= 2

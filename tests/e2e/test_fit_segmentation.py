@@ -52,10 +52,10 @@ def _fit_lraspp(data: Path, weights: Path, out: Path, size_px: int, *extra: str)
 
 def test_a_segmenter_fit_ships_a_validated_artifact_with_miou_before_and_after(tmp_path: Path) -> None:
     """The quick tier's segmentation fit: 16 images of 64 px, data-free L1 scores (LASSO scoring of LR-ASPP's 30
-    groups is half a minute; the classifiers' quick fits run it), two measured rounds, ONNX Runtime only."""
+    groups is half a minute; the classifiers' quick fits run it), three measured rounds, ONNX Runtime only."""
     data, weights = _trained_lraspp(tmp_path, 16, 64)
     out = tmp_path / "out"
-    proc = _fit_lraspp(data, weights, out, 64, "--max-rounds", "2", "--importance", "l1")
+    proc = _fit_lraspp(data, weights, out, 64, "--max-rounds", "3", "--importance", "l1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["evaluation"]["task"] == "segmentation" and report["evaluation"]["metric"] == "mIoU"

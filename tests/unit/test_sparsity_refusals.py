@@ -23,8 +23,12 @@ from edgeprune.fit.pipeline import _check_config
 ])
 def test_bad_sparsity_flags_exit_2_with_one_line(flags: list[str], message: str, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """In this process (the CLI's own entry point; tests/safety runs refusals in a real process too)."""
-    code = main(["fit", "--model", "demo", "--budget", "50%", "--out", str(tmp_path / "out"), *flags])
+    """In this process (the CLI's own entry point; tests/safety runs refusals in a real process too). A value
+    argparse refuses ends in SystemExit, the others in the exit code."""
+    try:
+        code = main(["fit", "--model", "demo", "--budget", "50%", "--out", str(tmp_path / "out"), *flags])
+    except SystemExit as stop:
+        code = stop.code
     err = capsys.readouterr().err
     assert code == 2
     assert message in err
