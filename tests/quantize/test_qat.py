@@ -50,7 +50,6 @@ def _model_and_images() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, images, labels
 
 
-@pytest.mark.full
 def test_qat_model_trains_resumes_and_exports_int8_onnx_and_ir_that_agree_with_it(tmp_path: Path) -> None:
     model, images, labels = _model_and_images()
     train_x, train_y, held_out = images[:48], labels[:48], images[48:]
@@ -136,7 +135,6 @@ def test_qat_epochs_on_a_litert_target_is_one_line_and_exit_2(tmp_path: Path) ->
     assert "Traceback" not in proc.stderr and not (tmp_path / "out" / "report.json").exists()
 
 
-@pytest.mark.full
 def test_a_sequential_model_is_quantized_and_exported(tmp_path: Path) -> None:
     """NNCF adds a child to the module it wraps, which an ``nn.Sequential`` root would call: it is wrapped first."""
     from model_helpers import conv_stack
