@@ -4,14 +4,15 @@ The agent accepts only model files, and refuses (:class:`Refused`, HTTP 4xx) any
 structurally one:
 
 * TFLite: FlatBuffer identifier ``TFL3`` and a bounds-checked root table (:func:`check_tflite`);
-* OpenVINO IR: a zip of exactly ``model.xml`` + ``model.bin``, unpacked under the agent's own names,
-  whose XML is pre-parsed by ``defusedxml`` with DOCTYPE/ENTITY declarations refused (:func:`unpack_openvino_zip`,
-  :func:`check_ir_xml`);
-* ONNX: protobuf parse + ``onnx.checker``, no external data (:func:`check_onnx`).
+* OpenVINO IR: a zip declaring at most two members in a small directory, holding exactly ``model.xml`` +
+  ``model.bin``, unpacked (within a size cap) under the agent's own names, whose XML is pre-parsed by
+  ``defusedxml`` with DOCTYPE/ENTITY declarations refused (:func:`unpack_openvino_zip`, :func:`check_ir_xml`);
+* ONNX: protobuf parse, no tensor anywhere naming external data (:func:`external_data_places`), then
+  ``onnx.checker`` (:func:`check_onnx`).
 
-The TFLite and IR checks are pure Python and run in the server process; the ONNX check needs the
-``onnx`` package and is run by the measurement worker (:mod:`edgeprune.agent.worker`) just
-before it loads the model.
+The TFLite check is a bounded read of a memory map and runs in the server process. The IR unpacking and the
+ONNX check run in the measurement worker (:mod:`edgeprune.agent.worker`), under its memory and CPU limits,
+just before the runtime loads the model: a hostile archive or protobuf costs the worker, never the server.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def unpack_openvino_zip(zip_path: Path, out_dir: Path, max_unpacked: int) -> Pat
     unencrypted, stored or deflated, at most ``max_unpacked`` bytes once unpacked. Names on disk are the
     agent's own; nothing is extracted by the name recorded in the zip.
     """
+    _check_zip_directory(zip_path)
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -131,6 +133,33 @@ def unpack_openvino_zip(zip_path: Path, out_dir: Path, max_unpacked: int) -> Pat
     return xml_path
 
 
+#: the most members an IR upload zip may declare (it holds exactly two), and the largest central directory
+MAX_ZIP_MEMBERS = 2
+MAX_ZIP_DIRECTORY_BYTES = 64 << 10
+_EOCD, _EOCD_SIZE, _ZIP64_LOCATOR = b"PK\x05\x06", 22, b"PK\x06\x07"
+
+
+def _check_zip_directory(zip_path: Path) -> None:
+    """Refuse (415) a zip whose end record declares more than :data:`MAX_ZIP_MEMBERS` members or a central
+    directory over :data:`MAX_ZIP_DIRECTORY_BYTES`, before ``zipfile`` reads the directory (a million empty
+    members cost it seconds and hundreds of MiB). The end record is found the way ``zipfile`` finds it."""
+    size = zip_path.stat().st_size
+    with open(zip_path, "rb") as f:
+        tail_size = min(size, _EOCD_SIZE + 0xFFFF)
+        f.seek(size - tail_size)
+        tail = f.read(tail_size)
+    at = len(tail) - _EOCD_SIZE if tail[-_EOCD_SIZE:-_EOCD_SIZE + 4] == _EOCD and tail[-2:] == b"\0\0" else \
+        tail.rfind(_EOCD)
+    if at < 0 or at + _EOCD_SIZE > len(tail):
+        raise Refused(415, "not an OpenVINO IR upload: expected a zip holding model.xml and model.bin")
+    if at >= 20 and tail[at - 20:at - 16] == _ZIP64_LOCATOR:
+        raise Refused(415, "zip64 archives are not accepted for an IR upload")
+    entries, directory_size = struct.unpack_from("<HI", tail, at + 10)
+    if entries > MAX_ZIP_MEMBERS or directory_size > MAX_ZIP_DIRECTORY_BYTES:
+        raise Refused(415, f"an OpenVINO IR zip must hold exactly {IR_XML} and {IR_BIN}; this one declares "
+                           f"{entries} members in a {directory_size}-byte directory")
+
+
 def check_ir_xml(path: Path) -> None:
     """Refuse (415) an IR xml that is not well formed, declares a DOCTYPE or entities, or is not an IR ``<net>``.
 
@@ -163,8 +192,10 @@ def check_onnx(path: Path) -> None:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception:
         raise Refused(415, "not an ONNX model: the payload does not parse as an ONNX protobuf") from None
-    if _has_external_data(model.graph):
-        raise Refused(415, "ONNX models with external data are not accepted; export with the weights embedded")
+    places = external_data_places(model)
+    if places:
+        raise Refused(415, f"ONNX models with external data are not accepted ({len(places)} tensor(s), first at "
+                           f"{one_line(places[0], 120)}); export with the weights embedded")
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
@@ -173,14 +204,33 @@ def check_onnx(path: Path) -> None:
         raise Refused(415, "not a valid ONNX model: the graph has no nodes")
 
 
-def _has_external_data(graph: Any) -> bool:
-    tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
-    for node in graph.node:
-        for attr in node.attribute:
-            tensors.extend([attr.t] if attr.HasField("t") else [])
-            tensors.extend(attr.tensors)
-            if attr.HasField("g") and _has_external_data(attr.g):
-                return True
-            if any(_has_external_data(g) for g in attr.graphs):
-                return True
-    return any(t.data_location == 1 or len(t.external_data) for t in tensors)  # 1 = TensorProto.EXTERNAL
+def external_data_places(model: Any) -> list[str]:
+    """Where ``model`` (an ``onnx.ModelProto``) names external data: a description of each such tensor.
+
+    Every ``TensorProto`` reachable from the model is visited, by walking the protobuf message tree rather than
+    a list of known fields: initializers, sparse initializers' values and indices, node attributes (``value``,
+    ``sparse_value``, tensor lists), the graphs of control-flow nodes at any depth, function bodies and training
+    graphs, and any place a later ONNX version adds.
+    """
+    from onnx import TensorProto
+
+    places: list[str] = []
+    stack: list[tuple[Any, str]] = [(model, "model")]
+    while stack:
+        message, where = stack.pop()
+        if isinstance(message, TensorProto):
+            if message.data_location == TensorProto.EXTERNAL or len(message.external_data):
+                places.append(where)
+            continue
+        for descriptor, value in message.ListFields():
+            if descriptor.message_type is None:
+                continue
+            name = f"{where}.{descriptor.name}"
+            repeated = descriptor.is_repeated if hasattr(descriptor, "is_repeated") else \
+                descriptor.label == descriptor.LABEL_REPEATED  # protobuf before 5.x has only the label
+            if repeated:
+                items = list(value.values()) if hasattr(value, "keys") else list(value)  # a map's values
+                stack.extend((item, f"{name}[{i}]") for i, item in enumerate(items))
+            else:
+                stack.append((value, name))
+    return places

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -228,7 +229,27 @@ class AgentClient:
 
     def _request(self, method: str, path: str, headers: dict[str, str], body: BinaryIO | None,
                  size: int) -> dict[str, Any]:
-        """One HTTP exchange; every failure becomes a one-line :class:`InputError`."""
+        """One HTTP exchange; every failure becomes a one-line :class:`InputError`.
+
+        An agent that is momentarily full (503 with ``Retry-After``: its connection cap, while others' requests
+        are being read) is asked again after the time it gives, for as long as :attr:`timeout_s` allows.
+        """
+        deadline = monotonic_s() + self.timeout_s
+        while True:
+            status, raw, retry_after = self._exchange(method, path, headers, body, size)
+            if status != 503 or retry_after is None or monotonic_s() + retry_after > deadline:
+                break
+            if body is not None:
+                if not body.seekable():
+                    break
+                body.seek(0)
+            log.info("the agent at %s is full; asking again in %g s", self.url, retry_after)
+            time.sleep(retry_after)
+        return self._answer(method, path, status, raw)
+
+    def _exchange(self, method: str, path: str, headers: dict[str, str], body: BinaryIO | None,
+                  size: int) -> tuple[int, bytes, float | None]:
+        """Send one request; (status, raw answer, Retry-After in seconds when the agent gave one)."""
         headers = {**headers, AUTH_HEADER: f"Bearer {self.token}", "Content-Length": str(size),
                    "Accept": "application/json"}
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s, blocksize=_BLOCKSIZE)
@@ -247,6 +268,7 @@ class AgentClient:
                 response = conn.getresponse()
             raw = response.read(_MAX_RESPONSE_BYTES + 1)
             status = response.status
+            retry_text = (response.getheader("Retry-After") or "").strip()
         except ConnectionRefusedError:
             raise DeviceUnavailableError(f"cannot connect to the edgeprune agent at {self.url}: connection refused "
                                          "(is 'edgeprune agent' running there, on this port, and the tunnel up?)"
@@ -262,6 +284,11 @@ class AgentClient:
                                          f"{one_line(reason, 200)}") from None
         finally:
             conn.close()
+        retry_after = min(max(float(retry_text), 0.1), 10.0) if retry_text.isascii() and retry_text.isdigit() else None
+        return status, raw, retry_after
+
+    def _answer(self, method: str, path: str, status: int, raw: bytes) -> dict[str, Any]:
+        """The JSON object of a 200 answer; any other status becomes a one-line error."""
         if len(raw) > _MAX_RESPONSE_BYTES:
             raise InputError(f"the agent at {self.url} sent an oversized answer")
         try:

@@ -1,8 +1,11 @@
 """HTTP request handling of the agent: routing, token check, upload limits and streaming, and answers.
 
 One :class:`AgentRequestHandler` serves one connection (HTTP/1.0, one request): ``GET /v1/info`` and
-``POST /v1/measure``. Uploads are streamed into a per-request directory under the agent's private
-directory, checked (:mod:`edgeprune.agent.checks`), measured in the worker process
+``POST /v1/measure``. The request line and headers must arrive within ``header_timeout_s`` and an upload
+within ``timeout_s``, each in all (:mod:`edgeprune.agent.deadline`); ``Content-Length`` is ASCII digits only.
+The token is checked before anything else; a connection that shows the right one can no longer be dropped to
+make room (:mod:`edgeprune.agent.connections`). Uploads are streamed into a per-request directory under the
+agent's private directory, checked (:mod:`edgeprune.agent.checks`), measured in the worker process
 (:mod:`edgeprune.agent.worker`) under the server's measurement lock, and deleted. Every answer
 is JSON; refusals are ``{"error": "<one line>"}`` and tracebacks only go to the agent's log. The
 server and its state live in :mod:`edgeprune.agent.server`.
@@ -11,8 +14,10 @@ server and its state live in :mod:`edgeprune.agent.server`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import re
 import shutil
 import socket
 import tempfile
@@ -26,11 +31,14 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from edgeprune._version import __version__
-from edgeprune.agent.checks import CHUNK, Refused, check_tflite, unpack_openvino_zip
+from edgeprune.agent.checks import CHUNK, Refused, check_tflite
 from edgeprune.agent.config import AgentConfig
+from edgeprune.agent.connections import ConnectionTracker, Ticket
+from edgeprune.agent.deadline import DeadlineReader
 from edgeprune.agent.protocol import (
     AUTH_HEADER,
     INFO_PATH,
+    IR_XML,
     MAX_TIMING_S,
     MEASURE_PATH,
     PROTOCOL_VERSION,
@@ -57,9 +65,14 @@ class AgentState(Protocol):
     references: References
 
     throttle: TokenThrottle
+    connections: ConnectionTracker
 
-    def token_ok(self, header: str | None) -> bool:
-        """Whether the ``Authorization`` header carries the agent's token."""
+    def token_key(self, header: str | None) -> tuple[bytes, bool]:
+        """The SHA-256 of the presented token, and whether it is the agent's."""
+        ...
+
+    def ticket(self, request: Any) -> Ticket | None:
+        """The admission ticket of a connection."""
         ...
 
     def runtimes(self) -> dict[str, dict[str, Any]]:
@@ -70,6 +83,9 @@ log = logging.getLogger(__name__)
 
 #: after refusing an upload early, read (and discard) at most this much of it so the client sees the answer
 _DRAIN_LIMIT = 8 << 20
+#: seconds allowed for writing an answer, and for reading what is drained of a refused upload
+_ANSWER_S = 5.0
+_DIGITS = re.compile(r"[0-9]{1,18}")
 _UPLOAD_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "upload.zip"}
 
 
@@ -82,17 +98,27 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection
 
     def setup(self) -> None:
-        self.timeout = self.server.config.timeout_s
+        self.timeout = self.server.config.header_timeout_s
         self._started = time.perf_counter()
         self._body_left = 0
+        self._length: int | None = None
         self._received = 0
         self._note = ""
         super().setup()
+        # the stdlib's rfile bounds each read; this one bounds each phase (headers, then the upload) in all
+        self.rfile.close()
+        self._reader = DeadlineReader(self.connection, self.server.config.header_timeout_s)
+        self._reader.phase = "the request line and headers"
+        self.rfile = io.BufferedReader(self._reader)
 
     # --- plumbing ------------------------------------------------------------------------------
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib's access log; :meth:`_log_line` writes one line per request instead."""
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """The stdlib's notes on a connection it gave up on (headers not sent in time): the debug log."""
+        log.debug("agent: %s: %s", self.client_address[0], format % args)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Stdlib-detected errors (bad request line, unknown method ...) as JSON too."""
@@ -102,12 +128,15 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     def _respond(self, status: int, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode("utf-8")
         try:
+            self.connection.settimeout(_ANSWER_S)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             if status == 401:
                 self.send_header("WWW-Authenticate", 'Bearer realm="edgeprune-agent"')
+            if status == 429:
+                self.send_header("Retry-After", "60")
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
@@ -126,7 +155,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         left = min(self._body_left, _DRAIN_LIMIT)
         self._body_left = 0
         try:
-            self.connection.settimeout(2.0)
+            self._reader.start(_ANSWER_S, "the rest of a refused upload")
             while left > 0:
                 chunk = self.rfile.read(min(left, CHUNK))
                 if not chunk:
@@ -145,19 +174,14 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, routes: dict[str, Callable[[], dict[str, Any]]]) -> None:
         path = urlsplit(self.path).path
-        length = self.headers.get("Content-Length")
-        self._body_left = int(length) if length and length.isdigit() else 0
         try:
+            self._length = content_length(self.headers.get_all("Content-Length") or [])
+            self._body_left = self._length or 0
             if path not in (INFO_PATH, MEASURE_PATH):
                 raise Refused(404, f"no such endpoint {one_line(path, 60)}; use GET {INFO_PATH} or POST {MEASURE_PATH}")
             if path not in routes:
                 raise Refused(405, f"method {self.command} not allowed on {path}")
-            address = self.client_address[0]
-            if self.server.throttle.locked(address):
-                raise Refused(429, "too many wrong tokens from this address; wait a minute")
-            if not self.server.token_ok(self.headers.get(AUTH_HEADER)):
-                self.server.throttle.failed(address)
-                raise Refused(401, "missing or wrong token (send 'Authorization: Bearer <token>')")
+            self._check_token()
             payload = routes[path]()
         except Refused as exc:
             self._respond(exc.status, {"error": one_line(exc.message)})
@@ -167,6 +191,19 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             self._respond(500, {"error": f"internal agent error ({type(exc).__name__}); see the agent's log"})
             return
         self._respond(200, payload)
+
+    def _check_token(self) -> None:
+        """Refuse (401, or 429 past the throttle's limits) a missing or wrong token; a right one proves the
+        connection, which can then no longer be dropped to make room for others."""
+        key, ok = self.server.token_key(self.headers.get(AUTH_HEADER))
+        if not ok:
+            reason = self.server.throttle.failed(key, self.client_address[0])
+            if reason is not None:
+                raise Refused(429, f"{reason}; wait a minute")
+            raise Refused(401, "missing or wrong token (send 'Authorization: Bearer <token>')")
+        ticket = self.server.ticket(self.request)
+        if ticket is not None:
+            self.server.connections.prove(ticket)
 
     def do_GET(self) -> None:
         """``GET /v1/info``."""
@@ -186,7 +223,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             "machine": machine_info(),
             "runtimes": self.server.runtimes(),
             "limits": {"max_bytes": config.max_bytes, "timeout_s": config.timeout_s,
-                       "max_timing_s": self._max_timing_s()},
+                       "max_timing_s": self._max_timing_s(), "max_threads": config.max_threads},
         }
 
     def _max_timing_s(self) -> float:
@@ -200,33 +237,33 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         except ProtocolError as exc:
             raise Refused(400, str(exc)) from None
         self._note = f"{request.format}/{request.runtime}"
+        if request.threads > config.max_threads:
+            raise Refused(400, f"threads={request.threads} but this agent runs at most {config.max_threads} (start "
+                               "it with a larger --max-threads)")
         if self.headers.get("Transfer-Encoding"):
             raise Refused(411, "chunked uploads are not accepted; send Content-Length")
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+        length = self._length
+        if length is None:
             raise Refused(411, "Content-Length is required")
-        if not length_text.strip().isdigit():
-            raise Refused(400, "Content-Length must be a non-negative integer")
-        length = int(length_text)
         if length > config.max_bytes:
             raise Refused(413, f"the upload is {length} bytes; this agent accepts at most {config.max_bytes} "
                                "(start it with a larger --max-mb)")
         if length == 0:
             raise Refused(415, "empty body: send the model file")
-        if not self.server.upload_slots.acquire(timeout=config.timeout_s):
-            raise Refused(503, "agent busy (too many uploads in progress); retry later")
         reference = self.server.references.get(request.pair_with) if request.pair_with else None
-        if request.pair_with and reference is None:
+        if request.pair_with and reference is None:  # refused before it takes an upload slot
             raise Refused(409, "unknown reference: this agent does not hold it (it may have restarted); upload the "
                                "reference again with keep_as_reference")
+        if not self.server.upload_slots.acquire(timeout=config.timeout_s):
+            raise Refused(503, "agent busy (too many uploads in progress); retry later")
         request_dir: Path | None = None
         reference_id: str | None = None
-        try:
+        try:  # from here on, every way out gives the slot back
             request_dir = Path(tempfile.mkdtemp(prefix="req-", dir=self.server.work_dir))
             upload = request_dir / _UPLOAD_NAMES[request.format]
             self._receive(upload, length)
-            model_path = self._check_payload(request, upload, request_dir)
-            reply = self._run_worker(request, model_path, request_dir, reference)
+            model_path, extra = self._check_payload(request, upload, request_dir)
+            reply = self._run_worker(request, model_path, request_dir, reference, extra)
             if request.keep_as_reference:  # checked and measured: kept under the agent's own names
                 reference_id = self._digest.hexdigest()
                 self.server.references.keep(reference_id, request_dir, model_path, request)
@@ -264,14 +301,12 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     def _receive(self, dest: Path, length: int) -> None:
         """Stream exactly ``length`` body bytes to ``dest`` within the upload time limit."""
         timeout_s = self.server.config.timeout_s
-        deadline = time.monotonic() + timeout_s
+        self._reader.start(timeout_s, "the upload")
         self._body_left = length
         self._digest = hashlib.sha256()
         try:
             with open(dest, "xb") as out:
                 while self._body_left > 0:
-                    if time.monotonic() > deadline:
-                        raise Refused(408, f"the upload did not complete within {timeout_s:g} s")
                     chunk = self.rfile.read(min(self._body_left, CHUNK))
                     if not chunk:
                         raise Refused(400, f"the upload ended {self._body_left} bytes short of its Content-Length")
@@ -280,21 +315,21 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
                     self._body_left -= len(chunk)
                     self._received += len(chunk)
         except (TimeoutError, socket.timeout):
-            raise Refused(408, f"the upload stalled for more than {timeout_s:g} s") from None
+            raise Refused(408, f"the upload did not complete within {timeout_s:g} s") from None
 
-    def _check_payload(self, request: MeasureRequest, upload: Path, request_dir: Path) -> Path:
-        """Structural checks per format; returns the path the runtime should load (ONNX is checked in the worker)."""
+    def _check_payload(self, request: MeasureRequest, upload: Path,
+                       request_dir: Path) -> tuple[Path, dict[str, Any]]:
+        """The path the runtime should load, and what the worker's job needs besides. TFLite is checked here; an
+        IR zip is unpacked and checked by the worker, and ONNX checked there, under the worker's limits."""
         if request.format == "tflite":
             check_tflite(upload)
-            return upload
+            return upload, {}
         if request.format == "openvino":
-            xml_path = unpack_openvino_zip(upload, request_dir, 2 * self.server.config.max_bytes)
-            upload.unlink()
-            return xml_path
-        return upload
+            return request_dir / IR_XML, {"archive": str(upload), "max_unpacked": 2 * self.server.config.max_bytes}
+        return upload, {}
 
     def _run_worker(self, request: MeasureRequest, model_path: Path, request_dir: Path,
-                    reference: KeptReference | None = None) -> dict[str, Any]:
+                    reference: KeptReference | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Measure under the lock in the worker process (paired with ``reference`` when given); translate its
         failures into refusals."""
         server = self.server
@@ -303,7 +338,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             raise Refused(503, f"agent busy: waited {timeout_s:g} s for earlier measurements; retry later")
         try:
             job = {"op": "measure", "request": request.to_dict(), "path": str(model_path),
-                   "max_timing_s": self._max_timing_s()}
+                   "max_timing_s": self._max_timing_s(), **(extra or {})}
             if reference is not None:
                 job["reference"] = {"path": str(reference.model_path), "request": reference.request.to_dict()}
             try:
@@ -320,3 +355,17 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             status = reply.get("status")
             raise Refused(status if isinstance(status, int) and 400 <= status < 600 else 422, message)
         return reply
+
+
+def content_length(values: list[str]) -> int | None:
+    """The body length the ``Content-Length`` header(s) give: None when absent; refused (400) unless it is one
+    value of 1 to 18 ASCII digits (``str.isdigit`` also takes ``²`` and other digits ``int`` refuses)."""
+    if not values:
+        return None
+    texts = {v.strip(" \t") for v in values}
+    if len(texts) != 1:
+        raise Refused(400, "conflicting Content-Length headers")
+    text = texts.pop()
+    if not _DIGITS.fullmatch(text):
+        raise Refused(400, "Content-Length must be 1 to 18 ASCII digits")
+    return int(text)

@@ -1,18 +1,24 @@
 """The on-device measurement agent: an HTTP server that times model artifacts with the device's runtime.
 
-Security model (the agent accepts files from the network, so it is built to refuse rather than trust):
+Security model (the agent accepts files from the network, so it is built to refuse rather than trust;
+docs/security.md says what it defends against and what not):
 
-* Every request needs ``Authorization: Bearer <token>``; tokens are compared in constant time.
+* Every request needs ``Authorization: Bearer <token>`` (at least 16 characters unless ``--insecure-token``),
+  compared in constant time. Wrong tokens are counted per token, per address and in all, and answered 429
+  past a limit; the right token is never refused (:mod:`edgeprune.agent.throttle`).
 * It binds to 127.0.0.1 unless told otherwise; there is no TLS (tunnel over SSH on untrusted networks).
+* Connections are capped in all and per address; one that has not shown the token yet is the first to be
+  dropped when a cap is reached (:mod:`edgeprune.agent.connections`), and has ``header_timeout_s`` for its
+  whole request line and headers; an upload has ``timeout_s`` in all (:mod:`edgeprune.agent.deadline`).
 * Bodies are capped (``max_bytes``), streamed to disk (never held whole in memory) and accepted only as
-  model files, checked before any runtime sees them: ONNX (protobuf parse + ``onnx.checker``, no external
-  data), TFLite (FlatBuffer identifier ``TFL3`` and a bounds-checked root table), OpenVINO IR (a zip of
-  exactly ``model.xml`` + ``model.bin``; the XML is parsed with DOCTYPE/ENTITY declarations refused).
+  model files, checked before any runtime sees them (:mod:`edgeprune.agent.checks`).
 * Uploads are written only into the agent's private temporary directory, under names the agent
-  chooses (``model.onnx`` ...), and deleted after each request. Nothing received is ever executed or
-  unpickled; the wire format is JSON.
-* Models are loaded and timed in a separate worker process (spoken to with JSON lines), so a runtime
-  that crashes on a malformed model, or hangs past the per-request timeout, is killed and restarted
+  chooses (``model.onnx`` ...), and deleted after each request; the directory goes when the agent stops, and
+  one left by a killed agent goes when the next starts (:mod:`edgeprune.agent.workdir`). Nothing received is
+  ever executed or unpickled; the wire format is JSON.
+* Models are unpacked, checked, loaded and timed in a separate worker process (spoken to with JSON lines)
+  under memory, CPU-time and thread limits, with a clean environment (:mod:`edgeprune.agent.limits`), so a
+  runtime that crashes on a malformed model, or hangs past the per-request timeout, is killed and restarted
   while the agent keeps serving. Measurements are serialised by a lock: concurrent clients queue.
 * Errors go back as ``{"error": "<one line>"}``; tracebacks never leave the agent.
 
@@ -28,11 +34,8 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -41,11 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.agent.checks import Refused
-from edgeprune.agent.config import AgentConfig
+from edgeprune.agent.config import MIN_TOKEN_CHARS, AgentConfig
+from edgeprune.agent.connections import ConnectionTracker, Ticket
 from edgeprune.agent.handler import AgentRequestHandler
 from edgeprune.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, MAX_TIMING_S
 from edgeprune.agent.references import References
 from edgeprune.agent.throttle import TokenThrottle
+from edgeprune.agent.workdir import PrivateDir
 from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
 from edgeprune.errors import InputError
 
@@ -75,6 +80,10 @@ class AgentServer(ThreadingHTTPServer):
     def __init__(self, config: AgentConfig) -> None:
         if not config.token:
             raise InputError("the agent needs a token")
+        if len(config.token) < MIN_TOKEN_CHARS and not config.insecure_token:
+            raise InputError(f"the token is {len(config.token)} characters; the agent needs at least "
+                             f"{MIN_TOKEN_CHARS} (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'), "
+                             "or --insecure-token to accept a guessable one")
         if ":" in config.host:
             self.address_family = socket.AF_INET6
         self.config = config
@@ -83,42 +92,59 @@ class AgentServer(ThreadingHTTPServer):
         except OSError as exc:
             raise InputError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
         self._token_digest = hashlib.sha256(config.token.encode("utf-8")).digest()
-        self.throttle = TokenThrottle(config.max_token_failures)
-        self.work_dir = Path(tempfile.mkdtemp(prefix="edgeprune-agent-", dir=config.work_dir))
-        os.chmod(self.work_dir, 0o700)
+        self.throttle = TokenThrottle(config.max_token_failures, config.max_source_failures,
+                                      config.max_global_failures)
+        self._private = PrivateDir(config.work_dir)
+        self.work_dir = self._private.path
         self.measure_lock = threading.Lock()
         self.upload_slots = threading.BoundedSemaphore(config.max_uploads)
         self.measurements: deque[tuple[float, float]] = deque(maxlen=10_000)
         self.references = References()
-        self.worker = RuntimeWorker(self.work_dir)
-        self._connections = threading.BoundedSemaphore(config.max_connections)
+        self.worker = RuntimeWorker(self.work_dir, config.worker_limits())
+        self.connections = ConnectionTracker(config.max_connections, config.max_connections_per_source)
+        self._tickets: dict[int, Ticket] = {}
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Hand the connection to a thread, unless ``max_connections`` are already open (then 503 at once)."""
-        if not self._connections.acquire(blocking=False):
+        """Hand the connection to a thread if the connection caps admit it (evicting the oldest connection that
+        has not shown the token where one is in the way); otherwise answer 503 at once."""
+        ticket = self.connections.admit(request, str(client_address[0]))
+        if ticket is None:
             body = b'{"error": "agent busy: too many open connections; retry later"}'
             head = (f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii")
+                    f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode("ascii")
             try:
                 request.sendall(head + body)
             except OSError:
                 pass
-            log.warning("agent: %s refused: more than %d open connections", client_address[0],
+            log.warning("agent: %s refused: %d open connections, all busy with measurements", client_address[0],
                         self.config.max_connections)
             self.shutdown_request(request)
             return
+        self._tickets[id(request)] = ticket
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._connections.release()
+            self._tickets.pop(id(request), None)
+            self.connections.release(ticket)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """Serve one connection in its thread and free its slot."""
+        """Serve one connection in its thread and free its place."""
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._connections.release()
+            ticket = self._tickets.pop(id(request), None)
+            if ticket is not None:
+                self.connections.release(ticket)
+
+    def ticket(self, request: Any) -> Ticket | None:
+        """The admission ticket of the connection ``request`` (the handler proves it after the token check)."""
+        return self._tickets.get(id(request))
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke outside the handler's own error handling: a line in the log, no traceback on
+        stderr."""
+        log.debug("agent: connection from %s ended with an error", client_address[0], exc_info=True)
 
     @property
     def url(self) -> str:
@@ -129,11 +155,14 @@ class AgentServer(ThreadingHTTPServer):
 
     def token_ok(self, header: str | None) -> bool:
         """Constant-time check of an ``Authorization: Bearer <token>`` header."""
-        if not header:
-            return False
-        scheme, _, given = header.strip().partition(" ")
+        return self.token_key(header)[1]
+
+    def token_key(self, header: str | None) -> tuple[bytes, bool]:
+        """The SHA-256 of the token an ``Authorization`` header presents (what the throttle counts failures by),
+        and whether it is the agent's token (compared in constant time)."""
+        scheme, _, given = (header or "").strip().partition(" ")
         digest = hashlib.sha256(given.strip().encode("latin-1", "replace")).digest()
-        return hmac.compare_digest(digest, self._token_digest) and scheme.lower() == "bearer"
+        return digest, hmac.compare_digest(digest, self._token_digest) and scheme.lower() == "bearer"
 
     def runtimes(self) -> dict[str, dict[str, Any]]:
         """What the worker reported about runtimes (starting it if needed)."""
@@ -158,7 +187,7 @@ class AgentServer(ThreadingHTTPServer):
             if acquired:
                 self.measure_lock.release()
         self.references.clear()
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._private.remove()
 
 
 def serve(
@@ -172,28 +201,35 @@ def serve(
     max_uploads: int = 8,
     work_dir: Path | None = None,
     on_ready: Callable[[AgentServer], None] | None = None,
+    **settings: Any,
 ) -> None:
-    """Run an agent until interrupted (Ctrl-C or SIGTERM), then clean up its worker and files.
+    """Run an agent until interrupted (Ctrl-C, SIGTERM or SIGHUP), then clean up its worker and files.
 
-    ``on_ready`` is called with the listening server once the runtime worker is up.
+    ``settings`` are further :class:`AgentConfig` fields (limits). ``on_ready`` is called with the listening
+    server once the runtime worker is up.
     """
     config = AgentConfig(token=token, host=host, port=port, max_bytes=max_bytes, timeout_s=timeout_s,
-                         max_timing_s=max_timing_s, max_uploads=max_uploads, work_dir=work_dir)
+                         max_timing_s=max_timing_s, max_uploads=max_uploads, work_dir=work_dir, **settings)
     server = AgentServer(config)
-    previous = None
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
         def _terminate(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        # SIGHUP: the SSH session or terminal the agent was started from closed
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                number = getattr(signal, name)
+                previous[number] = signal.signal(number, _terminate)
     try:
         try:
             runtimes = server.runtimes()
         except Refused as exc:
             raise InputError(f"the agent's runtime worker failed to start: {exc.message}") from None
         found = ", ".join(f"{name} {r['version']}" for name, r in runtimes.items() if r["installed"] and r["backend"])
-        log.info("edgeprune agent listening on %s (token required; uploads up to %.0f MiB; timeout %g s); "
-                 "runtimes: %s", server.url, max_bytes / 2**20, timeout_s, found or "none")
+        log.info("edgeprune agent listening on %s (token required; uploads up to %.0f MiB; timeout %g s; worker: "
+                 "%s); runtimes: %s", server.url, max_bytes / 2**20, timeout_s, server.worker.limits.describe(),
+                 found or "none")
         if on_ready is not None:
             on_ready(server)
         server.serve_forever(poll_interval=0.5)
@@ -201,5 +237,5 @@ def serve(
         log.info("edgeprune agent stopping")
     finally:
         server.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -5,13 +5,14 @@ or hangs past the per-request timeout, is killed and restarted while the agent k
 
 Protocol (JSON lines): the worker writes ``{"ready": true, "runtimes": {...}}`` once started, then
 answers each job read from stdin (one JSON object per line: ``{"op": "info"}`` or
-``{"op": "measure", "request": ..., "path": ..., "max_timing_s": ...}``) with exactly one JSON
+``{"op": "measure", "request": ..., "path": ..., "max_timing_s": ...}``, with ``"archive"`` and
+``"max_unpacked"`` for an OpenVINO IR zip that it unpacks to ``path`` first) with exactly one JSON
 object per line on stdout: ``{"ok": true, ...}`` or ``{"ok": false, "status": <http>, "error": "..."}``.
 Closing its stdin asks it to exit.
 
 :func:`worker_main` is the worker's entry point; :class:`RuntimeWorker` starts it (with
-``python -c "from edgeprune.agent.worker import worker_main; worker_main()"``), sends it jobs
-and kills it on timeout.
+``python -c "from edgeprune.agent.worker import worker_main; worker_main()" '<limits JSON>'``) under the
+limits and in the clean environment of :mod:`edgeprune.agent.limits`, sends it jobs and kills it on timeout.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edgeprune.agent.checks import Refused, check_onnx
+from edgeprune.agent.checks import Refused, check_onnx, unpack_openvino_zip
+from edgeprune.agent.limits import WorkerLimits, apply_in_worker, arm_cpu_limit, worker_environment
 from edgeprune.agent.pairing import fit_pairing_to_budget, paired_to_wire, pairing_from_request
 from edgeprune.agent.protocol import (
     MeasureRequest,
@@ -93,6 +95,14 @@ def _worker_measure(job: dict[str, Any]) -> dict[str, Any]:
 
     request = MeasureRequest.from_dict(job["request"])
     path = Path(job["path"])
+    if job.get("archive"):  # an IR zip: unpacked here, under the worker's limits, never in the server
+        archive = Path(job["archive"])
+        try:
+            unpacked = unpack_openvino_zip(archive, path.parent, int(job["max_unpacked"]))
+        finally:
+            archive.unlink(missing_ok=True)
+        if unpacked != path:
+            raise Refused(500, "the IR was unpacked under an unexpected name")
     if request.format == "onnx":
         check_onnx(path)
     target = Target(name="agent", description="measured through the edgeprune agent", runtime=request.runtime,
@@ -158,12 +168,13 @@ def _measure_pair(job: dict[str, Any], request: MeasureRequest, backend: Any, ta
     return measure_paired(lambda: ref_session.run(ref_feed), lambda: session.run(feed), spec, threshold)
 
 
-def _worker_handle(job: Any) -> dict[str, Any]:
+def _worker_handle(job: Any, limits: dict[str, Any]) -> dict[str, Any]:
     try:
         if not isinstance(job, dict):
             raise Refused(400, "malformed job")
         if job.get("op") == "info":
             return {"ok": True, "runtimes": _runtime_report()}
+        arm_cpu_limit(float(limits.get("cpu_s") or 0))
         return _worker_measure(job)
     except Refused as exc:
         return {"ok": False, "status": exc.status, "error": one_line(exc.message)}
@@ -171,6 +182,9 @@ def _worker_handle(job: Any) -> dict[str, Any]:
         return {"ok": False, "status": 400, "error": one_line(str(exc))}
     except EdgepruneError as exc:
         return {"ok": False, "status": 422, "error": one_line(str(exc))}
+    except MemoryError:
+        return {"ok": False, "status": 422, "error": "the model needs more memory than the agent's worker may use "
+                                                     f"({int(limits.get('memory_bytes') or 0) >> 20} MiB)"}
     except Exception as exc:  # runtime failures: one line for the client, details in the agent's log
         logging.getLogger(__name__).debug("worker job failed", exc_info=True)
         return {"ok": False, "status": 422, "error": one_line(f"{type(exc).__name__}: {exc}")}
@@ -184,8 +198,11 @@ def worker_main() -> None:
     """Entry point of the worker process: JSON jobs on stdin, one JSON reply per line on stdout.
 
     Runtimes sometimes print to stdout; the protocol therefore uses a private duplicate of the original
-    stdout descriptor and points descriptor 1 at stderr.
+    stdout descriptor and points descriptor 1 at stderr. Its limits (:class:`~edgeprune.agent.limits.WorkerLimits`
+    as JSON) come as its first argument and are set before anything else.
     """
+    limits = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    apply_in_worker(limits)
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -199,7 +216,7 @@ def worker_main() -> None:
             job = json.loads(line)
         except ValueError:
             job = None
-        proto.write(json.dumps(_worker_handle(job)) + "\n")
+        proto.write(json.dumps(_worker_handle(job, limits)) + "\n")
         proto.flush()
 
 
@@ -219,20 +236,22 @@ class WorkerFailed(Exception):
 class RuntimeWorker:
     """Owns the worker process: starts it on demand, sends one job at a time, kills it on timeout."""
 
-    def __init__(self, cwd: Path, startup_timeout_s: float = _WORKER_STARTUP_S) -> None:
+    def __init__(self, cwd: Path, limits: WorkerLimits | None = None,
+                 startup_timeout_s: float = _WORKER_STARTUP_S) -> None:
         self._cwd = cwd
+        self.limits = limits or WorkerLimits(memory_bytes=0, cpu_s=0, max_threads=1024)
         self._startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._replies: queue.Queue[bytes | None] = queue.Queue()
         self.runtimes: dict[str, dict[str, Any]] | None = None
 
     def _start(self) -> None:
-        env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])  # the folder holding edgeprune/
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env = worker_environment(self._cwd, package_root, self.limits.max_threads)
         # a process group of its own: stopping the worker also ends anything a runtime forked from it
-        self._proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, cwd=self._cwd, env=env, start_new_session=True)
+        self._proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE, json.dumps(self.limits.to_dict())],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=self._cwd, env=env,
+                                      start_new_session=True)
         self._replies = queue.Queue()
         threading.Thread(target=self._pump, args=(self._proc.stdout, self._replies), daemon=True,
                          name="agent-worker-reader").start()
@@ -289,7 +308,11 @@ class RuntimeWorker:
                     how = f"killed by {signal.Signals(-code).name}"
                 except ValueError:
                     how = f"killed by signal {-code}"
-            raise WorkerFailed(422, f"the runtime crashed while {doing} ({how}); the agent restarted it")
+            if code == -getattr(signal, "SIGXCPU", -1000):
+                raise WorkerFailed(422, f"{doing} used more than the agent's CPU time limit ({self.limits.cpu_s:g} "
+                                        "CPU s per job; raise it with --worker-cpu); the agent restarted the worker")
+            raise WorkerFailed(422, f"the runtime crashed while {doing} ({how}; the worker's limits: "
+                                    f"{self.limits.describe()}); the agent restarted it")
         try:
             reply = json.loads(line)
         except ValueError:

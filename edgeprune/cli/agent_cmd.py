@@ -6,13 +6,14 @@ import argparse
 import logging
 import os
 
+from edgeprune.agent.config import DEFAULT_HEADER_TIMEOUT_S, MIN_TOKEN_CHARS
+from edgeprune.agent.limits import default_max_threads, default_memory_mb, usable_cores
 from edgeprune.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, TOKEN_ENV
 from edgeprune.agent.server import is_loopback, serve
 from edgeprune.cli.common import bounded_number, err_console
 from edgeprune.errors import InputError
 
 log = logging.getLogger(__name__)
-_MIN_TOKEN_CHARS = 16
 
 
 def _positive_float(text: str) -> float:
@@ -26,6 +27,9 @@ def _positive_float(text: str) -> float:
 
 
 _port = bounded_number(int, 0, 65535, "a port from 0 to 65535")
+_count = bounded_number(int, 1, 4096, "a whole number from 1 to 4096")
+_megabytes = bounded_number(int, 0, 1 << 30, "a whole number of MiB (0: no limit)")
+_seconds_or_zero = bounded_number(float, 0.0, 1e6, "a number of seconds (0: no limit)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +47,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"largest accepted upload in MiB (default {DEFAULT_MAX_BYTES // 2**20})")
     p.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds allowed for each of upload, queueing and measuring (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--insecure-token", action="store_true",
+                   help=f"accept a token shorter than {MIN_TOKEN_CHARS} characters (it can be guessed)")
+    limits = p.add_argument_group("limits (docs/security.md)")
+    limits.add_argument("--header-timeout", type=_positive_float, default=DEFAULT_HEADER_TIMEOUT_S,
+                        help="seconds a client has to send its whole request line and headers "
+                             f"(default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    limits.add_argument("--max-connections", type=_count, default=64,
+                        help="connections open at once; past it the oldest one that has not shown the token is "
+                             "dropped, or the newcomer answered 503 (default 64)")
+    limits.add_argument("--max-per-source", type=_count, default=16,
+                        help="connections one address may hold before showing the token (default 16)")
+    limits.add_argument("--worker-memory-mb", type=_megabytes, default=default_memory_mb(),
+                        help="address-space limit of the measuring worker in MiB, 0 for none (default "
+                             f"{default_memory_mb()}: three quarters of this machine's memory)")
+    limits.add_argument("--worker-cpu", type=_seconds_or_zero, default=None,
+                        help="CPU seconds one measurement may use in the worker, 0 for none (default: --timeout "
+                             f"times the {usable_cores()} usable cores)")
+    limits.add_argument("--max-threads", type=_count, default=default_max_threads(),
+                        help=f"most intra-op threads a request may ask for (default {default_max_threads()}: this "
+                             "machine's cores, at least 4)")
     p.set_defaults(handler=run)
 
 
@@ -52,9 +76,13 @@ def run(args: argparse.Namespace) -> int:
     if not token:
         raise InputError(f"the agent needs a token: pass --token or set {TOKEN_ENV} (e.g. export "
                          f"{TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe(24))'))")
-    if len(token) < _MIN_TOKEN_CHARS:
-        log.warning("the token is shorter than %d characters; anyone who can reach the agent may guess it",
-                    _MIN_TOKEN_CHARS)
+    if len(token) < MIN_TOKEN_CHARS:
+        if not args.insecure_token:
+            raise InputError(f"the token is {len(token)} characters; the agent needs at least {MIN_TOKEN_CHARS} "
+                             f"(e.g. export {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+                             "), or --insecure-token to accept a guessable one")
+        log.warning("the token is shorter than %d characters (--insecure-token); anyone who can reach the agent "
+                    "may guess it", MIN_TOKEN_CHARS)
     if not is_loopback(args.host):
         err_console.print(
             f"[bold red]WARNING: the agent will accept connections from the network on {args.host}:{args.port}. "
@@ -62,5 +90,8 @@ def run(args: argparse.Namespace) -> int:
             "traffic, token included, is NOT encrypted. Use only on a trusted network, or keep the default "
             "127.0.0.1 and reach it through an SSH tunnel.[/]", highlight=False, soft_wrap=True)
         log.warning("agent bound to non-loopback address %s", args.host)
-    serve(args.host, args.port, token, max_bytes=int(args.max_mb * 2**20), timeout_s=args.timeout)
+    serve(args.host, args.port, token, max_bytes=int(args.max_mb * 2**20), timeout_s=args.timeout,
+          insecure_token=args.insecure_token, header_timeout_s=args.header_timeout,
+          max_connections=args.max_connections, max_connections_per_source=args.max_per_source,
+          worker_memory_mb=args.worker_memory_mb, worker_cpu_s=args.worker_cpu, max_threads=args.max_threads)
     return 0

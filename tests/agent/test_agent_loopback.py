@@ -243,13 +243,13 @@ def test_an_upload_without_a_length_is_refused_with_411(agent: AgentServer, fram
     assert expected in answer
 
 
-def test_an_address_that_keeps_guessing_the_token_is_refused_before_it_is_compared() -> None:
-    server, thread = _start(AgentConfig(token=TOKEN, port=0, timeout_s=10.0))  # the default: 5 a minute
+def test_a_client_that_keeps_sending_a_wrong_token_is_told_to_stop_but_the_right_token_still_works() -> None:
+    server, thread = _start(AgentConfig(token=TOKEN, port=0, timeout_s=10.0))  # the default: 5 tries of one token
     try:
-        assert [_raw(server.url, "GET", "/v1/info", token=f"guess-{i}")[0] for i in range(5)] == [401] * 5
-        status, answer = _raw(server.url, "GET", "/v1/info", token="guess-5")
-        assert status == 429 and "too many wrong tokens" in answer["error"]
-        assert _raw(server.url, "GET", "/v1/info", token=TOKEN)[0] == 429  # finding the token does not unlock it
+        assert [_raw(server.url, "GET", "/v1/info", token="stale-token")[0] for _ in range(5)] == [401] * 5
+        status, answer = _raw(server.url, "GET", "/v1/info", token="stale-token")
+        assert status == 429 and "refused too often" in answer["error"]
+        assert _raw(server.url, "GET", "/v1/info", token=TOKEN)[0] == 200  # the right token is never refused
     finally:
         server.shutdown()
         server.close()
@@ -258,12 +258,12 @@ def test_an_address_that_keeps_guessing_the_token_is_refused_before_it_is_compar
 
 def test_the_throttle_forgets_failures_after_its_window() -> None:
     now = [0.0]
-    throttle = TokenThrottle(max_failures=2, window_s=60.0, clock=lambda: now[0])
-    throttle.failed("a")
-    throttle.failed("a")
-    assert throttle.locked("a") and not throttle.locked("b")
+    throttle = TokenThrottle(max_same_token=2, max_per_source=100, max_global=100, window_s=60.0,
+                             clock=lambda: now[0])
+    assert throttle.failed(b"a", "x") is None and throttle.failed(b"a", "x") is None
+    assert throttle.failed(b"a", "x") is not None and throttle.failed(b"b", "x") is None
     now[0] = 61.0
-    assert not throttle.locked("a")
+    assert throttle.failed(b"a", "x") is None
 
 
 def test_oversized_body_is_refused_with_413(onnx_artifact: Artifact) -> None:
@@ -320,14 +320,24 @@ def test_a_worker_that_died_leaves_nothing_when_it_is_replaced(agent: AgentServe
     assert _group_gone(group, within_s=10.0)
 
 
-def test_connections_beyond_the_cap_are_answered_503() -> None:
+def test_connections_beyond_the_cap_are_answered_503_when_all_have_shown_the_token() -> None:
     server, thread = _start(AgentConfig(token=TOKEN, port=0, max_connections=1, timeout_s=10.0))
     try:
         host, port = parse_agent_url(server.url)
-        with socket.create_connection((host, port)):  # holds the only slot, idle
-            time.sleep(0.2)
-            status, answer = _raw(server.url, "GET", "/v1/info")
-            assert status == 503 and "busy" in answer["error"]
+        with socket.create_connection((host, port)) as held:  # holds the only place, with the right token
+            held.sendall((f"POST {MEASURE_PATH} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n{REQUEST_HEADER}: "
+                          f"{_meta()}\r\nContent-Length: 100000\r\n\r\n").encode())
+            deadline = time.monotonic() + 5
+            while server.connections.counts()[1] < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.connections.counts() == (1, 1)
+            time.sleep(1.1)  # old enough to be evicted, were it not proven
+            conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("GET", "/v1/info", headers={"Authorization": f"Bearer {TOKEN}"})
+            response = conn.getresponse()
+            assert response.status == 503 and response.getheader("Retry-After") == "1"
+            assert "busy" in json.loads(response.read())["error"]
+            conn.close()
     finally:
         server.shutdown()
         server.close()

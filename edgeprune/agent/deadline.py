@@ -1,0 +1,42 @@
+"""Reading a socket against a deadline for a whole phase, not per read.
+
+A socket timeout bounds each ``recv``: a client that sends one byte every few seconds never trips it and holds
+its connection for as long as it likes. :class:`DeadlineReader` is the raw stream under the request handler's
+buffered ``rfile``; before every ``recv`` it sets the socket's timeout to what is left of the current
+phase's deadline (the request line and headers, then the body), and raises :class:`TimeoutError` once it
+has passed.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+
+
+class DeadlineReader(io.RawIOBase):
+    """A readable raw stream over ``sock`` whose reads all end by :attr:`deadline` (``time.monotonic()``)."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline = time.monotonic() + seconds
+        self.phase = "the request"
+
+    def start(self, seconds: float, phase: str) -> None:
+        """Begin a new phase that must finish within ``seconds`` from now."""
+        self.deadline = time.monotonic() + seconds
+        self.phase = phase
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{self.phase} did not arrive in time")
+        self._sock.settimeout(left)
+        try:
+            return self._sock.recv_into(buffer)
+        except socket.timeout:
+            raise TimeoutError(f"{self.phase} did not arrive in time") from None
