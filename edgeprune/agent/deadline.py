@@ -4,22 +4,27 @@ A socket timeout bounds each ``recv``: a client that sends one byte every few se
 its connection for as long as it likes. :class:`DeadlineReader` is the raw stream under the request handler's
 buffered ``rfile``; before every ``recv`` it sets the socket's timeout to what is left of the current
 phase's deadline (the request line and headers, then the body), and raises :class:`TimeoutError` once it
-has passed.
+has passed. A read that finds nothing in the socket and has to wait marks the connection's admission ticket
+``stalled`` for as long as it waits (:mod:`edgeprune.agent.connections` evicts stalled strangers first).
 """
 
 from __future__ import annotations
 
 import io
+import select
 import socket
 import time
+
+from edgeprune.agent.connections import Ticket
 
 
 class DeadlineReader(io.RawIOBase):
     """A readable raw stream over ``sock`` whose reads all end by :attr:`deadline` (``time.monotonic()``)."""
 
-    def __init__(self, sock: socket.socket, seconds: float) -> None:
+    def __init__(self, sock: socket.socket, seconds: float, ticket: Ticket | None = None) -> None:
         super().__init__()
         self._sock = sock
+        self.ticket = ticket
         self.deadline = time.monotonic() + seconds
         self.phase = "the request"
 
@@ -36,7 +41,23 @@ class DeadlineReader(io.RawIOBase):
         if left <= 0:
             raise TimeoutError(f"{self.phase} did not arrive in time")
         self._sock.settimeout(left)
+        ticket = self.ticket
+        waits = ticket is not None and not ticket.proven and not _ready(self._sock)
+        if waits:
+            ticket.stalled = True  # type: ignore[union-attr]
         try:
             return self._sock.recv_into(buffer)
         except socket.timeout:
             raise TimeoutError(f"{self.phase} did not arrive in time") from None
+        finally:
+            if waits:
+                ticket.stalled = False  # type: ignore[union-attr]
+
+
+def _ready(sock: socket.socket) -> bool:
+    """Whether a read of ``sock`` would return at once (data, or the client's close)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])

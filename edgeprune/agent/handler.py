@@ -107,7 +107,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         super().setup()
         # the stdlib's rfile bounds each read; this one bounds each phase (headers, then the upload) in all
         self.rfile.close()
-        self._reader = DeadlineReader(self.connection, self.server.config.header_timeout_s)
+        self._reader = DeadlineReader(self.connection, self.server.config.header_timeout_s,
+                                      self.server.ticket(self.request))
         self._reader.phase = "the request line and headers"
         self.rfile = io.BufferedReader(self._reader)
 

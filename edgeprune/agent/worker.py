@@ -187,7 +187,10 @@ def _worker_handle(job: Any, limits: dict[str, Any]) -> dict[str, Any]:
                                                      f"({int(limits.get('memory_bytes') or 0) >> 20} MiB)"}
     except Exception as exc:  # runtime failures: one line for the client, details in the agent's log
         logging.getLogger(__name__).debug("worker job failed", exc_info=True)
-        return {"ok": False, "status": 422, "error": one_line(f"{type(exc).__name__}: {exc}")}
+        text = one_line(f"{type(exc).__name__}: {exc}", 300)
+        if "allocat" in text.lower() and limits.get("memory_bytes"):
+            text += f" (the agent's worker may use {int(limits['memory_bytes']) >> 20} MiB: --worker-memory-mb)"
+        return {"ok": False, "status": 422, "error": text}
     finally:
         import gc
 
