@@ -25,6 +25,8 @@ class DeadlineReader(io.RawIOBase):
         super().__init__()
         self._sock = sock
         self.ticket = ticket
+        #: the client closed its side (or was cut off) while a read was waiting: what came before is incomplete
+        self.eof = False
         self.deadline = time.monotonic() + seconds
         self.phase = "the request"
 
@@ -46,7 +48,9 @@ class DeadlineReader(io.RawIOBase):
         if waits:
             ticket.stalled = True  # type: ignore[union-attr]
         try:
-            return self._sock.recv_into(buffer)
+            received = self._sock.recv_into(buffer)
+            self.eof = self.eof or received == 0
+            return received
         except socket.timeout:
             raise TimeoutError(f"{self.phase} did not arrive in time") from None
         finally:

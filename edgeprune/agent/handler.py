@@ -174,6 +174,10 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
                 self.client_address[0], method, path, status, size, ms, one_line(self._note, 200) if self._note else "")
 
     def _dispatch(self, routes: dict[str, Callable[[], dict[str, Any]]]) -> None:
+        if self._reader.eof:  # the headers ended because the connection did (a client cut off): not a request
+            self.close_connection = True
+            log.debug("agent: %s closed before the end of its headers", self.client_address[0])
+            return
         path = urlsplit(self.path).path
         try:
             self._length = content_length(self.headers.get_all("Content-Length") or [])
