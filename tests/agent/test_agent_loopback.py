@@ -85,7 +85,8 @@ def onnx_artifact(tiny: nn.Module, model_dir: Path) -> Artifact:
 @pytest.fixture(scope="module")
 def agent() -> Iterator[AgentServer]:
     server, thread = _start(AgentConfig(token=TOKEN, port=0, max_bytes=4 << 20, timeout_s=60.0,
-                                        max_token_failures=1000))  # the wrong-token tests share it
+                                        max_token_failures=1000, max_source_failures=1000,
+                                        max_global_failures=1000))  # the wrong-token tests share it
     yield server
     server.shutdown()
     server.close()
