@@ -164,7 +164,8 @@ def test_fit_ships_and_measures_the_target_runtimes_artifact(target: str, artifa
 
 def test_predicted_only_targets_say_predicted_and_point_to_the_agent(tmp_path: Path) -> None:
     """Without an agent, fit on a shipped-profile target runs on predictions and says so on the terminal."""
-    proc = run_cli("fit", "--target", "rpi4", "--budget", "60%", "--eval-images", "32", "--out", str(tmp_path / "o"))
+    proc = run_cli("fit", "--target", "rpi4", "--budget", "60%", "--eval-images", "32", "--calib-images", "64",
+                   "--out", str(tmp_path / "o"))
     assert proc.returncode == 0, proc.stderr
     assert "PREDICTED" in proc.stdout and "not measured" in proc.stdout
     assert "agent" in proc.stderr and "Traceback" not in proc.stderr

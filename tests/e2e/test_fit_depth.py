@@ -33,7 +33,7 @@ def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> 
     out = tmp_path / "out"
     result = edgeprune.fit("cifar-resnet20", weights=weights, data=data, train_data=data, target="cpu",
                            budget="70%", prune_blocks=True, finetune_epochs=1, distill_features=True, out=out,
-                           precision="fp32")
+                           precision="fp32", calib_images=48)
     report = result.report
     assert_meets_budget_share(load_model("cifar-resnet20", weights).model, report, out, tmp_path)
     depth_rounds = [r for r in report["search"]["rounds"] if r["kind"] in ("depth", "depth-recheck")]
