@@ -223,11 +223,14 @@ class FitRun(ClosedLoop, PrecisionStage):
             groups = graph.prunable_groups()
             if not groups:
                 raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
-            with placed_on(model, self.recovery.device):  # --train-device: scoring passes run there too
-                with naming_the_module(model, f"preparing channel importance ({self.importance.name})"):
-                    ctx = ScoringContext(model, self.inputs.calibration)
-                    self.importance.prepare(ctx)
-                scores = {g.name: self._score(g, ctx) for g in groups}
+            if self.budget_spec is None:  # a size-only fit keeps every channel: no criterion decides anything
+                scores = {g.name: np.ones(g.width) for g in groups}
+            else:
+                with placed_on(model, self.recovery.device):  # --train-device: scoring passes run there too
+                    with naming_the_module(model, f"preparing channel importance ({self.importance.name})"):
+                        ctx = ScoringContext(model, self.inputs.calibration)
+                        self.importance.prepare(ctx)
+                    scores = {g.name: self._score(g, ctx) for g in groups}
             if isinstance(self.measurer, PredictedMeasurer):
                 self.measurer.bind(model, groups)
         return StepState(index, model, graph, groups, scores)
