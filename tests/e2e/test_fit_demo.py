@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from budget_check import assert_meets_budget_share
+from cli_in_process import run_cli_in_process
 
 import edgeprune
 from edgeprune.backends.onnx_export import export_onnx
@@ -21,8 +22,12 @@ from edgeprune.timing import TimingSpec, measure_latency
 from edgeprune.train.default_weights import load_model
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m edgeprune ARGS`` in a new process (for what is about the process: a crash, stderr's traceback)."""
     return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, timeout=900)
+
+
+run_cli = run_cli_in_process  # the CLI's entry point in this process (tests/cli_in_process.py)
 
 
 def median_ms(onnx_path: Path, example: np.ndarray) -> float:
@@ -121,7 +126,7 @@ def test_existing_results_are_not_overwritten_without_force(tmp_path: Path) -> N
 )
 @pytest.mark.full  # each a real process (4 s of imports); tests/safety/test_bad_inputs.py has every refusal in one
 def test_bad_input_gives_one_line_and_exit_code_2(args: list[str], message: str, tmp_path: Path) -> None:
-    proc = run_cli("fit", *args, "--out", str(tmp_path / "o"))
+    proc = run_process("fit", *args, "--out", str(tmp_path / "o"))
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -182,7 +187,7 @@ def test_cli_fit_fine_tunes_a_very_thin_demo_candidate_on_all_threads(tmp_path: 
     # at 15% the demo keeps about 12% of its channels (8-wide stages); fine-tuning that on one-channel inputs with
     # channels-last strides crashed torch's two-thread backward (exit 134/139) before inputs got plain strides
     out = tmp_path / "out"
-    proc = run_cli("fit", "--target", "cpu", "--budget", "15%", "--finetune-epochs", "1", "--out", str(out),
+    proc = run_process("fit", "--target", "cpu", "--budget", "15%", "--finetune-epochs", "1", "--out", str(out),
                    "--precision", "fp32")
     if proc.returncode == 2 and "cannot be met" in proc.stderr:
         pytest.skip(f"15% of the baseline is out of reach on this machine: {proc.stderr.strip()}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_in_process import run_cli_in_process
 
 pytest.importorskip("ultralytics", reason="the [yolo] extra (ultralytics) is not installed")
 
@@ -60,9 +61,8 @@ def quick_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 
 def _fit(out: Path, *args: str, size_px: int = SIZE) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--model", "ultralytics:yolov8n.yaml",
-                           "--num-classes", "4", "--input-shape", f"3,{size_px},{size_px}", "--target", "cpu",
-                           "--out", str(out), *args], capture_output=True, text=True, timeout=1200)
+    return run_cli_in_process("fit", "--model", "ultralytics:yolov8n.yaml", "--num-classes", "4", "--input-shape",
+                              f"3,{size_px},{size_px}", "--target", "cpu", "--out", str(out), *args)
 
 
 def test_a_detector_fit_ships_a_smaller_validated_artifact_with_map_before_and_after(

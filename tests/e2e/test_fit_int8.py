@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_in_process import run_cli_in_process
 
 from edgeprune.quantize.onnx_int8 import onnx_is_quantized
 
@@ -22,8 +23,7 @@ from edgeprune.quantize.onnx_int8 import onnx_is_quantized
 def _fit(out: Path, budget: str, precision: str | None = "int8", *extra: str) -> dict:  # type: ignore[type-arg]
     """``fit`` on the demo; ``precision`` None: the default (``auto`` here, where latency is measured)."""
     flag = [] if precision is None else ["--precision", precision]
-    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "cpu", "--budget", budget, *flag,
-                           "--out", str(out), *extra], capture_output=True, text=True, timeout=900)
+    proc = run_cli_in_process("fit", "--target", "cpu", "--budget", budget, *flag, "--out", str(out), *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "report.json").read_text())
 
@@ -68,9 +68,8 @@ def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_floa
 def test_int8_on_a_target_that_does_not_offer_it_is_one_line_and_exit_2(tmp_path: Path) -> None:
     target = tmp_path / "fp32-only.toml"
     target.write_text('name = "fp32-only"\nruntime = "onnxruntime"\nprecision = "fp32"\n')
-    proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", str(target), "--budget", "40%",
-                           "--precision", "int8", "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli_in_process("fit", "--target", str(target), "--budget", "40%", "--precision", "int8", "--out",
+                              str(tmp_path / "out"))
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "offers precision fp32, not int8" in errors[0] and "Traceback" not in proc.stderr

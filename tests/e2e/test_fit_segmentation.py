@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_in_process import run_cli_in_process
 from safetensors.torch import save_file
 
 from edgeprune.data.segmentation import load_segmentation_dataset
@@ -38,16 +39,15 @@ def _trained_lraspp(tmp_path: Path, images: int, size_px: int) -> tuple[Path, Pa
 
 
 def _fit_lraspp(data: Path, weights: Path, out: Path, size_px: int, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeprune", "fit", "--model", "torchvision:lraspp_mobilenet_v3_large",
+    return run_cli_in_process(
+        "fit", "--model", "torchvision:lraspp_mobilenet_v3_large",
          "--weights", str(weights), "--input-shape", f"3,{size_px},{size_px}", "--num-classes", str(CLASSES),
          "--data", str(data), "--target", "cpu", "--budget", "70%", "--precision", "fp32",
          # the uniform allocation spares the latency table's kernel profile (a minute on one core); the latency
          # search itself is the classifiers' and detectors' path, and tools/make_shapes_segmenter.py's command's
          "--allocation", "uniform", "--out", str(out),
          # one epoch of recovery: cross-entropy on the masks plus per-pixel distillation from the original
-         "--train-data", str(data), "--finetune-epochs", "1", "--distill", *extra],
-        capture_output=True, text=True, timeout=600)
+         "--train-data", str(data), "--finetune-epochs", "1", "--distill", *extra)
 
 
 def _shipped_segmenter_report(proc: subprocess.CompletedProcess[str], out: Path) -> dict:  # type: ignore[type-arg]

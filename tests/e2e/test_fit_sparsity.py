@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_in_process import run_cli_in_process
 
 from edgeprune.export.size import artifact_size, weight_zeros
 
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, timeout=1500)
+run_cli = run_cli_in_process  # the CLI's entry point in this process (tests/cli_in_process.py)
 
 
 @pytest.mark.parametrize(("epochs", "export", "eval_images"), [
