@@ -25,12 +25,14 @@ MAX_ARRAY_BYTES = 64 * 2**30
 
 @dataclass(frozen=True)
 class ArrayHeader:
-    """One member's declared array: its name (without ``.npy``), shape, dtype and size in bytes."""
+    """One member's declared array: its name (without ``.npy``), shape, dtype, size in bytes, and the bytes the
+    member holds (header included, uncompressed)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
     nbytes: int
+    member_bytes: int
 
 
 def available_memory_bytes() -> int | None:
@@ -68,11 +70,8 @@ def read_npz_headers(path: Path, names: tuple[str, ...]) -> list[ArrayHeader]:
                     version = npy_format.read_magic(member)
                     reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
                     shape, _, dtype = reader(member)
-                size = math.prod(shape) * dtype.itemsize
-                if size > info.file_size:
-                    raise DataError(f"{path}: array '{name}' declares {shape} {dtype} ({_gib(size)}) but the archive "
-                                    f"holds {info.file_size} bytes of it: the file is truncated or forged")
-                headers.append(ArrayHeader(name, tuple(shape), dtype, size))
+                headers.append(ArrayHeader(name, tuple(shape), dtype, math.prod(shape) * dtype.itemsize,
+                                           info.file_size))
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"cannot read {path} as an .npz archive: {str(exc).splitlines()[0]}") from None
     return headers
@@ -94,6 +93,11 @@ def check_npz_sizes(path: Path, names: tuple[str, ...], limit: int | None = None
         largest = max(headers, key=lambda h: h.nbytes)
         raise DataError(f"{path} declares {_gib(total)} of arrays ('{largest.name}': {largest.shape} "
                         f"{largest.dtype}), over {where} of {_gib(limit)}: refusing to load it")
+    for header in headers:
+        if header.nbytes > header.member_bytes:
+            raise DataError(f"{path}: array '{header.name}' declares {header.shape} {header.dtype} "
+                            f"({_gib(header.nbytes)}) but the archive holds {header.member_bytes} bytes of it: the "
+                            "file is truncated or forged")
     return headers
 
 
