@@ -1,6 +1,6 @@
 """Run ``edgeprune`` in this process with a kill point: it SIGKILLs itself at a named moment (a test helper).
 
-``python tests/fault_injection.py POINT [--keep-journal PATH] -- ARGS...`` runs ``edgeprune ARGS`` and kills
+``python tests/fault_injection.py [--keep-journal PATH] POINT -- ARGS...`` runs ``edgeprune ARGS`` and kills
 the process (SIGKILL: no ``finally``, no cleanup, as a power cut or the OOM killer would) at ``POINT``:
 
 * ``none``: never;

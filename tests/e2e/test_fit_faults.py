@@ -43,7 +43,7 @@ def run_fit(out: Path, point: str = "none", *extra: str, keep_journal: Path | No
             ) -> subprocess.CompletedProcess[str]:
     """The fit into ``out`` through the fault-injection helper, killed at ``point``."""
     keep = ["--keep-journal", str(keep_journal)] if keep_journal is not None else []
-    cmd = [sys.executable, str(HELPER), point, *keep, "--", "-q", *FIT, "--out", str(out), *extra]
+    cmd = [sys.executable, str(HELPER), *keep, point, "--", "-q", *FIT, "--out", str(out), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 
