@@ -104,9 +104,10 @@ def test_a_fit_killed_at_random_moments_resumes_to_the_same_results(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     queries = sum(len(v) for v in json.loads(journal.read_text())["entries"].values())
     files = sum((reference / f).exists() for f in RESULT_FILES)
-    replaying = [*(f"query:{rng.randint(1, queries)}" for _ in range(2)), "checkpoint:1", "checkpoint:2",
-                 *(f"commit:{rng.randint(1, files)}" for _ in range(2)), "finish",
-                 *(f"time:{rng.uniform(2.0, seconds):.1f}" for _ in range(2))]
+    # distinct points (each has its own folder): two per stage where the stage has two
+    replaying = [*(f"query:{n}" for n in rng.sample(range(1, queries + 1), min(2, queries))), "checkpoint:1",
+                 "checkpoint:2", *(f"commit:{n}" for n in rng.sample(range(1, files + 1), min(2, files))), "finish",
+                 *(f"time:{t:.1f}" for t in sorted({rng.uniform(2.0, seconds) for _ in range(2)}))]
     for point in replaying:  # killed while replaying the reference run's measurements
         out = tmp_path / point.replace(":", "-")
         (out / STATE_DIR).mkdir(parents=True)
@@ -119,7 +120,7 @@ def test_a_fit_killed_at_random_moments_resumes_to_the_same_results(tmp_path: Pa
         assert_same_results(reference / "plan.json", reference / "model.safetensors", out / "plan.json",
                             out / "model.safetensors")
 
-    for point in (f"journal:{rng.randint(2, queries)}" for _ in range(2)):  # killed while measuring live
+    for point in (f"journal:{n}" for n in rng.sample(range(2, queries + 2), min(2, queries))):  # measuring live
         out, final = tmp_path / point.replace(":", "-"), tmp_path / f"{point.replace(':', '-')}.json"
         killed = run_fit(out, point, *extra)
         assert killed.returncode == KILLED, (point, killed.stderr)
