@@ -1,6 +1,10 @@
-"""Atomic file writes: write to a temporary file in the same directory, then rename over the target.
+"""Atomic, durable file writes: write to a temporary file in the same directory, flush it to disk, rename it
+over the target, then flush the directory.
 
 A reader never sees a half-written report or model, and an interrupted run leaves the previous file intact.
+The file is fsynced before the rename and its folder after it, so a power cut cannot leave an empty or
+truncated file under the final name (on file systems that order metadata after data only on fsync, such as
+ext4 with ``delalloc``, XFS and btrfs).
 """
 
 from __future__ import annotations
@@ -13,8 +17,39 @@ from pathlib import Path
 from typing import Any
 
 
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s data and metadata to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to disk; a no-op where folders cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_durably(source: Path, destination: Path) -> None:
+    """Rename ``source`` over ``destination`` (same file system) and flush the destination's folder."""
+    os.replace(source, destination)
+    fsync_dir(Path(destination).parent)
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then move ``tmp_path`` to ``path`` in one rename."""
+    """Call ``write(tmp_path)``, fsync it, then move ``tmp_path`` to ``path`` in one rename and fsync the
+    folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -22,7 +57,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        fsync_file(tmp)
+        replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeprune.data.dataset import ImageDataset
+from edgeprune.data.image_open import open_image
+from edgeprune.data.npz_headers import check_npz_sizes
 from edgeprune.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -19,14 +21,22 @@ CROP_FRACTION = 0.875
 #: are resized whole, since their images usually come at the model's size already
 CENTRE_CROP_MIN_SIDE = 64
 
+#: the arrays an ``.npz`` dataset may hold
+NPZ_ARRAYS = ("x", "y", "label_names")
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def load_npz(path: Path) -> ImageDataset:
-    """An ``.npz`` with ``x`` (N, H, W, C) or (N, H, W) uint8 and optional ``y`` (N,) integer labels."""
+    """An ``.npz`` with ``x`` (N, H, W, C) or (N, H, W) uint8 and optional ``y`` (N,) integer labels.
+
+    The arrays' headers are read first: an archive declaring more than the memory available is refused before
+    anything is allocated (:mod:`edgeprune.data.npz_headers`).
+    """
+    check_npz_sizes(path, NPZ_ARRAYS)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files if k in ("x", "y", "label_names")}
+            arrays = {k: archive[k] for k in archive.files if k in NPZ_ARRAYS}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"cannot read {path} as an .npz archive: {str(exc).splitlines()[0]}") from None
     if "x" not in arrays:
@@ -88,16 +98,9 @@ def list_image_folder(root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ..
 
 def read_image(file: Path, size_hw: tuple[int, int], channels: int) -> np.ndarray:
     """One image file as uint8 (H, W, C), brought to ``size_hw`` by :func:`fit_image`."""
-    from PIL import Image, UnidentifiedImageError
-
     mode = "RGB" if channels == 3 else "L"
-    try:
-        with Image.open(file) as img:
-            arr = np.asarray(fit_image(img.convert(mode), size_hw), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {file}: {str(exc).splitlines()[0]}") from None
-    except ImportError:  # once imported, ultralytics patches Image.open to look for a HEIF plugin on failure
-        raise DataError(f"cannot read image {file}: not an image format Pillow can read") from None
+    with open_image(file) as img:
+        arr = np.asarray(fit_image(img.convert(mode), size_hw), dtype=np.uint8)
     return arr.reshape(size_hw[0], size_hw[1], channels)
 
 

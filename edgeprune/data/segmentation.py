@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeprune.data.image_open import open_image
 from edgeprune.data.loaders import IMAGE_SUFFIXES
 from edgeprune.errors import DataError
 
@@ -78,16 +79,9 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _open(path: Path) -> object:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from None
-    except ImportError:  # once imported, ultralytics patches Image.open to look for a HEIF plugin on failure
-        raise DataError(f"cannot read image {path}: not an image format Pillow can read") from None
+    with open_image(path) as img:
+        img.load()
+        return img.copy()
 
 
 def read_mask(path: Path) -> np.ndarray:

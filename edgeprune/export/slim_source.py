@@ -68,7 +68,7 @@ def is_slim_source(path: Path) -> bool:
 
 def _read_plan(plan_path: Path) -> SlimPlan:
     try:
-        return SlimPlan.from_dict(json.loads(plan_path.read_text(encoding="utf-8")))
+        return SlimPlan.from_dict(json.loads(plan_path.read_text(encoding="utf-8")), str(plan_path))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{plan_path} is not valid JSON: {exc}") from None
 

@@ -29,19 +29,20 @@ import torch
 from edgeprune.backends import get_backend
 from edgeprune.budget import Budget, SizeBudget
 from edgeprune.config import SPARSITY_SCHEDULES, SPARSITY_SCOPES, FitConfig
-from edgeprune.errors import BudgetUnreachableError, DeviceUnavailableError, EdgepruneError, InputError
+from edgeprune.errors import BudgetUnreachableError, DeviceUnavailableError, EdgepruneError, InputError, OutputError
 from edgeprune.export.formats import parse_formats
 from edgeprune.fit.data_parallel import run_ranked
 from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
-from edgeprune.fit.outputs import OutputDir
+from edgeprune.fit.outputs import RESULT_FILES, OutputDir
 from edgeprune.fit.qat import quantization_aware
-from edgeprune.fit.resume import RunJournal
+from edgeprune.fit.resume import RunJournal, has_interrupted_run
 from edgeprune.fit.run import FitRun, StageClock
 from edgeprune.fit.sparsity_stage import weight_sparsity
 from edgeprune.latency.analytic import load_profile
 from edgeprune.latency.candidates import CandidateMeasurer
 from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.latency.profile_model import default_table_dir
 from edgeprune.latency.timers import ProfileTimer, make_timer
 from edgeprune.prune.importance import get_importance
 from edgeprune.quantize.backend import check_int8_target, for_precision
@@ -53,6 +54,7 @@ from edgeprune.train import distributed
 from edgeprune.train.augment import parse_augmentation
 from edgeprune.train.device import resolve_train_device
 from edgeprune.train.schedules import SCHEDULES
+from edgeprune.writable import require_writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,13 @@ def _fit(config: FitConfig) -> FitResult:
         check_qat_runtime(target.runtime, target.name)
     backend = get_backend(target)
     importance = get_importance(config.importance)
-    out = OutputDir(config.out, config.force)
+    if config.allocation == "latency" and measured:  # the latency table is built and saved: before the long work
+        require_writable_dir(config.table_dir or default_table_dir(), "--table-dir")
+    resuming = config.resume and has_interrupted_run(config.out)
+    if config.resume and not resuming and not config.force and any((Path(config.out) / f).exists() for f in RESULT_FILES):
+        raise OutputError(f"{config.out} holds the results of a finished run and no interrupted one: nothing to "
+                          "resume; pass --force to run again or choose another --out")
+    out = OutputDir(config.out, config.force, resuming=resuming)
     keep_state = False
     try:
         timer = make_timer(backend, target, config.device, config.device_token, predict_unreachable=True)

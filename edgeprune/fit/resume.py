@@ -9,7 +9,11 @@ last finished epoch, and ends with the same model as an uninterrupted run. Laten
 own (they are saved after every probe).
 
 The journal carries a fingerprint of the options that change the result; resuming with other options is
-refused. The state is removed when the run's results are committed.
+refused. The state is removed when the run's results are committed: the folder is first renamed aside in one
+step (``.edgeprune-resume-done-*``, removed next), so a kill at any moment leaves either the whole journal (the
+results may already be in place: ``--resume`` replays and commits them again) or none of it (the run finished).
+A journal of the wrong shape or a state folder that cannot be written is one line naming it
+(:mod:`edgeprune.fit.journal_schema`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -24,15 +29,24 @@ from typing import Any
 
 from edgeprune.config import FitConfig
 from edgeprune.errors import OutputError
-from edgeprune.io_atomic import write_json_atomic
+from edgeprune.fit.journal_schema import parse_journal
+from edgeprune.io_atomic import fsync_dir, write_json_atomic
 from edgeprune.timing import LatencyStats
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".edgeprune-resume"
+#: a finished run's state, renamed aside before it is removed (a kill may leave one; any run removes it)
+DONE_PREFIX = ".edgeprune-resume-done-"
 JOURNAL_FORMAT = "edgeprune.resume-journal/2"
 #: options that do not change what a run computes
 _NOT_FINGERPRINTED = {"out", "force", "resume", "device_token", "table_dir"}
+
+
+def has_interrupted_run(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds the journal of a run that has not finished (killed at any moment, even
+    during its final commit)."""
+    return (Path(out_dir) / STATE_DIR / "journal.json").is_file()
 
 
 def config_fingerprint(config: FitConfig) -> str:
@@ -61,10 +75,19 @@ class RunJournal:
         self.replayed = 0
         #: the paired ratio journalled with the last replayed reading (None: it was not timed in pairs)
         self.replayed_ratio: float | None = None
+        for stale in self.dir.parent.glob(DONE_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
         if self.path.is_file():
             self._open_existing(config)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
         self._save()
+
+    def _unwritable(self, exc: OSError) -> OutputError:
+        return OutputError(f"cannot write the resume state in {self.dir}: {exc.strerror or exc}; make the folder "
+                           "writable (chmod -R u+w) or choose another --out")
 
     def _open_existing(self, config: FitConfig) -> None:
         if not config.resume:
@@ -76,18 +99,24 @@ class RunJournal:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise OutputError(f"cannot read the resume journal {self.path}: {exc}; rerun with --force") from None
-        if data.get("format") != JOURNAL_FORMAT or data.get("fingerprint") != self.fingerprint:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            raise OutputError(f"cannot read the resume journal {self.path}: {reason}; pass --force instead of "
+                              "--resume to start the run over") from None
+        fmt, fingerprint, entries = parse_journal(self.path, data)
+        if fmt != JOURNAL_FORMAT or fingerprint != self.fingerprint:
             raise OutputError(f"the interrupted run in {self.dir.parent} used other options; rerun it with the "
                               "same options and --resume, or pass --force to start over")
-        self.entries = {k: list(v) for k, v in data.get("entries", {}).items()}
+        self.entries = entries
         self._to_replay = {k: list(v) for k, v in self.entries.items()}
         log.info("resuming: %d measurement(s) of the interrupted run will be replayed",
                  sum(len(v) for v in self.entries.values()))
 
     def _save(self) -> None:
-        write_json_atomic(self.path, {"format": JOURNAL_FORMAT, "fingerprint": self.fingerprint,
-                                      "entries": self.entries})
+        try:
+            write_json_atomic(self.path, {"format": JOURNAL_FORMAT, "fingerprint": self.fingerprint,
+                                          "entries": self.entries})
+        except OSError as exc:
+            raise self._unwritable(exc) from None
 
     def measurement(self, key: str) -> LatencyStats | None:
         """The interrupted run's next reading for ``key`` when resuming, else None (measure it).
@@ -118,5 +147,14 @@ class RunJournal:
         return self.dir / f"{name}.pt"
 
     def finish(self) -> None:
-        """Remove the state (the run's results were committed)."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Remove the state (the run's results were committed): renamed aside in one step, then deleted."""
+        if not self.dir.exists():
+            return
+        aside = self.dir.parent / f"{DONE_PREFIX}{os.getpid()}"
+        try:
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(self.dir, aside)
+            fsync_dir(self.dir.parent)
+        except OSError:  # cannot rename (e.g. a read-only output folder): remove it in place
+            aside = self.dir
+        shutil.rmtree(aside, ignore_errors=True)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeprune.errors import InputError
+from edgeprune.errors import InputError, OutputError
 from edgeprune.io_atomic import write_json_atomic
 from edgeprune.latency.layers import LayerSignature
 
@@ -132,7 +132,11 @@ class LatencyTable:
         if target is None:
             raise ValueError("no path to save the latency table to")
         self.path = Path(target)
-        write_json_atomic(self.path, self.to_dict())
+        try:
+            write_json_atomic(self.path, self.to_dict())
+        except OSError as exc:
+            raise OutputError(f"cannot write the latency table {self.path}: {exc.strerror or exc}; make its folder "
+                              "(--table-dir) writable or choose another") from None
         return self.path
 
     @classmethod

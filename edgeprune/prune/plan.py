@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from edgeprune.errors import InputError
+from edgeprune.prune.plan_schema import validate_plan
 
 PLAN_FORMAT = "edgeprune-plan"
 PLAN_VERSION = 1
@@ -130,12 +131,14 @@ class SlimPlan:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SlimPlan":
-        """Parse a plan written by :meth:`to_dict`."""
+    def from_dict(cls, data: dict[str, Any], origin: str = "plan") -> "SlimPlan":
+        """Parse a plan written by :meth:`to_dict`, read from ``origin`` (named in errors), every field checked
+        (:func:`~edgeprune.prune.plan_schema.validate_plan`)."""
         if not isinstance(data, dict):
-            raise InputError("not an edgeprune plan: expected a JSON object")
+            raise InputError(f"{origin}: not an edgeprune plan: expected a JSON object")
         if data.get("format") != PLAN_FORMAT or data.get("version") != PLAN_VERSION:
-            raise InputError(f"not an edgeprune plan (version {PLAN_VERSION})")
+            raise InputError(f"{origin}: not an edgeprune plan (version {PLAN_VERSION})")
+        validate_plan(data, origin)
         try:
             return cls(
                 model_spec=data["model"]["spec"],
@@ -171,8 +174,8 @@ def load_slim_model(out_dir: str | Path, allow_factory: str | None = None) -> nn
         if not path.is_file():
             raise InputError(f"{path} not found: is {out} an edgeprune output directory?")
     try:
-        plan = SlimPlan.from_dict(json.loads(plan_path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
+        plan = SlimPlan.from_dict(json.loads(plan_path.read_text(encoding="utf-8")), str(plan_path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{plan_path} is not valid JSON: {exc}") from None
     if is_factory_spec(plan.model_spec) and plan.model_spec != allow_factory:
         raise InputError(f"{plan_path} names the model factory '{plan.model_spec}', which rebuilding would import "

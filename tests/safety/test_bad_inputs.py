@@ -11,6 +11,8 @@ A row whose bad input slipped through would start a real (short) fit: every fit 
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import subprocess
@@ -27,6 +29,7 @@ from safetensors.torch import save_file
 from edgeprune.cli.main import main
 from edgeprune.fit.outputs import RESULT_FILES
 from edgeprune.models.cifar_resnet import CifarResNet
+from edgeprune.prune.plan import SlimPlan, module_shapes
 
 #: the fit command every fit row starts from; rows replace one option with a bad value
 FIT = ("fit", "--budget", "1000ms", "--allocation", "uniform", "--model", "cifar-resnet20",
@@ -97,6 +100,11 @@ CASES: dict[str, Case] = {
     "data-npz-float-pixels": Case(fit(data="{d}/float.npz"), r"'x' must be uint8 pixels, got float32"),
     "data-npz-label-count": Case(fit(data="{d}/short_y.npz"), r"5 labels for 20 images"),
     "data-npz-zero-images": Case(fit(data="{d}/zero.npz"), r"the dataset is empty"),
+    # issue 36: hostile headers are refused before anything is decoded or allocated
+    "data-png-bomb": Case(fit(data="{d}/bomb"), r"refusing image .*huge\.png: Image size \(400000000 pixels\) "
+                          r"exceeds limit"),
+    "data-npz-huge-header": Case(fit(data="{d}/huge.npz"), r"huge\.npz declares 286\.1 GiB of arrays \('x': "
+                                 r"\(300000, 1000, 1024\) uint8\), over the (memory available|cap)"),
     "data-class-count": Case(fit(data="{d}/labels_to_99.npz"),
                              r"has 100 classes but model 'cifar-resnet20' outputs 10"),
     # the demo model is trained on first use (about a minute): the class count must be refused before that
@@ -177,6 +185,9 @@ CASES: dict[str, Case] = {
     "export-from-not-fit-output": Case(("export", "--from", "{d}/empty_dir", "--out", "{out}"),
                                        r"plan\.json not found: is .*empty_dir an edgeprune output folder\?"),
     "export-plan-invalid": Case(("export", "--from", "{d}/plan.json", "--out", "{out}"), r"not an edgeprune plan"),
+    "export-plan-negative-dim": Case(("export", "--from", "{d}/negative_plan", "--out", "{out}"),
+                                     r"negative_plan/plan\.json: invalid plan field 'input_shape\[2\]': expected a "
+                                     r"positive integer, got -32"),
     "export-format-unknown": Case(("export", "--from", "{d}/empty_dir", "--out", "{out}", "--export", "coreml"),
                                   r"unknown export format 'coreml'", by_argparse=True),
     # -- report -----------------------------------------------------------------------------------
@@ -227,9 +238,37 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "done").mkdir()
     (d / "done" / "report.json").write_text("{}")
     (d / "plan.json").write_text("{}")
+    _write_hostile_files(d, r20)
     (d / "bad_report").mkdir()
     (d / "bad_report" / "report.json").write_text("{not json")
     return d
+
+
+def _write_hostile_files(d: Path, model: torch.nn.Module) -> None:
+    """Issue 36's hostile files: a PNG header claiming 20000 x 20000 pixels, an .npz whose header declares
+    286 GiB, and an output folder whose plan.json records a negative input dimension."""
+    import struct
+    import zipfile
+    import zlib
+
+    from PIL import Image
+
+    (d / "bomb" / "cat").mkdir(parents=True)
+    Image.new("RGB", (1, 1)).save(d / "bomb" / "cat" / "huge.png")
+    png = bytearray((d / "bomb" / "cat" / "huge.png").read_bytes())
+    png[16:24] = struct.pack(">II", 20000, 20000)  # IHDR width and height
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))  # the chunk's CRC over type and data
+    (d / "bomb" / "cat" / "huge.png").write_bytes(bytes(png))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (300000, 1000, 1024)})
+    with zipfile.ZipFile(d / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue())  # the header alone: no pixel follows
+    plan = SlimPlan("cifar-resnet20", {"num_classes": 10}, [1, 3, -32, 32], None, [], module_shapes(model)).to_dict()
+    (d / "negative_plan").mkdir()
+    (d / "negative_plan" / "plan.json").write_text(json.dumps(plan))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(d / "negative_plan" / "model.safetensors"))
 
 
 @pytest.fixture(autouse=True)

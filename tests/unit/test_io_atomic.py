@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,22 @@ def test_failing_writer_creates_nothing(tmp_path: Path) -> None:
 def test_write_text_atomic(tmp_path: Path) -> None:
     path = write_text_atomic(tmp_path / "r.md", "# héllo\n")
     assert path.read_text(encoding="utf-8") == "# héllo\n"
+
+
+def test_the_file_and_its_folder_are_fsynced_before_and_after_the_rename(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 36: without fsync a power cut can leave an empty file under the final name."""
+    import edgeprune.io_atomic as io_atomic
+
+    synced: list[tuple[int, bool]] = []  # (inode, the target already renamed)
+    real_fsync = os.fsync
+    target = tmp_path / "report.json"
+
+    def spy(fd: int) -> None:
+        synced.append((os.fstat(fd).st_ino, target.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(io_atomic.os, "fsync", spy)
+    write_json_atomic(target, {"a": 1})
+    assert (target.stat().st_ino, False) in synced  # the data, before the rename
+    assert (tmp_path.stat().st_ino, True) in synced  # the folder's entry, after it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 from pathlib import Path
@@ -109,3 +110,31 @@ def test_unwritable_directory(tmp_path: Path) -> None:
             OutputDir(locked, force=False)
     finally:
         locked.chmod(0o700)
+
+
+def test_a_resumed_run_may_replace_its_own_results_and_removes_stale_staging(tmp_path: Path) -> None:
+    """Issue 36: a run killed during its final commit left results (and a staging folder) that --resume refused."""
+    (tmp_path / "model.onnx").write_text("committed before the kill")
+    stale = tmp_path / ".edgeprune-staging-killed"
+    (stale / "work").mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"\0" * 1024)
+    (tmp_path / "notes.txt").write_text("the user's")
+    with pytest.raises(OutputError, match="already holds results"):
+        OutputDir(tmp_path, force=False)
+    assert stale.is_dir()  # a run that does not resume leaves other runs' staging alone
+    out = OutputDir(tmp_path, force=False, resuming=True)
+    assert not stale.exists() and out.staging.is_dir()
+    (out.staging / "model.onnx").write_text("new")
+    out.commit(["model.onnx"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.txt"]
+
+
+def test_committed_files_are_fsynced_before_their_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outputs = importlib.import_module("edgeprune.fit.outputs")  # edgeprune.fit is also the fit function's name
+    synced: list[str] = []
+    monkeypatch.setattr(outputs, "fsync_file", lambda path: synced.append(Path(path).name))
+    out = OutputDir(tmp_path, force=False)
+    for name in ("plan.json", "report.json"):
+        (out.staging / name).write_text("{}")
+    out.commit(["plan.json", "report.json"])
+    assert synced == ["plan.json", "report.json"]

@@ -203,3 +203,56 @@ def test_corrupt_slim_weights(pruned: tuple, tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(InputError):
         load_slim_model(tmp_path)
+
+
+def _first_group_and_module(data: dict) -> tuple[dict, dict]:
+    module = next(m for m in data["modules"].values() if m["tensors"].get("weight"))
+    return data["groups"][0], module
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "problem"),
+    [
+        (lambda d: d.update(input_shape=[1, 3, -32, 32]), "input_shape[2]", "got -32"),
+        (lambda d: d.update(input_shape=[1, 3, "32", 32]), "input_shape[2]", "got '32'"),
+        (lambda d: d.update(input_shape=[1, True, 32, 32]), "input_shape[1]", "got True"),
+        (lambda d: d.update(groups={}), "groups", "expected a list"),
+        (lambda d: d["groups"][0].update(kept=[10**6] + d["groups"][0]["kept"][1:]), "groups[0].kept[0]",
+         "channel index in [0,"),
+        (lambda d: d["groups"][0].update(kept=[-1] + d["groups"][0]["kept"][1:]), "groups[0].kept[0]", "got -1"),
+        (lambda d: d["groups"][0].update(kept=d["groups"][0]["kept"][:1] * 2 + d["groups"][0]["kept"][2:]),
+         "groups[0].kept[1]", "kept twice"),
+        (lambda d: d["groups"][0].update(kept=d["groups"][0]["kept"][1:]), "groups[0].kept", "indices for width_after"),
+        (lambda d: d["groups"][0].update(width_after=0), "groups[0].width_after", "positive integer"),
+        (lambda d: d["groups"][0].update(name=3), "groups[0].name", "non-empty string"),
+        (lambda d: _first_group_and_module(d)[1]["tensors"].update(weight=[16, -3, 3, 3]), ".tensors.weight[1]",
+         "got -3"),
+        (lambda d: _first_group_and_module(d)[1]["tensors"].update(weight=[2**20, 2**20, 3, 3]), ".tensors.weight",
+         "elements"),
+        (lambda d: _first_group_and_module(d)[1].update(attrs={"out_channels": "16"}), ".attrs.out_channels",
+         "got '16'"),
+        (lambda d: d.update(removed_blocks="layer1.0"), "removed_blocks", "expected a list"),
+    ],
+)
+def test_plan_fields_are_validated_on_read(pruned: tuple, mutate: Callable[[dict], None], field: str,
+                                           problem: str) -> None:
+    """Issue 36: a plan of the wrong shape is one line naming the file and the field, never an internal error."""
+    _, slim, keep, graph = pruned
+    data = make_plan(slim, keep, graph).to_dict()
+    mutate(data)
+    with pytest.raises(InputError) as error:
+        SlimPlan.from_dict(data, "out/plan.json")
+    message = str(error.value)
+    assert message.startswith("out/plan.json: invalid plan field '") and "\n" not in message
+    assert field in message and problem in message, message
+
+
+def test_negative_dimension_in_plan_json_is_refused_by_load_slim_model(pruned: tuple, tmp_path: Path) -> None:
+    _, slim, keep, graph = pruned
+    plan = make_plan(slim, keep, graph)
+    write_output(tmp_path, slim, plan)
+    data = json.loads((tmp_path / "plan.json").read_text())
+    _first_group_and_module(data)[1]["tensors"]["weight"][0] = -8
+    (tmp_path / "plan.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"plan\.json: invalid plan field 'modules\..*\.tensors\.weight\[0\]'"):
+        load_slim_model(tmp_path)
