@@ -163,8 +163,6 @@ def _fit(config: FitConfig) -> FitResult:
         check_qat_runtime(target.runtime, target.name)
     backend = get_backend(target)
     importance = get_importance(config.importance)
-    if config.allocation == "latency" and measured:  # the latency table is built and saved: before the long work
-        require_writable_dir(config.table_dir or default_table_dir(), "--table-dir")
     resuming = config.resume and has_interrupted_run(config.out)
     if config.resume and not resuming and not config.force and any((Path(config.out) / f).exists() for f in RESULT_FILES):
         raise OutputError(f"{config.out} holds the results of a finished run and no interrupted one: nothing to "
@@ -175,6 +173,8 @@ def _fit(config: FitConfig) -> FitResult:
         timer = make_timer(backend, target, config.device, config.device_token, predict_unreachable=True)
         with clock("load"):
             inputs = resolve_inputs(config, target)
+        if config.allocation == "latency" and measured:  # the table is saved after minutes: refused before them,
+            require_writable_dir(config.table_dir or default_table_dir(), "--table-dir")  # inputs and --out first
         journal = RunJournal(out.path, config)  # after the inputs: a refused input leaves no state behind
         torch.manual_seed(config.seed)
         measurer_type = PredictedMeasurer if isinstance(timer, ProfileTimer) else CandidateMeasurer
