@@ -193,9 +193,10 @@ def test_export_verb_writes_artifacts_and_keeps_them_without_force(
 
 def test_latency_against_a_reference_artifact_is_paired(slim_outputs: SlimOutputs,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """The same file as its own reference: timed in alternating rounds, the ratio is about 1."""
+    """The same file as its own reference: timed in alternating rounds, the ratio is about 1 (a second of rounds:
+    with 0.3 s, a run with another job on the other core read 1.29)."""
     code, out, err = _run(capsys, "validate", str(slim_outputs.good_onnx), "--reference", str(slim_outputs.good_onnx),
-                          "--timing-seconds", "0.3", "--json")
+                          "--timing-seconds", "1.0", "--json")
     assert code == 0, err
     pair = json.loads(out)["latency"]["paired_with_reference"]
     assert pair["rounds"] >= 6 and len(pair["reference_round_ms"]) == pair["rounds"]
