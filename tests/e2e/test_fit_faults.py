@@ -68,6 +68,7 @@ def assert_same_results(plan_a: Path, weights_a: Path, plan_b: Path, weights_b: 
         assert (a[name] == b[name]).all(), name
 
 
+@pytest.mark.full  # a variant of the quick tier's resume (tests/e2e/test_fit_recovery.py): 32 s, two fits
 def test_a_fit_killed_in_its_final_commit_resumes_to_the_same_results(tmp_path: Path) -> None:
     """The quick tier's kill point: two result files are in place, the rest in a staging folder, the journal
     whole. Before issue 36, ``--resume`` refused ("already holds results") and the staging folder stayed."""
