@@ -9,9 +9,11 @@ ext4 with ``delalloc``, XFS and btrfs).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,26 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+#: a temporary file of an atomic write older than this was left by a killed writer (a write takes milliseconds)
+STALE_TEMP_AGE_S = 600.0
+
+
+def remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Remove the temporary files that killed atomic writes of ``path`` left beside it (``.NAME.*.tmp`` not
+    modified for ``older_than_s`` seconds: a live writer's file is newer); returns them."""
+    path = Path(path)
+    now = time.time()
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else []:
+        try:
+            if now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone already, or not ours to remove
+            continue
+    return removed
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -9,6 +9,7 @@ the process (SIGKILL: no ``finally``, no cleanup, as a power cut or the OOM kill
 * ``checkpoint:N``: right after the N-th fine-tune checkpoint is written;
 * ``commit:N``: in the final commit, before the N-th result file is renamed into place (N-1 already are);
 * ``finish``: after the commit, before the journal is removed (the results are complete);
+* ``aside``: after the finished run's state is renamed aside, before it is deleted;
 * ``time:S``: after S seconds.
 
 ``--keep-journal PATH`` copies the journal to PATH when the run removes it (the complete record of every
@@ -66,6 +67,8 @@ def install(point: str, keep_journal: Path | None) -> None:
         outputs.fsync_file = _counting(outputs.fsync_file, int(count), before=True)  # called once per file, just before its rename
     elif kind == "finish":
         resume.RunJournal.finish = lambda self: _kill()
+    elif kind == "aside":
+        resume.fsync_dir = _counting(resume.fsync_dir, 1, before=False)  # called once, just after the rename
     elif kind == "time":
         timer = threading.Timer(float(count), _kill)
         timer.daemon = True

@@ -36,7 +36,7 @@ from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
 from edgeprune.fit.outputs import RESULT_FILES, OutputDir
 from edgeprune.fit.qat import quantization_aware
-from edgeprune.fit.resume import RunJournal, has_interrupted_run
+from edgeprune.fit.resume import RunJournal, has_interrupted_run, restore_state_renamed_aside
 from edgeprune.fit.run import FitRun, StageClock
 from edgeprune.fit.sparsity_stage import weight_sparsity
 from edgeprune.latency.analytic import load_profile
@@ -163,6 +163,8 @@ def _fit(config: FitConfig) -> FitResult:
         check_qat_runtime(target.runtime, target.name)
     backend = get_backend(target)
     importance = get_importance(config.importance)
+    if config.resume:
+        restore_state_renamed_aside(config.out)
     resuming = config.resume and has_interrupted_run(config.out)
     if config.resume and not resuming and not config.force and any((Path(config.out) / f).exists() for f in RESULT_FILES):
         raise OutputError(f"{config.out} holds the results of a finished run and no interrupted one: nothing to "
@@ -206,6 +208,12 @@ def _fit(config: FitConfig) -> FitResult:
         # a lost device is not a final answer: the journal and checkpoints stay for --resume
         raise DeviceUnavailableError(f"{exc}; the run's measurements and checkpoints are kept in {out.path}: "
                                      "rerun the same command with --resume once the device answers") from None
+    except OutputError as exc:
+        if not keep_state:
+            raise
+        # the state or a result could not be written: not a final answer, the measurements so far stay
+        raise OutputError(f"{exc}; the run's measurements and checkpoints so far are kept in {out.path}: rerun the "
+                          "same command with --resume once it can be written") from None
     except EdgepruneError:
         if keep_state:
             journal.finish()  # a final answer (e.g. the budget is out of reach): resuming would repeat it

@@ -10,8 +10,10 @@ own (they are saved after every probe).
 
 The journal carries a fingerprint of the options that change the result; resuming with other options is
 refused. The state is removed when the run's results are committed: the folder is first renamed aside in one
-step (``.edgeprune-resume-done-*``, removed next), so a kill at any moment leaves either the whole journal (the
-results may already be in place: ``--resume`` replays and commits them again) or none of it (the run finished).
+step (``.edgeprune-resume-done-*``, removed next, its journal last), so a kill at any moment leaves the whole
+journal (the results may already be in place: ``--resume`` replays and commits them again; a journal renamed aside
+is put back first, :func:`restore_state_renamed_aside`) or none of it (the run finished). A final answer (the
+budget is out of reach, an input refused) removes the state; a state that cannot be written keeps it.
 A journal of the wrong shape or a state folder that cannot be written is one line naming it
 (:mod:`edgeprune.fit.journal_schema`).
 """
@@ -47,6 +49,47 @@ def has_interrupted_run(out_dir: Path) -> bool:
     """Whether ``out_dir`` holds the journal of a run that has not finished (killed at any moment, even
     during its final commit)."""
     return (Path(out_dir) / STATE_DIR / "journal.json").is_file()
+
+
+def restore_state_renamed_aside(out_dir: Path) -> bool:
+    """Put back the journal of a run killed after its commit, between renaming its state aside and deleting it.
+
+    Called by ``--resume`` only (any other run removes such folders): the newest aside folder that still holds
+    its journal becomes the state again, so the resumed run replays it and commits the same results; other
+    aside folders are removed. Returns whether a journal was put back.
+    """
+    out_dir = Path(out_dir)
+    if has_interrupted_run(out_dir) or not out_dir.is_dir():
+        return False
+    aside = sorted((p for p in out_dir.glob(DONE_PREFIX + "*") if (p / "journal.json").is_file()),
+                   key=lambda p: p.stat().st_mtime)
+    if not aside:
+        return False
+    shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # an empty or partial folder without a journal
+    try:
+        os.replace(aside[-1], out_dir / STATE_DIR)
+    except OSError:
+        return False
+    fsync_dir(out_dir)
+    for stale in aside[:-1]:
+        shutil.rmtree(stale, ignore_errors=True)
+    log.info("the run in %s was killed after committing its results, before removing its journal: resuming it",
+             out_dir)
+    return True
+
+
+def _remove_journal_last(folder: Path) -> None:
+    """Delete a state folder, its journal last: while the folder exists, it holds the whole journal."""
+    journal = folder / "journal.json"
+    for child in list(folder.iterdir()) if folder.is_dir() else []:
+        if child == journal:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    journal.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def config_fingerprint(config: FitConfig) -> str:
@@ -157,4 +200,7 @@ class RunJournal:
             fsync_dir(self.dir.parent)
         except OSError:  # cannot rename (e.g. a read-only output folder): remove it in place
             aside = self.dir
-        shutil.rmtree(aside, ignore_errors=True)
+        try:
+            _remove_journal_last(aside)
+        except OSError:
+            shutil.rmtree(aside, ignore_errors=True)

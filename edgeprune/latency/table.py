@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import InputError, OutputError
-from edgeprune.io_atomic import write_json_atomic
+from edgeprune.io_atomic import remove_stale_temps, write_json_atomic
 from edgeprune.latency.layers import LayerSignature
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,8 @@ class LatencyTable:
     def open(cls, context: TableContext, directory: Path) -> "LatencyTable":
         """The table for ``context`` in ``directory``, loaded if it exists, else empty."""
         path = Path(directory) / f"{context.runtime}-{context.key()}.json"
+        for stale in remove_stale_temps(path):
+            log.info("removed %s, left by a run killed while saving the table", stale)
         if path.is_file():
             table = cls.load(path)
             if table.context != context:

@@ -2,7 +2,7 @@
 
 Each run goes through ``tests/fault_injection.py``, which kills the process at a named point: at a latency
 query, after a journal save, after a fine-tune checkpoint, in the middle of the final commit, after the commit
-but before the journal is removed, or after a random number of seconds. Then ``fit --resume`` must finish
+but before the journal is removed, after the journal is renamed aside but before it is deleted, or after a random number of seconds. Then ``fit --resume`` must finish
 (exit 0, no refusal) and its ``plan.json`` and ``model.safetensors`` must equal those of an uninterrupted run
 that saw the same measurements, as in ``test_fit_recovery.py::test_interrupted_fit_resumes_to_the_same_model``:
 
@@ -107,7 +107,7 @@ def test_a_fit_killed_at_random_moments_resumes_to_the_same_results(tmp_path: Pa
     files = sum((reference / f).exists() for f in RESULT_FILES)
     # distinct points (each has its own folder): two per stage where the stage has two
     replaying = [*(f"query:{n}" for n in rng.sample(range(1, queries + 1), min(2, queries))), "checkpoint:1",
-                 "checkpoint:2", *(f"commit:{n}" for n in rng.sample(range(1, files + 1), min(2, files))), "finish",
+                 "checkpoint:2", *(f"commit:{n}" for n in rng.sample(range(1, files + 1), min(2, files))), "finish", "aside",
                  *(f"time:{t:.1f}" for t in sorted({rng.uniform(2.0, seconds) for _ in range(2)}))]
     for point in replaying:  # killed while replaying the reference run's measurements
         out = tmp_path / point.replace(":", "-")

@@ -23,7 +23,7 @@ import torch
 
 from edgeprune.cli.main import main
 from edgeprune.fit.outputs import RESULT_FILES
-from edgeprune.fit.resume import JOURNAL_FORMAT, STATE_DIR
+from edgeprune.fit.resume import DONE_PREFIX, JOURNAL_FORMAT, STATE_DIR
 from edgeprune.models.cifar_resnet import CifarResNet
 
 resume_module = importlib.import_module("edgeprune.fit.resume")  # edgeprune.fit is also the fit function's name
@@ -117,6 +117,49 @@ def test_an_unwritable_resume_folder_is_one_line(files: Path, tmp_path: Path, ca
     line = one_error_line(capsys, main(fit_argv(files, out, "--resume")))
     assert re.search(rf"cannot write the resume state in {re.escape(str(out / STATE_DIR))}: Permission denied; "
                      r"make the folder writable", line), line
+
+
+def test_a_resume_state_that_cannot_be_written_mid_run_is_kept(files: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder turns unwritable after the run started (the first measurement's save fails): the line says
+    so, and the journal of the measurements so far stays for ``--resume`` (before, the run deleted it)."""
+    out = tmp_path / "out"
+    saves: list[Path] = []
+    real_write = resume_module.write_json_atomic
+
+    def refuse_after_the_first(path: Path, data: Any) -> Path:
+        saves.append(path)
+        if len(saves) > 1:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_write(path, data)
+
+    monkeypatch.setattr(resume_module, "write_json_atomic", refuse_after_the_first)
+    capsys.readouterr()
+    code = main(fit_argv(files, out))
+    err = capsys.readouterr().err  # a busy CPU may add a warning about noisy timings: the error is still one line
+    errors = [line for line in err.splitlines() if line.startswith("edgeprune: error: ")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    line = errors[0]
+    assert "cannot write the resume state in" in line and "rerun the same command with --resume" in line, line
+    assert len(saves) == 2
+    assert json.loads((out / STATE_DIR / "journal.json").read_text())["fingerprint"] == FINGERPRINT
+
+
+def test_a_run_killed_after_renaming_its_state_aside_resumes(files: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed between renaming its finished state aside and deleting it: the results are complete and the
+    journal whole but aside. ``--resume`` puts it back and finishes (before: "nothing to resume", exit 2)."""
+    out = tmp_path / "out"
+    aside = out / f"{DONE_PREFIX}4242"
+    plant_journal(out, {"format": JOURNAL_FORMAT, "fingerprint": FINGERPRINT, "entries": {}})
+    (out / STATE_DIR).rename(aside)
+    (out / f"{DONE_PREFIX}17").mkdir()  # an older one, already emptied
+    (out / "report.json").write_text("{}")  # the killed run's committed results
+    capsys.readouterr()
+    assert main(fit_argv(files, out, "--resume")) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert json.loads((out / "report.json").read_text())["final"]
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write into read-only folders")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from edgeprune.io_atomic import write_atomic, write_json_atomic, write_text_atomic
+from edgeprune.io_atomic import remove_stale_temps, write_atomic, write_json_atomic, write_text_atomic
 
 
 def test_write_json_atomic(tmp_path: Path) -> None:
@@ -84,3 +85,17 @@ def test_the_file_and_its_folder_are_fsynced_before_and_after_the_rename(tmp_pat
     write_json_atomic(target, {"a": 1})
     assert (target.stat().st_ino, False) in synced  # the data, before the rename
     assert (tmp_path.stat().st_ino, True) in synced  # the folder's entry, after it
+
+
+def test_temporary_files_left_by_a_killed_writer_are_removed_and_a_live_one_is_kept(tmp_path: Path) -> None:
+    """A SIGKILL between mkstemp and the rename leaves ``.NAME.xxxx.tmp`` (issue 36: the latency table)."""
+    target = tmp_path / "table.json"
+    stale, live, other = (tmp_path / ".table.json.a1b2.tmp", tmp_path / ".table.json.c3d4.tmp",
+                          tmp_path / ".other.json.e5f6.tmp")
+    for path in (stale, live, other):
+        path.write_text("{")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    assert remove_stale_temps(target) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,12 @@ def test_tables_of_cpus_with_one_name_but_other_features_are_kept_apart() -> Non
     a, b = (table_context(backend, target, _MachineFacts(f)) for f in ("avx2-digest", "amx-digest"))  # type: ignore[arg-type]
     assert a.key() != b.key()
     assert a.key() == table_context(backend, target, _MachineFacts("avx2-digest")).key()  # type: ignore[arg-type]
+
+
+def test_opening_a_table_removes_the_temporary_file_a_killed_save_left(tmp_path: Path) -> None:
+    path = LatencyTable.open(CONTEXT, tmp_path).path
+    leftover = path.parent / f".{path.name}.k1ll3d.tmp"
+    leftover.write_text('{"format": ')
+    os.utime(leftover, (1.0, 1.0))
+    LatencyTable.open(CONTEXT, tmp_path)
+    assert not leftover.exists()
