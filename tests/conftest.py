@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
+
+# tests import OpenVINO directly too: nothing is sent from a test run, and no telemetry process is forked
+keep_openvino_telemetry_off()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EDGEPRUNE_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -43,6 +43,7 @@ from edgeprune.agent.protocol import (
 from edgeprune.environment import device_state
 from edgeprune.errors import EdgepruneError, MissingRuntimeError
 from edgeprune.paired import PairedStats, measure_paired
+from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
 from edgeprune.target import AGENT_EXTRAS, RUNTIME_DISPLAY_NAMES, RUNTIME_MODULES, Target
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ _WORKER_STARTUP_S = 180.0
 _MAX_REPLY_BYTES = 1 << 20
 _DIST_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
 #: what the worker process runs (``python -c``); it imports this module by its installed name
+#: how often a wait for the worker's reply checks that it is still alive (s)
+_DEATH_POLL_S = 0.25
 _WORKER_CODE = "from edgeprune.agent.worker import worker_main; worker_main()"
 
 
@@ -206,6 +209,7 @@ def worker_main() -> None:
     """
     limits = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     apply_in_worker(limits)
+    keep_openvino_telemetry_off()  # before any runtime is imported: no fork, nothing sent from the device
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -293,10 +297,29 @@ class RuntimeWorker:
             pass  # the worker died; _wait reports how
         return self._wait(timeout_s, "measuring")
 
+    def _next_reply(self, timeout_s: float) -> bytes | None:
+        """The worker's next reply line; None once it has died, even while a process it forked still holds its
+        reply pipe open (so no end of file comes). Raises :class:`queue.Empty` after ``timeout_s``."""
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout_s
+        dead_since: float | None = None
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise queue.Empty
+            try:
+                return self._replies.get(timeout=min(_DEATH_POLL_S, deadline - now))
+            except queue.Empty:
+                pass
+            if self._proc.poll() is not None:  # a last reply may still be in the pipe: read for a moment more
+                dead_since = dead_since if dead_since is not None else time.monotonic()
+                if time.monotonic() - dead_since >= _DEATH_POLL_S:
+                    return None
+
     def _wait(self, timeout_s: float, doing: str) -> dict[str, Any]:
         assert self._proc is not None
         try:
-            line = self._replies.get(timeout=timeout_s)
+            line = self._next_reply(timeout_s)
         except queue.Empty:
             self.stop()
             raise WorkerFailed(504, f"{doing} did not finish within {timeout_s:g} s; the agent stopped it "

@@ -20,6 +20,7 @@ import numpy as np
 from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 log = logging.getLogger(__name__)
+keep_openvino_telemetry_off()  # before this module imports openvino (the Python API may come here first)
 
 #: target precision → OpenVINO ``INFERENCE_PRECISION_HINT`` value
 PRECISION_HINTS: dict[str, str] = {"fp32": "f32", "fp16": "f16", "bf16": "bf16",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from edgeprune._version import __version__
 from edgeprune.cli import agent_cmd, bench_cmd, export_cmd, fit_cmd, profile_cmd, report_cmd, targets_cmd, validate_cmd
 from edgeprune.cli.common import run_guarded, setup_logging
+from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
+    keep_openvino_telemetry_off()
     return run_guarded(lambda: args.handler(args), args.verbose, args.verb, line)
 
 

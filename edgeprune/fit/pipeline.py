@@ -49,6 +49,7 @@ from edgeprune.quantize.backend import check_int8_target, for_precision
 from edgeprune.quantize.choice import auto_target
 from edgeprune.quantize.qat import check_qat_runtime
 from edgeprune.report.fit_result import FitResult
+from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
 from edgeprune.target import load_target
 from edgeprune.train import distributed
 from edgeprune.train.augment import parse_augmentation
@@ -131,6 +132,7 @@ def fit(config: FitConfig) -> FitResult | None:
     Under torchrun, rank 0 runs the fit and the other ranks fine-tune their shares of it; they return None
     (:mod:`edgeprune.fit.data_parallel`).
     """
+    keep_openvino_telemetry_off()
     return run_ranked(config, _fit)
 
 
