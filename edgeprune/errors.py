@@ -10,6 +10,8 @@ Exit codes (documented in the README):
 * 2 bad input, or a budget that pruning cannot reach (:class:`BudgetUnreachableError`)
 * 3 validation of an artifact failed
 * 4 the device's agent could not be reached (:class:`DeviceUnavailableError`): a fit keeps its state
+* 5 the CPU that times was oversubscribed, so latencies could not be measured without bias
+  (:class:`OversubscribedError`): a fit keeps its state
 * 130 interrupted (Ctrl-C)
 """
 
@@ -152,6 +154,13 @@ class DeviceUnavailableError(EdgepruneError):
     input, so a fit keeps its measurements and checkpoints and can be resumed once the device answers."""
 
     exit_code = 4
+
+
+class OversubscribedError(EdgepruneError):
+    """Too few timed runs were undisturbed (threads waited for a CPU during most of them), several times over:
+    deciding on such figures would favour the shorter model. Not bad input, so a fit keeps its state."""
+
+    exit_code = 5
 
 
 class ValidationFailedError(EdgepruneError):

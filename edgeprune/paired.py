@@ -8,18 +8,28 @@ rounds (:func:`edgeprune.timing.interleaved_rounds`), each round gives one ratio
 uses the **median of the per-round ratios** with a bootstrap interval over rounds. A ratio whose interval
 straddles the decision threshold gets more rounds, up to ``max_rounds``, before it is accepted.
 
+Pairing cancels drift, not time-slicing: with more runnable threads than cores the longer side is preempted
+more often. Runs during which a thread of the process waited for a CPU are therefore left out of each round's
+medians (:mod:`edgeprune.preemption`), a round counts only when both sides kept
+:data:`~edgeprune.timing.MIN_UNDISTURBED_RUNS`, and rounds that do not count are replaced by more rounds (up to
+``max_rounds`` plus as many again). A measurement left with fewer than half its planned rounds counting is
+flagged ``oversubscribed``: its ratio is biased toward the shorter side, and callers that decide on it say so
+rather than decide (:class:`~edgeprune.errors.OversubscribedError`).
+
 :func:`ratio_summary` is the arithmetic (pure, on readings); :func:`measure_paired` times two calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from edgeprune.timing import LatencyStats, RoundReading, interleaved_rounds, summarise_samples
+from edgeprune.preemption import WaitProbe
+from edgeprune.timing import LatencyStats, RoundReading, interleaved_rounds, oversubscription_note, summarise_samples
 
 #: the share of the bootstrap distribution the interval covers
 CONFIDENCE = 0.90
@@ -84,6 +94,17 @@ class PairedStats:
     threshold_ratio: float | None = None
     extended: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the share of timed runs (both sides) left out because a thread waited for a CPU during them
+    disturbed_share: float = 0.0
+    #: rounds timed but left out (a side kept too few undisturbed runs)
+    rounds_left_out: int = 0
+    #: too few rounds counted: the ratio is biased toward the shorter side
+    oversubscribed: bool = False
+
+    def oversubscription(self) -> str:
+        """One line for a user: how many runs and rounds were left out."""
+        return (f"{oversubscription_note(self.disturbed_share)}, and {self.rounds_left_out} of "
+                f"{self.rounds_left_out + self.summary.rounds} paired rounds were left out")
 
     @property
     def ratio(self) -> float:
@@ -107,6 +128,8 @@ class PairedStats:
             # seconds spent timing each side (the reference's share is what pairing costs)
             "reference_s": round(self.reference.runs * self.reference.mean_ms / 1000.0, 4),
             "candidate_s": round(self.candidate.runs * self.candidate.mean_ms / 1000.0, 4),
+            "disturbed_share": round(self.disturbed_share, 4), "rounds_left_out": self.rounds_left_out,
+            "oversubscribed": self.oversubscribed,
         }
 
 
@@ -134,34 +157,58 @@ def ratio_summary(reference_round_ms: Sequence[float], candidate_round_ms: Seque
 
 
 def measure_paired(reference: Callable[[], object], candidate: Callable[[], object], spec: PairingSpec,
-                   threshold_ratio: float | None = None, seed: int = 0) -> PairedStats:
+                   threshold_ratio: float | None = None, seed: int = 0, probe: WaitProbe | None = None) -> PairedStats:
     """Time ``candidate`` against ``reference`` in alternating rounds; extend while the interval holds
     ``threshold_ratio`` (the ratio the verdict compares with) or is wider than ``spec.max_interval_share``,
-    up to ``spec.max_rounds`` rounds."""
+    up to ``spec.max_rounds`` rounds, and while too few rounds count (runs disturbed by time-slicing), up to
+    twice that."""
     readings: list[RoundReading] = interleaved_rounds(reference, candidate, spec.rounds, spec.min_round_seconds,
-                                                      spec.min_runs, spec.warmup_runs)
-    summary = _summary(readings, seed)
+                                                      spec.min_runs, spec.warmup_runs, probe=probe)
+    needed = max(3, spec.rounds // 2)
     extended = False
 
-    def unsettled(s: RatioSummary) -> bool:
+    def counted() -> list[RoundReading]:
+        return [r for r in readings if r.counts()]
+
+    def unsettled() -> bool:
+        rounds = counted()
+        if len(rounds) < needed:
+            return True
+        s = _summary(rounds, seed)
         straddles = threshold_ratio is not None and s.holds(threshold_ratio)
         return straddles or (spec.max_interval_share > 0 and s.width_share > spec.max_interval_share)
 
-    while unsettled(summary) and len(readings) < spec.max_rounds:
-        more = min(spec.extra_rounds, spec.max_rounds - len(readings))
+    while unsettled():
+        cap = spec.max_rounds if len(counted()) >= needed else 2 * spec.max_rounds
+        if len(readings) >= cap:
+            break
+        more = min(spec.extra_rounds, cap - len(readings))
         readings += interleaved_rounds(reference, candidate, more, spec.min_round_seconds, spec.min_runs,
-                                       start_index=len(readings))
-        summary = _summary(readings, seed)
+                                       start_index=len(readings), probe=probe)
         extended = True
+    rounds = counted()
+    oversubscribed = len(rounds) < needed
+    if len(rounds) < 3:  # too few to summarise undisturbed: every run, flagged
+        rounds = [RoundReading(r.first_s + r.first_disturbed_s, r.second_s + r.second_disturbed_s, r.started_s)
+                  for r in readings]
+    runs = sum(len(r.first_s) + len(r.second_s) + len(r.first_disturbed_s) + len(r.second_disturbed_s)
+               for r in readings)
+    disturbed = sum(len(r.first_disturbed_s) + len(r.second_disturbed_s) for r in readings)
+    share = round(disturbed / runs, 4) if runs else 0.0
+    reference_stats = summarise_samples([s for r in rounds for s in r.first_s])
+    candidate_stats = summarise_samples([s for r in rounds for s in r.second_s])
     return PairedStats(
-        summary=summary,
-        reference_round_ms=[1000.0 * float(np.median(r.first_s)) for r in readings],
-        candidate_round_ms=[1000.0 * float(np.median(r.second_s)) for r in readings],
-        round_started_s=[r.started_s for r in readings],
-        reference=summarise_samples([s for r in readings for s in r.first_s]),
-        candidate=summarise_samples([s for r in readings for s in r.second_s]),
+        summary=_summary(rounds, seed),
+        reference_round_ms=[1000.0 * float(np.median(r.first_s)) for r in rounds],
+        candidate_round_ms=[1000.0 * float(np.median(r.second_s)) for r in rounds],
+        round_started_s=[r.started_s for r in rounds],
+        reference=dataclasses.replace(reference_stats, disturbed_share=share, oversubscribed=oversubscribed),
+        candidate=dataclasses.replace(candidate_stats, disturbed_share=share, oversubscribed=oversubscribed),
         threshold_ratio=threshold_ratio,
         extended=extended,
+        disturbed_share=share,
+        rounds_left_out=len(readings) - len(counted()),
+        oversubscribed=oversubscribed,
     )
 
 

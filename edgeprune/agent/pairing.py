@@ -75,6 +75,9 @@ def paired_from_wire(data: Any, seed: int = 0) -> PairedStats:
                            reference=latency_stats_from_dict(data["reference_stats"]),
                            candidate=latency_stats_from_dict(data["candidate_stats"]),
                            threshold_ratio=float(threshold) if threshold is not None else None,
-                           extended=bool(data.get("extended", False)))
+                           extended=bool(data.get("extended", False)),
+                           disturbed_share=float(data.get("disturbed_share", 0.0)),
+                           rounds_left_out=int(data.get("rounds_left_out", 0)),
+                           oversubscribed=bool(data.get("oversubscribed", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed paired answer from the agent ({type(exc).__name__}: {exc})") from None

@@ -144,6 +144,7 @@ def latency_stats_from_dict(data: Any) -> LatencyStats:
         stats = LatencyStats(
             median_ms=float(data["median_ms"]), p90_ms=float(data["p90_ms"]), mean_ms=float(data["mean_ms"]),
             min_ms=float(data["min_ms"]), cv=float(data["cv"]), runs=int(data["runs"]), noisy=bool(data["noisy"]),
+            disturbed_share=float(data.get("disturbed_share", 0.0)), oversubscribed=bool(data.get("oversubscribed", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed latency statistics from the agent ({type(exc).__name__}: {exc})") from None

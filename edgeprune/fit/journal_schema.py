@@ -30,7 +30,7 @@ def _is_number(value: Any) -> bool:
 def _check_reading(path: Path, where: str, entry: Any) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise _damaged(path, where, f"expected an object, got {type(entry).__name__}")
-    known = set(_FLOAT_FIELDS) | set(_OPTIONAL_FLOAT_FIELDS) | {"runs", "noisy"}
+    known = set(_FLOAT_FIELDS) | set(_OPTIONAL_FLOAT_FIELDS) | {"runs", "noisy", "disturbed_share", "oversubscribed"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise _damaged(path, where, f"unknown field '{unknown[0]}'")
@@ -47,6 +47,11 @@ def _check_reading(path: Path, where: str, entry: Any) -> dict[str, Any]:
         raise _damaged(path, f"{where}.runs", f"expected a count, got {runs!r:.40}")
     if not isinstance(entry.get("noisy"), bool):
         raise _damaged(path, f"{where}.noisy", f"expected true or false, got {entry.get('noisy')!r:.40}")
+    share = entry.get("disturbed_share", 0.0)
+    if not _is_number(share) or not 0 <= share <= 1:
+        raise _damaged(path, f"{where}.disturbed_share", f"expected a share from 0 to 1, got {share!r:.40}")
+    if not isinstance(entry.get("oversubscribed", False), bool):
+        raise _damaged(path, f"{where}.oversubscribed", f"expected true or false, got {entry['oversubscribed']!r:.40}")
     return dict(entry)
 
 

@@ -29,7 +29,14 @@ import torch
 from edgeprune.backends import get_backend
 from edgeprune.budget import Budget, SizeBudget
 from edgeprune.config import SPARSITY_SCHEDULES, SPARSITY_SCOPES, FitConfig
-from edgeprune.errors import BudgetUnreachableError, DeviceUnavailableError, EdgepruneError, InputError, OutputError
+from edgeprune.errors import (
+    BudgetUnreachableError,
+    DeviceUnavailableError,
+    EdgepruneError,
+    InputError,
+    OutputError,
+    OversubscribedError,
+)
 from edgeprune.export.formats import parse_formats
 from edgeprune.fit.data_parallel import run_ranked
 from edgeprune.fit.finish import finish_run
@@ -210,6 +217,11 @@ def _fit(config: FitConfig) -> FitResult:
         # a lost device is not a final answer: the journal and checkpoints stay for --resume
         raise DeviceUnavailableError(f"{exc}; the run's measurements and checkpoints are kept in {out.path}: "
                                      "rerun the same command with --resume once the device answers") from None
+    except OversubscribedError as exc:
+        if not keep_state:
+            raise
+        # a busy CPU is not a final answer either: the measurements so far stay for --resume
+        raise OversubscribedError(f"{exc} (the measurements and checkpoints so far are kept in {out.path})") from None
     except OutputError as exc:
         if not keep_state:
             raise

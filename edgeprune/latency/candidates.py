@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,11 @@ from torch import nn
 
 from edgeprune.backends.base import Artifact, Backend
 from edgeprune.environment import device_state
+from edgeprune.errors import OversubscribedError
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.paired import PairedStats, PairingSpec, schedule
 from edgeprune.target import Target
-from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
+from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s, oversubscription_note
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ CONFIRM_TIMING = TimingSpec(warmup_runs=20, min_runs=100, min_seconds=2.0, max_i
 DRIFT_SHARE = 0.10
 #: a paired figure whose interval is wider than this share of the ratio is flagged noisy
 NOISY_INTERVAL_SHARE = 0.10
+#: pauses (s) before timing again while the CPU stays oversubscribed; after the last, the run stops (exit 5)
+OVERSUBSCRIBED_WAITS_S = (5.0, 15.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -151,19 +155,23 @@ class CandidateMeasurer:
         Safe to call from several threads at once (a pool of devices: :mod:`edgeprune.latency.spread`); a
         paired reading is taken on one device, the original timed there too.
         """
-        if self.reference is None or not self.paired:
-            if self.reference is not None and not self._unpaired_warned:
-                self._unpaired_warned = True
-                log.warning("this timer cannot pair measurements with the original: each is timed alone, so a "
-                            "change of the machine's speed during the run goes into the figures")
-            time_where = getattr(self.timer, "time_where", None)
-            stats, device = time_where(artifact, spec) if time_where else (self.timer.time(artifact, spec), None)
+        for wait_s in (*OVERSUBSCRIBED_WAITS_S, None):
+            measured = self._time_once(artifact, spec)
+            stats, paired, device = measured
+            if not stats.oversubscribed:
+                break
+            note = paired.oversubscription() if paired is not None else oversubscription_note(stats.disturbed_share)
+            if wait_s is None:
+                raise OversubscribedError(
+                    f"the CPU is oversubscribed: {note}, in {len(OVERSUBSCRIBED_WAITS_S) + 1} tries; timings now "
+                    "would favour the shorter model, so nothing was decided on them. Stop other work on the "
+                    "machine (or measure with fewer --threads), then rerun the same command with --resume")
+            log.warning("the CPU is oversubscribed (%s): timings now would favour the shorter model; waiting %.0f s, "
+                        "then timing %s again", note, wait_s, artifact.path.name)
+            time.sleep(wait_s)
+        if paired is None:
             log.debug("%s: median %.3f ms (CV %.1f%%)", artifact.path.name, stats.median_ms, stats.cv * 100)
             return Measurement(artifact, stats, device=device)
-        threshold = self.decision_ms / self.anchor_ms() if self.decision_ms is not None else None
-        where = getattr(self.timer, "time_paired_where", None)
-        paired, device = where(self.reference, artifact, pairing_for(spec), threshold) if where else \
-            (self.timer.time_paired(self.reference, artifact, pairing_for(spec), threshold), None)  # type: ignore[attr-defined]
         with self._lock:
             self._note_reference(paired)
             anchor = self.anchor_ms()
@@ -172,11 +180,28 @@ class CandidateMeasurer:
         c = paired.candidate
         width = (paired.summary.high - paired.summary.low) / max(paired.ratio, 1e-12)
         stats = LatencyStats(median_ms=median, p90_ms=c.p90_ms * scale, mean_ms=c.mean_ms * scale,
-                             min_ms=c.min_ms * scale, cv=c.cv, runs=c.runs, noisy=width > NOISY_INTERVAL_SHARE)
+                             min_ms=c.min_ms * scale, cv=c.cv, runs=c.runs, noisy=width > NOISY_INTERVAL_SHARE,
+                             disturbed_share=paired.disturbed_share)
         log.debug("%s: ratio %.4f [%.4f, %.4f] over %d rounds x %.3f ms = %.3f ms%s", artifact.path.name,
                   paired.ratio, paired.summary.low, paired.summary.high, paired.summary.rounds, anchor, median,
                   f" on {device}" if device else "")
         return Measurement(artifact, stats, paired, device=device)
+
+    def _time_once(self, artifact: Artifact, spec: TimingSpec) -> tuple[LatencyStats, PairedStats | None, str | None]:
+        """One timing: ``(stats, paired or None, device)``; ``stats.oversubscribed`` when it is biased."""
+        if self.reference is None or not self.paired:
+            if self.reference is not None and not self._unpaired_warned:
+                self._unpaired_warned = True
+                log.warning("this timer cannot pair measurements with the original: each is timed alone, so a "
+                            "change of the machine's speed during the run goes into the figures")
+            time_where = getattr(self.timer, "time_where", None)
+            stats, device = time_where(artifact, spec) if time_where else (self.timer.time(artifact, spec), None)
+            return stats, None, device
+        threshold = self.decision_ms / self.anchor_ms() if self.decision_ms is not None else None
+        where = getattr(self.timer, "time_paired_where", None)
+        paired, device = where(self.reference, artifact, pairing_for(spec), threshold) if where else \
+            (self.timer.time_paired(self.reference, artifact, pairing_for(spec), threshold), None)  # type: ignore[attr-defined]
+        return paired.candidate, paired, device
 
     def _note_reference(self, paired: PairedStats) -> None:
         at_s = (paired.round_started_s[0] + paired.round_started_s[-1]) / 2 - self._started_s

@@ -20,10 +20,26 @@ class Counter:
         return sum(range(self.work))
 
 
+class QuietProbe:
+    """A wait probe that never sees a wait: every run counts, as on an idle machine."""
+
+    def refresh(self) -> None:
+        pass
+
+    def read(self) -> float:
+        return 0.0
+
+    def disturbed(self, waited: float, run_s: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 def test_stable_call() -> None:
     call = Counter()
     spec = TimingSpec(warmup_runs=3, min_runs=20, max_runs=500, min_seconds=0.0, max_cv=1e9, retries=2)
-    stats = measure_latency(call, spec)
+    stats = measure_latency(call, spec, probe=QuietProbe())  # type: ignore[arg-type]
     assert stats.runs == 20  # min_seconds=0: stops as soon as min_runs is reached
     assert call.calls == 3 + 20  # warm-up, then one pass, no retry
     assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
@@ -35,7 +51,7 @@ def test_stable_call() -> None:
 def test_min_seconds_extends_the_run() -> None:
     spec = TimingSpec(warmup_runs=0, min_runs=1, max_runs=10_000, min_seconds=0.05, max_cv=1e9)
     started = time.perf_counter()
-    stats = measure_latency(lambda: time.sleep(0.002), spec)
+    stats = measure_latency(lambda: time.sleep(0.002), spec, probe=QuietProbe())  # type: ignore[arg-type]
     assert time.perf_counter() - started >= 0.05
     assert 2 <= stats.runs < 10_000
     assert stats.median_ms >= 2.0
@@ -44,7 +60,7 @@ def test_min_seconds_extends_the_run() -> None:
 def test_max_runs_caps_the_run() -> None:
     call = Counter(10)
     spec = TimingSpec(warmup_runs=0, min_runs=5, max_runs=7, min_seconds=60.0, max_cv=1e9)
-    stats = measure_latency(call, spec)
+    stats = measure_latency(call, spec, probe=QuietProbe())  # type: ignore[arg-type]
     assert stats.runs == 7
     assert call.calls == 7
 
@@ -58,7 +74,7 @@ def test_noisy_measurement_is_retried_and_flagged() -> None:
             time.sleep(0.003)
 
     spec = TimingSpec(warmup_runs=1, min_runs=6, max_runs=6, min_seconds=0.0, max_cv=0.01, retries=2)
-    stats = measure_latency(bimodal, spec)
+    stats = measure_latency(bimodal, spec, probe=QuietProbe())  # type: ignore[arg-type]
     assert stats.noisy is True
     assert stats.cv > 0.01
     assert state["n"] == 3 * (1 + 6)  # first pass plus two retries
@@ -86,6 +102,8 @@ def test_to_dict_keys() -> None:
         "cv": 0.1,
         "runs": 10,
         "noisy": False,
+        "disturbed_share": 0.0,
+        "oversubscribed": False,
     }
 
 
@@ -105,7 +123,7 @@ def test_a_retried_measurement_summarises_every_pass() -> None:
         while time.perf_counter() < end:
             pass
 
-    stats = measure_latency(call, spec)
+    stats = measure_latency(call, spec, probe=QuietProbe())  # type: ignore[arg-type]
     assert stats.runs in (20, 30)  # the noisy pass and a calm retry (a second one if a burst hit the first)
     assert stats.p90_ms > 3.0  # the slow samples of the first pass are in the summary
     assert stats.noisy is True  # and the summary says the machine was noisy while it was measured
