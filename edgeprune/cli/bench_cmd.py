@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from edgeprune.cli.common import bounded_number, console
+from edgeprune.errors import OversubscribedError
 from edgeprune.target import load_target
 
 
@@ -72,15 +73,27 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=f"edgeprune bench on {target.name} ({rows[0]['runtime']} {rows[0]['runtime_version']}, "
                         f"{rows[0]['precision']}; measured {where}, paired with the first artifact)")
     for column in ("artifact", "threads", "median ms", "p90 ms", "ratio to first [90% interval]", "rounds",
-                   "slowest kernels"):
+                   "runs left out", "slowest kernels"):
         table.add_column(column)
+    biased = []
     for r in rows:
+        paired = r["paired"] or {}
         ratio = "reference" if r["paired"] is None else \
             f"{r['ratio']:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}]"
+        if paired.get("oversubscribed"):
+            ratio += " biased"
+            biased.append(Path(r["artifact"]).name)
         kernels = ", ".join(f"{k['op_type']} {k['ms']:.3f}" for k in r["top_kernels"] or []) or "—"
+        left_out = f"{paired['disturbed_share']:.0%}" if "disturbed_share" in paired else "—"
         table.add_row(Path(r["artifact"]).name, str(r["threads"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}",
-                      ratio, str(r["rounds"] or "—"), kernels)
+                      ratio, str(r["rounds"] or "—"), left_out, kernels)
     console.print(table)
+    console.print("runs left out: timed runs during which a thread waited for a CPU (time-slicing favours the "
+                  "shorter model, so they are not in the medians)", highlight=False)
     if args.plot:
         console.print(f"plot: {args.plot}", highlight=False)
+    if biased:
+        raise OversubscribedError(f"the CPU was oversubscribed while {', '.join(biased)} was timed: too few runs were "
+                                  "undisturbed, so its ratio is biased toward the shorter model; stop other work "
+                                  "on the machine (or time with fewer --threads) and run bench again")
     return 0
