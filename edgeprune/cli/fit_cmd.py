@@ -223,6 +223,10 @@ def print_summary(result: FitResult) -> None:
         console.print(f"  [yellow]machine speed changed[/] during the run: the original's median moved by "
                       f"{100 * drift['max_change']:+.0f}% (at {drift['max_change_at_s']:.0f} s); the verdict and the "
                       f"speedup are paired ratios and hold, figures in ms are on {drift['anchor']}", highlight=False)
+    left_out = float(drift.get("disturbed_share_max") or 0.0)
+    if left_out >= 0.05:  # a busy CPU: say that its preempted runs were not counted
+        console.print(f"  [yellow]busy CPU[/]: up to {left_out:.0%} of a measurement's timed runs waited for a CPU and "
+                      "were left out of the medians (they favour the shorter model)", highlight=False)
     metric = "accuracy" if result.metric_name == "top-1" else result.metric_name
     console.print(f"  {metric:17s} {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")

@@ -91,6 +91,8 @@ class CandidateMeasurer:
         self.baseline_ms = float("nan")
         #: the original's medians over the run: (seconds since it was first measured, median ms)
         self.reference_medians: list[tuple[float, float]] = []
+        #: per measurement, the share of its timed runs left out as disturbed (a thread waited for a CPU)
+        self.disturbed_shares: list[float] = []
         #: the ms figure a verdict compares with; set by the run before each measurement that decides
         self.decision_ms: float | None = None
         self.drift_warned = False
@@ -158,6 +160,8 @@ class CandidateMeasurer:
         for wait_s in (*OVERSUBSCRIBED_WAITS_S, None):
             measured = self._time_once(artifact, spec)
             stats, paired, device = measured
+            with self._lock:
+                self.disturbed_shares.append(stats.disturbed_share)
             if not stats.oversubscribed:
                 break
             note = paired.oversubscription() if paired is not None else oversubscription_note(stats.disturbed_share)
@@ -232,4 +236,8 @@ class CandidateMeasurer:
             "max_change_at_s": self.reference_medians[worst][0] if self.reference_medians else 0.0,
             "drift_detected": abs(changes[worst]) > DRIFT_SHARE,
             "threshold": DRIFT_SHARE,
+            # runs left out because a thread of the process waited for a CPU (edgeprune.preemption)
+            "disturbed_share_median": float(np.median(self.disturbed_shares)) if self.disturbed_shares else 0.0,
+            "disturbed_share_max": max(self.disturbed_shares, default=0.0),
+            "measurements": len(self.disturbed_shares),
         }

@@ -120,4 +120,6 @@ def paired_speedup(final: PairedStats | None, drift: dict[str, Any] | None) -> d
         fields["speedup_method"] = (f"paired: median over {s.rounds} rounds of the original's median / the final "
                                     f"artifact's, timed in alternating rounds at the end of the run; "
                                     f"{100 * CONFIDENCE:.0f}% bootstrap interval")
+        fields["speedup_disturbed"] = {"runs_left_out_share": final.disturbed_share,
+                                       "rounds_left_out": final.rounds_left_out}
     return fields

@@ -22,6 +22,7 @@ def measurement_section(report: dict[str, Any]) -> list[str]:
              f"interval ({100 * PAIRED_CONFIDENCE:.0f}%); a ratio whose interval held the budget got more rounds. "
              f"Figures in ms are that ratio times {m.get('anchor', 'the original')}, so a change of the machine's "
              "speed during the run does not move the verdicts.", ""]
+    lines += [_disturbed_sentence(report, m), ""]
     medians = m.get("reference_medians") or []
     change = float(m.get("max_change") or 0.0)
     if m.get("drift_detected"):
@@ -42,6 +43,19 @@ def measurement_section(report: dict[str, Any]) -> list[str]:
             lines.append(f"| … | ({len(medians) - len(shown)} more in report.json) |" + (" |" if device else ""))
         lines.append("")
     return lines
+
+
+def _disturbed_sentence(report: dict[str, Any], m: dict[str, Any]) -> str:
+    """What share of the timed runs was left out because a thread of the process waited for a CPU."""
+    final = report.get("speedup_disturbed") or {}
+    text = ("Runs during which a thread of the process waited for a CPU (time-slicing: another program had the "
+            "core) were left out of every median, because they favour the shorter model: "
+            f"{100 * float(m.get('disturbed_share_median') or 0):.0f}% of a measurement's runs in the median "
+            f"measurement, {100 * float(m.get('disturbed_share_max') or 0):.0f}% at most")
+    if final:
+        text += (f", and {100 * float(final.get('runs_left_out_share') or 0):.0f}% of the final pair's runs "
+                 f"({int(final.get('rounds_left_out') or 0)} of its rounds left out)")
+    return text + "."
 
 
 def _device(state: dict[str, Any]) -> str:
