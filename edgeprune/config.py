@@ -86,6 +86,9 @@ class FitConfig:
         export: comma-separated artifact formats to ship (``onnx,openvino,tflite``); the target's own format
             is always shipped (it is the one measured); None = only that one.
         min_accuracy: fail validation (exit code 3) when an artifact's top-1 on the data is below this fraction.
+        min_agreement: the accuracy guard: when the shipped model agrees with the original on fewer than this
+            share of the evaluation images (the task's agreement), the fit keeps its results but exits 3 saying the
+            model collapsed; None = the task's floor (0.8 for classifiers), 0 = off.
         resume: continue an interrupted run in ``out`` (replaying its measurements and fine-tune checkpoints).
         calib_images: calibration images (batch-norm re-estimation, importance scores, reconstruction, block
             order), drawn from ``calib_data``, else the training data, else a held-out part of ``data`` that
@@ -171,6 +174,7 @@ class FitConfig:
     resume: bool = False
     export: str | None = None
     min_accuracy: float | None = None
+    min_agreement: float | None = None
     calib_images: int = 256
     bn_recalibrate: bool | None = None
     reconstruct: bool | None = None

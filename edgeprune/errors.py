@@ -169,5 +169,10 @@ class ValidationFailedError(EdgepruneError):
     exit_code = 3
 
 
+class AccuracyCollapsedError(ValidationFailedError):
+    """The shipped model agrees with the original on fewer evaluation images than the accuracy guard's floor
+    (``--min-agreement``): the results are kept for inspection, but the fit is not a success."""
+
+
 class ArtifactIntegrityError(ValidationFailedError):
     """An artifact's files do not match the checksums recorded in its sidecar (modified or replaced)."""

@@ -148,6 +148,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-accuracy", type=fraction, metavar="FRACTION",
                    help="exit with code 3 if an artifact's accuracy on --data is below this (e.g. 0.9): top-1, a "
                    "detector's mAP50-95, a segmentation model's mIoU")
+    p.add_argument("--min-agreement", type=fraction, metavar="FRACTION",
+                   help="the accuracy guard: exit with code 3 (results kept) when the shipped model agrees with the "
+                   "original on fewer than this share of the evaluation images (default 0.8 for classifiers and "
+                   "segmenters, 0.5 for a detector's mAP50-95 against the original's boxes; 0 turns it off)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=run)
 
@@ -165,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         distill_features=args.distill_features, qat_epochs=args.qat_epochs,
         prune_blocks=args.prune_blocks,
         steps=args.steps, resume=args.resume,
-        export=args.export, min_accuracy=args.min_accuracy,
+        export=args.export, min_accuracy=args.min_accuracy, min_agreement=args.min_agreement,
         calib_images=args.calib_images, calib_data=args.calib_data, bn_recalibrate=args.bn_recalibrate, reconstruct=args.reconstruct,
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
@@ -232,6 +236,15 @@ def print_summary(result: FitResult) -> None:
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")
     if r["evaluation"].get("note"):
         console.print(f"                    {r['evaluation']['note']}", highlight=False)
+    guard = r.get("accuracy_guard") or {}
+    if guard:
+        console.print(f"  agreement         {100 * guard['agreement']:.1f}% of the original's answers kept "
+                      f"({r['evaluation']['images']} images; the floor, {100 * guard['floor']:.0f}%, is "
+                      f"{guard['floor_source']})", highlight=False)
+    calibration = r.get("calibration") or {}
+    if calibration.get("images") is not None:
+        console.print(f"  calibration       {calibration['images']} images ({calibration.get('source')})",
+                      highlight=False)
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")
     size = r.get("size") or {}
     if size.get("shipped"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from edgeprune.errors import ValidationFailedError
+from edgeprune.errors import AccuracyCollapsedError, ValidationFailedError
 from edgeprune.export.formats import runnable_here
 from edgeprune.export.size import artifact_size, weight_zeros
 from edgeprune.export.sparse_cpu import sparse_inference_verdict
@@ -136,6 +136,8 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         groups=[{k: g[k] for k in ("name", "width_before", "width_after")} for g in plan.groups],
         frozen=run.frozen, timings_s=dict(clock.seconds),
     )
+    report["accuracy_guard"] = guard = accuracy_guard(task, report["evaluation"]["agreement_with_original"],
+                                                      config.min_agreement, base_eval.images)
     report.update(paired_speedup(final.paired, run.measurer.drift() if run.measurer.reference is not None else None))
     report["resume"] = {"measurements_replayed": run.journal.replayed}
     report["per_layer_latency"] = per_layer
@@ -148,16 +150,34 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         report["sparsity"] = run.sparsity_report
     if any(not v["passed"] for v in validations):
         report["status"] = "validation failed"
+    if not guard["passed"]:
+        report["status"] = "accuracy collapsed"
     written = set(render_report_files(stage, report))
     missing = [n for n in plots if n not in written]  # matplotlib absent: the report says so, no file
     names = [n for n in names if n not in missing]
     report["files"] = {k: v for k, v in report["files"].items() if k not in missing}
     write_json_atomic(stage / "report.json", report)
     out.commit(names)
+    if not guard["passed"]:  # the files stay for inspection; success is not claimed
+        raise AccuracyCollapsedError(f"{guard['message']} (results kept in {out.path} for inspection)")
     failed = [v["failure"] for v in validations if not v["passed"]]
     if failed:  # the files stay (the report says what failed); the exit code says it too
         raise ValidationFailedError("; ".join(failed) + f" (results kept in {out.path} for inspection)")
     return FitResult(report)
+
+
+def accuracy_guard(task: Task, agreement: float, floor: float | None, images: int) -> dict[str, Any]:
+    """report.json's ``accuracy_guard``: the shipped model's agreement with the original on the evaluation
+    images against the floor (``--min-agreement``, else the task's), and the line that says it collapsed."""
+    source = f"the {task.name} default" if floor is None else "--min-agreement"
+    floor = task.min_agreement if floor is None else floor
+    passed = agreement >= floor
+    message = None if passed else (
+        f"the shipped model collapsed: its {task.agreement_name} with the original is {100 * agreement:.1f}% on "
+        f"{images} evaluation images, under the {100 * floor:.0f}% floor; look at the calibration images and "
+        "fine-tuning (report.md), or lower the floor with --min-agreement")
+    return {"agreement": agreement, "floor": floor, "floor_source": source, "images": images, "passed": passed,
+            "message": message}
 
 
 def _sizes(run: FitRun, outcome: RunOutcome, stage: Path, validations: list[dict[str, Any]]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from edgeprune.errors import (
     OversubscribedError,
 )
 from edgeprune.export.formats import parse_formats
+from edgeprune.fit.calibration_floor import criterion_for, note_short_calibration
 from edgeprune.fit.data_parallel import run_ranked
 from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
@@ -187,6 +188,9 @@ def _fit(config: FitConfig) -> FitResult:
         if config.allocation == "latency" and measured:  # the table is saved after minutes: refused before them,
             require_writable_dir(config.table_dir or default_table_dir(), "--table-dir")  # inputs and --out first
         journal = RunJournal(out.path, config)  # after the inputs: a refused input leaves no state behind
+        images = len(inputs.calibration)  # what they are enough for: one line per step switched off
+        note_short_calibration(images, config.calib_images, inputs.calibration_source)
+        importance = get_importance(criterion_for(importance.name, images))
         torch.manual_seed(config.seed)
         measurer_type = PredictedMeasurer if isinstance(timer, ProfileTimer) else CandidateMeasurer
         if target.precision == "int8" and isinstance(timer, ProfileTimer):

@@ -22,6 +22,7 @@ from torch import nn
 from edgeprune.config import FitConfig
 from edgeprune.data.lazy_folder import LazyImageFolder
 from edgeprune.errors import InputError
+from edgeprune.fit.calibration_floor import batchnorm_for
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.fit.resume import RunJournal
 from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
@@ -52,11 +53,12 @@ class Recovery:
         self.config, self.inputs, self.teacher, self.journal = config, inputs, teacher, journal
         self.reconstructs = reconstructs
         wanted = config.bn_recalibrate
-        self.recalibrates_bn = (not reconstructs) if wanted is None else wanted
+        self.recalibrates_bn = batchnorm_for((not reconstructs) if wanted is None else wanted, len(inputs.calibration))
         self.augment = parse_augmentation(config.finetune_augment).spec  # canonical: checkpoints match
         self.finetune_seconds = 0.0
         self.finetuned_epochs = 0
         self.reconstruction: dict[str, Any] | None = None
+        self._underdetermined_warned = False
         self.depth_pruned = False  # set when the reference had blocks removed: it needs recovery even unthinned
         self.distills = config.distill or config.distill_features
         self.hinted_stages: list[str] | None = None
@@ -74,13 +76,23 @@ class Recovery:
         if self.reconstructs:
             errors = reconstruct_consumers(reference, slim, example, self.inputs.calibration, keep, groups,
                                            seed=self.config.seed)
+            underdetermined = [e for e in errors.values() if e.samples < e.unknowns]
+            if underdetermined and not self._underdetermined_warned:
+                self._underdetermined_warned = True
+                per_image = max(1, underdetermined[0].samples // max(1, len(self.inputs.calibration)))
+                needed = -(-max(e.unknowns for e in underdetermined) // per_image)
+                log.warning("least-squares reconstruction skipped %d of %d layers: they have more weights to fit "
+                            "than the %d calibration images give sampled positions (%s); pass --calib-data DIR "
+                            "with about %d images to refit them all", len(underdetermined), len(errors),
+                            len(self.inputs.calibration), self.inputs.calibration_source, needed)
             if errors:
                 before = float(np.mean([e.error_before for e in errors.values()]))
                 after = float(np.mean([e.error_after for e in errors.values()]))
                 log.info("least-squares reconstruction of %d layers: relative output error %.3f → %.3f",
                          len(errors), before, after)
                 self.reconstruction = {"layers": len(errors), "mean_error_before": before,
-                                       "mean_error_after": after}
+                                       "mean_error_after": after,
+                                       "skipped_underdetermined": len(underdetermined)}
         if self.recalibrates_bn:
             with placed_on(slim, self.device):
                 recalibrate_batchnorm(slim, self.inputs.calibration)

@@ -18,8 +18,11 @@ Details and deviations:
 * A layer whose own output channels were pruned too is fitted to the original output of its kept
   channels only.
 * Solved through the normal equations in float64 with a small ridge term ``ridge * mean(diag(X^T X))``
-  for stability (He et al. use plain least squares; AIMET uses sklearn ``LinearRegression``). The ridge
-  matters when fewer positions than unknowns are sampled (``S < in * K``).
+  for stability (He et al. use plain least squares; AIMET uses sklearn ``LinearRegression``).
+* A layer with fewer sampled positions than unknowns (``S < in * K``) because the calibration images are few
+  (not because ``max_positions`` capped them: there the ridge term keeps the solve stable) is not refitted: the solve would reproduce those positions exactly and generalise to
+  nothing else (issue 35: 4 images refitted 31 layers of a MobileNetV2 that then agreed with the original on
+  none of its images). It is returned with ``applied=False`` and its counts, so the caller can say so.
 * The refit is kept only if it lowers the sampled relative error; the before/after errors are returned.
 * Layers that the sampler does not support (grouped/depthwise convolutions), that run more than once per
   forward pass, or whose forward is not a plain conv/affine map are skipped with a log message.
@@ -163,6 +166,10 @@ def reconstruct_consumers(
             continue
         w_old = got.weight.reshape(got.weight.shape[0], -1)
         before = _relative_error(x @ w_old.T, y)
+        if x.shape[0] < x.shape[1] and x.shape[0] < 0.9 * max_positions:  # too few images (not the cap)
+            results[name] = LayerReconstruction(name, before, before, x.shape[0], x.shape[1], False)
+            log.debug("reconstruction skips %s: %d samples for %d unknowns", name, x.shape[0], x.shape[1])
+            continue
         w_new = least_squares_weights(x, y, ridge)
         after = _relative_error(x @ w_new.T, y)
         applied = after < before

@@ -50,6 +50,9 @@ class Task(ABC):
     agreement_name: str
     #: the agreement an INT8 model must keep with the float one for ``--precision auto`` to take it
     min_int8_agreement: float
+    #: the agreement with the original below which a fit's shipped model counts as collapsed (``--min-agreement``
+    #: overrides it): the fit keeps its results but exits 3 instead of reporting success
+    min_agreement: float
 
     @abstractmethod
     def decode(self, output: np.ndarray) -> Any:

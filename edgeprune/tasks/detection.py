@@ -41,6 +41,9 @@ class DetectionTask(Task):
     agreement_name = "mAP50-95 against the float model's boxes"
     #: INT8 moves boxes by a pixel or two, which mAP50-95's strict IoU thresholds already count
     min_int8_agreement = 0.75
+    # mAP50-95 against the original's own boxes: box edges move under pruning even when every object is found,
+    # so the floor sits lower than a classifier's
+    min_agreement = 0.5
 
     def decode(self, output: np.ndarray) -> Detections:
         return decode_yolo_output(np.asarray(output))

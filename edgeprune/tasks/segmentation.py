@@ -68,6 +68,7 @@ class SegmentationTask(Task):
     #: INT8 moves class boundaries by a pixel here and there; a model whose pixels change class beyond 5% has
     #: lost more than the boundary (on a 96x96 mask with a few objects, boundaries are about 5-10% of pixels)
     min_int8_agreement = 0.95
+    min_agreement = 0.8  # pixels labelled as the original labels them
 
     def decode(self, output: np.ndarray) -> np.ndarray:
         logits = np.asarray(output)

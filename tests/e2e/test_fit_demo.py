@@ -54,6 +54,10 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["budget_ms"] == pytest.approx(budget_ms, rel=1e-3)
+    guard = report["accuracy_guard"]  # the terminal shows the agreement and the calibration count (issue 35)
+    assert guard["passed"] and guard["agreement"] >= guard["floor"] == 0.8
+    assert f"agreement         {100 * guard['agreement']:.1f}% of the original's answers kept" in proc.stdout
+    assert f"calibration       {report['calibration']['images']} images" in proc.stdout
     assert report["final"]["latency"]["measured"] is True
     assert report["final"]["latency"]["median_ms"] <= budget_ms
     assert report["final"]["macs"] < report["baseline"]["macs"]

@@ -296,3 +296,20 @@ def test_groups_wider_than_the_path_limit_are_ranked_by_energy_in_seconds(monkey
     assert time.perf_counter() - start < 1.0
     assert list(np.argsort(scores)) == list(np.argsort(np.diag(gram)))
     assert problem.select(10) == sorted(int(c) for c in np.argsort(-np.diag(gram))[:10])
+
+
+def test_a_layer_with_fewer_sampled_positions_than_weights_is_not_refitted(
+        setup: tuple[nn.Sequential, torch.Tensor, ModelGraph]) -> None:
+    """Two 4x4 images give 32 positions for 90 and 54 unknowns: a refit would reproduce those positions and
+    nothing else (issue 35), so the layers keep their weights and the report says why."""
+    net, _, _ = setup
+    tiny = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(7))
+    graph = ModelGraph(net, tiny[:1], warn_frozen=False)
+    keep = {"0": [0, 2, 3, 5, 7, 8, 11, 12, 13, 15], MIDDLE: [0, 2, 5, 8, 12, 13]}
+    slim = slim_copy(net, tiny[:1], keep)
+    before = {name: value.clone() for name, value in slim.state_dict().items()}
+    report = reconstruct_consumers(net, slim, tiny[:1], tiny, keep, graph.groups)
+    assert list(report) == [MIDDLE, CONSUMER]
+    for layer in report.values():
+        assert not layer.applied and layer.samples == 2 * 16 < layer.unknowns, layer
+    assert all(torch.equal(before[name], value) for name, value in slim.state_dict().items())
