@@ -122,7 +122,8 @@ class FitConfig:
             (mixed precision, :mod:`edgeprune.quantize.mixed`; ONNX Runtime and OpenVINO);
             None (the default) = ``auto`` where latency is measured (here or through ``device``), the target's
             own precision where it is predicted from a shipped profile (INT8 is never chosen on an estimate
-            unless asked).
+            unless asked). A default ``auto`` whose original already meets the budget ships the original as it is.
+        precision_defaulted: set by the pipeline when ``precision`` was not given (the default ``auto``).
         keep_float: layers (PyTorch module paths, as the report's "Precision per layer" names them) left in
             float in INT8 artifacts; replaces ``auto``'s own choice of them.
         sparsity: weight (unstructured) pruning of the final model after channel pruning: this share of the
@@ -190,6 +191,7 @@ class FitConfig:
     device_token: str | None = None
     frozen_modules: tuple[str, ...] = field(default=())
     precision: str | None = None
+    precision_defaulted: bool = False
     keep_float: tuple[str, ...] = field(default=())
     sparsity: float | None = None
     sparsity_scope: str = "global"

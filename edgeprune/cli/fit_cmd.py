@@ -219,7 +219,9 @@ def print_summary(result: FitResult) -> None:
     paired = f" (paired with the original: {interval[0]:.2f}–{interval[1]:.2f}x)" if interval else ""
     budgeted = math.isfinite(result.budget_ms)
     console.print(f"  final latency     {result.final_latency_ms:8.3f} ms   {where} (median), "
-                  + (f"{speedup:.2f}x faster{paired}, [green]budget met[/]" if budgeted else
+                  + (f"{speedup:.2f}x faster{paired}, [green]budget met[/]"
+                     + (" as it is: the original already met it, nothing changed" if r.get("budget_met_by_original")
+                        else "") if budgeted else
                      f"{speedup:.2f}x the original's speed{paired}")
                   + ("" if r["final"]["latency"]["measured"] else " [yellow](by prediction)[/]"), highlight=False)
     drift = r.get("measurement") or {}
@@ -243,8 +245,10 @@ def print_summary(result: FitResult) -> None:
                       f"{guard['floor_source']})", highlight=False)
     calibration = r.get("calibration") or {}
     if calibration.get("images") is not None:
-        console.print(f"  calibration       {calibration['images']} images ({calibration.get('source')})",
-                      highlight=False)
+        images, source = calibration["images"], str(calibration.get("source") or "")  # "N images of <where>"
+        text = source if source.startswith(f"{images} images") else \
+            f"{images} images" + (f" ({source})" if source else "")
+        console.print(f"  calibration       {text}", highlight=False)
     console.print(f"  MACs              {r['baseline']['macs']:,} → {r['final']['macs']:,}")
     size = r.get("size") or {}
     if size.get("shipped"):

@@ -140,6 +140,10 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                                                       config.min_agreement, base_eval.images)
     report.update(paired_speedup(final.paired, run.measurer.drift() if run.measurer.reference is not None else None))
     report["resume"] = {"measurements_replayed": run.journal.replayed}
+    report["budget_met_by_original"] = (not pruned and run.sparsity_report is None
+                                        and final.artifact.format == baseline.artifact.format
+                                        and baseline.stats.median_ms <= run.budget_ms
+                                        and run.target.precision == run.target.float_precision)
     report["per_layer_latency"] = per_layer
     layers = layer_precisions(stage / artifact_files[0], final.artifact.format)
     report["layer_precision"] = {"summary": summarise(layers), "layers": [layer.to_dict() for layer in layers],

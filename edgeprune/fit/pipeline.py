@@ -157,7 +157,8 @@ def _fit(config: FitConfig) -> FitResult:
     target = load_target(config.target)
     measured = bool(config.device) or target.latency_source != "predicted-profile"
     if config.precision is None:  # the default: auto where latency is measured, never on an estimate alone
-        config = dataclasses.replace(config, precision="auto" if measured else target.precision)
+        config = dataclasses.replace(config, precision="auto" if measured else target.precision,
+                                     precision_defaulted=True)
         log.info("precision: %s (the default%s)", config.precision,
                  "" if measured else ": latency here is predicted from a shipped profile, so INT8 is not chosen on "
                  "its estimate unless --precision auto or int8 asks")

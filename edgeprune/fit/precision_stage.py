@@ -79,6 +79,8 @@ class PrecisionStage:
         changes too many predictions, else go on with float candidates."""
         if self.config.keep_float:
             self._check_float_layers()
+        if self._original_meets_the_budget(baseline):
+            return baseline.stats.median_ms
         m = self._measure(self.model, QUANTIZED, {})
         self._record(QUANTIZED, {}, {}, m)
         if self.config.precision != "auto":
@@ -111,6 +113,22 @@ class PrecisionStage:
             return m.stats.median_ms
         self._use_float_candidates()
         return baseline.stats.median_ms
+
+    def _original_meets_the_budget(self, baseline: Measurement) -> bool:
+        """Under the default ``auto``: whether the original already meets the budget, in which case nothing is
+        quantized (and nothing pruned: the search starts within the budget) and it ships as it is; asked for with
+        ``--precision auto`` or ``int8``, INT8 is measured as usual."""
+        config = self.config
+        if (config.precision != "auto" or not config.precision_defaulted or baseline.stats.median_ms > self.budget_ms
+                or config.sparsity is not None or config.size_budget is not None):
+            return False
+        reason = (f"the original already meets the budget ({baseline.stats.median_ms:.3f} ms of "
+                  f"{self.budget_ms:.3f} ms), so it ships as it is: nothing quantized or pruned (--precision auto or "
+                  "int8 quantizes it anyway)")
+        log.info("%s", reason)
+        self.precision_choice = PrecisionChoice(self.target.float_precision, reason, 1.0, 1.0, 0)
+        self._use_float_candidates()
+        return True
 
     def _check_float_layers(self) -> None:
         """Refuse ``--keep-float`` names the model does not have, or a runtime whose quantizer cannot keep them."""

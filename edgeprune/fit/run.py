@@ -116,6 +116,7 @@ class FitRun(ClosedLoop, PrecisionStage):
         self.config, self.budget_spec, self.target, self.importance = config, budget, target, importance
         #: the latency budget in ms: resolved once the original is measured; infinite in a size-only fit
         self.budget_ms = math.inf if budget is None else budget.ms if budget.ms is not None else float("nan")
+        self.original_ms = math.inf  # set once the original is measured (predicted runs: after the analysis)
         self.inputs, self.clock, self.journal = inputs, clock, journal
         self.model: nn.Module = inputs.bundle.model
         self.example = inputs.example
@@ -199,6 +200,7 @@ class FitRun(ClosedLoop, PrecisionStage):
             baseline = self._measure(self.model, "original", {}, CONFIRM_TIMING)
             spec = self.budget_spec
             self.budget_ms = math.inf if spec is None else spec.resolve(baseline.stats.median_ms)
+            self.original_ms = baseline.stats.median_ms
             if not isinstance(self.measurer, PredictedMeasurer):  # every later reading is paired with it
                 self.measurer.set_reference(baseline, absolute_budget=spec is not None and spec.ms is not None)
             self._record("baseline", {}, {}, baseline)
@@ -215,6 +217,12 @@ class FitRun(ClosedLoop, PrecisionStage):
         """The original's artifact runs in the target's runtime as in PyTorch (else one line, exit code 2)."""
         check_original_runs(self.backend, self.target, artifact, self.model, self.inputs.calibration)
 
+    def _nothing_to_prune(self, index: int) -> bool:
+        """Whether the original, in float, already meets the budget, so that no channel will be removed (a size-only
+        fit, or a budget met as it is: scoring channels would decide nothing)."""
+        return (index == 1 and self.config.precision != "int8" and self.config.sparsity is None
+                and self.config.size_budget is None and self.original_ms <= self.budget_ms)
+
     def _analyse(self, index: int, model: nn.Module) -> StepState:
         with self.clock("analyse"):
             with naming_the_module(model, "tracing the model's channel groups"):
@@ -223,7 +231,7 @@ class FitRun(ClosedLoop, PrecisionStage):
             groups = graph.prunable_groups()
             if not groups:
                 raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
-            if self.budget_spec is None:  # a size-only fit keeps every channel: no criterion decides anything
+            if self.budget_spec is None or self._nothing_to_prune(index):  # every channel kept: nothing to decide
                 scores = {g.name: np.ones(g.width) for g in groups}
             else:
                 with placed_on(model, self.recovery.device):  # --train-device: scoring passes run there too
