@@ -57,3 +57,29 @@ def test_a_floor_over_the_budget_cannot_be_met(allocation: Callable[[], Allocati
 def test_a_search_reading_within_the_budget_is_not_called_a_floor() -> None:
     message = str(BudgetUnreachableError(1.0, 0.9, "No candidate met it within 8 measured rounds."))
     assert "cannot be met" not in message and "0.900 ms (median) while searching" in message
+
+
+def test_a_floor_measured_within_the_budget_is_offered_when_the_wider_candidates_keep_missing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 35: the smallest model measured within the budget four times while every wider proposal missed
+    (the correction swung), and the rounds ran out. The second time the search finds nothing wider that it
+    predicts within the target, it offers the measured floor itself."""
+    caplog.set_level("INFO")
+    floors: list[float] = []
+
+    def measure_floor(keep: Mapping[str, list[int]]) -> float:
+        floors.append(_kept_ms(keep))
+        return floors[-1]
+
+    search = LatencySearch(GROUPS, SCORES, AnalyticCost(), alignment=1, globally_comparable=True,
+                           measure_floor=measure_floor, floor_hint="", latency_source="analytic")
+    budget_ms = FLOOR_MS + 0.3
+    candidate = search.first(FULL_MS, budget_ms, 0.95 * budget_ms)
+    assert floors == [FLOOR_MS]
+    missed = search.after_miss(candidate, 3 * budget_ms)  # a wider candidate measured far over: the model is off
+    assert missed is not None and missed.measured_ms == FLOOR_MS and floors == [FLOOR_MS]  # not measured again
+    assert all(len(k) == 1 for k in missed.keep.values())
+    assert "going on with the smallest model, measured within the budget" in caplog.text
+
+    with pytest.raises(BudgetUnreachableError, match="missed it when confirmed"):  # offered once, not twice
+        search.after_miss(missed, 3 * budget_ms)

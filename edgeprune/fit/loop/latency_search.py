@@ -53,15 +53,29 @@ class LatencySearch:
         self.target_ms = 0.0
         self.budget_ms = 0.0
         self.history: list[dict[str, float]] = []
+        #: the smallest model, once measured within the budget (offered for shipping when wider ones keep missing)
+        self._floor: Candidate | None = None
 
     def _search(self, start: Mapping[str, int] | None = None) -> Candidate:
         result = latency_budgeted_widths(self.groups, self.scores, _Corrected(self.latency, self.correction),
                                          self.target_ms, self.alignment, self.globally_comparable, start)
         if not result.feasible:
             smallest = {g.name: list(range(g.min_width(self.alignment))) for g in self.groups}
+            if self._floor is not None:  # measured within the budget before, and the wider proposals since missed
+                floor, self._floor = self._floor, None
+                if floor.info.get("offered"):  # offered once and not confirmed: no candidate is left
+                    assert floor.measured_ms is not None
+                    raise BudgetUnreachableError(self.budget_ms, floor.measured_ms, (
+                        "The smallest model measured within the budget while searching but missed it when "
+                        "confirmed; the machine's speed may be changing (see the measurement section of the log)."))
+                log.info("latency search: the wider candidates keep missing; going on with the smallest model, "
+                         "measured within the budget at %.3f ms", floor.measured_ms)
+                self._floor = Candidate(floor.keep, {**floor.info, "offered": True}, floor.measured_ms)
+                return Candidate(dict(floor.keep), dict(floor.info), floor.measured_ms)
             floor_ms = self.measure_floor(smallest)
             if floor_ms > self.budget_ms:
                 raise BudgetUnreachableError(self.budget_ms, floor_ms, self.floor_hint)
+            self._floor = Candidate(smallest, {"predicted_ms": floor_ms, "floor": True}, floor_ms)
             if floor_ms > self.target_ms:
                 self.target_ms = floor_within_budget(floor_ms, self.target_ms, self.budget_ms)
             # The model is pessimistic for small widths: re-anchor on the measured floor and search again.
