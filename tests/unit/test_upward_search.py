@@ -127,3 +127,30 @@ def test_the_upward_search_adds_to_the_measured_candidate_where_a_fresh_descent_
     assert upward is not None
     assert upward.keep["a"] == measured.keep["a"] and upward.keep["b"] == list(range(12))
     assert upward.info["predicted_ms"] == pytest.approx(24.0)
+
+
+def _undershot_candidate(search: LatencySearch, budget_ms: float, measured_ms: float) -> Candidate:
+    """The first candidate for ``budget_ms``, "measured" far under it (the model was pessimistic)."""
+    first = search.first(FULL_MS, budget_ms, 0.95 * budget_ms)
+    assert first.keep, "the unpruned model misses the search target: the search prunes"
+    first.measured_ms = measured_ms
+    assert undershoots(measured_ms, 0.95 * budget_ms)
+    return first
+
+
+def test_an_upward_search_that_reaches_the_unpruned_model_ships_it_unmeasured_when_it_met_the_budget() -> None:
+    """Issue 35: the upward search re-measured the unpruned model, which the run had measured at its start."""
+    search = _search()
+    thin = _undershot_candidate(search, FULL_MS + 1.0, 20.0)
+    measured: list[str] = []
+    chosen = search_upward(search, thin, FULL_MS + 1.0, lambda keep, kind, info: measured.append(kind) or 0.0)
+    assert chosen.keep == {} and chosen.measured_ms == FULL_MS and measured == []
+
+
+def test_an_upward_search_that_reaches_an_unpruned_model_over_the_budget_proposes_one_between() -> None:
+    search = _search()
+    budget_ms = FULL_MS - 1.0  # the unpruned model, measured at the start, misses it
+    thin = _undershot_candidate(search, budget_ms, 18.0)
+    upward = search.after_undershoot(thin, 18.0)
+    assert upward is not None and upward.measured_ms is None and upward.info.get("halfway")
+    assert _kept(thin.keep) < _kept(upward.keep) < _kept({})

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeprune.errors import BudgetUnreachableError
 from edgeprune.fit.loop.base import Candidate, floor_within_budget, kept_fraction, kept_widths
-from edgeprune.fit.loop.width_search import latency_budgeted_widths
+from edgeprune.fit.loop.width_search import keep_top, latency_budgeted_widths
 from edgeprune.latency.predictor import LatencyModel
 from edgeprune.prune.groups import ChannelGroup
 
@@ -53,6 +53,7 @@ class LatencySearch:
         self.target_ms = 0.0
         self.budget_ms = 0.0
         self.history: list[dict[str, float]] = []
+        self.start_ms = float("nan")  # the measured latency of the model the search starts from (unpruned)
         #: the smallest model, once measured within the budget (offered for shipping when wider ones keep missing)
         self._floor: Candidate | None = None
 
@@ -87,7 +88,7 @@ class LatencySearch:
         return Candidate(dict(result.keep), {"predicted_ms": result.predicted_ms, "correction": self.correction})
 
     def first(self, baseline_ms: float, budget_ms: float, target_ms: float) -> Candidate:
-        self.budget_ms, self.target_ms = budget_ms, target_ms
+        self.budget_ms, self.target_ms, self.start_ms = budget_ms, target_ms, baseline_ms
         if baseline_ms <= target_ms:
             return Candidate({}, {"predicted_ms": baseline_ms}, baseline_ms)
         full = {g.name: g.width for g in self.groups}
@@ -116,10 +117,35 @@ class LatencySearch:
                  "upward once", measured_ms, self.target_ms, ratio)
         widths = {g.name: g.width for g in self.groups}
         upward = self._search(start=kept_widths(candidate.keep, widths))
+        if kept_fraction(upward.keep, widths) >= 1.0:  # the unpruned model: already measured, never again
+            return self._between(candidate, widths)
         if kept_fraction(upward.keep, widths) > kept_fraction(candidate.keep, widths):
             return upward
         log.info("upward search: no channel fits back under the %.3f ms search target", self.target_ms)
         return None
+
+    def _between(self, candidate: Candidate, widths: dict[str, int]) -> Candidate | None:
+        """The upward search reached the unpruned model, whose latency the run measured at its start: that model
+        itself when it met the budget (no round spent on measuring it again); when it missed, a model halfway
+        between the two measured ones (each group halfway between its kept width and its full width), since the
+        latency model is wrong somewhere between them (issue 35: a wasted round re-measured the unpruned model)."""
+        if self.start_ms <= self.budget_ms:
+            log.info("upward search: the unpruned model, measured at %.3f ms at the start, meets the %.3f ms budget",
+                     self.start_ms, self.budget_ms)
+            return Candidate({}, {"predicted_ms": self.start_ms, "start": True}, self.start_ms)
+        kept = kept_widths(candidate.keep, widths)
+        keep = {}
+        for group in self.groups:
+            step = group.step(self.alignment)
+            width = min(group.width, max(kept[group.name], step * round((kept[group.name] + group.width) / 2 / step)))
+            if width < group.width:
+                keep[group.name] = keep_top(np.asarray(self.scores[group.name]), width)
+        if kept_fraction(keep, widths) <= kept_fraction(candidate.keep, widths):
+            return None
+        log.info("upward search: the model predicts the unpruned one (measured %.3f ms, over the budget) fits; "
+                 "trying halfway between it and the %.3f ms candidate", self.start_ms, candidate.measured_ms)
+        return Candidate(keep, {"predicted_ms": (self.start_ms + (candidate.measured_ms or 0.0)) / 2,
+                                "halfway": True})
 
     def _recalibrate(self, candidate: Candidate, measured_ms: float) -> float:
         """Set the correction so that ``candidate``'s prediction equals ``measured_ms``; returns the change.
