@@ -16,12 +16,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 import torch
+from cli_in_process import run_cli_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
@@ -31,7 +30,6 @@ from edgeprune.agent.checks import Refused, check_onnx
 from edgeprune.backends.base import Artifact
 from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.weights import load_weights
 from edgeprune.target import load_target
@@ -129,13 +127,8 @@ def test_fuzzed_fit_command_lines_never_raise(files: Path, tmp_path: Path, monke
     @FUZZ_CLI
     @given(argv=fit_command(files))
     def run(argv: list[str]) -> None:
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = main(argv)
-            except SystemExit as stop:  # argparse: a flag it cannot parse (usage + one error line)
-                code = stop.code
-        text = err.getvalue()
+        done = run_cli_in_process(*argv)  # argparse: a flag it cannot parse ends in exit 2 (usage + one line)
+        code, text = done.returncode, done.stderr
         assert "Traceback" not in text
         assert "internal error" not in text, text
         assert code == 2, (argv, code, text)  # the --out file alone makes every command a bad input
@@ -202,13 +195,8 @@ def test_fuzzed_model_and_data_inputs_never_raise(good_files: Path, tmp_path: Pa
     @settings(FUZZ, max_examples=40)
     @given(argv=input_command(good_files, tmp_path / "out"), data=st.data())
     def run(argv: list[str], data: st.DataObject) -> None:
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = main([*argv, "--force"])
-            except SystemExit as stop:
-                code = stop.code
-        text = err.getvalue()
+        done = run_cli_in_process(*argv, "--force")
+        code, text = done.returncode, done.stderr
         assert "Traceback" not in text and "internal error" not in text, (argv, text)
         assert code in (2, 99), (argv, code, text)
         outcomes[code] = outcomes.get(code, 0) + 1

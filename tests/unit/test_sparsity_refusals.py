@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_in_process import run_cli_in_process
 
-from edgeprune.cli.main import main
 from edgeprune.config import FitConfig
 from edgeprune.errors import InputError
 from edgeprune.fit.pipeline import _check_config
@@ -25,11 +25,8 @@ def test_bad_sparsity_flags_exit_2_with_one_line(flags: list[str], message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """In this process (the CLI's own entry point; tests/safety runs refusals in a real process too). A value
     argparse refuses ends in SystemExit, the others in the exit code."""
-    try:
-        code = main(["fit", "--model", "demo", "--budget", "50%", "--out", str(tmp_path / "out"), *flags])
-    except SystemExit as stop:
-        code = stop.code
-    err = capsys.readouterr().err
+    done = run_cli_in_process("fit", "--model", "demo", "--budget", "50%", "--out", str(tmp_path / "out"), *flags)
+    code, err = done.returncode, done.stderr
     assert code == 2
     assert message in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()

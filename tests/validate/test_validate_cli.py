@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from cli_in_process import run_cli_in_process
 from onnx import TensorProto, helper, numpy_helper
 from slim_outputs import SlimOutputs
 
@@ -22,9 +23,8 @@ FAST = ["--timing-seconds", "0.05"]
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    done = run_cli_in_process(*argv)
+    return done.returncode, done.stdout, done.stderr
 
 
 def test_a_faithful_artifact_passes_with_json_figures(slim_outputs: SlimOutputs,
