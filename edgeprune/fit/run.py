@@ -399,8 +399,9 @@ class FitRun(ClosedLoop, PrecisionStage):
             return None
         x = self.inputs.eval_inputs[:self._candidate_images()]
         device = self.recovery.device
-        with placed_on(model, device):
-            recalibrate_batchnorm(model, self.inputs.calibration)  # a throw-away copy: cheap, fair across candidates
+        with placed_on(model, device), naming_the_module(model, "estimating a candidate's accuracy"):
+            if self.recovery.recalibrates_bn:  # as the recovery will (not below the calibration floor)
+                recalibrate_batchnorm(model, self.inputs.calibration)  # a throw-away copy: fair across candidates
             with torch.no_grad():
                 outputs = torch.cat([model(x[i:i + 64].to(device)).cpu() for i in range(0, len(x), 64)]).numpy()
         predictions = [task.decode(outputs[i:i + 1]) for i in range(len(outputs))]

@@ -47,7 +47,11 @@ def _fit_lraspp(data: Path, weights: Path, out: Path, size_px: int, *extra: str)
          # search itself is the classifiers' and detectors' path, and tools/make_shapes_segmenter.py's command's
          "--allocation", "uniform", "--out", str(out),
          # one epoch of recovery: cross-entropy on the masks plus per-pixel distillation from the original
-         "--train-data", str(data), "--finetune-epochs", "1", "--distill", *extra)
+         "--train-data", str(data), "--finetune-epochs", "1", "--distill",
+         # these fits test the segmentation path, not a quality: one epoch on 16-24 toy images keeps about 40% of
+         # the original's pixel labels (37% in one quick run), under the guard's 80% floor, which would end the
+         # fit with exit 3 (the guard itself: tests/e2e/test_accuracy_guard.py)
+         "--min-agreement", "0", *extra)
 
 
 def _shipped_segmenter_report(proc: subprocess.CompletedProcess[str], out: Path) -> dict:  # type: ignore[type-arg]
