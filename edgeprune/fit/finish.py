@@ -140,6 +140,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                                                       config.min_agreement, base_eval.images)
     report.update(paired_speedup(final.paired, run.measurer.drift() if run.measurer.reference is not None else None))
     report["resume"] = {"measurements_replayed": run.journal.replayed}
+    report["config_fingerprint"] = run.journal.fingerprint  # a later --resume of this finished run answers with it
     report["budget_met_by_original"] = (not pruned and run.sparsity_report is None
                                         and final.artifact.format == baseline.artifact.format
                                         and baseline.stats.median_ms <= run.budget_ms

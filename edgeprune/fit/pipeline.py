@@ -44,7 +44,7 @@ from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
 from edgeprune.fit.outputs import RESULT_FILES, OutputDir
 from edgeprune.fit.qat import quantization_aware
-from edgeprune.fit.resume import RunJournal, has_interrupted_run, restore_state_renamed_aside
+from edgeprune.fit.resume import RunJournal, finished_run, has_interrupted_run, restore_state_renamed_aside
 from edgeprune.fit.run import FitRun, StageClock
 from edgeprune.fit.sparsity_stage import weight_sparsity
 from edgeprune.latency.analytic import load_profile
@@ -178,6 +178,9 @@ def _fit(config: FitConfig) -> FitResult:
         restore_state_renamed_aside(config.out)
     resuming = config.resume and has_interrupted_run(config.out)
     if config.resume and not resuming and not config.force and any((Path(config.out) / f).exists() for f in RESULT_FILES):
+        finished = finished_run(config)
+        if finished is not None:  # killed after its state was removed, or simply done: its results stand
+            return finished
         raise OutputError(f"{config.out} holds the results of a finished run and no interrupted one: nothing to "
                           "resume; pass --force to run again or choose another --out")
     out = OutputDir(config.out, config.force, resuming=resuming)

@@ -51,6 +51,28 @@ def has_interrupted_run(out_dir: Path) -> bool:
     return (Path(out_dir) / STATE_DIR / "journal.json").is_file()
 
 
+def finished_run(config: FitConfig) -> Any:
+    """The :class:`~edgeprune.report.fit_result.FitResult` of the run that finished in ``config.out`` with the
+    same options (its report.json carries their fingerprint), else None.
+
+    ``--resume`` of such a run answers with its results (a kill after its journal was removed, or a second
+    ``--resume``): they are the ones an interrupted run would have committed. Without a matching report, the
+    caller refuses (nothing to resume)."""
+    from edgeprune.report.fit_result import FitResult
+
+    try:
+        report = json.loads((Path(config.out) / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("config_fingerprint") != config_fingerprint(config):
+        return None
+    if report.get("status") in ("validation failed", "accuracy collapsed"):  # not a success to answer with
+        return None
+    log.info("the run in %s had finished with these options: its results are in place, nothing to resume",
+             config.out)
+    return FitResult(report)
+
+
 def restore_state_renamed_aside(out_dir: Path) -> bool:
     """Put back the journal of a run killed after its commit, between renaming its state aside and deleting it.
 

@@ -160,6 +160,10 @@ def test_a_run_killed_after_renaming_its_state_aside_resumes(files: Path, tmp_pa
     assert main(fit_argv(files, out, "--resume")) == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
     assert json.loads((out / "report.json").read_text())["final"]
+    # --resume again (or after a kill once the journal was gone): the run finished with these options, so its
+    # results are the answer (exit 0); with other options it is still refused (test below)
+    assert main(fit_argv(files, out, "--resume")) == 0, capsys.readouterr().err
+    assert "budget met" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write into read-only folders")
