@@ -214,8 +214,17 @@ class FitRun(ClosedLoop, PrecisionStage):
         return baseline
 
     def _check_original(self, artifact: Artifact) -> None:
-        """The original's artifact runs in the target's runtime as in PyTorch (else one line, exit code 2)."""
+        """The original's artifact runs in the target's runtime as in PyTorch, and the model runs on a batch in
+        PyTorch as every data-driven stage will run it (else one line naming the module, exit code 2): found here,
+        before the latency table and the search, not minutes later."""
         check_original_runs(self.backend, self.target, artifact, self.model, self.inputs.calibration)
+        batch = self.inputs.calibration[:2]
+        if len(batch) > 1:
+            was_training = self.model.training
+            with naming_the_module(self.model, "running the model on a batch of 2 images"), torch.no_grad():
+                self.model.eval()
+                self.model(batch)
+            self.model.train(was_training)
 
     def _nothing_to_prune(self, index: int) -> bool:
         """Whether the original, in float, already meets the budget, so that no channel will be removed (a size-only
