@@ -35,7 +35,10 @@ HELPER = Path(__file__).resolve().parents[1] / "fault_injection.py"
 #: the cheapest fit that runs every stage (search, confirmation, fine-tune, export, commit) on the demo model
 FIT = ("fit", "--model", "demo", "--target", "cpu", "--budget", "60%", "--eval-images", "32", "--calib-images",
        "32", "--max-rounds", "3", "--allocation", "uniform", "--importance", "l1", "--precision", "fp32",
-       "--search-headroom", "0.25")
+       "--search-headroom", "0.25",
+       # these runs test resuming, not a quality: L1 at 60% without fine-tuning keeps 59% of the demo's answers,
+       # under the accuracy guard's 80% floor (its exit 3 is tested in tests/e2e/test_accuracy_guard.py)
+       "--min-agreement", "0")
 KILLED = -9  # subprocess's return code of a process ended by SIGKILL
 
 
