@@ -162,7 +162,8 @@ def run_case(case: Case, out_root: Path) -> dict[str, Any]:
         budget = f"{100 * case.share:.0f}%"
     command = [str(Path(sys.executable).with_name("edgeprune")), "fit", "--model", spec, "--weights", str(weights),
                "--data", str(data), "--importance", "lasso", "--target", "cpu", "--budget", budget,
-               "--precision", case.precision, "--out", str(work / "out"), "--force"]
+               "--precision", case.precision, "--out", str(work / "out"), "--force",
+               "--min-agreement", "0"]  # no fine-tune: the latency verdict is benchmarked, not the accuracy
     log.info("%s: %s (%d load process(es), %s)", case.name, " ".join(command), case.busy, _load_text(case))
     loads = [subprocess.Popen([sys.executable, "-c", LOAD_CODE, str(case.period_s)]) for _ in range(case.busy)]
     start = time.perf_counter()

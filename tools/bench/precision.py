@@ -256,7 +256,8 @@ def run_fit_cell(cell: Cell, weights: Path, train_npz: Path, work: Path, record:
             model="cifar-resnet56", weights=weights, data=LOSSLESS, train_data=train_npz, target=cell.target,
             budget=f"{100 / SPEEDUPS[cell.speedup]:.3f}%", importance="lasso", allocation="latency",
             prune_blocks=importance == "blocks", precision=precision, finetune_epochs=cell.epochs,
-            distill=cell.epochs > 0, out=work / "fit", force=True, seed=0, table_dir=table_dir).report
+            distill=cell.epochs > 0, out=work / "fit", force=True, seed=0, table_dir=table_dir,
+            min_agreement=0.0).report  # the benchmark measures accuracy itself: no accuracy guard
         status = "met"
     except ValidationFailedError as exc:  # the fit wrote its results and says which check failed: a result too
         report = json.loads((work / "fit" / "report.json").read_text())
