@@ -25,25 +25,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
 #: a run whose threads waited less than this for a CPU is undisturbed (a wake-up's few microseconds)
 MIN_WAIT_S = 50e-6
 #: ... or less than this share of the run
 MIN_WAIT_SHARE = 0.05
-
-
-@dataclass(frozen=True)
-class DisturbanceCount:
-    """How many timed runs were left out as disturbed, of how many."""
-
-    disturbed: int
-    runs: int
-
-    @property
-    def share(self) -> float:
-        """The share of runs left out (0 when there were none)."""
-        return self.disturbed / self.runs if self.runs else 0.0
 
 
 class WaitProbe:

@@ -134,12 +134,17 @@ def _one_pass(call: Callable[[], object], spec: TimingSpec, probe: WaitProbe) ->
     started = time.perf_counter()
     while runs.runs < spec.max_runs:
         _timed_run(call, probe, runs)
-        elapsed = time.perf_counter() - started
-        if elapsed >= spec.min_seconds and len(runs.undisturbed_s) >= spec.min_runs:
+        if _enough(runs, time.perf_counter() - started, spec.min_runs, spec.min_seconds):
             break
-        if elapsed >= ROUND_STRETCH * spec.min_seconds and runs.runs >= ROUND_STRETCH * spec.min_runs:
-            break  # runs keep being disturbed: as many as a pass may look for
     return runs
+
+
+def _enough(runs: TimedRuns, elapsed_s: float, min_runs: int, min_seconds: float) -> bool:
+    """Whether a series may stop: ``min_runs`` undisturbed runs and ``min_seconds``, or :data:`ROUND_STRETCH` times
+    both when runs keep being disturbed (a summary or round with too few then says so)."""
+    if elapsed_s >= min_seconds and len(runs.undisturbed_s) >= min_runs:
+        return True
+    return elapsed_s >= ROUND_STRETCH * min_seconds and runs.runs >= ROUND_STRETCH * min_runs
 
 
 def _summarise_runs(runs: TimedRuns, spec: TimingSpec) -> LatencyStats:
@@ -179,9 +184,9 @@ def measure_latency(call: Callable[[], object], spec: TimingSpec | None = None,
         runs = _one_pass(call, spec, probe)
         last = _summarise_runs(runs, spec)  # of the last pass alone: whether to time another
         attempt = 0
-        while last.noisy or _summarise_runs(runs, spec).oversubscribed:
+        while True:
             short = _summarise_runs(runs, spec).oversubscribed
-            if attempt >= spec.retries + (OVERSUBSCRIBED_EXTRA_PASSES if short else 0):
+            if not (last.noisy or short) or attempt >= spec.retries + (OVERSUBSCRIBED_EXTRA_PASSES if short else 0):
                 break
             attempt += 1
             log.debug("timing was noisy (CV %.1f%%, %.0f%% of runs disturbed); measuring again (%d)", last.cv * 100,
@@ -259,11 +264,8 @@ def _timed_runs(call: Callable[[], object], min_runs: int, min_seconds: float, p
     started = time.perf_counter()
     while True:
         _timed_run(call, probe, runs)
-        elapsed = time.perf_counter() - started
-        if elapsed >= min_seconds and len(runs.undisturbed_s) >= min_runs:
-            return runs
-        if elapsed >= ROUND_STRETCH * min_seconds and runs.runs >= ROUND_STRETCH * min_runs:
-            return runs  # runs keep being disturbed: the round may not count (RoundReading.counts)
+        if _enough(runs, time.perf_counter() - started, min_runs, min_seconds):
+            return runs  # a round short of undisturbed runs does not count (RoundReading.counts)
 
 
 def monotonic_s() -> float:
