@@ -28,10 +28,6 @@ def _inputs(tmp_path: Path) -> tuple[Path, Path]:
     return weights, data
 
 
-# TEMPORARILY in the full tier: it failed once from a fresh clone at fdc6568 (a smaller block count read within
-# the target but a larger one was chosen) after issue 35's preemption-aware timing; passed in two other quick
-# runs. Investigate and move it back: the quick tier must cover depth pruning (issue 34).
-@pytest.mark.full
 def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> None:
     weights, data = _inputs(tmp_path)
     out = tmp_path / "out"
@@ -45,15 +41,18 @@ def test_blocks_are_removed_until_the_measured_budget_is_met(tmp_path: Path) -> 
     blocks = report["method"]["blocks"]
     removed = blocks["removed"]
     assert blocks["removable"] == 7 and 1 <= len(removed) <= 5  # at most 75% of the removable blocks
-    # the chosen count is the fewest measured to meet the target (or the cap); a count's lowest reading decides,
-    # and only a near miss (within 10% over the target) is measured twice
+    # the chosen count is the fewest measured to meet the target (or the cap); only a near miss (within 10% over
+    # the target) is measured twice, and then the mean of its two readings decides (prune_depth's rule: a count
+    # whose recheck alone reads within the target but whose mean does not stays over it)
     target_ms = result.budget_ms * (1 - report["method"]["search_headroom"])
-    decided: dict[int, list[float]] = {}
+    readings: dict[int, list[float]] = {}
     for r in depth_rounds:
-        decided.setdefault(r["blocks_removed"], []).append(r["median_ms"])
-    assert all(len(v) == 1 or target_ms < v[0] <= 1.1 * target_ms for v in decided.values()), decided
-    assert len(removed) in decided and (min(decided[len(removed)]) <= target_ms or len(removed) == 5)
-    assert all(min(v) > target_ms for count, v in decided.items() if count < len(removed))
+        readings.setdefault(r["blocks_removed"], []).append(r["median_ms"])
+    assert all(len(v) == 1 or (len(v) == 2 and target_ms < v[0] <= 1.1 * target_ms) for v in readings.values()), \
+        readings
+    decided = {count: sum(v) / len(v) for count, v in readings.items()}
+    assert len(removed) in decided and (decided[len(removed)] <= target_ms or len(removed) == 5), (decided, target_ms)
+    assert all(v > target_ms for count, v in decided.items() if count < len(removed)), (decided, target_ms)
     plan = json.loads((out / "plan.json").read_text())
     assert plan["removed_blocks"] == removed
     convs = [n for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "Conv"]
