@@ -50,7 +50,7 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     budget_ms = 0.6 * demo_baseline_ms
     out = tmp_path / "out"
     proc = run_cli("fit", "--target", "cpu", "--budget", f"{budget_ms:.4f}ms", "--out", str(out),
-                   "--finetune-epochs", "1", "--precision", "fp32")
+                   "--finetune-epochs", "1", "--precision", "fp32", "--eval-images", "100", "--calib-images", "64")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["budget_ms"] == pytest.approx(budget_ms, rel=1e-3)

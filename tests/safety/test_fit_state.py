@@ -146,6 +146,7 @@ def test_a_resume_state_that_cannot_be_written_mid_run_is_kept(files: Path, tmp_
     assert json.loads((out / STATE_DIR / "journal.json").read_text())["fingerprint"] == FINGERPRINT
 
 
+@pytest.mark.full  # a fault variant of the quick tier's resume (10 s); the full tier's kill sweep also kills here
 def test_a_run_killed_after_renaming_its_state_aside_resumes(files: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Killed between renaming its finished state aside and deleting it: the results are complete and the
