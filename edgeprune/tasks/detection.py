@@ -38,7 +38,8 @@ class DetectionTask(Task):
     metric_name = "mAP50-95"
     metric_key = "map50_95"
     metric_keys = ("map50_95", "map50")
-    agreement_name = "mAP50-95 against the float model's boxes"
+    #: the other model is the float one (INT8's check) or the original (the accuracy guard)
+    agreement_name = "box agreement (mAP50-95 against the other model's boxes)"
     #: INT8 moves boxes by a pixel or two, which mAP50-95's strict IoU thresholds already count
     min_int8_agreement = 0.75
     # mAP50-95 against the original's own boxes: box edges move under pruning even when every object is found,

@@ -38,7 +38,10 @@ def test_fit_cifar_resnet56_to_half_its_measured_latency(shared_data: Path, tmp_
     proc = subprocess.run(
         [sys.executable, "-m", "edgeprune", "fit", "--model", "cifar-resnet56", "--weights",
          str(shared_data / WEIGHTS), "--data", str(shared_data / LOSSLESS_TEST), "--eval-images", "300",
-         "--target", "cpu", "--budget", "50%", "--precision", "fp32", "--out", str(out)],
+         "--target", "cpu", "--budget", "50%", "--precision", "fp32", "--out", str(out),
+         # no fine-tuning at 2x keeps about 62% agreement (64% top-1 in the pruning benchmark's lasso-2x-ft0): the
+         # accuracy guard would exit 3 (docs/benchmarks.md, the guard's floor); this test is about the latency verdict
+         "--min-agreement", "0"],
         capture_output=True, text=True, timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr

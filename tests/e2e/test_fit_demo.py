@@ -192,7 +192,8 @@ def test_cli_fit_fine_tunes_a_very_thin_demo_candidate_on_all_threads(tmp_path: 
     # channels-last strides crashed torch's two-thread backward (exit 134/139) before inputs got plain strides
     out = tmp_path / "out"
     proc = run_process("fit", "--target", "cpu", "--budget", "15%", "--finetune-epochs", "1", "--out", str(out),
-                   "--precision", "fp32")
+                       # one epoch at 6.7x keeps about 22% agreement: the guard's exit 3 is not what this test is about
+                       "--precision", "fp32", "--min-agreement", "0")
     if proc.returncode == 2 and "cannot be met" in proc.stderr:
         pytest.skip(f"15% of the baseline is out of reach on this machine: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -74,7 +74,10 @@ def test_on_litert_the_sparse_path_is_tried_and_its_rules_reported(tmp_path: Pat
     out = tmp_path / "out"
     # size-only (no --budget): no channel search, so no LiteRT kernel profile; the sparse step is the same
     done = run_cli("fit", "--model", "demo", "--target", "cpu-tflite", "--precision", "fp32",
-                   "--sparsity", "0.8", "--eval-images", "200", "--out", str(out))
+                   "--sparsity", "0.8", "--eval-images", "200", "--out", str(out),
+                   # 80% of the weights zeroed in one shot, no fine-tune: about 14% agreement, which the accuracy
+                   # guard would end with exit 3; this test is about the sparse file's rules
+                   "--min-agreement", "0")
     assert done.returncode == 0, done.stderr[-3000:]
     sparsity = json.loads((out / "report.json").read_text())["sparsity"]
     assert "LiteRT (XNNPACK)" in sparsity["latency_note"]
