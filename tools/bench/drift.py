@@ -76,7 +76,17 @@ independent timing put at 0.574: a 17.9% speedup error from a 20-round confirmat
 alternated between 1.9 and 4.0 ms; the verdict (met) was right, the figure was not. A second run at 58c0324
 (that fix in, before the width search gave back its last step's slack) met every goal too: largest speedup
 error 2.7%, and r56-rel60 shipped at 0.534 of the original against a 0.600 limit; with the slack given back it
-ships at 0.584 (table above), keeping more channels for the same budget."""
+ships at 0.584 (table above), keeping more channels for the same budget.
+
+The oversubscribed rows (issue 35; three load processes on two cores, the fit's own thread a fourth) ran on
+another machine and day than the first five. Under that load up to 62% of a measurement's timed runs waited for a
+CPU and were left out; on the runs that did not wait, the reported ratios are within 1.1% of the quiet check, and
+the INT8 fit at 37% shipped 0.369 against a 0.370 limit, which the quiet check put at 0.365: met, and close under
+the budget. At 30% the same fit stopped with exit 2 ("cannot be met"): on this AMD EPYC CPU (no VNNI) INT8 at the
+narrowest widths the search allows measured 0.807 ms against a 0.708 ms budget, so no model was shipped and no
+verdict was false; that floor was measured under the load and not re-checked on the quiet machine. Raw medians on
+the same machine and load read the unpruned INT8 ResNet-56 at 0.10-0.16 of its fp32 original where undisturbed
+runs read 0.38-0.40 (session 25's script, README "How edgeprune measures")."""
 RESULTS = REPO / "docs" / "figures" / "drift.json"
 #: rounds of the independent check (each round times both files for 40 runs)
 CHECK_ROUNDS = 30
@@ -103,6 +113,9 @@ CASES = (
     Case("mnv2-abs75", MNV2, 0.75, True, 60.0),
     # oversubscribed (issue 35): three busy processes on two cores; a budget INT8 alone does not reach
     Case("r56-int8-rel30-x3", R56, 0.30, False, 0.0, busy=3, precision="auto"),
+    # the same at 37%: on the AMD EPYC VM of 2026-12-07, 30% was out of reach (INT8 at the narrowest widths measured
+    # 0.807 ms against 0.708), while INT8 alone reads about 39% of the float original there (VNNI CPUs: far less)
+    Case("r56-int8-rel37-x3", R56, 0.37, False, 0.0, busy=3, precision="auto"),
     Case("r56-rel50-x3-onoff", R56, 0.50, False, 10.0, busy=3),
 )
 
@@ -231,6 +244,21 @@ def give_ups_on_reachable(rows: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def runs_sentence(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Where and when the rows were run: cases run at another time, on another machine, say which (a row without
+    its own ``run`` was run with ``meta``)."""
+    def where(run: dict[str, Any]) -> str:
+        return (f"on {run['cpu']} ({run['cores']} logical cores, shared VM), edgeprune at {run['commit']}, "
+                f"onnxruntime {run['onnxruntime']}, torch {run['torch']}, run {run['date']}")
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(where(r.get("run") or meta), []).append(r["name"])
+    if len(groups) == 1:
+        return next(iter(groups)) + "."
+    return "; ".join(f"{', '.join(names)} {text}" for text, names in groups.items()) + \
+        " (timings of different machines are not compared: each row is its own fit and its own check)."
+
+
 def write_markdown(rows: list[dict[str, Any]], meta: dict[str, Any], doc: Path) -> None:
     """Replace (or append) the section in docs/benchmarks.md."""
     shipped = [r for r in rows if r["outcome"] == "shipped"]
@@ -242,8 +270,7 @@ def write_markdown(rows: list[dict[str, Any]], meta: dict[str, Any], doc: Path) 
     wall_s = sum(r["fit_wall_s"] for r in shipped)
     lines = [
         SECTION, "",
-        f"`python tools/bench/drift.py` on {meta['cpu']} ({meta['cores']} logical cores, shared VM), edgeprune at "
-        f"{meta['commit']}, onnxruntime {meta['onnxruntime']}, torch {meta['torch']}, run {meta['date']}. Each case "
+        f"`python tools/bench/drift.py`, {runs_sentence(rows, meta)} Each case "
         "runs `edgeprune fit --importance lasso --target cpu` (ONNX Runtime, 1 thread, no fine-tune) while a load "
         "generator busies the other core for the stated period and idles for as long, over and over (`3 x`: three "
         "generators at once, more busy processes than cores, where time-slicing would bias raw medians toward the "
@@ -262,7 +289,8 @@ def write_markdown(rows: list[dict[str, Any]], meta: dict[str, Any], doc: Path) 
         load = f"{r.get('busy', 1)} x " + ("steady" if period <= 0 else f"{period:.0f} s")
         head = f"| {r['name']} | {r['model']} | {r['budget']} | {load} | "
         if r["outcome"] != "shipped":
-            lines.append(head + f"{r['outcome']}: {r['message'][:120]} | | | | | | | {r['fit_wall_s']:.0f} s |")
+            first = r["message"].removeprefix("edgeprune: error: ").split(": the")[0].split(". ")[0][:100]
+            lines.append(head + f"{r['outcome']}: {first} | | | | | | | {r['fit_wall_s']:.0f} s |")
             continue
         drift = f"{100 * r['drift_max_change']:+.0f}%" if r["drift_max_change"] is not None else "n/a"
         lines.append(
@@ -314,7 +342,8 @@ def main() -> None:
                          "date": time.strftime("%Y-%m-%d")}
         rows = {r["name"]: r for r in saved["rows"]}
         for case in (c for c in CASES if c.name in args.cases):
-            rows[case.name] = run_case(case, args.work)
+            rows[case.name] = {**run_case(case, args.work), "run": {k: v for k, v in saved["meta"].items()
+                                                                    if k != "provenance"}}
             saved["rows"] = [rows[c.name] for c in CASES if c.name in rows]
             RESULTS.write_text(json.dumps(saved, indent=1))
     write_markdown(saved["rows"], saved["meta"], REPO / "docs" / "benchmarks.md")
