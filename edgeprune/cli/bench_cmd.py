@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time model files against the first one, paired, per thread count",
                        description="Time ARTIFACT (.onnx, .xml, .tflite; edgeprune's or not) and each OTHER against "
                                    "it in alternating rounds with the target's runtime, and print the median, p90 "
-                                   "and the ratio to the first with its 90%% interval.")
+                                   "and the ratio to the first with its 90% interval.")
     p.add_argument("artifacts", type=Path, nargs="+", metavar="ARTIFACT",
                    help="model files; the first is the reference")
     p.add_argument("--target", help="target name or TOML file (default: the first artifact's format's CPU target)")
