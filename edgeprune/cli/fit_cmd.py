@@ -239,10 +239,9 @@ def print_summary(result: FitResult) -> None:
     if r["evaluation"].get("note"):
         console.print(f"                    {r['evaluation']['note']}", highlight=False)
     guard = r.get("accuracy_guard") or {}
-    if guard:  # a classifier's answers are kept or not; other tasks name their measure (a detector's mAP)
-        measure = guard.get("measure") or "top-1 agreement"
-        kept = "of the original's answers kept" if measure == "top-1 agreement" else f"{measure} with the original"
-        console.print(f"  agreement         {100 * guard['agreement']:.1f}% {kept} "
+    if guard:  # the task says what its agreement is (a classifier's answers kept, a detector's box mAP)
+        reads = guard.get("reads") or "of the original's answers kept"  # a report written before "reads"
+        console.print(f"  agreement         {100 * guard['agreement']:.1f}% {reads} "
                       f"({r['evaluation']['images']} images; the floor, {100 * guard['floor']:.0f}%, is "
                       f"{guard['floor_source']})", highlight=False)
     calibration = r.get("calibration") or {}

@@ -181,8 +181,9 @@ def accuracy_guard(task: Task, agreement: float, floor: float | None, images: in
         f"the shipped model collapsed: its {task.agreement_name} with the original is {100 * agreement:.1f}% on "
         f"{images} evaluation images, under the {100 * floor:.0f}% floor; look at the calibration images and "
         "fine-tuning (report.md), or lower the floor with --min-agreement")
-    return {"agreement": agreement, "measure": task.agreement_name, "floor": floor, "floor_source": source,
-            "images": images, "passed": passed, "message": message}
+    reads = task.agreement_phrase or f"{task.agreement_name} with the original"
+    return {"agreement": agreement, "measure": task.agreement_name, "reads": reads, "floor": floor,
+            "floor_source": source, "images": images, "passed": passed, "message": message}
 
 
 def _sizes(run: FitRun, outcome: RunOutcome, stage: Path, validations: list[dict[str, Any]]) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class Task(ABC):
     metric_keys: tuple[str, ...]
     #: how :meth:`agreement` reads in a sentence (``top-1 agreement``)
     agreement_name: str
+    #: what the shipped model's agreement with the original is, after its percentage on the terminal (none: the
+    #: agreement's name "with the original")
+    agreement_phrase: str | None = None
     #: the agreement an INT8 model must keep with the float one for ``--precision auto`` to take it
     min_int8_agreement: float
     #: the agreement with the original below which a fit's shipped model counts as collapsed (``--min-agreement``

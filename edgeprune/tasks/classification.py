@@ -22,6 +22,7 @@ class ClassificationTask(Task):
     metric_key = "top1"
     metric_keys = ("top1",)
     agreement_name = "top-1 agreement"
+    agreement_phrase = "of the original's answers kept"
     min_int8_agreement = 0.97  # edgeprune.quantize.choice.MIN_INT8_AGREEMENT
     # a pruned classifier that changes the original's answer on more than 1 image in 5 has lost far more than a
     # fit should cost (the collapsed mobilenet_v2 of issue 35: 0.0; healthy fits keep 0.9 and more)

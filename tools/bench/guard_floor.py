@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -45,7 +46,24 @@ def verdict(low: float, high: float, floor: float = CLASSIFIER_FLOOR) -> str:
     return "depends"
 
 
-def rows(results: Path) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class Row:
+    """One shipped cell: its top-1 before and after (0..1), the agreement's bounds and the guard's verdict."""
+
+    cell: str
+    before: float
+    after: float
+    low: float
+    high: float
+    verdict: str
+
+    @property
+    def drop_points(self) -> float:
+        """The top-1 the cell lost, in points."""
+        return 100 * (self.before - self.after)
+
+
+def rows(results: Path) -> list[Row]:
     """One row per shipped cell (cells whose budget was unreachable shipped nothing), in file-name order."""
     out = []
     for path in sorted(results.glob("cell-*.json")):
@@ -54,12 +72,11 @@ def rows(results: Path) -> list[dict[str, object]]:
             continue
         before, after = float(cell["baseline_top1_lossless"]), float(cell["top1_lossless"])
         low, high = agreement_bounds(before, after)
-        out.append({"cell": cell["cell"], "before": before, "after": after, "low": low, "high": high,
-                    "verdict": verdict(low, high)})
+        out.append(Row(cell["cell"], before, after, low, high, verdict(low, high)))
     return out
 
 
-def render(table: list[dict[str, object]]) -> list[str]:
+def render(table: list[Row]) -> list[str]:
     """The docs section: the rule, the evidence per cell, and the counts."""
     lines = [HEADING, "",
              "`fit` exits 3 (results kept) when the shipped model agrees with the original on fewer evaluation images "
@@ -72,13 +89,11 @@ def render(table: list[dict[str, object]]) -> list[str]:
              "| cell | top-1 original → shipped | drop (points) | agreement bounds | guard at 80% |",
              "|---|---|---|---|---|"]
     for r in table:
-        drop = 100 * (float(r["before"]) - float(r["after"]))  # type: ignore[arg-type]
-        lines.append(f"| {r['cell']} | {100 * r['before']:.1f}% → {100 * r['after']:.1f}% | {drop:.1f} | "  # type: ignore[operator]
-                     f"{100 * r['low']:.0f}–{100 * r['high']:.0f}% | {r['verdict']} |")  # type: ignore[operator]
-    counts = {v: sum(r["verdict"] == v for r in table) for v in ("passes", "depends", "exit 3")}
-    drops = {v: [100 * (float(r["before"]) - float(r["after"])) for r in table if r["verdict"] == v]  # type: ignore[arg-type]
-             for v in counts}
-    before = float(table[0]["before"])  # type: ignore[arg-type]
+        lines.append(f"| {r.cell} | {100 * r.before:.1f}% → {100 * r.after:.1f}% | {r.drop_points:.1f} | "
+                     f"{100 * r.low:.0f}–{100 * r.high:.0f}% | {r.verdict} |")
+    counts = {v: sum(r.verdict == v for r in table) for v in ("passes", "depends", "exit 3")}
+    drops = {v: [r.drop_points for r in table if r.verdict == v] for v in counts}
+    before = table[0].before
     sure_pass = 100 * (before - (CLASSIFIER_FLOOR + 1 - before))  # a + b - 1 >= floor
     sure_refuse = 100 * (1 - CLASSIFIER_FLOOR)  # 1 - |a - b| < floor
     lines += ["",
