@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ast
 import logging
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 _ACTIVATIONS = frozenset({"Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu"})
 #: suffixes runtimes append to an ONNX tensor name when they rewrite the node producing it
 _RUNTIME_SUFFIXES = ("_nchwc",)
+#: ONNX Runtime names a node it fuses from a quantized (QDQ) pattern after the pattern's node plus ``_token_<n>``
+_FUSION_TOKEN = re.compile(r"_token_\d+$")
 
 
 def module_of(node: Any) -> str | None:
@@ -65,6 +68,21 @@ def onnx_module_labels(path: Path) -> dict[str, str]:
             for suffix in _RUNTIME_SUFFIXES:
                 labels[name + suffix] = module
     return labels
+
+
+def label_of(labels: Mapping[str, str], runtime_name: str) -> str | None:
+    """The module path for a node name a runtime's profiler reports, as :func:`onnx_module_labels` maps them.
+
+    Also tries the names runtimes derive from an ONNX node's: OpenVINO's ``<onnx node>/WithoutBiases`` and ONNX
+    Runtime's ``<onnx node>_token_<n>`` (a QLinearConv fused from a quantized Conv's QDQ pattern).
+
+    >>> label_of({"node_Conv_7": "stem.0"}, "node_Conv_7_token_3")
+    'stem.0'
+    """
+    for name in (runtime_name, runtime_name.split("/")[0], _FUSION_TOKEN.sub("", runtime_name)):
+        if name in labels:
+            return labels[name]
+    return None
 
 
 #: ONNX ops that compute: the layers a per-layer choice (mixed precision) names

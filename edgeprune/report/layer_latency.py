@@ -5,8 +5,11 @@ Two sources, always labelled:
 * :func:`per_layer_latency` runs each artifact under the runtime's own profiler (ONNX Runtime profiling,
   OpenVINO ``PERF_COUNT``) through :meth:`Session.profile_layers` and matches the executed nodes by name.
   Both artifacts come from the same export of the same architecture, and channel pruning changes widths,
-  not the graph, so the runtime names its (fused) nodes identically in both. A node seen only before was
-  removed or fused differently after; a node seen only after is listed under ``unmatched_after``.
+  not the graph, so the runtime names its (fused) nodes identically in both. An INT8 artifact is the
+  exception: the runtime fuses each quantized convolution under a new name (ONNX Runtime's
+  ``node_Conv_7_token_3``), so nodes that do not pair by name pair by the PyTorch module each file's
+  exporter metadata names. A node seen only before was removed or fused differently after; a node seen only
+  after is listed under ``unmatched_after``.
 * :func:`predicted_layer_latency` turns two :meth:`LookupLatencyModel.breakdown` dictionaries (per-layer
   milliseconds predicted from the latency table) into the same format.
 
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.backends.onnx_labels import onnx_module_labels
+from edgeprune.backends.onnx_labels import label_of, onnx_module_labels
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 
@@ -79,7 +82,8 @@ def per_layer_latency(
         return None
     onnx_path = labels_from or (before_artifact.path if before_artifact.format == "onnx" else None)
     labels = onnx_module_labels(onnx_path) if onnx_path is not None else {}
-    return match_layer_timings(before, after, measured_source(target.runtime), labels)
+    labels_after = onnx_module_labels(after_artifact.path) if after_artifact.format == "onnx" else labels
+    return match_layer_timings(before, after, measured_source(target.runtime), labels, labels_after)
 
 
 def _profile(backend: Any, target: Target, artifact: Artifact, example_input: np.ndarray,
@@ -103,24 +107,34 @@ def match_layer_timings(
     after: Sequence[LayerTiming],
     source: str,
     labels: Mapping[str, str] | None = None,
+    labels_after: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Pair two profiles by node name into the ``per_layer_latency`` format (slowest-before first).
+    """Pair two profiles into the ``per_layer_latency`` format (slowest-before first).
 
-    ``labels`` maps runtime node names to readable module paths (see :func:`onnx_module_labels`); a layer
-    with a label gets a ``"module"`` key.
+    Nodes pair by name; a node left unpaired pairs by module path when exactly one unpaired node on each side
+    carries that module (``labels`` for the original's node names, ``labels_after`` for the other's, default
+    ``labels``: see :func:`onnx_module_labels`). A layer with a label gets a ``"module"`` key.
     """
-    labels = labels or {}
+    labels = dict(labels or {})
+    labels_after = dict(labels_after) if labels_after is not None else labels
     b, a = _by_name(before), _by_name(after)
+    partner = {name: name for name in b if name in a}
+    for module, (before_names, after_names) in _unpaired_by_module(b, a, partner, labels, labels_after).items():
+        if len(before_names) == 1 and len(after_names) == 1:
+            partner[before_names[0]] = after_names[0]
     layers = []
     for name, (op, ms) in b.items():
         entry: dict[str, Any] = {"name": name, "op_type": op, "before_ms": ms,
-                                 "after_ms": a[name][1] if name in a else None}
-        label = labels.get(name) or labels.get(name.split("/")[0])  # OpenVINO: "<onnx node>/WithoutBiases"
+                                 "after_ms": a[partner[name]][1] if name in partner else None}
+        if name in partner and partner[name] != name:
+            entry["after_name"] = partner[name]
+        label = label_of(labels, name)
         if label:
             entry["module"] = label
         layers.append(entry)
     layers.sort(key=lambda e: -e["before_ms"])
-    unmatched = [{"name": n, "op_type": op, "after_ms": ms} for n, (op, ms) in a.items() if n not in b]
+    paired_after = set(partner.values())
+    unmatched = [{"name": n, "op_type": op, "after_ms": ms} for n, (op, ms) in a.items() if n not in paired_after]
     if unmatched:
         log.debug("%d node(s) of the pruned model have no counterpart in the original (fused differently)",
                   len(unmatched))
@@ -134,6 +148,23 @@ def match_layer_timings(
         "unmatched_after": unmatched,
         "note": MEASURED_NOTE,
     }
+
+
+def _unpaired_by_module(before: Mapping[str, object], after: Mapping[str, object], partner: Mapping[str, str],
+                        labels: Mapping[str, str], labels_after: Mapping[str, str]
+                        ) -> dict[str, tuple[list[str], list[str]]]:
+    """Module path → (unpaired node names before, unpaired node names after) for modules with both."""
+    by_module: dict[str, tuple[list[str], list[str]]] = {}
+    for name in before:
+        module = label_of(labels, name)
+        if name not in partner and module:
+            by_module.setdefault(module, ([], []))[0].append(name)
+    paired_after = set(partner.values())
+    for name in after:
+        module = label_of(labels_after, name)
+        if name not in paired_after and module in by_module:
+            by_module[module][1].append(name)
+    return {m: names for m, names in by_module.items() if names[1]}
 
 
 def predicted_layer_latency(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, Any]:

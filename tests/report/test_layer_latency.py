@@ -68,6 +68,38 @@ def test_profiles_match_and_the_pruned_convs_get_faster(artifacts) -> None:  # t
     assert result["total_after_ms"] < result["total_before_ms"]
 
 
+def test_int8_convs_pair_with_the_float_ones_by_module(artifacts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """ONNX Runtime runs an INT8 file's convolutions as QLinearConv nodes with new names (``node_Conv_7_token_3``);
+    they pair with the float model's by the module path each file's exporter metadata names (the per-layer plot
+    of every INT8 fit drew all of them "removed or fused")."""
+    from edgeprune.quantize.backend import Int8Backend
+
+    backend, target, before, _, x = artifacts
+    torch.manual_seed(0)
+    model = randomise_bn(TwoConvNet()).eval()
+    int8 = Int8Backend(backend, np.random.default_rng(0).normal(size=(8, 3, 32, 32)).astype(np.float32))
+    after = int8.export(model, torch.from_numpy(x), tmp_path / "int8", target)
+    result = per_layer_latency(backend, target, before, after, x, SPEC)
+    assert result is not None
+    convs = [l for l in result["layers"] if l.get("module", "").startswith(("conv1", "conv2"))]
+    assert len(convs) == 2 and all(c["after_ms"] is not None for c in convs), result["layers"]
+    assert all(c["after_name"] != c["name"] for c in convs)
+    assert not {c["name"] for c in convs} & set(result["removed_or_fused"])
+
+
+def test_nodes_pair_by_module_only_when_it_is_one_to_one() -> None:
+    before = [LayerTiming("relu_nchwc", "Conv", 0.5), LayerTiming("x", "Conv", 0.1), LayerTiming("y", "Conv", 0.1)]
+    after = [LayerTiming("node_Conv_1_token_4", "QLinearConv", 0.2), LayerTiming("node_Conv_2_token_5", "QLinearConv",
+                                                                                0.05)]
+    labels = {"relu_nchwc": "stem.0", "x": "block", "y": "block"}
+    labels_after = {"node_Conv_1": "stem.0", "node_Conv_2": "block"}
+    result = match_layer_timings(before, after, "measured (x profiler)", labels, labels_after)
+    stem = result["layers"][0]
+    assert stem["after_ms"] == 0.2 and stem["after_name"] == "node_Conv_1_token_4" and stem["module"] == "stem.0"
+    assert sorted(result["removed_or_fused"]) == ["x", "y"]  # two before, one after: not guessed
+    assert [u["name"] for u in result["unmatched_after"]] == ["node_Conv_2_token_5"]
+
+
 def test_runtime_without_profiler_gives_none(tmp_path: Path) -> None:
     from edgeprune.backends.litert_backend import LiteRtBackend
 
