@@ -57,6 +57,8 @@ class OutputDir:
             )
         if resuming:
             self.remove_stale_staging()
+        #: the folders this run creates (the output directory and missing parents), removed again if still empty
+        self.created = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.path))
@@ -91,5 +93,11 @@ class OutputDir:
         return stale
 
     def discard(self) -> None:
-        """Remove the staging area and everything in it."""
+        """Remove the staging area and everything in it, then the folders this run created if they are empty
+        (a run that failed before any result or resume state leaves no empty ``--out`` behind)."""
         shutil.rmtree(self.staging, ignore_errors=True)
+        for folder in self.created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # holds results or the resume journal (or is not ours to judge): kept
+                break

@@ -21,6 +21,24 @@ def test_new_directory_is_created_with_staging(tmp_path: Path) -> None:
     assert out.work == out.staging / "work" and out.work.is_dir()
 
 
+def test_a_failed_run_leaves_no_empty_folders_it_created(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path / "a" / "b", force=False)
+    out.discard()  # the run failed: nothing was committed
+    assert not (tmp_path / "a").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    OutputDir(existing, force=False).discard()
+    assert existing.is_dir(), "a folder the user made is kept, empty or not"
+
+
+def test_a_committed_run_keeps_its_folder(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path / "new", force=False)
+    (out.staging / "report.json").write_text("{}")
+    out.commit(["report.json"])
+    assert (tmp_path / "new" / "report.json").read_text() == "{}"
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["report.json"]
+
+
 def test_directory_with_other_files_is_accepted(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
     out = OutputDir(tmp_path, force=False)
