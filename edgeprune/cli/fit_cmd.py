@@ -276,6 +276,11 @@ def print_summary(result: FitResult) -> None:
     console.print("  files:")
     for name, path in r["files"].items():
         console.print(f"    {name:18s} {path}", highlight=False)
+    original = next((path for name, path in r["files"].items() if name.startswith("original.")
+                     and not name.endswith(".bin")), None)
+    if original is not None:  # the original as the fit measured it, to time against the shipped file
+        console.print(f"  compare: edgeprune bench {original} {r['artifact']['file']} --target {t['name']}",
+                      highlight=False)
 
 
 def _sparsity(text: str) -> float:

@@ -7,17 +7,19 @@ all of it exists, so a failure here leaves no partial results.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
+from edgeprune.backends.base import Artifact
 from edgeprune.errors import AccuracyCollapsedError, ValidationFailedError
 from edgeprune.export.formats import runnable_here
 from edgeprune.export.size import artifact_size, weight_zeros
 from edgeprune.export.sparse_cpu import sparse_inference_verdict
 from edgeprune.fit.artifacts import ship_artifacts
-from edgeprune.fit.outputs import ARTIFACT_FILES, OutputDir
+from edgeprune.fit.outputs import ARTIFACT_FILES, ORIGINAL_FILES, OutputDir
 from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.io_atomic import write_json_atomic
 from edgeprune.prune.graph import count_macs_and_params
@@ -103,11 +105,13 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         shipped, validations = ship_artifacts(config, inputs, run.target, slim, stage, final.artifact,
                                               artifact_files[0], plan.digest(), measure_locally=local,
                                               measured_reference=outcome.reference)
+    original_files = _stage_original(baseline.artifact, stage)
     state = {k: v.detach().contiguous() for k, v in slim.state_dict().items()}
     save_file(state, str(stage / "model.safetensors"), metadata={"plan_sha256": plan.digest()})
     write_json_atomic(stage / "plan.json", plan.to_dict())
     plots = [ACCURACY_PLOT, SIZE_PLOT] + ([LAYER_PLOT] if per_layer and per_layer.get("layers") else [])
-    names = [*artifact_files, *shipped, "model.safetensors", "plan.json", "report.json", "report.md", *plots]
+    names = [*artifact_files, *shipped, *original_files, "model.safetensors", "plan.json", "report.json", "report.md",
+             *plots]
     out_dir = out.path.resolve()
     pruned = slim is not run.model
     timer = run.measurer.timer
@@ -169,6 +173,17 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
     if failed:  # the files stay (the report says what failed); the exit code says it too
         raise ValidationFailedError("; ".join(failed) + f" (results kept in {out.path} for inspection)")
     return FitResult(report)
+
+
+def _stage_original(baseline: Artifact | None, stage: Path) -> list[str]:
+    """Copy the original's artifact (measured against the budget, in the target's runtime and float precision)
+    into the staging folder as ``original.*``; returns the file names (none when there is no artifact)."""
+    if baseline is None:
+        return []
+    names = list(ORIGINAL_FILES[baseline.format])
+    for name in names:  # original.xml comes with original.bin: OpenVINO reads the .bin of the .xml's stem
+        shutil.copyfile(baseline.path.with_suffix(Path(name).suffix), stage / name)
+    return names
 
 
 def accuracy_guard(task: Task, agreement: float, floor: float | None, images: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from edgeprune.io_atomic import fsync_dir, fsync_file
 RESULT_FILES = (
     "model.onnx", "model.xml", "model.bin", "model.tflite", "model.safetensors", "plan.json", "report.json", "report.md",
     "accuracy_vs_latency.png", "accuracy_vs_size.png", "layer_latency.png", "model.onnx.json", "model.xml.json", "model.tflite.json",
+    "original.onnx", "original.xml", "original.bin", "original.tflite",
 )
 
 #: the prefix of a run's staging folder inside the output directory
@@ -28,6 +29,11 @@ STAGING_PREFIX = ".edgeprune-staging-"
 
 #: The files of an artifact of each format, as named in the output directory.
 ARTIFACT_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin"), "tflite": ("model.tflite",)}
+
+#: The files of the original model's artifact (the one the fit measured the budget against), beside the shipped one
+#: so that ``edgeprune bench original.onnx model.onnx`` compares them.
+ORIGINAL_FILES = {"onnx": ("original.onnx",), "openvino": ("original.xml", "original.bin"),
+                  "tflite": ("original.tflite",)}
 
 
 def _umask() -> int:

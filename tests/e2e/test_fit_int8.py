@@ -49,8 +49,11 @@ def test_int8_alone_and_int8_with_pruning_meet_budgets_measured_against_the_floa
     assert report["final"]["latency"]["precision"] == "int8"
     assert report["final"]["latency"]["median_ms"] <= report["budget_ms"]
     assert onnx_is_quantized(out / "model.onnx")
+    assert not onnx_is_quantized(out / "original.onnx"), "the original beside it is the float one measured"
     assert json.loads((out / "model.onnx.json").read_text())["target"]["precision"] == "int8"
     assert report["method"]["quantization"]["format"] == "QDQ"
+    convs = [l for l in report["per_layer_latency"]["layers"] if l["op_type"] == "Conv"]
+    assert convs and all(l["after_ms"] is not None for l in convs), "INT8 convolutions not paired with the float ones"
     rounds = report["search"]["rounds"]
     quantized = next(r for r in rounds if r["kind"] == "quantized")  # the unpruned model, quantized
     confirmed = [r for r in rounds if r["kind"] == "confirm"][-1]
