@@ -273,6 +273,8 @@ def print_summary(result: FitResult) -> None:
             diff = "n/a" if v.get("max_abs_diff") is None else f"{v['max_abs_diff']:.1e}"
             console.print(f"    {v['file']:18s} {v['runtime']:12s} max|diff| {diff}  {which} {agreement}  "
                           f"{latency}  " + ("[green]passed[/]" if v["passed"] else "[red]FAILED[/]"), highlight=False)
+    for entry in r.get("options_not_used") or []:  # given, but the run's course made them moot: said, not hidden
+        console.print(f"  [yellow]not used[/]          {entry['option']}: {entry['reason']}", highlight=False)
     console.print("  files:")
     for name, path in r["files"].items():
         console.print(f"    {name:18s} {path}", highlight=False)

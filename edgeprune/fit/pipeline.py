@@ -42,10 +42,11 @@ from edgeprune.fit.calibration_floor import criterion_for, note_short_calibratio
 from edgeprune.fit.data_parallel import run_ranked
 from edgeprune.fit.finish import finish_run
 from edgeprune.fit.inputs import resolve_inputs
+from edgeprune.fit.option_use import moot_options, refuse_options_without_effect
 from edgeprune.fit.outputs import RESULT_FILES, OutputDir
 from edgeprune.fit.qat import quantization_aware
 from edgeprune.fit.resume import RunJournal, finished_run, has_interrupted_run, restore_state_renamed_aside
-from edgeprune.fit.run import FitRun, StageClock
+from edgeprune.fit.run import FitRun, RunOutcome, StageClock
 from edgeprune.fit.sparsity_stage import weight_sparsity
 from edgeprune.latency.analytic import load_profile
 from edgeprune.latency.candidates import CandidateMeasurer
@@ -104,6 +105,21 @@ def _check_config(config: FitConfig) -> None:
         raise InputError("--distill-features is not available for data-parallel fine-tuning (torchrun): use "
                          "--distill")
     _check_sparsity(config)
+    refuse_options_without_effect(config)
+
+
+def _moot_options(run: FitRun, outcome: RunOutcome) -> list[dict[str, str]]:
+    """The options given that this run's course made moot (each said in a warning), for ``report.json``."""
+    pruned = outcome.slim is not run.model or bool(outcome.depth and outcome.depth.removed)
+    if run.budget_spec is None:
+        why = "a size-only fit keeps every channel"
+    elif run.step_start_ms <= run.budget_ms and run.measurer.quantizes:
+        why = "INT8 alone met the budget"
+    else:
+        why = "the original met the budget as it is"
+    scored = run.budget_spec is not None and not run._nothing_to_prune(1)
+    return moot_options(run.config, finetuned=run.recovery.finetunes_run > 0, pruned=pruned, scored=scored,
+                        why_unpruned=why)
 
 
 def _check_sparsity(config: FitConfig) -> None:
@@ -216,6 +232,7 @@ def _fit(config: FitConfig) -> FitResult:
             raise exc from None
         outcome = weight_sparsity(run, outcome)
         outcome = quantization_aware(run, outcome)
+        run.options_not_used = _moot_options(run, outcome)
         result = finish_run(run, outcome, out)
         journal.finish()
         return result

@@ -59,6 +59,8 @@ class Recovery:
         self.finetuned_epochs = 0
         self.reconstruction: dict[str, Any] | None = None
         self._underdetermined_warned = False
+        #: fine-tunes run so far (recoveries and gradual weight pruning): none means --finetune-epochs was moot
+        self.finetunes_run = 0
         self.depth_pruned = False  # set when the reference had blocks removed: it needs recovery even unthinned
         self.distills = config.distill or config.distill_features
         self.hinted_stages: list[str] | None = None
@@ -131,6 +133,7 @@ class Recovery:
                   groups: list[ChannelGroup], on_step: StepCallback | None = None) -> nn.Module:
         if not self.finetune_enabled():
             return model
+        self.finetunes_run += 1
         if self.inputs.task.name == "detection":
             return self._finetune_detector(model, name, on_step)
         if self.inputs.task.name == "segmentation":

@@ -137,6 +137,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         self.qat_report: dict[str, Any] | None = None
         #: with ``--sparsity`` or ``--size-budget``: what weight pruning did (:mod:`edgeprune.fit.sparsity_stage`)
         self.sparsity_report: dict[str, Any] | None = None
+        #: options given that the run's course made moot (:mod:`edgeprune.fit.option_use`), for report.json
+        self.options_not_used: list[dict[str, str]] = []
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
         self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
 
