@@ -50,9 +50,8 @@ def label_check(top1: float | None, images: int, num_classes: int | None, labels
 
 def mismatch_message(top1: float, images: int, num_classes: int, labels_from: str, who: str) -> str:
     """One line: the figure, and what to check (the labels' source, ``--class-map``, the weights)."""
-    source = f"they came from {labels_from}" if labels_from else "see how they were made"
+    source = f"they came from {labels_from}" if labels_from else "check how they were made"
     return (f"{who}'s top-1 on the labelled data is {100 * top1:.2f}% on {images} images, no better than chance for "
-            f"{num_classes} classes ({100 / num_classes:.2f}%): the labels probably do not match the model's classes "
-            f"({source}; class folders become labels by ImageNet WordNet id, by class index when named by integers, "
-            f"else in sorted order; pass --class-map FILE to say which folder is which class, see {GUIDE}), or the "
-            "model's weights are not trained (check --weights)")
+            f"{num_classes} classes ({100 / num_classes:.2f}%): the labels probably do not number the model's classes "
+            f"({source}; folders named by ImageNet WordNet id or by class index map to the model's classes, pass "
+            f"--class-map FILE for other names, see {GUIDE}), or the model is untrained (check --weights)")
