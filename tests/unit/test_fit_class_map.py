@@ -1,4 +1,7 @@
-"""``fit --class-map`` and the check of labels at chance, on fit's own input path with a tiny CIFAR ResNet."""
+"""``fit --class-map`` and the check of labels at chance, on fit's own input path with a tiny CIFAR ResNet.
+
+The refusals (a bad class map, a folder it misses, an integer folder beyond the model's classes, a map with no
+class folders to apply to) are rows of tests/safety/test_bad_inputs.py."""
 
 from __future__ import annotations
 
@@ -8,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_in_process import run_cli_in_process
 from PIL import Image
 
 from edgeprune.config import FitConfig
 from edgeprune.data.tensors import to_model_input
-from edgeprune.errors import DataError, InputError
 from edgeprune.fit.inputs import resolve_inputs
 from edgeprune.fit.labels import check_labels_early, final_label_check
 from edgeprune.models.cifar_resnet import CifarResNet
@@ -91,32 +92,3 @@ def test_fit_reads_class_folders_through_the_class_map(tmp_path: Path, weights: 
     warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING and "no better than chance" in
                 r.message]
     assert len(warnings) == 2 and "the first 24 evaluation images, before pruning" in warnings[0]
-
-
-def test_class_index_folders_beyond_the_model_and_maps_without_folders_are_one_line(
-        tmp_path: Path, weights: Path, pixels: np.ndarray) -> None:
-    target = load_target("cpu")
-    data = _folders(tmp_path / "index", pixels[:3], np.array([0, 3, 10]), name="{}")
-    with pytest.raises(DataError, match=r"class folder '10' is read as a class index .* the model has 10 classes"):
-        resolve_inputs(_config(tmp_path, weights, data), target)
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    Image.fromarray(pixels[0]).save(flat / "a.png")
-    class_map = tmp_path / "m.txt"
-    class_map.write_text("cat 1\n")
-    with pytest.raises(InputError, match=f"^--class-map maps class folders to class indices, but {flat} has no "
-                                         "class folders"):
-        resolve_inputs(_config(tmp_path, weights, flat, class_map=class_map), target)
-
-
-@pytest.mark.parametrize(("content", "line"), [(None, "class map not found: "),
-                                                ("cat\n", "line 1: expected 'FOLDER INDEX' or 'FOLDER,INDEX'")])
-def test_fit_refuses_a_bad_class_map_in_one_line(tmp_path: Path, content: str | None, line: str) -> None:
-    class_map = tmp_path / "m.txt"
-    if content is not None:
-        class_map.write_text(content)
-    proc = run_cli_in_process("fit", "--model", "cifar-resnet8", "--data", str(tmp_path), "--class-map",
-                              str(class_map), "--budget", "50%", "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2, proc.stderr
-    assert line in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
