@@ -94,6 +94,10 @@ class FitConfig:
             order), drawn from ``calib_data``, else the training data, else a held-out part of ``data`` that
             the accuracy is then not measured on.
         calib_data: images (labels not needed) to calibrate on instead.
+        class_map: a file saying which class index each class folder of ``data`` and ``train_data`` is: a JSON
+            object ``{"folder": index}`` or lines ``folder index`` (``folder,index``); None = by the folder names
+            (ImageNet WordNet ids and integers name the model's classes, other names in sorted order;
+            :mod:`edgeprune.data.class_folders`).
         bn_recalibrate: re-estimate batch-norm statistics of the pruned model on the calibration images;
             None = on unless the layers are reconstructed (the refit restores the original pre-BN outputs,
             so the stored statistics stay right, and re-estimating them on a few hundred images would only add
@@ -153,6 +157,7 @@ class FitConfig:
     data: Path | None = None
     train_data: Path | None = None
     calib_data: Path | None = None
+    class_map: Path | None = None
     target: str = "cpu"
     out: Path = DEFAULT_OUT_DIR
     force: bool = False

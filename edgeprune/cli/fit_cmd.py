@@ -39,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "folder or data.yaml; a segmenter: a folder with images/ and masks/)")
     p.add_argument("--train-data", type=Path, help="labelled data for --finetune-epochs (same forms as --data; "
                    "images without labels need --distill)")
+    p.add_argument("--class-map", type=Path, metavar="FILE",
+                   help="which class index each class folder of --data and --train-data is: lines 'FOLDER INDEX' "
+                        "(or FOLDER,INDEX) or a JSON object {\"FOLDER\": INDEX}. Default: folders named by ImageNet "
+                        "WordNet id (n01440764) or by class index (129) are the model's classes, other names are "
+                        "classes 0..K-1 in sorted order (docs/guide/data.md)")
     p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
@@ -160,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     """Build a FitConfig from the flags, run fit, print the summary."""
     config = FitConfig(
         budget=args.budget, model=args.model, weights=args.weights, data=args.data, train_data=args.train_data,
+        class_map=args.class_map,
         target=args.target, out=args.out, force=args.force, importance=args.importance,
         allocation=args.allocation, table_dir=args.table_dir,
         finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
@@ -238,6 +244,9 @@ def print_summary(result: FitResult) -> None:
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")
     if r["evaluation"].get("note"):
         console.print(f"                    {r['evaluation']['note']}", highlight=False)
+    if (r.get("label_check") or {}).get("suspect"):  # the original at chance: the labels, not the pruning
+        console.print("                    [yellow]the original scores no better than chance[/]: the labels probably "
+                      "do not number the model's classes (see the warning above; docs/guide/data.md)", highlight=False)
     guard = r.get("accuracy_guard") or {}
     if guard:  # the task says what its agreement is (a classifier's answers kept, a detector's box mAP)
         reads = guard.get("reads") or "of the original's answers kept"  # a report written before "reads"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ from edgeprune.timing import TimingSpec
 
 if TYPE_CHECKING:
     from edgeprune.validate.artifact_check import ValidationResult
+
+log = logging.getLogger(__name__)
 
 
 def _seconds(text: str) -> float:
@@ -36,6 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("artifact", type=Path, help="model file: .onnx, .xml (with .bin beside it) or .tflite")
     p.add_argument("--target", help="target name or TOML file (default: the sidecar's, else the format's CPU target)")
     p.add_argument("--data", type=Path, help="ImageFolder directory or .npz (default: random inputs)")
+    p.add_argument("--class-map", type=Path, metavar="FILE",
+                   help="which class index each class folder of --data is: lines 'FOLDER INDEX' or a JSON object "
+                        "(default: ImageNet WordNet ids and integers name the model's classes, other names are "
+                        "classes 0..K-1 in sorted order; docs/guide/data.md)")
     p.add_argument("--reference", type=Path, metavar="MODEL_OR_ARTIFACT",
                    help="another artifact, or an edgeprune output folder / plan.json (slim PyTorch model)")
     p.add_argument("--min-accuracy", type=fraction, help="fail below this top-1 accuracy (fraction, needs labels)")
@@ -80,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
     result = validate_artifact(args.artifact, target, data=args.data, reference=args.reference,
                                min_accuracy=args.min_accuracy, images=args.images, preprocessing=_preprocessing(args),
                                timing=timing, measure=args.timing_seconds > 0, seed=args.seed,
-                               raise_on_failure=False, device=device, allow_factory=args.allow_factory)
+                               raise_on_failure=False, device=device, allow_factory=args.allow_factory,
+                               class_map=args.class_map)
+    labels = (result.accuracy or {}).get("label_check") or {}
+    if labels.get("suspect"):  # top-1 at chance: the folder names probably do not number the model's classes
+        log.warning("%s", labels["message"])
     if args.json:
         console.print_json(json.dumps(result.to_dict()))
     else:

@@ -20,6 +20,8 @@ class ImageDataset:
     labels: np.ndarray | None
     class_names: tuple[str, ...] = ()
     source: str = ""
+    #: how the labels were made, for messages (e.g. "3 folders named by class index -> that index")
+    labels_from: str = ""
 
     def __post_init__(self) -> None:
         x = self.images
@@ -53,7 +55,8 @@ class ImageDataset:
     def subset(self, indices: np.ndarray, source_suffix: str = "") -> "ImageDataset":
         """The images (and labels) at ``indices``."""
         labels = None if self.labels is None else self.labels[indices]
-        return ImageDataset(self.images[indices], labels, self.class_names, self.source + source_suffix)
+        return ImageDataset(self.images[indices], labels, self.class_names, self.source + source_suffix,
+                            self.labels_from)
 
 
 def split_dataset(dataset: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgeprune.data.class_folders import LabelNaming, folder_labels
 from edgeprune.data.dataset import ImageDataset
 from edgeprune.data.image_open import open_image
 from edgeprune.data.npz_headers import check_npz_sizes
@@ -54,7 +56,8 @@ def load_npz(path: Path) -> ImageDataset:
     names: tuple[str, ...] = ()
     if "label_names" in arrays:
         names = tuple(str(n) for n in arrays["label_names"].tolist())
-    return ImageDataset(np.ascontiguousarray(x), y, names, str(path))
+    labels_from = f"the 'y' array of {path.name}" if y is not None else ""
+    return ImageDataset(np.ascontiguousarray(x), y, names, str(path), labels_from)
 
 
 def fit_image(img: object, size_hw: tuple[int, int]) -> object:
@@ -77,23 +80,48 @@ def fit_image(img: object, size_hw: tuple[int, int]) -> object:
     return img.crop((left, top, left + w, top + h))  # type: ignore[attr-defined]
 
 
-def list_image_folder(root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
-    """The image files under ``root`` with their class index (-1 when unlabelled) and the class names.
+@dataclass(frozen=True)
+class FolderListing:
+    """An image folder's files with their class index (-1 when unlabelled), without opening an image.
 
-    Classes are the sorted subfolder names (as in torchvision's ImageFolder). A folder of images with no
-    class subfolders is read as unlabelled. No image is opened.
+    ``class_names[i]`` names class ``i`` when the folders were numbered in sorted order (empty when the folder
+    names gave the model's own indices, or when unlabelled); ``labels_from`` says how the labels were made.
+    """
+
+    entries: list[tuple[Path, int]]
+    class_names: tuple[str, ...]
+    labelled: bool
+    labels_from: str = ""
+
+
+def has_class_folders(path: Path) -> bool:
+    """Whether ``path`` is a directory with class subfolders (hidden ones do not count)."""
+    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+
+
+def list_image_folder(root: Path, naming: LabelNaming | None = None) -> FolderListing:
+    """The image files under ``root`` (``root/<class>/<image>``) with their class index, no image opened.
+
+    How a class folder's name becomes its index (ImageNet WordNet ids, integers, a class map, else sorted order)
+    is :func:`~edgeprune.data.class_folders.folder_labels`'s, given the model's class count in ``naming``; the
+    rule that applied is logged once. A folder of images with no class subfolders is unlabelled.
     """
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if class_dirs:
-        entries = [(f, i) for i, d in enumerate(class_dirs) for f in sorted(d.rglob("*")) if f.is_file()]
-        names = tuple(d.name for d in class_dirs)
+        labels = folder_labels([d.name for d in class_dirs], naming or LabelNaming(), str(root))
+        entries = [(f, c) for d, c in zip(class_dirs, labels.indices, strict=True)
+                   for f in sorted(d.rglob("*")) if f.is_file()]
     else:
         entries = [(f, -1) for f in sorted(root.iterdir()) if f.is_file()]
-        names = ()
     entries = [(f, c) for f, c in entries if f.suffix.lower() in IMAGE_SUFFIXES]
     if not entries:
         raise DataError(f"{root} contains no images (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return entries, names
+    if not class_dirs:
+        log.info("labels: none: %s has no class subfolders, so its %d images are unlabelled (accuracy is measured "
+                 "as agreement with the original model)", root, len(entries))
+        return FolderListing(entries, (), False)
+    log.info("labels: %s: %s", root, labels.description)
+    return FolderListing(entries, labels.class_names, True, labels.description)
 
 
 def read_image(file: Path, size_hw: tuple[int, int], channels: int) -> np.ndarray:
@@ -104,25 +132,29 @@ def read_image(file: Path, size_hw: tuple[int, int], channels: int) -> np.ndarra
     return arr.reshape(size_hw[0], size_hw[1], channels)
 
 
-def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
+def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int,
+                      naming: LabelNaming | None = None) -> ImageDataset:
     """``root/<class>/<image>`` files read into memory, brought to ``size_hw`` (:func:`fit_image`) and
-    ``channels`` on read (see :func:`list_image_folder` for the layout)."""
-    entries, names = list_image_folder(root)
+    ``channels`` on read (see :func:`list_image_folder` for the layout and how folder names become labels)."""
+    listing = list_image_folder(root, naming)
+    entries = listing.entries
     pixels = np.empty((len(entries), size_hw[0], size_hw[1], channels), dtype=np.uint8)
     for i, (file, _) in enumerate(entries):
         pixels[i] = read_image(file, size_hw, channels)
-    labels = np.array([c for _, c in entries], dtype=np.int64) if names else None
-    log.info("read %d images in %d classes from %s", len(entries), len(names), root)
-    return ImageDataset(pixels, labels, names, str(root))
+    labels = np.array([c for _, c in entries], dtype=np.int64) if listing.labelled else None
+    log.info("read %d images from %s", len(entries), root)
+    return ImageDataset(pixels, labels, listing.class_names, str(root), listing.labels_from)
 
 
-def load_dataset(spec: str | Path, size_hw: tuple[int, int], channels: int) -> ImageDataset:
-    """Load a dataset from a directory (ImageFolder layout) or an ``.npz`` file, into memory."""
+def load_dataset(spec: str | Path, size_hw: tuple[int, int], channels: int,
+                 naming: LabelNaming | None = None) -> ImageDataset:
+    """Load a dataset from a directory (ImageFolder layout; ``naming``: the model's class count and a class map,
+    for how folder names become labels) or an ``.npz`` file, into memory."""
     path = Path(spec)
     if not path.exists():
         raise DataError(f"data not found: {path}")
     if path.is_dir():
-        return load_image_folder(path, size_hw, channels)
+        return load_image_folder(path, size_hw, channels, naming)
     if path.suffix == ".npz":
         return load_npz(path)
     raise DataError(f"cannot read data from {path}: expected a directory of class folders or an .npz file")

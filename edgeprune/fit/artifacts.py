@@ -77,7 +77,8 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
     result = validate_artifact(path, run_target, data=data, reference=slim, min_accuracy=config.min_accuracy,
                                images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
                                preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING, measure=measure_locally,
-                               seed=config.seed, raise_on_failure=False)
+                               seed=config.seed, raise_on_failure=False,
+                               class_map=None if isinstance(data, ModelInputs) else config.class_map)
     full = result.to_dict()
     parity, accuracy, latency = full.get("parity") or {}, full.get("accuracy") or {}, full.get("latency") or {}
     summary = {"format": fmt, "file": path.name, "runtime": run_target.runtime, "passed": result.passed,

@@ -19,6 +19,7 @@ from edgeprune.export.formats import runnable_here
 from edgeprune.export.size import artifact_size, weight_zeros
 from edgeprune.export.sparse_cpu import sparse_inference_verdict
 from edgeprune.fit.artifacts import ship_artifacts
+from edgeprune.fit.labels import final_label_check
 from edgeprune.fit.outputs import ARTIFACT_FILES, ORIGINAL_FILES, OutputDir
 from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.io_atomic import write_json_atomic
@@ -140,6 +141,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
         groups=[{k: g[k] for k in ("name", "width_before", "width_after")} for g in plan.groups],
         frozen=run.frozen, timings_s=dict(clock.seconds),
     )
+    report["label_check"] = final_label_check(inputs, base_eval.top1, base_eval.images)
     report["accuracy_guard"] = guard = accuracy_guard(task, report["evaluation"]["agreement_with_original"],
                                                       config.min_agreement, base_eval.images)
     report.update(paired_speedup(final.paired, run.measurer.drift() if run.measurer.reference is not None else None))

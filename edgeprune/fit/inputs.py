@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
 
 from edgeprune.config import FitConfig
+from edgeprune.data.class_folders import LabelNaming, read_class_map
 from edgeprune.data.dataset import ImageDataset
 from edgeprune.data.digits import load_digits_splits
 from edgeprune.data.lazy_folder import LazyImageFolder, open_training_data
-from edgeprune.data.loaders import load_dataset
+from edgeprune.data.loaders import has_class_folders, load_dataset
 from edgeprune.data.tensors import calibration_indices, to_model_input
 from edgeprune.errors import DataError, InputError
 from edgeprune.models.preprocessing import Preprocessing
@@ -88,6 +90,17 @@ def _check_classes(dataset: ImageDataset | LazyImageFolder, num_classes: int | N
         )
 
 
+def _check_class_map_used(config: FitConfig) -> None:
+    """``--class-map`` is refused in one line when no labelled data it could apply to has class folders."""
+    if config.class_map is None:
+        return
+    named = [p for p in (config.data, config.train_data) if p is not None]
+    if not any(has_class_folders(Path(p)) for p in named):
+        where = " or ".join(str(p) for p in named) or "the built-in digits"
+        raise InputError(f"--class-map maps class folders to class indices, but {where} has no class folders (an "
+                         ".npz, or images with no subfolders, which are unlabelled)")
+
+
 def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     """Load the model and data named by ``config`` and check that they fit each other.
 
@@ -95,6 +108,7 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     (one forward pass of the untrained architecture), the data and its class count are all checked before
     the demo model is trained on first use.
     """
+    class_map = read_class_map(config.class_map) if config.class_map is not None else None
     target.require_runtime()  # exports, local timing and evaluation all need the target's runtime here
     bundle = build_architecture(config.model, config.num_classes)
     if config.weights is not None:
@@ -104,20 +118,25 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     width = _output_width(bundle, prep)
     if bundle.num_classes is None:
         bundle = replace(bundle, num_classes=width)
+    if class_map is not None and bundle.task != "classification":
+        raise InputError(f"--class-map names the class folders of a classifier's data; a {bundle.task} model's "
+                         "classes come from its label files")
     if bundle.task == "detection":
         return _resolve_detection_inputs(config, bundle, prep)
     if bundle.task == "segmentation":
         return _resolve_segmentation_inputs(config, bundle, prep)
+    _check_class_map_used(config)
+    naming = LabelNaming(bundle.num_classes, class_map)
     train_set: ImageDataset | LazyImageFolder | None = None
     if config.data is None:
         if config.model != "demo":
             raise InputError("--data is required for models other than the built-in demo")
         train_set, eval_set = load_digits_splits()
     else:
-        eval_set = load_dataset(config.data, (prep.height, prep.width), prep.channels)
+        eval_set = load_dataset(config.data, (prep.height, prep.width), prep.channels, naming)
     if config.train_data is not None:
         train_set = open_training_data(config.train_data, (prep.height, prep.width), prep.channels,
-                                       config.in_memory_mb * 1_000_000)
+                                       config.in_memory_mb * 1_000_000, naming)
     for dataset in (eval_set, train_set):
         if dataset is not None:
             _check_classes(dataset, bundle.num_classes, bundle.spec)

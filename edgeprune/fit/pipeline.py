@@ -277,7 +277,7 @@ def fit_api(model: str = "demo", data: str | Path | None = None, target: str = "
     unknown = set(options) - fields
     if unknown:
         raise InputError(f"unknown fit option(s): {', '.join(sorted(unknown))}")
-    for key in ("weights", "train_data", "out"):
+    for key in ("weights", "train_data", "calib_data", "class_map", "out"):
         if key in options and options[key] is not None:
             options[key] = Path(options[key])
     config = FitConfig(budget=budget, model=model, data=Path(data) if data is not None else None,

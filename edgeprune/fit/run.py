@@ -32,6 +32,7 @@ from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError
 from edgeprune.fit.closed_loop import DEPTH_KINDS, ClosedLoop, search_rounds
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
+from edgeprune.fit.labels import check_labels_early
 from edgeprune.fit.loop.base import Allocation, RoundsExhausted, floor_hint, kept_fraction
 from edgeprune.fit.loop.deferred import DeferredAllocation
 from edgeprune.fit.loop.latency_search import LatencySearch
@@ -148,11 +149,13 @@ class FitRun(ClosedLoop, PrecisionStage):
         predicted = isinstance(self.measurer, PredictedMeasurer)
         if not predicted:  # the original runs on the target before any scoring or profiling is spent on it
             baseline = self._measure_original()
+            check_labels_early(self.model, self.inputs)  # labels at chance: said before minutes are spent
         self.step = self._analyse(1, self.model)
         self.groups = self.step.groups
         self.frozen = [g for g in self.step.graph.groups if not g.prunable]
         if predicted:  # predictions need the channel groups bound first
             baseline = self._measure_original()
+            check_labels_early(self.model, self.inputs)
         self.step_start_ms = baseline.stats.median_ms
         if self.measurer.quantizes:  # INT8 candidates: the unpruned model, quantized, is where pruning starts
             self.step_start_ms = self._measure_quantized(baseline)

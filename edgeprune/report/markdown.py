@@ -149,6 +149,11 @@ def _evaluation(report: dict[str, Any]) -> list[str]:
         if ev.get("agreement_with_original") is not None:
             parts.append(_AGREEMENT_SENTENCES.get(ev.get("task", "classification"), _AGREEMENT_SENTENCES["detection"])
                          .format(_pct(ev["agreement_with_original"])))
+    labels = report.get("label_check") or {}
+    if labels.get("labels_from"):
+        parts.append(f"Labels: {labels['labels_from']}.")
+    if labels.get("suspect"):
+        parts.append(f"**Warning:** {labels['message']}.")
     parity = report.get("parity") or {}
     if parity.get("max_abs_diff") is not None:
         parts.append(f"Output parity of the artifact with the {parity.get('reference', 'pruned PyTorch model')}: "

@@ -148,32 +148,49 @@ def _preprocessing(loaded: LoadedArtifact, given: Preprocessing | None,
 
 
 def _inputs(loaded: LoadedArtifact, data: str | Path | ModelInputs | None, images: int | None, seed: int,
-            prep: Preprocessing | None, reference_prep: Preprocessing | None, task: Task | None = None
-            ) -> tuple[np.ndarray, Any, str]:
-    """(NCHW float32 inputs, labels in ``task``'s form or None, source description)."""
+            prep: Preprocessing | None, reference_prep: Preprocessing | None, task: Task | None = None,
+            class_map: str | Path | None = None) -> tuple[np.ndarray, Any, str, str]:
+    """(NCHW float32 inputs, labels in ``task``'s form or None, source description, how the labels were made)."""
     if isinstance(data, ModelInputs):
         from edgeprune.data.tensors import calibration_indices
 
         chosen = np.arange(len(data.images)) if images is None or images >= len(data.images) else \
             np.asarray(calibration_indices(len(data.images), images, seed))
         labels = (data.task or ClassificationTask()).subset_truth(data.labels, chosen)
-        return np.asarray(data.images, dtype=np.float32)[chosen], labels, data.source
+        return np.asarray(data.images, dtype=np.float32)[chosen], labels, data.source, ""
     if data is None:
         n = images or RANDOM_INPUTS
         rng = np.random.default_rng(seed)
-        return rng.standard_normal((n, *loaded.nchw_shape[1:])).astype(np.float32), None, "random normal inputs"
+        return rng.standard_normal((n, *loaded.nchw_shape[1:])).astype(np.float32), None, "random normal inputs", ""
+    from edgeprune.data.class_folders import LabelNaming, read_class_map
     from edgeprune.data.loaders import load_dataset
     from edgeprune.data.tensors import calibration_indices, to_model_input
 
     chosen = _preprocessing(loaded, prep, reference_prep)
     if task is not None and task.name == "detection":
-        return _detection_inputs(loaded, data, images, seed, chosen)
+        return (*_detection_inputs(loaded, data, images, seed, chosen), "")
     if task is not None and task.name == "segmentation":
-        return _segmentation_inputs(loaded, data, images, seed, chosen)
-    dataset = load_dataset(data, (chosen.height, chosen.width), chosen.channels)
+        return (*_segmentation_inputs(loaded, data, images, seed, chosen), "")
+    naming = LabelNaming(_classes(loaded), read_class_map(class_map) if class_map is not None else None)
+    dataset = load_dataset(data, (chosen.height, chosen.width), chosen.channels, naming)
     if images is not None and images < len(dataset):
         dataset = dataset.subset(calibration_indices(len(dataset), images, seed), f"[{images} images]")
-    return to_model_input(dataset.images, chosen).numpy(), dataset.labels, dataset.source
+    return to_model_input(dataset.images, chosen).numpy(), dataset.labels, dataset.source, dataset.labels_from
+
+
+def _label_check(top1: float, images: int, outputs: list[np.ndarray], labels_from: str) -> dict[str, Any] | None:
+    """:func:`~edgeprune.data.label_check.label_check` of a classifier's top-1 (``validate`` warns when it is
+    ``suspect``)."""
+    from edgeprune.data.label_check import label_check
+
+    width = np.asarray(outputs[0]).shape[-1] if outputs else None
+    return label_check(top1, images, None if width is None else int(width), labels_from, who="the model")
+
+
+def _classes(loaded: LoadedArtifact) -> int | None:
+    """A classifier artifact's class count (its output's width for one image of zeros); None for other outputs."""
+    out = np.asarray(loaded.run(np.zeros((1, *loaded.nchw_shape[1:]), np.float32)))
+    return int(out.shape[1]) if out.ndim == 2 else None
 
 
 def _detection_inputs(loaded: LoadedArtifact, data: str | Path, images: int | None, seed: int, prep: Preprocessing
@@ -258,6 +275,7 @@ def validate_artifact(
     allow_factory: str | None = None,
     seed: int = 0,
     raise_on_failure: bool = True,
+    class_map: str | Path | None = None,
 ) -> ValidationResult:
     """Validate the model file at ``path`` in its runtime with ``target``'s threads and precision.
 
@@ -278,11 +296,15 @@ def validate_artifact(
         allow_factory: the model factory a reference folder's plan may name (it is imported and run).
         raise_on_failure: raise :class:`~edgeprune.errors.ValidationFailedError` when a check fails, rather
             than returning a result whose ``passed`` is False.
+        class_map: a file saying which class index each class folder of ``data`` is
+            (:func:`~edgeprune.data.class_folders.read_class_map`); None: by the folder names.
 
     >>> validate_artifact("out/model.onnx", load_target("cpu"), reference="out")   # doctest: +SKIP
     """
     if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
         raise InputError(f"min accuracy must be a fraction between 0 and 1, got {min_accuracy}")
+    if class_map is not None and (data is None or isinstance(data, ModelInputs)):
+        raise InputError("--class-map names the class folders of --data: pass --data with class folders")
     loaded = load_artifact(path, target)
     ref, ref_prep, ref_spec = _reference(reference, target, allow_factory)
     if isinstance(ref, LoadedArtifact) and ref.nchw_shape != loaded.nchw_shape:
@@ -290,7 +312,7 @@ def validate_artifact(
                          f"{loaded.path.name} takes {list(loaded.nchw_shape)}")
     # the model's task: from the fit's own inputs, else from the reference plan's model (a detector's spec)
     task = (data.task if isinstance(data, ModelInputs) else None) or task_named(task_of_spec(ref_spec or ""))
-    x, labels, source = _inputs(loaded, data, images, seed, preprocessing, ref_prep, task)
+    x, labels, source, labels_from = _inputs(loaded, data, images, seed, preprocessing, ref_prep, task, class_map)
     if min_accuracy is not None and labels is None:
         raise InputError("a minimum accuracy needs labelled data: pass --data with class folders or an .npz with 'y'")
     outputs = [loaded.run(x[i : i + 1]) for i in range(len(x))]
@@ -309,6 +331,8 @@ def validate_artifact(
         score = task.score([task.decode(o) for o in outputs], labels)
         accuracy = {f"{k}_fraction" if k != "top1" else "top1_accuracy_fraction": v for k, v in score.metrics.items()}
         accuracy.update({"metric": task.metric_name, "images_count": len(x), "min_accuracy_fraction": min_accuracy})
+        if isinstance(task, ClassificationTask) and not isinstance(data, ModelInputs):  # a fit checks its own
+            accuracy["label_check"] = _label_check(score.headline, len(x), outputs, labels_from)
         if min_accuracy is not None:
             name = "top1_accuracy_fraction" if isinstance(task, ClassificationTask) else f"{task.metric_key}_fraction"
             checks.append(Check(name, score.headline, min_accuracy, False))

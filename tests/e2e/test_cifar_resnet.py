@@ -49,6 +49,7 @@ def test_fit_cifar_resnet56_to_half_its_measured_latency(shared_data: Path, tmp_
     budget_ms = report["budget_ms"]
     assert budget_ms == pytest.approx(0.5 * report["baseline"]["latency"]["median_ms"])
     assert report["baseline"]["top1"] > 0.9
+    assert not report["label_check"]["suspect"] and "no better than chance" not in proc.stderr  # labels that match
     # An independent paired timing of the shipped file against the original's export agrees with the 50% budget
     # up to the two timings' noise (budget_check.TOLERANCE); an absolute re-timing minutes later would not be
     # comparable (the machine drifts).

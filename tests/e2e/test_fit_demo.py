@@ -63,6 +63,9 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     assert report["final"]["macs"] < report["baseline"]["macs"]
     assert 0.0 <= report["baseline"]["top1"] <= 1.0 and 0.0 <= report["final"]["top1"] <= 1.0
     assert report["baseline"]["top1"] > 0.9  # the demo model really learned the digits
+    labels = report["label_check"]  # far above chance: no warning that the labels may not match the model
+    assert labels["judged"] and not labels["suspect"] and labels["classes"] == 10 and labels["message"] is None
+    assert "no better than chance" not in proc.stderr
     assert report["parity"]["max_abs_diff"] < 1e-4
     for name in ("model.onnx", "model.safetensors", "plan.json", "report.json", "report.md"):
         assert (out / name).is_file(), name

@@ -122,3 +122,15 @@ def test_a_detectors_search_rounds_show_each_candidates_map(full_report: dict[st
     assert "| mAP50-95 |" in table and "| 50.00% |" in table and "top-1" not in table
     with_accuracy, latency_only = _points(report)
     assert with_accuracy and all(acc == 50.0 for _, acc in with_accuracy) and not latency_only
+
+
+def test_how_labels_were_made_and_labels_at_chance_are_said(full_report: dict[str, Any]) -> None:
+    from edgeprune.data.label_check import label_check
+
+    report = copy.deepcopy(full_report)
+    report["label_check"] = label_check(0.97, 300, 10, "3 folders named by class index -> that index")
+    md = render_markdown(report)
+    assert "Labels: 3 folders named by class index -> that index." in md and "**Warning:**" not in md
+    report["label_check"] = label_check(0.0, 300, 1000, "3 folders in sorted order -> classes 0..2")
+    md = render_markdown(report)
+    assert "**Warning:** the original model's top-1 on the labelled data is 0.00% on 300 images" in md

@@ -112,6 +112,18 @@ CASES: dict[str, Case] = {
                                   r"has 100 classes but model 'demo' outputs 10"),
     "data-required": Case(("fit", "--budget", "1000ms", "--model", "cifar-resnet20", "--out", "{out}"),
                           r"--data is required"),
+    # issue 37: class folders named by integers are class indices; --class-map says the others
+    "data-dir-index-beyond-classes": Case(fit(data="{d}/index_folders"), r"index_folders: class folder '10' is read "
+                                          r"as a class index .* but the model has 10 classes \(0\.\.9\)"),
+    "class-map-missing": Case(fit(data="{d}/named_folders", class_map="{d}/nope.txt"),
+                              r"class map not found: .*nope\.txt"),
+    "class-map-not-json": Case(fit(data="{d}/named_folders", class_map="{d}/bad_map.json"),
+                               r"class map .*bad_map\.json is not valid JSON \(line 1: "),
+    "class-map-folder-missing": Case(fit(data="{d}/named_folders", class_map="{d}/cat_map.txt"),
+                                     r"named_folders: class folder 'dog' is not in the class map .*cat_map\.txt"),
+    "class-map-without-folders": Case(fit(class_map="{d}/cat_map.txt"),
+                                      r"--class-map maps class folders to class indices, but .*ok\.npz has no class "
+                                      r"folders"),
     # -- input shape and preprocessing ------------------------------------------------------------
     "shape-two-values": Case(fit(input_shape="3,7"), r"argument --input-shape: expected three positive sizes",
                              by_argparse=True),
@@ -241,7 +253,19 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write_hostile_files(d, r20)
     (d / "bad_report").mkdir()
     (d / "bad_report" / "report.json").write_text("{not json")
+    _write_class_folders(d, pixels)
     return d
+
+
+def _write_class_folders(d: Path, pixels: np.ndarray) -> None:
+    """Class folders named by integers (one beyond a 10-class model) and by words, and class maps for the words."""
+    from PIL import Image
+
+    for folder in ("index_folders/3", "index_folders/10", "named_folders/cat", "named_folders/dog"):
+        (d / folder).mkdir(parents=True)
+        Image.fromarray(pixels[0]).save(d / folder / "a.png")
+    (d / "bad_map.json").write_text('{"cat": 1,')
+    (d / "cat_map.txt").write_text("cat 1\n")
 
 
 def _write_hostile_files(d: Path, model: torch.nn.Module) -> None:

@@ -91,6 +91,44 @@ def test_accuracy_is_scored_and_enforced_on_labelled_data(slim_outputs: SlimOutp
     code, _, err = _run(capsys, "validate", str(slim_outputs.good_onnx), "--data", str(tmp_path / "wrong.npz"),
                         "--min-accuracy", "0.9", "--timing-seconds", "0")
     assert code == 3 and "top1_accuracy_fraction 0 < limit 0.9" in " ".join(err.split())
+    # top-1 at chance on 24 labelled images: the labels, not the model, are the likely fault, and validate says so
+    assert "the model's top-1 on the labelled data is 0.00% on 24 images, no better than chance" in " ".join(err.split())
+
+
+def test_class_folders_are_read_by_class_index_or_by_a_class_map(slim_outputs: SlimOutputs, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The artifact's 10 outputs number the classes: folders named 0..9 are those classes, other names are mapped
+    by --class-map; a folder beyond the classes, a bad map and a map without --data are one line each."""
+    from PIL import Image
+
+    from edgeprune.data.tensors import to_model_input
+    from edgeprune.models.zoo import CIFAR_PREPROCESSING
+
+    pixels = np.random.default_rng(2).integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        predicted = load_slim_model(slim_outputs.good)(to_model_input(pixels, CIFAR_PREPROCESSING)).argmax(1).numpy()
+    for layout, name in (("index", str), ("named", lambda label: f"class {label}")):
+        for i, label in enumerate(predicted):
+            (tmp_path / layout / name(label)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[i]).save(tmp_path / layout / name(label) / f"{i}.png")
+    (tmp_path / "map.txt").write_text("".join(f"class {label} {label}\n" for label in range(10)))
+    for layout, extra in (("index", ()), ("named", ("--class-map", str(tmp_path / "map.txt")))):
+        code, out, err = _run(capsys, "validate", str(slim_outputs.good_onnx), "--data", str(tmp_path / layout),
+                              *extra, "--json", "--timing-seconds", "0")
+        assert code == 0, err
+        accuracy = json.loads(out)["accuracy"]
+        assert accuracy["top1_accuracy_fraction"] == 1.0, layout
+        assert accuracy["label_check"]["classes"] == 10 and not accuracy["label_check"]["suspect"]
+    (tmp_path / "index" / "10").mkdir()
+    Image.fromarray(pixels[0]).save(tmp_path / "index" / "10" / "x.png")
+    (tmp_path / "bad.json").write_text('{"class 1": "one"}')
+    for extra, line in ((("--data", str(tmp_path / "index")), "class folder '10' is read as a class index (folders "
+                         "named by integers are class indices), but the model has 10 classes (0..9)"),
+                        (("--data", str(tmp_path / "named"), "--class-map", str(tmp_path / "bad.json")),
+                         "'class 1' maps to \"one\", expected a class index"),
+                        (("--class-map", str(tmp_path / "map.txt")), "--class-map names the class folders of --data")):
+        code, _, err = _run(capsys, "validate", str(slim_outputs.good_onnx), *extra, "--timing-seconds", "0")
+        assert code == 2 and line in " ".join(err.split()) and "Traceback" not in err, err
 
 
 def _foreign_onnx(path: Path) -> tuple[np.ndarray, np.ndarray]:
