@@ -87,6 +87,9 @@ def refuse_options_without_effect(config: FitConfig) -> None:
     if "table_dir" in chosen and config.allocation == "uniform":
         raise InputError("--table-dir keeps the latency tables of --allocation latency; --allocation uniform uses "
                          "none: leave one of them out")
+    if "class_map" in chosen and config.data is None and config.train_data is None:
+        raise InputError("--class-map maps the class folders of --data or --train-data, and neither is given: add "
+                         "--data DIR, or leave --class-map out")
     if "device_token" in chosen and not config.device:
         raise InputError("--device-token is the agent's token, and no --device is given: add --device URL, or leave "
                          "--device-token out")

@@ -53,7 +53,7 @@ SAMPLE = {
     "max_rounds": 6, "search_headroom": 0.1, "seed": 1, "device": "http://pi:8000", "device_token": "secret",
     "frozen_modules": ("head",), "precision": "int8", "keep_float": ("head",), "sparsity": 0.5,
     "sparsity_scope": "layer", "sparsity_schedule": "constant", "sparsity_initial": 0.1, "sparsity_begin_step": 5,
-    "sparsity_end_step": 50, "sparsity_frequency": 5, "size_budget": "40%",
+    "sparsity_end_step": 50, "sparsity_frequency": 5, "size_budget": "40%", "class_map": Path("classes.json"),
 }
 
 
