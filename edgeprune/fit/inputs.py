@@ -140,8 +140,12 @@ def resolve_inputs(config: FitConfig, target: Target) -> FitInputs:
     for dataset in (eval_set, train_set):
         if dataset is not None:
             _check_classes(dataset, bundle.num_classes, bundle.spec)
-    if config.finetune_epochs > 0 and (train_set is None or train_set.labels is None):
-        raise InputError("--finetune-epochs needs labelled training data: pass --train-data DIR_OR_NPZ")
+    distills = config.distill or config.distill_features  # the original's answers stand in for labels
+    if config.finetune_epochs > 0 and train_set is None:
+        raise InputError("--finetune-epochs needs training data: pass --train-data DIR_OR_NPZ")
+    if config.finetune_epochs > 0 and train_set is not None and train_set.labels is None and not distills:
+        raise InputError("--finetune-epochs needs labelled training data, or --distill to learn from the original "
+                         f"model's answers: {train_set.source} has no class folders or labels")
     if config.qat_epochs > 0 and (train_set is None or (train_set.labels is None and not (config.distill or config.distill_features))):
         raise InputError("--qat-epochs needs training data (--train-data), labelled unless --distill is given")
     if config.calib_images < 1:

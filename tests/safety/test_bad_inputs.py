@@ -158,7 +158,7 @@ CASES: dict[str, Case] = {
                             r"unknown augmentation 'flop'\. Did you mean 'flip'\?"),
     "headroom-too-large": Case(fit(search_headroom="0.9"), r"--search-headroom must be in \[0, 0\.5\)"),
     "finetune-without-labels": Case(fit(finetune_epochs="1", data="{d}/unlabelled.npz"),
-                                    r"--finetune-epochs needs labelled training data"),
+                                    r"--finetune-epochs needs training data: pass --train-data"),
     # -- output directory -------------------------------------------------------------------------
     "out-is-a-file": Case(fit(out="{d}/data.csv"), r"output path .*data\.csv exists and is not a directory"),
     "out-under-a-file": Case(fit(out="{d}/data.csv/sub"), r"cannot write to output directory .*data\.csv/sub"),
