@@ -5,7 +5,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-full setup clean
+.PHONY: demo test test-full setup wheel clean
+
+# Where torch and torchvision come from. Empty (the default): the index pip is configured with, whose Linux torch is a
+# CUDA build (about 4 GB of CUDA libraries it never uses on a CPU). Where PyTorch's own index is reachable, a machine
+# without a GPU can take the CPU-only build instead (about 0.2 GB):
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 # pytest's options for both tiers: the 25 slowest tests are printed so that growth is visible; with COV=1, line
 # coverage of edgeprune/ (subprocesses included: [tool.coverage.run] in pyproject.toml), total on the terminal.
@@ -20,6 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "edgeprune needs Python >= 3.10")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) -c constraints.txt torch torchvision)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[workstation,openvino,tflite,yolo,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -42,5 +49,10 @@ test-full: $(STAMP)
 	$(WARM_CACHE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## A wheel of edgeprune in dist/, to install where there is no checkout (a Raspberry Pi: copy it over, then
+## pip install 'edgeprune-<version>-py3-none-any.whl[agent-tflite]'; docs/install.md).
+wheel:
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist .
+
 clean:
-	rm -rf $(VENV) edgeprune-out .pytest_cache .coverage .coverage.*
+	rm -rf $(VENV) edgeprune-out dist build .pytest_cache .coverage .coverage.*

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 {
   echo "# Versions edgeprune's benchmarks and CI run with (tools/freeze_constraints.sh, $(date -u +%Y-%m-%d))."
   echo "# Used by 'make' (pip install -c constraints.txt); see docs/install.md."
-  .venv/bin/python -m pip freeze --exclude-editable | grep -v -i '^edgeprune' | sed 's/ @ file:.*//'
+  echo "# CUDA's packages (nvidia-*, cuda-*, triton) are not pinned: torch's own wheel decides them, and a CPU-only"
+  echo "# torch (docs/install.md) has none."
+  .venv/bin/python -m pip freeze --exclude-editable | grep -v -i '^edgeprune' | sed 's/ @ file:.*//' \
+    | grep -v -E '^(nvidia-|cuda-|triton==)' | sed 's/+cpu$//'
 } > constraints.txt.tmp
 mv constraints.txt.tmp constraints.txt

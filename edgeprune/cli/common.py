@@ -29,6 +29,10 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
                           rich_tracebacks=verbose)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("edgeprune").setLevel(level)
+    if not verbose:  # "No CUDA runtime is found": torch's extension tools (imported by NNCF and OpenVINO's PyTorch
+        # frontend) say it once per process on any machine with a CUDA toolkit and no GPU; nothing edgeprune runs
+        # builds an extension, so it only worries the user of a CPU fit
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def float_list(text: str) -> tuple[float, ...]:

@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(or FOLDER,INDEX) or a JSON object {\"FOLDER\": INDEX}. Default: folders named by ImageNet "
                         "WordNet id (n01440764) or by class index (129) are the model's classes, other names are "
                         "classes 0..K-1 in sorted order (docs/guide/data.md)")
+    p.add_argument("--config", type=Path, metavar="TOML",
+                   help="read fit's options from a TOML file (keys are the long options: budget = \"20ms\", "
+                        "finetune-epochs = 2 ...); flags on the command line override it")
     p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     p.add_argument("--force", action="store_true", help="replace results already in --out")

@@ -46,17 +46,34 @@ def _globals_first(argv: Sequence[str]) -> list[str]:
     return moved + rest
 
 
+def _with_config_file(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace) -> argparse.Namespace:
+    """``fit --config FILE``: the file's options placed before the command line's, so that flags override it."""
+    if args.verb != "fit" or getattr(args, "config", None) is None:
+        return args
+    from edgeprune.cli.config_file import config_tokens
+
+    fit_parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["fit"]
+    verb = argv.index("fit")
+    return parser.parse_args(argv[:verb + 1] + config_tokens(fit_parser, args.config) + argv[verb + 1:])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     line = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(_globals_first(line))
+    ordered = _globals_first(line)
+    args = parser.parse_args(ordered)
     if args.verb is None:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
     keep_openvino_telemetry_off()
-    return run_guarded(lambda: args.handler(args), args.verbose, args.verb, line)
+
+    def handle() -> int:
+        parsed = _with_config_file(parser, ordered, args)
+        return int(parsed.handler(parsed))
+
+    return run_guarded(handle, args.verbose, args.verb, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,118 @@
+"""The install commands of docs/install.md and the README, run as written in fresh virtual environments.
+
+* On a device: ``make wheel`` here, then ``pip install 'edgeprune-<version>-py3-none-any.whl[agent-tflite]'`` in a
+  venv that has no torch; its ``edgeprune agent`` serves a measurement of a LiteRT file made here.
+* From a checkout: ``pip install '.[agent-onnxruntime]'`` (not editable) gives a working ``edgeprune targets``.
+
+Each creates a venv and installs from the package index pip is configured with (a minute or two): the full tier.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeprune.agent.client import AgentClient
+from edgeprune.backends import get_backend
+from edgeprune.errors import EdgepruneError
+from edgeprune.target import load_target
+from edgeprune.timing import TimingSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "fresh-venv-agent-token-0123456789"
+pytestmark = pytest.mark.full
+
+
+def _venv(path: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
+    return path / "bin"
+
+
+def _pip(bin_dir: Path, *args: str, cwd: Path | None = None) -> None:
+    done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *args], capture_output=True,
+                          text=True, timeout=1200, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make wheel`` into a temporary dist folder (the checkout's own dist/ is left alone)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dist = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(["make", "-s", "wheel", f"PYTHON={sys.executable}"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "MAKEFLAGS": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = sorted((REPO_ROOT / "dist").glob("edgeprune-*-py3-none-any.whl"), key=lambda p: p.stat().st_mtime)
+    assert built, "make wheel wrote no wheel into dist/"
+    return Path(shutil.copy(built[-1], dist))
+
+
+@pytest.fixture()
+def device_agent(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A fresh venv with only the wheel and its agent-tflite extra (as on a Raspberry Pi), running the agent."""
+    bin_dir = _venv(tmp_path / "pi")
+    _pip(bin_dir, f"{wheel}[agent-tflite]")
+    check = subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True, text=True)
+    assert check.returncode != 0, "the device install pulled in torch"
+    port = _free_port()
+    proc = subprocess.Popen([str(bin_dir / "edgeprune"), "agent", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "EDGEPRUNE_AGENT_TOKEN": TOKEN,
+                                                                      "PYTHONPATH": ""}, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the agent exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            try:
+                AgentClient(url, TOKEN, timeout_s=10).info()
+                break
+            except EdgepruneError:
+                if time.monotonic() > deadline:
+                    pytest.fail("the agent installed from the wheel did not come up within 90 s")
+                time.sleep(0.3)
+        yield url, bin_dir
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_the_wheel_with_agent_tflite_serves_a_measurement_without_torch(device_agent: tuple[str, Path],
+                                                                          tmp_path: Path) -> None:
+    url, _ = device_agent
+    target = load_target("cpu-tflite")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()).eval()
+    artifact = get_backend(target).export(model, torch.randn(1, 3, 16, 16), tmp_path / "tiny", target)
+    client = AgentClient(url, TOKEN)
+    info = client.info()
+    assert info["runtimes"]["litert"]["installed"], info["runtimes"]
+    stats = client.measure(artifact, target, TimingSpec(warmup_runs=2, min_runs=20, min_seconds=0.1, retries=0)).stats
+    assert stats.runs >= 20 and 0 < stats.median_ms
+
+
+def test_a_checkout_installs_with_pip_and_its_cli_runs(tmp_path: Path) -> None:
+    bin_dir = _venv(tmp_path / "checkout")
+    _pip(bin_dir, ".[agent-onnxruntime]", cwd=REPO_ROOT)
+    done = subprocess.run([str(bin_dir / "edgeprune"), "targets"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0 and "rpi4" in done.stdout, done.stderr[-2000:]
