@@ -164,9 +164,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build a FitConfig from the flags, run fit, print the summary."""
-    config = FitConfig(
+def config_from_args(args: argparse.Namespace) -> FitConfig:
+    """The :class:`FitConfig` that ``fit``'s parsed flags describe."""
+    return FitConfig(
         budget=args.budget, model=args.model, weights=args.weights, data=args.data, train_data=args.train_data,
         class_map=args.class_map,
         target=args.target, out=args.out, force=args.force, importance=args.importance,
@@ -189,6 +189,11 @@ def run(args: argparse.Namespace) -> int:
         sparsity_end_step=args.sparsity_end_step, sparsity_frequency=args.sparsity_frequency,
         size_budget=args.size_budget,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build a FitConfig from the flags, run fit, print the summary."""
+    config = config_from_args(args)
     if config.train_nproc > 1:
         from edgeprune.fit.data_parallel import launch
 

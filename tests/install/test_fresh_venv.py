@@ -1,7 +1,8 @@
 """The install commands of docs/install.md and the README, run as written in fresh virtual environments.
 
-* On a device: ``make wheel`` here, then ``pip install 'edgeprune-<version>-py3-none-any.whl[agent-tflite]'`` in a
-  venv that has no torch; its ``edgeprune agent`` serves a measurement of a LiteRT file made here.
+* On a device: ``make wheel`` here, then the README's Pi commands as written (a venv, ``pip install
+  "$(ls edgeprune-*.whl)[agent-tflite]"``) in a folder holding the wheel; the venv has no torch, and its
+  ``edgeprune agent`` serves a measurement of a LiteRT file made here.
 * From a checkout: ``pip install '.[agent-onnxruntime]'`` (not editable) gives a working ``edgeprune targets``.
 
 Each creates a venv and installs from the package index pip is configured with (a minute or two): the full tier.
@@ -63,12 +64,32 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(shutil.copy(built[-1], dist))
 
 
+def readme_pi_install() -> list[str]:
+    """The README's commands that install the agent on the Pi (its block with ``[agent-tflite]``), up to the
+    token and the agent itself, which the test sets up with a free port."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = text.split("```")[1::2]
+    block = next(b for b in blocks if "[agent-tflite]" in b)
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    return [line for line in lines if not line.startswith(("export ", "edgeprune "))]
+
+
 @pytest.fixture()
 def device_agent(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A fresh venv with only the wheel and its agent-tflite extra (as on a Raspberry Pi), running the agent."""
-    bin_dir = _venv(tmp_path / "pi")
-    _pip(bin_dir, f"{wheel}[agent-tflite]")
-    check = subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True, text=True)
+    """The README's Pi install, run as written in a folder holding the wheel (as after its ``scp``): a fresh venv
+    with only the wheel and its agent-tflite extra, then the agent started from it."""
+    pi = tmp_path / "pi-home"
+    pi.mkdir()
+    shutil.copy(wheel, pi)
+    commands = readme_pi_install()
+    assert any(c.startswith("pip install") for c in commands), commands
+    done = subprocess.run(["bash", "-euc", " && ".join(commands)], cwd=pi, capture_output=True, text=True,
+                          timeout=1200, env={**os.environ, "PYTHONPATH": "", "VIRTUAL_ENV": ""})
+    assert done.returncode == 0, (commands, done.stderr[-3000:])
+    bin_dir = pi / "edgeprune-agent" / "bin"
+    assert (bin_dir / "edgeprune").is_file(), commands
+    check = subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": ""})
     assert check.returncode != 0, "the device install pulled in torch"
     port = _free_port()
     proc = subprocess.Popen([str(bin_dir / "edgeprune"), "agent", "--port", str(port)], stdout=subprocess.PIPE,
