@@ -4,7 +4,7 @@ Every message names the offending value and, where there is one, the fix. The CL
 :class:`EdgepruneError` into one line on stderr and the exception's ``exit_code``; nothing a user can
 cause by bad input should surface as a traceback.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/guide/options.md, and in brief in the README):
 
 * 0 success
 * 2 bad input, or a budget that pruning cannot reach (:class:`BudgetUnreachableError`)
