@@ -26,74 +26,86 @@ if TYPE_CHECKING:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``fit`` verb."""
     p = sub.add_parser("fit", help="prune a model to meet a latency budget measured on a target",
-                       description="Prune MODEL until its exported artifact, measured on TARGET, meets BUDGET.")
-    p.add_argument("--budget", help="latency budget with a unit (20ms, 1.5ms, 0.02s) or a share of the original's "
+                       usage="edgeprune fit [--model MODEL --weights FILE] [--data DATA] [--target TARGET] "
+                             "--budget BUDGET [options]",
+                       description="Prune MODEL until its exported artifact, measured on TARGET, meets BUDGET. "
+                                   "The options come in groups below; docs/guide/options.md says more of each.")
+    what = p.add_argument_group("what to fit", "the model, its data, where it runs and the budget")
+    device = p.add_argument_group("measuring on the device", "through 'edgeprune agent' (docs/guide/devices.md)")
+    output = p.add_argument_group("output")
+    precision = p.add_argument_group("precision")
+    search = p.add_argument_group("pruning and the latency search")
+    data = p.add_argument_group("calibration and evaluation")
+    recovery = p.add_argument_group("recovery: reconstruction and fine-tuning")
+    sparsity = p.add_argument_group("weight sparsity and size budgets", "zeros in the weights: a smaller file once compressed (docs/guide/sparsity.md)")
+    input = p.add_argument_group("model input", "built-in models carry their own; for your own factory")
+    what.add_argument("--budget", help="latency budget with a unit (20ms, 1.5ms, 0.02s) or a share of the original's "
                    "latency measured on the target (60%%). Required unless --size-budget or --sparsity asks for a "
                    "size-only fit, which keeps every channel and reports the measured latency")
-    p.add_argument("--model", default="demo",
+    what.add_argument("--model", default="demo",
                    help="demo | cifar-resnetN | torchvision:NAME (classifiers, segmentation models) | "
                    "ultralytics:YAML (YOLO detectors, e.g. ultralytics:yolov8n.yaml) | package.module:factory "
                    "(default: demo)")
-    p.add_argument("--weights", type=Path, help="weights file: state dict (.pt/.pth/.th) or .safetensors")
-    p.add_argument("--data", type=Path, help="evaluation data: ImageFolder directory or .npz with x, y (a detector: a YOLO "
+    what.add_argument("--weights", type=Path, help="weights file: state dict (.pt/.pth/.th) or .safetensors")
+    what.add_argument("--data", type=Path, help="evaluation data: ImageFolder directory or .npz with x, y (a detector: a YOLO "
                    "folder or data.yaml; a segmenter: a folder with images/ and masks/)")
-    p.add_argument("--train-data", type=Path, help="labelled data for --finetune-epochs (same forms as --data; "
+    recovery.add_argument("--train-data", type=Path, help="labelled data for --finetune-epochs (same forms as --data; "
                    "images without labels need --distill)")
-    p.add_argument("--class-map", type=Path, metavar="FILE",
+    what.add_argument("--class-map", type=Path, metavar="FILE",
                    help="which class index each class folder of --data and --train-data is: lines 'FOLDER INDEX' "
                         "(or FOLDER,INDEX) or a JSON object {\"FOLDER\": INDEX}. Default: folders named by ImageNet "
                         "WordNet id (n01440764) or by class index (129) are the model's classes, other names are "
                         "classes 0..K-1 in sorted order (docs/guide/data.md)")
-    p.add_argument("--config", type=Path, metavar="TOML",
+    what.add_argument("--config", type=Path, metavar="TOML",
                    help="read fit's options from a TOML file (keys are the long options: budget = \"20ms\", "
                         "finetune-epochs = 2 ...); flags on the command line override it")
-    p.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
-    p.add_argument("--force", action="store_true", help="replace results already in --out")
-    p.add_argument("--importance", default=DEFAULT_IMPORTANCE,
+    what.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
+    output.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
+    output.add_argument("--force", action="store_true", help="replace results already in --out")
+    search.add_argument("--importance", default=DEFAULT_IMPORTANCE,
                    help=f"channel importance: {', '.join(IMPORTANCE_CRITERIA)} (default: {DEFAULT_IMPORTANCE}, "
                         "the one that kept the most accuracy in docs/benchmarks.md)")
-    p.add_argument("--allocation", choices=("latency", "uniform"), default="latency",
+    search.add_argument("--allocation", choices=("latency", "uniform"), default="latency",
                    help="latency: search per-group widths on the profiled latency table (default); "
                         "uniform: one keep ratio for all groups, bisected on measured latency")
-    p.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
-    p.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
-    p.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate (default 0.01)")
-    p.add_argument("--finetune-schedule", choices=FINETUNE_SCHEDULES, default="rewind",
+    search.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
+    recovery.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")
+    recovery.add_argument("--finetune-lr", type=float, default=0.01, help="peak fine-tuning learning rate (default 0.01)")
+    recovery.add_argument("--finetune-schedule", choices=FINETUNE_SCHEDULES, default="rewind",
                    help="rewind: learning-rate rewinding (Renda et al. 2020; default); constant: classic fine-tuning")
-    p.add_argument("--augment", default="none", metavar="LIST",
+    recovery.add_argument("--augment", default="none", metavar="LIST",
                    help="augment fine-tuning batches: none (default) or crop, flip, crop,flip "
                         "(random shift by up to 1/8 of the image; random left-right mirror)")
-    p.add_argument("--train-device", default="auto", metavar="DEVICE",
+    recovery.add_argument("--train-device", default="auto", metavar="DEVICE",
                    help="where fine-tuning and PyTorch scoring run: auto (a CUDA GPU if PyTorch sees one, else the "
                         "CPU; default), cpu, cuda, cuda:N. Mixed precision on GPUs. Latency is measured on the target")
-    p.add_argument("--train-nproc", type=positive_int, default=1, metavar="N",
+    recovery.add_argument("--train-nproc", type=positive_int, default=1, metavar="N",
                    help="fine-tune data-parallel on N processes here (launches torch.distributed.run; for several "
                         "machines run 'torchrun ... -m edgeprune fit' yourself)")
-    p.add_argument("--data-workers", type=non_negative_int, default=2, metavar="N",
+    recovery.add_argument("--data-workers", type=non_negative_int, default=2, metavar="N",
                    help="processes reading a training folder too large for memory (default 2)")
-    p.add_argument("--in-memory-mb", type=positive_int, default=2048, metavar="MB",
+    recovery.add_argument("--in-memory-mb", type=positive_int, default=2048, metavar="MB",
                    help="read a training folder batch by batch from disk when its decoded images exceed this "
                         "(default 2048)")
-    p.add_argument("--distill", action="store_true",
+    recovery.add_argument("--distill", action="store_true",
                    help="fine-tune with knowledge distillation from the original model (works without labels)")
-    p.add_argument("--distill-features", action="store_true",
+    recovery.add_argument("--distill-features", action="store_true",
                    help="--distill, and also fit the pruned model's stage outputs to the original's (feature hints; "
                         "a channel-pruned stage is fitted to the original's kept channels); no measurable gain "
                         "over --distill on 10,000 test images (docs/benchmarks.md)")
-    p.add_argument("--qat-epochs", type=non_negative_int, default=0, metavar="N",
+    precision.add_argument("--qat-epochs", type=non_negative_int, default=0, metavar="N",
                    help="INT8 runs on ONNX Runtime and OpenVINO: fine-tune the final model quantization-aware for N "
                         "epochs (NNCF) and ship its INT8 artifact if it measures within the budget and is at least "
                         "as accurate as the post-training-quantized one (default 0: off)")
-    p.add_argument("--prune-blocks", action="store_true",
+    search.add_argument("--prune-blocks", action="store_true",
                    help="remove whole residual blocks (least output distortion first) before pruning channels; "
                         "recovers best with --finetune-epochs and --distill")
-    p.add_argument("--steps", type=positive_int, default=1,
+    search.add_argument("--steps", type=positive_int, default=1,
                    help="prune in N steps towards the budget, recovering after each (default 1: one shot)")
-    p.add_argument("--resume", action="store_true",
+    output.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (same options) from its last finished step")
-    p.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
-    p.add_argument("--precision", choices=("fp32", "int8", "auto"),
+    data.add_argument("--calib-images", type=positive_int, default=256, help="calibration images (default 256)")
+    precision.add_argument("--precision", choices=("fp32", "int8", "auto"),
                    help="precision of the shipped artifact (default: auto where latency is measured, here or through "
                         "--device; the target's own where it is predicted from a shipped profile). int8: every candidate is "
                         "quantized by the runtime's own quantizer (ONNX Runtime static QDQ, NNCF, ai-edge-quantizer; "
@@ -102,65 +114,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "is at least 1.1x faster and agrees with the float model on 97%% of the evaluation images; "
                         "where it is faster but agrees less, the layers measured to matter most stay in float "
                         "(mixed precision, ONNX Runtime and OpenVINO)")
-    p.add_argument("--keep-float", type=_layer_list, default=(), metavar="LAYERS",
+    precision.add_argument("--keep-float", type=_layer_list, default=(), metavar="LAYERS",
                    help="comma-separated layers (module paths, as the report's 'Precision per layer' names them) "
                         "left in float in INT8 artifacts (mixed precision); replaces auto's own choice")
-    p.add_argument("--sparsity", type=_sparsity, metavar="F",
+    sparsity.add_argument("--sparsity", type=_sparsity, metavar="F",
                    help="weight pruning of the final model: set this share of its conv/linear weights to zero, the "
                         "smallest magnitudes first (torch.nn.utils.prune); gradually during --finetune-epochs, else "
                         "one shot. Zeros make the zipped artifact smaller, not faster. With --size-budget: the most "
                         "sparsity allowed")
-    p.add_argument("--sparsity-scope", choices=SPARSITY_SCOPES, default="global",
+    sparsity.add_argument("--sparsity-scope", choices=SPARSITY_SCOPES, default="global",
                    help="global: rank weights across all layers (like global_unstructured; default); layer: the same "
                         "share in every layer (like l1_unstructured)")
-    p.add_argument("--sparsity-schedule", choices=SPARSITY_SCHEDULES, default="polynomial",
+    sparsity.add_argument("--sparsity-schedule", choices=SPARSITY_SCHEDULES, default="polynomial",
                    help="polynomial: TF-MOT's PolynomialDecay from --sparsity-initial to --sparsity (default); "
                         "constant: the final sparsity from the begin step on")
-    p.add_argument("--sparsity-initial", type=_sparsity_initial, default=0.0, metavar="F",
+    sparsity.add_argument("--sparsity-initial", type=_sparsity_initial, default=0.0, metavar="F",
                    help="the polynomial schedule's initial sparsity (default 0; TF-MOT's tutorial uses 0.5)")
-    p.add_argument("--sparsity-begin-step", type=non_negative_int, metavar="N",
+    sparsity.add_argument("--sparsity-begin-step", type=non_negative_int, metavar="N",
                    help="optimiser step at which weight pruning begins (default 0)")
-    p.add_argument("--sparsity-end-step", type=positive_int, metavar="N",
+    sparsity.add_argument("--sparsity-end-step", type=positive_int, metavar="N",
                    help="optimiser step at which the final sparsity is reached (default: 3/4 of the fine-tune)")
-    p.add_argument("--sparsity-frequency", type=positive_int, metavar="N",
+    sparsity.add_argument("--sparsity-frequency", type=positive_int, metavar="N",
                    help="update the masks every N steps (default 100, as TF-MOT, or less to get 10 updates)")
-    p.add_argument("--size-budget", metavar="SIZE",
+    sparsity.add_argument("--size-budget", metavar="SIZE",
                    help="budget on the shipped artifact's size zipped (deflate): 2MB, 500kB (1000-based), 1.5MiB "
                         "(1024-based), or a share of the original artifact's zipped size (40%%); met by weight "
                         "pruning (the lowest sparsity that fits, at most --sparsity or 0.95)")
-    p.add_argument("--calib-data", type=Path, help="images to calibrate on (default: --train-data, else a part of "
+    data.add_argument("--calib-data", type=Path, help="images to calibrate on (default: --train-data, else a part of "
                                                    "--data held out from the accuracy)")
-    p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
+    recovery.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="re-estimate batch-norm statistics after pruning (default: on unless --reconstruct)")
-    p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
+    recovery.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=None,
                    help="refit layers consuming pruned channels by least squares (default: on for lasso)")
-    p.add_argument("--eval-images", type=positive_int, help="evaluate on at most this many images")
-    p.add_argument("--mean", type=float_list, help="input normalisation mean per channel, e.g. 0.485,0.456,0.406")
-    p.add_argument("--std", type=float_list, help="input normalisation std per channel")
-    p.add_argument("--input-shape", type=shape, help="input shape C,H,W (overrides the model's)")
-    p.add_argument("--num-classes", type=positive_int, help="classifier outputs (a segmenter's classes) for spec-built "
+    data.add_argument("--eval-images", type=positive_int, help="evaluate on at most this many images")
+    input.add_argument("--mean", type=float_list, help="input normalisation mean per channel, e.g. 0.485,0.456,0.406")
+    input.add_argument("--std", type=float_list, help="input normalisation std per channel")
+    input.add_argument("--input-shape", type=shape, help="input shape C,H,W (overrides the model's)")
+    input.add_argument("--num-classes", type=positive_int, help="classifier outputs (a segmenter's classes) for spec-built "
                    "architectures")
-    p.add_argument("--freeze", nargs="+", action="extend", default=[], metavar="MODULE",
+    search.add_argument("--freeze", nargs="+", action="extend", default=[], metavar="MODULE",
                    help="module names never to prune (repeat the flag or list several)")
-    p.add_argument("--max-rounds", type=positive_int, default=12, help="bound on the search's export-and-measure rounds per step (confirmations do not count)")
-    p.add_argument("--search-headroom", type=float, default=0.05,
+    search.add_argument("--max-rounds", type=positive_int, default=12, help="bound on the search's export-and-measure rounds per step (confirmations do not count)")
+    search.add_argument("--search-headroom", type=float, default=0.05,
                    help="aim this fraction under the budget while searching (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
-    p.add_argument("--device", metavar="URL", help="measure on the device through 'edgeprune agent' at URL; "
+    search.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+    device.add_argument("--device", metavar="URL", help="measure on the device through 'edgeprune agent' at URL; "
                    "URL1,URL2,... or a TOML file of [[device]] url/token tables: a pool of identical devices "
                    "(profiling spread over all of them, each paired reading on one)")
-    p.add_argument("--device-token", help="the agents' token (default: $EDGEPRUNE_AGENT_TOKEN)")
-    p.add_argument("--export", metavar="FORMATS",
+    device.add_argument("--device-token", help="the agents' token (default: $EDGEPRUNE_AGENT_TOKEN)")
+    output.add_argument("--export", metavar="FORMATS",
                    help="artifacts to ship, e.g. onnx,openvino,tflite (default: the target's format); each is "
                         "validated in its runtime")
-    p.add_argument("--min-accuracy", type=fraction, metavar="FRACTION",
+    data.add_argument("--min-accuracy", type=fraction, metavar="FRACTION",
                    help="exit with code 3 if an artifact's accuracy on --data is below this (e.g. 0.9): top-1, a "
                    "detector's mAP50-95, a segmentation model's mIoU")
-    p.add_argument("--min-agreement", type=fraction, metavar="FRACTION",
+    data.add_argument("--min-agreement", type=fraction, metavar="FRACTION",
                    help="the accuracy guard: exit with code 3 (results kept) when the shipped model agrees with the "
                    "original on fewer than this share of the evaluation images (default 0.8 for classifiers and "
                    "segmenters, 0.5 for a detector's mAP50-95 against the original's boxes; 0 turns it off)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    output.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=run)
 
 
