@@ -117,3 +117,9 @@ def mini_mobilenet() -> nn.Module:
     (``--model model_helpers:mini_mobilenet``)."""
     torch.manual_seed(0)
     return MiniMobile()
+
+
+def linear_only() -> nn.Module:
+    """A classifier with no channel group to prune (``--model model_helpers:linear_only``, 3x8x8 inputs)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))

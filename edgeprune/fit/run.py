@@ -138,6 +138,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         self.qat_report: dict[str, Any] | None = None
         #: with ``--sparsity`` or ``--size-budget``: what weight pruning did (:mod:`edgeprune.fit.sparsity_stage`)
         self.sparsity_report: dict[str, Any] | None = None
+        #: whether the original's artifact was already run in the target's runtime (predicted targets: first)
+        self.original_checked = False
         #: options given that the run's course made moot (:mod:`edgeprune.fit.option_use`), for report.json
         self.options_not_used: list[dict[str, str]] = []
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
@@ -149,6 +151,9 @@ class FitRun(ClosedLoop, PrecisionStage):
         predicted = isinstance(self.measurer, PredictedMeasurer)
         if not predicted:  # the original runs on the target before any scoring or profiling is spent on it
             baseline = self._measure_original()
+        else:  # a prediction needs the channel groups, the check that the runtime runs the original does not
+            self._check_original(self.measurer.export(self.model, "original"))
+            self.original_checked = True
             check_labels_early(self.model, self.inputs)  # labels at chance: said before minutes are spent
         self.step = self._analyse(1, self.model)
         self.groups = self.step.groups
@@ -335,7 +340,7 @@ class FitRun(ClosedLoop, PrecisionStage):
         whole_run = kind in (*DEPTH_KINDS, QUANTIZED, QUANTIZED_MIXED)  # judged against the run's budget, not the step's
         decision_ms = self.budget_ms if whole_run else self.step_budget_ms
         self.measurer.decision_ms = None if kind == "original" or not math.isfinite(decision_ms) else decision_ms
-        check = self._check_original if kind == "original" else None
+        check = self._check_original if kind == "original" and not self.original_checked else None
         recorded = self.journal.measurement(key)  # only when resuming
         if recorded is not None:  # replayed: the artifact is rebuilt where it is used later, not timed again
             artifact = self.measurer.export(model, kind) if kind in ("original", "final") else None

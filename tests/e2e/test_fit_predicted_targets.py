@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from cli_in_process import run_cli_in_process
 
 import edgeprune
 from edgeprune.target import all_targets
@@ -42,3 +44,17 @@ def test_weight_pruning_on_a_predicted_pi_says_the_prediction_has_no_sparse_spee
     assert "NEON sparse kernels are on" in note and "no sparse speed-up is predicted" in note, note
     assert "sparse_tflite" not in report["sparsity"]
     assert report["artifacts"][0]["weight_zeros"]["sparsity"] >= 0.49
+
+
+def test_on_a_predicted_target_the_runtime_check_comes_before_the_channel_analysis(tmp_path: Path) -> None:
+    """A prediction needs the channel groups, the check that the target's runtime runs the original does not: it
+    comes first (issue 37 saw it after 12 minutes of scoring on rpi4). A model with no channel group to prune is
+    refused by the analysis, so the runtime's line must already be on the terminal when that refusal comes."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (16, 8, 8, 3), dtype=np.uint8), y=np.arange(16) % 4)
+    done = run_cli_in_process("fit", "--model", "model_helpers:linear_only", "--input-shape", "3,8,8", "--data",
+                              str(tmp_path / "d.npz"), "--target", "rpi4", "--budget", "60%", "--out",
+                              str(tmp_path / "o"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "has no channel group edgeprune can prune" in done.stderr
+    assert "the original model runs in litert like in PyTorch" in done.stderr
