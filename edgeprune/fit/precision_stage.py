@@ -51,6 +51,22 @@ MIXED_RUNTIMES = ("onnxruntime", "openvino")
 MIXED_AGREEMENT_IMAGES = 256
 
 
+#: the round of an ``auto`` run that confirms INT8 alone after the float search kept less of the original's answers
+INT8_ALONE = "int8-alone"
+
+
+@dataclasses.dataclass
+class Int8Alone:
+    """The unpruned model quantized, measured within the budget, that ``auto`` declined for its agreement: shipped
+    instead of the float search's model if that one keeps even less of the original's answers."""
+
+    measurement: Measurement
+    backend: Int8Backend
+    float_layers: tuple[str, ...]
+    target: Target
+    agreement: float
+
+
 class PrecisionStage:
     """The precision stage of a fit run (mixed into :class:`~edgeprune.fit.run.FitRun`)."""
 
@@ -68,6 +84,11 @@ class PrecisionStage:
     precision_choice: PrecisionChoice | None
     journal_prefix: str
     retired_rounds: int
+    int8_alone: Int8Alone | None = None
+
+    def measure_final_artifact(self, artifact: Any, kind: str, keep: dict[str, list[int]],
+                               predicted: Any = None) -> Measurement:
+        raise NotImplementedError
 
     def _measure(self, model: Any, kind: str, keep: dict[str, list[int]], spec: Any = None) -> Measurement:
         raise NotImplementedError
@@ -107,14 +128,51 @@ class PrecisionStage:
                 choice = dataclasses.replace(choice, reason=f"{choice.reason}; with up to {len(mixed.float_layers)} "
                                              f"of {mixed.layers} layers in float (mixed precision) agreement reached "
                                              f"only {100 * mixed.error.agreement:.1f}% on the evaluation images")
+            float_layers = self.measurer.backend.float_layers
             if choice.precision != "int8":
                 self.measurer.backend.float_layers = ()
             choice = dataclasses.replace(choice, mixed=mixed.to_dict())
+        else:
+            float_layers = self.measurer.backend.float_layers
         self.precision_choice = choice
         if choice.precision == "int8":
             return m.stats.median_ms
+        if choice.int8_speedup >= MIN_INT8_SPEEDUP and m.stats.median_ms <= self.budget_ms and not predicted:
+            self.int8_alone = Int8Alone(m, self.measurer.backend, tuple(float_layers), self.target, choice.agreement)
         self._use_float_candidates()
         return baseline.stats.median_ms
+
+    def int8_alone_if_it_keeps_more(self, outcome: Any) -> Any:
+        """An ``auto`` run that declined INT8 for its agreement although INT8 alone met the budget: when the float
+        search's model keeps even fewer of the original's answers (pruning without the data to recover it can
+        keep none), INT8 alone is confirmed and ships instead; ``outcome`` otherwise."""
+        alone = self.int8_alone
+        if alone is None or self.precision_choice is None or self.precision_choice.precision == "int8":
+            return outcome
+        images = self.inputs.eval_inputs[:AGREEMENT_IMAGES]
+        kept = pytorch_agreement(outcome.slim, self.model, images, self.inputs.task)
+        if kept >= alone.agreement:
+            return outcome
+        log.warning("--precision auto: the float search's model keeps %.1f%% of the original's answers, INT8 alone "
+                    "%.1f%% within the budget: INT8 alone ships", 100 * kept, 100 * alone.agreement)
+        self.target, self.measurer.target, self.measurer.backend = alone.target, alone.target, alone.backend
+        alone.backend.float_layers = alone.float_layers
+        artifact = alone.measurement.artifact
+        if artifact is None or not Path(artifact.path).exists():  # replayed on --resume: made again
+            artifact = self.measurer.export(self.model, INT8_ALONE)
+        final = self.measure_final_artifact(artifact, INT8_ALONE, {})
+        if final.stats.median_ms > self.budget_ms:  # confirmed over the budget: the float model stands
+            log.warning("--precision auto: INT8 alone measured %.3f ms in its confirmation, over the budget: the "
+                        "float search's model ships", final.stats.median_ms)
+            self.target = self.measurer.target = alone.target.with_precision(alone.target.float_precision)
+            self.measurer.backend = self.measurer.original_backend
+            return outcome
+        self.precision_choice = dataclasses.replace(
+            self.precision_choice, precision="int8", float_layers=alone.float_layers,
+            reason=f"{self.precision_choice.reason}; the float search's model then kept only {100 * kept:.1f}% of "
+                   f"the original's answers on {len(images)} images, so INT8 alone ({100 * alone.agreement:.1f}%, "
+                   "within the budget) ships")
+        return dataclasses.replace(outcome, final=final, slim=self.model, keep={}, depth=None)
 
     def _original_meets_the_budget(self, baseline: Measurement) -> bool:
         """Under the default ``auto``: whether the original already meets the budget, in which case nothing is
@@ -181,6 +239,18 @@ class PrecisionStage:
         self._use_float_candidates()
         self.journal_prefix, self.retired_rounds = f"{self.target.precision}:", len(self.rounds)
 
+
+
+def pytorch_agreement(model: nn.Module, original: nn.Module, images: torch.Tensor, task: Any) -> float:
+    """How far ``model`` reproduces ``original``'s predictions on ``images`` in PyTorch, as ``task`` measures it."""
+    answers: list[list[Any]] = [[], []]
+    with torch.no_grad():
+        for which, net in enumerate((model, original)):
+            net.eval()
+            for i in range(0, len(images), 32):
+                out = net(images[i:i + 32]).numpy()
+                answers[which] += [task.decode(out[j:j + 1]) for j in range(len(out))]
+    return float(task.agreement(answers[0], answers[1]))
 
 
 def search_float_layers(backend: Int8Backend, float_backend: Backend, model: nn.Module, example: torch.Tensor,

@@ -165,7 +165,7 @@ class FitRun(ClosedLoop, PrecisionStage):
         if self.measurer.quantizes:  # INT8 candidates: the unpruned model, quantized, is where pruning starts
             self.step_start_ms = self._measure_quantized(baseline)
         if self.precision_choice is None or self.precision_choice.precision != "int8":
-            return self._search(baseline)
+            return self.int8_alone_if_it_keeps_more(self._search(baseline))
         original_step = self.step
         try:
             return self._search(baseline)
