@@ -239,7 +239,10 @@ def _stage(description: str, total: int | None, unit: str = "") -> Iterator[_Sta
 @contextmanager
 def progress_bar(description: str, total: int, unit: str = "") -> Iterator[Advance]:
     """Yield ``advance(n=1)`` for a stage of ``total`` steps (``unit``: what a step is, e.g. ``"groups"``): a bar
-    on a terminal, a line at least every 30 s in a log."""
+    on a terminal, a line at least every 30 s in a log. Nothing for ``total <= 0`` (a rank that draws no bar)."""
+    if total <= 0:
+        yield lambda n=1: None
+        return
     with _stage(description, total, unit) as stage:
         yield lambda n=1: _watch.update(stage, done=stage.done + n)
 

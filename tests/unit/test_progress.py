@@ -4,6 +4,7 @@ logged, nothing from short stages or under --quiet, and the log file's timestamp
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,16 @@ def test_a_silent_call_gets_a_heartbeat_line_at_least_every_interval(fast: None,
     assert len(beats) >= 2, lines
     assert " INFO edgeprune.progress: quantizing to INT8: still running, " in beats[0]
     assert longest_silence(log_file).seconds < 1.5  # 0.5 s and the thread's wake-ups, on a busy machine
+
+
+def test_under_quiet_the_log_file_still_gets_every_line_and_the_terminal_none(
+        logging_restored: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log_file = tmp_path / "fit.log"
+    setup_logging(verbose=False, quiet=True, log_file=log_file)
+    logging.getLogger("edgeprune.fit.run").info("original model: 7.310 ms")
+    assert "original model" not in capsys.readouterr().err
+    line = log_file.read_text().splitlines()[0]
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO edgeprune.fit.run: original model: 7.310 ms$", line), line
 
 
 def test_the_gap_check_sees_a_silent_stage(logging_restored: None, tmp_path: Path) -> None:
