@@ -8,9 +8,10 @@ Every stage that can take more than a few seconds runs inside one of three conte
 
 On an interactive terminal at INFO a stage is drawn as a transient rich bar (stages inside stages are rows of
 one display). Whatever the terminal, a thread also watches the stages while any runs: once nothing has been
-logged by edgeprune for :data:`LOG_EVERY_S` seconds, and the outermost stage has run :data:`FIRST_LINE_AFTER_S`
-seconds, it logs the innermost stage's state through the ``edgeprune.progress`` logger, e.g.
-``scoring channel importance (lasso): 37/120 (31%), 1 min 02 s elapsed, about 2 min left``. Short stages and
+logged by edgeprune for :data:`LOG_EVERY_S` seconds, it logs the state of the innermost stage that has run
+:data:`FIRST_LINE_AFTER_S` seconds through the ``edgeprune.progress`` logger, e.g.
+``scoring channel importance (lasso): 37/120 groups (31%), 1 min 02 s elapsed, about 2 min left``, followed by
+``; now <stage>`` when a younger stage runs inside it. Short stages and
 stages that log for themselves stay quiet; a stage whose single step takes minutes still gets its line. These
 records carry ``edgeprune_progress = True`` (:func:`is_progress_record`), so a terminal handler that shows the
 bars can drop them (:func:`drop_drawn_progress`); a log file keeps them. Nothing is logged when the
@@ -181,6 +182,16 @@ class _Watch:
                 self.display.update(stage.task, completed=stage.done, total=stage.total,
                                     description=stage.description, count=_count(stage))
 
+    def _line(self, now_s: float) -> str | None:
+        """The innermost stage that has run :data:`FIRST_LINE_AFTER_S`, and what runs inside it now, if anything
+        (``profiling kernels: 442/557 (79%), ...; now quantizing to INT8 ...``); None while every stage is younger."""
+        old = [stage for stage in self.stages if now_s - stage.started_s >= FIRST_LINE_AFTER_S]
+        if not old:
+            return None
+        speaker, innermost = old[-1], self.stages[-1]
+        text = speaker.line(now_s)
+        return text if innermost is speaker else f"{text}; now {innermost.description}"
+
     def _bar(self) -> Progress:
         if self.display is None:
             columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
@@ -195,9 +206,9 @@ class _Watch:
             with self.lock:
                 if not self.stages or now - self.last_line_s < LOG_EVERY_S:
                     continue
-                if now - self.stages[0].started_s < FIRST_LINE_AFTER_S:
+                text = self._line(now)
+                if text is None:
                     continue
-                text = self.stages[-1].line(now)
             log.info("%s", text, extra={"edgeprune_progress": True})
             self.last_line_s = max(self.last_line_s, monotonic_s())  # even where no handler noted it
 

@@ -99,6 +99,21 @@ def test_only_the_innermost_stage_speaks(fast: None, caplog: pytest.LogCaptureFi
     assert lines and all(line.startswith("timing 004-search.onnx: ") for line in lines), lines
 
 
+def test_a_young_stage_is_named_after_the_one_that_has_run_long_enough(fast: None, monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.3)
+    monkeypatch.setattr(progress, "FIRST_LINE_AFTER_S", 0.5)
+    caplog.set_level(logging.INFO, logger="edgeprune")
+    with progress.progress_bar("profiling kernels", 10) as advance:
+        time.sleep(0.6)  # its first line at 0.5 s
+        advance(4)
+        with progress.heartbeat("quantizing a probe"):
+            time.sleep(0.45)  # the next line, 0.3 s later, falls while this stage is younger than 0.5 s
+    lines = _progress_lines(caplog)
+    assert any(line.startswith("profiling kernels: 4/10 (40%), ") and line.endswith("; now quantizing a probe")
+               for line in lines), lines
+
+
 def test_a_stage_that_logs_for_itself_gets_no_extra_line(fast: None, caplog: pytest.LogCaptureFixture,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(progress, "LOG_EVERY_S", 1.0)  # ten times the stage's own pace: no flake on a busy machine
