@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -218,6 +219,16 @@ def _count(stage: _Stage) -> str:
 
 
 _watch = _Watch()
+
+
+def _forget_in_child() -> None:
+    """A forked child (a data-loading worker) starts with no stages, no watching thread and fresh locks."""
+    global _watch
+    _watch = _Watch()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class _LastLine(logging.Handler):

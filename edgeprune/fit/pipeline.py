@@ -143,8 +143,13 @@ def fit(config: FitConfig) -> FitResult | None:
     whole fit is one more, so that a stage that shows none still gets a line at least every 30 s.
     """
     keep_openvino_telemetry_off()
+    return run_ranked(config, _watched_fit)
+
+
+def _watched_fit(config: FitConfig) -> FitResult:
+    """:func:`_fit` as one stage of :mod:`edgeprune.progress` (rank 0's only, under torchrun)."""
     with heartbeat("fitting"):
-        return run_ranked(config, _fit)
+        return _fit(config)
 
 
 def _fit(config: FitConfig) -> FitResult:
