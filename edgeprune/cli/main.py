@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgeprune._version import __version__
 from edgeprune.cli import agent_cmd, bench_cmd, export_cmd, fit_cmd, profile_cmd, report_cmd, targets_cmd, validate_cmd
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgeprune {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--log-file", type=Path, metavar="PATH",
+                        help="also append every log line, with its date and time, to PATH (progress of long "
+                             "stages included, at least every 30 s; --quiet keeps only the terminal quiet)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     agent_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
@@ -35,15 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: flags of the top-level parser that a user may also write after the verb (``edgeprune fit ... -v``)
 _GLOBAL_FLAGS = {"-v": "--verbose", "--verbose": "--verbose", "-q": "--quiet", "--quiet": "--quiet"}
+#: the same for options with a value (``--log-file PATH`` or ``--log-file=PATH``)
+_GLOBAL_OPTIONS = ("--log-file",)
 
 
 def _globals_first(argv: Sequence[str]) -> list[str]:
-    """``argv`` with ``-v``/``-q`` moved before the verb, wherever they were written (up to a ``--``)."""
+    """``argv`` with ``-v``/``-q``/``--log-file PATH`` moved before the verb, wherever they were written (up to
+    a ``--``)."""
     argv = list(argv)
     end = argv.index("--") if "--" in argv else len(argv)
-    moved = [a for a in argv[:end] if a in _GLOBAL_FLAGS]
-    rest = [a for a in argv[:end] if a not in _GLOBAL_FLAGS] + argv[end:]
-    return moved + rest
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < end:
+        arg = argv[i]
+        if arg in _GLOBAL_FLAGS or arg.split("=", 1)[0] in _GLOBAL_OPTIONS and "=" in arg:
+            moved.append(arg)
+        elif arg in _GLOBAL_OPTIONS and i + 1 < end:
+            moved += [arg, argv[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return moved + rest + argv[end:]
 
 
 def _with_config_file(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace) -> argparse.Namespace:
@@ -66,14 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 2
-    setup_logging(args.verbose, args.quiet)
-    keep_openvino_telemetry_off()
 
-    def handle() -> int:
+    def run() -> int:
+        setup_logging(args.verbose, args.quiet, args.log_file)  # an unwritable --log-file: one line, exit 2
+        keep_openvino_telemetry_off()
         parsed = _with_config_file(parser, ordered, args)
-        return int(parsed.handler(parsed))
+        code: int = parsed.handler(parsed)
+        return code
 
-    return run_guarded(handle, args.verbose, args.verb, line)
+    return run_guarded(run, args.verbose, args.verb, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from edgeprune.data.dataset import ImageDataset
 from edgeprune.data.image_open import open_image
 from edgeprune.data.npz_headers import check_npz_sizes
 from edgeprune.errors import DataError
+from edgeprune.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,10 @@ def load_image_folder(root: Path, size_hw: tuple[int, int], channels: int,
     listing = list_image_folder(root, naming)
     entries = listing.entries
     pixels = np.empty((len(entries), size_hw[0], size_hw[1], channels), dtype=np.uint8)
-    for i, (file, _) in enumerate(entries):
-        pixels[i] = read_image(file, size_hw, channels)
+    with progress_bar(f"reading {root}", len(entries), "images") as advance:
+        for i, (file, _) in enumerate(entries):
+            pixels[i] = read_image(file, size_hw, channels)
+            advance(1)
     labels = np.array([c for _, c in entries], dtype=np.int64) if listing.labelled else None
     log.info("read %d images from %s", len(entries), root)
     return ImageDataset(pixels, labels, listing.class_names, str(root), listing.labels_from)

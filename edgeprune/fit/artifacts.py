@@ -22,6 +22,7 @@ from edgeprune.export.artifacts import export_artifacts, write_artifact_sidecar
 from edgeprune.export.formats import parse_formats, runnable_here, runtime_target
 from edgeprune.export.sidecar import sidecar_path
 from edgeprune.fit.inputs import FitInputs
+from edgeprune.progress import heartbeat
 from edgeprune.target import Target
 from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec
@@ -54,8 +55,10 @@ def ship_artifacts(config: FitConfig, inputs: FitInputs, target: Target, slim: n
     artifacts = [(measured.format, stage / measured_file)]
     extra = requested_formats(config, target, measured.format)[1:]
     if extra:
-        for item in export_artifacts(slim, inputs.example, extra, stage, target=target, preprocessing=prep,
-                                     plan_digest=plan_digest, force=True):
+        with heartbeat(f"exporting {', '.join(extra)}"):
+            exported = export_artifacts(slim, inputs.example, extra, stage, target=target, preprocessing=prep,
+                                        plan_digest=plan_digest, force=True)
+        for item in exported:
             names += item.file_names
             artifacts.append((item.format, item.path))
     references = [measured_reference or slim] + [slim] * (len(artifacts) - 1)
@@ -74,11 +77,12 @@ def _validate(config: FitConfig, inputs: FitInputs, target: Target, slim: nn.Mod
     other_task = not isinstance(inputs.task, ClassificationTask)
     data = ModelInputs(inputs.eval_inputs.numpy(), inputs.truth, inputs.eval_set.source, inputs.task) \
         if other_task or config.data is None else config.data
-    result = validate_artifact(path, run_target, data=data, reference=slim, min_accuracy=config.min_accuracy,
-                               images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
-                               preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING, measure=measure_locally,
-                               seed=config.seed, raise_on_failure=False,
-                               class_map=None if isinstance(data, ModelInputs) else config.class_map)
+    with heartbeat(f"validating {path.name} in {run_target.runtime}"):
+        result = validate_artifact(path, run_target, data=data, reference=slim, min_accuracy=config.min_accuracy,
+                                   images=min(VALIDATION_IMAGES, config.eval_images or VALIDATION_IMAGES),
+                                   preprocessing=inputs.preprocessing, timing=VALIDATION_TIMING,
+                                   measure=measure_locally, seed=config.seed, raise_on_failure=False,
+                                   class_map=None if isinstance(data, ModelInputs) else config.class_map)
     full = result.to_dict()
     parity, accuracy, latency = full.get("parity") or {}, full.get("accuracy") or {}, full.get("latency") or {}
     summary = {"format": fmt, "file": path.name, "runtime": run_target.runtime, "passed": result.passed,

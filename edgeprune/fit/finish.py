@@ -23,6 +23,7 @@ from edgeprune.fit.labels import final_label_check
 from edgeprune.fit.outputs import ARTIFACT_FILES, ORIGINAL_FILES, OutputDir
 from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.io_atomic import write_json_atomic
+from edgeprune.progress import heartbeat
 from edgeprune.prune.graph import count_macs_and_params
 from edgeprune.prune.plan import SlimPlan, module_shapes
 from edgeprune.quantize.layers import layer_precisions, summarise
@@ -239,7 +240,7 @@ def _layer_latency(run: FitRun, outcome: RunOutcome, kept: dict[str, list[int]])
     """
     if run.measurer.timer.source == "measured-local" and outcome.baseline.artifact is not None:
         try:
-            with run.clock("evaluate"):
+            with run.clock("evaluate"), heartbeat("timing both artifacts layer by layer (the runtime's profiler)"):
                 measured = per_layer_latency(run.backend, run.target, outcome.baseline.artifact,
                                              outcome.final.artifact, run.example.numpy(), LAYER_PROFILE_TIMING)
             if measured is not None:

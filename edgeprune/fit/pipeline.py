@@ -53,6 +53,7 @@ from edgeprune.latency.candidates import CandidateMeasurer
 from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.latency.profile_model import default_table_dir
 from edgeprune.latency.timers import ProfileTimer, make_timer
+from edgeprune.progress import heartbeat
 from edgeprune.prune.importance import get_importance
 from edgeprune.quantize.backend import check_int8_target, for_precision
 from edgeprune.quantize.choice import auto_target
@@ -154,10 +155,17 @@ def fit(config: FitConfig) -> FitResult | None:
     """Prune ``config.model`` until its exported artifact meets ``config.budget`` measured on the target.
 
     Under torchrun, rank 0 runs the fit and the other ranks fine-tune their shares of it; they return None
-    (:mod:`edgeprune.fit.data_parallel`).
+    (:mod:`edgeprune.fit.data_parallel`). Its long stages show their progress (:mod:`edgeprune.progress`); the
+    whole fit is one more, so that a stage that shows none still gets a line at least every 30 s.
     """
     keep_openvino_telemetry_off()
-    return run_ranked(config, _fit)
+    return run_ranked(config, _watched_fit)
+
+
+def _watched_fit(config: FitConfig) -> FitResult:
+    """:func:`_fit` as one stage of :mod:`edgeprune.progress` (rank 0's only, under torchrun)."""
+    with heartbeat("fitting"):
+        return _fit(config)
 
 
 def _fit(config: FitConfig) -> FitResult:

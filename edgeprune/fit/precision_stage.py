@@ -23,6 +23,7 @@ from edgeprune.errors import BudgetUnreachableError, InputError, first_line
 from edgeprune.export.formats import runnable_here
 from edgeprune.latency.candidates import Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.progress import heartbeat
 from edgeprune.quantize.backend import Int8Backend
 from edgeprune.quantize.choice import (
     AGREEMENT_IMAGES,
@@ -209,9 +210,10 @@ class PrecisionStage:
 
     def _agreement(self, m: Measurement, images: torch.Tensor) -> float:
         """The task's agreement (top-1 for classifiers) of ``m``'s artifact (the unpruned model, quantized) with the float model on ``images``."""
-        artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
-        session = self.backend.load(artifact, runnable_here(self.target)[0])
-        return agreement_with_model(session, artifact.input_name, self.model, images, self.inputs.task)
+        with heartbeat(f"checking the INT8 model against the float model on {len(images)} images"):
+            artifact = m.artifact if m.artifact is not None else self.measurer.export(self.model, QUANTIZED)  # resumed
+            session = self.backend.load(artifact, runnable_here(self.target)[0])
+            return agreement_with_model(session, artifact.input_name, self.model, images, self.inputs.task)
 
     def _search_float_layers(self) -> MixedPrecision:
         """The layers to leave in float, measured on evaluation images: images the quantizer was not calibrated on

@@ -35,6 +35,7 @@ from edgeprune.export.formats import runnable_here
 from edgeprune.fit.recover import DISTILL_ALPHA, DISTILL_TEMPERATURE
 from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.latency.candidates import Measurement
+from edgeprune.progress import heartbeat
 from edgeprune.quantize.qat import export_qat, float_form, prepare_qat
 from edgeprune.train.distill import DistillationLoss
 from edgeprune.train.loop import TrainSpec, train_classifier
@@ -76,7 +77,8 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
     assert train is not None  # resolve_inputs refuses --qat-epochs without training data
     with run.clock("qat"):
         float_layers = tuple(getattr(run.measurer.backend, "float_layers", ()))  # mixed precision: as PTQ left them
-        qat, pairs = prepare_qat(outcome.slim, example, inputs.calibration, float_layers)
+        with heartbeat(f"preparing the quantization-aware model (NNCF) on {len(inputs.calibration)} images"):
+            qat, pairs = prepare_qat(outcome.slim, example, inputs.calibration, float_layers)
         spec = TrainSpec(epochs=config.qat_epochs, lr=config.finetune_lr * QAT_LR_SHARE, seed=config.seed,
                          schedule=QAT_SCHEDULE, augment=run.recovery.augment)
         loss = DistillationLoss(run.model, DISTILL_TEMPERATURE, DISTILL_ALPHA) if run.recovery.distills else None
@@ -85,7 +87,8 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
                          checkpoint=run.journal.checkpoint_path("qat"), description="QAT",
                          on_epoch=lambda e, value: log.info("QAT epoch %d/%d: loss %.4f", e, spec.epochs, value))
         seconds = time.perf_counter() - start
-        artifact = export_qat(qat.eval(), example, run.measurer.work_dir / "qat-final", run.target.runtime)
+        with heartbeat("exporting the quantization-aware model"):
+            artifact = export_qat(qat.eval(), example, run.measurer.work_dir / "qat-final", run.target.runtime)
     measured = _measure(run, outcome, artifact)
     target = runnable_here(run.target)[0]
     with run.clock("evaluate"):

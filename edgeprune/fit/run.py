@@ -44,7 +44,7 @@ from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, Meas
 from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.latency.profile_model import build_lookup_model, default_table_dir, table_context
 from edgeprune.latency.table import LatencyTable
-from edgeprune.progress import progress_callback
+from edgeprune.progress import heartbeat, progress_bar, progress_callback
 from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.groups import ChannelGroup
@@ -245,8 +245,10 @@ class FitRun(ClosedLoop, PrecisionStage):
     def _analyse(self, index: int, model: nn.Module) -> StepState:
         with self.clock("analyse"):
             with naming_the_module(model, "tracing the model's channel groups"):
-                graph = ModelGraph(model, self.example, self.config.frozen_modules)
-                freeze_untrimmable(model, self.example, graph, self.config.frozen_modules)
+                with heartbeat("tracing the model's channel groups"):
+                    graph = ModelGraph(model, self.example, self.config.frozen_modules)
+                with heartbeat("trying one channel off every group (the trial cut)"):
+                    freeze_untrimmable(model, self.example, graph, self.config.frozen_modules)
             groups = graph.prunable_groups()
             if not groups:
                 raise InputError(f"model '{self.inputs.bundle.spec}' has no channel group edgeprune can prune")
@@ -254,10 +256,17 @@ class FitRun(ClosedLoop, PrecisionStage):
                 scores = {g.name: np.ones(g.width) for g in groups}
             else:
                 with placed_on(model, self.recovery.device):  # --train-device: scoring passes run there too
-                    with naming_the_module(model, f"preparing channel importance ({self.importance.name})"):
+                    with naming_the_module(model, f"preparing channel importance ({self.importance.name})"), \
+                            heartbeat(f"preparing channel importance ({self.importance.name}) on "
+                                      f"{len(self.inputs.calibration)} calibration images"):
                         ctx = ScoringContext(model, self.inputs.calibration)
                         self.importance.prepare(ctx)
-                    scores = {g.name: self._score(g, ctx) for g in groups}
+                    scores = {}
+                    with progress_bar(f"scoring channel importance ({self.importance.name})", len(groups),
+                                      "groups") as advance:
+                        for group in groups:
+                            scores[group.name] = self._score(group, ctx)
+                            advance(1)
             if isinstance(self.measurer, PredictedMeasurer):
                 self.measurer.bind(model, groups)
         return StepState(index, model, graph, groups, scores)
@@ -421,8 +430,12 @@ class FitRun(ClosedLoop, PrecisionStage):
         with placed_on(model, device), naming_the_module(model, "estimating a candidate's accuracy"):
             if self.recovery.recalibrates_bn:  # as the recovery will (not below the calibration floor)
                 recalibrate_batchnorm(model, self.inputs.calibration)  # a throw-away copy: fair across candidates
-            with torch.no_grad():
-                outputs = torch.cat([model(x[i:i + 64].to(device)).cpu() for i in range(0, len(x), 64)]).numpy()
+            batches = []
+            with torch.no_grad(), progress_bar("a candidate's accuracy in PyTorch", len(x), "images") as advance:
+                for i in range(0, len(x), 64):
+                    batches.append(model(x[i:i + 64].to(device)).cpu())
+                    advance(len(batches[-1]))
+            outputs = torch.cat(batches).numpy()
         predictions = [task.decode(outputs[i:i + 1]) for i in range(len(outputs))]
         return task.score(predictions, task.subset_truth(truth, np.arange(len(x)))).headline
 

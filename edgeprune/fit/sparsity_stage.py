@@ -43,6 +43,7 @@ from edgeprune.fit.outputs import ARTIFACT_FILES
 from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.latency.candidates import Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
+from edgeprune.progress import heartbeat
 from edgeprune.prune.sparsity import WeightMasks, layer_sparsity, sparsify, total_sparsity
 from edgeprune.train.sparsity_schedule import ConstantSparsity, GradualPruning, PolynomialDecay, default_steps
 
@@ -95,7 +96,8 @@ def weight_sparsity(run: FitRun, outcome: RunOutcome) -> RunOutcome:
 
     def probe(sparsity: float) -> ArtifactSize:
         model = sparsify(copy.deepcopy(outcome.slim), sparsity, config.sparsity_scope)
-        size = artifact_size(artifact_files(run.measurer.export(model, f"sparsity-{1000 * sparsity:.0f}")))
+        with heartbeat(f"exporting the model at {100 * sparsity:.1f}% weight sparsity"):
+            size = artifact_size(artifact_files(run.measurer.export(model, f"sparsity-{1000 * sparsity:.0f}")))
         probes.append({"sparsity": sparsity, **size.to_dict(), "top1_pytorch": _pytorch_accuracy(run, model),
                        "note": "one shot, no fine-tuning"})
         log.info("size probe: %.1f%% of the weights zeroed in one shot (a trial copy, to check the size budget) → %s "

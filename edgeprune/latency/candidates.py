@@ -30,6 +30,7 @@ from edgeprune.environment import device_state
 from edgeprune.errors import OversubscribedError
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.paired import PairedStats, PairingSpec, schedule
+from edgeprune.progress import heartbeat
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s, oversubscription_note
 
@@ -111,9 +112,10 @@ class CandidateMeasurer:
         instead of measuring (:class:`~edgeprune.latency.predicted.PredictedMeasurer`) use it. ``check`` is
         called on the exported artifact before it is timed (it raises to refuse it).
         """
-        artifact = self.export(model, name)
-        if check is not None:
-            check(artifact)
+        with heartbeat(f"exporting the {name} model for {self.target.runtime}"):
+            artifact = self.export(model, name)
+            if check is not None:
+                check(artifact)
         return self.time(artifact, spec)
 
     def export(self, model: nn.Module, name: str) -> Artifact:
@@ -158,7 +160,8 @@ class CandidateMeasurer:
         paired reading is taken on one device, the original timed there too.
         """
         for wait_s in (*OVERSUBSCRIBED_WAITS_S, None):
-            measured = self._time_once(artifact, spec)
+            with heartbeat(f"timing {artifact.path.name}" + (" against the original" if self.paired else "")):
+                measured = self._time_once(artifact, spec)
             stats, paired, device = measured
             with self._lock:
                 self.disturbed_shares.append(stats.disturbed_share)

@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import fx, nn
 
+from edgeprune.progress import Advance, progress_bar
 from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
 from edgeprune.tasks.base import class_kl
 
@@ -162,7 +163,7 @@ def _logits(model: nn.Module, calibration: torch.Tensor, batch_size: int) -> tor
 
 def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch.Tensor, reference: torch.Tensor,
                  batch_size: int, recalibration: torch.Tensor | None = None,
-                 distortion_of: OutputDistortion = class_kl) -> dict[str, float]:
+                 distortion_of: OutputDistortion = class_kl, advance: Advance | None = None) -> dict[str, float]:
     """The output distortion of the model with the block removed, per candidate (``reference``: the original's
     outputs); each block is swapped out and put back.
 
@@ -184,6 +185,8 @@ def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch
             model.eval()
             set_submodule(model, name, block)
         distortion[name] = max(float(kl), 0.0)
+        if advance is not None:
+            advance(1)
     return distortion
 
 
@@ -217,13 +220,17 @@ def greedy_removal_order(model: nn.Module, blocks: Sequence[str], calibration: t
     reference = _logits(work, calibration, batch_size)
     order: list[str] = []
     distortion: dict[str, float] = {}
-    for _ in range(min(count, len(blocks))):
-        remaining = [n for n in blocks if n not in distortion]
-        scores = _distortions(work, remaining, calibration, reference, batch_size, recalibration, distortion_of)
-        best = min(remaining, key=lambda n: scores[n])  # ties: model order
-        set_submodule(work, best, nn.Identity())
-        order.append(best)
-        distortion[best] = scores[best]
+    steps = min(count, len(blocks))
+    trials = sum(len(blocks) - i for i in range(steps))
+    with progress_bar("ordering residual blocks by output distortion", trials, "trial removals") as advance:
+        for _ in range(steps):
+            remaining = [n for n in blocks if n not in distortion]
+            scores = _distortions(work, remaining, calibration, reference, batch_size, recalibration, distortion_of,
+                                  advance)
+            best = min(remaining, key=lambda n: scores[n])  # ties: model order
+            set_submodule(work, best, nn.Identity())
+            order.append(best)
+            distortion[best] = scores[best]
     return order, distortion
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgeprune.progress import progress_bar
+
 
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> int:
     """Replace every BatchNorm's running statistics with the exact statistics over ``images``.
@@ -26,11 +28,12 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: in
         m.momentum = None  # cumulative average over all batches
     device = next((p.device for p in model.parameters()), images.device)  # runs where the model is
     model.train()
-    with torch.no_grad():
+    with torch.no_grad(), progress_bar("re-estimating batch-norm statistics", len(images), "images") as advance:
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
             if len(batch) > 1:
                 model(batch.to(device))
+            advance(len(batch))
     for m, momentum in zip(norms, saved_momentum):
         m.momentum = momentum
     model.eval()

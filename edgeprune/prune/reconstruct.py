@@ -42,8 +42,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgeprune.progress import Advance, counted, heartbeat, progress_bar
 from edgeprune.prune.activations import (
     DEFAULT_MAX_POSITIONS,
+    LayerSamples,
     collect_layer_samples,
     execution_order,
     is_supported_layer,
@@ -139,11 +141,23 @@ def reconstruct_consumers(
     targets = execution_order(original, example, targets)
     if not targets:
         return {}
-    reference = collect_layer_samples(original, calibration, {t: None for t in targets}, max_positions, seed,
-                                      batch_size, keep_patches=False)
+    with heartbeat(f"least-squares reconstruction: the original's outputs on {len(calibration)} images"):
+        reference = collect_layer_samples(original, calibration, {t: None for t in targets}, max_positions, seed,
+                                          batch_size, keep_patches=False)
+    with progress_bar("least-squares reconstruction", len(targets), "layers") as advance:
+        return _refit(original, slim, calibration, targets, reference, pruned, keep, max_positions, ridge, seed,
+                      batch_size, advance)
+
+
+def _refit(original: nn.Module, slim: nn.Module, calibration: torch.Tensor, targets: Sequence[str],
+           reference: Mapping[str, LayerSamples], pruned: Sequence[ChannelGroup], keep: Mapping[str, Sequence[int]],
+           max_positions: int, ridge: float, seed: int, batch_size: int, advance: Advance
+           ) -> dict[str, LayerReconstruction]:
+    """Refit ``targets`` in execution order (see :func:`reconstruct_consumers`), calling ``advance`` per layer."""
+    slim_modules = dict(slim.named_modules())
     original_modules = dict(original.named_modules())
     results: dict[str, LayerReconstruction] = {}
-    for name in targets:
+    for name in counted(targets, advance):
         ref = reference.get(name)
         module = slim_modules[name]
         if ref is None or ref.max_calls != 1:

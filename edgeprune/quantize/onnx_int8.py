@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeprune.backends.onnx_labels import compute_layers, module_nodes
 from edgeprune.errors import InputError, first_line
+from edgeprune.progress import heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,15 @@ def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name:
     with tempfile.TemporaryDirectory(prefix="edgeprune-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         try:
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            exclude = [node for node, label in compute_layers(prepared).items() if label in float_layers]
-            exclude += [node for node in module_nodes(prepared, float_modules) if node not in exclude]
-            quantize_static(str(prepared), str(dest), _Images(input_name, images), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
-                            calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
-                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+            with heartbeat(f"quantizing to INT8 with ONNX Runtime's quantizer on {len(images)} images"):
+                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+                exclude = [node for node, label in compute_layers(prepared).items() if label in float_layers]
+                exclude += [node for node in module_nodes(prepared, float_modules) if node not in exclude]
+                quantize_static(str(prepared), str(dest), _Images(input_name, images), quant_format=QuantFormat.QDQ,
+                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+                                calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
+                                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         except InputError:
             raise
         except Exception as exc:  # the quantizer raises many types on a graph it cannot handle

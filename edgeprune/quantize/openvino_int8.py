@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprune.errors import InputError, first_line
+from edgeprune.progress import heartbeat
 from edgeprune.quantize.layers import OPENVINO_COMPUTE
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def quantize_openvino_int8(source: Path, dest: Path, images: np.ndarray, float_n
     try:
         model = ov.Core().read_model(str(source))
         ignored = _float_operations(model, float_nodes)
-        with contextlib.redirect_stdout(io.StringIO()), _quiet("nncf"):  # NNCF's progress bars and notes
+        with contextlib.redirect_stdout(io.StringIO()), _quiet("nncf"), \
+                heartbeat(f"quantizing to INT8 with NNCF on {len(batches)} images"):  # NNCF's bars and notes hidden
             quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
                                       preset=nncf.QuantizationPreset.PERFORMANCE,
                                       ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))

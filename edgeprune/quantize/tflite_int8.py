@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprune.errors import InputError, first_line
+from edgeprune.progress import heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def quantize_tflite_int8(source: Path, dest: Path, images: np.ndarray) -> None:
         signature = next(iter(signatures))
         input_name = signatures[signature]["inputs"][0]
         batches = [{input_name: np.ascontiguousarray(images[i:i + 1], dtype=np.float32)} for i in range(len(images))]
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress bars
+        # its progress bars hidden (a log file keeps the heartbeat's lines; a piped stderr loses them meanwhile)
+        with heartbeat(f"quantizing to INT8 with ai-edge-quantizer on {len(batches)} images"), \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             tool = quantizer.Quantizer(str(source), recipe.static_wi8_ai8())
             result = tool.quantize(tool.calibrate({signature: batches}))
         result.export_model(str(dest))

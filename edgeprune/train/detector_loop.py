@@ -181,7 +181,7 @@ def train_detector(model: nn.Module, dataset: DetectionDataset, spec: DetectorTr
         epoch_losses, step = [float(v) for v in resumed["losses"]], int(resumed["step"])
         log.info("%s: resuming after epoch %d/%d from %s", description, len(epoch_losses), spec.epochs, checkpoint)
     model.train()
-    with progress_bar(description, total - step) as advance:
+    with progress_bar(description, total - step, "steps") as advance:
         for epoch in range(len(epoch_losses), spec.epochs):
             order = rng.permutation(n)
             running = 0.0

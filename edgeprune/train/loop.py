@@ -175,7 +175,7 @@ def _train(job: TrainingJob, group: distributed.ProcessGroup | None, model: nn.M
             shares = [group.share(len(b)) if group is not None else slice(0, len(b)) for b in batches]
             total, count = 0.0, 0
             bar_steps = steps_per_epoch if saves else 0  # one bar: rank 0's
-            with progress_bar(f"{job.description} epoch {epoch + 1}/{spec.epochs}", bar_steps) as advance:
+            with progress_bar(f"{job.description} epoch {epoch + 1}/{spec.epochs}", bar_steps, "batches") as advance:
                 for batch, share, (x, y) in zip(batches, shares,
                                                 data.batches([b[s] for b, s in zip(batches, shares)])):
                     advance(1)

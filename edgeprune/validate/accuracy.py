@@ -43,7 +43,7 @@ def evaluate_session(session: Session, input_name: str, inputs: torch.Tensor, la
     task = task or ClassificationTask()
     array = inputs.numpy()
     decoded: list[Any] = []
-    with progress_bar("evaluating", len(array)) as advance:
+    with progress_bar("evaluating", len(array), "images") as advance:
         for i in range(len(array)):
             decoded.append(task.decode(session.run({input_name: array[i : i + 1]})[0]))
             advance(1)
@@ -56,12 +56,13 @@ def max_abs_difference(session: Session, input_name: str, model: nn.Module, inpu
     """Largest absolute difference between the artifact's and PyTorch's outputs over ``inputs``."""
     worst = 0.0
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), progress_bar("comparing the artifact with PyTorch", len(inputs), "images") as advance:
         for i in range(len(inputs)):
             x = inputs[i : i + 1]
             reference = model(x).numpy()
             produced = session.run({input_name: x.numpy()})[0]
             worst = max(worst, float(np.abs(reference - produced).max()))
+            advance(1)
     return worst
 
 
@@ -75,8 +76,11 @@ def agreement_with_model(session: Session, input_name: str, model: nn.Module, in
     """How far the artifact run by ``session`` reproduces ``model``'s predictions on ``inputs``, as ``task``
     measures it (top-1 agreement for classifiers, mAP against the model's boxes for detectors)."""
     model.eval()
-    with torch.no_grad():
-        reference = [task.decode(model(inputs[i:i + 1]).numpy()) for i in range(len(inputs))]
+    reference = []
+    with torch.no_grad(), progress_bar("the original's answers in PyTorch", len(inputs), "images") as advance:
+        for i in range(len(inputs)):
+            reference.append(task.decode(model(inputs[i:i + 1]).numpy()))
+            advance(1)
     produced = evaluate_session(session, input_name, inputs, None, task).predictions
     return task.agreement(produced, reference)
 
@@ -94,8 +98,12 @@ def quantization_error(session: Session, input_name: str, reference: np.ndarray,
     """How far the artifact run by ``session`` is from the float outputs ``reference`` (see :func:`model_logits`)
     on ``inputs``: top-1 agreement and the mean KL(float || artifact) of the softmax outputs, in nats."""
     array = inputs.numpy()
-    outputs = np.stack([np.asarray(session.run({input_name: array[i:i + 1]})[0], dtype=np.float64).reshape(-1)
-                        for i in range(len(array))])
+    rows = []
+    with progress_bar("the quantized model's error", len(array), "images") as advance:
+        for i in range(len(array)):
+            rows.append(np.asarray(session.run({input_name: array[i:i + 1]})[0], dtype=np.float64).reshape(-1))
+            advance(1)
+    outputs = np.stack(rows)
     expected = torch.log_softmax(torch.from_numpy(reference.astype(np.float64)), 1)
     actual = torch.log_softmax(torch.from_numpy(outputs), 1)
     kl = float((expected.exp() * (expected - actual)).sum(1).mean())

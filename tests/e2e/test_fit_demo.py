@@ -13,6 +13,7 @@ import pytest
 import torch
 from budget_check import assert_meets_budget_share
 from cli_in_process import run_cli_in_process
+from log_gaps import assert_never_silent
 
 import edgeprune
 from edgeprune.backends.onnx_export import export_onnx
@@ -50,8 +51,10 @@ def test_cli_fit_demo_meets_a_budget_of_60_percent_of_the_measured_baseline(
     budget_ms = 0.6 * demo_baseline_ms
     out = tmp_path / "out"
     proc = run_cli("fit", "--target", "cpu", "--budget", f"{budget_ms:.4f}ms", "--out", str(out),
-                   "--finetune-epochs", "1", "--precision", "fp32", "--eval-images", "100", "--calib-images", "64")
+                   "--finetune-epochs", "1", "--precision", "fp32", "--eval-images", "100", "--calib-images", "64",
+                   "--log-file", str(tmp_path / "fit.log"))
     assert proc.returncode == 0, proc.stderr
+    assert_never_silent(tmp_path / "fit.log")  # no stage is silent for more than 30 s (issue 37)
     report = json.loads((out / "report.json").read_text())
     assert report["budget_ms"] == pytest.approx(budget_ms, rel=1e-3)
     guard = report["accuracy_guard"]  # the terminal shows the agreement and the calibration count (issue 35)

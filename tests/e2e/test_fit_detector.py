@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_in_process import run_cli_in_process
+from log_gaps import assert_never_silent
 
 pytest.importorskip("ultralytics", reason="the [yolo] extra (ultralytics) is not installed")
 
@@ -98,8 +99,9 @@ def test_a_detector_ships_validated_artifacts_for_three_runtimes_with_map_before
     proc = _fit(out, "--weights", str(weights), "--data", str(data_yaml), "--budget", "60%", "--precision", "fp32",
                 "--allocation", "uniform", "--export", "onnx,openvino,tflite", "--prune-blocks",
                 # no fine-tuning of a detector trained for seconds: about 5% box agreement, under the guard's 50% floor
-                "--min-agreement", "0")
+                "--min-agreement", "0", "--log-file", str(tmp_path / "fit.log"))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_never_silent(tmp_path / "fit.log")  # depth pruning, three runtimes' exports: no silent stage (issue 37)
     report = json.loads((out / "report.json").read_text())
     # depth pruning: the backbone's residual bottlenecks, ordered by the detection output's distortion
     blocks = report["method"]["blocks"]

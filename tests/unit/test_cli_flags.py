@@ -14,6 +14,19 @@ def test_verbose_and_quiet_work_after_the_verb_too() -> None:
     assert _globals_first(["fit", "--", "-v"]) == ["fit", "--", "-v"]  # after '--' nothing is moved
 
 
+def test_log_file_works_after_the_verb_too() -> None:
+    assert _globals_first(["fit", "--budget", "60%", "--log-file", "fit.log", "-q"]) == \
+        ["--log-file", "fit.log", "-q", "fit", "--budget", "60%"]
+    assert _globals_first(["fit", "--log-file=fit.log"]) == ["--log-file=fit.log", "fit"]
+
+
+def test_a_log_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+                                                                   ) -> None:
+    assert main(["targets", "--log-file", str(tmp_path / "no" / "such" / "dir" / "run.log")]) == 2
+    err = capsys.readouterr().err
+    assert "--log-file" in err and "cannot be written" in err and "Traceback" not in err
+
+
 def test_targets_runs_with_q_after_the_verb(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["targets", "-q"]) == 0
     assert "cpu" in capsys.readouterr().out
