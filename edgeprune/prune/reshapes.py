@@ -76,6 +76,8 @@ class ReshapeRecorder(TorchFunctionMode):
         self.shapes: dict[Any, tuple[Shape, Shape, str]] = {}
         #: concatenation node -> the dimension it concatenates along (made non-negative)
         self.concat_dims: dict[Any, int] = {}
+        #: concatenation node -> the sizes along that dimension of its inputs that autograd tracks, in order
+        self.concat_sizes: dict[Any, list[int]] = {}
         #: nodes whose channel mapping Torch-Pruning could not compute -> what they are
         self.unmapped: dict[Any, str] = {}
         self._verdicts: dict[Any, str | None] = {}
@@ -89,6 +91,9 @@ class ReshapeRecorder(TorchFunctionMode):
         elif name in _CONCATS and isinstance(out, torch.Tensor) and out.grad_fn is not None:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) if kwargs else (args[1] if len(args) > 1 else 0)
             self.concat_dims[out.grad_fn] = int(dim) % out.dim()
+            tensors = args[0] if args else (kwargs or {}).get("tensors", ())
+            self.concat_sizes[out.grad_fn] = [int(t.shape[int(dim) % out.dim()]) for t in tensors
+                                              if isinstance(t, torch.Tensor) and t.grad_fn is not None]
         return out
 
     def rearranging(self, grad_fn: Any, consumers: Sequence[Any] = (), channels: int | None = None) -> str | None:

@@ -30,10 +30,10 @@ def test_a_timm_model_builds_with_its_classes_and_preprocessing() -> None:
     assert build_architecture("timm:test_efficientnet").num_classes == 1000
 
 
-def test_a_pretrained_tag_picks_the_configuration_not_weights() -> None:
-    bundle = build_architecture("timm:vit_tiny_patch16_224.augreg_in21k_ft_in1k")
+def test_the_preprocessing_is_the_pretrained_configuration() -> None:
+    bundle = build_architecture("timm:test_resnet.r160_in1k")  # a tag picks a configuration, never weights
     assert bundle.preprocessing is not None and bundle.preprocessing.mean == (0.5, 0.5, 0.5)
-    assert bundle.preprocessing.std == (0.5, 0.5, 0.5)
+    assert bundle.preprocessing.std == (0.5, 0.5, 0.5) and bundle.preprocessing.input_shape == (3, 160, 160)
 
 
 def test_building_never_reaches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
