@@ -530,6 +530,7 @@ def count_macs_and_params(model: nn.Module, example_input: torch.Tensor) -> tupl
     """Multiply-accumulate operations of one forward pass at the example's shape, and parameter count."""
     was_training = model.training
     model.eval()
-    macs, params = tp.utils.count_ops_and_params(model, example_input)
+    with torch_pruning_warnings():
+        macs, params = tp.utils.count_ops_and_params(model, example_input)
     model.train(was_training)
     return int(macs), int(params)

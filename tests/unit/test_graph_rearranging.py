@@ -174,3 +174,15 @@ def test_a_layer_scale_reshape_keeps_the_residual_stream_prunable() -> None:
     apply_state_dict(rebuilt, slim.state_dict(), "slim")
     with torch.no_grad():
         assert torch.equal(rebuilt(x), slim(x))
+
+
+def test_torch_pruning_warnings_go_to_the_debug_log(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import warnings
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as escaped, caplog.at_level(logging.DEBUG, logger="edgeprune.prune"):
+        warnings.simplefilter("always")
+        ModelGraph(TinyConvNeXt().eval(), torch.randn(1, 3, 16, 16), warn_frozen=False)
+    assert not [w for w in escaped if "torch_pruning" in w.filename], [str(w.message) for w in escaped]
+    assert "Torch-Pruning: Unwrapped parameters detected" in caplog.text  # the layer scales, noted once at DEBUG
