@@ -12,7 +12,7 @@ from typing import Any
 
 _PACKAGES = (
     "edgeprune", "torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "openvino", "litert-torch",
-    "ai-edge-litert", "ai-edge-quantizer", "nncf", "numpy", "scikit-learn",
+    "ai-edge-litert", "ai-edge-quantizer", "nncf", "numpy", "scikit-learn", "timm",
 )
 
 

@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace existing artifacts in --out")
     p.add_argument("--allow-factory", metavar="PKG.MOD:FN",
-                   help="let a plan that names this model factory rebuild the model (it imports and runs it)")
+                   help="let a plan that names this model factory rebuild the model (it imports and runs it); "
+                   "only for your own package.module:function, not torchvision:, timm: or ultralytics: models")
     p.set_defaults(handler=run)
 
 

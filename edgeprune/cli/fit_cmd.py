@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "size-only fit, which keeps every channel and reports the measured latency")
     what.add_argument("--model", default="demo",
                    help="demo | cifar-resnetN | torchvision:NAME (classifiers, segmentation models) | "
+                   "timm:NAME (timm's classifiers, the [timm] extra) | "
                    "ultralytics:YAML (YOLO detectors, e.g. ultralytics:yolov8n.yaml) | package.module:factory "
                    "(default: demo)")
     what.add_argument("--weights", type=Path, help="weights file: state dict (.pt/.pth/.th) or .safetensors")

@@ -55,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                    "(parity and accuracy still run here)")
     p.add_argument("--device-token", help="the agent's token (default: $EDGEPRUNE_AGENT_TOKEN)")
     p.add_argument("--allow-factory", metavar="PKG.MOD:FN",
-                   help="let a --reference folder whose plan names this model factory rebuild it (imports and runs it)")
+                   help="let a --reference folder whose plan names this model factory rebuild it (imports and runs it); "
+                   "only for your own package.module:function, not torchvision:, timm: or ultralytics: models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(handler=run)

@@ -201,12 +201,22 @@ def residual_add_convs(model: nn.Module, example: torch.Tensor) -> set[str]:
 
 def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> list[Layer]:
     """All Conv2d and Linear kernels of ``model`` at the example's input size, in execution order."""
-    sides: dict[tuple[str, str], dict[str, int]] = {}
+    owned: dict[tuple[str, str], dict[str, set[int]]] = {}
     for group in groups:
         if not group.prunable:
             continue
         for member in group.members:
-            sides.setdefault((member.module, member.dim), {})[group.name] = group.width
+            owned.setdefault((member.module, member.dim), {}).setdefault(group.name, set()).update(member.indices)
+    # a group whose channels a side holds n times (a channel concatenated with its copy: GhostNet, SPPF) counts
+    # n times there; a Linear reading a flattened map counts once, as before
+    widths = {g.name: g.width for g in groups}
+    all_modules = dict(model.named_modules())
+    sides: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for side, by_group in owned.items():
+        for name, indices in by_group.items():
+            flattened = side[1] == "in" and isinstance(all_modules.get(side[0]), nn.Linear)
+            copies = 1 if flattened else max(1, len(indices) // widths[name])
+            sides.setdefault(side, []).extend([(name, widths[name])] * copies)
     shapes: dict[str, tuple[int, ...]] = {}
     order: list[str] = []
     hooks = []
@@ -252,6 +262,6 @@ def extract_layers(model: nn.Module, example: torch.Tensor, groups: list[Channel
             assert isinstance(module, nn.Linear)
             signature = LayerSignature("linear", (1, 1), (1, 1), (0, 0), (1, 1), 1, 1, module.bias is not None)
             cin, cout = module.in_features, module.out_features
-        layers.append(Layer(name, signature, cin, cout, tuple(sides.get((name, "in"), {}).items()),
-                            tuple(sides.get((name, "out"), {}).items())))
+        layers.append(Layer(name, signature, cin, cout, tuple(sides.get((name, "in"), [])),
+                            tuple(sides.get((name, "out"), []))))
     return layers

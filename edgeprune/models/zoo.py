@@ -7,9 +7,12 @@ Specifications:
 * ``torchvision:NAME`` — any torchvision classification architecture, 224x224 RGB, or a semantic segmentation
   one (``lraspp_mobilenet_v3_large``, ``deeplabv3_mobilenet_v3_large`` ...: per-pixel class logits, 21 classes
   unless ``--num-classes`` says otherwise);
+* ``timm:NAME`` — a timm model (``mobilenetv3_small_100``, ``resnet18.a1_in1k``: a pretrained tag picks the input
+  size, mean and std), built offline with random weights (the ``[timm]`` extra);
 * ``ultralytics:YAML`` — a YOLO detector from an Ultralytics model YAML (``yolov8n.yaml``, ``yolo11s.yaml`` or a
   user's file), 640x640 RGB (the ``[yolo]`` extra);
-* ``package.module:function`` — a user factory returning an ``nn.Module``.
+* ``package.module:function`` — a user factory returning an ``nn.Module`` (the only form that runs a user's code:
+  :func:`is_factory_spec`).
 
 Weights come from ``--weights`` (state dict or safetensors), loaded with ``weights_only=True``.
 """
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 CIFAR_PREPROCESSING = Preprocessing(32, 32, 3, IMAGENET_MEAN, IMAGENET_STD)
 IMAGENET_PREPROCESSING = Preprocessing(224, 224, 3, IMAGENET_MEAN, IMAGENET_STD)
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: prefixes of the library models edgeprune builds itself (``torchvision:NAME``): they name no user code
+LIBRARY_PREFIXES = ("torchvision:", "timm:", "ultralytics:")
 
 
 @dataclass
@@ -63,8 +68,15 @@ def builtin_model_names() -> list[str]:
 
 
 def is_factory_spec(spec: str) -> bool:
-    """Whether ``spec`` names a user's factory (``package.module:function``), which building would import and run."""
-    return bool(_FACTORY.match(spec))
+    """Whether ``spec`` names a user's factory (``package.module:function``), which building would import and run.
+
+    ``torchvision:NAME``, ``timm:NAME`` and ``ultralytics:YAML`` are built by edgeprune from the library, never
+    imported as a module, so they are not factories.
+
+    >>> is_factory_spec("mypkg.nets:build"), is_factory_spec("torchvision:resnet18"), is_factory_spec("timm:ghostnet_100")
+    (True, False, False)
+    """
+    return bool(_FACTORY.match(spec)) and not spec.startswith(LIBRARY_PREFIXES)
 
 
 def build_architecture(spec: str, num_classes: int | None = None) -> ModelBundle:
@@ -83,14 +95,19 @@ def build_architecture(spec: str, num_classes: int | None = None) -> ModelBundle
         return ModelBundle(model, spec, CIFAR_PREPROCESSING, classes, {"num_classes": classes})
     if spec.startswith("torchvision:"):
         return _torchvision(spec, num_classes)
+    if spec.startswith("timm:"):
+        from edgeprune.models.timm_models import build_timm
+
+        model, prep, classes = build_timm(spec.split(":", 1)[1], num_classes)
+        return ModelBundle(model, spec, prep, classes, {"num_classes": classes})
     if spec.startswith("ultralytics:"):
         from edgeprune.models.ultralytics_yolo import build_yolo
 
         model, prep, classes = build_yolo(spec.split(":", 1)[1], num_classes)
         return ModelBundle(model, spec, prep, classes, {"num_classes": classes}, task="detection")
-    if _FACTORY.match(spec):
+    if is_factory_spec(spec):
         return _user_factory(spec, num_classes)
-    raise UnknownNameError("model", spec, builtin_model_names() + ["torchvision:NAME", "ultralytics:YAML",
+    raise UnknownNameError("model", spec, builtin_model_names() + ["torchvision:NAME", "timm:NAME", "ultralytics:YAML",
                                                             "package.module:function"])
 
 

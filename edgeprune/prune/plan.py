@@ -73,6 +73,19 @@ def _resize(modules: dict[str, nn.Module], shapes: dict[str, dict[str, Any]]) ->
                 setattr(module, tensor_name, nn.Parameter(fresh, requires_grad=current.requires_grad))
             else:
                 module.register_buffer(tensor_name, fresh)
+        _follow_weight(module)
+
+
+def _follow_weight(module: nn.Module) -> None:
+    """Set the widths a norm layer keeps outside its tensors from its resized weight: a LayerNorm's
+    ``normalized_shape`` (ConvNeXt's channel norms), a GroupNorm's ``num_channels``."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return
+    if isinstance(getattr(module, "normalized_shape", None), tuple):
+        module.normalized_shape = tuple(int(d) for d in weight.shape)
+    if isinstance(module, nn.GroupNorm):
+        module.num_channels = int(weight.shape[0])
 
 
 def remove_planned_blocks(model: nn.Module, names: list[str]) -> None:

@@ -42,7 +42,9 @@ def keeps_channels(in_shape: Shape, out_shape: Shape, channels: int | None) -> b
     dimensions merged or split (``(N, C, H, W)`` → ``(N, C, H*W)``, ``(N, C)`` ↔ ``(N, C, 1, 1)``), and in the
     flatten into a classifier (``(N, C, H, W)`` → ``(N, C*H*W)``), which Torch-Pruning maps itself.
     Channels-last tensors (``(B, L, C)``, ``(B, H, W, C)``: tokens, a Linear's output) keep them when the last
-    dimension keeps its size. An unknown channel count keeps nothing.
+    dimension keeps its size. A vector alone (a parameter of one value per channel: a layer scale ``[C]`` viewed
+    as ``[1, C, 1, 1]``) keeps them whatever singleton dimensions surround it. An unknown channel count keeps
+    nothing else.
 
     >>> keeps_channels((1, 64, 7, 7), (1, 3136), 64)             # flatten before a classifier
     True
@@ -50,7 +52,11 @@ def keeps_channels(in_shape: Shape, out_shape: Shape, channels: int | None) -> b
     False
     >>> keeps_channels((4, 49, 288), (4, 49, 3, 3, 32), 288)      # a qkv projection split into heads
     False
+    >>> keeps_channels((40,), (1, 40, 1, 1), 40)                  # a layer scale made broadcastable (ConvNeXt)
+    True
     """
+    if _one_vector(in_shape, out_shape):
+        return True  # a per-channel vector ([C] <-> [1, C, 1, 1]): its entries keep their order, nothing moves
     if channels is None or len(in_shape) < 2 or len(out_shape) < 2 or in_shape[0] != out_shape[0]:
         return False
     if len(out_shape) == 2 and out_shape[1] == math.prod(in_shape[1:]):
@@ -65,6 +71,13 @@ def keeps_channels(in_shape: Shape, out_shape: Shape, channels: int | None) -> b
     return (first and keeps_first) or (last and keeps_last)
 
 
+def _one_vector(in_shape: Shape, out_shape: Shape) -> bool:
+    """Whether both shapes hold one vector of the same length, with only singleton dimensions around it."""
+    sizes_in = [d for d in in_shape if d != 1]
+    sizes_out = [d for d in out_shape if d != 1]
+    return len(sizes_in) == 1 and sizes_in == sizes_out
+
+
 class ReshapeRecorder(TorchFunctionMode):
     """A torch function mode that records ``grad_fn -> (input shape, output shape, op name)`` per reshape.
 
@@ -76,6 +89,8 @@ class ReshapeRecorder(TorchFunctionMode):
         self.shapes: dict[Any, tuple[Shape, Shape, str]] = {}
         #: concatenation node -> the dimension it concatenates along (made non-negative)
         self.concat_dims: dict[Any, int] = {}
+        #: concatenation node -> the sizes along that dimension of its inputs that autograd tracks, in order
+        self.concat_sizes: dict[Any, list[int]] = {}
         #: nodes whose channel mapping Torch-Pruning could not compute -> what they are
         self.unmapped: dict[Any, str] = {}
         self._verdicts: dict[Any, str | None] = {}
@@ -89,6 +104,9 @@ class ReshapeRecorder(TorchFunctionMode):
         elif name in _CONCATS and isinstance(out, torch.Tensor) and out.grad_fn is not None:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) if kwargs else (args[1] if len(args) > 1 else 0)
             self.concat_dims[out.grad_fn] = int(dim) % out.dim()
+            tensors = args[0] if args else (kwargs or {}).get("tensors", ())
+            self.concat_sizes[out.grad_fn] = [int(t.shape[int(dim) % out.dim()]) for t in tensors
+                                              if isinstance(t, torch.Tensor) and t.grad_fn is not None]
         return out
 
     def rearranging(self, grad_fn: Any, consumers: Sequence[Any] = (), channels: int | None = None) -> str | None:

@@ -22,7 +22,8 @@ def install_mapping_filters() -> None:
     without edgeprune's recorder (``_edgeprune_reshapes``) keeps Torch-Pruning's own behaviour. In edgeprune's
     graphs, no mapping is made for a reshape that rearranges channels, for any split (Torch-Pruning's
     heuristics guess a flatten, divide by zero on a channel shuffle, or index past a chunk's offsets), or for
-    a concatenation along another dimension than the channels' or one whose mapping fails, for an expand or an
+    a concatenation along another dimension than the channels' or one whose mapping fails (its input widths are
+    taken from the traced forward pass, where Torch-Pruning's inference misreads slices), for an expand or an
     unbind (whose mappings multiply indices: they made Swin's group enumeration run for minutes); the recorder
     notes each, and :meth:`edgeprune.prune.graph.ModelGraph._record` freezes every group whose channels pass through one.
     """
@@ -60,10 +61,16 @@ def install_mapping_filters() -> None:
         if dim != 1:
             recorder.unmapped[node.grad_fn] = f"a concatenation along dim {'?' if dim is None else dim}"
             return
+        sizes = recorder.concat_sizes.get(node.grad_fn)
+        if node.module.concat_sizes is None and sizes and len(sizes) == len(node.inputs):
+            node.module.concat_sizes = list(sizes)  # seen, not inferred (inference misreads a slice's width)
         try:
             concat(graph, node)
         except Exception as exc:  # e.g. an input whose channel count its shape inference cannot find
             recorder.unmapped[node.grad_fn] = f"a concatenation Torch-Pruning cannot map ({type(exc).__name__})"
+            return
+        if getattr(node.module, "offsets", None) is None:  # it gave up: channels would pass as if element-wise
+            recorder.unmapped[node.grad_fn] = "a concatenation whose input widths Torch-Pruning cannot tell"
 
     def skipping(name: str, what: str) -> Any:
         original = getattr(index_mapping, name)

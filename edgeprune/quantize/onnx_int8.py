@@ -19,6 +19,7 @@ import numpy as np
 from edgeprune.backends.onnx_labels import compute_layers, module_nodes
 from edgeprune.errors import InputError, first_line
 from edgeprune.progress import heartbeat
+from edgeprune.quantize.quantizer_log import quantizer_notes_to_debug
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +62,34 @@ def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name:
     ``calibration_cache``: a JSON file of activation ranges, written on first use and read after (only for
     quantizing the same float model again, e.g. with other float layers). ``float_modules``: module paths whose own
     operations, of every kind, stay float (a detector's box decoding: see ``edgeprune_float_modules``)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     if len(images) == 0:
         raise InputError("INT8 quantization needs calibration images (--calib-images, from --data)")
     with tempfile.TemporaryDirectory(prefix="edgeprune-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         try:
-            with heartbeat(f"quantizing to INT8 with ONNX Runtime's quantizer on {len(images)} images"):
-                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-                exclude = [node for node, label in compute_layers(prepared).items() if label in float_layers]
-                exclude += [node for node in module_nodes(prepared, float_modules) if node not in exclude]
-                quantize_static(str(prepared), str(dest), _Images(input_name, images), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
-                                calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
-                                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+            with heartbeat(f"quantizing to INT8 with ONNX Runtime's quantizer on {len(images)} images"), \
+                    quantizer_notes_to_debug(source.name):
+                _quantize(source, prepared, dest, images, input_name, float_layers, calibration_cache, float_modules)
         except InputError:
             raise
         except Exception as exc:  # the quantizer raises many types on a graph it cannot handle
             raise InputError(f"ONNX Runtime's quantizer cannot quantize {source.name}: {type(exc).__name__}: "
                              f"{first_line(exc, 200)}") from None
-    log.debug("quantized %s to INT8 on %d calibration images (%d layers float)", source.name, len(images),
-              len(exclude))
+    log.debug("quantized %s to INT8 on %d calibration images", source.name, len(images))
+
+
+def _quantize(source: Path, prepared: Path, dest: Path, images: np.ndarray, input_name: str,
+              float_layers: Collection[str], calibration_cache: Path | None, float_modules: Collection[str]) -> None:
+    """quant_pre_process, then quantize_static (see :func:`quantize_onnx_int8`)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    exclude = [node for node, label in compute_layers(prepared).items() if label in float_layers]
+    exclude += [node for node in module_nodes(prepared, float_modules) if node not in exclude]
+    quantize_static(str(prepared), str(dest), _Images(input_name, images), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+                    calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    log.debug("%s: %d nodes left in float", source.name, len(exclude))

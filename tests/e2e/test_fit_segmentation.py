@@ -102,9 +102,9 @@ def test_fit_lraspp_ships_validated_artifacts_with_miou_before_and_after(tmp_pat
     assert finetune["epochs"] >= 1 and finetune["images"] == 24 and finetune["distill"]
     assert finetune["loss"] == "per-pixel cross-entropy + per-pixel distillation from the original"
     # `edgeprune validate` knows a segmenter from the reference folder's plan, and reads images/ + masks/ (the
-    # plan names a torchvision factory, which a received folder may only run with the explicit opt-in)
+    # plan names torchvision's model, which edgeprune builds itself: no --allow-factory needed)
     check = subprocess.run([sys.executable, "-m", "edgeprune", "validate", str(out / "model.onnx"), "--reference",
-                            str(out), "--data", str(data), "--allow-factory", "torchvision:lraspp_mobilenet_v3_large"],
+                            str(out), "--data", str(data)],
                            capture_output=True, text=True, timeout=600)
     assert check.returncode == 0, check.stderr[-2000:]
     assert "pixel agreement" in check.stdout and "miou" in check.stdout, check.stdout

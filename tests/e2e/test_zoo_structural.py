@@ -1,4 +1,5 @@
-"""The structural part of the model-zoo suite (issue 19) over every torchvision classification family, in CI.
+"""The structural part of the model-zoo suite (issue 19) over every torchvision classification family and timm's
+edge families (issue 37), in CI.
 
 Per family, its first member at 64 px (native size where the architecture fixes it), random weights: the
 original exports and runs in ONNX Runtime with parity, edgeprune's channel groups, the latency probes its kernels
@@ -23,10 +24,22 @@ import zoo  # noqa: E402
 QUICK_FAMILIES = ("ResNet", "SqueezeNet")
 
 
-@pytest.mark.parametrize("family", [f if f in QUICK_FAMILIES else pytest.param(f, marks=pytest.mark.full)
-                                    for f in zoo.FAMILIES])
-def test_every_family_ships_a_valid_slim_model_or_is_refused_cleanly(family: str, tmp_path: Path) -> None:
-    row = zoo.check_model(family, zoo.FAMILIES[family][0], 64, work=tmp_path)
+def _cases() -> list:
+    """torchvision's families, then timm's edge families (the [timm] extra; all in `make test-full`: the quick
+    tier meets timm's constructs in tests/unit/test_graph_sliced_concat.py and test_timm_models.py)."""
+    cases = [pytest.param(f, zoo.FAMILIES[f][0], marks=() if f in QUICK_FAMILIES else pytest.mark.full, id=f)
+             for f in zoo.FAMILIES]
+    cases += [pytest.param(f, zoo.TIMM_FAMILIES[f][0], id=f"timm-{f}", marks=(pytest.mark.timm, pytest.mark.full))
+              for f in zoo.TIMM_FAMILIES]
+    return cases
+
+
+@pytest.mark.parametrize(("family", "model"), _cases())
+def test_every_family_ships_a_valid_slim_model_or_is_refused_cleanly(family: str, model: str, tmp_path: Path,
+                                                                    request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("timm"):
+        pytest.importorskip("timm", reason="the [timm] extra (timm) is not installed")
+    row = zoo.check_model(family, model, 64, work=tmp_path)
     assert row.status in ("ok", "refused"), f"{row.model} failed at {row.stage}: {row.detail}"
     if row.status == "ok":
         assert row.macs_after < row.macs_before, "a uniform cut to 70% must remove MACs"

@@ -103,3 +103,42 @@ def test_export_writes_an_int8_onnx_calibrated_on_data_and_refuses_without_data(
                             "--reference", str(source), "--data", str(tmp_path / "calib.npz"),
                             "--timing-seconds", "0.05"], capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr[-2000:]
+
+
+class _ChannelNorm(torch.nn.Module):
+    """A conv and a LayerNorm over its channels (ConvNeXt's norm): the quantizer notes every norm weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(8) for _ in range(3))
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).permute(0, 2, 3, 1)
+        for norm in self.norms:
+            y = norm(y)
+        return self.head(y.mean((1, 2)))
+
+
+def test_the_quantizers_notes_go_to_the_debug_log_not_the_terminal(tmp_path: Path, caplog, capfd) -> None:
+    import logging
+
+    from edgeprune.backends.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    source = export_onnx(_ChannelNorm().eval(), torch.rand(1, 3, 8, 8), tmp_path / "m.onnx")
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    with caplog.at_level(logging.DEBUG, logger="edgeprune.quantize"):
+        quantize_onnx_int8(source, tmp_path / "q.onnx", torch.rand(4, 3, 8, 8).numpy(),
+                           onnx.load(str(source)).graph.input[0].name)
+    assert onnx_is_quantized(tmp_path / "q.onnx")
+    notes = [r for r in caplog.records if r.name == "root"]
+    assert not notes, [r.getMessage() for r in notes]  # none of the quantizer's own lines got through
+    summary = [r.getMessage() for r in caplog.records if "ONNX Runtime's quantizer on m.onnx" in r.getMessage()]
+    assert summary and "out-of-range" in summary[0], caplog.text  # one line per kind, at DEBUG
+    raw = [line for line in capfd.readouterr().err.splitlines()
+           if "out-of-range" in line and "ONNX Runtime's quantizer on" not in line]
+    assert not raw, raw  # (the summary itself shows only where edgeprune logs DEBUG, as after -v)
+    assert root.handlers == handlers  # and no basicConfig() left a handler behind

@@ -27,6 +27,10 @@ from edgeprune.prune.surgery import slim_copy
     ((1, 2, 24, 16, 16), (1, 48, 16, 16), None, False),  # its inverse, channels unknown
     ((4, 49, 288), (4, 49, 3, 3, 32), 288, False),    # qkv split into heads
     ((1, 64, 8, 8), (1, 32, 16, 8), 64, False),       # channels folded into space
+    ((40,), (1, 40, 1, 1), 40, True),                 # a layer scale made broadcastable (ConvNeXt's gamma)
+    ((40,), (1, 40, 1, 1), None, True),               # ... whichever channel count the graph infers
+    ((1, 40, 1, 1), (40,), 40, True),                 # and back
+    ((48,), (1, 2, 24, 1, 1), 48, False),             # a vector split in two is rearranged
 ])
 def test_keeps_channels(in_shape: tuple, out_shape: tuple, channels: int | None, keeps: bool) -> None:
     assert keeps_channels(in_shape, out_shape, channels) is keeps
@@ -123,3 +127,62 @@ def test_a_concatenation_along_the_token_features_freezes_what_passes_through_it
     by_name = {g.name: g for g in graph.groups}
     assert not by_name["proj"].prunable and "concatenation along dim 2" in by_name["proj"].frozen_reason
     assert by_name["mlp.0"].prunable  # the hidden width of the MLP stays prunable
+
+
+class LayerScaleBlock(nn.Module):
+    """ConvNeXt's block: depthwise conv, channel LayerNorm, MLP, scaled by ``gamma.reshape(1, -1, 1, 1)``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.pw1, self.pw2 = nn.Linear(channels, 2 * channels), nn.Linear(2 * channels, channels)
+        self.gamma = nn.Parameter(torch.rand(channels) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+        y = self.pw2(torch.nn.functional.gelu(self.pw1(y))).permute(0, 3, 1, 2)
+        return x + y * self.gamma.reshape(1, -1, 1, 1)
+
+
+class TinyConvNeXt(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 2, stride=2)
+        self.blocks = nn.Sequential(LayerScaleBlock(16), LayerScaleBlock(16))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def test_a_layer_scale_reshape_keeps_the_residual_stream_prunable() -> None:
+    from edgeprune.models.weights import apply_state_dict
+    from edgeprune.prune.plan import module_shapes, resize_modules
+
+    torch.manual_seed(0)
+    model, x = TinyConvNeXt().eval(), torch.randn(2, 3, 16, 16)
+    graph = ModelGraph(model, x[:1], warn_frozen=False)
+    stream = next(g for g in graph.groups if "stem" in g.module_names)
+    assert stream.prunable, stream.frozen_reason
+    assert {"blocks.0.dw", "blocks.1.norm", "blocks.1.pw2"} <= set(stream.module_names)
+    slim = slim_copy(model, x[:1], {stream.name: list(range(0, 16, 2))})
+    assert slim.blocks[1].gamma.shape == (8,) and slim.blocks[1].norm.normalized_shape == (8,)
+    # the plan's record of the slim model rebuilds it exactly (the norm's width follows its weight)
+    rebuilt = TinyConvNeXt().eval()
+    resize_modules(rebuilt, module_shapes(slim))
+    apply_state_dict(rebuilt, slim.state_dict(), "slim")
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), slim(x))
+
+
+def test_torch_pruning_warnings_go_to_the_debug_log(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import warnings
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as escaped, caplog.at_level(logging.DEBUG, logger="edgeprune.prune"):
+        warnings.simplefilter("always")
+        ModelGraph(TinyConvNeXt().eval(), torch.randn(1, 3, 16, 16), warn_frozen=False)
+    assert not [w for w in escaped if "torch_pruning" in w.filename], [str(w.message) for w in escaped]
+    assert "Torch-Pruning: Unwrapped parameters detected" in caplog.text  # the layer scales, noted once at DEBUG

@@ -1,5 +1,5 @@
 """``ultralytics:YAML`` models: the split-stem rewrite is exact, Ultralytics' weights load into it, and the channel
-graph prunes the stems while keeping the Detect outputs and SPPF whole, with reasons that name them."""
+graph prunes the stems and SPPF while keeping the Detect outputs whole, with reasons that name them."""
 
 from __future__ import annotations
 
@@ -53,12 +53,17 @@ def test_the_graph_prunes_split_stems_and_names_what_it_keeps_whole() -> None:
     by_name = {g.name: g for g in graph.groups}
     # each half of a C2f stem is a group of its own, and prunable (model.12: a neck C2f, no residual)
     assert by_name["model.12.cv1a.conv"].prunable and by_name["model.12.cv1b.conv"].prunable
-    # a backbone C2f's second half is a residual stream concatenated before and after its bottleneck
-    assert "residual stream concatenated" in by_name["model.2.m.0.cv2.conv"].frozen_reason
+    # a backbone C2f's second half is a residual stream concatenated before and after its bottleneck: its cv2 reads
+    # each channel twice, and both copies go together
+    stream = by_name["model.2.m.0.cv2.conv"]
+    assert stream.prunable, stream.frozen_reason
+    assert len([m for m in stream.members if m.module == "model.2.cv2.conv" and m.dim == "in"]) == 2
     frozen = {g.name: g.frozen_reason for g in graph.groups if not g.prunable}
     assert any("class scores output of the Detect head" in r for r in frozen.values()), frozen
     assert any("box distribution output of the Detect head" in r for r in frozen.values()), frozen
-    assert "spatial pyramid pooling" in frozen["model.9.cv1.conv"]
+    # SPPF's pooled copies of a channel go with it: its cv2 reads each of cv1's channels four times
+    sppf = by_name["model.9.cv1.conv"]
+    assert sppf.prunable and len([m for m in sppf.members if m.module == "model.9.cv2.conv"]) == 4
     assert graph.classifier is None  # a detector has no classifier to guess from its output width
     prunable = sum(g.width for g in graph.prunable_groups())
     assert prunable > 0.8 * sum(g.width for g in graph.groups)

@@ -4,9 +4,10 @@
     python tools/bench/zoo.py --resolution 64      # the CI test's setting
     python tools/bench/zoo.py --families ResNet ViT
     python tools/bench/zoo.py --fit --first-only      # the full fit per family: docs/zoo-fit.md
+    python tools/bench/zoo.py --library timm --resolution 64   # timm's edge families: docs/zoo-timm.md
 
-One or two members of every family of torchvision's classification models, with random weights (nothing is
-fetched), at a stated resolution. For each model, the structural part of ``edgeprune fit``, without the latency
+One or two members of every family of torchvision's classification models (or, with ``--library timm``, of
+timm's families that run on edge devices), with random weights (nothing is fetched), at a stated resolution. For each model, the structural part of ``edgeprune fit``, without the latency
 search:
 
 1. the original exports to ONNX and runs in ONNX Runtime, with parity against PyTorch;
@@ -77,6 +78,25 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "Swin": ("swin_t",),
     "MaxViT": ("maxvit_t",),
 }
+#: timm's families that run on edge devices (``--library timm``): full ``timm:`` specs, random weights, first member
+#: the one the CI test runs
+TIMM_FAMILIES: dict[str, tuple[str, ...]] = {
+    "MobileNetV3 (timm)": ("timm:mobilenetv3_small_050", "timm:mobilenetv3_large_100"),
+    "MobileNetV4": ("timm:mobilenetv4_conv_small",),
+    "LCNet": ("timm:lcnet_050",),
+    "EfficientNet-Lite": ("timm:efficientnet_lite0",),
+    "GhostNet": ("timm:ghostnet_100",),
+    "GhostNetV2": ("timm:ghostnetv2_100",),
+    "RepGhostNet": ("timm:repghostnet_050",),
+    "ReXNet": ("timm:rexnet_100",),
+    "ConvNeXt (timm)": ("timm:convnext_atto",),
+    "RegNet (timm)": ("timm:regnetx_002",),
+    "ResNet (timm)": ("timm:resnet18",),
+    "MobileOne": ("timm:mobileone_s0",),
+    "FastViT": ("timm:fastvit_t8",),
+    "EfficientViT (MIT)": ("timm:efficientvit_b0",),
+    "MobileViT": ("timm:mobilevit_xxs",),
+}
 #: models whose architecture fixes the input size (positional embeddings, window partitions)
 NATIVE_RESOLUTION = {"vit_b_32": 224, "vit_b_16": 224, "maxvit_t": 224}
 #: the smallest input some models accept (pooling stacks)
@@ -132,8 +152,13 @@ def _l1_scores(model: torch.nn.Module, groups: list[Any]) -> dict[str, np.ndarra
     return {g.name: np.asarray(l1.score(g, ctx)) for g in groups}
 
 
+def model_spec(name: str) -> str:
+    """The ``--model`` spec of a zoo member: a torchvision name, or a full spec (``timm:ghostnet_100``)."""
+    return name if ":" in name else f"torchvision:{name}"
+
+
 def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7, work: Path | None = None) -> Row:
-    """The structural part of fit on ``torchvision:name`` at ``resolution`` px (see the module docstring)."""
+    """The structural part of fit on ``name`` (:func:`model_spec`) at ``resolution`` px (see the module docstring)."""
     from edgeprune.backends.onnx_export import export_onnx
     from edgeprune.models.zoo import build_architecture
     from edgeprune.prune.graph import ModelGraph, count_macs_and_params
@@ -144,15 +169,16 @@ def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7
     resolution = NATIVE_RESOLUTION.get(name, max(resolution, MIN_RESOLUTION.get(name, 0)))
     row = Row(family, name, resolution)
     start = time.perf_counter()
-    work = work or Path(tempfile.mkdtemp(prefix=f"zoo-{name}-"))
+    stem = name.replace(":", "-")
+    work = work or Path(tempfile.mkdtemp(prefix=f"zoo-{stem}-"))
     try:
         row.stage = "build"
         torch.manual_seed(0)
-        model = build_architecture(f"torchvision:{name}", None).model.eval()
+        model = build_architecture(model_spec(name), None).model.eval()
         x = torch.randn(2, 3, resolution, resolution)
         example = x[:1]
         row.stage = "export-original"
-        original_path = export_onnx(model, example, work / f"{name}.onnx")
+        original_path = export_onnx(model, example, work / f"{stem}.onnx")
         row.parity_original = _parity(model, original_path, x)
         if row.parity_original > PARITY_RTOL:
             raise AssertionError(f"original: ONNX Runtime differs from PyTorch by {row.parity_original:.2e}")
@@ -172,7 +198,7 @@ def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7
         slim = slim_copy(model, example, keep)
         row.macs_after = count_macs_and_params(slim, example)[0]
         row.stage = "export-slim"
-        slim_path = export_onnx(slim, example, work / f"{name}-slim.onnx")
+        slim_path = export_onnx(slim, example, work / f"{stem}-slim.onnx")
         row.stage = "parity"
         row.parity_slim = _parity(slim, slim_path, x)
         if row.parity_slim > PARITY_RTOL:
@@ -242,10 +268,12 @@ def render(rows: list[Row], command: str, wall_s: float) -> str:
     ok = [r for r in rows if r.status == "ok"]
     families = sorted({r.family for r in rows})
     families_ok = sorted({r.family for r in ok})
+    library = "timm's edge models" if any(r.model.startswith("timm:") for r in rows) else "torchvision's classifiers"
     lines = [
-        "# Model zoo: the structural part of fit on torchvision's classifiers", "",
+        f"# Model zoo: the structural part of fit on {library}", "",
         f"`{command}` on {env.get('cpu', '?')}, {wall_s / 60:.1f} min; torch {versions.get('torch', '?')}, "
-        f"torchvision {versions.get('torchvision', '?')}, torch-pruning {versions.get('torch-pruning', '?')}, "
+        f"torchvision {versions.get('torchvision', '?')}, timm {versions.get('timm', '?')}, "
+        f"torch-pruning {versions.get('torch-pruning', '?')}, "
         f"onnxruntime {versions.get('onnxruntime', '?')}; commit {provenance().get('commit', '?')}.", "",
         "Random weights (nothing is fetched). Per model: the original exported to ONNX and run in ONNX Runtime "
         "(parity against PyTorch), edgeprune's channel groups, the smallest and largest latency probe of every kernel "
@@ -277,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("edgeprune").setLevel(logging.ERROR)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--resolution", type=int, default=128)
-    p.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    p.add_argument("--library", choices=("torchvision", "timm"), default="torchvision",
+                   help="whose models: torchvision's classifiers (docs/zoo.md) or timm's edge families (docs/zoo-timm.md)")
+    p.add_argument("--families", nargs="*", help="default: every family of --library")
     p.add_argument("--first-only", action="store_true", help="one member per family")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per model before it counts as failed")
     p.add_argument("--doc", type=Path, default=None, help="default docs/zoo.md (docs/zoo-fit.md with --fit)")
@@ -288,19 +318,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--render-partial", action="store_true",
                    help="with --fit: write the table from the rows a stopped run saved, run nothing")
     args = p.parse_args(argv)
-    suffix = "-fit" if args.fit else ""
+    families = TIMM_FAMILIES if args.library == "timm" else FAMILIES
+    unknown = sorted(set(args.families or []) - set(families))
+    if unknown:
+        p.error(f"unknown {args.library} families: {', '.join(unknown)} (known: {', '.join(families)})")
+    args.families = args.families or list(families)
+    suffix = ("-timm" if args.library == "timm" else "") + ("-fit" if args.fit else "")
     args.doc = args.doc or REPO / "docs" / f"zoo{suffix}.md"
     args.json = args.json or REPO / "docs" / "figures" / f"zoo{suffix}.json"
     if args.fit:
         import zoo_fit
 
-        zoo_fit.main(args, FAMILIES, {n: NATIVE_RESOLUTION.get(n, max(args.resolution, MIN_RESOLUTION.get(n, 0)))
-                                      for members in FAMILIES.values() for n in members})
+        zoo_fit.main(args, families, {n: NATIVE_RESOLUTION.get(n, max(args.resolution, MIN_RESOLUTION.get(n, 0)))
+                                      for members in families.values() for n in members})
         return
     torch.set_num_threads(1)
     start = time.perf_counter()
     rows = [check_model_with_timeout(f, m, args.resolution, args.timeout) for f in args.families
-            for m in (FAMILIES[f][:1] if args.first_only else FAMILIES[f])]
+            for m in (families[f][:1] if args.first_only else families[f])]
     wall = time.perf_counter() - start
     command = "python tools/bench/zoo.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     args.doc.write_text(render(rows, command, wall), encoding="utf-8")

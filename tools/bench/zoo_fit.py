@@ -73,10 +73,12 @@ def noise_images(folder: Path, count: int = 16, size: int = 160) -> Path:
 
 def fit_model(family: str, name: str, resolution: int, budget: str, data: Path, timeout_s: float,
               work: Path) -> FitRow:
-    """Run ``edgeprune fit`` on ``torchvision:name`` and read its outcome."""
+    """Run ``edgeprune fit`` on ``name`` (``torchvision:name``, or a full spec such as ``timm:ghostnet_100``) and
+    read its outcome."""
     row = FitRow(family, name, resolution)
-    out = work / name
-    command = [str(Path(sys.executable).with_name("edgeprune")), "-q", "fit", "--model", f"torchvision:{name}",
+    out = work / name.replace(":", "-")
+    spec = name if ":" in name else f"torchvision:{name}"
+    command = [str(Path(sys.executable).with_name("edgeprune")), "-q", "fit", "--model", spec,
                "--input-shape", f"3,{resolution},{resolution}", "--data", str(data), "--target", "cpu",
                "--budget", budget, "--precision", "fp32", "--out", str(out), "--force",
                "--min-agreement", "0"]  # the benchmark measures accuracy itself: no accuracy guard
