@@ -34,12 +34,14 @@ def test_a_torchvision_fit_is_never_silent_for_30_seconds(tmp_path: Path, monkey
         "fit", "--model", "torchvision:mobilenet_v3_small", "--num-classes", "10", "--input-shape", f"3,{SIZE},{SIZE}",
         "--data", str(_images(tmp_path / "eval.npz", 24, 0)), "--calib-data", str(_images(tmp_path / "calib.npz", 16, 1)),
         "--train-data", str(_images(tmp_path / "train.npz", 32, 2)), "--finetune-epochs", "1",
-        "--precision", "auto", "--budget", "80%", "--max-rounds", "3", "--min-agreement", "0",
+        "--precision", "auto", "--budget", "80%", "--min-agreement", "0",
         "--out", str(tmp_path / "out"), "--log-file", str(log_file))
+    silence = assert_never_silent(log_file)  # whatever the outcome: the log is what this test is about
+    # a busy machine's confirmations can disagree and cost rounds (--max-rounds 3 ran out here once, measured
+    # 0.277 ms against a 0.265 ms budget): the default bound leaves the search room
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["method"]["importance"] == "lasso", report["method"]
-    silence = assert_never_silent(log_file)
     text = log_file.read_text()
     # the stages the log speaks of, each line with its date and time (whether INT8 is kept, and so whether channels
     # are pruned, reconstructed and fine-tuned, depends on this machine's runtime)
