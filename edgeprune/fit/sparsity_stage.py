@@ -100,7 +100,7 @@ def weight_sparsity(run: FitRun, outcome: RunOutcome) -> RunOutcome:
             size = artifact_size(artifact_files(run.measurer.export(model, f"sparsity-{1000 * sparsity:.0f}")))
         probes.append({"sparsity": sparsity, **size.to_dict(), "top1_pytorch": _pytorch_accuracy(run, model),
                        "note": "one shot, no fine-tuning"})
-        log.info("size probe: %.1f%% of the weights zeroed in one shot (a trial copy, to check the size budget) → %s "
+        log.info("size probe: %.1f%% of the weights zeroed in one shot (a trial copy, checked against --size-budget) → %s "
                  "zipped", 100 * sparsity, format_bytes(size.zip_bytes))
         return size
 
