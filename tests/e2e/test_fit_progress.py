@@ -34,11 +34,11 @@ def test_a_torchvision_fit_is_never_silent_for_30_seconds(tmp_path: Path, monkey
         "fit", "--model", "torchvision:mobilenet_v3_small", "--num-classes", "10", "--input-shape", f"3,{SIZE},{SIZE}",
         "--data", str(_images(tmp_path / "eval.npz", 24, 0)), "--calib-data", str(_images(tmp_path / "calib.npz", 16, 1)),
         "--train-data", str(_images(tmp_path / "train.npz", 32, 2)), "--finetune-epochs", "1",
-        "--precision", "auto", "--budget", "80%", "--min-agreement", "0",
+        "--precision", "auto", "--budget", "80%", "--search-headroom", "0.15", "--min-agreement", "0",
         "--out", str(tmp_path / "out"), "--log-file", str(log_file))
     silence = assert_never_silent(log_file)  # whatever the outcome: the log is what this test is about
-    # a busy machine's confirmations can disagree and cost rounds (--max-rounds 3 ran out here once, measured
-    # 0.277 ms against a 0.265 ms budget): the default bound leaves the search room
+    # a busy machine's confirmations can disagree (0.253 ms before the fine-tune, 0.277 ms after, against a 0.265 ms
+    # budget: exit 2 once with the search aiming 5% under): it aims 15% under here, with the default rounds
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["method"]["importance"] == "lasso", report["method"]
