@@ -8,21 +8,19 @@ model here, measures it through the agent on loopback, and checks that nothing e
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from agent_server import agent_process
 from model_helpers import conv_stack
 
 from edgeprune.agent.client import AgentClient
 from edgeprune.backends import get_backend
-from edgeprune.errors import EdgepruneError
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 
@@ -47,12 +45,6 @@ SITECUSTOMIZE = textwrap.dedent('''
 
     sys.meta_path.insert(0, _Block())
 ''')
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -105,29 +97,9 @@ def test_workstation_verbs_say_what_to_install(torch_free_env: dict[str, str], t
 
 @pytest.fixture()
 def torch_free_agent(torch_free_env: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "edgeprune", "agent", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=torch_free_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the agent exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
-            try:
-                AgentClient(url, TOKEN, timeout_s=10).info()
-                break
-            except EdgepruneError:
-                if time.monotonic() > deadline:
-                    pytest.fail("the torch-free agent did not come up within 90 s")
-                time.sleep(0.3)
+    with agent_process([sys.executable, "-m", "edgeprune", "agent"], TOKEN, torch_free_env,
+                       "the torch-free agent") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_the_cli_agent_serves_a_measurement_without_torch(torch_free_agent: str, torch_free_env: dict[str, str],

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from agent_server import agent_process
 
 from edgeprune.agent.client import AgentClient
 from edgeprune.backends import get_backend
-from edgeprune.errors import EdgepruneError
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 
@@ -42,12 +40,6 @@ def _pip(bin_dir: Path, *args: str, cwd: Path | None = None) -> None:
     done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *args], capture_output=True,
                           text=True, timeout=1200, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -91,30 +83,10 @@ def device_agent(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     check = subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": ""})
     assert check.returncode != 0, "the device install pulled in torch"
-    port = _free_port()
-    proc = subprocess.Popen([str(bin_dir / "edgeprune"), "agent", "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "EDGEPRUNE_AGENT_TOKEN": TOKEN,
-                                                                      "PYTHONPATH": ""}, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the agent exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
-            try:
-                AgentClient(url, TOKEN, timeout_s=10).info()
-                break
-            except EdgepruneError:
-                if time.monotonic() > deadline:
-                    pytest.fail("the agent installed from the wheel did not come up within 90 s")
-                time.sleep(0.3)
+    env = {**os.environ, "EDGEPRUNE_AGENT_TOKEN": TOKEN, "PYTHONPATH": ""}
+    with agent_process([str(bin_dir / "edgeprune"), "agent"], TOKEN, env, "the agent installed from the wheel",
+                       cwd=tmp_path) as url:
         yield url, bin_dir
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_the_wheel_with_agent_tflite_serves_a_measurement_without_torch(device_agent: tuple[str, Path],
