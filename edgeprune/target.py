@@ -17,23 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import InputError, MissingRuntimeError, UnknownNameError
+from edgeprune.runtimes.table import RUNTIME_NAMES, facts_of, known_runtime
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-#: Python module that provides each runtime, and the pip extra that installs it on the workstation.
-RUNTIME_MODULES: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("onnxruntime", "workstation"),
-    "openvino": ("openvino", "openvino"),
-    "litert": ("ai_edge_litert", "tflite"),
-}
-#: The pip extra that installs each runtime with the agent on a device (no torch).
-AGENT_EXTRAS: dict[str, str] = {"onnxruntime": "agent-onnxruntime", "openvino": "agent-openvino",
-                                "litert": "agent-tflite"}
-#: How each runtime is called in messages.
-RUNTIME_DISPLAY_NAMES: dict[str, str] = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 LATENCY_SOURCES = ("measured-local", "measured-agent", "predicted-profile")
 
@@ -45,7 +35,7 @@ class Target:
     Attributes:
         name: short name, e.g. ``"cpu"``.
         description: one line for humans.
-        runtime: ``"onnxruntime"``, ``"openvino"`` or ``"litert"``.
+        runtime: a runtime of the facts table (:mod:`edgeprune.runtimes.table`), e.g. ``"onnxruntime"``.
         device: the runtime's device name (``"cpu"``, ``"NPU"`` ...).
         threads: intra-op threads used when timing.
         precision: inference precision the runtime is told to use.
@@ -93,7 +83,7 @@ class Target:
 
     def runtime_installed(self) -> bool:
         """Whether the Python package of this target's runtime can be imported here."""
-        module, _ = RUNTIME_MODULES[self.runtime]
+        module = facts_of(self.runtime).module
         try:
             return importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):  # a broken install, or a module entry without a spec
@@ -106,7 +96,8 @@ class Target:
         at the first export or measurement.
         """
         if not self.runtime_installed():
-            raise MissingRuntimeError(RUNTIME_DISPLAY_NAMES[self.runtime], RUNTIME_MODULES[self.runtime][1])
+            facts = facts_of(self.runtime)
+            raise MissingRuntimeError(facts.title, facts.extra)
 
 
 def _builtin_dir() -> Any:
@@ -133,9 +124,9 @@ def _from_mapping(data: dict[str, Any], origin: str) -> Target:
     for key in ("name", "runtime", "description", "device", "precision", "latency_source", "profile"):
         if key in data and not isinstance(data[key], str):
             raise InputError(f"target file {origin}: '{key}' must be a string, got {data[key]!r}")
-    if data["runtime"] not in RUNTIME_MODULES:
+    if not known_runtime(data["runtime"]):
         raise InputError(
-            f"target file {origin}: runtime '{data['runtime']}' is not one of {', '.join(RUNTIME_MODULES)}"
+            f"target file {origin}: runtime '{data['runtime']}' is not one of {', '.join(RUNTIME_NAMES)}"
         )
     if data.get("precision", "fp32") not in PRECISIONS:
         raise InputError(f"target file {origin}: precision must be one of {', '.join(PRECISIONS)}")

@@ -14,7 +14,7 @@ import torch
 from paired_timing import independent_ratio
 from torch import nn
 
-from edgeprune.backends.onnx_export import export_onnx
+from edgeprune.runtimes.onnx_export import export_onnx
 
 #: how far over the budget share the independent timing may read: the two timings' own noise on 2 shared cores
 TOLERANCE = 0.06

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
+from edgeprune.runtimes.openvino.telemetry import keep_openvino_telemetry_off
 
 # tests import OpenVINO directly too: nothing is sent from a test run, and no telemetry process is forked
 keep_openvino_telemetry_off()

@@ -7,6 +7,6 @@ process (:mod:`~edgeprune.agent.worker`) with the device's runtime; the wire for
 :mod:`~edgeprune.agent.protocol` (JSON), the settings :mod:`~edgeprune.agent.config`. On the workstation,
 :mod:`~edgeprune.agent.client` uploads artifacts and reads back the measurements.
 
-Nothing here imports torch: the agent uses the runtimes' load-run-time side (:mod:`edgeprune.backends`) and
+Nothing here imports torch: the agent uses the runtimes' load-run-time side (:mod:`edgeprune.runtimes`) and
 :mod:`edgeprune.timing` only; export, which needs torch, stays on the workstation.
 """

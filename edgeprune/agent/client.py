@@ -23,13 +23,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from edgeprune.agent.checks import member_names
 from edgeprune.agent.pairing import paired_from_wire, pairing_to_request
 from edgeprune.agent.protocol import (
     AUTH_HEADER,
     DEFAULT_PORT,
     INFO_PATH,
-    IR_BIN,
-    IR_XML,
     MEASURE_PATH,
     PROTOCOL_VERSION,
     REQUEST_HEADER,
@@ -39,9 +38,10 @@ from edgeprune.agent.protocol import (
     one_line,
     parse_measure_response,
 )
-from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.errors import DeviceUnavailableError, InputError
 from edgeprune.paired import PairedStats, PairingSpec
+from edgeprune.runtimes import facts_of_format
+from edgeprune.runtimes.base import Artifact, LayerTiming
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s
 
@@ -316,17 +316,19 @@ class AgentRefusedError(InputError):
 
 
 def _artifact_body(artifact: Artifact) -> tuple[BinaryIO, int]:
-    """The request body for an artifact: the file itself, or for OpenVINO IR a zip of model.xml + model.bin."""
+    """The request body for an artifact: the file itself, or for an artifact of several files (OpenVINO's
+    ``.xml`` + ``.bin``) a zip of them under the member names the agent expects."""
     path = Path(artifact.path)
-    if artifact.format == "openvino":
-        xml, weights = path, path.with_suffix(".bin")
-        for p in (xml, weights):
+    facts = facts_of_format(artifact.format)
+    if facts.multi_file:
+        parts = facts.files(path)
+        for p in parts:
             if not p.is_file():
-                raise InputError(f"OpenVINO IR file not found: {p}")
+                raise InputError(f"{facts.title} file not found: {p}")
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-            archive.write(xml, IR_XML)
-            archive.write(weights, IR_BIN)
+            for part, member in zip(parts, member_names(artifact.format)):
+                archive.write(part, member)
         size = buffer.tell()
         buffer.seek(0)
         return buffer, size
@@ -336,7 +338,7 @@ def _artifact_body(artifact: Artifact) -> tuple[BinaryIO, int]:
 
 
 class RemoteSession:
-    """A :class:`~edgeprune.backends.base.Session` whose ``time()`` measures on an agent.
+    """A :class:`~edgeprune.runtimes.base.Session` whose ``time()`` measures on an agent.
 
     Outputs are not shipped back, so :meth:`run` and :meth:`profile_layers` raise ``NotImplementedError``:
     parity and accuracy are checked with a local session. The last measurement (with the agent's

@@ -31,14 +31,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from edgeprune._version import __version__
-from edgeprune.agent.checks import CHUNK, Refused, check_tflite
+from edgeprune.agent.checks import CHUNK, Refused, member_names
 from edgeprune.agent.config import AgentConfig
 from edgeprune.agent.connections import ConnectionTracker, Ticket
 from edgeprune.agent.deadline import DeadlineReader
 from edgeprune.agent.protocol import (
     AUTH_HEADER,
     INFO_PATH,
-    IR_XML,
     MAX_TIMING_S,
     MEASURE_PATH,
     PROTOCOL_VERSION,
@@ -51,6 +50,7 @@ from edgeprune.agent.references import KeptReference, References
 from edgeprune.agent.throttle import TokenThrottle
 from edgeprune.agent.worker import RuntimeWorker, WorkerFailed
 from edgeprune.environment import machine_info
+from edgeprune.runtimes import facts_of_format
 
 
 class AgentState(Protocol):
@@ -86,7 +86,12 @@ _DRAIN_LIMIT = 8 << 20
 #: seconds allowed for writing an answer, and for reading what is drained of a refused upload
 _ANSWER_S = 5.0
 _DIGITS = re.compile(r"[0-9]{1,18}")
-_UPLOAD_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "upload.zip"}
+
+
+def _upload_name(fmt: str) -> str:
+    """The name an upload of format ``fmt`` is saved under: the artifact's file, or a zip of its several files."""
+    facts = facts_of_format(fmt)
+    return "upload.zip" if facts.multi_file else f"model{facts.suffix}"
 
 
 class AgentRequestHandler(BaseHTTPRequestHandler):
@@ -265,7 +270,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         reference_id: str | None = None
         try:  # from here on, every way out gives the slot back
             request_dir = Path(tempfile.mkdtemp(prefix="req-", dir=self.server.work_dir))
-            upload = request_dir / _UPLOAD_NAMES[request.format]
+            upload = request_dir / _upload_name(request.format)
             self._receive(upload, length)
             model_path, extra = self._check_payload(request, upload, request_dir)
             reply = self._run_worker(request, model_path, request_dir, reference, extra)
@@ -324,13 +329,11 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
 
     def _check_payload(self, request: MeasureRequest, upload: Path,
                        request_dir: Path) -> tuple[Path, dict[str, Any]]:
-        """The path the runtime should load, and what the worker's job needs besides. TFLite is checked here; an
-        IR zip is unpacked and checked by the worker, and ONNX checked there, under the worker's limits."""
-        if request.format == "tflite":
-            check_tflite(upload)
-            return upload, {}
-        if request.format == "openvino":
-            return request_dir / IR_XML, {"archive": str(upload), "max_unpacked": 2 * self.server.config.max_bytes}
+        """The path the runtime should load, and what the worker's job needs besides. Files are checked by the
+        worker under its limits (:mod:`edgeprune.agent.checks`); a several-file artifact's zip is unpacked there."""
+        if facts_of_format(request.format).multi_file:
+            main = request_dir / member_names(request.format)[0]
+            return main, {"archive": str(upload), "max_unpacked": 2 * self.server.config.max_bytes}
         return upload, {}
 
     def _run_worker(self, request: MeasureRequest, model_path: Path, request_dir: Path,

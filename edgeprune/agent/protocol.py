@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from edgeprune.errors import InputError
+from edgeprune.runtimes.table import RUNTIME_FACTS
 from edgeprune.target import PRECISIONS
 from edgeprune.timing import LatencyStats, TimingSpec
 
@@ -47,14 +48,8 @@ MAX_TIMING_S = 60.0
 #: longest accepted X-Edgeprune-Request header value
 MAX_METADATA_CHARS = 16 * 1024
 
-#: names of the two members of an OpenVINO IR upload zip
-IR_XML, IR_BIN = "model.xml", "model.bin"
-#: artifact formats each runtime can load on the agent
-RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("onnx",),
-    "openvino": ("openvino", "onnx"),
-    "litert": ("tflite",),
-}
+#: artifact formats each runtime can load on the agent (the facts table's ``agent_formats``)
+RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {facts.name: facts.agent_formats for facts in RUNTIME_FACTS}
 INPUT_DTYPES = ("float32", "float16", "uint8", "int8")
 
 # Static bounds on the timing spec a client may ask for; the agent also shortens a spec whose runs
@@ -159,7 +154,7 @@ class MeasureRequest:
 
     Attributes:
         format: artifact format of the body (``onnx``, ``openvino``, ``tflite``).
-        runtime: runtime to load it with (a :data:`~edgeprune.target.RUNTIME_MODULES` key).
+        runtime: runtime to load it with (a name in :mod:`edgeprune.runtimes.table`).
         device: the runtime's device name (``cpu``, ``NPU`` ...).
         threads: intra-op threads.
         precision: inference precision hint (one of :data:`~edgeprune.target.PRECISIONS`).

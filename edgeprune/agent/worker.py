@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edgeprune.agent.checks import Refused, check_onnx, unpack_openvino_zip
+from edgeprune.agent.checks import Refused, check_upload, unpack_artifact_zip
 from edgeprune.agent.limits import WorkerLimits, apply_in_worker, arm_cpu_limit, worker_environment
 from edgeprune.agent.pairing import fit_pairing_to_budget, paired_to_wire, pairing_from_request
 from edgeprune.agent.protocol import (
@@ -43,14 +43,13 @@ from edgeprune.agent.protocol import (
 from edgeprune.environment import device_state
 from edgeprune.errors import EdgepruneError, MissingRuntimeError
 from edgeprune.paired import PairedStats, measure_paired
-from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
-from edgeprune.target import AGENT_EXTRAS, RUNTIME_DISPLAY_NAMES, RUNTIME_MODULES, Target
+from edgeprune.runtimes import RUNTIME_FACTS, facts_of, keep_runtime_telemetry_off
+from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
 
 _WORKER_STARTUP_S = 180.0
 _MAX_REPLY_BYTES = 1 << 20
-_DIST_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
 #: what the worker process runs (``python -c``); it imports this module by its installed name
 #: how often a wait for the worker's reply checks that it is still alive (s)
 _DEATH_POLL_S = 0.25
@@ -66,15 +65,17 @@ def _runtime_report() -> dict[str, dict[str, Any]]:
     """Per runtime: installed here, version, whether this edgeprune has a backend for it, the pip extra."""
     import importlib.metadata
 
-    from edgeprune.backends import get_backend
+    from edgeprune.runtimes import get_backend
 
     report: dict[str, dict[str, Any]] = {}
-    for runtime in RUNTIME_MODULES:
+    for facts in RUNTIME_FACTS:
+        runtime = facts.name
+        extra = facts.agent_extra or facts.extra
         target = Target(name="agent", description="agent", runtime=runtime)
-        entry: dict[str, Any] = {"installed": target.runtime_installed(), "extra": AGENT_EXTRAS[runtime],
+        entry: dict[str, Any] = {"installed": target.runtime_installed(), "extra": extra,
                                  "version": None, "backend": False, "note": None}
         try:
-            entry["version"] = importlib.metadata.version(_DIST_NAMES[runtime])
+            entry["version"] = importlib.metadata.version(facts.dist)
         except importlib.metadata.PackageNotFoundError:
             pass
         try:
@@ -85,7 +86,7 @@ def _runtime_report() -> dict[str, dict[str, Any]]:
         except Exception as exc:  # a missing/broken backend is reported, not fatal
             entry["note"] = one_line(str(exc), 200)
         if not entry["installed"]:
-            entry["note"] = f"not installed; on the device run: pip install 'edgeprune[{AGENT_EXTRAS[runtime]}]'"
+            entry["note"] = f"not installed; on the device run: pip install 'edgeprune[{extra}]'"
         report[runtime] = entry
     return report
 
@@ -93,25 +94,26 @@ def _runtime_report() -> dict[str, dict[str, Any]]:
 def _worker_measure(job: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
-    from edgeprune.backends import get_backend
-    from edgeprune.backends.base import Artifact
+    from edgeprune.runtimes import get_backend
+    from edgeprune.runtimes.base import Artifact
 
     request = MeasureRequest.from_dict(job["request"])
     path = Path(job["path"])
-    if job.get("archive"):  # an IR zip: unpacked here, under the worker's limits, never in the server
+    if job.get("archive"):  # a several-file artifact's zip: unpacked here, under the worker's limits
         archive = Path(job["archive"])
         try:
-            unpacked = unpack_openvino_zip(archive, path.parent, int(job["max_unpacked"]))
+            unpacked = unpack_artifact_zip(archive, path.parent, request.format, int(job["max_unpacked"]))
         finally:
             archive.unlink(missing_ok=True)
         if unpacked != path:
-            raise Refused(500, "the IR was unpacked under an unexpected name")
-    if request.format == "onnx":
-        check_onnx(path)
+            raise Refused(500, "the upload was unpacked under an unexpected name")
+    else:
+        check_upload(path, request.format)
     target = Target(name="agent", description="measured through the edgeprune agent", runtime=request.runtime,
                     device=request.device, threads=request.threads, precision=request.precision)
     if not target.runtime_installed():
-        raise MissingRuntimeError(RUNTIME_DISPLAY_NAMES[request.runtime], AGENT_EXTRAS[request.runtime])
+        facts = facts_of(request.runtime)
+        raise MissingRuntimeError(facts.title, facts.agent_extra or facts.extra)
     backend = get_backend(target)
     started = time.monotonic()
     t0 = time.perf_counter()
@@ -150,7 +152,7 @@ def _measure_pair(job: dict[str, Any], request: MeasureRequest, backend: Any, ta
     when it was uploaded; the same runtime settings are required)."""
     import numpy as np
 
-    from edgeprune.backends.base import Artifact
+    from edgeprune.runtimes.base import Artifact
 
     ref_request = MeasureRequest.from_dict(job["reference"]["request"])
     if (ref_request.runtime, ref_request.device, ref_request.threads, ref_request.precision) != \
@@ -209,7 +211,7 @@ def worker_main() -> None:
     """
     limits = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     apply_in_worker(limits)
-    keep_openvino_telemetry_off()  # before any runtime is imported: no fork, nothing sent from the device
+    keep_runtime_telemetry_off()  # before any runtime is imported: no fork, nothing sent from the device
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 from edgeprune._version import __version__
 from edgeprune.cli import agent_cmd, bench_cmd, export_cmd, fit_cmd, profile_cmd, report_cmd, targets_cmd, validate_cmd
 from edgeprune.cli.common import run_guarded, setup_logging
-from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
+from edgeprune.runtimes import keep_runtime_telemetry_off
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         setup_logging(args.verbose, args.quiet, args.log_file)  # an unwritable --log-file: one line, exit 2
-        keep_openvino_telemetry_off()
+        keep_runtime_telemetry_off()
         parsed = _with_config_file(parser, ordered, args)
         code: int = parsed.handler(parsed)
         return code

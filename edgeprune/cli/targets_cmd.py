@@ -8,7 +8,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgeprune.cli.common import console
-from edgeprune.target import RUNTIME_MODULES, all_targets
+from edgeprune.runtimes.table import facts_of
+from edgeprune.target import all_targets
 
 _SOURCE_TEXT = {
     "measured-local": "measured on this machine",
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     for t in all_targets():
         # escaped: rich would read '[openvino]' as a markup tag and drop it
-        installed = "yes" if t.runtime_installed() else escape(f"no: pip install 'edgeprune[{RUNTIME_MODULES[t.runtime][1]}]'")
+        installed = "yes" if t.runtime_installed() else escape(f"no: pip install 'edgeprune[{facts_of(t.runtime).extra}]'")
         table.add_row(t.name, t.runtime, t.device, str(t.threads), ", ".join(t.precisions), str(t.channel_alignment),
                       _SOURCE_TEXT[t.latency_source], installed)
     console.print(table)

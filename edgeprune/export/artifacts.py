@@ -1,6 +1,6 @@
 """Export one PyTorch model to several runtimes' formats at once, each artifact with its JSON sidecar.
 
-Conversion itself is the backends' (``edgeprune.backends``): ONNX through the dynamo exporter (then
+Conversion itself is the backends' (``edgeprune.runtimes``): ONNX through the dynamo exporter (then
 simplified by :func:`~edgeprune.export.onnx_simplify.simplify_onnx` when that is safe), OpenVINO IR read from
 that ONNX by OpenVINO's frontend and saved with fp32 weights (the inference precision is chosen when the
 runtime compiles it, from the target, and recorded in the sidecar), TFLite by litert-torch. Their chatter
@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends import get_backend
 from edgeprune.errors import InputError, OutputError
 from edgeprune.export.formats import (
     artifact_files,
@@ -41,6 +40,8 @@ from edgeprune.export.onnx_simplify import simplify_onnx
 from edgeprune.export.sidecar import InputSpec, Sidecar, checksums, sidecar_path, write_sidecar
 from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.quantize.backend import for_precision
+from edgeprune.runtimes import get_backend
+from edgeprune.runtimes.onnx_export import is_onnx
 from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def _export_one(model: nn.Module, example: torch.Tensor, fmt: str, target: Targe
         backend = for_precision(backend, target, calibration)
     log.info("exporting %s for %s (%s)", fmt, target.runtime, layout)
     artifact = backend.export(model, example, staging / stem, target)
-    simplified = simplify_onnx(artifact.path, example.numpy()) if fmt == "onnx" else None
+    simplified = simplify_onnx(artifact.path, example.numpy()) if is_onnx(fmt) else None
     sidecar = write_artifact_sidecar(artifact.path, fmt, target=target, input_name=artifact.input_name,
                                      input_shape=artifact.input_shape, preprocessing=prep,
                                      plan_digest=plan_digest, layout=layout)

@@ -1,6 +1,7 @@
 """Artifact formats: parsing ``--export onnx,openvino,tflite``, file names, and the runtime each format runs in.
 
-Each format has one runtime of its own (``onnx`` → ONNX Runtime, ``openvino`` → OpenVINO, ``tflite`` → LiteRT).
+Each format has one runtime of its own (``onnx`` → ONNX Runtime, ``openvino`` → OpenVINO, ``tflite`` → LiteRT ...:
+the facts table, :mod:`edgeprune.runtimes.table`).
 When the target's runtime is that runtime, the target is used as it is; otherwise the artifact is run with
 :func:`runtime_target`: the target's thread count on the runtime's CPU device in fp32 (a target's device and
 precision belong to its own runtime: an ``intel-npu`` fp16 target says nothing about how LiteRT should run).
@@ -12,21 +13,13 @@ import dataclasses
 import re
 from pathlib import Path
 
-from edgeprune.backends.base import ARTIFACT_FORMATS
 from edgeprune.errors import InputError, MissingRuntimeError, UnknownNameError
-from edgeprune.target import RUNTIME_MODULES, Target
+from edgeprune.runtimes import backend_of
+from edgeprune.runtimes.table import ARTIFACT_FORMATS, RUNTIME_FACTS, facts_of, facts_of_format
+from edgeprune.target import Target
 
-#: the runtime that runs each artifact format
-FORMAT_RUNTIME: dict[str, str] = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
-#: the main file's suffix of each format (OpenVINO's ``.bin`` weights sit beside the ``.xml``)
-FORMAT_SUFFIX: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
-#: every file suffix of each format, main file first
-FORMAT_FILE_SUFFIXES: dict[str, tuple[str, ...]] = {"onnx": (".onnx",), "openvino": (".xml", ".bin"),
-                                                    "tflite": (".tflite",)}
-#: human names of the runtimes, for error messages
-RUNTIME_TITLES: dict[str, str] = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
 #: other spellings accepted on the command line
-_ALIASES = {"ov": "openvino", "ir": "openvino", "openvino-ir": "openvino", "litert": "tflite", "ort": "onnx"}
+_ALIASES = {alias: facts.format for facts in RUNTIME_FACTS for alias in facts.format_aliases}
 
 
 def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -52,18 +45,18 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 def format_of_path(path: Path) -> str:
     """The artifact format of a file, from its suffix (``.onnx``, ``.xml``, ``.tflite``)."""
-    suffix = Path(path).suffix.lower()
-    for fmt, own in FORMAT_SUFFIX.items():
-        if suffix == own:
-            return fmt
+    lowered = Path(Path(path).name.lower())
+    for facts in sorted(RUNTIME_FACTS, key=lambda f: -len(f.suffix)):  # the longest suffix that matches
+        if facts.owns(lowered):
+            return facts.format
     raise InputError(
-        f"{path}: not a model file edgeprune can run (expected {', '.join(FORMAT_SUFFIX.values())})"
+        f"{path}: not a model file edgeprune can run (expected {', '.join(f.suffix for f in RUNTIME_FACTS)})"
     )
 
 
 def artifact_files(path: Path, fmt: str) -> list[Path]:
     """Every file of the artifact whose main file is ``path`` (``model.xml`` → ``model.xml``, ``model.bin``)."""
-    return [Path(path).with_suffix(s) for s in FORMAT_FILE_SUFFIXES[fmt]]
+    return facts_of_format(fmt).files(Path(path))
 
 
 def runtime_target(target: Target, fmt: str) -> Target:
@@ -74,7 +67,7 @@ def runtime_target(target: Target, fmt: str) -> Target:
     >>> runtime_target(load_target("cpu"), "tflite").runtime
     'litert'
     """
-    runtime = FORMAT_RUNTIME[fmt]
+    runtime = facts_of_format(fmt).name
     if target.runtime == runtime:
         return target
     return dataclasses.replace(target, runtime=runtime, device="cpu", precision="fp32",
@@ -84,46 +77,31 @@ def runtime_target(target: Target, fmt: str) -> Target:
 def runnable_here(target: Target) -> tuple[Target, str | None]:
     """The target to run artifacts with on this machine, and a note when it is not ``target`` itself.
 
-    An OpenVINO device this machine lacks (the NPU of ``intel-npu`` without an agent) is replaced by OpenVINO's
+    A device this machine lacks (OpenVINO's NPU of ``intel-npu`` without an agent) is replaced by the runtime's
     CPU at the same precision hint, so the artifact is still evaluated and validated here; the note says so.
     """
-    if target.runtime != "openvino" or target.device.lower() == "cpu":
+    if target.device.lower() == "cpu" or backend_of(target.runtime).device_available(target.device):
         return target, None
-    from edgeprune.backends.openvino_backend import device_available
-
-    if device_available(target.device):
-        return target, None
-    note = (f"evaluated with OpenVINO on this machine's CPU at {target.precision} ({target.device.upper()} is not "
-            "on this machine); outputs on the device may differ slightly")
+    note = (f"evaluated with {facts_of(target.runtime).title} on this machine's CPU at {target.precision} "
+            f"({target.device.upper()} is not on this machine); outputs on the device may differ slightly")
     return dataclasses.replace(target, device="cpu"), note
 
 
 def effective_precision(target: Target) -> str:
-    """The precision the runtime really computes a *float* model in: ONNX Runtime's CPU provider and LiteRT run
-    fp32 models in fp32 whatever the target says; OpenVINO honours the target's precision hint (an INT8 target
-    runs a float model in fp32: its integer kernels come from a quantized file, :func:`artifact_precision`)."""
-    return target.precision if target.runtime == "openvino" and target.precision != "int8" else "fp32"
+    """The precision the runtime really computes a *float* model in: most runtimes (ONNX Runtime's CPU provider,
+    LiteRT) run fp32 models in fp32 whatever the target says; one with ``precision_hint`` in its row (OpenVINO)
+    honours the target's hint (an INT8 target runs a float model in fp32: its integer kernels come from a
+    quantized file, :func:`artifact_precision`)."""
+    hinted = facts_of(target.runtime).precision_hint
+    return target.precision if hinted and target.precision != "int8" else "fp32"
 
 
 def artifact_precision(path: Path, fmt: str, target: Target) -> str:
     """The precision an artifact computes in: ``int8`` for a quantized ONNX file, OpenVINO IR or TFLite model (whoever
     quantized it), else the runtime's precision for a float model (:func:`effective_precision`; fp32 for a
     float model run under an INT8 target, as the original of an INT8 run is)."""
-    if fmt == "onnx" and Path(path).is_file():
-        from edgeprune.quantize.onnx_int8 import onnx_is_quantized
-
-        if onnx_is_quantized(Path(path)):
-            return "int8"
-    if fmt == "tflite" and Path(path).is_file():
-        from edgeprune.quantize.tflite_int8 import tflite_is_quantized
-
-        if tflite_is_quantized(Path(path)):
-            return "int8"
-    if fmt == "openvino" and Path(path).is_file():
-        from edgeprune.quantize.openvino_int8 import openvino_is_quantized
-
-        if openvino_is_quantized(Path(path)):
-            return "int8"
+    if Path(path).is_file() and backend_of(facts_of_format(fmt).name).is_quantized(Path(path)):
+        return "int8"
     return effective_precision(target)
 
 
@@ -132,7 +110,7 @@ def require_runtime(runtime: str, *, converting: bool = False) -> None:
     ``converting`` also requires the converter that writes its format (LiteRT's is ``litert_torch``)."""
     import importlib.util
 
-    module, extra = RUNTIME_MODULES[runtime]
-    modules = [module, "litert_torch"] if runtime == "litert" and converting else [module]
+    facts = facts_of(runtime)
+    modules = [facts.module, *facts.converter_modules] if converting else [facts.module]
     if any(importlib.util.find_spec(m) is None for m in modules):
-        raise MissingRuntimeError(RUNTIME_TITLES.get(runtime, runtime), extra)
+        raise MissingRuntimeError(facts.title, facts.extra)

@@ -1,7 +1,7 @@
 """Rule 4 of XNNPACK's sparse path: whether a CPU has its channels-first (sparse) kernels on, and what zero
 weights can do for a target's latency (the sentence every fit report prints about unstructured sparsity).
 
-The other rules are the model file's (:mod:`edgeprune.export.tflite_sparsity`).
+The other rules are the model file's (:mod:`edgeprune.runtimes.litert.sparsity`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeprune.runtimes.table import facts_of
 from edgeprune.target import Target
 
 
@@ -51,10 +52,10 @@ def sparse_inference_verdict(target: Target, machine: str | None = None,
     behind ``edgeprune agent``). Everywhere else the verdict says that unstructured sparsity reduces the file's
     size, not its latency, on that runtime.
     """
-    runtime = {"litert": "LiteRT (XNNPACK)", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(
-        target.runtime, target.runtime)
+    facts = facts_of(target.runtime)
+    runtime = f"{facts.title} ({facts.sparse})" if facts.sparse else facts.title
     plain = f"unstructured sparsity reduces the model's size, not its latency, on {runtime}"
-    if target.runtime != "litert":
+    if not facts.sparse:
         return CpuVerdict(False, f"{plain}: the runtime has no sparse kernels for zero weights in dense layers")
     if target.precision != "fp32":
         return CpuVerdict(False, f"{plain} at {target.precision}: XNNPACK's sparse path is floating-point only")

@@ -16,13 +16,13 @@ from typing import Any
 
 from torch import nn
 
-from edgeprune.backends.base import Artifact
 from edgeprune.config import FitConfig
 from edgeprune.export.artifacts import export_artifacts, write_artifact_sidecar
 from edgeprune.export.formats import parse_formats, runnable_here, runtime_target
 from edgeprune.export.sidecar import sidecar_path
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.progress import heartbeat
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import Target
 from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec

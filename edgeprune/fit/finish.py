@@ -13,7 +13,6 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from edgeprune.backends.base import Artifact
 from edgeprune.errors import AccuracyCollapsedError, ValidationFailedError
 from edgeprune.export.formats import runnable_here
 from edgeprune.export.size import artifact_size, weight_zeros
@@ -33,6 +32,8 @@ from edgeprune.report.layer_latency import per_layer_latency, predicted_layer_la
 from edgeprune.report.plots import ACCURACY_PLOT, LAYER_PLOT
 from edgeprune.report.render import render_report_files
 from edgeprune.report.size_report import SIZE_PLOT
+from edgeprune.runtimes.base import Artifact
+from edgeprune.runtimes.table import facts_of_format
 from edgeprune.tasks.base import Task
 from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.timing import TimingSpec
@@ -100,8 +101,8 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                     module_shapes(slim), method, removed)
     per_layer = _layer_latency(run, outcome, kept)
     artifact_files = ARTIFACT_FILES[final.artifact.format]
-    for name in artifact_files:  # model.xml comes with model.bin; the others are one file
-        final.artifact.path.with_suffix(Path(name).suffix).replace(stage / name)
+    for source, name in zip(facts_of_format(final.artifact.format).files(final.artifact.path), artifact_files):
+        source.replace(stage / name)  # model.xml comes with model.bin; most formats are one file
     local = run.measurer.timer.source == "measured-local"
     with clock("export"):
         shipped, validations = ship_artifacts(config, inputs, run.target, slim, stage, final.artifact,
@@ -185,8 +186,8 @@ def _stage_original(baseline: Artifact | None, stage: Path) -> list[str]:
     if baseline is None:
         return []
     names = list(ORIGINAL_FILES[baseline.format])
-    for name in names:  # original.xml comes with original.bin: OpenVINO reads the .bin of the .xml's stem
-        shutil.copyfile(baseline.path.with_suffix(Path(name).suffix), stage / name)
+    for source, name in zip(facts_of_format(baseline.format).files(baseline.path), names):
+        shutil.copyfile(source, stage / name)  # original.xml comes with original.bin (OpenVINO reads it by stem)
     return names
 
 
@@ -217,7 +218,7 @@ def _sizes(run: FitRun, outcome: RunOutcome, stage: Path, validations: list[dict
             log.warning("zeros of %s's weights not read back: %s", entry["file"], exc)
             entry["weight_zeros"] = None
     baseline = outcome.baseline.artifact
-    original = artifact_size([baseline.path.with_suffix(Path(name).suffix) for name in ARTIFACT_FILES[baseline.format]])
+    original = artifact_size(facts_of_format(baseline.format).files(baseline.path))
     sparsity = run.sparsity_report or {}
     budget = sparsity.get("size_budget_bytes")
     shipped = validations[0]["size"]

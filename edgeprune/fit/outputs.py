@@ -17,23 +17,25 @@ from pathlib import Path
 
 from edgeprune.errors import OutputError
 from edgeprune.io_atomic import fsync_dir, fsync_file
+from edgeprune.runtimes.table import RUNTIME_FACTS
 
 RESULT_FILES = (
-    "model.onnx", "model.xml", "model.bin", "model.tflite", "model.safetensors", "plan.json", "report.json", "report.md",
-    "accuracy_vs_latency.png", "accuracy_vs_size.png", "layer_latency.png", "model.onnx.json", "model.xml.json", "model.tflite.json",
-    "original.onnx", "original.xml", "original.bin", "original.tflite",
+    *(f"model{suffix}" for facts in RUNTIME_FACTS for suffix in facts.suffixes),
+    *(f"model{facts.suffix}.json" for facts in RUNTIME_FACTS),
+    *(f"original{suffix}" for facts in RUNTIME_FACTS for suffix in facts.suffixes),
+    "model.safetensors", "plan.json", "report.json", "report.md",
+    "accuracy_vs_latency.png", "accuracy_vs_size.png", "layer_latency.png",
 )
 
 #: the prefix of a run's staging folder inside the output directory
 STAGING_PREFIX = ".edgeprune-staging-"
 
 #: The files of an artifact of each format, as named in the output directory.
-ARTIFACT_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin"), "tflite": ("model.tflite",)}
+ARTIFACT_FILES = {facts.format: tuple(f"model{suffix}" for suffix in facts.suffixes) for facts in RUNTIME_FACTS}
 
 #: The files of the original model's artifact (the one the fit measured the budget against), beside the shipped one
 #: so that ``edgeprune bench original.onnx model.onnx`` compares them.
-ORIGINAL_FILES = {"onnx": ("original.onnx",), "openvino": ("original.xml", "original.bin"),
-                  "tflite": ("original.tflite",)}
+ORIGINAL_FILES = {facts.format: tuple(f"original{suffix}" for suffix in facts.suffixes) for facts in RUNTIME_FACTS}
 
 
 def _umask() -> int:

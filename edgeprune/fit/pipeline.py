@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from edgeprune.backends import get_backend
 from edgeprune.budget import Budget, SizeBudget
 from edgeprune.config import SPARSITY_SCHEDULES, SPARSITY_SCOPES, FitConfig
 from edgeprune.errors import (
@@ -59,7 +58,7 @@ from edgeprune.quantize.backend import check_int8_target, for_precision
 from edgeprune.quantize.choice import auto_target
 from edgeprune.quantize.qat import check_qat_runtime
 from edgeprune.report.fit_result import FitResult
-from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
+from edgeprune.runtimes import get_backend, keep_runtime_telemetry_off
 from edgeprune.target import load_target
 from edgeprune.train import distributed
 from edgeprune.train.augment import parse_augmentation
@@ -158,7 +157,7 @@ def fit(config: FitConfig) -> FitResult | None:
     (:mod:`edgeprune.fit.data_parallel`). Its long stages show their progress (:mod:`edgeprune.progress`); the
     whole fit is one more, so that a stage that shows none still gets a line at least every 30 s.
     """
-    keep_openvino_telemetry_off()
+    keep_runtime_telemetry_off()
     return run_ranked(config, _watched_fit)
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Backend
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, InputError, first_line
 from edgeprune.export.formats import runnable_here
@@ -33,6 +32,8 @@ from edgeprune.quantize.choice import (
     choose_precision,
 )
 from edgeprune.quantize.mixed import SENSITIVITY_IMAGES, MixedPrecision, QuantizationError, choose_float_layers
+from edgeprune.runtimes.base import Backend
+from edgeprune.runtimes.table import RUNTIME_FACTS, facts_of
 from edgeprune.target import Target
 from edgeprune.tasks.classification import ClassificationTask
 from edgeprune.validate.accuracy import agreement_with_model, model_logits, quantization_error
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 QUANTIZED = "quantized"
 #: the same, with the layers the mixed-precision search chose left in float
 QUANTIZED_MIXED = "quantized-mixed"
-#: runtimes whose quantizer can leave chosen layers in float
-MIXED_RUNTIMES = ("onnxruntime", "openvino")
 #: evaluation images the mixed-precision search's greedy step measures agreement on, at most: images the
 #: quantizer was not calibrated on (on its own calibration images INT8 agrees far better than on others: 100%
 #: on 4 of them against 62.5-93.8% on the evaluation images, issue 35)
@@ -116,7 +115,7 @@ class PrecisionStage:
                                   self.target.float_precision, self.measurer.backend.float_layers,
                                   task.min_int8_agreement, task.agreement_name)
         if (choice.precision != "int8" and choice.int8_speedup >= MIN_INT8_SPEEDUP and not predicted
-                and self.target.runtime in MIXED_RUNTIMES and not self.config.keep_float
+                and facts_of(self.target.runtime).mixed and not self.config.keep_float
                 and isinstance(task, ClassificationTask)):  # the layer search scores class probabilities
             mixed = self._search_float_layers()
             if mixed.float_layers and mixed.meets(MIN_INT8_AGREEMENT):
@@ -193,9 +192,10 @@ class PrecisionStage:
 
     def _check_float_layers(self) -> None:
         """Refuse ``--keep-float`` names the model does not have, or a runtime whose quantizer cannot keep them."""
-        if self.target.runtime not in MIXED_RUNTIMES:
-            raise InputError(f"--keep-float: leaving layers in float is implemented for ONNX Runtime and OpenVINO "
-                             f"targets; target '{self.target.name}' runs {self.target.runtime}")
+        if not facts_of(self.target.runtime).mixed:
+            capable = " and ".join(f.title for f in RUNTIME_FACTS if f.mixed)
+            raise InputError(f"--keep-float: leaving layers in float is implemented for {capable} targets; target "
+                             f"'{self.target.name}' runs {facts_of(self.target.runtime).title}")
         layers = list(dict.fromkeys(self.measurer.backend.layer_nodes(self.model, self.example).values()))
         unknown = [name for name in self.config.keep_float if name not in layers]
         if unknown:

@@ -43,6 +43,9 @@ from edgeprune.validate.accuracy import evaluate_session, max_abs_difference, mo
 
 log = logging.getLogger(__name__)
 
+#: how the report names each way NNCF exports a quantization-aware model (the runtime's ``qat_onnx_mode``)
+_QAT_EXPORTS = {"qdq": "QDQ (QuantizeLinear/DequantizeLinear)", "fake_quantize": "FakeQuantize operations"}
+
 #: the quantization-aware fine-tune's learning rate, as a share of ``--finetune-lr``
 QAT_LR_SHARE = 0.01
 #: its schedule: the rate held constant (the model is already recovered)
@@ -88,7 +91,7 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
                          on_epoch=lambda e, value: log.info("QAT epoch %d/%d: loss %.4f", e, spec.epochs, value))
         seconds = time.perf_counter() - start
         with heartbeat("exporting the quantization-aware model"):
-            artifact = export_qat(qat.eval(), example, run.measurer.work_dir / "qat-final", run.target.runtime)
+            artifact = export_qat(qat.eval(), example, run.measurer.work_dir / "qat-final", run.backend)
     measured = _measure(run, outcome, artifact)
     target = runnable_here(run.target)[0]
     with run.clock("evaluate"):
@@ -121,7 +124,7 @@ def quantization_aware(run: FitRun, outcome: RunOutcome) -> RunOutcome:
         "tool": "nncf.quantize on the PyTorch model (preset PERFORMANCE), fine-tuned with fake quantization",
         "batch_norms_folded": len(pairs), "float_layers": list(float_layers), "lr": spec.lr, "schedule": spec.schedule, "augment": spec.augment,
         "distill": loss is not None, "images": len(train),
-        "export": "QDQ (QuantizeLinear/DequantizeLinear)" if artifact.format == "onnx" else "IR with FakeQuantize",
+        "export": _QAT_EXPORTS.get(str(run.backend.qat_onnx_mode), str(run.backend.qat_onnx_mode)),
         "ptq": {"top1": ptq_eval.top1, "agreement_with_original": agreement["ptq"],
                 "median_ms": outcome.final.stats.median_ms},
         "qat": {"top1": qat_eval.top1, "agreement_with_original": agreement["qat"],

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError
@@ -53,6 +52,7 @@ from edgeprune.prune.module_errors import naming_the_module, scoring_failure
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.prune.trial import freeze_untrimmable
 from edgeprune.quantize.choice import PrecisionChoice
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec
 from edgeprune.train.device import placed_on
@@ -326,7 +326,7 @@ class FitRun(ClosedLoop, PrecisionStage):
             with self.clock("profile"):
                 table = LatencyTable.open(table_context(self.backend, self.target, self.measurer.timer),
                                           self.config.table_dir or default_table_dir())
-                max_points = 6 if self.backend.name in ("onnxruntime", "openvino") else 3
+                max_points = 6 if self.backend.facts.reads_onnx else 3
                 with progress_callback("profiling kernels") as report:
                     lookup, measured, reused = build_lookup_model(
                         step.model, self.example, step.graph, self.target, self.measurer.backend, table,

@@ -33,18 +33,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact
 from edgeprune.budget import SizeBudget
 from edgeprune.errors import BudgetUnreachableError, SizeBudgetUnreachableError
 from edgeprune.export.size import ArtifactSize, artifact_size, format_bytes, weight_zeros
 from edgeprune.export.sparse_cpu import sparse_inference_verdict
-from edgeprune.export.tflite_sparse_writer import write_sparse_tflite
 from edgeprune.fit.outputs import ARTIFACT_FILES
 from edgeprune.fit.run import FitRun, RunOutcome
 from edgeprune.latency.candidates import Measurement
 from edgeprune.latency.predicted import PredictedMeasurer
 from edgeprune.progress import heartbeat
 from edgeprune.prune.sparsity import WeightMasks, layer_sparsity, sparsify, total_sparsity
+from edgeprune.runtimes.base import Artifact
+from edgeprune.runtimes.litert.sparse_writer import write_sparse_tflite
+from edgeprune.runtimes.table import facts_of_format
 from edgeprune.train.sparsity_schedule import ConstantSparsity, GradualPruning, PolynomialDecay, default_steps
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ SPARSE_NOT_SLOWER = 0.02
 
 def artifact_files(artifact: Artifact) -> list[Path]:
     """The files of an artifact (``model.xml`` and ``model.bin`` for OpenVINO)."""
-    return [artifact.path.with_suffix(Path(name).suffix) for name in ARTIFACT_FILES[artifact.format]]
+    return facts_of_format(artifact.format).files(artifact.path)
 
 
 def weight_sparsity(run: FitRun, outcome: RunOutcome) -> RunOutcome:
@@ -151,7 +152,7 @@ def weight_sparsity(run: FitRun, outcome: RunOutcome) -> RunOutcome:
                    "top1_pytorch": _pytorch_accuracy(run, model)})
     measured = _measure(run, outcome, model, artifact)
     report["median_ms"] = measured.stats.median_ms
-    if artifact.format == "tflite" and run.target.precision == "fp32" and not isinstance(run.measurer,
+    if facts_of_format(artifact.format).sparse and run.target.precision == "fp32" and not isinstance(run.measurer,
                                                                                         PredictedMeasurer):
         measured = sparse_tflite(run, outcome, measured, report)
     return dataclasses.replace(outcome, final=measured, slim=model)
@@ -159,7 +160,7 @@ def weight_sparsity(run: FitRun, outcome: RunOutcome) -> RunOutcome:
 
 def sparse_tflite(run: FitRun, outcome: RunOutcome, dense: Measurement, report: dict[str, Any]) -> Measurement:
     """The weight-pruned LiteRT file rewritten for XNNPACK's sparse path where its rules hold
-    (:mod:`edgeprune.export.tflite_sparsity`), measured like the dense one, and shipped when it measures no slower
+    (:mod:`edgeprune.runtimes.litert.sparsity`), measured like the dense one, and shipped when it measures no slower
     (within :data:`SPARSE_NOT_SLOWER` of the dense file; it is also smaller on disk). Its rules, its measured
     speed-up and the choice go in ``report["sparse_tflite"]``; returns the measurement of the file shipped."""
     path = dense.artifact.path.with_name(dense.artifact.path.stem + "-sparse.tflite")

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.environment import device_state
 from edgeprune.errors import OversubscribedError
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.paired import PairedStats, PairingSpec, schedule
 from edgeprune.progress import heartbeat
+from edgeprune.runtimes.base import Artifact, Backend
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, monotonic_s, oversubscription_note
 

@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.latency.analytic import AnalyticLatencyModel
 from edgeprune.latency.candidates import ORIGINAL, SEARCH_TIMING, CandidateMeasurer, Measurement
 from edgeprune.latency.layers import extract_layers
 from edgeprune.latency.timers import ProfileTimer
 from edgeprune.prune.groups import ChannelGroup
+from edgeprune.runtimes.base import Artifact, Backend
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec
 

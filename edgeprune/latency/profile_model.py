@@ -16,8 +16,6 @@ from pathlib import Path
 
 import torch
 
-from edgeprune.backends import get_backend
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.cache import cache_dir
 from edgeprune.config import CALIBRATION_SAMPLES
 from edgeprune.errors import InputError
@@ -41,6 +39,8 @@ from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.quantize.backend import check_int8_target
 from edgeprune.quantize.probes import int8_probe_backend
+from edgeprune.runtimes import get_backend
+from edgeprune.runtimes.base import Artifact, Backend
 from edgeprune.target import Target, load_target
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def profile_model(config: ProfileConfig, progress: ProgressFn | None = None) -> 
     graph = ModelGraph(model, example, config.frozen_modules)
     if target.precision == "int8":  # whole sub-networks are timed quantized too; scales change values, not timing
         backend = int8_probe_backend(backend, tuple(example.shape))
-    max_points = config.max_points or (6 if backend.name in ("onnxruntime", "openvino") else 3)
+    max_points = config.max_points or (6 if backend.facts.reads_onnx else 3)
     table = LatencyTable.open(table_context(backend, target, timer), config.table_dir or default_table_dir())
     work = Path(tempfile.mkdtemp(prefix="edgeprune-profile-"))
     try:

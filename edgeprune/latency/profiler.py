@@ -17,7 +17,6 @@ from pathlib import Path
 
 import onnx
 
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.latency.calibration import fit_calibration
 from edgeprune.latency.grid import width_grid
 from edgeprune.latency.layers import Layer
@@ -35,6 +34,8 @@ from edgeprune.latency.spread import spread, workers_of
 from edgeprune.latency.table import Calibration, LatencyTable
 from edgeprune.latency.timers import ArtifactTimer
 from edgeprune.prune.groups import ChannelGroup
+from edgeprune.runtimes.base import Artifact, Backend
+from edgeprune.runtimes.onnx_export import ONNX_FORMAT
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec
 
@@ -123,14 +124,14 @@ def _probe_artifact(backend: Backend, target: Target, key: str, cin: int, cout: 
         sig = LayerSignature.from_key(key)
         shape = probe_input_shape(sig, cin)
         proto, module = (lambda: probe_onnx(sig, cin, cout)), (lambda: ProbeModule(sig, cin, cout))
-    if backend.name in ("onnxruntime", "openvino"):  # both read ONNX: write the probe directly (fast)
+    if backend.facts.reads_onnx:  # write the probe directly as ONNX (fast)
         path = work / f"{name}.onnx"
         onnx.save(proto(), str(path))
-        probe = Artifact(path, "onnx", PROBE_INPUT, shape)
+        probe = Artifact(path, ONNX_FORMAT, PROBE_INPUT, shape)
         if target.precision == "int8" and key != EMPTY_PROBE_KEY:  # the empty probe times the call itself
             from edgeprune.quantize.probes import quantize_probe
 
-            return quantize_probe(probe, backend.name)
+            return quantize_probe(probe, getattr(backend, "inner", backend))
         return probe
     import torch
 

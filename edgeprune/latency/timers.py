@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeprune.agent.devices import DeviceSpec, check_same_environment, device_environment, parse_devices
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.environment import machine_info
 from edgeprune.errors import InputError
 from edgeprune.latency.analytic import AGENT_HINT, PREDICTED_LABEL, load_profile
 from edgeprune.paired import PairedStats, PairingSpec, measure_paired
+from edgeprune.runtimes.base import Artifact, Backend
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec
 

@@ -2,52 +2,45 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.errors import InputError
-from edgeprune.quantize.onnx_int8 import quantize_onnx_int8
-from edgeprune.quantize.openvino_int8 import quantize_openvino_int8
-from edgeprune.quantize.tflite_int8 import quantize_tflite_int8
+from edgeprune.runtimes.base import FLOAT_MODULE, Artifact, Backend, Int8Request
+from edgeprune.runtimes.table import RUNTIME_FACTS, facts_of
 from edgeprune.target import Target
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: the runtimes edgeprune quantizes for, each with its own maintained quantizer
-INT8_RUNTIMES = ("onnxruntime", "openvino", "litert")
+__all__ = ["FLOAT_MODULE", "MAX_CALIBRATION_IMAGES", "Int8Backend", "check_int8_target", "for_precision"]
 
 #: calibration images used for INT8 quantization at most (ONNX Runtime's examples use a few hundred)
 MAX_CALIBRATION_IMAGES = 128
 
 
 def check_int8_target(target: Target) -> None:
-    """Refuse ``--precision int8`` for a runtime edgeprune does not quantize for yet."""
-    if target.precision == "int8" and target.runtime not in INT8_RUNTIMES:
-        raise InputError(f"--precision int8 is implemented for ONNX Runtime, OpenVINO and LiteRT targets; target "
-                         f"'{target.name}' runs {target.runtime}, whose quantizer edgeprune does not drive")
-
-
-#: the label :meth:`Int8Backend.export` gives the IR nodes of a model's float modules
-FLOAT_MODULE = "<float module>"
+    """Refuse ``--precision int8`` for a runtime edgeprune does not quantize for."""
+    if target.precision == "int8" and not facts_of(target.runtime).int8:
+        capable = ", ".join(f.title for f in RUNTIME_FACTS if f.int8)
+        raise InputError(f"--precision int8 is implemented for {capable} targets; target '{target.name}' runs "
+                         f"{facts_of(target.runtime).title}, whose quantizer edgeprune does not drive")
 
 
 class Int8Backend:
     """``inner``'s export followed by INT8 quantization calibrated on ``calibration`` (model inputs, NCHW), by
-    the runtime's own quantizer: ONNX Runtime's for ONNX files, NNCF for OpenVINO IR.
+    the runtime's own quantizer (``export_int8`` of the runtime's backend).
 
     Loading, timing and everything else are ``inner``'s: a quantized file loads like any other.
     """
 
     def __init__(self, inner: Backend, calibration: np.ndarray, float_layers: tuple[str, ...] = ()) -> None:
-        if inner.name not in INT8_RUNTIMES:
-            raise InputError(f"INT8 quantization for {inner.name} is not implemented yet")
+        if not inner.facts.int8:
+            raise InputError(f"INT8 quantization for {inner.facts.title} is not implemented")
         self.inner = inner
         self.name, self.artifact_format = inner.name, inner.artifact_format
         self.calibration = np.asarray(calibration[:MAX_CALIBRATION_IMAGES], dtype=np.float32)
@@ -61,50 +54,42 @@ class Int8Backend:
         self.float_modules: tuple[str, ...] = ()
 
     def export(self, model: nn.Module, example: torch.Tensor, out_path: Path, target: Target) -> Artifact:
-        """Export the float model, quantize it, and return the INT8 artifact at ``out_path`` (its format's
-        suffix; an IR's ``.bin`` beside its ``.xml``)."""
+        """Export the model quantized, at ``out_path`` (its format's suffix; every file of the artifact beside)."""
         self.float_modules = tuple(getattr(model, "edgeprune_float_modules", ()) or ())
-        with tempfile.TemporaryDirectory(prefix="edgeprune-fp32-") as tmp:
-            fp32 = self.inner.export(model, example, Path(tmp) / "fp32", target)
-            nodes = self.layer_nodes(model, example) if self.inner.name == "openvino" and self.float_layers else {}
-            if self.inner.name == "openvino" and self.float_modules:  # an IR keeps the ONNX nodes' names
+        nodes: dict[str, str] | None = None
+        if self.inner.needs_layer_nodes and (self.float_layers or self.float_modules):
+            nodes = self.layer_nodes(model, example) if self.float_layers else {}
+            if self.float_modules:  # the file keeps the ONNX nodes' names
                 nodes.update({node: FLOAT_MODULE for node in self.module_nodes(model, example, self.float_modules)})
-            return self.quantize(fp32, out_path, nodes)
+        return self.inner.export_int8(model, example, out_path, target, self._images(example.shape),
+                                      self._request(nodes))
 
     def quantize(self, fp32: Artifact, out_path: Path, layer_nodes: dict[str, str] | None = None) -> Artifact:
         """Quantize the float artifact ``fp32`` (this backend's export) to ``out_path``, keeping
-        :attr:`float_layers` in float. An IR names its operations after the ONNX nodes it was read from but keeps
-        no module paths: ``layer_nodes`` (:meth:`layer_nodes`) maps them for it."""
-        suffix = fp32.path.suffix
-        with tempfile.TemporaryDirectory(prefix="edgeprune-int8-") as tmp:
-            staged = Path(tmp) / f"int8{suffix}"
-            images = self.calibration if len(fp32.input_shape) != 4 or fp32.input_shape[1] == \
-                self.calibration.shape[1] else self.calibration.transpose(0, 2, 3, 1)  # an NHWC artifact
-            if self.inner.name == "openvino":
-                nodes = [node for node, label in (layer_nodes or {}).items()
-                         if label in self.float_layers or label == FLOAT_MODULE]
-                if self.float_layers and not layer_nodes:
-                    raise ValueError("an IR's float layers need the ONNX nodes they were read from (layer_nodes)")
-                quantize_openvino_int8(fp32.path, staged, images, nodes)
-            elif self.inner.name == "litert":
-                if self.float_layers:
-                    raise InputError("mixed precision (layers kept in float) is implemented for ONNX Runtime and "
-                                     "OpenVINO targets; LiteRT models here are fully integer")
-                quantize_tflite_int8(fp32.path, staged, images)
-            else:
-                quantize_onnx_int8(fp32.path, staged, images, fp32.input_name, self.float_layers,
-                                   self.calibration_cache, self.float_modules)
-            dest = Path(out_path).with_suffix(suffix)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            for part in sorted(Path(tmp).glob("int8.*")):
-                shutil.move(str(part), dest.with_suffix(part.suffix))
-        return Artifact(dest, fp32.format, fp32.input_name, fp32.input_shape)
+        :attr:`float_layers` in float. A runtime whose files keep ONNX node names but no module paths
+        (``needs_layer_nodes``) finds them by ``layer_nodes`` (:meth:`layer_nodes`)."""
+        request = self._request(layer_nodes, fp32.input_name)
+        return self.inner.quantize_file(fp32, out_path, self._images(fp32.input_shape), request)
+
+    def _images(self, input_shape: Any) -> np.ndarray:
+        """The calibration images in the artifact's layout (an NHWC artifact takes them transposed)."""
+        shape = tuple(input_shape)
+        if len(shape) != 4 or shape[1] == self.calibration.shape[1]:
+            return self.calibration
+        return self.calibration.transpose(0, 2, 3, 1)
+
+    def _request(self, layer_nodes: dict[str, str] | None, input_name: str | None = None) -> Int8Request:
+        from edgeprune.runtimes.onnx_export import INPUT_NAME
+
+        return Int8Request(input_name=input_name or INPUT_NAME, float_layers=self.float_layers,
+                           float_modules=self.float_modules, layer_nodes=layer_nodes,
+                           calibration_cache=self.calibration_cache)
 
     @staticmethod
     def module_nodes(model: nn.Module, example: torch.Tensor, modules: tuple[str, ...]) -> list[str]:
         """The ONNX nodes (every kind) of ``modules`` in an export of ``model`` made for the purpose."""
-        from edgeprune.backends.onnx_export import export_onnx
-        from edgeprune.backends.onnx_labels import module_nodes
+        from edgeprune.runtimes.onnx_export import export_onnx
+        from edgeprune.runtimes.onnx_labels import module_nodes
 
         with tempfile.TemporaryDirectory(prefix="edgeprune-labels-") as tmp:
             return module_nodes(export_onnx(model, example, Path(tmp) / "labels.onnx"), modules)
@@ -113,8 +98,8 @@ class Int8Backend:
     def layer_nodes(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
         """``{ONNX node: layer label}`` for ``model``'s compute layers, from an ONNX export made for the purpose
         (the export is deterministic, so its node names are those the runtime's own export gives)."""
-        from edgeprune.backends.onnx_export import export_onnx
-        from edgeprune.backends.onnx_labels import compute_layers
+        from edgeprune.runtimes.onnx_export import export_onnx
+        from edgeprune.runtimes.onnx_labels import compute_layers
 
         with tempfile.TemporaryDirectory(prefix="edgeprune-labels-") as tmp:
             return compute_layers(export_onnx(model, example, Path(tmp) / "labels.onnx"))
@@ -122,23 +107,7 @@ class Int8Backend:
     def describe(self) -> dict[str, Any]:
         """How the artifacts are quantized, for the report."""
         mixed = {"float_layers": list(self.float_layers)} if self.float_layers else {}
-        return {**self._describe(), **mixed}
-
-    def _describe(self) -> dict[str, Any]:
-        if self.inner.name == "litert":
-            return {"precision": "int8", "tool": "ai_edge_quantizer (recipe static_wi8_ai8)",
-                    "format": "fully integer TFLite (int8 input and output tensors)",
-                    "weights": "int8, one scale per output channel", "activations": "int8, min/max calibration",
-                    "calibration_images": len(self.calibration)}
-        if self.inner.name == "openvino":
-            return {"precision": "int8", "tool": "nncf.quantize", "format": "OpenVINO IR with FakeQuantize",
-                    "weights": "int8, symmetric, one scale per output channel (preset PERFORMANCE)",
-                    "activations": "int8, symmetric, min/max calibration",
-                    "calibration_images": len(self.calibration)}
-        return {"precision": "int8", "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                "weights": "int8, symmetric, one scale per output channel",
-                "activations": "uint8, asymmetric, min/max calibration",
-                "calibration_images": len(self.calibration)}
+        return {**self.inner.describe_int8(len(self.calibration)), **mixed}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -79,12 +79,12 @@ def auto_target(target: Target, measured: bool, estimated: bool = False) -> Targ
     """The target an ``auto`` run starts at: INT8 candidates where the target offers INT8, edgeprune quantizes for its
     runtime, and INT8 latency is measured or (``estimated``) its shipped profile has an INT8 estimate; the target
     as it is otherwise."""
-    from edgeprune.quantize.backend import INT8_RUNTIMES
+    from edgeprune.runtimes.table import facts_of
 
     if "int8" not in target.precisions:
         why = f"target '{target.name}' lists no int8 precision"
-    elif target.runtime not in INT8_RUNTIMES:
-        why = f"edgeprune does not quantize for {target.runtime}"
+    elif not facts_of(target.runtime).int8:
+        why = f"edgeprune does not quantize for {facts_of(target.runtime).title}"
     elif not (measured or estimated):
         why = f"target '{target.name}' has only a float latency profile here (connect its agent with --device)"
     else:

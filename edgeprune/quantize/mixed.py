@@ -14,7 +14,7 @@ layer", and NNCF's accuracy-control ranking; written here from their description
    drops (quantization errors do not add up: keeping a second layer in float can raise the error), until the
    agreement reaches the target or :data:`MAX_FLOAT_SHARE` of the layers are float.
 
-The result is a set of layer names (PyTorch module paths, see :mod:`edgeprune.backends.onnx_labels`); the
+The result is a set of layer names (PyTorch module paths, see :mod:`edgeprune.runtimes.onnx_labels`); the
 search's candidates keep the same layers in float, so the latency of the mixed model is measured like any other.
 """
 

@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, Backend
-from edgeprune.quantize.onnx_int8 import quantize_onnx_int8
-from edgeprune.quantize.openvino_int8 import quantize_openvino_int8
+from edgeprune.runtimes.base import Artifact, Backend, Int8Request
 
 #: calibration inputs per probe: random, since scales change what a kernel computes, not how long it takes
 PROBE_CALIBRATION_IMAGES = 4
 
 
-def quantize_probe(probe: Artifact, runtime: str) -> Artifact:
-    """The INT8 form of the float ONNX ``probe`` for ``runtime`` (``onnxruntime``: QDQ ONNX; ``openvino``: IR),
-    written beside it under names that start with its stem."""
-    images = _random_inputs(probe.input_shape)
+def quantize_probe(probe: Artifact, backend: Backend) -> Artifact:
+    """The INT8 form of the float ONNX ``probe`` by ``backend``'s quantizer (a runtime that reads ONNX), in the
+    runtime's format, written beside it under names that start with its stem."""
     stem = probe.path.with_name(probe.path.stem + "-int8")
-    if runtime == "openvino":
-        quantize_openvino_int8(probe.path, stem.with_suffix(".xml"), images)
-        return Artifact(stem.with_suffix(".xml"), "openvino", probe.input_name, probe.input_shape)
-    quantize_onnx_int8(probe.path, stem.with_suffix(".onnx"), images, probe.input_name)
-    return Artifact(stem.with_suffix(".onnx"), "onnx", probe.input_name, probe.input_shape)
+    return backend.quantize_file(probe, stem, _random_inputs(probe.input_shape), Int8Request(probe.input_name))
 
 
 def _random_inputs(shape: tuple[int, ...]) -> np.ndarray:

@@ -38,15 +38,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact
-from edgeprune.backends.onnx_export import INPUT_NAME, OUTPUT_NAME
 from edgeprune.errors import InputError, first_line
 from edgeprune.quantize.backend import MAX_CALIBRATION_IMAGES
+from edgeprune.runtimes.base import Artifact, Backend
+from edgeprune.runtimes.onnx_export import INPUT_NAME, OUTPUT_NAME
+from edgeprune.runtimes.table import RUNTIME_FACTS, facts_of
 
 log = logging.getLogger(__name__)
-
-#: runtimes whose INT8 artifact edgeprune can build from a quantization-aware model
-QAT_RUNTIMES = ("onnxruntime", "openvino")
 
 #: the largest relative output change that folding batch norms may cause (float rounding only)
 FOLD_TOLERANCE = 1e-4
@@ -56,13 +54,12 @@ QAT_OPSET = 17
 
 
 def check_qat_runtime(runtime: str, target_name: str) -> None:
-    """Refuse quantization-aware fine-tuning for a runtime whose quantizer here has no QAT path."""
-    if runtime == "litert":
-        raise InputError(f"--qat-epochs: target '{target_name}' runs LiteRT, whose quantizer here "
-                         "(ai-edge-quantizer) has no quantization-aware training path; drop --qat-epochs")
-    if runtime not in QAT_RUNTIMES:
-        raise InputError(f"--qat-epochs is implemented for ONNX Runtime and OpenVINO targets; target "
-                         f"'{target_name}' runs {runtime}")
+    """Refuse quantization-aware fine-tuning for a runtime whose INT8 files cannot come from NNCF's QAT export."""
+    facts = facts_of(runtime)
+    if not facts.qat:
+        capable = " and ".join(f.title for f in RUNTIME_FACTS if f.qat)
+        raise InputError(f"--qat-epochs: target '{target_name}' runs {facts.title}, whose INT8 files cannot come "
+                         f"from a quantization-aware model here (implemented for {capable}); drop --qat-epochs")
 
 
 @contextlib.contextmanager
@@ -210,39 +207,16 @@ def _export(qat: nn.Module, example: torch.Tensor, path: Path, qdq: bool) -> Non
         qat.train(was_training)
 
 
-def export_qat_onnx(qat: nn.Module, example: torch.Tensor, path: Path) -> Artifact:
-    """Write the quantization-aware model as a QDQ ONNX model (float input and output) at ``path``."""
-    import onnx
-
-    path = Path(path).with_suffix(".onnx")
-    _export(qat, example, path, qdq=True)
-    onnx.checker.check_model(str(path))
-    return Artifact(path, "onnx", INPUT_NAME, tuple(example.shape))
-
-
-def export_qat_openvino(qat: nn.Module, example: torch.Tensor, path: Path) -> Artifact:
-    """Write the quantization-aware model as OpenVINO IR with FakeQuantize operations at ``path`` (``.xml`` and
-    ``.bin``, fp32 constants)."""
-    import openvino as ov
-
-    xml = Path(path).with_suffix(".xml")
+def export_qat(qat: nn.Module, example: torch.Tensor, path: Path, backend: Backend) -> Artifact:
+    """The INT8 artifact of ``backend``'s runtime from the quantization-aware model: NNCF's ONNX export in the
+    mode the runtime reads (QDQ pairs, or FakeQuantize operations), made into the runtime's file by its backend."""
+    mode = getattr(backend, "qat_onnx_mode", None)
+    if mode is None:
+        check_qat_runtime(backend.name, backend.name)
     with tempfile.TemporaryDirectory(prefix="edgeprune-qat-") as tmp:
         onnx_path = Path(tmp) / "qat.onnx"
-        _export(qat, example, onnx_path, qdq=False)
-        try:
-            ov.save_model(ov.Core().read_model(str(onnx_path)), str(xml), compress_to_fp16=False)
-        except Exception as exc:
-            raise InputError(f"OpenVINO cannot read the quantization-aware model: {first_line(exc, 200)}") from None
-    return Artifact(xml, "openvino", INPUT_NAME, tuple(example.shape))
-
-
-def export_qat(qat: nn.Module, example: torch.Tensor, path: Path, runtime: str) -> Artifact:
-    """The INT8 artifact of ``runtime`` (``onnxruntime`` or ``openvino``) from the quantization-aware model."""
-    if runtime == "openvino":
-        return export_qat_openvino(qat, example, path)
-    if runtime == "onnxruntime":
-        return export_qat_onnx(qat, example, path)
-    raise InputError(f"no quantization-aware export for {runtime}")
+        _export(qat, example, onnx_path, qdq=mode == "qdq")
+        return backend.artifact_from_qat_onnx(onnx_path, Path(path), tuple(example.shape))
 
 
 def float_form(qat: nn.Module, architecture: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:

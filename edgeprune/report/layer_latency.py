@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.backends.onnx_labels import label_of, onnx_module_labels
+from edgeprune.runtimes.base import Artifact, LayerTiming
+from edgeprune.runtimes.onnx_export import is_onnx
+from edgeprune.runtimes.onnx_labels import label_of, onnx_module_labels
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 
@@ -80,9 +81,9 @@ def per_layer_latency(
     except NotImplementedError as exc:
         log.info("no per-layer profile from %s: %s", target.runtime, exc or "the runtime has no layer profiler")
         return None
-    onnx_path = labels_from or (before_artifact.path if before_artifact.format == "onnx" else None)
+    onnx_path = labels_from or (before_artifact.path if is_onnx(before_artifact.format) else None)
     labels = onnx_module_labels(onnx_path) if onnx_path is not None else {}
-    labels_after = onnx_module_labels(after_artifact.path) if after_artifact.format == "onnx" else labels
+    labels_after = onnx_module_labels(after_artifact.path) if is_onnx(after_artifact.format) else labels
     return match_layer_timings(before, after, measured_source(target.runtime), labels, labels_after)
 
 

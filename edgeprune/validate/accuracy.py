@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Session
 from edgeprune.progress import progress_bar
 from edgeprune.quantize.mixed import QuantizationError
+from edgeprune.runtimes.base import Session
 from edgeprune.tasks.base import Task, TaskScore
 from edgeprune.tasks.classification import ClassificationTask
 

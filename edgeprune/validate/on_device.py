@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from edgeprune.agent.client import AgentClient, AgentMeasurement
-from edgeprune.backends.base import Artifact
 from edgeprune.errors import InputError
 from edgeprune.paired import schedule
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 from edgeprune.validate.bench import BenchRow

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends.base import Artifact, Backend
 from edgeprune.errors import ModelLoadError, first_line
 from edgeprune.export.formats import effective_precision, runnable_here
+from edgeprune.runtimes.base import Artifact, Backend
 from edgeprune.target import Target
 from edgeprune.validate.tolerances import tolerance_for
 

@@ -17,8 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.backends import get_backend
-from edgeprune.backends.base import Artifact, Session
 from edgeprune.errors import InputError, first_line
 from edgeprune.export.formats import (
     artifact_files,
@@ -29,6 +27,10 @@ from edgeprune.export.formats import (
 )
 from edgeprune.export.nhwc import nchw_to_nhwc
 from edgeprune.export.sidecar import Sidecar, read_sidecar, sidecar_path
+from edgeprune.runtimes import get_backend
+from edgeprune.runtimes.base import Artifact, Session
+from edgeprune.runtimes.onnx_export import is_onnx
+from edgeprune.runtimes.table import facts_of_format
 from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,7 @@ def load_artifact(path: str | Path, target: Target) -> LoadedArtifact:
     sidecar = read_sidecar(path) if sidecar_path(path).is_file() else None
     if sidecar is not None and sidecar.format != fmt:
         raise InputError(f"{sidecar_path(path)} describes a '{sidecar.format}' artifact, but {path} is '{fmt}'")
-    if fmt == "onnx":
+    if is_onnx(fmt):
         check_onnx_file(path)
     run_target = runtime_target(target, fmt)
     require_runtime(run_target.runtime)
@@ -189,9 +191,6 @@ def load_artifact(path: str | Path, target: Target) -> LoadedArtifact:
     log.debug("loaded %s: input %s %s (%s)", path, name, list(shape), layout)
     return LoadedArtifact(path, fmt, run_target, session, backend.version(), name, shape, layout, sidecar)
 
-
-#: the built-in target to run each format with when none is given
-DEFAULT_TARGETS = {"onnx": "cpu", "openvino": "cpu-openvino", "tflite": "cpu-tflite"}
 
 
 def default_target(path: str | Path) -> Target:
@@ -208,4 +207,4 @@ def default_target(path: str | Path) -> Target:
             name = ""
         if name in builtin_target_names():
             return load_target(name)
-    return load_target(DEFAULT_TARGETS[fmt])
+    return load_target(facts_of_format(fmt).default_target)

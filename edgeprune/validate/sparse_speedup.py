@@ -1,7 +1,7 @@
 """The measured speed-up of a sparse ``.tflite`` file over its dense original: paired, interleaved, on LiteRT.
 
 Whether XNNPACK's sparse path runs is decided inside the runtime (the rules in
-:mod:`edgeprune.export.tflite_sparsity`), and nothing reachable from Python reports it, so the only evidence is
+:mod:`edgeprune.runtimes.litert.sparsity`), and nothing reachable from Python reports it, so the only evidence is
 the timing: the dense and the sparse file are timed in alternating rounds (:func:`edgeprune.paired.measure_paired`)
 on one interpreter each, same thread count, same input, and the speed-up is the inverse of the median per-round
 ratio sparse / dense, with its bootstrap interval. An interval that holds 1.0 means "no measurable difference".
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.backends.litert_backend import LiteRtSession, quiet_native_output
 from edgeprune.export.sparse_cpu import CpuVerdict, sparse_kernels_on_cpu
 from edgeprune.paired import PairedStats, PairingSpec, measure_paired, schedule
+from edgeprune.runtimes.litert.backend import LiteRtSession, quiet_native_output
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,14 @@ import pytest
 from agent_hostile import INPUT, QUICK, SHAPE, Tricklers, memory_bomb_onnx, meta, post, raw_exchange, relu_onnx
 from agent_server import running_agent
 
-from edgeprune.agent.checks import Refused, check_onnx
+from edgeprune.agent.checks import Refused, check_upload
 from edgeprune.agent.client import AgentClient
 from edgeprune.agent.protocol import INFO_PATH, MEASURE_PATH, REQUEST_HEADER, TOKEN_ENV
 from edgeprune.agent.server import AgentConfig, AgentServer
-from edgeprune.backends.base import Artifact
 from edgeprune.cli.main import main
 from edgeprune.errors import InputError
 from edgeprune.paired import PairingSpec
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import load_target
 
 TOKEN = "hardening-test-token-0123456789abcdef"
@@ -221,7 +221,7 @@ def test_threads_beyond_the_agents_limit_are_refused(model: Artifact) -> None:
 
 def test_a_job_past_its_cpu_time_is_ended_and_the_worker_restarted(model: Artifact) -> None:
     """Under load this once waited out the whole 60 s: importing OpenVINO in the worker forked a telemetry
-    process that kept the dead worker's reply pipe open (edgeprune.runtime_telemetry now keeps it off)."""
+    process that kept the dead worker's reply pipe open (edgeprune.runtimes.openvino.telemetry now keeps it off)."""
     config = AgentConfig(token=TOKEN, port=0, worker_cpu_s=1.0, max_timing_s=20.0, timeout_s=60.0)
     with running_agent(config) as server:
         endless = {"warmup_runs": 0, "min_runs": 100_000, "max_runs": 1_000_000, "min_seconds": 20.0,
@@ -380,7 +380,7 @@ def test_external_data_is_refused_wherever_a_tensor_names_it(place: str, tmp_pat
     path = tmp_path / "m.onnx"
     path.write_bytes(_hostile_model(place))
     with pytest.raises(Refused, match="external data") as refused:
-        check_onnx(path)
+        check_upload(path, "onnx")
     assert refused.value.status == 415
 
 

@@ -30,8 +30,8 @@ from agent_hostile import INPUT, QUICK, SHAPE, Tricklers, post, relu_onnx
 
 from edgeprune.agent.client import AgentClient
 from edgeprune.agent.protocol import INFO_PATH, TOKEN_ENV
-from edgeprune.backends.base import Artifact
 from edgeprune.errors import EdgepruneError
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import load_target
 
 TOKEN = "load-test-token-0123456789abcdef"

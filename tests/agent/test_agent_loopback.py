@@ -33,11 +33,11 @@ from edgeprune.agent.protocol import (
 )
 from edgeprune.agent.server import AgentConfig, AgentServer, WorkerFailed, is_loopback
 from edgeprune.agent.throttle import TokenThrottle
-from edgeprune.backends.base import Artifact
-from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.cli.main import main
 from edgeprune.environment import device_state
 from edgeprune.errors import DeviceUnavailableError, InputError
+from edgeprune.runtimes.base import Artifact
+from edgeprune.runtimes.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.target import Target, load_target
 from edgeprune.timing import TimingSpec
 

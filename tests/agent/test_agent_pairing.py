@@ -13,9 +13,9 @@ from model_helpers import conv_stack
 from edgeprune.agent.client import AgentClient, AgentRefusedError
 from edgeprune.agent.pairing import fit_pairing_to_budget
 from edgeprune.agent.server import AgentConfig, AgentServer
-from edgeprune.backends import get_backend
-from edgeprune.backends.base import Artifact
 from edgeprune.paired import PairingSpec
+from edgeprune.runtimes import get_backend
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 

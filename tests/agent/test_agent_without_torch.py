@@ -20,7 +20,7 @@ from agent_server import agent_process
 from model_helpers import conv_stack
 
 from edgeprune.agent.client import AgentClient
-from edgeprune.backends import get_backend
+from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 

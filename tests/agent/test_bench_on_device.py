@@ -12,8 +12,8 @@ from agent_server import running_agent
 from model_helpers import conv_stack
 
 from edgeprune.agent.server import AgentConfig, AgentServer
-from edgeprune.backends.onnx_export import export_onnx
 from edgeprune.cli.main import main
+from edgeprune.runtimes.onnx_export import export_onnx
 
 TOKEN = "bench-device-token-0123456789abcdef"
 

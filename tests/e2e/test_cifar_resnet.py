@@ -12,10 +12,10 @@ import torch
 from budget_check import TOLERANCE
 from paired_timing import independent_ratio
 
-from edgeprune.backends.onnx_export import export_onnx
 from edgeprune.data.loaders import load_npz
 from edgeprune.data.tensors import to_model_input
 from edgeprune.models.zoo import CIFAR_PREPROCESSING
+from edgeprune.runtimes.onnx_export import export_onnx
 from edgeprune.train.default_weights import load_model
 
 WEIGHTS = "models/cifar10/akamaster_resnet/resnet56-4bfd9763.th"

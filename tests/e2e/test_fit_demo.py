@@ -16,9 +16,9 @@ from cli_in_process import run_cli_in_process
 from log_gaps import assert_never_silent
 
 import edgeprune
-from edgeprune.backends.onnx_export import export_onnx
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeSession
 from edgeprune.models.demo import DEMO_PREPROCESSING
+from edgeprune.runtimes.onnx_export import export_onnx
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeSession
 from edgeprune.timing import TimingSpec, measure_latency
 from edgeprune.train.default_weights import load_model
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from cli_in_process import run_cli_in_process
 
-from edgeprune.quantize.onnx_int8 import onnx_is_quantized
+from edgeprune.runtimes.onnxruntime.int8 import onnx_is_quantized
 
 
 def _fit(out: Path, budget: str, precision: str | None = "int8", *extra: str) -> dict:  # type: ignore[type-arg]
@@ -113,7 +113,7 @@ def test_auto_precision_searches_float_where_no_int8_candidate_reaches_the_budge
 
 @pytest.mark.full
 def test_int8_on_a_predicted_target_uses_the_profiles_int8_estimate_and_says_so(tmp_path: Path) -> None:
-    from edgeprune.quantize.tflite_int8 import tflite_is_quantized
+    from edgeprune.runtimes.litert.int8 import tflite_is_quantized
 
     out = tmp_path / "rpi4"
     proc = subprocess.run([sys.executable, "-m", "edgeprune", "fit", "--target", "rpi4", "--budget", "50%",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.quantize.onnx_int8 import onnx_is_quantized
+from edgeprune.runtimes.onnxruntime.int8 import onnx_is_quantized
 
 
 def _fit(out: Path, *options: str) -> tuple[dict, str]:  # type: ignore[type-arg]

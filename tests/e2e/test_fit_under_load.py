@@ -19,7 +19,7 @@ import torch
 from paired_timing import independent_ratio
 
 import edgeprune
-from edgeprune.backends.onnx_export import export_onnx
+from edgeprune.runtimes.onnx_export import export_onnx
 from edgeprune.train.default_weights import load_model
 
 BUDGET_SHARE = 0.60

@@ -21,10 +21,10 @@ import pytest
 import torch
 from paired_timing import independent_ratio
 
-from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.cli.main import main
 from edgeprune.models.cifar_resnet import CifarResNet
-from edgeprune.quantize.onnx_int8 import quantize_onnx_int8
+from edgeprune.runtimes.onnx_export import INPUT_NAME, export_onnx
+from edgeprune.runtimes.onnxruntime.int8 import quantize_onnx_int8
 
 BUSY = "while True: pass"
 

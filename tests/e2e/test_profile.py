@@ -16,13 +16,13 @@ import pytest
 import torch
 from process_helpers import interruptible_popen
 
-from edgeprune.backends import get_backend
 from edgeprune.latency.candidates import CandidateMeasurer
 from edgeprune.latency.profile_model import ProfileConfig, profile_model
 from edgeprune.latency.profiler import sample_widths
 from edgeprune.models.zoo import build_architecture
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
+from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 

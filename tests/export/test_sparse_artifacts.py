@@ -11,12 +11,12 @@ import pytest
 import torch
 from model_helpers import ConcatNet, randomise_bn
 
-from edgeprune.backends.litert_backend import LiteRtBackend
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edgeprune.backends.openvino_backend import OpenVinoBackend
 from edgeprune.export.size import artifact_size, weight_zeros
 from edgeprune.prune.sparsity import layer_sparsity, sparsify
 from edgeprune.quantize.backend import Int8Backend
+from edgeprune.runtimes.litert.backend import LiteRtBackend
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
+from edgeprune.runtimes.openvino.backend import OpenVinoBackend
 from edgeprune.target import load_target
 
 SPARSITY = 0.8

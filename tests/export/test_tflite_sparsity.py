@@ -12,11 +12,11 @@ import torch
 from model_helpers import MiniMobile
 from torch import nn
 
-from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession
 from edgeprune.export.sparse_cpu import sparse_inference_verdict, sparse_kernels_on_cpu
-from edgeprune.export.tflite_sparse_writer import write_sparse_tflite
-from edgeprune.export.tflite_sparsity import QUALIFIES, check_sparse_rules
 from edgeprune.paired import PairingSpec
+from edgeprune.runtimes.litert.backend import LiteRtBackend, LiteRtSession
+from edgeprune.runtimes.litert.sparse_writer import write_sparse_tflite
+from edgeprune.runtimes.litert.sparsity import QUALIFIES, check_sparse_rules
 from edgeprune.target import load_target
 
 TARGET = load_target("cpu-tflite")
@@ -163,7 +163,7 @@ def test_the_dense_file_has_no_densify_to_delegate(qualifying: Path) -> None:
 
 
 def test_an_int8_model_gets_no_sparse_path(qualifying: Path, tmp_path: Path) -> None:
-    from edgeprune.quantize.tflite_int8 import quantize_tflite_int8
+    from edgeprune.runtimes.litert.int8 import quantize_tflite_int8
 
     int8 = tmp_path / "int8.tflite"
     quantize_tflite_int8(qualifying, int8, np.random.default_rng(0).standard_normal((4, *SHAPE[1:])).astype(np.float32))

@@ -22,7 +22,7 @@ import torch
 from agent_server import agent_process
 
 from edgeprune.agent.client import AgentClient
-from edgeprune.backends import get_backend
+from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 

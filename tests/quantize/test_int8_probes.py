@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.backends import get_backend
 from edgeprune.latency.layers import LayerSignature
 from edgeprune.latency.probes import EMPTY_PROBE_KEY
 from edgeprune.latency.profile_model import table_context
 from edgeprune.latency.profiler import _probe_artifact
 from edgeprune.latency.timers import LocalTimer
 from edgeprune.quantize.layers import layer_precisions, summarise
+from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from model_helpers import conv_stack, randomise_bn
 
-from edgeprune.backends import get_backend
 from edgeprune.quantize.backend import Int8Backend
 from edgeprune.quantize.layers import LayerPrecision, layer_precisions, summarise
 from edgeprune.report.markdown_sections import layer_precision
+from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from model_helpers import OutlierNet
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.fit.precision_stage import search_float_layers
 from edgeprune.quantize.backend import Int8Backend
 from edgeprune.quantize.layers import layer_precisions
 from edgeprune.quantize.mixed import QuantizationError, choose_float_layers, max_float_layers
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
 from edgeprune.target import load_target
 
 
@@ -61,7 +61,7 @@ def test_the_layer_that_breaks_int8_is_found_and_left_in_float_by_the_runtimes_q
     images = torch.rand(96, 3, 1, 1) + 0.5 * torch.rand(96, 3, 12, 12)  # colours that differ between images
     if runtime == "openvino":
         pytest.importorskip("nncf", reason="NNCF is part of the openvino extra")
-        from edgeprune.backends.openvino_backend import OpenVinoBackend
+        from edgeprune.runtimes.openvino.backend import OpenVinoBackend
 
         float_backend, target = OpenVinoBackend(), load_target("cpu-openvino").with_precision("int8")
     else:

@@ -13,9 +13,9 @@ import torch
 from model_helpers import conv_stack, randomise_bn
 from onnx import numpy_helper
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.quantize.backend import Int8Backend, for_precision
-from edgeprune.quantize.onnx_int8 import onnx_is_quantized, quantize_onnx_int8
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
+from edgeprune.runtimes.onnxruntime.int8 import onnx_is_quantized, quantize_onnx_int8
 from edgeprune.target import load_target
 from edgeprune.validate.artifact_check import ModelInputs, validate_artifact
 
@@ -124,13 +124,13 @@ class _ChannelNorm(torch.nn.Module):
 def test_the_quantizers_notes_go_to_the_debug_log_not_the_terminal(tmp_path: Path, caplog, capfd) -> None:
     import logging
 
-    from edgeprune.backends.onnx_export import export_onnx
+    from edgeprune.runtimes.onnx_export import export_onnx
 
     torch.manual_seed(0)
     source = export_onnx(_ChannelNorm().eval(), torch.rand(1, 3, 8, 8), tmp_path / "m.onnx")
     root = logging.getLogger()
     handlers = list(root.handlers)
-    with caplog.at_level(logging.DEBUG, logger="edgeprune.quantize"):
+    with caplog.at_level(logging.DEBUG, logger="edgeprune.runtimes"):
         quantize_onnx_int8(source, tmp_path / "q.onnx", torch.rand(4, 3, 8, 8).numpy(),
                            onnx.load(str(source)).graph.input[0].name)
     assert onnx_is_quantized(tmp_path / "q.onnx")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from model_helpers import conv_stack, randomise_bn
 
-from edgeprune.backends.openvino_backend import OpenVinoBackend
 from edgeprune.quantize.backend import Int8Backend
-from edgeprune.quantize.openvino_int8 import openvino_is_quantized
+from edgeprune.runtimes.openvino.backend import OpenVinoBackend
+from edgeprune.runtimes.openvino.int8 import openvino_is_quantized
 from edgeprune.target import load_target
 from edgeprune.validate.artifact_check import ModelInputs, validate_artifact
 

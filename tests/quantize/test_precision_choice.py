@@ -9,9 +9,9 @@ import pytest
 import torch
 from model_helpers import conv_stack, randomise_bn
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.quantize.backend import Int8Backend
 from edgeprune.quantize.choice import MIN_INT8_AGREEMENT, MIN_INT8_SPEEDUP, auto_target, choose_precision
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
 from edgeprune.target import load_target
 from edgeprune.validate.accuracy import top1_agreement
 

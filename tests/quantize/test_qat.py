@@ -13,10 +13,10 @@ import torch
 from model_helpers import randomise_bn
 from torch import nn
 
-from edgeprune.backends import get_backend
 from edgeprune.errors import InputError
 from edgeprune.quantize.layers import layer_precisions, summarise
 from edgeprune.quantize.qat import export_qat, float_form, fold_batchnorm, prepare_qat
+from edgeprune.runtimes import backend_of, get_backend
 from edgeprune.target import load_target
 from edgeprune.train.loop import TrainSpec, train_classifier
 from edgeprune.validate.artifact_check import ModelInputs, validate_artifact
@@ -71,7 +71,7 @@ def test_qat_model_trains_resumes_and_exports_int8_onnx_and_ir_that_agree_with_i
     limit = tolerance_for("int8")
     for runtime, target_name in (("onnxruntime", "cpu"), ("openvino", "cpu-openvino")):
         target = load_target(target_name).with_precision("int8")
-        artifact = export_qat(qat, example, tmp_path / f"qat-{runtime}", runtime)
+        artifact = export_qat(qat, example, tmp_path / f"qat-{runtime}", backend_of(runtime))
         layers = summarise(layer_precisions(artifact.path, artifact.format))
         assert layers.get("int8", 0) >= 3, (runtime, layers)  # every convolution runs on int8 inputs and weights
         session = get_backend(target).load(artifact, target)
@@ -87,7 +87,7 @@ def test_qat_model_trains_resumes_and_exports_int8_onnx_and_ir_that_agree_with_i
     assert _ort_kernels(tmp_path / "qat-onnxruntime.onnx", tmp_path / "optimized.onnx").get("QLinearConv") == 3
     mixed, _ = prepare_qat(model, example, train_x, float_layers=("conv2",))  # mixed precision: as PTQ left it
     for runtime in ("onnxruntime", "openvino"):
-        artifact = export_qat(mixed, example, tmp_path / f"mixed-{runtime}", runtime)
+        artifact = export_qat(mixed, example, tmp_path / f"mixed-{runtime}", backend_of(runtime))
         kept = [layer for layer in layer_precisions(artifact.path, artifact.format) if layer.precision != "int8"]
         assert [layer.weights for layer in kept] == ["fp32"] and "conv2" in kept[0].name, (runtime, kept)
 
@@ -142,6 +142,6 @@ def test_a_sequential_model_is_quantized_and_exported(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model, images = conv_stack(2, 8, classes=4), torch.rand(24, 3, 8, 8)
     qat, pairs = prepare_qat(model, images[:1], images)
-    artifact = export_qat(qat, images[:1], tmp_path / "seq", "onnxruntime")
+    artifact = export_qat(qat, images[:1], tmp_path / "seq", backend_of("onnxruntime"))
     assert pairs == [] and summarise(layer_precisions(artifact.path, artifact.format)).get("int8", 0) == 3
     assert set(float_form(qat, model, pairs).state_dict()) == set(model.state_dict())

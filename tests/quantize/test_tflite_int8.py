@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from model_helpers import conv_stack, randomise_bn
 
-from edgeprune.backends.litert_backend import LiteRtBackend
 from edgeprune.quantize.backend import Int8Backend
-from edgeprune.quantize.tflite_int8 import tflite_is_quantized
+from edgeprune.runtimes.litert.backend import LiteRtBackend
+from edgeprune.runtimes.litert.int8 import tflite_is_quantized
 from edgeprune.target import load_target
 from edgeprune.validate.artifact_check import ModelInputs, validate_artifact
 

@@ -10,11 +10,11 @@ import torch
 from model_helpers import randomise_bn
 from torch import nn
 
-from edgeprune.backends.base import LayerTiming
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.report.layer_latency import match_layer_timings, per_layer_latency, predicted_layer_latency
+from edgeprune.runtimes.base import LayerTiming
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 
@@ -101,7 +101,7 @@ def test_nodes_pair_by_module_only_when_it_is_one_to_one() -> None:
 
 
 def test_runtime_without_profiler_gives_none(tmp_path: Path) -> None:
-    from edgeprune.backends.litert_backend import LiteRtBackend
+    from edgeprune.runtimes.litert.backend import LiteRtBackend
 
     target, backend = load_target("cpu-tflite"), LiteRtBackend()
     torch.manual_seed(0)

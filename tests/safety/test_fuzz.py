@@ -9,7 +9,7 @@
     search would start (the test puts a stop there), so no example runs a search.
 (b) Truncated and bit-flipped weights files (torch state dict and safetensors of a small model) either load
     or raise an :class:`~edgeprune.errors.EdgepruneError`.
-(c) Truncated and bit-flipped ONNX files: the agent's check (:func:`check_onnx`) passes them or refuses them
+(c) Truncated and bit-flipped ONNX files: the agent's check (:func:`check_upload`) passes them or refuses them
     (:class:`Refused`, its HTTP 4xx error); a file it passes is then loaded by the ONNX Runtime backend,
     which succeeds or raises an EdgepruneError.
 """
@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 from torch import nn
 
-from edgeprune.agent.checks import Refused, check_onnx
-from edgeprune.backends.base import Artifact
-from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeprune.agent.checks import Refused, check_upload
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.weights import load_weights
+from edgeprune.runtimes.base import Artifact
+from edgeprune.runtimes.onnx_export import INPUT_NAME, export_onnx
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
 from edgeprune.target import load_target
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
@@ -279,7 +279,7 @@ def test_damaged_onnx_is_refused_or_loads(onnx_bytes: bytes, tmp_path: Path) -> 
     def run(change: tuple[int | None, list[tuple[int, int]]]) -> None:
         path.write_bytes(damaged(onnx_bytes, *change))
         try:
-            check_onnx(path)
+            check_upload(path, "onnx")
         except Refused as exc:
             assert 400 <= exc.status < 500 and exc.message
             outcomes["refused by the check"] = outcomes.get("refused by the check", 0) + 1

@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / "edgeprune"
 #: layer of each top-level package (``root`` = the modules directly in edgeprune/)
 LAYERS = {
     "root": 0,
-    "backends": 1, "models": 1, "data": 1, "quantize": 1,
+    "runtimes": 1, "models": 1, "data": 1, "quantize": 1,
     "agent": 2,
     "latency": 3, "prune": 3, "train": 3, "export": 3, "validate": 3, "report": 3, "tasks": 3,
     "fit": 4,
@@ -35,7 +35,7 @@ HEAVY = ("torch", "torchvision", "torch_pruning", "onnx", "onnxscript", "matplot
 
 #: modules that must load where only a runtime is installed (a device running ``edgeprune agent``)
 TORCH_FREE_ROOTS = ("edgeprune", "edgeprune.cli.main", "edgeprune.agent.server", "edgeprune.agent.worker",
-                    "edgeprune.agent.client", "edgeprune.backends")
+                    "edgeprune.agent.client", "edgeprune.runtimes")
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,18 @@ IMPORTS = [imp for module in sorted(MODULES) for imp in _imports(module)]
 INTERNAL = [imp for imp in IMPORTS if imp.target in MODULES and imp.target != imp.source]
 
 
+#: modules inside a package that sit at the root layer: the runtime facts table lives in the runtime wing (where a
+#: new runtime's row is written) but imports nothing from edgeprune, and ``target`` (root) reads it
+ROOT_LEVEL = ("edgeprune.runtimes.table",)
+
+
 def unit_of(module: str) -> str:
     """The package a module belongs to for layering: ``fit``, ``agent`` ..., ``root`` or ``facade``."""
     parts = module.split(".")
     if module in ("edgeprune", "edgeprune.__main__"):
         return "facade"
+    if module in ROOT_LEVEL:
+        return "root"
     if len(parts) == 2 and MODULES[module].name != "__init__.py":
         return "root"
     return parts[1]

@@ -160,8 +160,8 @@ class _MachineFacts:
 
 
 def test_tables_of_cpus_with_one_name_but_other_features_are_kept_apart() -> None:
-    from edgeprune.backends import get_backend
     from edgeprune.latency.profile_model import table_context
+    from edgeprune.runtimes import get_backend
     from edgeprune.target import load_target
 
     target = load_target("cpu")

@@ -1,4 +1,4 @@
-"""OpenVINO's usage telemetry stays off unless the user opted in (edgeprune.runtime_telemetry, issue 36).
+"""OpenVINO's usage telemetry stays off unless the user opted in (edgeprune.runtimes.openvino.telemetry, issue 36).
 
 Each case imports OpenVINO in a fresh interpreter whose home folder holds the given consent file (or none), with
 the telemetry backend's ``send`` replaced by a recorder, so nothing leaves the machine and the test sees what
@@ -21,7 +21,7 @@ import openvino_telemetry.backend.backend_ga4 as ga4
 sent = []
 ga4.GA4Backend.send = lambda self, *a, **k: sent.append(1)
 if sys.argv[1] == "edgeprune":
-    from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
+    from edgeprune.runtimes.openvino.telemetry import keep_openvino_telemetry_off
     assert keep_openvino_telemetry_off()
 import openvino
 import openvino_telemetry.main as main

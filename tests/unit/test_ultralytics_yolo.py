@@ -133,7 +133,7 @@ def test_the_model_can_be_copied_after_an_onnx_export(tmp_path) -> None:
     or every later pruned copy of the model fails (Torch-Pruning's recipe in the benchmark did)."""
     import copy
 
-    from edgeprune.backends.onnx_export import export_onnx
+    from edgeprune.runtimes.onnx_export import export_onnx
 
     model = build_architecture("ultralytics:yolov8n.yaml", 3).model
     x = torch.rand(1, 3, SIZE, SIZE)
@@ -149,8 +149,8 @@ def test_int8_keeps_the_box_decoding_in_float(tmp_path) -> None:
     import numpy as np
     import onnx
 
-    from edgeprune.backends import get_backend
     from edgeprune.quantize.backend import Int8Backend
+    from edgeprune.runtimes import get_backend
     from edgeprune.target import load_target
 
     model = build_architecture("ultralytics:yolov8n.yaml", 3).model

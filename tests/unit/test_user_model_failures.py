@@ -16,11 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.backends import get_backend
 from edgeprune.errors import ModelConstructError, ModelLoadError
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.module_errors import naming_the_module
 from edgeprune.prune.trial import freeze_untrimmable
+from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 from edgeprune.validate.original import check_original_runs
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from model_helpers import conv_stack
 
-from edgeprune.backends.onnx_export import export_onnx
 from edgeprune.cli.main import main
+from edgeprune.runtimes.onnx_export import export_onnx
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,6 @@ def run_tp(cell: Cell, work: Path, record: dict[str, Any]) -> None:
     import torch_pruning as tp
     from pruning_tp import bisect_ratio, confirm_recovered
 
-    from edgeprune.backends import get_backend
     from edgeprune.data.detection import load_detection_dataset
     from edgeprune.data.tensors import calibration_indices, to_model_input
     from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer
@@ -160,6 +159,7 @@ def run_tp(cell: Cell, work: Path, record: dict[str, Any]) -> None:
     from edgeprune.models.zoo import build_architecture
     from edgeprune.prune.bn_recalibration import recalibrate_batchnorm
     from edgeprune.prune.graph import count_macs_and_params
+    from edgeprune.runtimes import get_backend
     from edgeprune.target import load_target
     from edgeprune.tasks.detection import DetectionTask, DetectionTruth
     from edgeprune.train.detector_distill import YoloDistillationLoss

@@ -52,8 +52,8 @@ from docs_section import write_section  # noqa: E402
 from paired_timing import independent_rounds  # noqa: E402  (written apart from edgeprune's pairing)
 from provenance import git_commit, provenance  # noqa: E402
 
-from edgeprune.backends.onnx_export import export_onnx  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
+from edgeprune.runtimes.onnx_export import export_onnx  # noqa: E402
 from edgeprune.train.default_weights import load_model  # noqa: E402
 
 log = logging.getLogger("drift")

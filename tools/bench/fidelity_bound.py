@@ -24,7 +24,6 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from edgeprune.backends import get_backend  # noqa: E402
 from edgeprune.latency.layers import extract_layers  # noqa: E402
 from edgeprune.latency.predictor import LookupLatencyModel  # noqa: E402
 from edgeprune.latency.probes import conv_output_hw  # noqa: E402
@@ -33,6 +32,7 @@ from edgeprune.latency.profiler import layer_grids, sample_widths  # noqa: E402
 from edgeprune.latency.table import LatencyTable  # noqa: E402
 from edgeprune.models.zoo import build_architecture  # noqa: E402
 from edgeprune.prune.graph import ModelGraph  # noqa: E402
+from edgeprune.runtimes import get_backend  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 
 SHAPES = {"cifar-resnet56": (3, 32, 32), "torchvision:mobilenet_v2": (3, 224, 224)}

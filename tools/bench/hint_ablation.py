@@ -39,10 +39,10 @@ from pruning_cells import DATA, WEIGHTS  # noqa: E402
 from pruning_data import default_cache_dir, evaluate_onnx, prepare_train_npz  # noqa: E402
 from pruning_report import _pct, sampling_error_points, write_section  # noqa: E402
 
-from edgeprune.backends import get_backend  # noqa: E402
-from edgeprune.backends.base import Artifact  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
+from edgeprune.runtimes import get_backend  # noqa: E402
+from edgeprune.runtimes.base import Artifact  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.train.default_weights import load_model  # noqa: E402
 

@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO))
 from docs_section import write_section  # noqa: E402
 from provenance import git_commit, provenance  # noqa: E402
 
-from edgeprune.backends import get_backend  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, TimingSpec  # noqa: E402
 from edgeprune.latency.profile_model import build_lookup_model, table_context  # noqa: E402
@@ -47,6 +46,7 @@ from edgeprune.latency.table import LatencyTable  # noqa: E402
 from edgeprune.models.zoo import build_architecture  # noqa: E402
 from edgeprune.prune.graph import ModelGraph  # noqa: E402
 from edgeprune.prune.surgery import slim_copy  # noqa: E402
+from edgeprune.runtimes import get_backend  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 
 log = logging.getLogger("latency_fidelity")

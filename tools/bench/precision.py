@@ -48,14 +48,14 @@ from pruning_cells import DATA, VALIDATION, WEIGHTS  # noqa: E402
 from pruning_data import default_cache_dir, evaluate_onnx, load_original, prepare_train_npz  # noqa: E402
 
 import edgeprune  # noqa: E402
-from edgeprune.backends import get_backend  # noqa: E402
-from edgeprune.backends.base import Artifact  # noqa: E402
 from edgeprune.data.loaders import load_npz  # noqa: E402
 from edgeprune.data.tensors import calibration_indices, to_model_input  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.errors import BudgetUnreachableError, ValidationFailedError  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.quantize.backend import MAX_CALIBRATION_IMAGES, Int8Backend  # noqa: E402
+from edgeprune.runtimes import get_backend  # noqa: E402
+from edgeprune.runtimes.base import Artifact  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.train.default_weights import load_model  # noqa: E402
 from edgeprune.validate.accuracy import evaluate_session  # noqa: E402

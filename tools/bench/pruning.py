@@ -70,8 +70,6 @@ from pruning_speed import wait_for_baseline_speed  # noqa: E402
 from pruning_tp import TP_METHODS, BisectionResult, bisect_ratio, confirm_recovered, tp_prune, with_conv_shortcuts  # noqa: E402
 
 import edgeprune  # noqa: E402
-from edgeprune.backends import get_backend  # noqa: E402
-from edgeprune.backends.base import Artifact  # noqa: E402
 from edgeprune.config import FitConfig  # noqa: E402
 from edgeprune.data.loaders import load_npz  # noqa: E402
 from edgeprune.data.tensors import calibration_indices, to_model_input  # noqa: E402
@@ -82,6 +80,8 @@ from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer  # noqa: E402
 from edgeprune.prune.bn_recalibration import recalibrate_batchnorm  # noqa: E402
 from edgeprune.prune.graph import count_macs_and_params, find_classifier  # noqa: E402
+from edgeprune.runtimes import get_backend  # noqa: E402
+from edgeprune.runtimes.base import Artifact  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.train.augment import parse_augmentation  # noqa: E402
 from edgeprune.train.default_weights import load_model  # noqa: E402

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeprune.backends.base import Artifact
 from edgeprune.data.loaders import load_npz
 from edgeprune.data.tensors import to_model_input
 from edgeprune.models.preprocessing import Preprocessing
 from edgeprune.models.zoo import ModelBundle
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import Target
 from edgeprune.train.default_weights import load_model
 from edgeprune.validate.accuracy import evaluate_session

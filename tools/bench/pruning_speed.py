@@ -21,8 +21,8 @@ from typing import Any
 from pruning_data import load_original
 from pruning_report import SPEED_DRIFT
 
-from edgeprune.backends import get_backend
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer
+from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 
 log = logging.getLogger("pruning_bench")

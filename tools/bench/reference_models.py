@@ -37,8 +37,6 @@ from pruning_cells import DATA, WEIGHTS  # noqa: E402
 from pruning_data import evaluate_onnx  # noqa: E402
 from pruning_report import write_section  # noqa: E402
 
-from edgeprune.backends import get_backend  # noqa: E402
-from edgeprune.backends.base import Artifact  # noqa: E402
 from edgeprune.data.loaders import load_npz  # noqa: E402
 from edgeprune.data.tensors import to_model_input  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
@@ -46,6 +44,8 @@ from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer  # noqa: E402
 from edgeprune.models.preprocessing import Preprocessing  # noqa: E402
 from edgeprune.prune.graph import count_macs_and_params  # noqa: E402
+from edgeprune.runtimes import get_backend  # noqa: E402
+from edgeprune.runtimes.base import Artifact  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.train.default_weights import load_model  # noqa: E402
 

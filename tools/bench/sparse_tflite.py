@@ -6,7 +6,7 @@
 torchvision's mobilenet_v2 with its ImageNet weights (``../shared/data/models/imagenet``; random weights, labelled
 as such, when absent) has every 1x1 convolution magnitude-pruned per layer, unstructured, to each sparsity (no
 fine-tune: this measures the runtime, not the accuracy). Each model is exported by edgeprune's LiteRT path, checked
-against XNNPACK's sparse-path rules (:func:`edgeprune.export.tflite_sparsity.check_sparse_rules`), written sparse
+against XNNPACK's sparse-path rules (:func:`edgeprune.runtimes.litert.sparsity.check_sparse_rules`), written sparse
 (CSR + DENSIFY) when they hold, checked for parity with the dense file, and the two files are timed in alternating
 rounds on LiteRT (XNNPACK), 1 thread (:func:`edgeprune.validate.sparse_speedup.measure_sparse_speedup`). The CPU
 rule (:func:`edgeprune.export.sparse_cpu.sparse_kernels_on_cpu`) is recorded beside the measurement.
@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_section import write_section  # noqa: E402
 from provenance import provenance  # noqa: E402
 
-from edgeprune.backends.litert_backend import LiteRtBackend, LiteRtSession  # noqa: E402
 from edgeprune.environment import machine_info  # noqa: E402
 from edgeprune.export.sparse_cpu import sparse_kernels_on_cpu  # noqa: E402
-from edgeprune.export.tflite_sparse_writer import write_sparse_tflite  # noqa: E402
-from edgeprune.export.tflite_sparsity import check_sparse_rules  # noqa: E402
+from edgeprune.runtimes.litert.backend import LiteRtBackend, LiteRtSession  # noqa: E402
+from edgeprune.runtimes.litert.sparse_writer import write_sparse_tflite  # noqa: E402
+from edgeprune.runtimes.litert.sparsity import check_sparse_rules  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.validate.sparse_speedup import measure_sparse_speedup  # noqa: E402
 

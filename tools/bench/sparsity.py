@@ -45,11 +45,11 @@ sys.path.insert(0, str(BENCH))
 from docs_section import write_section  # noqa: E402
 from provenance import provenance  # noqa: E402
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.export.size import artifact_size, weight_zeros  # noqa: E402
 from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 from edgeprune.prune.sparsity import WeightMasks, layer_sparsity, sparsify, total_sparsity  # noqa: E402
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.train.loop import TrainSpec, train_classifier  # noqa: E402
 from edgeprune.train.sparsity_schedule import GradualPruning, PolynomialDecay, default_steps  # noqa: E402

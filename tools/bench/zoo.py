@@ -159,12 +159,12 @@ def model_spec(name: str) -> str:
 
 def check_model(family: str, name: str, resolution: int, keep_ratio: float = 0.7, work: Path | None = None) -> Row:
     """The structural part of fit on ``name`` (:func:`model_spec`) at ``resolution`` px (see the module docstring)."""
-    from edgeprune.backends.onnx_export import export_onnx
     from edgeprune.models.zoo import build_architecture
     from edgeprune.prune.graph import ModelGraph, count_macs_and_params
     from edgeprune.prune.surgery import slim_copy
     from edgeprune.prune.trial import freeze_untrimmable
     from edgeprune.prune.uniform import uniform_keep
+    from edgeprune.runtimes.onnx_export import export_onnx
 
     resolution = NATIVE_RESOLUTION.get(name, max(resolution, MIN_RESOLUTION.get(name, 0)))
     row = Row(family, name, resolution)

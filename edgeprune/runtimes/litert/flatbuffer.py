@@ -1,7 +1,7 @@
 """Reading and editing a ``.tflite`` flatbuffer with LiteRT's generated schema.
 
-The helpers the sparse-path rules (:mod:`edgeprune.export.tflite_sparsity`) and the sparse writer
-(:mod:`edgeprune.export.tflite_sparse_writer`) share: constants and the weights behind a ``DENSIFY``, each tensor's
+The helpers the sparse-path rules (:mod:`edgeprune.runtimes.litert.sparsity`) and the sparse writer
+(:mod:`edgeprune.runtimes.litert.sparse_writer`) share: constants and the weights behind a ``DENSIFY``, each tensor's
 producer and consumers, new buffers, tensors and operator codes, and the one graph edit both need
 (:func:`pad_depthwise_explicitly`: ``SAME``-padded depthwise convolutions as ``PAD`` + ``VALID``).
 """
@@ -80,7 +80,7 @@ def weight_of(model: Any, graph: Any, op: Any) -> tuple[np.ndarray | None, int]:
 
 
 def densified(tensor: Any, model: Any) -> np.ndarray:
-    """The dense values of a tensor stored with :func:`~edgeprune.export.tflite_sparse_writer.csr_parameters`' layout (dense dims, CSR last)."""
+    """The dense values of a tensor stored with :func:`~edgeprune.runtimes.litert.sparse_writer.csr_parameters`' layout (dense dims, CSR last)."""
     shape = tuple(int(v) for v in tensor.shape)
     values = np.frombuffer(bytes(np.asarray(model.buffers[tensor.buffer].data, dtype=np.uint8)), dtype=np.float32)
     last = tensor.sparsity.dimMetadata[-1]

@@ -17,9 +17,9 @@ import torch
 from model_helpers import randomise_bn
 from torch import nn
 
-from edgeprune.backends import get_backend
-from edgeprune.backends.base import ARTIFACT_FORMATS, Artifact
 from edgeprune.models.cifar_resnet import CifarResNet
+from edgeprune.runtimes import get_backend
+from edgeprune.runtimes.base import ARTIFACT_FORMATS, Artifact
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contract import BackendContract, Exported
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
 from edgeprune.target import load_target
 
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
 from edgeprune.errors import InputError, MissingRuntimeError
-from edgeprune.runtime_telemetry import keep_openvino_telemetry_off
+from edgeprune.runtimes.base import FLOAT_MODULE, Artifact, Backend, Int8Request, LayerPrecision, LayerTiming
+from edgeprune.runtimes.onnx_export import INPUT_NAME, export_onnx
+from edgeprune.runtimes.openvino.telemetry import keep_openvino_telemetry_off
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
@@ -34,8 +34,6 @@ keep_openvino_telemetry_off()  # before this module imports openvino (the Python
 #: target precision → OpenVINO ``INFERENCE_PRECISION_HINT`` value
 PRECISION_HINTS: dict[str, str] = {"fp32": "f32", "fp16": "f16", "bf16": "bf16",
                                    "int8": "f32"}  # an INT8 IR's quantized ops run in int8, the rest in f32
-#: artifact formats OpenVINO reads directly (IR, and ONNX such as the latency profiler's probe models)
-LOADABLE_FORMATS = ("openvino", "onnx")
 
 
 def _require_openvino() -> None:
@@ -159,15 +157,15 @@ def profile_openvino(
     return [LayerTiming(name, op, float(np.median(ms))) for (name, op), ms in per_node.items()]
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(Backend):
     """OpenVINO IR (via ONNX) executed by OpenVINO on the target's device."""
 
     name: ClassVar[str] = "openvino"
     artifact_format: ClassVar[str] = "openvino"
-
-    def available(self) -> bool:
-        """Whether ``openvino`` is importable."""
-        return importlib.util.find_spec("openvino") is not None
+    #: an IR names its operations after the ONNX nodes it was read from but keeps no module paths
+    needs_layer_nodes: ClassVar[bool] = True
+    #: NNCF exports quantizers as FakeQuantize operations, which OpenVINO reads and runs as INT8 kernels
+    qat_onnx_mode: ClassVar[str | None] = "fake_quantize"
 
     def version(self) -> str:
         """OpenVINO's version."""
@@ -196,14 +194,73 @@ class OpenVinoBackend:
                 ov.save_model(ov_model, str(xml), compress_to_fp16=False)
             except Exception as exc:
                 raise InputError(f"OpenVINO conversion failed: {_error_line(exc)}") from None
-        return Artifact(xml, "openvino", INPUT_NAME, tuple(example.shape))
+        return Artifact(xml, self.artifact_format, INPUT_NAME, tuple(example.shape))
 
     def load(self, artifact: Artifact, target: Target) -> OpenVinoSession:
         """Compile an IR or ONNX artifact on the target's device with its threads and precision."""
         _require_openvino()
-        if artifact.format not in LOADABLE_FORMATS:
+        if artifact.format not in self.facts.agent_formats:
             raise InputError(
                 f"the OpenVINO backend cannot load a '{artifact.format}' artifact ({artifact.path}); "
-                f"it reads {' and '.join(LOADABLE_FORMATS)}"
+                f"it reads {' and '.join(self.facts.agent_formats)}"
             )
         return OpenVinoSession(artifact.path, target)
+
+    def device_available(self, device: str) -> bool:
+        """Whether OpenVINO on this machine has ``device``."""
+        return device.lower() == "cpu" or (self.available() and device_available(device))
+
+    def quantize_file(self, fp32: Artifact, out_path: Path, images: np.ndarray, request: Int8Request) -> Artifact:
+        """NNCF's post-training quantization (:mod:`edgeprune.runtimes.openvino.int8`) of an IR or ONNX file; the
+        layers left in float are found by the ONNX nodes the IR was read from (``request.layer_nodes``)."""
+        from edgeprune.runtimes.openvino.int8 import quantize_openvino_int8
+
+        if request.float_layers and not request.layer_nodes:
+            raise ValueError("an IR's float layers need the ONNX nodes they were read from (layer_nodes)")
+        nodes = [node for node, label in (request.layer_nodes or {}).items()
+                 if label in request.float_layers or label == FLOAT_MODULE]
+        dest = self.staged_files(out_path, lambda staged: quantize_openvino_int8(fp32.path, staged, images, nodes))
+        return Artifact(dest, self.artifact_format, fp32.input_name, fp32.input_shape)
+
+    def describe_int8(self, calibration_images: int) -> dict[str, Any]:
+        """NNCF's quantization, as the report states it."""
+        return {"precision": "int8", "tool": "nncf.quantize", "format": "OpenVINO IR with FakeQuantize",
+                "weights": "int8, symmetric, one scale per output channel (preset PERFORMANCE)",
+                "activations": "int8, symmetric, min/max calibration", "calibration_images": calibration_images}
+
+    def is_quantized(self, path: Path) -> bool:
+        """Whether the IR holds FakeQuantize operations or 8-bit weights (anyone's)."""
+        from edgeprune.runtimes.openvino.int8 import openvino_is_quantized
+
+        return openvino_is_quantized(Path(path))
+
+    def artifact_from_qat_onnx(self, onnx_path: Path, out_path: Path, input_shape: tuple[int, ...]) -> Artifact:
+        """The IR of NNCF's FakeQuantize ONNX export (``.xml`` and ``.bin``, fp32 constants)."""
+        _require_openvino()
+        import openvino as ov
+
+        def write(staged: Path) -> None:
+            try:
+                ov.save_model(ov.Core().read_model(str(onnx_path)), str(staged), compress_to_fp16=False)
+            except Exception as exc:
+                raise InputError(f"OpenVINO cannot read the quantization-aware model: {_error_line(exc)}") from None
+
+        return Artifact(self.staged_files(out_path, write), self.artifact_format, INPUT_NAME, input_shape)
+
+    def layer_precisions(self, path: Path) -> list[LayerPrecision]:
+        """Each compute operation's precision: FakeQuantize inputs or 8-bit constants are integer."""
+        from edgeprune.runtimes.openvino.layers import openvino_layers
+
+        return openvino_layers(Path(path))
+
+    def weight_tensors(self, path: Path) -> list[tuple[np.ndarray, Any]]:
+        """Each compute operation's weight constant, with its zero point."""
+        from edgeprune.runtimes.openvino.weights import openvino_weights
+
+        return openvino_weights(Path(path))
+
+    def check_upload(self, path: Path) -> None:
+        """The IR's xml parsed by ``defusedxml``, DOCTYPE and entities refused (ONNX uploads are checked as ONNX)."""
+        from edgeprune.runtimes.openvino.upload import check_ir_xml
+
+        check_ir_xml(Path(path))

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeprune.backends.onnx_labels import compute_layers, module_nodes
 from edgeprune.errors import InputError, first_line
 from edgeprune.progress import heartbeat
-from edgeprune.quantize.quantizer_log import quantizer_notes_to_debug
+from edgeprune.runtimes.onnx_labels import compute_layers, module_nodes
+from edgeprune.runtimes.onnxruntime.quantizer_log import quantizer_notes_to_debug
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def quantize_onnx_int8(source: Path, dest: Path, images: np.ndarray, input_name:
     """Write the INT8 (QDQ) form of the float ONNX model ``source`` to ``dest``, calibrated on ``images``
     (model inputs, N x C x H x W, already normalised).
 
-    ``float_layers``: layer labels (see :func:`~edgeprune.backends.onnx_labels.compute_layers`) left in float
+    ``float_layers``: layer labels (see :func:`~edgeprune.runtimes.onnx_labels.compute_layers`) left in float
     (mixed precision); labels the model does not have are ignored (a depth-pruned candidate lost them).
     ``calibration_cache``: a JSON file of activation ranges, written on first use and read after (only for
     quantizing the same float model again, e.g. with other float layers). ``float_modules``: module paths whose own

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 _NOISY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._dynamo", "torch.fx")
 INPUT_NAME = "input"
+#: the ONNX artifact format's name: ONNX is also the interchange format several runtimes read
+ONNX_FORMAT = "onnx"
 OUTPUT_NAME = "logits"
 
 
@@ -70,3 +72,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     log.debug("ONNX exporter output:\n%s", captured.getvalue())
     onnx.checker.check_model(str(path))
     return path
+
+
+def is_onnx(fmt: str) -> bool:
+    """Whether an artifact of format ``fmt`` is an ONNX file (whose nodes keep PyTorch module paths)."""
+    return fmt == ONNX_FORMAT

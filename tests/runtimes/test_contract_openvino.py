@@ -12,10 +12,10 @@ import pytest
 import torch
 from contract import BackendContract, Exported, _residual
 
-from edgeprune.backends.base import Artifact
-from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
-from edgeprune.backends.openvino_backend import OpenVinoBackend, compile_config
 from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.runtimes.base import Artifact
+from edgeprune.runtimes.onnx_export import INPUT_NAME, export_onnx
+from edgeprune.runtimes.openvino.backend import OpenVinoBackend, compile_config
 from edgeprune.target import Target, load_target
 
 

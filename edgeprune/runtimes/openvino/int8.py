@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeprune.errors import InputError, first_line
 from edgeprune.progress import heartbeat
-from edgeprune.quantize.layers import OPENVINO_COMPUTE
+from edgeprune.runtimes.openvino.layers import OPENVINO_COMPUTE
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from contract import BackendContract, Exported
 
-from edgeprune.backends.base import Artifact
-from edgeprune.backends.litert_backend import LiteRtBackend
 from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.runtimes.base import Artifact
+from edgeprune.runtimes.litert.backend import LiteRtBackend
 from edgeprune.target import load_target
 
 

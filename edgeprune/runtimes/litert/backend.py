@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, LayerTiming
 from edgeprune.errors import InputError, MissingRuntimeError, first_line
+from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision, LayerTiming
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
@@ -132,7 +132,7 @@ def _interpreter_class() -> Any:
 
 def _require_fp32(target: Target) -> None:
     """Refuse precisions the LiteRT backend cannot run: a float model runs in fp32, an INT8 one (edgeprune's,
-    from :mod:`edgeprune.quantize.tflite_int8`, or anyone's) in int8 as the file says; fp16 is not offered."""
+    from :mod:`edgeprune.runtimes.litert.int8`, or anyone's) in int8 as the file says; fp16 is not offered."""
     if target.precision not in ("fp32", "int8"):
         raise InputError(
             f"target '{target.name}': the LiteRT backend runs fp32 and int8 models, not '{target.precision}'"
@@ -219,7 +219,7 @@ class LiteRtSession:
         raise NotImplementedError(NO_PROFILER_MESSAGE)
 
 
-class LiteRtBackend:
+class LiteRtBackend(Backend):
     """``.tflite`` files converted by litert-torch and executed by the LiteRT interpreter (XNNPACK)."""
 
     name: ClassVar[str] = "litert"
@@ -253,13 +253,55 @@ class LiteRtBackend:
         finally:
             model.train(was_training)
         session = LiteRtSession(path, target.threads)
-        return Artifact(path, "tflite", session.input_name, session.input_shape)
+        return Artifact(path, self.artifact_format, session.input_name, session.input_shape)
 
     def load(self, artifact: Artifact, target: Target) -> LiteRtSession:
         """Load a ``.tflite`` artifact with the target's thread count (fp32 targets only)."""
         _require_fp32(target)
-        if artifact.format != "tflite":
+        if artifact.format != self.artifact_format:
             raise InputError(
                 f"the LiteRT backend cannot load a '{artifact.format}' artifact ({artifact.path}); it reads tflite"
             )
         return LiteRtSession(artifact.path, target.threads)
+
+    def quantize_file(self, fp32: Artifact, out_path: Path, images: np.ndarray, request: Int8Request) -> Artifact:
+        """ai-edge-quantizer's fully integer recipe (:mod:`edgeprune.runtimes.litert.int8`); every layer is
+        quantized (its recipe here leaves none in float)."""
+        from edgeprune.runtimes.litert.int8 import quantize_tflite_int8
+
+        if request.float_layers:
+            raise InputError("mixed precision (layers kept in float) is implemented for runtimes whose quantizer "
+                             "leaves chosen layers in float; LiteRT models here are fully integer")
+        dest = self.staged_files(out_path, lambda staged: quantize_tflite_int8(fp32.path, staged, images))
+        return Artifact(dest, self.artifact_format, fp32.input_name, fp32.input_shape)
+
+    def describe_int8(self, calibration_images: int) -> dict[str, Any]:
+        """ai-edge-quantizer's recipe, as the report states it."""
+        return {"precision": "int8", "tool": "ai_edge_quantizer (recipe static_wi8_ai8)",
+                "format": "fully integer TFLite (int8 input and output tensors)",
+                "weights": "int8, one scale per output channel", "activations": "int8, min/max calibration",
+                "calibration_images": calibration_images}
+
+    def is_quantized(self, path: Path) -> bool:
+        """Whether the model computes in integers (int8/uint8 tensors; anyone's)."""
+        from edgeprune.runtimes.litert.int8 import tflite_is_quantized
+
+        return tflite_is_quantized(Path(path))
+
+    def layer_precisions(self, path: Path) -> list[LayerPrecision]:
+        """Each compute op's precision, from its input and weight tensors' dtypes."""
+        from edgeprune.runtimes.litert.layers import tflite_layers
+
+        return tflite_layers(Path(path))
+
+    def weight_tensors(self, path: Path) -> list[tuple[np.ndarray, Any]]:
+        """Each compute op's weight tensor, with its zero points."""
+        from edgeprune.runtimes.litert.weights import tflite_weights
+
+        return tflite_weights(Path(path))
+
+    def check_upload(self, path: Path) -> None:
+        """FlatBuffer identifier and a bounds-checked root table (:mod:`edgeprune.runtimes.litert.upload`)."""
+        from edgeprune.runtimes.litert.upload import check_tflite
+
+        check_tflite(Path(path))

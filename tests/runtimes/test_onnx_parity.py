@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.models.cifar_resnet import CifarResNet
 from edgeprune.models.demo import DemoNet
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.importance import ScoringContext, get_importance
 from edgeprune.prune.surgery import slim_copy
 from edgeprune.prune.uniform import uniform_keep
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 

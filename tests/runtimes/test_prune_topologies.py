@@ -12,9 +12,9 @@ import torch
 from model_helpers import ConcatNet
 from torch import nn
 
-from edgeprune.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeprune.prune.graph import ModelGraph
 from edgeprune.prune.surgery import slim_copy
+from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeBackend
 from edgeprune.target import load_target
 
 

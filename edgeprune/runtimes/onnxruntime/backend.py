@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.backends.onnx_export import INPUT_NAME, export_onnx
-from edgeprune.errors import InputError, MissingRuntimeError
-from edgeprune.target import RUNTIME_MODULES, Target
+from edgeprune.errors import InputError
+from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision, LayerTiming
+from edgeprune.runtimes.onnx_export import INPUT_NAME, export_onnx
+from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
 if TYPE_CHECKING:
@@ -56,15 +56,11 @@ class OnnxRuntimeSession:
         return profile_onnxruntime(self._path, self._threads, inputs, spec)
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """ONNX files executed by ONNX Runtime's CPU execution provider."""
 
     name: ClassVar[str] = "onnxruntime"
     artifact_format: ClassVar[str] = "onnx"
-
-    def available(self) -> bool:
-        """Whether ``onnxruntime`` is importable."""
-        return importlib.util.find_spec("onnxruntime") is not None
 
     def version(self) -> str:
         """ONNX Runtime's version."""
@@ -80,9 +76,58 @@ class OnnxRuntimeBackend:
 
     def load(self, artifact: Artifact, target: Target) -> OnnxRuntimeSession:
         """Load with the target's thread count."""
-        if not self.available():
-            raise MissingRuntimeError("ONNX Runtime", RUNTIME_MODULES["onnxruntime"][1])
+        self.require()
         return OnnxRuntimeSession(artifact.path, target.threads)
+
+    def quantize_file(self, fp32: Artifact, out_path: Path, images: np.ndarray, request: Int8Request) -> Artifact:
+        """ONNX Runtime's static QDQ quantizer (:mod:`edgeprune.runtimes.onnxruntime.int8`)."""
+        from edgeprune.runtimes.onnxruntime.int8 import quantize_onnx_int8
+
+        dest = self.staged_files(out_path, lambda staged: quantize_onnx_int8(
+            fp32.path, staged, images, request.input_name, request.float_layers, request.calibration_cache,
+            request.float_modules))
+        return Artifact(dest, self.artifact_format, fp32.input_name, fp32.input_shape)
+
+    def describe_int8(self, calibration_images: int) -> dict[str, Any]:
+        """ONNX Runtime's quantizer, as the report states it."""
+        return {"precision": "int8", "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                "weights": "int8, symmetric, one scale per output channel",
+                "activations": "uint8, asymmetric, min/max calibration", "calibration_images": calibration_images}
+
+    def is_quantized(self, path: Path) -> bool:
+        """Whether the ONNX file holds quantized operators (anyone's)."""
+        from edgeprune.runtimes.onnxruntime.int8 import onnx_is_quantized
+
+        return onnx_is_quantized(Path(path))
+
+    #: NNCF exports quantizers as QuantizeLinear/DequantizeLinear pairs: the QDQ model ONNX Runtime runs
+    qat_onnx_mode: ClassVar[str | None] = "qdq"
+
+    def artifact_from_qat_onnx(self, onnx_path: Path, out_path: Path, input_shape: tuple[int, ...]) -> Artifact:
+        """The QDQ ONNX file NNCF wrote is this runtime's artifact, checked and moved into place."""
+        import onnx
+
+        onnx.checker.check_model(str(onnx_path))
+        dest = self.staged_files(out_path, lambda staged: shutil.copyfile(onnx_path, staged))
+        return Artifact(dest, self.artifact_format, INPUT_NAME, input_shape)
+
+    def layer_precisions(self, path: Path) -> list[LayerPrecision]:
+        """Each compute node's precision, read through its QDQ inputs."""
+        from edgeprune.runtimes.onnxruntime.layers import onnx_layers
+
+        return onnx_layers(Path(path))
+
+    def weight_tensors(self, path: Path) -> list[tuple[np.ndarray, Any]]:
+        """Each compute node's weight initializer, with its zero point."""
+        from edgeprune.runtimes.onnxruntime.weights import onnx_weights
+
+        return onnx_weights(Path(path))
+
+    def check_upload(self, path: Path) -> None:
+        """Parse, no external data, ``onnx.checker`` (:mod:`edgeprune.runtimes.onnxruntime.upload`)."""
+        from edgeprune.runtimes.onnxruntime.upload import check_onnx
+
+        check_onnx(Path(path))
 
 
 def profile_onnxruntime(

@@ -1,6 +1,6 @@
 """Writing a ``.tflite`` file whose qualifying 1x1 filters are stored sparse, for XNNPACK's sparse path.
 
-:func:`write_sparse_tflite` checks the rules (:mod:`edgeprune.export.tflite_sparsity`) and writes nothing when no
+:func:`write_sparse_tflite` checks the rules (:mod:`edgeprune.runtimes.litert.sparsity`) and writes nothing when no
 1x1 convolution qualifies; otherwise each qualifying filter with at least :data:`MIN_STORED_SPARSITY` zeros is
 stored in CSR form (``SparsityParameters``, the layout TF's converter writes with ``EXPERIMENTAL_SPARSITY``) and fed
 to its convolution through a ``DENSIFY`` op, the hint that makes XNNPACK consider sparse inference.
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.export.tflite_flatbuffer import (
+from edgeprune.runtimes.litert.flatbuffer import (
     DENSIFY,
     add_buffer,
     add_tensor,
@@ -25,7 +25,7 @@ from edgeprune.export.tflite_flatbuffer import (
     schema_modules,
     tensor_name,
 )
-from edgeprune.export.tflite_sparsity import MIN_STORED_SPARSITY, SparseRules, rules_of
+from edgeprune.runtimes.litert.sparsity import MIN_STORED_SPARSITY, SparseRules, rules_of
 
 
 @dataclass(frozen=True)

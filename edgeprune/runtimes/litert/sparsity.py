@@ -6,7 +6,7 @@ ConvNets", 2020) when all of these hold; otherwise zero weights only shrink the 
 1. **A hint.** The TFLite XNNPACK delegate sets ``XNN_FLAG_HINT_SPARSE_INFERENCE`` on a partition only when one
    of its nodes reads a constant float tensor **stored sparse** (tensor ``SparsityParameters``) through a
    ``DENSIFY`` op. That is the layout TF's converter writes with ``Optimize.EXPERIMENTAL_SPARSITY``; litert-torch
-   writes dense weights, so :mod:`edgeprune.export.tflite_sparse_writer` rewrites the flatbuffer.
+   writes dense weights, so :mod:`edgeprune.runtimes.litert.sparse_writer` rewrites the flatbuffer.
 2. **An NCHW cluster.** ``xnn_subgraph_rewrite_for_nchw`` looks for a connected group of nodes it can run in
    channels-first layout: entered by a 3x3 stride-2 convolution on 3 input channels with explicit padding 1
    (the first layer of MobileNets), left through a global mean (``MEAN`` over H and W), and inside only 1x1
@@ -19,7 +19,7 @@ ConvNets", 2020) when all of these hold; otherwise zero weights only shrink the 
    ``xnn_is_chw_compatible_config``). On a desktop or server x86 CPU the sparse file runs the dense kernels.
 
 :func:`check_sparse_rules` says per layer which of these hold (:class:`SparseRules`),
-:func:`~edgeprune.export.tflite_sparse_writer.write_sparse_tflite` writes the sparse file only when they do (and converts litert-torch's ``SAME``-padded depthwise convolutions to
+:func:`~edgeprune.runtimes.litert.sparse_writer.write_sparse_tflite` writes the sparse file only when they do (and converts litert-torch's ``SAME``-padded depthwise convolutions to
 ``PAD`` + ``VALID``, which XNNPACK fuses back into one explicitly padded convolution, so they stop breaking the
 cluster), and :func:`edgeprune.export.sparse_cpu.sparse_kernels_on_cpu` answers rule 4 for a CPU. The rules mirror XNNPACK's
 ``src/subgraph.c`` (``xnn_check_nchw_compatibility``, ``xnn_subgraph_rewrite_for_nchw``) as of 2025; they are a
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.export.tflite_flatbuffer import (
+from edgeprune.runtimes.litert.flatbuffer import (
     ADD,
     CONV_2D,
     DENSIFY,
