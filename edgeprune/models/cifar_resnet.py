@@ -37,8 +37,8 @@ class ZeroPadShortcut(nn.Module):
         self.pad_front = (out_channels - in_channels) // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
+        if self.stride > 1:  # x[:, :, ::s, ::s], written as a 1x1 max pool: strided slicing has no ncnn layer
+            x = F.max_pool2d(x, 1, self.stride)
         pad_back = self.out_channels - self.in_channels - self.pad_front
         if self.pad_front or pad_back:
             x = F.pad(x, (0, 0, 0, 0, self.pad_front, pad_back))

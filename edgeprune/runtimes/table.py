@@ -109,6 +109,9 @@ RUNTIME_FACTS: tuple[RuntimeFacts, ...] = (
                  module="ai_edge_litert", converter_modules=("litert_torch",), extra="tflite", dist="ai-edge-litert",
                  agent_extra="agent-tflite", agent_formats=("tflite",), default_target="cpu-tflite",
                  int8=True, sparse="XNNPACK"),
+    RuntimeFacts(name="ncnn", title="ncnn", format="ncnn", suffixes=(".ncnn.param", ".ncnn.bin"),
+                 module="ncnn", converter_modules=("pnnx",), extra="ncnn", dist="ncnn", agent_extra="agent-ncnn",
+                 agent_formats=("ncnn",), default_target="cpu-ncnn", profiler=True),
 )
 
 _BY_NAME = {facts.name: facts for facts in RUNTIME_FACTS}

@@ -113,9 +113,9 @@ class BackendContract:
     def test_export_writes_artifact_files_with_the_right_suffix(self, exported: Exported) -> None:
         artifact = exported.artifact
         assert artifact.format == self.backend.artifact_format
-        assert artifact.path.suffix == self.suffixes[0]
-        for suffix in self.suffixes:
-            path = artifact.path.with_suffix(suffix)
+        facts = self.backend.facts
+        assert facts.suffixes == self.suffixes and facts.owns(artifact.path)
+        for path in facts.files(artifact.path):
             assert path.is_file() and path.stat().st_size > 0, path
         assert artifact.input_shape == tuple(exported.example.shape)
         assert artifact.input_name
@@ -138,6 +138,7 @@ class BackendContract:
         assert stats.cv >= 0
 
     def test_profile_layers_attributes_time_or_is_declared_absent(self, exported: Exported) -> None:
+        assert self.backend.facts.profiler == self.has_layer_profiler  # the facts table says what the code does
         if not self.has_layer_profiler:
             with pytest.raises(NotImplementedError):
                 exported.session.profile_layers(exported.feed(), TEST_SPEC)

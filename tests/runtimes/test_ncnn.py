@@ -14,8 +14,8 @@ import torch
 from model_helpers import randomise_bn
 from torch import nn
 
-from edgeprune.backends.base import Artifact
 from edgeprune.errors import InputError
+from edgeprune.runtimes.base import Artifact
 from edgeprune.target import load_target
 from edgeprune.timing import TimingSpec
 
@@ -67,7 +67,7 @@ def backend():  # noqa: ANN201 - the class is imported lazily, as edgeprune does
 
 @pytest.fixture(scope="module")
 def target():  # noqa: ANN201
-    return load_target("cpu")
+    return load_target("cpu-ncnn")
 
 
 @pytest.fixture(scope="module")
@@ -143,14 +143,19 @@ def test_batch_over_one_is_refused_in_one_line(backend, target, tiny, tmp_path: 
 
 
 def test_int8_is_refused_and_precisions_read_back(tiny, tmp_path: Path) -> None:  # noqa: ANN001
-    from edgeprune.runtimes.ncnn.int8 import describe_int8, export_int8, is_quantized
-    from edgeprune.runtimes.ncnn.layers import layer_precisions
+    from edgeprune.runtimes import backend_of
+    from edgeprune.runtimes.base import Int8Request
+    from edgeprune.runtimes.ncnn.int8 import is_quantized
+    from edgeprune.runtimes.ncnn.layers import layer_precisions, weight_tensors
 
     model, example, artifact = tiny
     with pytest.raises(InputError, match="ncnn2table") as caught:
-        export_int8(model, example, tmp_path / "q", load_target("cpu"), example.numpy())
+        backend_of("ncnn").export_int8(model, example, tmp_path / "q", load_target("cpu-ncnn"), example.numpy(),
+                                  Int8Request("in0"))
     assert "\n" not in str(caught.value)
-    assert describe_int8(4)["available"] is False
+    weights = weight_tensors(artifact.path)  # the .bin's arrays, in layer order, as stored
+    assert [w.shape[0] for w, _ in weights] == [p.shape[0] for n, p in model.named_parameters()
+                                                if n.endswith("weight") and p.ndim > 1]
     layers = layer_precisions(artifact.path)
     assert [layer.name for layer in layers] == ["stem.0", "block.conv", "down.0", "fc"]
     assert {(layer.weights, layer.precision) for layer in layers} == {("fp32", "fp32")}
@@ -203,3 +208,20 @@ def test_mobilenet_v2_depthwise_parity(backend, target, tmp_path: Path) -> None:
         want = model(example).numpy()
     got = backend.load(artifact, target).run(_feed(example))[0]
     assert np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max()))
+
+
+class StridedSlice(nn.Module):
+    """``x[:, :, ::2, ::2]``: pnnx leaves it as ``Tensor.slice``, which ncnn has no layer for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)[:, :, ::2, ::2]
+
+
+def test_an_operation_ncnn_cannot_run_is_named_in_one_line(backend, target, tmp_path: Path) -> None:  # noqa: ANN001
+    with pytest.raises(InputError, match="ncnn has no layer for Tensor.slice") as caught:
+        backend.export(StridedSlice().eval(), torch.randn(1, 3, 8, 8), tmp_path / "m", target)
+    assert "\n" not in str(caught.value) and not list(tmp_path.iterdir())

@@ -7,12 +7,13 @@ conversion and ncnn's ``Mat`` (CHW) are made for.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgeprune.backends.base import Artifact
+import numpy as np
+
 from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision
 from edgeprune.runtimes.ncnn.param import ParamError, read_param
 from edgeprune.target import Target
 
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 
     from edgeprune.runtimes.ncnn.session import NcnnSession
 
-#: the suffixes of an artifact's files, main file first (``model.ncnn.param``, ``model.ncnn.bin``)
-SUFFIXES = (".param", ".bin")
 #: suffixes an export path may carry that are not part of the artifact's stem
 _OTHER_SUFFIXES = frozenset({".param", ".bin", ".ncnn", ".onnx", ".tflite", ".xml", ".pt"})
 
@@ -43,15 +42,11 @@ def _require_float(target: Target) -> None:
         raise InputError(f"target '{target.name}': the ncnn backend runs fp32 models, not '{target.precision}'")
 
 
-class NcnnBackend:
+class NcnnBackend(Backend):
     """ncnn ``.param``/``.bin`` pairs converted by pnnx and executed by ncnn's CPU kernels."""
 
     name: ClassVar[str] = "ncnn"
     artifact_format: ClassVar[str] = "ncnn"
-
-    def available(self) -> bool:
-        """Whether the ``ncnn`` bindings are importable (exporting also needs the ``pnnx`` package)."""
-        return importlib.util.find_spec("ncnn") is not None
 
     def version(self) -> str:
         """ncnn's version (the ``ncnn`` wheel's)."""
@@ -69,19 +64,49 @@ class NcnnBackend:
         _require_float(target)
         path = export_ncnn(model, example, param_path_for(out_path))
         graph = read_param(path)
-        return Artifact(path, "ncnn", graph.input_names[0], tuple(int(v) for v in example.shape))
+        return Artifact(path, self.artifact_format, graph.input_names[0], tuple(int(v) for v in example.shape))
 
     def load(self, artifact: Artifact, target: Target) -> NcnnSession:
         """Load an artifact's ``.param`` and the ``.bin`` beside it with the target's thread count."""
         from edgeprune.runtimes.ncnn.session import NcnnSession
 
         _require_float(target)
-        if artifact.format != "ncnn":
+        if artifact.format != self.artifact_format:
             raise InputError(f"the ncnn backend cannot load a '{artifact.format}' artifact ({artifact.path}); it "
                              "reads ncnn .param/.bin pairs")
-        if not self.available():
-            raise MissingRuntimeError("ncnn", "ncnn")
+        self.require()
         return NcnnSession(artifact.path, target.threads)
+
+    def export_int8(self, model: nn.Module, example: torch.Tensor, out_path: Path, target: Target,
+                    images: np.ndarray, request: Int8Request) -> Artifact:
+        """Refused in one line: ncnn's quantizer is not installable from pip (:mod:`.int8`)."""
+        from edgeprune.runtimes.ncnn.int8 import NO_INT8_MESSAGE
+
+        raise InputError(NO_INT8_MESSAGE)
+
+    def is_quantized(self, path: Path) -> bool:
+        """Whether a convolution or inner product has ``int8_scale_term`` set (an int8 file made elsewhere)."""
+        from edgeprune.runtimes.ncnn.int8 import is_quantized
+
+        return is_quantized(Path(path))
+
+    def layer_precisions(self, path: Path) -> list[LayerPrecision]:
+        """Each compute layer's precision, from the ``.param`` and the weight tags of the ``.bin``."""
+        from edgeprune.runtimes.ncnn.layers import layer_precisions
+
+        return layer_precisions(Path(path))
+
+    def weight_tensors(self, path: Path) -> list[tuple[np.ndarray, Any]]:
+        """Each compute layer's stored weights, read from the ``.bin``."""
+        from edgeprune.runtimes.ncnn.layers import weight_tensors
+
+        return weight_tensors(Path(path))
+
+    def check_upload(self, path: Path) -> None:
+        """The ``.param``'s magic number and sane counts; a non-empty ``.bin`` (:mod:`.upload`)."""
+        from edgeprune.runtimes.ncnn.upload import check_upload
+
+        check_upload(Path(path))
 
 
 def input_name_of(param_path: Path) -> str:

@@ -77,6 +77,7 @@ def export_ncnn(model: nn.Module, example: torch.Tensor, param_path: Path) -> Pa
             if not param.is_file() or not weights.is_file():
                 raise InputError("ncnn export: pnnx wrote no ncnn files (an operator it cannot convert?); run with "
                                  "-v for its output")
+            _refuse_unknown_layers(param)
             _label_compute_layers(param, calls)
             param_path = Path(param_path)
             param_path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,18 @@ def export_ncnn(model: nn.Module, example: torch.Tensor, param_path: Path) -> Pa
     finally:
         model.train(was_training)
     return param_path
+
+
+def _refuse_unknown_layers(param: Path) -> None:
+    """One line naming the operation when pnnx left one that ncnn has no layer for (it writes PyTorch's own name,
+    such as ``Tensor.slice`` for strided slicing ``x[:, :, ::2, ::2]``); ncnn would refuse the whole file."""
+    import ncnn
+
+    unknown = [(layer.type, layer.name) for layer in read_param(param).layers if ncnn.layer_to_index(layer.type) < 0]
+    if unknown:
+        kinds = ", ".join(sorted({kind for kind, _ in unknown}))
+        raise InputError(f"ncnn has no layer for {kinds} (pnnx's conversion of the model, {len(unknown)} place(s), "
+                         f"first '{unknown[0][1]}'); rewrite that operation or choose another runtime")
 
 
 def _first(exc: BaseException) -> str:

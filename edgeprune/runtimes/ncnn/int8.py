@@ -11,27 +11,15 @@ addition: see facts.md). edgeprune does not write its own quantizer, so :func:`e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from edgeprune.backends.base import Artifact
-from edgeprune.errors import InputError
 from edgeprune.runtimes.ncnn.param import COMPUTE_TYPES, ParamError, read_param
-from edgeprune.target import Target
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
+    pass
 
 NO_INT8_MESSAGE = ("ncnn INT8 needs ncnn2table and ncnn2int8 from an ncnn source build; no pip package ships "
                    "them, so edgeprune does not quantize for ncnn (use --precision fp32)")
-
-
-def export_int8(model: nn.Module, example: torch.Tensor, out_path: Path, target: Target,
-                calibration: np.ndarray) -> Artifact:
-    """Refused: raises :class:`InputError` with :data:`NO_INT8_MESSAGE`."""
-    raise InputError(NO_INT8_MESSAGE)
 
 
 def is_quantized(path: Path) -> bool:
@@ -41,11 +29,3 @@ def is_quantized(path: Path) -> bool:
     except (OSError, ParamError):
         return False
     return any(layer.type in COMPUTE_TYPES and layer.param_int(8) != 0 for layer in graph.layers)
-
-
-def describe_int8(calibration_images: int) -> dict[str, Any]:
-    """What an ncnn INT8 artifact would be; ``available`` is False (see :data:`NO_INT8_MESSAGE`)."""
-    return {"precision": "int8", "tool": "ncnn2table + ncnn2int8 (not installable from pip)",
-            "format": "ncnn param/bin with int8_scale_term", "weights": "int8, one scale per output channel",
-            "activations": "int8, symmetric, KL calibration", "calibration_images": calibration_images,
-            "available": False, "reason": NO_INT8_MESSAGE}

@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
-from edgeprune.quantize.layers import LayerPrecision
+import numpy as np
+
+from edgeprune.runtimes.base import LayerPrecision
 from edgeprune.runtimes.ncnn.param import COMPUTE_TYPES, Layer, bin_path, read_param
 
 _TAGS = {0: "fp32", 0x01306B47: "fp16", 0x000D4B38: "int8"}
@@ -54,7 +57,22 @@ def _weight_storage(layers: list[Layer], weights: Path) -> dict[str, str]:
         data = weights.read_bytes()
     except OSError:
         return {}
-    found: dict[str, str] = {}
+    return {layer.name: kind for layer, kind, _ in walk_weights(layers, data)}
+
+
+def weight_tensors(path: Path) -> list[tuple[np.ndarray, int]]:
+    """Each compute layer's stored weight array the ``.bin`` walk reaches, as stored (fp32, fp16 or int8), with
+    zero point 0 (ncnn's int8 weights are symmetric)."""
+    graph = read_param(Path(path))
+    data = bin_path(Path(path)).read_bytes()
+    return [(values, 0) for _, _, values in walk_weights(graph.layers, data)]
+
+
+_DTYPES = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}
+
+
+def walk_weights(layers: list[Layer], data: bytes) -> Iterator[tuple[Layer, str, np.ndarray]]:
+    """The weighted compute layers in ``.bin`` order, each with its storage kind and its weight array (flat)."""
     offset = 0
     for layer in layers:
         if layer.type in _WEIGHTLESS:
@@ -63,19 +81,21 @@ def _weight_storage(layers: list[Layer], weights: Path) -> dict[str, str]:
             if layer.type == "BatchNorm":
                 offset += 4 * 4 * layer.param_int(0)
                 continue
-            break  # a weighted layer whose layout is not known here: stop reading
+            return  # a weighted layer whose layout is not known here: stop reading
         if offset + 4 > len(data):
-            break
+            return
         tag = struct.unpack_from("<I", data, offset)[0]
         kind = _TAGS.get(tag)
         if kind is None:
-            break
-        found[layer.name] = kind
+            return
         count = layer.param_int(6)
         size = {"fp32": 4 * count, "fp16": 2 * count, "int8": count}[kind]
+        if offset + 4 + size > len(data):
+            return
+        values = np.frombuffer(data, dtype=_DTYPES[kind], count=count, offset=offset + 4)
+        yield layer, kind, values.reshape(layer.param_int(0), -1) if layer.param_int(0) else values
         offset += 4 + (size + 3) // 4 * 4
         if layer.param_int(5):  # bias_term: raw fp32, no tag
             offset += 4 * layer.param_int(0)
         if layer.param_int(8) != 0:
-            break  # int8 scales follow, laid out per kind: stop reading
-    return found
+            return  # int8 scales follow, laid out per kind: stop reading

@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from edgeprune.backends.base import LayerTiming
 from edgeprune.errors import InputError
+from edgeprune.runtimes.base import LayerTiming
 from edgeprune.runtimes.ncnn.param import ParamFile
 from edgeprune.timing import TimingSpec, measure_latency
 

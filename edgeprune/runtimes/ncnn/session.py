@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.backends.base import LayerTiming
 from edgeprune.errors import InputError, MissingRuntimeError
+from edgeprune.runtimes.base import LayerTiming
 from edgeprune.runtimes.ncnn.param import ParamError, ParamFile, bin_path, read_param
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
