@@ -71,6 +71,10 @@ class LayerTiming:
 class Session(Protocol):
     """A loaded artifact, configured with the target's threads and precision."""
 
+    def inputs(self) -> list[tuple[str, list[int]]]:
+        """The name and dims of each input, as the file declares them (-1 for a dynamic dimension)."""
+        ...
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run one inference and return the outputs."""
         ...

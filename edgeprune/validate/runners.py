@@ -140,17 +140,11 @@ def _static_shape(dims: list[Any], path: Path, fallback: tuple[int, ...] | None)
 
 def _session_input(session: Any, path: Path) -> tuple[str, list[Any]]:
     """(name, dims) of the session's single input, whatever the runtime."""
-    if hasattr(session, "input_shapes"):  # ONNX Runtime
-        names, shapes = list(session.input_names), list(session.input_shapes)
-    elif hasattr(session, "compiled"):  # OpenVINO
-        inputs = list(session.compiled.inputs)
-        names = list(session.input_names)
-        shapes = [[d.get_length() if d.is_static else -1 for d in i.get_partial_shape()] for i in inputs]
-    else:  # LiteRT (its session refuses multi-input models itself)
-        names, shapes = [session.input_name], [list(session.input_shape)]
-    if len(names) != 1:
-        raise InputError(f"{path} has {len(names)} inputs; edgeprune validates single-input models")
-    return str(names[0]), list(shapes[0])
+    inputs = session.inputs()
+    if len(inputs) != 1:
+        raise InputError(f"{path} has {len(inputs)} inputs; edgeprune validates single-input models")
+    name, dims = inputs[0]
+    return str(name), list(dims)
 
 
 def guess_layout(shape: tuple[int, ...]) -> str:

@@ -190,6 +190,10 @@ class LiteRtSession:
             array = np.clip(np.round(array / scale) + zero, info.min, info.max).astype(dtype)
         return array
 
+    def inputs(self) -> list[tuple[str, list[int]]]:
+        """The input's name and dims (the session refuses multi-input models itself)."""
+        return [(self.input_name, list(self.input_shape))]
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run one inference on NCHW input and return copies of the outputs."""
         self._interpreter.set_tensor(self._input_index, self._input_array(inputs))

@@ -78,7 +78,7 @@ def export_ncnn(model: nn.Module, example: torch.Tensor, param_path: Path) -> Pa
                 raise InputError("ncnn export: pnnx wrote no ncnn files (an operator it cannot convert?); run with "
                                  "-v for its output")
             _refuse_unknown_layers(param)
-            _label_compute_layers(param, calls)
+            _label_compute_layers(param, calls, tuple(int(v) for v in example.shape))
             param_path = Path(param_path)
             param_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(weights), str(param_path.with_suffix(".bin")))
@@ -176,8 +176,9 @@ def _compute_calls(model: nn.Module, example: torch.Tensor) -> list[tuple[str, t
     return calls
 
 
-def _label_compute_layers(param: Path, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
-    """Rename the compute layers of ``param`` after the module paths in ``calls`` (see the module docstring)."""
+def _label_compute_layers(param: Path, calls: list[tuple[str, tuple[Any, ...]]], shape: tuple[int, ...]) -> None:
+    """Rename the compute layers of ``param`` after the module paths in ``calls`` (see the module docstring), and
+    record the input's shape in its ``Input`` layer (``0=w 1=h 2=c``, as ncnn's own models do)."""
     try:
         parsed = read_param(param)
     except ParamError as exc:
@@ -204,4 +205,8 @@ def _label_compute_layers(param: Path, calls: list[tuple[str, tuple[Any, ...]]])
         taken.add(path)
         renamed += 1
     log.debug("ncnn export: %d of %d compute layers named after their PyTorch modules", renamed, compute)
+    if len(shape) == 4:
+        for layer in parsed.layers:
+            if layer.type == "Input":
+                layer.params.update({"0": str(shape[3]), "1": str(shape[2]), "2": str(shape[1])})
     param.write_text(parsed.text(), encoding="ascii")

@@ -95,6 +95,12 @@ class NcnnSession:
             mats.append(out)
         return mats
 
+    def inputs(self) -> list[tuple[str, list[int]]]:
+        """The input's name and NCHW dims, from its ``Input`` layer's ``0=w 1=h 2=c`` (-1 where not recorded)."""
+        layer = next(layer for layer in self.graph.layers if layer.type == "Input")
+        dims = [layer.param_int(key, -1) or -1 for key in (2, 1, 0)]
+        return [(self.input_name, [1, *dims])]
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """One inference on NCHW input (batch 1); outputs with the batch axis restored, in PyTorch's order."""
         return [np.array(out, dtype=np.float32)[np.newaxis] for out in self._extract_all(self._input_mat(inputs))]

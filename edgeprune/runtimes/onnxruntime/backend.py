@@ -40,6 +40,10 @@ class OnnxRuntimeSession:
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.input_shapes = [tuple(i.shape) for i in self._session.get_inputs()]
 
+    def inputs(self) -> list[tuple[str, list[Any]]]:
+        """Each input's name and dims (a symbolic dimension stays as its name)."""
+        return [(name, list(shape)) for name, shape in zip(self.input_names, self.input_shapes)]
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run one inference."""
         return [np.asarray(o) for o in self._session.run(None, dict(inputs))]

@@ -118,6 +118,11 @@ class OpenVinoSession:
             self.compiled.get_property("INFERENCE_NUM_THREADS"),
         )
 
+    def inputs(self) -> list[tuple[str, list[int]]]:
+        """Each input's name and dims (-1 where dynamic)."""
+        return [(name, [d.get_length() if d.is_static else -1 for d in i.get_partial_shape()])
+                for name, i in zip(self.input_names, self.compiled.inputs)]
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run one inference."""
         results = self._request.infer(dict(inputs))
