@@ -110,19 +110,22 @@ def lower_to_pte(exported: Any, path: Path) -> DelegationSummary:
     return summary
 
 
-def export_program(model: nn.Module, example: torch.Tensor) -> Any:
-    """``torch.export.export`` of ``model`` in eval mode at the example's shape (the model's mode restored)."""
+def export_program(model: nn.Module, example: torch.Tensor, set_eval: bool = True) -> Any:
+    """``torch.export.export`` of ``model`` in eval mode at the example's shape (the model's mode restored);
+    ``set_eval=False`` for a graph PT2E converted, whose mode cannot be switched."""
     import torch
 
     was_training = model.training
-    model.eval()
+    if set_eval:
+        model.eval()
     try:
         with quiet_native_output(), _quiet_loggers():
             return torch.export.export(model, (example,))
     except Exception as exc:
         raise InputError(f"torch.export failed on the model: {first_line(exc, 300)}") from None
     finally:
-        model.train(was_training)
+        if set_eval:
+            model.train(was_training)
 
 
 class _quiet_loggers:  # noqa: N801 - used as a context manager, reads like one
