@@ -96,8 +96,10 @@ class ExecuTorchSession:
 
     def _bind(self) -> Any:
         """The method, reloaded if the pool was reset since it was loaded (call with the pool lock held)."""
-        with quiet_native_output():  # a reset announces itself on stderr
-            generation = POOL.ensure(self._runtime, self._threads)
+        if POOL.needs_reset(self._threads):
+            with quiet_native_output():  # a reset announces itself on stderr
+                POOL.ensure(self._runtime, self._threads)
+        generation = POOL.generation
         if generation != self._generation or self._method is None:
             self._method = None  # drop the old XNNPACK runtime before loading the new one
             self._program, self._method = self._load()

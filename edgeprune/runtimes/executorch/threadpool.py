@@ -22,6 +22,10 @@ class PoolState:
         self.generation = 0
         self._threads: int | None = None
 
+    def needs_reset(self, threads: int) -> bool:
+        """Whether the pool is (or may be) of another width than ``threads``."""
+        return self._threads != threads
+
     def ensure(self, runtime: Any, threads: int) -> int:
         """Make the pool ``threads`` wide (resetting it if needed; call with :attr:`lock` held) and return the
         generation a method loaded now belongs to."""
