@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) -c constraints.txt torch torchvision)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[workstation,openvino,tflite,ncnn,yolo,timm,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[workstation,openvino,tflite,ncnn,executorch,yolo,timm,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

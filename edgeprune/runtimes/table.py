@@ -112,6 +112,9 @@ RUNTIME_FACTS: tuple[RuntimeFacts, ...] = (
     RuntimeFacts(name="ncnn", title="ncnn", format="ncnn", suffixes=(".ncnn.param", ".ncnn.bin"),
                  module="ncnn", converter_modules=("pnnx",), extra="ncnn", dist="ncnn", agent_extra="agent-ncnn",
                  agent_formats=("ncnn",), default_target="cpu-ncnn", profiler=True),
+    RuntimeFacts(name="executorch", title="ExecuTorch", format="pte", suffixes=(".pte",), module="executorch",
+                 extra="executorch", dist="executorch", agent_formats=("pte",), default_target="cpu-executorch",
+                 int8=True, profiler=True),
 )
 
 _BY_NAME = {facts.name: facts for facts in RUNTIME_FACTS}

@@ -19,7 +19,8 @@ import numpy as np
 
 from edgeprune.export.sparse_cpu import CpuVerdict, sparse_kernels_on_cpu
 from edgeprune.paired import PairedStats, PairingSpec, measure_paired, schedule
-from edgeprune.runtimes.litert.backend import LiteRtSession, quiet_native_output
+from edgeprune.runtimes.litert.backend import LiteRtSession
+from edgeprune.runtimes.native_output import quiet_native_output
 
 
 @dataclass(frozen=True)

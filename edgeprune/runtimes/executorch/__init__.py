@@ -1,4 +1,7 @@
-"""ExecuTorch (``.pte`` programs lowered to the XNNPACK delegate): export, run, time, profile, INT8.
+"""ExecuTorch (PyTorch's edge runtime): ``.pte`` programs lowered to the XNNPACK delegate, INT8 by its XNNPACK
+quantizer through PT2E, per-operator times from its event tracer (ETDump). Its Python runtime links libtorch, so
+a device needs torch to run it under the agent (no torch-free extra)."""
 
-Imports nothing heavy at module level: torch and executorch are loaded inside the functions that need them.
-"""
+from edgeprune.runtimes.executorch.backend import ExecuTorchBackend as BACKEND
+
+__all__ = ["BACKEND"]

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact, LayerTiming
-from edgeprune.backends.litert_backend import quiet_native_output
 from edgeprune.errors import InputError, MissingRuntimeError, first_line
+from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision, LayerTiming
+from edgeprune.runtimes.executorch.lowering import INPUT_NAME
 from edgeprune.runtimes.executorch.threadpool import POOL
+from edgeprune.runtimes.native_output import quiet_native_output
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the name a session accepts its single input under (a ``.pte`` keeps no input names); as the ONNX export's
-INPUT_NAME = "input"
 #: ETDump events that wrap others (a delegate call, a kernel call, the whole method): left out of the layers
 _WRAPPER_EVENTS = frozenset({"DELEGATE_CALL", "OPERATOR_CALL", "Method::execute", "Method::init",
                              "Program::load_method"})
@@ -121,6 +120,10 @@ class ExecuTorchSession:
             raise InputError(f"ExecuTorch program expects input shape {self.input_shape}, got {tuple(array.shape)}")
         return torch.from_numpy(array.copy())
 
+    def inputs(self) -> list[tuple[str, list[int]]]:
+        """The input's name (a ``.pte`` keeps none: ``input``) and its shape, from the method's metadata."""
+        return [(self.input_name, list(self.input_shape))]
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run one inference on NCHW input and return the outputs as numpy arrays (PyTorch's output order)."""
         tensor = self._input_tensor(inputs)
@@ -184,7 +187,7 @@ def _layer_timings(etdump: Path, runs: int) -> list[LayerTiming]:
     return timings
 
 
-class ExecuTorchBackend:
+class ExecuTorchBackend(Backend):
     """``.pte`` programs lowered to XNNPACK and executed by ExecuTorch's C++ runtime through its pybindings."""
 
     name: ClassVar[str] = "executorch"
@@ -210,12 +213,52 @@ class ExecuTorchBackend:
         _require_precision(target)
         path = Path(out_path).with_suffix(".pte")
         lower_to_pte(export_program(model, example), path)
-        return Artifact(path, "pte", INPUT_NAME, tuple(int(v) for v in example.shape))
+        return Artifact(path, self.artifact_format, INPUT_NAME, tuple(int(v) for v in example.shape))
 
     def load(self, artifact: Artifact, target: Target) -> ExecuTorchSession:
         """Load a ``.pte`` artifact with the target's thread count."""
         _require_precision(target)
-        if artifact.format != "pte":
+        if artifact.format != self.artifact_format:
             raise InputError(f"the ExecuTorch backend cannot load a '{artifact.format}' artifact "
                              f"({artifact.path}); it reads pte")
         return ExecuTorchSession(artifact.path, target.threads)
+
+    def export_int8(self, model: nn.Module, example: torch.Tensor, out_path: Path, target: Target,
+                    images: np.ndarray, request: Int8Request) -> Artifact:
+        """PT2E with ExecuTorch's XNNPACK quantizer on the PyTorch model, then lowered (:mod:`.int8`); every layer
+        is quantized (mixed precision is not implemented here)."""
+        from edgeprune.runtimes.executorch.int8 import export_int8
+
+        if request.float_layers:
+            raise InputError("mixed precision (layers kept in float) is not implemented for ExecuTorch here")
+        return export_int8(model, example, Path(out_path), target, images)
+
+    def describe_int8(self, calibration_images: int) -> dict[str, Any]:
+        """The XNNPACK quantizer's scheme, as the report states it."""
+        from edgeprune.runtimes.executorch.int8 import describe_int8
+
+        return describe_int8(calibration_images)
+
+    def is_quantized(self, path: Path) -> bool:
+        """Whether the program's XNNPACK graphs hold int8 tensors."""
+        from edgeprune.runtimes.executorch.int8 import is_quantized
+
+        return is_quantized(Path(path))
+
+    def layer_precisions(self, path: Path) -> list[LayerPrecision]:
+        """Each XNNPACK convolution and linear node's precision, from the delegate graph's tensor types."""
+        from edgeprune.runtimes.executorch.layers import layer_precisions
+
+        return layer_precisions(Path(path))
+
+    def weight_tensors(self, path: Path) -> list[tuple[np.ndarray, Any]]:
+        """Each compute node's stored weights, read from the delegate's constant data."""
+        from edgeprune.runtimes.executorch.layers import weight_tensors
+
+        return weight_tensors(Path(path))
+
+    def check_upload(self, path: Path) -> None:
+        """The flatbuffer identifier, root offset and extended header against the file size (:mod:`.upload`)."""
+        from edgeprune.runtimes.executorch.upload import check_upload
+
+        check_upload(Path(path))

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeprune.backends.base import Artifact
-from edgeprune.backends.litert_backend import quiet_native_output
 from edgeprune.errors import InputError, MissingRuntimeError, first_line
 from edgeprune.progress import heartbeat
+from edgeprune.runtimes.base import Artifact
+from edgeprune.runtimes.native_output import quiet_native_output
 from edgeprune.target import Target
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ def export_int8(model: nn.Module, example: torch.Tensor, out_path: Path, target:
     ``out_path.with_suffix('.pte')``."""
     import torch
 
-    from edgeprune.runtimes.executorch.backend import INPUT_NAME
-    from edgeprune.runtimes.executorch.lowering import export_program, lower_to_pte
+    from edgeprune.runtimes.executorch.lowering import INPUT_NAME, export_program, lower_to_pte
 
     images = np.asarray(calibration, dtype=np.float32)
     if images.ndim != example.dim() or images.shape[1:] != tuple(example.shape[1:]) or len(images) == 0:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import InputError, first_line
-from edgeprune.quantize.layers import LayerPrecision
+from edgeprune.runtimes.base import LayerPrecision
 
 #: XNNPACK graph node kinds that compute, and the op type a layer list gives them
 XNNPACK_COMPUTE = {"XNNConv2d": "conv2d", "XNNDepthwiseConv2d": "dwconv2d", "XNNFullyConnected": "linear",
@@ -69,6 +69,53 @@ def layer_precisions(path: Path) -> list[LayerPrecision]:
                     portable_count[op] = portable_count.get(op, 0) + 1
                     layers.append(LayerPrecision(f"portable/{op}_{portable_count[op]}", op, "fp32", "fp32"))
     return layers
+
+
+#: numpy element type of each XNNPACK datatype a weight is stored in
+_WEIGHT_DTYPES = {"xnn_datatype_fp32": "float32", "xnn_datatype_fp16": "float16", "xnn_datatype_qint8": "int8",
+                  "xnn_datatype_qcint8": "int8", "xnn_datatype_quint8": "uint8"}
+
+
+def weight_tensors(path: Path) -> list[tuple[Any, Any]]:
+    """Each XNNPACK compute node's weight (filter) tensor as the program stores it (fp32, or int8 for a quantized
+    program), with its zero point (0: the XNNPACK quantizer's weights are symmetric), read from the program's
+    named data through the delegate graph's constant table. Weights of layers left to portable kernels are not
+    read (they live in the program's own constant buffer)."""
+    import numpy as np
+
+    data = Path(path).read_bytes()
+    try:
+        from executorch.exir._serialize._program import _extract_delegate_payload, deserialize_pte_binary
+
+        pte = deserialize_pte_binary(data)
+    except Exception as exc:
+        raise InputError(f"{path} is not a readable ExecuTorch program: {first_line(exc, 200)}") from None
+    named = pte.named_data
+    out: list[tuple[Any, Any]] = []
+    for index in range(sum("xnnpack" in d.id.lower() for d in pte.program.execution_plan[0].delegates)):
+        payload = _extract_delegate_payload(data, "xnnpack", index)
+        if not payload:
+            continue
+        graph = xnnpack_graph(payload)
+        values, constants = graph.get("xvalues", []), graph.get("constant_data", [])
+        for node in graph.get("xnodes", []):
+            if node.get("xnode_union_type") not in XNNPACK_COMPUTE:
+                continue
+            fields = node.get("xnode_union", {})
+            weight_id = int(fields.get("filter_id", fields.get("input2_id", -1)))
+            value = values[weight_id].get("xvalue_union", {}) if 0 <= weight_id < len(values) else {}
+            tensor = value.get("tensor_value", value)
+            dtype = _WEIGHT_DTYPES.get(tensor.get("datatype", ""))
+            buffer_index = int(tensor.get("constant_buffer_idx", 0))
+            if dtype is None or not 0 < buffer_index < len(constants) or named is None:
+                continue
+            entry = named.pte_data.get(constants[buffer_index].get("named_key", ""))
+            if entry is None:
+                continue
+            array = np.frombuffer(named.buffers[entry.buffer_index], dtype=dtype)
+            dims = [int(d) for d in tensor.get("dims", [])]
+            out.append((array.reshape(dims) if int(np.prod(dims)) == array.size else array, 0))
+    return out
 
 
 def _xnnpack_layers(payload: bytes, prefix: str) -> list[LayerPrecision]:

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeprune.backends.litert_backend import quiet_native_output
 from edgeprune.errors import InputError, MissingRuntimeError, first_line
 from edgeprune.io_atomic import write_atomic
+from edgeprune.runtimes.native_output import quiet_native_output
+
+#: the name a session accepts its single input under (a ``.pte`` keeps no input names); as the ONNX export's
+INPUT_NAME = "input"
 
 if TYPE_CHECKING:
     import torch
