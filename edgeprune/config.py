@@ -128,6 +128,10 @@ class FitConfig:
             own precision where it is predicted from a shipped profile (INT8 is never chosen on an estimate
             unless asked). A default ``auto`` whose original already meets the budget ships the original as it is.
         precision_defaulted: set by the pipeline when ``precision`` was not given (the default ``auto``).
+        runtime: the runtime the fit prunes in and ships for: ``auto`` (the unpruned model exported to each
+            runtime of the target, checked against PyTorch and timed against the others in alternating rounds;
+            the fastest faithful one is chosen, :mod:`edgeprune.fit.runtime_choice`) or one runtime's name; None
+            (the default) = ``auto`` for a target that lists several runtimes, the target's own otherwise.
         keep_float: layers (PyTorch module paths, as the report's "Precision per layer" names them) left in
             float in INT8 artifacts; replaces ``auto``'s own choice of them.
         sparsity: weight (unstructured) pruning of the final model after channel pruning: this share of the
@@ -197,6 +201,7 @@ class FitConfig:
     frozen_modules: tuple[str, ...] = field(default=())
     precision: str | None = None
     precision_defaulted: bool = False
+    runtime: str | None = None
     keep_float: tuple[str, ...] = field(default=())
     sparsity: float | None = None
     sparsity_scope: str = "global"

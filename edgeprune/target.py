@@ -46,6 +46,8 @@ class Target:
             measured (``latency_source = "predicted-profile"``).
         precisions: the precisions edgeprune can ship for this target (``--precision``); ``precision`` is
             the default and always among them.
+        runtimes: every runtime the device runs (``runtime`` among them, first); a target listing several has
+            its runtime chosen by measurement by default (``--runtime auto``, :mod:`edgeprune.fit.runtime_choice`).
 
     >>> load_target("cpu").runtime
     'onnxruntime'
@@ -62,10 +64,13 @@ class Target:
     input_shape: tuple[int, ...] | None = None
     profile: str | None = None
     precisions: tuple[str, ...] = ()
+    runtimes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.precision not in self.precisions:
             object.__setattr__(self, "precisions", (self.precision, *self.precisions))
+        if self.runtimes and self.runtime not in self.runtimes:
+            object.__setattr__(self, "runtimes", (self.runtime, *self.runtimes))
 
     @property
     def float_precision(self) -> str:
@@ -135,6 +140,12 @@ def _from_mapping(data: dict[str, Any], origin: str) -> Target:
         if not isinstance(offered, list) or not offered or not all(p in PRECISIONS for p in offered):
             raise InputError(f"target file {origin}: 'precisions' must be a list drawn from {', '.join(PRECISIONS)}")
         data["precisions"] = tuple(offered)
+    if "runtimes" in data:
+        listed = data["runtimes"]
+        if not isinstance(listed, list) or not listed or not all(isinstance(r, str) and known_runtime(r)
+                                                                  for r in listed):
+            raise InputError(f"target file {origin}: 'runtimes' must be a list drawn from {', '.join(RUNTIME_NAMES)}")
+        data["runtimes"] = tuple(listed)
     if data.get("latency_source", "measured-local") not in LATENCY_SOURCES:
         raise InputError(f"target file {origin}: latency_source must be one of {', '.join(LATENCY_SOURCES)}")
     for key in ("threads", "channel_alignment"):

@@ -61,6 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="read fit's options from a TOML file (keys are the long options: budget = \"20ms\", "
                         "finetune-epochs = 2 ...); flags on the command line override it")
     what.add_argument("--target", default="cpu", help="target name (see 'edgeprune targets') or TOML file")
+    what.add_argument("--runtime", metavar="NAME",
+                   help="the runtime to prune in and ship for: auto (export the unpruned model to every runtime the "
+                        "target has, check each against PyTorch, time them against each other in alternating "
+                        "rounds, keep the fastest; the default for targets listing several runtimes) or a name "
+                        "(onnxruntime, openvino, litert, ncnn, executorch). Default: the target's own runtime")
     output.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     output.add_argument("--force", action="store_true", help="replace results already in --out")
     search.add_argument("--importance", default=DEFAULT_IMPORTANCE,
@@ -196,7 +201,7 @@ def config_from_args(args: argparse.Namespace) -> FitConfig:
         eval_images=args.eval_images, mean=args.mean, std=args.std, input_shape=args.input_shape,
         num_classes=args.num_classes, max_rounds=args.max_rounds, search_headroom=args.search_headroom,
         device=args.device, device_token=args.device_token, seed=args.seed, frozen_modules=tuple(args.freeze),
-        precision=args.precision, keep_float=args.keep_float,
+        precision=args.precision, keep_float=args.keep_float, runtime=args.runtime,
         sparsity=args.sparsity, sparsity_scope=args.sparsity_scope, sparsity_schedule=args.sparsity_schedule,
         sparsity_initial=args.sparsity_initial, sparsity_begin_step=args.sparsity_begin_step,
         sparsity_end_step=args.sparsity_end_step, sparsity_frequency=args.sparsity_frequency,
@@ -260,6 +265,14 @@ def print_summary(result: FitResult) -> None:
     if left_out >= 0.05:  # a busy CPU: say that its preempted runs were not counted
         console.print(f"  [yellow]busy CPU[/]: up to {left_out:.0%} of a measurement's timed runs waited for a CPU and "
                       "were left out of the medians (they favour the shorter model)", highlight=False)
+    choice = r.get("runtime_choice") or {}
+    if choice:  # --runtime auto: which runtime, and from what
+        console.print(f"  runtime           {choice['runtime']}: {choice['reason']}", highlight=False)
+        tried = [f"{t['title']} {t['precision']} {t['ratio']:.2f}" for t in choice.get("trials") or []
+                 if t.get("ratio") is not None]
+        if tried:
+            console.print(f"                    latency ratios against {choice['reference']}: {', '.join(tried)}",
+                          highlight=False)
     metric = "accuracy" if result.metric_name == "top-1" else result.metric_name
     console.print(f"  {metric:17s} {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")

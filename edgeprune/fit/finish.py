@@ -155,6 +155,7 @@ def finish_run(run: FitRun, outcome: RunOutcome, out: OutputDir) -> FitResult:
                                         and run.target.precision == run.target.float_precision)
     report["per_layer_latency"] = per_layer
     report["options_not_used"] = run.options_not_used
+    report["runtime_choice"] = run.runtime_choice.to_dict() if run.runtime_choice is not None else None
     layers = layer_precisions(stage / artifact_files[0], final.artifact.format)
     report["layer_precision"] = {"summary": summarise(layers), "layers": [layer.to_dict() for layer in layers],
                                  "source": f"read from {artifact_files[0]} (edgeprune.quantize.layers)"}

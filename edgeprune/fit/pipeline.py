@@ -46,6 +46,7 @@ from edgeprune.fit.outputs import RESULT_FILES, OutputDir
 from edgeprune.fit.qat import quantization_aware
 from edgeprune.fit.resume import RunJournal, finished_run, has_interrupted_run, restore_state_renamed_aside
 from edgeprune.fit.run import FitRun, RunOutcome, StageClock
+from edgeprune.fit.runtime_choice import AUTO, RuntimeChoice, choose_runtime, in_runtime, resolve_runtime, runtimes_of
 from edgeprune.fit.sparsity_stage import weight_sparsity
 from edgeprune.latency.analytic import load_profile
 from edgeprune.latency.candidates import CandidateMeasurer
@@ -58,8 +59,8 @@ from edgeprune.quantize.backend import check_int8_target, for_precision
 from edgeprune.quantize.choice import auto_target
 from edgeprune.quantize.qat import check_qat_runtime
 from edgeprune.report.fit_result import FitResult
-from edgeprune.runtimes import get_backend, keep_runtime_telemetry_off
-from edgeprune.target import load_target
+from edgeprune.runtimes import facts_of, get_backend, keep_runtime_telemetry_off
+from edgeprune.target import Target, load_target
 from edgeprune.train import distributed
 from edgeprune.train.augment import parse_augmentation
 from edgeprune.train.device import resolve_train_device
@@ -177,26 +178,23 @@ def _fit(config: FitConfig) -> FitResult:
     clock = StageClock()
     budget = Budget.parse(config.budget) if config.budget is not None else None
     _check_config(config)
-    target = load_target(config.target)
-    measured = bool(config.device) or target.latency_source != "predicted-profile"
+    loaded = load_target(config.target)
+    runtime = resolve_runtime(config.runtime, loaded)
+    measured = bool(config.device) or loaded.latency_source != "predicted-profile"
     if config.precision is None:  # the default: auto where latency is measured, never on an estimate alone
-        config = dataclasses.replace(config, precision="auto" if measured else target.precision,
+        config = dataclasses.replace(config, precision="auto" if measured else loaded.precision,
                                      precision_defaulted=True)
         log.info("precision: %s (the default%s)", config.precision,
                  "" if measured else ": latency here is predicted from a shipped profile, so INT8 is not chosen on "
                  "its estimate unless --precision auto or int8 asks")
-    if config.precision == "auto":
-        target = auto_target(target, measured=measured,
-                             estimated=bool(target.profile) and load_profile(target.profile).int8 is not None)
-    else:
-        target = target.with_precision(config.precision)
-    check_int8_target(target)
+    target = _at_precision(config, in_runtime(loaded, loaded.runtime if runtime == AUTO else runtime), measured)
     if config.keep_float and target.precision != "int8":
         log.warning("--keep-float is ignored: this run's candidates are %s, not INT8", target.precision)
     if config.qat_epochs > 0:  # before any work: LiteRT's quantizer here has no QAT path
         check_qat_runtime(target.runtime, target.name)
     backend = get_backend(target)
     importance = get_importance(config.importance)
+    choice: RuntimeChoice | None = None
     if config.resume:
         restore_state_renamed_aside(config.out)
     resuming = config.resume and has_interrupted_run(config.out)
@@ -209,12 +207,21 @@ def _fit(config: FitConfig) -> FitResult:
     out = OutputDir(config.out, config.force, resuming=resuming)
     keep_state = False
     try:
-        timer = make_timer(backend, target, config.device, config.device_token, predict_unreachable=True)
         with clock("load"):
             inputs = resolve_inputs(config, target)
         if config.allocation == "latency" and measured:  # the table is saved after minutes: refused before them,
             require_writable_dir(config.table_dir or default_table_dir(), "--table-dir")  # inputs and --out first
         journal = RunJournal(out.path, config)  # after the inputs: a refused input leaves no state behind
+        if runtime == AUTO:
+            with clock("runtime choice"):
+                chosen, choice = choose_runtime(
+                    loaded, inputs.bundle.model, inputs.example, inputs.calibration.numpy(), inputs.eval_inputs,
+                    inputs.task, _choice_precisions(config, loaded), out.work, journal,
+                    measured_here=not config.device and loaded.latency_source != "predicted-profile",
+                    runtimes=_runtimes_for(config, loaded))
+            target = _at_precision(config, chosen, measured)
+            backend = get_backend(target)
+        timer = make_timer(backend, target, config.device, config.device_token, predict_unreachable=True)
         images = len(inputs.calibration)  # what they are enough for: one line per step switched off
         note_short_calibration(images, config.calib_images, inputs.calibration_source)
         importance = get_importance(criterion_for(importance.name, images))
@@ -226,6 +233,7 @@ def _fit(config: FitConfig) -> FitResult:
         measurer = measurer_type(candidates, target, inputs.example, out.work, timer,  # type: ignore[arg-type]
                                  original_backend=backend)
         run = FitRun(config, budget, target, backend, importance, inputs, measurer, journal, clock)
+        run.runtime_choice = choice
         keep_state = True
         try:
             outcome = run.execute()
@@ -271,6 +279,32 @@ def _fit(config: FitConfig) -> FitResult:
         raise
     finally:
         out.discard()
+
+
+def _at_precision(config: FitConfig, target: Target, measured: bool) -> Target:
+    """``target`` at the precision the run's candidates start at (``--precision``; ``auto``: INT8 where the runtime
+    quantizes and its latency is measured or estimated), checked against what its runtime can do."""
+    if config.precision == "auto":
+        target = auto_target(target, measured=measured,
+                             estimated=bool(target.profile) and load_profile(target.profile).int8 is not None)
+    else:
+        target = target.with_precision(config.precision)
+    check_int8_target(target)
+    return target
+
+
+def _runtimes_for(config: FitConfig, target: Target) -> tuple[str, ...]:
+    """The target's runtimes that can do what the options ask (``--qat-epochs``: a QAT path; ``--keep-float``:
+    mixed precision)."""
+    needs = [name for name, asked in (("qat", config.qat_epochs > 0), ("mixed", bool(config.keep_float))) if asked]
+    return tuple(r for r in runtimes_of(target) if all(getattr(facts_of(r), need) for need in needs))
+
+
+def _choice_precisions(config: FitConfig, target: Target) -> tuple[str, ...]:
+    """The precisions ``--runtime auto`` tries each runtime at: those the run may ship."""
+    if config.precision == "auto":
+        return tuple(p for p in (target.float_precision, "int8") if p in target.precisions)
+    return (config.precision or target.precision,)
 
 
 def fit_api(model: str = "demo", data: str | Path | None = None, target: str = "cpu", budget: str | None = "2ms",

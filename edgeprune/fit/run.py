@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,6 +57,9 @@ from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec
 from edgeprune.train.device import placed_on
 from edgeprune.validate.original import check_original_runs
+
+if TYPE_CHECKING:
+    from edgeprune.fit.runtime_choice import RuntimeChoice
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         self.original_checked = False
         #: options given that the run's course made moot (:mod:`edgeprune.fit.option_use`), for report.json
         self.options_not_used: list[dict[str, str]] = []
+        #: ``--runtime auto``'s measurements and choice (None: the runtime was given or the target's own)
+        self.runtime_choice: RuntimeChoice | None = None
         reconstructs = importance.name == "lasso" if config.reconstruct is None else config.reconstruct
         self.recovery = Recovery(config, inputs, self.model, journal, reconstructs)
 

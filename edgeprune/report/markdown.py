@@ -287,6 +287,7 @@ def render_markdown(report: dict[str, Any], plots: Collection[str] = ()) -> str:
     True
     """
     lines = _headline(report) + _summary_table(report) + _evaluation(report) + _plots(plots)
+    lines += sections.runtime_choice(report)
     lines += sections.artifact_validation(report) + size_section(report) + _method(report)
     lines += measurement_section(report)
     lines += sections.search_rounds(report)

@@ -150,6 +150,29 @@ def artifact_validation(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def runtime_choice(report: dict[str, Any]) -> list[str]:
+    """``--runtime auto``: each runtime x precision the original was tried in, and why the winner won."""
+    choice = report.get("runtime_choice")
+    if not isinstance(choice, dict):
+        return []
+    lines = ["## Runtime", "", f"**{choice.get('runtime')}**: {choice.get('reason')}.", ""]
+    trials = [t for t in choice.get("trials") or [] if isinstance(t, dict)]
+    if trials:
+        rows = []
+        for t in trials:
+            interval = t.get("interval") or [None, None]
+            ratio = "" if t.get("ratio") is None else f"{t['ratio']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+            rows.append([str(t.get("title")), str(t.get("precision")), ratio, _ms(t.get("median_ms")),
+                         cell(t.get("parity")), "" if t.get("agreement") is None else f"{100 * t['agreement']:.1f}%",
+                         str(t.get("status"))])
+        lines += [f"Each file timed against {choice.get('reference')} in alternating rounds on this machine "
+                  "(ratio = its latency / the reference's, with the 95% interval); parity is the relative max "
+                  "difference from PyTorch, agreement the INT8 file's share of the original's answers.", ""]
+        lines += table(["runtime", "precision", "latency ratio", "median", "parity", "agreement", "status"], rows)
+        lines += [""]
+    return lines
+
+
 def per_layer(report: dict[str, Any], plots: Sequence[str] = ()) -> list[str]:
     """The slowest layers before and after pruning, labelled measured (profiler) or predicted (table)."""
     data = report.get("per_layer_latency")

@@ -35,7 +35,7 @@ CHANGES_THE_RUN_ALONE = {
     "search_headroom": "method.search_headroom", "seed": "every random choice", "device": "final.latency.source",
     "export": "artifacts", "min_accuracy": "status", "min_agreement": "accuracy_guard.floor",
     "importance": "method.importance (or options_not_used)", "allocation": "method.allocation",
-    "table_dir": "where the latency table is kept and read",
+    "table_dir": "where the latency table is kept and read", "runtime": "runtime_choice",
 }
 #: CLI-only flags that are not fields of FitConfig (they shape the terminal, not the run)
 CLI_ONLY = {"json", "help", "config"}
@@ -54,6 +54,7 @@ SAMPLE = {
     "frozen_modules": ("head",), "precision": "int8", "keep_float": ("head",), "sparsity": 0.5,
     "sparsity_scope": "layer", "sparsity_schedule": "constant", "sparsity_initial": 0.1, "sparsity_begin_step": 5,
     "sparsity_end_step": 50, "sparsity_frequency": 5, "size_budget": "40%", "class_map": Path("classes.json"),
+    "runtime": "auto",
 }
 
 

@@ -106,7 +106,7 @@ def lower_to_pte(exported: Any, path: Path) -> DelegationSummary:
     except Exception as exc:  # the lowering raises many types; the user needs one line
         raise InputError(f"ExecuTorch lowering failed: {first_line(exc, 300)}") from None
     write_atomic(path, lambda tmp: tmp.write_bytes(buffer))
-    log.info("ExecuTorch: %s", summary.describe())
+    log.debug("ExecuTorch: %s", summary.describe())
     if summary.portable_compute_ops:
         log.warning("ExecuTorch: %s stayed outside the XNNPACK delegate and runs on slow portable kernels",
                     ", ".join(summary.portable_compute_ops))
