@@ -32,9 +32,13 @@ def run(args: argparse.Namespace) -> int:
     for t in all_targets():
         # escaped: rich would read '[openvino]' as a markup tag and drop it
         installed = "yes" if t.runtime_installed() else escape(f"no: pip install 'edgeprune[{facts_of(t.runtime).extra}]'")
-        table.add_row(t.name, t.runtime, t.device, str(t.threads), ", ".join(t.precisions), str(t.channel_alignment),
+        runtime = t.runtime if len(t.runtimes) < 2 else f"{t.runtime} (auto: {', '.join(t.runtimes)})"
+        table.add_row(t.name, runtime, t.device, str(t.threads), ", ".join(t.precisions), str(t.channel_alignment),
                       _SOURCE_TEXT[t.latency_source], installed)
     console.print(table)
     if any(t.latency_source == "predicted-profile" for t in all_targets()):
         console.print("Predicted targets: run 'edgeprune agent' on the device and pass --device URL to measure instead.")
+    if any(len(t.runtimes) > 1 for t in all_targets()):
+        console.print("auto: a fit measures each runtime listed and prunes in the fastest (fit --runtime NAME pins "
+                      "one); any target can ask for it with fit --runtime auto.")
     return 0

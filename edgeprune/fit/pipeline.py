@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from edgeprune.agent.devices import parse_devices
 from edgeprune.budget import Budget, SizeBudget
 from edgeprune.config import SPARSITY_SCHEDULES, SPARSITY_SCOPES, FitConfig
 from edgeprune.errors import (
@@ -217,7 +218,7 @@ def _fit(config: FitConfig) -> FitResult:
                 chosen, choice = choose_runtime(
                     loaded, inputs.bundle.model, inputs.example, inputs.calibration.numpy(), inputs.eval_inputs,
                     inputs.task, _choice_precisions(config, loaded), out.work, journal,
-                    measured_here=not config.device and loaded.latency_source != "predicted-profile",
+                    device=parse_devices(config.device, config.device_token)[0] if config.device else None,
                     runtimes=_runtimes_for(config, loaded))
             target = _at_precision(config, chosen, measured)
             backend = get_backend(target)

@@ -10,13 +10,16 @@ fp32 and, where the runtime quantizes and the run may ship INT8, at int8; each f
   INT8 floor),
 * timed against the reference, the target's own runtime at fp32, in alternating rounds on this machine
   (:func:`~edgeprune.paired.measure_paired`): a ratio with its bootstrap interval, never two readings minutes apart.
+  On a device behind ``--device`` (the first agent of a pool), the files are timed in turn, reference first, in
+  :data:`AGENT_ROUNDS` rounds of one short measurement each: the ratio is the median of the rounds' ratios and its
+  interval their range (an agent pairs two files only within one runtime).
 
 The runtime whose fastest faithful file has the lowest ratio wins, and the search prunes in it; the precision is then
 decided as for any fit (``--precision``). The table, each runtime x precision with its ratio, interval, parity,
 agreement and why it was or was not chosen, goes into ``report.json`` (``runtime_choice``) and the summary.
 
-Where latency is not measured here (a predicted target, or a device behind ``--device``) the runtime cannot be chosen
-by measurement yet: the target's own runtime is kept and the report says so.
+Where latency is predicted from a shipped profile (no ``--device``), the runtime cannot be chosen by measurement: the
+target's own runtime is kept and the report says so.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeprune.agent.devices import DeviceSpec
 from edgeprune.errors import EdgepruneError, InputError, first_line
 from edgeprune.export.formats import runnable_here
 from edgeprune.fit.resume import RunJournal
@@ -41,6 +45,7 @@ from edgeprune.runtimes import RUNTIME_NAMES, backend_of, facts_of, known_runtim
 from edgeprune.runtimes.base import Artifact, Session
 from edgeprune.target import Target
 from edgeprune.tasks.base import Task
+from edgeprune.timing import TimingSpec
 from edgeprune.validate.accuracy import agreement_with_model
 from edgeprune.validate.original import check_original_runs
 
@@ -52,6 +57,10 @@ AUTO = "auto"
 PAIR_SECONDS = 1.0
 #: evaluation images an int8 file's agreement with the PyTorch model is measured on, at most
 AGREEMENT_IMAGES = 128
+#: rounds of measurements through an agent (each file once per round, in the same order)
+AGENT_ROUNDS = 3
+#: one measurement of a round through an agent
+AGENT_SPEC = TimingSpec(warmup_runs=5, min_runs=20, min_seconds=0.3, retries=0)
 
 
 @dataclass
@@ -136,20 +145,22 @@ def in_runtime(target: Target, runtime: str) -> Target:
 
 def choose_runtime(target: Target, model: nn.Module, example: torch.Tensor, calibration: np.ndarray,
                    eval_inputs: torch.Tensor, task: Task, precisions: tuple[str, ...], work: Path,
-                   journal: RunJournal, measured_here: bool, runtimes: tuple[str, ...] | None = None
+                   journal: RunJournal, device: DeviceSpec | None = None, runtimes: tuple[str, ...] | None = None
                    ) -> tuple[Target, RuntimeChoice]:
     """The target in the runtime this fit should prune in (see the module docstring), and the choice's record.
 
     ``precisions``: the precisions the run may ship (``fp32``/``int8``); each runtime is tried at those it has.
-    ``runtimes``: the runtimes to try (default: :func:`runtimes_of` the target).
+    ``runtimes``: the runtimes to try (default: :func:`runtimes_of` the target). ``device``: the agent the
+    target's latency is measured on (None: this machine).
     """
-    if not measured_here:
-        why = ("latency here is predicted, not measured" if target.latency_source == "predicted-profile"
-               else "the runtimes are not compared on a device behind --device yet")
-        reason = f"{facts_of(target.runtime).title}, the target's own: {why}, so the runtime was not chosen by measurement"
+    if device is None and target.latency_source == "predicted-profile":
+        reason = (f"{facts_of(target.runtime).title}, the target's own: its latency here is predicted from a shipped "
+                  "profile, so the runtime was not chosen by measurement (pass --device to measure them on it)")
         log.info("runtime: %s", reason)
-        return target, RuntimeChoice(target.runtime, "target", reason)
+        return target, RuntimeChoice(target.runtime, "predicted", reason)
     trials = _trials(runtimes or runtimes_of(target), precisions)
+    if device is not None:
+        _not_on_the_device(trials, device)
     with heartbeat(f"exporting the original model to {len(trials)} runtime x precision pairs"):
         for trial in trials:
             _export_and_check(trial, target, model, example, calibration, eval_inputs, task, work)
@@ -159,7 +170,10 @@ def choose_runtime(target: Target, model: nn.Module, example: torch.Tensor, cali
         failures = "; ".join(f"{t.runtime} {t.precision}: {t.status}" for t in trials)
         raise InputError(f"--runtime auto: the original model runs faithfully in none of the target's runtimes "
                          f"({failures})")
-    _time_against(reference, trials, journal)
+    if device is None:
+        _time_against(reference, trials, journal)
+    else:
+        _time_in_turn(reference, trials, journal, device, target)
     chosen, tied = _fastest(trials, target.runtime)
     ref_name = f"{facts_of(reference.runtime).title} {reference.precision}"
     reason = (f"{facts_of(chosen.runtime).title} {chosen.precision} ran at {chosen.ratio:.2f}x the latency of "
@@ -173,7 +187,8 @@ def choose_runtime(target: Target, model: nn.Module, example: torch.Tensor, cali
     log.info("runtime: %s", reason)
     for trial in trials:
         trial.session = None  # the sessions' memory back before the search
-    return in_runtime(target, chosen.runtime), RuntimeChoice(chosen.runtime, "measured", reason, ref_name, trials)
+    how = "measured here" if device is None else f"measured on {device.url}"
+    return in_runtime(target, chosen.runtime), RuntimeChoice(chosen.runtime, how, reason, ref_name, trials)
 
 
 def _fastest(trials: list[RuntimeTrial], own: str) -> tuple[RuntimeTrial, list[RuntimeTrial]]:
@@ -251,6 +266,46 @@ def _time_against(reference: RuntimeTrial, trials: list[RuntimeTrial], journal: 
         journal.record(key, paired.candidate, summary.ratio)
         log.info("runtime %s %s: %.3f ms, %.2fx the reference [%.2f, %.2f]", trial.runtime, trial.precision,
                  trial.median_ms, trial.ratio, trial.low, trial.high)
+
+
+def _not_on_the_device(trials: list[RuntimeTrial], device: DeviceSpec) -> None:
+    """Trials whose runtime the agent does not have installed are not tried (said in their status)."""
+    from edgeprune.agent.client import AgentClient
+
+    installed = AgentClient(device.url, device.token).info().get("runtimes", {})
+    for trial in trials:
+        entry = installed.get(trial.runtime)
+        if trial.status == "measured" and not (isinstance(entry, dict) and entry.get("installed")):
+            extra = facts_of(trial.runtime).agent_extra or facts_of(trial.runtime).extra
+            trial.status = f"not installed on the device (pip install 'edgeprune[{extra}]' there)"
+
+
+def _time_in_turn(reference: RuntimeTrial, trials: list[RuntimeTrial], journal: RunJournal, device: DeviceSpec,
+                  target: Target) -> None:
+    """Each trial's file timed on the agent in turn with the reference's, :data:`AGENT_ROUNDS` rounds (replayed
+    on --resume); its ratio is the median of the rounds' ratios, its interval their range."""
+    from edgeprune.agent.client import AgentClient
+
+    client = AgentClient(device.url, device.token)
+    timed = [t for t in trials if t.artifact is not None and t.session is not None]
+    readings: dict[int, list[float]] = {id(t): [] for t in timed}
+    for round_index in range(AGENT_ROUNDS):
+        for trial in [reference, *[t for t in timed if t is not reference]]:
+            key = f"runtime-choice:{trial.runtime}:{trial.precision}:{round_index}"
+            stats = journal.measurement(key)
+            if stats is None:
+                runtime_target = in_runtime(target, trial.runtime).with_precision(trial.precision)
+                with heartbeat(f"timing {facts_of(trial.runtime).title} {trial.precision} on the device"):
+                    stats = client.measure(trial.artifact, runtime_target, AGENT_SPEC).stats  # type: ignore[arg-type]
+                journal.record(key, stats)
+            readings[id(trial)].append(stats.median_ms)
+    base = readings[id(reference)]
+    for trial in timed:
+        ratios = sorted(ms / ref for ms, ref in zip(readings[id(trial)], base))
+        trial.ratio, trial.low, trial.high = float(np.median(ratios)), ratios[0], ratios[-1]
+        trial.median_ms = float(np.median(readings[id(trial)]))
+        log.info("runtime %s %s on the device: %.3f ms, %.2fx the reference [%.2f, %.2f]", trial.runtime,
+                 trial.precision, trial.median_ms, trial.ratio, trial.low, trial.high)
 
 
 def _feed(artifact: Artifact) -> dict[str, np.ndarray]:

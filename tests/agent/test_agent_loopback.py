@@ -205,6 +205,19 @@ def test_tflite_via_the_client(client: AgentClient, tiny: nn.Module, model_dir: 
     assert result.environment["runtime"] == "litert"
 
 
+@pytest.mark.parametrize("runtime", ["ncnn", "executorch"])
+def test_the_runtimes_of_the_wing_via_the_client(runtime: str, client: AgentClient, tiny: nn.Module,
+                                                 model_dir: Path) -> None:
+    """ncnn's two files go up as a zip and are unpacked under the agent's names; a .pte goes up as it is."""
+    from edgeprune.runtimes import backend_of, facts_of
+
+    target = load_target(facts_of(runtime).default_target)
+    artifact = backend_of(runtime).export(tiny, torch.randn(*SHAPE), model_dir / f"tiny-{runtime}", target)
+    result = client.measure(artifact, target, SPEC)
+    _assert_sane(result.stats)
+    assert result.environment["runtime"] == runtime
+
+
 # ------------------------------------------------------------------------------------------------
 # refusals
 # ------------------------------------------------------------------------------------------------
@@ -377,6 +390,11 @@ BAD_PAYLOADS: dict[str, tuple[str, str, bytes]] = {
     "xml-entity": ("openvino", "openvino", _zip({"model.xml": _ENTITY_XML, "model.bin": b"\0" * 8})),
     "xml-not-an-ir": ("openvino", "openvino", _zip({"model.xml": b"<html></html>", "model.bin": b"\0"})),
     "empty-body": ("onnx", "onnxruntime", b""),
+    "text-as-ncnn": ("ncnn", "ncnn", b"x" * 100),
+    "ncnn-zip-traversal": ("ncnn", "ncnn", _zip({"../model.ncnn.param": b"7767517\n1 1\n", "model.ncnn.bin": b"\0"})),
+    "ncnn-param-not-ncnn": ("ncnn", "ncnn", _zip({"model.ncnn.param": b"<html></html>", "model.ncnn.bin": b"\0" * 8})),
+    "text-as-pte": ("pte", "executorch", b"x" * 100),
+    "pickle-as-pte": ("pte", "executorch", _PICKLED_DICT),
 }
 
 
