@@ -191,8 +191,8 @@ def _fit(config: FitConfig) -> FitResult:
     target = _at_precision(config, in_runtime(loaded, loaded.runtime if runtime == AUTO else runtime), measured)
     if config.keep_float and target.precision != "int8":
         log.warning("--keep-float is ignored: this run's candidates are %s, not INT8", target.precision)
-    if config.qat_epochs > 0:  # before any work: LiteRT's quantizer here has no QAT path
-        check_qat_runtime(target.runtime, target.name)
+    if config.qat_epochs > 0 and (runtime != AUTO or not _runtimes_for(config, loaded)):  # before any work
+        check_qat_runtime(target.runtime, target.name)  # (auto chooses among the runtimes with a QAT path)
     backend = get_backend(target)
     importance = get_importance(config.importance)
     choice: RuntimeChoice | None = None

@@ -58,8 +58,8 @@ def check_qat_runtime(runtime: str, target_name: str) -> None:
     facts = facts_of(runtime)
     if not facts.qat:
         capable = " and ".join(f.title for f in RUNTIME_FACTS if f.qat)
-        raise InputError(f"--qat-epochs: target '{target_name}' runs {facts.title}, whose INT8 files cannot come "
-                         f"from a quantization-aware model here (implemented for {capable}); drop --qat-epochs")
+        raise InputError(f"--qat-epochs: target '{target_name}' runs {facts.title}, whose quantizer here has no "
+                         f"quantization-aware training path (implemented for {capable}); drop --qat-epochs")
 
 
 @contextlib.contextmanager
