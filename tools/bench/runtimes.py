@@ -16,9 +16,11 @@ evaluation images, refused under the task's INT8 floor) and timed against the ON
 :func:`edgeprune.paired.measure_paired`, twice: once exactly as the fit does (``_time_against``: about 1 s per pair,
 extended while its interval is wider than 10%) and once longer (``--pair-seconds``, extended to a 5% interval) for the
 table. ``_fastest`` (the fit's rule) is applied to both, so the table says what ``--runtime auto`` picks with the
-fit's short pairing and what the same rule picks on the longer one. A fit at ``--budget 100%`` is not used: its
-report would carry the same table, but a run whose original already meets the budget stops after it, so nothing
-else in it would be measured; calling the module directly is the same code without the rest of a fit.
+fit's short pairing and what the same rule picks on the longer one. Why not ``edgeprune fit --budget 100%``: the
+runtime choice runs before the budget is looked at (so 100% does not skip it, and the fit then ships the original
+as it is: ``FitRun._nothing_to_prune``, ``_original_meets_the_budget``), and its report.json would hold the same
+table; but it times each pair once, for about 1 s, and drops the sessions. Calling the module runs the same code,
+keeps the sessions for the longer pairing and turns any exception the fit does not catch into that cell's status.
 
 Part 2 (``--fits``), per model: the ONNX Runtime fp32 original is exported and timed alone; each fit gets 50% and
 33.3% of that median as an absolute budget in ms (the same for every runtime), and ``edgeprune fit --runtime R
@@ -237,8 +239,12 @@ def measure_runtimes(case: ModelCase, pair_seconds: float, work: Path) -> dict[s
         feed = rc._feed(trial.artifact)
         session, ref_session = trial.session, reference.session
         assert session is not None and ref_session is not None
-        paired = measure_paired(lambda: ref_session.run(ref_feed), lambda: session.run(feed),  # noqa: B023
-                                schedule(pair_seconds, max_interval_share=0.05))
+        try:
+            paired = measure_paired(lambda: ref_session.run(ref_feed), lambda: session.run(feed),  # noqa: B023
+                                    schedule(pair_seconds, max_interval_share=0.05))
+        except Exception as exc:  # noqa: BLE001
+            trial.status = f"failed while timed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            continue
         s = paired.summary
         trial.ratio, trial.low, trial.high, trial.median_ms = s.ratio, s.low, s.high, paired.candidate.median_ms
         reference_ms += paired.reference_round_ms
@@ -436,8 +442,10 @@ def render(saved: dict[str, Any]) -> list[str]:
              "(alternating rounds, median of per-round ratios, 90% bootstrap interval) in the same run: below 1 is "
              "faster. *Fit's pairing* is the fit's own short measurement; the pick applies the fit's rule "
              "(`_fastest`: lowest ratio; among pairs within each other's intervals the target's own runtime, else "
-             "the first with a per-layer profiler) to each set of ratios. A fit at `--budget 100%` is not used: an "
-             "original that meets its budget ends the fit, so the module is called directly.", ""]
+             "the first with a per-layer profiler) to each set of ratios. Why not `edgeprune fit --budget 100%`: it "
+             "makes the same choice (before the budget is looked at) and its report.json holds the same table, "
+             "but it times each pair once, about 1 s; calling the module keeps the sessions for the longer "
+             "pairing and turns any failure into its cell.", ""]
     for name, result in saved.get("part1", {}).items():
         lines += render_part1(result) if "trials" in result else [f"### {name}", "", f"failed: {result['error']}", ""]
     if saved.get("part2"):
@@ -446,7 +454,8 @@ def render(saved: dict[str, Any]) -> list[str]:
                   "runtime has the same absolute budget. *Speedup vs ORT fp32 original*: the shipped file timed "
                   "paired against that original after all fits (`edgeprune bench`'s pairing); *fit's own*: its "
                   "report's paired speedup against the original in the runtime it shipped in. Exit 0: shipped; "
-                  "2: the budget cannot be met.", ""]
+                  "2: refused (the budget cannot be met, or an input error: the fit's line says which); 3: "
+                  "validation failed (files kept); 5: CPU oversubscribed.", ""]
         for name, result in saved["part2"].items():
             lines += render_part2(result) if "fits" in result else [f"### Fits: {name}", "",
                                                                    f"failed: {result['error']}", ""]
