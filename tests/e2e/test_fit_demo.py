@@ -16,6 +16,7 @@ from cli_in_process import run_cli_in_process
 from log_gaps import assert_never_silent
 
 import edgeprune
+from edgeprune.export.formats import format_of_path
 from edgeprune.models.demo import DEMO_PREPROCESSING
 from edgeprune.runtimes.onnx_export import export_onnx
 from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeSession
@@ -156,18 +157,13 @@ def _fit_ships_the_target_runtimes_artifact(target: str, artifact: str, out: Pat
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert (out / artifact).is_file() and not (out / "model.onnx").exists()
-    assert report["artifact"]["format"] == {"model.xml": "openvino", "model.tflite": "tflite"}[artifact]
+    assert report["artifact"]["format"] == format_of_path(out / artifact)
     assert report["final"]["latency"]["backend"] == report["target"]["runtime"]
     assert report["parity"]["max_abs_diff"] < 1e-3
     assert report["final"]["top1"] is not None
 
 
-@pytest.mark.parametrize(("target", "artifact"), RUNTIME_TARGETS)
-def test_a_fit_on_each_runtime_ships_and_measures_its_artifact(target: str, artifact: str, tmp_path: Path) -> None:
-    """The quick tier's fit per runtime: one keep ratio for every group (no kernel profile of the runtime to build),
-    bisected in at most three measured rounds, scored on 64 calibration images, evaluated on 100."""
-    _fit_ships_the_target_runtimes_artifact(target, artifact, tmp_path / target, "--allocation", "uniform",
-                                            "--max-rounds", "3", "--eval-images", "100", "--calib-images", "64")
+# the quick tier's fit per runtime is the runtime contract's whole fit (tests/runtimes/test_whole_fit.py)
 
 
 @pytest.mark.full

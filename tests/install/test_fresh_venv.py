@@ -1,7 +1,7 @@
 """The install commands of docs/install.md and the README, run as written in fresh virtual environments.
 
 * On a device: ``make wheel`` here, then the README's Pi commands as written (a venv, ``pip install
-  "$(ls edgeprune-*.whl)[agent-tflite]"``) in a folder holding the wheel; the venv has no torch, and its
+  "$(ls edgeprune-*.whl)[agent-tflite,agent-ncnn]"``) in a folder holding the wheel; the venv has no torch, and its
   ``edgeprune agent`` serves a measurement of a LiteRT file made here.
 * From a checkout: ``pip install '.[agent-onnxruntime]'`` (not editable) gives a working ``edgeprune targets``.
 
@@ -57,19 +57,20 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def readme_pi_install() -> list[str]:
-    """The README's commands that install the agent on the Pi (its block with ``[agent-tflite]``), up to the
+    """The README's commands that install the agent on the Pi (its block with ``agent-tflite``), up to the
     token and the agent itself, which the test sets up with a free port."""
     text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     blocks = text.split("```")[1::2]
-    block = next(b for b in blocks if "[agent-tflite]" in b)
+    block = next(b for b in blocks if "pip install" in b and "agent-tflite" in b)
     lines = [line.strip() for line in block.splitlines() if line.strip()]
     return [line for line in lines if not line.startswith(("export ", "edgeprune "))]
 
 
-@pytest.fixture()
-def device_agent(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(scope="module")
+def device_agent(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The README's Pi install, run as written in a folder holding the wheel (as after its ``scp``): a fresh venv
-    with only the wheel and its agent-tflite extra, then the agent started from it."""
+    with only the wheel and its agent extras (LiteRT, ncnn), then the agent started from it."""
+    tmp_path = tmp_path_factory.mktemp("device")
     pi = tmp_path / "pi-home"
     pi.mkdir()
     shutil.copy(wheel, pi)
@@ -89,16 +90,17 @@ def device_agent(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, bin_dir
 
 
-def test_the_wheel_with_agent_tflite_serves_a_measurement_without_torch(device_agent: tuple[str, Path],
-                                                                          tmp_path: Path) -> None:
+@pytest.mark.parametrize("target_name", ["cpu-tflite", "cpu-ncnn"])
+def test_the_wheel_with_its_agent_extras_serves_measurements_without_torch(device_agent: tuple[str, Path],
+                                                                           target_name: str, tmp_path: Path) -> None:
     url, _ = device_agent
-    target = load_target("cpu-tflite")
+    target = load_target(target_name)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()).eval()
     artifact = get_backend(target).export(model, torch.randn(1, 3, 16, 16), tmp_path / "tiny", target)
     client = AgentClient(url, TOKEN)
     info = client.info()
-    assert info["runtimes"]["litert"]["installed"], info["runtimes"]
+    assert info["runtimes"][target.runtime]["installed"], info["runtimes"]
     stats = client.measure(artifact, target, TimingSpec(warmup_runs=2, min_runs=20, min_seconds=0.1, retries=0)).stats
     assert stats.runs >= 20 and 0 < stats.median_ms
 

@@ -134,7 +134,7 @@ CASES: dict[str, Case] = {
     "std-zero": Case(fit(std="0,1,1"), r"std values must be positive"),
     # -- target -----------------------------------------------------------------------------------
     "target-unknown": Case(fit(target="rpi44"),
-                           r"unknown target 'rpi44'\. Did you mean 'rpi4'\? Known: cpu, cpu-openvino, .*rpi5\."),
+                           r"unknown target 'rpi44'\. Did you mean 'rpi4'\? Known: cpu, cpu-executorch, .*rpi5\."),
     "target-file-missing": Case(fit(target="{d}/nope.toml"), r"target file not found"),
     "target-file-not-toml": Case(fit(target="{d}/bad.toml"), r"bad\.toml is not valid TOML"),
     "target-file-bad-key": Case(fit(target="{d}/bad_key.toml"), r"unknown key\(s\) speed"),
