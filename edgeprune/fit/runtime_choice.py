@@ -7,7 +7,8 @@ fp32 and, where the runtime quantizes and the run may ship INT8, at int8; each f
 
 * checked against PyTorch (fp32: its outputs within fp32's tolerance, :func:`~edgeprune.validate.original
   .check_original_runs`; int8: the task's agreement with the PyTorch model on evaluation images, at least the task's
-  INT8 floor),
+  INT8 floor, the file quantized on at most :data:`CHOICE_CALIBRATION_IMAGES` calibration images: it is screened
+  and timed, not shipped),
 * timed against the reference, the target's own runtime at fp32, in alternating rounds on this machine
   (:func:`~edgeprune.paired.measure_paired`): a ratio with its bootstrap interval, never two readings minutes apart.
   On a device behind ``--device`` (the first agent of a pool), the files are timed in turn, reference first, in
@@ -57,6 +58,10 @@ AUTO = "auto"
 PAIR_SECONDS = 1.0
 #: evaluation images an int8 file's agreement with the PyTorch model is measured on, at most
 AGREEMENT_IMAGES = 128
+#: calibration images each runtime's quantizer gets for the choice, at most: its file is timed and screened here,
+#: not shipped (the fit quantizes the chosen runtime's models on every calibration image); quantizers that calibrate
+#: image by image in Python (ExecuTorch's PT2E took 165 s on cifar-resnet56 at 128) are the choice's slowest step
+CHOICE_CALIBRATION_IMAGES = 32
 #: rounds of measurements through an agent (each file once per round, in the same order)
 AGENT_ROUNDS = 3
 #: one measurement of a round through an agent
@@ -161,7 +166,8 @@ def choose_runtime(target: Target, model: nn.Module, example: torch.Tensor, cali
     trials = _trials(runtimes or runtimes_of(target), precisions)
     if device is not None:
         _not_on_the_device(trials, device)
-    with heartbeat(f"exporting the original model to {len(trials)} runtime x precision pairs"):
+    tried = sum(t.status == "measured" for t in trials)
+    with heartbeat(f"exporting the original model to {tried} runtime x precision pairs"):
         for trial in trials:
             _export_and_check(trial, target, model, example, calibration, eval_inputs, task, work)
     reference = next((t for t in trials if t.runtime == target.runtime and t.precision != "int8" and t.session),
@@ -224,7 +230,7 @@ def _export_and_check(trial: RuntimeTrial, target: Target, model: nn.Module, exa
     runtime_target = in_runtime(target, trial.runtime).with_precision(trial.precision)
     backend = backend_of(trial.runtime)
     try:
-        exporter = for_precision(backend, runtime_target, calibration)
+        exporter = for_precision(backend, runtime_target, calibration[:CHOICE_CALIBRATION_IMAGES])
         trial.artifact = exporter.export(model, example, work / f"runtime-{trial.runtime}-{trial.precision}",
                                          runtime_target)
         if trial.precision == "int8":
