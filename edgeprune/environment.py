@@ -12,7 +12,8 @@ from typing import Any
 
 _PACKAGES = (
     "edgeprune", "torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "openvino", "litert-torch",
-    "ai-edge-litert", "ai-edge-quantizer", "nncf", "numpy", "scikit-learn", "timm",
+    "ai-edge-litert", "ai-edge-quantizer", "nncf", "ncnn", "pnnx", "executorch", "torchao", "numpy", "scikit-learn",
+    "timm",
 )
 
 

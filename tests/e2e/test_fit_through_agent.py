@@ -100,3 +100,22 @@ def test_a_device_lost_mid_run_keeps_the_state_and_resume_finishes(tmp_path: Pat
         second.close()
     assert result.report["resume"]["measurements_replayed"] >= 1
     assert_meets_budget_share(load_model("demo").model, result.report, tmp_path / "out", tmp_path)
+
+
+@pytest.mark.full
+def test_runtime_auto_through_an_agent_times_each_runtime_on_the_device(agent_url: str, tmp_path: Path) -> None:
+    """A Pi-like target listing two runtimes, measured through the agent: each file is timed there in turn (three
+    rounds), the choice and its table are in the report, and the search then measures in the chosen runtime."""
+    target = tmp_path / "board.toml"
+    target.write_text('name = "board"\nruntime = "onnxruntime"\nruntimes = ["onnxruntime", "ncnn"]\n'
+                      'latency_source = "predicted-profile"\nprofile = "rpi4"\nchannel_alignment = 8\n')
+    result = edgeprune.fit("demo", target=str(target), budget="70%", out=tmp_path / "out", device=agent_url,
+                           device_token=TOKEN, precision="fp32", allocation="uniform", max_rounds=3,
+                           eval_images=64, calib_images=64)
+    choice = result.report["runtime_choice"]
+    assert choice["how"] == f"measured on {agent_url}"
+    measured = {t["runtime"]: t for t in choice["trials"] if t["ratio"] is not None}
+    assert set(measured) == {"onnxruntime", "ncnn"}, choice["trials"]
+    assert measured["onnxruntime"]["ratio"] == 1.0  # the reference, against itself round by round
+    assert result.report["target"]["runtime"] == choice["runtime"]
+    assert result.report["final"]["latency"]["source"] == "measured-agent"
