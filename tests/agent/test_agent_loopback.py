@@ -205,7 +205,7 @@ def test_tflite_via_the_client(client: AgentClient, tiny: nn.Module, model_dir: 
     assert result.environment["runtime"] == "litert"
 
 
-@pytest.mark.parametrize("runtime", ["ncnn", "executorch"])
+@pytest.mark.parametrize("runtime", ["ncnn", pytest.param("executorch", marks=pytest.mark.full)])
 def test_the_runtimes_of_the_wing_via_the_client(runtime: str, client: AgentClient, tiny: nn.Module,
                                                  model_dir: Path) -> None:
     """ncnn's two files go up as a zip and are unpacked under the agent's names; a .pte goes up as it is."""
