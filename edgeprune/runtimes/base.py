@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from edgeprune.target import Target
 
 __all__ = ["ARTIFACT_FORMATS", "FLOAT_MODULE", "Artifact", "Backend", "Int8Request", "LayerPrecision", "LayerTiming",
-           "Session"]
+           "Session", "single_input"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,19 @@ class Session(Protocol):
     def profile_layers(self, inputs: Mapping[str, np.ndarray], spec: TimingSpec) -> list[LayerTiming]:
         """Per-node times from the runtime's profiler; raises NotImplementedError where there is none."""
         ...
+
+
+def single_input(inputs: Mapping[str, np.ndarray], name: str, title: str) -> np.ndarray:
+    """The one input of a single-input model, found by its own ``name`` or, failing that, as the mapping's only
+    value (a file's input may be named otherwise than callers say: TFLite's ``serving_default_args_0``, ncnn's
+    ``in0``), as contiguous float32; one line naming the ``title`` runtime when there are several."""
+    if name in inputs:
+        value = inputs[name]
+    elif len(inputs) == 1:
+        value = next(iter(inputs.values()))
+    else:
+        raise InputError(f"{title} model takes one input, got {len(inputs)}: {', '.join(inputs)}")
+    return np.ascontiguousarray(value, dtype=np.float32)
 
 
 @dataclass(frozen=True)

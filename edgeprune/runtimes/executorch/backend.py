@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgeprune.errors import InputError, MissingRuntimeError, first_line
-from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision, LayerTiming
+from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision, LayerTiming, single_input
 from edgeprune.runtimes.executorch.lowering import INPUT_NAME
 from edgeprune.runtimes.executorch.threadpool import POOL
 from edgeprune.runtimes.native_output import quiet_native_output
@@ -109,13 +109,7 @@ class ExecuTorchSession:
         """The single input as a contiguous float32 torch tensor of the program's shape."""
         import torch
 
-        if self.input_name in inputs:
-            value = inputs[self.input_name]
-        elif len(inputs) == 1:
-            value = next(iter(inputs.values()))
-        else:
-            raise InputError(f"ExecuTorch program takes one input, got {len(inputs)}: {', '.join(inputs)}")
-        array = np.ascontiguousarray(value, dtype=np.float32)
+        array = single_input(inputs, self.input_name, "ExecuTorch")
         if tuple(array.shape) != self.input_shape:
             raise InputError(f"ExecuTorch program expects input shape {self.input_shape}, got {tuple(array.shape)}")
         return torch.from_numpy(array.copy())

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgeprune.errors import InputError, MissingRuntimeError, first_line
-from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision, LayerTiming
+from edgeprune.runtimes.base import Artifact, Backend, Int8Request, LayerPrecision, LayerTiming, single_input
 from edgeprune.runtimes.native_output import quiet_native_output
 from edgeprune.target import Target
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
@@ -102,13 +102,7 @@ class LiteRtSession:
     def _input_array(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The single input, found by the model's tensor name or, failing that, as the mapping's only value
         (TFLite names it ``serving_default_args_0``, callers usually say ``input``)."""
-        if self.input_name in inputs:
-            value = inputs[self.input_name]
-        elif len(inputs) == 1:
-            value = next(iter(inputs.values()))
-        else:
-            raise InputError(f"LiteRT model takes one input, got {len(inputs)}: {', '.join(inputs)}")
-        array = np.ascontiguousarray(value, dtype=np.float32)
+        array = single_input(inputs, self.input_name, "LiteRT")
         if tuple(array.shape) != self.input_shape:
             raise InputError(f"LiteRT model expects input shape {self.input_shape}, got {tuple(array.shape)}")
         if self._input_quant is not None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import InputError, MissingRuntimeError
-from edgeprune.runtimes.base import LayerTiming
+from edgeprune.runtimes.base import LayerTiming, single_input
 from edgeprune.runtimes.ncnn.param import ParamError, ParamFile, bin_path, read_param
 from edgeprune.timing import LatencyStats, TimingSpec, measure_latency
 
@@ -73,13 +73,7 @@ class NcnnSession:
 
     def _input_mat(self, inputs: Mapping[str, np.ndarray]) -> Any:
         """The single input as an owned ``ncnn.Mat`` (CHW: the batch of 1 dropped)."""
-        if self.input_name in inputs:
-            value = inputs[self.input_name]
-        elif len(inputs) == 1:
-            value = next(iter(inputs.values()))
-        else:
-            raise InputError(f"ncnn model takes one input, got {len(inputs)}: {', '.join(inputs)}")
-        array = np.asarray(value, dtype=np.float32)
+        array = single_input(inputs, self.input_name, "ncnn")
         if array.ndim < 2 or array.shape[0] != 1:
             raise InputError(f"ncnn runs batch 1; got an input of shape {tuple(array.shape)}")
         return self._ncnn.Mat(np.ascontiguousarray(array[0])).clone()  # a copy ncnn owns, not numpy's memory
