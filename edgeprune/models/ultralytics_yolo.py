@@ -109,9 +109,12 @@ def _forget_anchors(head: nn.Module, _inputs: Any, _output: Any) -> None:
     """After every forward, drop the anchors the Detect head caches for its input size.
 
     The head keeps them between calls; an ONNX export (traced with fake tensors) would leave fake anchors there,
-    which a later deep copy of the model (every pruned candidate is one) cannot copy. Recomputing them costs a
-    few small ops per PyTorch call; the exported graph is the same (they are constants there either way).
+    which a later deep copy of the model (every pruned candidate is one) cannot copy. Anchors computed on real
+    tensors are kept: a TorchScript trace (ncnn's export through pnnx) then takes them as constants, where
+    recomputing them would trace ``arange``/``meshgrid``, which ncnn has no layers for.
     """
+    if type(head.anchors) is torch.Tensor and type(head.strides) is torch.Tensor:
+        return
     head.shape = None
     head.anchors = head.strides = _NO_ANCHORS
 

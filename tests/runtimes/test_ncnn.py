@@ -225,3 +225,19 @@ def test_an_operation_ncnn_cannot_run_is_named_in_one_line(backend, target, tmp_
     with pytest.raises(InputError, match="ncnn has no layer for Tensor.slice") as caught:
         backend.export(StridedSlice().eval(), torch.randn(1, 3, 8, 8), tmp_path / "m", target)
     assert "\n" not in str(caught.value) and not list(tmp_path.iterdir())
+
+
+def test_a_yolo_detector_converts_with_its_anchor_grid_as_constants(backend, target, tmp_path: Path) -> None:  # noqa: ANN001
+    """The Detect head builds its anchor grid with arange/meshgrid (no ncnn layers); real anchors are kept cached, so
+    the trace takes them as constants and the whole detector runs in ncnn like in PyTorch."""
+    from edgeprune.models.ultralytics_yolo import build_yolo
+
+    model, _, _ = build_yolo("yolov8n.yaml", 3)
+    x = torch.rand(1, 3, 64, 64)
+    artifact = backend.export(model.eval(), x, tmp_path / "yolo", target)
+    with torch.no_grad():
+        expected = model(x)
+    expected = (expected[0] if isinstance(expected, (tuple, list)) else expected).numpy()
+    produced = backend.load(artifact, target).run({artifact.input_name: x.numpy()})[0]
+    assert produced.shape == expected.shape
+    assert np.abs(produced - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
