@@ -10,8 +10,11 @@ from contract import BackendContract
 from edgeprune.runtimes import backend_of
 from edgeprune.target import load_target
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
-                                reason="the ExecuTorch runtime needs 'executorch' (pip install 'edgeprune[executorch]')")
+# full tier: its first lowering costs about 10 s, and tests/runtimes/test_executorch.py covers export, parity, timing,
+# threads, the profile and INT8 in the quick tier
+pytestmark = [pytest.mark.full,
+              pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
+                                 reason="the ExecuTorch runtime needs 'executorch' (pip install 'edgeprune[executorch]')")]
 
 
 class TestExecuTorch(BackendContract):
