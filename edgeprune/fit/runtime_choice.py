@@ -243,7 +243,7 @@ def _export_and_check(trial: RuntimeTrial, target: Target, model: nn.Module, exa
         else:
             trial.parity = check_original_runs(backend, runtime_target, trial.artifact, model, eval_inputs)
             session = backend.load(trial.artifact, runnable_here(runtime_target)[0])
-        trial.session = session
+        trial.session = session if trial.status == "measured" else None  # a refused file is not timed
     except (EdgepruneError, NotImplementedError, RuntimeError, ValueError) as exc:
         trial.status = f"failed: {first_line(exc, 200)}"
         log.info("runtime %s %s: %s", trial.runtime, trial.precision, trial.status)
