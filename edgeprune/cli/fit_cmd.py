@@ -273,6 +273,13 @@ def print_summary(result: FitResult) -> None:
         if tried:
             console.print(f"                    latency ratios against {choice['reference']}: {', '.join(tried)}",
                           highlight=False)
+    widths = (r.get("method") or {}).get("uniform_guard") or {}
+    if widths.get("uniform"):  # the search's candidate against the uniform cut at the same latency
+        won, lost = ("uniform", "latency_search") if widths["chosen"] == "uniform" else ("latency_search", "uniform")
+        names = {"uniform": "one keep ratio for every group", "latency_search": "the latency search's widths"}
+        console.print(f"  widths            {names[won]} (output distortion {widths[won]['distortion']:.3g}) over "
+                      f"{names[lost]} ({widths[lost]['distortion']:.3g}), both measured within "
+                      f"{widths['ceiling_ms']:.3f} ms", highlight=False)
     metric = "accuracy" if result.metric_name == "top-1" else result.metric_name
     console.print(f"  {metric:17s} {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")

@@ -20,6 +20,7 @@ from torch import nn
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError
 from edgeprune.fit.loop.base import Allocation, Candidate, RoundsExhausted
+from edgeprune.fit.loop.guard import GUARD_KIND
 from edgeprune.fit.loop.upward import search_upward, undershoots
 from edgeprune.fit.resume import keep_key
 from edgeprune.latency.candidates import CONFIRM_TIMING, Measurement
@@ -38,8 +39,9 @@ CONFIRM_KINDS = ("preconfirm", "preconfirm-recheck", "confirm", "recheck")
 
 
 def search_rounds(rounds: list[dict[str, Any]]) -> int:
-    """How many of ``rounds`` count against ``--max-rounds``: all but confirmations and depth pruning's own."""
-    return sum(r["kind"] not in CONFIRM_KINDS and r["kind"] not in DEPTH_KINDS for r in rounds)
+    """How many of ``rounds`` count against ``--max-rounds``: all but confirmations, depth pruning's own and the
+    uniform-cut guard's (bounded by :data:`~edgeprune.fit.loop.guard.GUARD_ROUNDS`)."""
+    return sum(r["kind"] not in (*CONFIRM_KINDS, *DEPTH_KINDS, GUARD_KIND) for r in rounds)
 
 
 class ClosedLoop:
@@ -98,6 +100,10 @@ class ClosedLoop:
                 with self.clock("search"):
                     candidate = search_upward(allocation, candidate, budget_ms, self._measure_keep)
                     assert candidate.measured_ms is not None
+            if candidate.measured_ms <= budget_ms:
+                with self.clock("search"):
+                    candidate = allocation.settle(candidate, budget_ms)  # the uniform-cut guard, once
+                assert candidate.measured_ms is not None
             best_ms = min(best_ms, candidate.measured_ms)
             early = self._confirm_before_recovery(candidate, budget_ms) \
                 if final_step and candidate.measured_ms <= budget_ms else None

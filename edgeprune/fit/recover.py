@@ -71,9 +71,17 @@ class Recovery:
     def recover(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup],
                 name: str) -> nn.Module:
         """A slim copy of ``reference`` keeping ``keep``, recovered; ``name`` labels its checkpoint."""
-        example = self.inputs.example
         if not keep:
             return self._finetune(copy.deepcopy(reference), name, {}, groups) if self.depth_pruned else reference
+        return self._finetune(self.rebuild(reference, keep, groups), name, keep, groups)
+
+    def rebuild(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup]) -> nn.Module:
+        """A slim copy of ``reference`` keeping ``keep`` with the recovery's steps that come before fine-tuning:
+        least-squares reconstruction where the run reconstructs, batch-norm re-estimation where it re-estimates.
+
+        Deterministic for a given seed, so the uniform-cut guard (:mod:`edgeprune.fit.loop.guard`) compares two
+        candidates as the recovery will leave them, and the one recovered later is the one compared."""
+        example = self.inputs.example
         slim = slim_copy(reference, example, keep, self.config.frozen_modules)
         if self.reconstructs:
             errors = reconstruct_consumers(reference, slim, example, self.inputs.calibration, keep, groups,
@@ -98,7 +106,7 @@ class Recovery:
         if self.recalibrates_bn:
             with placed_on(slim, self.device):
                 recalibrate_batchnorm(slim, self.inputs.calibration)
-        return self._finetune(slim, name, keep, groups)
+        return slim
 
     def train_spec(self) -> TrainSpec:
         """The fine-tune's optimiser settings."""

@@ -28,12 +28,14 @@ from torch import nn
 from edgeprune.budget import Budget
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError, EdgepruneError, InputError
+from edgeprune.fit.candidate_distortion import CandidateDistortion
 from edgeprune.fit.closed_loop import DEPTH_KINDS, ClosedLoop, search_rounds
 from edgeprune.fit.depth import NEAR_MISS_SHARE, DepthResult, depth_hint, prune_depth
 from edgeprune.fit.inputs import FitInputs
 from edgeprune.fit.labels import check_labels_early
 from edgeprune.fit.loop.base import Allocation, RoundsExhausted, floor_hint, kept_fraction
 from edgeprune.fit.loop.deferred import DeferredAllocation
+from edgeprune.fit.loop.guard import GUARD_KIND, UniformGuard
 from edgeprune.fit.loop.latency_search import LatencySearch
 from edgeprune.fit.loop.uniform import UniformBisection
 from edgeprune.fit.precision_stage import QUANTIZED, QUANTIZED_MIXED, PrecisionStage
@@ -323,8 +325,9 @@ class FitRun(ClosedLoop, PrecisionStage):
         floor = lambda keep: self._measure_keep(keep, "floor", {})  # noqa: E731
         if isinstance(self.measurer, PredictedMeasurer):
             assert self.measurer.latency is not None
-            return LatencySearch(step.groups, step.scores, self.measurer.latency, self.target.channel_alignment,
-                                 comparable, floor, hint, self.measurer.latency.source)
+            return self._guarded(LatencySearch(step.groups, step.scores, self.measurer.latency,
+                                               self.target.channel_alignment, comparable, floor, hint,
+                                               self.measurer.latency.source))
 
         def table_search() -> Allocation:
             assert step is not None
@@ -342,8 +345,25 @@ class FitRun(ClosedLoop, PrecisionStage):
                                  hint, f"lookup table ({self.measurer.timer.source})")
 
         if self.step_start_ms <= self.step_budget_ms * (1 - self.config.search_headroom):
-            return DeferredAllocation(table_search)  # nothing to search unless the starting model misses later
-        return table_search()
+            # nothing to search unless the starting model misses later
+            return self._guarded(DeferredAllocation(table_search))
+        return self._guarded(table_search())
+
+    def _guarded(self, search: Allocation) -> UniformGuard:
+        """``search`` behind the uniform-cut guard (:mod:`edgeprune.fit.loop.guard`): its candidate against the
+        uniform cut at the same measured latency, by output distortion on calibration images."""
+        step = self.step
+        assert step is not None
+        distortion = CandidateDistortion(step.model, step.groups, self.inputs.calibration, self.recovery.rebuild,
+                                         self.inputs.task.output_distortion, self.recovery.device)
+
+        def distortion_of(keep: dict[str, list[int]]) -> float:
+            with naming_the_module(step.model, "comparing the search's candidate with the uniform cut"), \
+                    heartbeat("rebuilding a candidate and measuring its output distortion"):
+                return distortion(keep)
+
+        return UniformGuard(search, step.groups, step.scores, self.target.channel_alignment, self._measure_keep,
+                            distortion_of)
 
     # -- measuring --------------------------------------------------------------------------------
     def _measure(self, model: nn.Module, kind: str, keep: dict[str, list[int]],
@@ -413,7 +433,8 @@ class FitRun(ClosedLoop, PrecisionStage):
         log.info("%s: %s → %s %.3f ms%s%s%s", kind, what, verb, stats.median_ms, predicted, noisy, verdict)
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
-        if search_rounds(self.rounds[self.retired_rounds:]) >= self.config.max_rounds * self.config.steps:
+        if kind != GUARD_KIND and \
+                search_rounds(self.rounds[self.retired_rounds:]) >= self.config.max_rounds * self.config.steps:
             raise RoundsExhausted()
         assert self.step is not None
         model = self.step.model

@@ -154,7 +154,7 @@ def remove_blocks(model: nn.Module, names: Sequence[str]) -> nn.Module:
     return slim
 
 
-def _logits(model: nn.Module, calibration: torch.Tensor, batch_size: int) -> torch.Tensor:
+def batched_outputs(model: nn.Module, calibration: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The model's outputs on ``calibration``, run where the model is, returned on the CPU."""
     device = next((p.device for p in model.parameters()), calibration.device)
     return torch.cat([model(calibration[i:i + batch_size].to(device)).cpu()
@@ -178,7 +178,7 @@ def _distortions(model: nn.Module, candidates: Sequence[str], calibration: torch
         try:
             if recalibration is not None:
                 recalibrate_batchnorm(model, recalibration)
-            kl = distortion_of(_logits(model, calibration, batch_size), reference)
+            kl = distortion_of(batched_outputs(model, calibration, batch_size), reference)
         finally:
             for buffer, value in saved:
                 buffer.copy_(value)
@@ -200,7 +200,7 @@ def removal_distortion(model: nn.Module, blocks: Sequence[str], calibration: tor
     was_training = model.training
     model.eval()
     try:
-        reference = _logits(model, calibration, batch_size)
+        reference = batched_outputs(model, calibration, batch_size)
         return _distortions(model, blocks, calibration, reference, batch_size, distortion_of=distortion_of)
     finally:
         model.train(was_training)
@@ -217,7 +217,7 @@ def greedy_removal_order(model: nn.Module, blocks: Sequence[str], calibration: t
     ``count * len(blocks)`` forward passes over ``calibration``, plus as many over ``recalibration``.
     """
     work = copy.deepcopy(model).eval()
-    reference = _logits(work, calibration, batch_size)
+    reference = batched_outputs(work, calibration, batch_size)
     order: list[str] = []
     distortion: dict[str, float] = {}
     steps = min(count, len(blocks))

@@ -169,6 +169,22 @@ def _plots(plots: Collection[str]) -> list[str]:
     return [heading, ""] + shown + [""]
 
 
+def _guard_sentence(guard: dict[str, Any] | None) -> str:
+    """The uniform-cut guard's comparison (:mod:`edgeprune.fit.loop.guard`), or nothing when it did not run."""
+    if not guard:
+        return ""
+    searched, uniform = guard.get("latency_search") or {}, guard.get("uniform")
+    if not uniform:
+        return f" Uniform-cut guard: {guard.get('reason', 'not compared')}; the latency search's widths shipped."
+    shipped = "one keep ratio for every group" if guard.get("chosen") == "uniform" else "the latency search's widths"
+    return (f" Uniform-cut guard: the latency search's widths ({100 * searched.get('kept_channels', 0):.1f}% of "
+            f"channels, {searched.get('measured_ms', 0):.3f} ms, output distortion {searched.get('distortion', 0):.4g}) "
+            f"against one keep ratio for every group ({100 * uniform.get('kept_channels', 0):.1f}%, "
+            f"{uniform.get('measured_ms', 0):.3f} ms, {uniform.get('distortion', 0):.4g}), both measured within "
+            f"{guard.get('ceiling_ms', 0):.3f} ms and compared by output distortion on calibration images as the "
+            f"recovery leaves them before fine-tuning: {shipped} shipped.")
+
+
 def _method(report: dict[str, Any]) -> list[str]:
     method, target = report.get("method") or {}, report.get("target") or {}
     if not method:
@@ -182,6 +198,7 @@ def _method(report: dict[str, Any]) -> list[str]:
     if method.get("latency_model"):
         details.append(f"latency model: {method['latency_model']}")
     text += f" ({', '.join(details)})." if details else "."
+    text += _guard_sentence(method.get("uniform_guard"))
     quant = method.get("quantization")
     if quant:
         text += (f" Quantized to {str(quant.get('precision', 'int8')).upper()} by `{quant.get('tool', '?')}` "

@@ -51,6 +51,11 @@ class Allocation(Protocol):
         target, or None when the strategy cannot propose one (see :mod:`edgeprune.fit.loop.upward`)."""
         ...
 
+    def settle(self, candidate: Candidate, budget_ms: float) -> Candidate:
+        """The candidate to recover once ``candidate`` measured within ``budget_ms``: itself, or one the strategy
+        measured within the same latency and judges better (:mod:`edgeprune.fit.loop.guard`)."""
+        ...
+
     def method(self) -> dict[str, Any]:
         """Facts for the report (strategy name, parameters)."""
         ...

@@ -43,6 +43,9 @@ class DeferredAllocation:
     def after_undershoot(self, candidate: Candidate, measured_ms: float) -> Candidate | None:
         return None if not candidate.keep else self._allocation().after_undershoot(candidate, measured_ms)
 
+    def settle(self, candidate: Candidate, budget_ms: float) -> Candidate:
+        return candidate
+
     def method(self) -> dict[str, Any]:
         if self._built is None:
             return {"allocation": "none (the starting model met the budget)", "latency_model": None}

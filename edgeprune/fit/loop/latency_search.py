@@ -158,6 +158,9 @@ class LatencySearch:
         self.history.append({"predicted_ms": previous * uncorrected_ms, "measured_ms": measured_ms})
         return self.correction / previous
 
+    def settle(self, candidate: Candidate, budget_ms: float) -> Candidate:
+        return candidate
+
     def method(self) -> dict[str, Any]:
         return {"allocation": self.name, "latency_model": self.latency_source,
                 "globally_comparable_scores": self.globally_comparable, "final_correction": self.correction}

@@ -82,5 +82,8 @@ class UniformBisection:
         candidate would be one it measured over the target."""
         return None
 
+    def settle(self, candidate: Candidate, budget_ms: float) -> Candidate:
+        return candidate
+
     def method(self) -> dict[str, Any]:
         return {"allocation": self.name}
