@@ -44,8 +44,9 @@ class FitConfig:
         out: output directory.
         force: replace an output directory that already holds results.
         importance: channel-importance criterion.
-        allocation: ``latency`` (search widths on the profiled latency table) or ``uniform`` (one keep ratio
-            for every group, bisected on measured latency).
+        allocation: ``latency`` (search widths on the profiled latency table, then keep them or the uniform cut
+            measured within the same latency, whichever distorts the output less on calibration images) or
+            ``uniform`` (one keep ratio for every group, bisected on measured latency).
         table_dir: where latency tables are kept (default: the edgeprune cache).
         finetune_epochs: epochs of recovery fine-tuning after pruning (0 = none).
         finetune_lr: peak learning rate of fine-tuning.

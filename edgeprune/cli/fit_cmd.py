@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"channel importance: {', '.join(IMPORTANCE_CRITERIA)} (default: {DEFAULT_IMPORTANCE}, "
                         "the one that kept the most accuracy in docs/benchmarks.md)")
     search.add_argument("--allocation", choices=("latency", "uniform"), default="latency",
-                   help="latency: search per-group widths on the profiled latency table (default); "
+                   help="latency: search per-group widths on the profiled latency table, then keep them or the "
+                        "uniform cut measured within the same latency, whichever distorts the output less (default); "
                         "uniform: one keep ratio for all groups, bisected on measured latency")
     search.add_argument("--table-dir", type=Path, help="directory of latency tables (default: edgeprune's cache)")
     recovery.add_argument("--finetune-epochs", type=non_negative_int, default=0, help="recovery fine-tuning epochs")

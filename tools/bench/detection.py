@@ -17,7 +17,8 @@ Models:
 Methods, each at a budget given as a share of the original measured in the same run (66.7% and 50% for a
 measured 1.5x and 2x, paired timing):
 
-* ``edgeprune``: ``edgeprune.fit(..., precision="fp32")`` (lasso importance, latency-table allocation, closed loop);
+* ``edgeprune``: ``edgeprune.fit(..., precision="fp32")`` (lasso importance, the default allocation: the latency-table
+  search checked against the uniform cut at the same measured latency since issue 39, closed loop);
 * ``edgeprune-uniform``: the same with ``allocation="uniform"``: one keep ratio for every group, bisected on the
   measured latency (lasso still picks which channels go), to separate the allocation from the rest;
 * ``edgeprune-blocks``: the same with ``prune_blocks=True`` (``--prune-blocks``): the backbone's residual
@@ -142,7 +143,8 @@ def run_edgeprune(cell: Cell, work: Path, record: dict[str, Any]) -> None:
         "frozen_groups": len(report["frozen_groups"]), "fit_timings_s": report["timings_s"],
         "precision": report["final"]["latency"]["precision"],
         "blocks_removed": (report["method"].get("blocks") or {}).get("removed"),
-        "precision_choice": (report["method"].get("precision_choice") or {}).get("reason")})
+        "precision_choice": (report["method"].get("precision_choice") or {}).get("reason"),
+        "uniform_guard": report["method"].get("uniform_guard")})
 
 
 # -- Torch-Pruning's recipe ---------------------------------------------------------------------------
@@ -272,6 +274,7 @@ def _cell_text(r: dict[str, Any] | None) -> str:
     failed = "" if r["status"] == "met" else f" ({r['status']})"
     failed += " INT8" if r.get("precision") == "int8" else ""
     failed += f", {len(r['blocks_removed'])} blocks removed" if r.get("blocks_removed") else ""
+    failed += ", uniform cut shipped" if (r.get("uniform_guard") or {}).get("chosen") == "uniform" else ""
     macs = "" if not r.get("macs_after") else ", unpruned" if r["macs_after"] >= r["macs_before"] else \
         f", {r['macs_before'] / max(r['macs_after'], 1):.2f}x fewer MACs"
     return f"{accuracy}{r['speedup']:.2f}x{interval}{macs}{failed}"
