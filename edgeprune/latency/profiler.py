@@ -139,6 +139,8 @@ def _probe_artifact(backend: Backend, target: Target, key: str, cin: int, cout: 
         from edgeprune.quantize.probes import int8_probe_backend
 
         backend = int8_probe_backend(backend, shape)
+    elif key == EMPTY_PROBE_KEY:  # times the call itself, in float: never the run's INT8 backend, whose
+        backend = getattr(backend, "inner", backend)  # calibration images do not fit the probe's (1, 1) input
 
     return backend.export(module().eval(), torch.zeros(shape), work / name, target)
 

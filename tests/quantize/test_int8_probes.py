@@ -58,3 +58,24 @@ def test_profile_at_int8_on_a_target_without_it_is_one_line_and_exit_2(tmp_path:
                            "int8", "--table-dir", str(tables)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "offers precision fp32, not int8" in proc.stderr and not tables.exists()
+
+
+@pytest.mark.parametrize("target_name", ["cpu-tflite", "cpu-executorch"])
+def test_the_empty_probe_of_an_int8_fit_is_exported_in_float_by_a_runtime_that_converts_from_pytorch(
+        tmp_path: Path, target_name: str) -> None:
+    """During an INT8 fit the profiler gets the run's INT8 backend, calibrated on the model's images; the empty
+    probe, which times the call itself, takes a (1, 1) input they do not fit. It once reached ExecuTorch's quantizer
+    and stopped every ExecuTorch INT8 fit that needed pruning ("calibration images of shape (3, 32, 32) do not fit
+    the model input (1,)")."""
+    import numpy as np
+
+    from edgeprune.quantize.backend import Int8Backend
+
+    target = load_target(target_name)
+    inner = get_backend(target)
+    if not inner.available():
+        pytest.skip(f"{inner.facts.title} is not installed (extra '{inner.facts.extra}')")
+    run_backend = Int8Backend(inner, np.zeros((4, 3, 32, 32), dtype=np.float32))
+    int8 = target.with_precision("int8")
+    empty = _probe_artifact(run_backend, int8, EMPTY_PROBE_KEY, 0, 0, tmp_path)
+    assert LocalTimer(inner, int8).time(empty, QUICK).median_ms > 0
