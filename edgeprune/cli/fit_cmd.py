@@ -276,11 +276,11 @@ def print_summary(result: FitResult) -> None:
                           highlight=False)
     widths = (r.get("method") or {}).get("uniform_guard") or {}
     if widths.get("uniform"):  # the search's candidate against the uniform cut at the same latency
-        won, lost = ("uniform", "latency_search") if widths["chosen"] == "uniform" else ("latency_search", "uniform")
         names = {"uniform": "one keep ratio for every group", "latency_search": "the latency search's widths"}
-        console.print(f"  widths            {names[won]} (output distortion {widths[won]['distortion']:.3g}) over "
-                      f"{names[lost]} ({widths[lost]['distortion']:.3g}), both measured within "
-                      f"{widths['ceiling_ms']:.3f} ms", highlight=False)
+        console.print(f"  widths            {names[widths['chosen']]} ({widths['reason']}); output distortion: "
+                      f"latency search {widths['latency_search']['distortion']:.3g}, uniform cut "
+                      f"{widths['uniform']['distortion']:.3g}, both measured within {widths['ceiling_ms']:.3f} ms",
+                      highlight=False)
     metric = "accuracy" if result.metric_name == "top-1" else result.metric_name
     console.print(f"  {metric:17s} {_pct(result.accuracy_before)} → {_pct(result.accuracy_after)}   "
                   f"({r['evaluation']['images']} images, run in {t['runtime']})")

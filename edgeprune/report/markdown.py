@@ -177,12 +177,13 @@ def _guard_sentence(guard: dict[str, Any] | None) -> str:
     if not uniform:
         return f" Uniform-cut guard: {guard.get('reason', 'not compared')}; the latency search's widths shipped."
     shipped = "one keep ratio for every group" if guard.get("chosen") == "uniform" else "the latency search's widths"
+    shipped += f" went on ({guard['reason']})" if guard.get("reason") else " went on"
     return (f" Uniform-cut guard: the latency search's widths ({100 * searched.get('kept_channels', 0):.1f}% of "
             f"channels, {searched.get('measured_ms', 0):.3f} ms, output distortion {searched.get('distortion', 0):.4g}) "
             f"against one keep ratio for every group ({100 * uniform.get('kept_channels', 0):.1f}%, "
             f"{uniform.get('measured_ms', 0):.3f} ms, {uniform.get('distortion', 0):.4g}), both measured within "
             f"{guard.get('ceiling_ms', 0):.3f} ms and compared by output distortion on calibration images as the "
-            f"recovery leaves them before fine-tuning: {shipped} shipped.")
+            f"recovery leaves them before fine-tuning: {shipped}.")
 
 
 def _method(report: dict[str, Any]) -> list[str]:

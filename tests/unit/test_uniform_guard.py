@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgeprune.fit.loop.base import Candidate
-from edgeprune.fit.loop.guard import GUARD_KIND, GUARD_ROUNDS, UniformGuard
+from edgeprune.fit.loop.guard import GUARD_KIND, GUARD_ROUNDS, GUARD_ROUNDS_TOTAL, UniformGuard
 from edgeprune.prune.groups import ChannelGroup, GroupMember
 
 GROUPS = [ChannelGroup(n, 16, (GroupMember(n, "Conv2d", "out", tuple(range(16))),)) for n in ("a", "b")]
@@ -89,31 +89,55 @@ def test_the_search_candidate_ships_when_it_distorts_less() -> None:
     assert guard.method()["uniform_guard"]["chosen"] == "latency_search"
 
 
-def test_the_guard_compares_once_and_never_the_unpruned_model() -> None:
+def test_every_search_candidate_is_compared_reusing_the_uniform_cuts_measured_and_never_the_unpruned_model(
+        ) -> None:
     guard, measure, _ = _guard("uniform")
     assert guard.settle(Candidate({}, {}, 20.0), 29.0).keep == {}  # the starting model: nothing to compare
     assert measure.kinds == [] and guard.method()["uniform_guard"] is None
     searched = guard.first(FULL_MS, 29.0, 28.0)
     guard.settle(searched, 29.0)
-    later = Candidate({"a": [15], "b": [15]}, {}, 12.0)
     rounds = len(measure.kinds)
-    assert guard.settle(later, 29.0) is later and len(measure.kinds) == rounds
+    later = Candidate({"a": list(range(14, 16)), "b": list(range(1, 16))}, {}, 27.0)  # the search's next proposal
+    assert guard.settle(later, 29.0).info.get("guard")  # compared again: the uniform cut still distorts less
+    assert guard.method()["uniform_guard"]["comparisons"] == 2
+    assert len(measure.kinds) - rounds <= GUARD_ROUNDS and len(measure.kinds) <= GUARD_ROUNDS_TOTAL
 
 
 def test_a_confirmation_miss_of_the_uniform_cut_goes_narrower_then_back_to_the_search() -> None:
-    guard, _, search = _guard("uniform")
+    guard, measure, search = _guard("uniform")
     searched = guard.first(FULL_MS, 29.0, 28.0)
     shipped = guard.settle(searched, 29.0)
     assert shipped.measured_ms is not None
     narrower = []
     candidate: Candidate | None = shipped
     while candidate is not None and candidate.info.get("guard"):
-        candidate = guard.after_miss(candidate, 30.0)
+        candidate = guard.after_miss(candidate, 30.0)  # every uniform cut misses its confirmation
         if candidate is not None and candidate.info.get("guard"):
             narrower.append(candidate.measured_ms)
-    assert narrower == sorted(narrower, reverse=True) and all(ms < shipped.measured_ms for ms in narrower)
-    assert candidate is searched  # the uniform cuts ran out: the search's own candidate, measured within the budget
+    assert narrower and narrower == sorted(narrower, reverse=True) and all(ms < shipped.measured_ms for ms in narrower)
+    assert candidate is searched  # no uniform cut left: the search's own candidate, measured within the budget
+    assert guard.method()["uniform_guard"]["chosen"] == "latency_search"
+    assert len(measure.kinds) <= GUARD_ROUNDS_TOTAL
     assert guard.after_miss(searched, 30.0) is None and search.misses == [30.0]  # then the search recalibrates
+
+
+def test_after_a_miss_the_narrower_uniform_cut_must_still_beat_the_search_candidate() -> None:
+    """Distortion that grows fast as the uniform cut narrows: after the widest uniform cut misses, the next one
+    distorts more than the search's candidate, which then goes on."""
+    guard, _, _ = _guard("uniform")
+    widest = 18
+
+    def distortion(keep: dict[str, list[int]]) -> float:
+        kept = sum(len(keep.get(g.name, range(g.width))) for g in GROUPS)
+        lopsided = max(len(v) for v in keep.values()) - min(len(v) for v in keep.values()) if keep else 0
+        return 1.0 if lopsided else 0.5 + 10.0 * (widest - kept)
+
+    guard.distortion = distortion
+    searched = guard.first(FULL_MS, 29.0, 28.0)
+    shipped = guard.settle(searched, 29.0)
+    assert shipped.info.get("guard") and sum(len(v) for v in shipped.keep.values()) == widest
+    assert guard.after_miss(shipped, 30.0) is searched
+    assert guard.method()["uniform_guard"]["chosen"] == "latency_search"
 
 
 @pytest.mark.parametrize("ceiling_ms", [11.0, 12.0])
@@ -128,3 +152,4 @@ def test_no_uniform_cut_within_the_rounds_keeps_the_search_candidate(ceiling_ms:
     assert len(measure.kinds) <= GUARD_ROUNDS
     if ceiling_ms == 11.0:
         assert shipped is searched and "no uniform cut" in guard.method()["uniform_guard"]["reason"]
+        assert guard.method()["uniform_guard"]["chosen"] == "latency_search"
