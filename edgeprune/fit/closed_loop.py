@@ -20,7 +20,7 @@ from torch import nn
 from edgeprune.config import FitConfig
 from edgeprune.errors import BudgetUnreachableError
 from edgeprune.fit.loop.base import Allocation, Candidate, RoundsExhausted
-from edgeprune.fit.loop.guard import GUARD_KIND
+from edgeprune.fit.loop.guard import GUARD_KINDS
 from edgeprune.fit.loop.upward import search_upward, undershoots
 from edgeprune.fit.resume import keep_key
 from edgeprune.latency.candidates import CONFIRM_TIMING, Measurement
@@ -41,7 +41,7 @@ CONFIRM_KINDS = ("preconfirm", "preconfirm-recheck", "confirm", "recheck")
 def search_rounds(rounds: list[dict[str, Any]]) -> int:
     """How many of ``rounds`` count against ``--max-rounds``: all but confirmations, depth pruning's own and the
     uniform-cut guard's (bounded by :data:`~edgeprune.fit.loop.guard.GUARD_ROUNDS`)."""
-    return sum(r["kind"] not in (*CONFIRM_KINDS, *DEPTH_KINDS, GUARD_KIND) for r in rounds)
+    return sum(r["kind"] not in (*CONFIRM_KINDS, *DEPTH_KINDS, *GUARD_KINDS) for r in rounds)
 
 
 class ClosedLoop:

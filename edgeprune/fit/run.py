@@ -35,7 +35,7 @@ from edgeprune.fit.inputs import FitInputs
 from edgeprune.fit.labels import check_labels_early
 from edgeprune.fit.loop.base import Allocation, RoundsExhausted, floor_hint, kept_fraction
 from edgeprune.fit.loop.deferred import DeferredAllocation
-from edgeprune.fit.loop.guard import GUARD_KIND, UniformGuard
+from edgeprune.fit.loop.guard import GUARD_KINDS, UniformGuard
 from edgeprune.fit.loop.latency_search import LatencySearch
 from edgeprune.fit.loop.uniform import UniformBisection
 from edgeprune.fit.precision_stage import QUANTIZED, QUANTIZED_MIXED, PrecisionStage
@@ -433,7 +433,7 @@ class FitRun(ClosedLoop, PrecisionStage):
         log.info("%s: %s → %s %.3f ms%s%s%s", kind, what, verb, stats.median_ms, predicted, noisy, verdict)
 
     def _measure_keep(self, keep: dict[str, list[int]], kind: str, info: dict[str, Any]) -> float:
-        if kind != GUARD_KIND and \
+        if kind not in GUARD_KINDS and \
                 search_rounds(self.rounds[self.retired_rounds:]) >= self.config.max_rounds * self.config.steps:
             raise RoundsExhausted()
         assert self.step is not None

@@ -17,7 +17,7 @@ from log_gaps import assert_never_silent
 
 import edgeprune
 from edgeprune.export.formats import format_of_path
-from edgeprune.fit.loop.guard import GUARD_KIND, GUARD_ROUNDS_TOTAL
+from edgeprune.fit.loop.guard import GUARD_KINDS, GUARD_ROUNDS_TOTAL
 from edgeprune.models.demo import DEMO_PREPROCESSING
 from edgeprune.runtimes.onnx_export import export_onnx
 from edgeprune.runtimes.onnxruntime.backend import OnnxRuntimeSession
@@ -101,7 +101,7 @@ def _assert_the_uniform_cut_was_compared(report: dict, out: Path, stdout: str) -
     compared = report["method"]["uniform_guard"]
     searched, uniform = compared["latency_search"], compared.get("uniform")
     assert searched["measured_ms"] <= report["budget_ms"] and compared["ceiling_ms"] <= report["budget_ms"]
-    guard_rounds = [r for r in report["search"]["rounds"] if r["kind"] == GUARD_KIND]
+    guard_rounds = [r for r in report["search"]["rounds"] if r["kind"] in GUARD_KINDS]
     assert 1 <= len(guard_rounds) <= GUARD_ROUNDS_TOTAL
     assert "Uniform-cut guard" in (out / "report.md").read_text()
     if uniform is None:  # no uniform cut met the latency within the guard's rounds: said, and the search shipped
