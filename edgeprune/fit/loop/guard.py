@@ -12,7 +12,7 @@ never worse than the uniform cut by that measure, and is better wherever the lat
 
 Every search candidate measured within the budget is compared (the uniform cuts already measured are reused). The
 uniform ratio is searched from the search candidate's kept share of channels: at most :data:`GUARD_ROUNDS` measured
-rounds per comparison and :data:`GUARD_ROUNDS_TOTAL` in all (kind ``guard``; they do not count against
+rounds per comparison (rechecks aside) and :data:`GUARD_ROUNDS_TOTAL` in all (kind ``guard``; they do not count against
 ``--max-rounds``, which bounds the search itself); a uniform cut measured just over the ceiling is measured once
 more and the mean decides (:data:`NEAR_MISS_SHARE`). When the uniform cut wins and then misses its confirmation, the
 next narrower uniform cut within the same latency is compared with the search's candidate in its place; the search
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 #: measured rounds one comparison may spend finding the widest uniform cut within the search candidate's latency
 GUARD_ROUNDS = 5
-#: measured rounds the guard may spend in one closed loop
-GUARD_ROUNDS_TOTAL = 8
+#: measured rounds the guard may spend in one closed loop, rechecks of near misses included
+GUARD_ROUNDS_TOTAL = 10
 #: the round kinds of the guard's measurements and of its rechecks of near misses (in the report's rounds; not
 #: counted against --max-rounds)
 GUARD_KIND, GUARD_RECHECK_KIND = "guard", "guard-recheck"
@@ -205,7 +205,7 @@ class UniformGuard:
 
         feasible = [r for r, c in self._uniform.values() if fits(c)]
         misses = [1.0] + [r for r, c in self._uniform.values() if not fits(c)]
-        ratio, spent = min(max(start_ratio, 1e-6), 1.0), self._rounds
+        ratio, spent = min(max(start_ratio, 1e-6), 1.0), len(self._uniform)  # rechecks do not count here
         resolution = 0.5 / max(g.width for g in self.groups)
         for _ in range(3 * GUARD_ROUNDS):  # repeated widths cost no round; bounded all the same
             if feasible:
@@ -214,7 +214,7 @@ class UniformGuard:
                 if high - low <= resolution:
                     break
                 ratio = (low + high) / 2
-            if self._rounds - spent >= GUARD_ROUNDS:
+            if len(self._uniform) - spent >= GUARD_ROUNDS:
                 break
             measured = self._measured(ratio)
             if measured is None:
