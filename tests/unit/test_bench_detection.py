@@ -32,8 +32,9 @@ def test_tables_put_methods_side_by_side_and_say_what_is_missing() -> None:
     assert "| cpu | 2x | 81.0 / 91.0 at 2.05x [2.03, 2.07], 2.00x fewer MACs | not run | 54.4 / 64.4 at 2.03x" in text
     assert "89.8 / 99.8 at 1.66x [1.64, 1.68], unpruned INT8" in text
     assert "random weights: latency and MACs only" in text and "2.06x [2.04, 2.08], 3.23x fewer MACs" in text
-    assert "edgeprune 81.0% mAP50-95 at 2.05x against 54.4% mAP50-95 at 2.03x" in text
-    assert "without fine-tuning not run against not run" in text
+    # the goal check: the default against the better of uniform and Torch-Pruning, cell by cell (issue 39)
+    assert "| cpu | 2x | 3 | 81.0 | – | 54.4 | +26.6 | search's widths (no guard) |" in text
+    assert "| cpu | 1.5x | 3 |" not in text and "| cpu | 1.5x | 0 |" not in text  # no default cell: no goal row
 
 
 def test_an_unreachable_budget_is_a_result() -> None:
