@@ -79,6 +79,7 @@ def _interrupt_at_the_first_fine_tune_checkpoint(out: Path, *extra: str) -> None
     assert not (out / "model.onnx").exists() and (state / "journal.json").is_file()
 
 
+@pytest.mark.full  # 68 s with the uniform-cut guard; test_fit_faults resumes interrupted fits in the quick tier
 def test_an_interrupted_fit_resumes_and_ships(tmp_path: Path) -> None:
     """The quick tier's resume: interrupted during its fine-tune, resumed from the journal and the checkpoint
     (data-free L1 scores: the criterion is not what resumes; the full-tier test below keeps LASSO)."""

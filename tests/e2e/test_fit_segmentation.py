@@ -66,6 +66,7 @@ def _shipped_segmenter_report(proc: subprocess.CompletedProcess[str], out: Path)
     return report
 
 
+@pytest.mark.full  # 59 s with the uniform-cut guard (the quick tier ran 16 min 22 s with it)
 def test_a_segmenter_fit_ships_a_validated_artifact_with_miou_before_and_after(tmp_path: Path) -> None:
     """The quick tier's segmentation fit: 16 images of 64 px, data-free L1 scores (LASSO scoring of LR-ASPP's 30
     groups is half a minute; the classifiers' quick fits run it), three measured rounds, ONNX Runtime only."""
