@@ -1,8 +1,10 @@
 """LookupLatencyModel: predicted latency of any candidate (one width per group) from a latency table.
 
 Each kernel's time is interpolated bilinearly between the widths the profiler measured (the grid always
-contains the alignment steps it could afford), summed over the model, then corrected by the model's
-whole-model calibration (measured ≈ scale × Σ kernels + offset). A prediction is a few microseconds per
+contains the alignment steps it could afford) or, where the calibration holds an in-context line for the kernel's
+signature (read from the runtime's profiler on whole sub-networks: :mod:`edgeprune.latency.in_context`), taken
+from that line; summed over the model, then corrected by the model's whole-model calibration (measured ≈ scale ×
+Σ kernels + offset). A prediction is a few microseconds per
 layer, well under a millisecond for a ResNet-56.
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edgeprune.errors import InputError
+from edgeprune.latency import in_context
 from edgeprune.latency.calibration import calibration_kind
 from edgeprune.latency.grid import interpolate_2d
 from edgeprune.latency.layers import Layer
@@ -88,11 +91,15 @@ class LookupLatencyModel:
         return value
 
     def kernel_times(self, widths: Mapping[str, int]) -> dict[str, float]:
-        """Uncalibrated per-kernel times (ms) for a candidate."""
+        """Uncalibrated per-kernel times (ms) for a candidate (in-context where the calibration has a line)."""
         times = {}
+        lines = self.calibration.in_context if self.calibration is not None else {}
         for layer, xs, ys, values in self._layers:
             cin, cout = layer.widths(widths)
-            if layer.signature.diagonal:
+            line = lines.get(layer.signature.key()) if lines else None
+            if line is not None:
+                times[layer.name] = in_context.predict(line, layer, cin, cout)
+            elif layer.signature.diagonal:
                 times[layer.name] = interpolate_2d(xs, ys, values, cout, 0)
             else:
                 times[layer.name] = interpolate_2d(xs, ys, values, cin, cout)

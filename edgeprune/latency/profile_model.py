@@ -20,6 +20,7 @@ from edgeprune.cache import cache_dir
 from edgeprune.config import CALIBRATION_SAMPLES
 from edgeprune.errors import InputError
 from edgeprune.latency.candidates import CONFIRM_TIMING, SEARCH_TIMING, CandidateMeasurer, Measurement
+from edgeprune.latency.in_context_profiler import InContextProfiler
 from edgeprune.latency.layers import extract_layers
 from edgeprune.latency.predictor import LookupLatencyModel, structure_key
 from edgeprune.latency.profiler import (
@@ -146,15 +147,22 @@ def build_lookup_model(
             keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
             return measurer.export(slim_copy(model, example, keep) if keep else model, "calibration")
 
+        profiler = InContextProfiler.for_run(model, example, layers, backend, target, timer, work)
+        in_context: list[dict[str, float] | None] = [None] * len(samples)
+
         def finish(index: int, widths: Mapping[str, int], artifact: Artifact, result: Measurement) -> None:
             nonlocal done
             measured[index], devices[index], done = result.stats.median_ms, result.device, done + 1
+            if profiler is not None:
+                in_context[index] = profiler.layer_times(artifact, result.stats.median_ms)
             if progress:
                 progress(done, len(samples), "calibration")
 
         # on a pool of devices, several samples are timed at once, each paired on one device
         spread(samples, export, lambda artifact: measurer.time(artifact, SEARCH_TIMING), finish, workers_of(timer))
-        lookup.calibration = fit_measured(lookup, samples, measured, devices)
+        lines = profiler.fit(samples, in_context) if profiler is not None else {}
+        lookup.calibration = fit_measured(lookup, samples, measured, devices, lines,
+                                          profiler.source if profiler is not None and lines else "")
         table.calibrations[key] = lookup.calibration
         table.save()
     return lookup, len(todo), total - len(todo)

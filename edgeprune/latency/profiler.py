@@ -214,13 +214,22 @@ def sample_widths(groups: Sequence[ChannelGroup], alignment: int, count: int, se
 
 
 def fit_measured(model: LookupLatencyModel, samples: Sequence[Mapping[str, int]], measured_ms: Sequence[float],
-                 devices: Sequence[str | None] = ()) -> Calibration:
+                 devices: Sequence[str | None] = (), in_context: Mapping[str, list[float]] | None = None,
+                 in_context_source: str = "") -> Calibration:
     """The whole-model correction from samples measured end to end (``measured_ms``, in their order; ``devices``:
-    the device that timed each, when measured through agents)."""
-    kind_sums = [model.kind_sums(widths) for widths in samples]
+    the device that timed each, when measured through agents), fitted over kernel times that take ``in_context``
+    lines (per signature key) where given."""
+    previous = model.calibration
+    model.calibration = Calibration(1.0, 0.0, in_context=dict(in_context or {}))
+    try:
+        kind_sums = [model.kind_sums(widths) for widths in samples]
+    finally:
+        model.calibration = previous
     calibration = fit_calibration([(sum(k.values()), ms) for k, ms in zip(kind_sums, measured_ms)], kind_sums)
     if any(devices):
         calibration.measured_by = [d or "" for d in devices]
+    if in_context:
+        calibration.in_context, calibration.in_context_source = dict(in_context), in_context_source
     return calibration
 
 

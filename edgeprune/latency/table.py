@@ -50,7 +50,9 @@ class Calibration:
 
     ``samples`` keeps the (sum of kernel timings, measured ms) pairs it was fitted on, ``kind_sums`` the
     same sums split by kernel kind; ``measured_by`` the device (its agent's URL) that timed each sample, when
-    they were timed through agents.
+    they were timed through agents. ``in_context`` holds, per kernel signature key, the line of its in-context
+    time that the runtime's profiler gave on the samples (:mod:`edgeprune.latency.in_context`), used instead of
+    the probe timings of that signature; ``in_context_source`` says where it came from.
     """
 
     scale: float
@@ -60,6 +62,8 @@ class Calibration:
     kind_offset_ms: float = 0.0
     kind_sums: list[dict[str, float]] = field(default_factory=list)
     measured_by: list[str] = field(default_factory=list)
+    in_context: dict[str, list[float]] = field(default_factory=dict)
+    in_context_source: str = ""
 
     def apply(self, kernel_sum_ms: float, kind_sums: Mapping[str, float] | None = None) -> float:
         """Calibrated whole-model latency (never below 1% of the kernel sum); per kind when both the
@@ -152,7 +156,9 @@ class LatencyTable:
                 k: Calibration(c["scale"], c["offset_ms"], [tuple(s) for s in c.get("samples", [])],  # type: ignore[misc]
                                {kk: float(v) for kk, v in c.get("kind_scales", {}).items()},
                                float(c.get("kind_offset_ms", 0.0)), list(c.get("kind_sums", [])),
-                               [str(d) for d in c.get("measured_by", [])])
+                               [str(d) for d in c.get("measured_by", [])],
+                               {kk: [float(x) for x in v] for kk, v in c.get("in_context", {}).items()},
+                               str(c.get("in_context_source", "")))
                 for k, c in data.get("calibrations", {}).items()
             }
             table.measured_by = {k: {kk: str(vv) for kk, vv in v.items()} for k, v in data.get("measured_by", {}).items()}
