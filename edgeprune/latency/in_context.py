@@ -13,8 +13,8 @@ sample is also run under it and:
    counts with its convolution, and the runtime's own layout conversions go to no layer;
 2. the sample's node times are scaled so that they sum to its paired measurement (the profiler's own overhead and
    a change of the machine's speed between timing and profiling cancel);
-3. per kernel signature, over every layer of that signature in every sample, a least-squares line in the kernel's
-   work is fitted (:data:`FEATURES`): ``ms = c0 + c1 * cin * cout + c2 * (cin + cout)``, or ``c0 + c1 * c`` for a
+3. per kernel signature, over every layer of that signature in every sample, a least-squares line (in relative
+   error) in the kernel's work is fitted (:data:`FEATURES`): ``ms = c0 + c1 * cin * cout + c2 * (cin + cout)``, or ``c0 + c1 * c`` for a
    depthwise kernel.
 
 :class:`edgeprune.latency.predictor.LookupLatencyModel` then uses that line for every layer whose signature has
@@ -151,7 +151,10 @@ def fit_lines(layers: Sequence[Layer], samples: Sequence[tuple[Mapping[str, int]
         if varying.sum() < 2:
             continue  # the widths never moved: no line to fit
         scale = np.abs(x[:, varying]).max(axis=0)
-        solved = np.linalg.lstsq(x[:, varying] / scale, y, rcond=None)[0] / scale
+        # in relative error: a thin variant's kernels weigh as much as a wide one's (absolute least squares would
+        # fit the widest samples and leave the narrow ones to the constant)
+        weight = 1.0 / np.maximum(y, 1e-6)
+        solved = np.linalg.lstsq(x[:, varying] / scale * weight[:, None], y * weight, rcond=None)[0] / scale
         coefficients = np.zeros(x.shape[1])
         coefficients[varying] = solved
         lines[key] = [float(c) for c in coefficients]
