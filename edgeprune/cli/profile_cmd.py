@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         line = f"measured ≈ {c.scale:.3f} × Σ kernels + {c.offset_ms:.3f} ms"
     console.print(f"  calibration: {line} "
                   f"(worst error on its {len(c.samples)} samples: {summary.calibration_error_pct:.1f}%)")
+    if c.in_context:
+        console.print(f"  in-context layer times: {len(c.in_context)} kernel signature(s) from the "
+                      f"{c.in_context_source} (in place of their lone-kernel timings)", highlight=False)
     if summary.device_shares:
         console.print("  measurements per device: " + ", ".join(f"{url} {n}" for url, n in summary.device_shares.items()),
                       highlight=False)

@@ -42,6 +42,8 @@ from edgeprune.train.segmentation_loss import SegmentationLoss
 log = logging.getLogger(__name__)
 
 DISTILL_TEMPERATURE = 4.0
+#: rebuilt candidates kept for a later :meth:`Recovery.recover` (the guard compares two at a time)
+REBUILT_KEPT = 2
 DISTILL_ALPHA = 0.9
 
 
@@ -67,13 +69,22 @@ class Recovery:
         self.indexed_stages: list[str] | None = None  # hinted stages matched through their kept channels
         self.device = resolve_train_device(config.train_device)
         self._train_images: TrainingImages | None = None
+        #: the last candidates rebuilt (the two the uniform-cut guard compared), so that the one recovered is not
+        #: rebuilt again: (id of the reference, kept channels) -> (model, its reconstruction summary)
+        self._rebuilt: dict[tuple[int, tuple], tuple[nn.Module, nn.Module, dict[str, Any] | None]] = {}
 
     def recover(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup],
                 name: str) -> nn.Module:
         """A slim copy of ``reference`` keeping ``keep``, recovered; ``name`` labels its checkpoint."""
         if not keep:
             return self._finetune(copy.deepcopy(reference), name, {}, groups) if self.depth_pruned else reference
-        return self._finetune(self.rebuild(reference, keep, groups), name, keep, groups)
+        rebuilt = self._rebuilt.pop((id(reference), _frozen(keep)), None)
+        if rebuilt is not None and rebuilt[0] is reference:  # rebuilt for the guard's comparison: deterministic
+            _, slim, self.reconstruction = rebuilt
+            log.debug("recovering the candidate rebuilt for the uniform-cut comparison")
+        else:
+            slim = self.rebuild(reference, keep, groups)
+        return self._finetune(slim, name, keep, groups)
 
     def rebuild(self, reference: nn.Module, keep: dict[str, list[int]], groups: list[ChannelGroup]) -> nn.Module:
         """A slim copy of ``reference`` keeping ``keep`` with the recovery's steps that come before fine-tuning:
@@ -106,6 +117,9 @@ class Recovery:
         if self.recalibrates_bn:
             with placed_on(slim, self.device):
                 recalibrate_batchnorm(slim, self.inputs.calibration)
+        self._rebuilt[(id(reference), _frozen(keep))] = (reference, slim, self.reconstruction)
+        while len(self._rebuilt) > REBUILT_KEPT:
+            del self._rebuilt[next(iter(self._rebuilt))]
         return slim
 
     def train_spec(self) -> TrainSpec:
@@ -272,3 +286,8 @@ class Recovery:
                 "feature_hints": None if not self.config.distill_features else
                 {"weight": FEATURE_HINT_WEIGHT, "stages": self.hinted_stages,
                  "matched_by_kept_channels": self.indexed_stages}}
+
+
+def _frozen(keep: dict[str, list[int]]) -> tuple:
+    """A hashable form of kept channels."""
+    return tuple(sorted((name, tuple(indices)) for name, indices in keep.items()))

@@ -441,7 +441,7 @@ class FitRun(ClosedLoop, PrecisionStage):
         slim = slim_copy(model, self.example, keep, self.config.frozen_modules) if keep else model
         m = self._measure(slim, kind, keep)
         self._record(kind, keep, info, m)
-        if keep:  # for the accuracy-vs-latency plot
+        if keep and kind not in GUARD_KINDS:  # for the accuracy-vs-latency plot (the guard scores its own cuts)
             self._record_accuracy(slim, "after batch-norm re-estimation only (no reconstruction or fine-tuning)")
         return m.stats.median_ms
 

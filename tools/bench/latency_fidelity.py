@@ -43,8 +43,9 @@ from provenance import git_commit, provenance  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.latency.candidates import CONFIRM_TIMING, CandidateMeasurer, TimingSpec  # noqa: E402
 from edgeprune.latency.layers import extract_layers  # noqa: E402
+from edgeprune.latency.predictor import LookupLatencyModel  # noqa: E402
 from edgeprune.latency.profile_model import build_lookup_model, table_context  # noqa: E402
-from edgeprune.latency.profiler import sample_widths  # noqa: E402
+from edgeprune.latency.profiler import bounded_grids, fit_measured, sample_widths  # noqa: E402
 from edgeprune.latency.table import LatencyTable  # noqa: E402
 from edgeprune.models.zoo import build_architecture  # noqa: E402
 from edgeprune.prune.graph import ModelGraph  # noqa: E402
@@ -104,6 +105,8 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
         lookup, measured, reused = build_lookup_model(model, example, graph, target, backend, table, work,
                                                       max_points, recalibrate=True)
         profile_s = time.perf_counter() - start
+        # the same probes and calibration samples without the in-context lines: what they change, on the same readings
+        probes_only = probe_only_model(model, example, graph, target, table, lookup, max_points)
         measurer = CandidateMeasurer(backend, target, example, work)
         # the measured side is paired: each variant timed against the whole model in alternating rounds, its ms
         # the ratio times the whole model's median over the run, so a change of machine speed moves neither side
@@ -127,7 +130,8 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
             for _ in range(100):
                 lookup.predict(widths)
             predict_us = (time.perf_counter() - call) / 100 * 1e6
-            rows.append({"predicted_ms": predicted, "ratios": ratios, "predict_us": predict_us,
+            rows.append({"predicted_ms": predicted, "ratios": ratios, "predict_us": predict_us, "widths": widths,
+                         "probe_only_ms": probes_only.predict(widths) if probes_only else None,
                          "predicted_share": predicted / predicted_full, "measured_share": float(np.mean(ratios))})
             log.info("%s %s %d/%d: predicted share %.3f measured %.3f, %.3f [%.0f s]", model_spec, target_name, i,
                      configs, predicted / predicted_full, *ratios[:2], time.perf_counter() - t0)
@@ -140,8 +144,15 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
     errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
     share_errors = np.array([abs(r["predicted_share"] - r["measured_share"]) / r["measured_share"] for r in rows])
     calibration = lookup.calibration
+    if probes_only is not None:
+        plain = np.array([abs(r["probe_only_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
+        extra = {"probe_only_within_10pct": float((plain <= 0.10).mean()),
+                 "probe_only_within_5pct": float((plain <= 0.05).mean())}
+    else:
+        extra = {}
     repeats = np.array([abs(r["ratios"][0] - r["ratios"][1]) / np.mean(r["ratios"]) for r in rows])
     return {
+        **extra,
         "repeat_within_10pct": float((repeats <= 0.10).mean()), "repeat_within_5pct": float((repeats <= 0.05).mean()),
         "in_context_signatures": len(calibration.in_context) if calibration else 0,
         "signatures": len({layer.signature.key() for layer in extract_layers(model, example, graph.groups)}),
@@ -158,6 +169,20 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
         "max_abs_error_pct": float(100 * errors.max()), "profile_seconds": profile_s, "probes_measured": measured,
         "probes_reused": reused, "predict_us_median": float(np.median([r["predict_us"] for r in rows])), "rows": rows,
     }
+
+
+def probe_only_model(model: torch.nn.Module, example: torch.Tensor, graph: ModelGraph, target, table: LatencyTable,
+                     lookup: LookupLatencyModel, max_points: int) -> LookupLatencyModel | None:
+    """The lookup model refitted on the same calibration samples (their measured ms) with the probe timings alone;
+    None when the run had no in-context lines (it is the model itself)."""
+    calibration = lookup.calibration
+    if calibration is None or not calibration.in_context:
+        return None
+    layers = extract_layers(model, example, graph.groups)
+    plain = LookupLatencyModel(bounded_grids(layers, target.channel_alignment, max_points), table)
+    samples = sample_widths(graph.prunable_groups(), target.channel_alignment, len(calibration.samples), 0)
+    plain.calibration = fit_measured(plain, samples, [ms for _, ms in calibration.samples])
+    return plain
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -190,6 +215,13 @@ def _repeat(r: dict) -> str:
     return f"{100 * r['repeat_within_10pct']:.0f}% / {100 * r['repeat_within_5pct']:.0f}%"
 
 
+def _plain(r: dict) -> str:
+    """The same readings scored against the probe timings alone (no in-context lines)."""
+    if "probe_only_within_10pct" not in r:
+        return "n/a" if "signatures" not in r else "(same)"
+    return f"{100 * r['probe_only_within_10pct']:.0f}% / {100 * r['probe_only_within_5pct']:.0f}%"
+
+
 def _lines(r: dict) -> str:
     """How many kernel signatures took their in-context line from the runtime's profiler."""
     if "signatures" not in r:
@@ -213,8 +245,9 @@ def write_markdown(results: list[dict], doc: Path) -> None:
         "",
         "| model | backend (version) | variants | share within ±10% | share within ±5% | share median error "
         "| ms within ±10% | ms within ±5% | ms median error | max ms error | two readings within ±10% / ±5% "
-        "| in-context lines | time to profile | probes measured (reused) | predict() |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| in-context lines | probes alone: ms within ±10% / ±5% | time to profile | probes measured (reused) "
+        "| predict() |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         share = (f"{100 * r['share_within_10pct']:.0f}% | {100 * r['share_within_5pct']:.0f}% | "
@@ -223,7 +256,7 @@ def write_markdown(results: list[dict], doc: Path) -> None:
             f"| {r['model']} | {r['backend']} {r['runtime_version']} | {r['configs']} | {share} | "
             f"{100 * r['within_10pct']:.0f}% | "
             f"{100 * r.get('within_5pct', float('nan')):.0f}% | "
-            f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {_repeat(r)} | {_lines(r)} | "
+            f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {_repeat(r)} | {_lines(r)} | {_plain(r)} | "
             f"{r['profile_seconds']:.0f} s | "
             f"{r['probes_measured']} ({r['probes_reused']}) | {r['predict_us_median']:.0f} µs |"
         )
