@@ -310,8 +310,10 @@ def main() -> None:
     figures.mkdir(parents=True, exist_ok=True)
     if args.rescore:
         for part in sorted(figures.glob("latency_fidelity-*.json")):
-            part.write_text(json.dumps([rescore(r, args.table_dir, args.seed) for r in json.loads(part.read_text())],
-                                       indent=1))
+            saved = json.loads(part.read_text())
+            rescored = [rescore(dict(r), args.table_dir, args.seed) for r in saved]
+            if rescored != saved:  # untouched parts keep their time: the newest result per row wins the table
+                part.write_text(json.dumps(rescored, indent=1))
     elif not args.render_only:
         out_json = figures / f"latency_fidelity-{args.part}.json"
         previous = json.loads(out_json.read_text()) if out_json.exists() else []
