@@ -83,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
                   f"(worst error on its {len(c.samples)} samples: {summary.calibration_error_pct:.1f}%)")
     if c.in_context:
         console.print(f"  in-context layer times: {len(c.in_context)} kernel signature(s) from the "
-                      f"{c.in_context_source} (in place of their lone-kernel timings)", highlight=False)
+                      f"{c.in_context_source}, in place of their lone-kernel timings", highlight=False)
+    elif c.in_context_source:
+        console.print(f"  in-context layer times: not used, the lone-kernel timings predict better ({c.in_context_source})",
+                      highlight=False)
     if summary.device_shares:
         console.print("  measurements per device: " + ", ".join(f"{url} {n}" for url, n in summary.device_shares.items()),
                       highlight=False)

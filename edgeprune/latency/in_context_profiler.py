@@ -17,6 +17,8 @@ from torch import nn
 from edgeprune.latency import in_context
 from edgeprune.latency.in_context import NodeLayers
 from edgeprune.latency.layers import Layer
+from edgeprune.latency.predictor import LookupLatencyModel
+from edgeprune.latency.profiler import fit_measured
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.runtimes.base import Artifact, Backend
 from edgeprune.runtimes.onnx_export import export_onnx
@@ -71,15 +73,51 @@ class InContextProfiler:
         return in_context.layer_times([(t.name, float(t.ms)) for t in timings], self.matching, measured_ms,
                                       self.layers)
 
-    def fit(self, samples: Sequence[Mapping[str, int]], times: Sequence[Mapping[str, float] | None]
-            ) -> dict[str, list[float]]:
-        """The per-signature lines from the profiled samples; ``{}`` when too few samples matched."""
+    def fit(self, lookup: LookupLatencyModel, samples: Sequence[Mapping[str, int]], measured_ms: Sequence[float],
+            times: Sequence[Mapping[str, float] | None]) -> dict[str, list[float]]:
+        """The per-signature lines from the profiled samples, where they predict better than the probes alone.
+
+        Both are judged by leave-one-out over the calibration samples (each sample predicted by lines and a
+        calibration fitted on the others), the way the calibration chooses its scales: on ONNX Runtime a lone
+        probe runs much as the kernel does in the network, and the profiler's own per-node overhead can make the
+        lines the worse predictor. ``{}`` when too few samples matched their layers or the probes win.
+        """
         usable = [(widths, t) for widths, t in zip(samples, times) if t is not None]
         if len(usable) < MIN_MATCHED_SHARE * len(samples) or len(usable) < 3:
             log.info("no in-context layer times: %d of %d calibration samples matched their layers", len(usable),
                      len(samples))
             return {}
         lines = in_context.fit_lines(self.layers, usable)
-        log.info("in-context layer times from the %s: %d of %d kernel signatures", self.source, len(lines),
-                 len({layer.signature.key() for layer in self.layers}))
+        if not lines:
+            return {}
+        probes_error = held_out_error(lookup, samples, measured_ms, None, self.layers)
+        lines_error = held_out_error(lookup, samples, measured_ms, times, self.layers)
+        signatures = len({layer.signature.key() for layer in self.layers})
+        self.source = (f"{self.backend.facts.title} profiler on the calibration samples (held-out error "
+                       f"{100 * lines_error:.1f}% against {100 * probes_error:.1f}% for the probes alone)")
+        if not lines_error < probes_error:
+            log.info("in-context layer times not used: held-out error %.1f%% against %.1f%% for the probes alone",
+                     100 * lines_error, 100 * probes_error)
+            return {}
+        log.info("in-context layer times from the %s: %d of %d kernel signatures", self.source, len(lines), signatures)
         return lines
+
+
+def held_out_error(lookup: LookupLatencyModel, samples: Sequence[Mapping[str, int]], measured_ms: Sequence[float],
+                   times: Sequence[Mapping[str, float] | None] | None, layers: Sequence[Layer]) -> float:
+    """Mean relative error of each calibration sample predicted by a model fitted on the others: with in-context
+    lines (fitted without it too) when ``times`` are given, else the probes alone."""
+    errors = []
+    previous = lookup.calibration
+    try:
+        for i, (widths, ms) in enumerate(zip(samples, measured_ms)):
+            others = [j for j in range(len(samples)) if j != i]
+            lines: dict[str, list[float]] = {}
+            if times is not None:
+                lines = in_context.fit_lines(layers, [(samples[j], times[j]) for j in others if times[j] is not None])
+            lookup.calibration = fit_measured(lookup, [samples[j] for j in others], [measured_ms[j] for j in others],
+                                              in_context=lines)
+            errors.append(abs(lookup.predict(widths) - ms) / ms)
+    finally:
+        lookup.calibration = previous
+    return float(np.mean(errors)) if errors else float("inf")

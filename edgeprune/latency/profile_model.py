@@ -160,9 +160,9 @@ def build_lookup_model(
 
         # on a pool of devices, several samples are timed at once, each paired on one device
         spread(samples, export, lambda artifact: measurer.time(artifact, SEARCH_TIMING), finish, workers_of(timer))
-        lines = profiler.fit(samples, in_context) if profiler is not None else {}
+        lines = profiler.fit(lookup, samples, measured, in_context) if profiler is not None else {}
         lookup.calibration = fit_measured(lookup, samples, measured, devices, lines,
-                                          profiler.source if profiler is not None and lines else "")
+                                          profiler.source if profiler is not None else "")
         table.calibrations[key] = lookup.calibration
         table.save()
     return lookup, len(todo), total - len(todo)

@@ -228,8 +228,7 @@ def fit_measured(model: LookupLatencyModel, samples: Sequence[Mapping[str, int]]
     calibration = fit_calibration([(sum(k.values()), ms) for k, ms in zip(kind_sums, measured_ms)], kind_sums)
     if any(devices):
         calibration.measured_by = [d or "" for d in devices]
-    if in_context:
-        calibration.in_context, calibration.in_context_source = dict(in_context), in_context_source
+    calibration.in_context, calibration.in_context_source = dict(in_context or {}), in_context_source
     return calibration
 
 

@@ -52,7 +52,8 @@ class Calibration:
     same sums split by kernel kind; ``measured_by`` the device (its agent's URL) that timed each sample, when
     they were timed through agents. ``in_context`` holds, per kernel signature key, the line of its in-context
     time that the runtime's profiler gave on the samples (:mod:`edgeprune.latency.in_context`), used instead of
-    the probe timings of that signature; ``in_context_source`` says where it came from.
+    the probe timings of that signature; ``in_context_source`` says where it came from and how it compared with the
+    probes alone (set also when the probes won and ``in_context`` is empty).
     """
 
     scale: float

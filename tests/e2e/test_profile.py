@@ -140,9 +140,12 @@ def test_profile_reads_layer_times_in_context_from_the_runtimes_profiler(tmp_pat
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     title = "OpenVINO" if target == "cpu-openvino" else "ONNX Runtime"
-    assert f"from the {title} profiler on the calibration samples" in run.stdout, run.stdout
+    assert f"{title} profiler on the calibration samples (held-out error" in run.stdout, run.stdout
     table = LatencyTable.load(next(tmp_path.glob("*.json")))
     (calibration,) = table.calibrations.values()
+    if not calibration.in_context:  # the probes alone predicted the held-out samples better: said, and kept
+        assert "not used, the lone-kernel timings predict better" in run.stdout, run.stdout
+        return
     model = build_architecture("cifar-resnet8").model.eval()
     example = torch.full((1, 3, 32, 32), 0.5)
     graph = ModelGraph(model, example)

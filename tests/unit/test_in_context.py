@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from edgeprune.latency import in_context
+from edgeprune.latency.in_context_profiler import held_out_error
 from edgeprune.latency.layers import Layer, LayerSignature, extract_layers
 from edgeprune.latency.predictor import LookupLatencyModel
 from edgeprune.latency.profiler import fit_measured, layer_grids, sample_widths
@@ -90,3 +91,31 @@ def test_a_calibration_with_lines_round_trips_through_the_table(tmp_path) -> Non
     table.save()
     loaded = LatencyTable.load(tmp_path / "t.json").calibrations["k"]
     assert loaded.in_context == {SIG.key(): [0.1, 1e-5, 2e-4]} and loaded.in_context_source == "OpenVINO profiler"
+
+
+def test_held_out_error_prefers_whichever_predicts_unseen_samples() -> None:
+    model = CifarResNet(depth=8).eval()
+    example = torch.zeros(1, 3, 32, 32)
+    graph = ModelGraph(model, example)
+    layers = extract_layers(model, example, graph.groups)
+    table = LatencyTable(TableContext("openvino", "1.0", "cpu", 1, "fp32", "test machine"))
+    grids = layer_grids(layers, 8, 3)
+    for grid in grids:
+        for cin, cout in grid.probes():
+            table.put(grid.layer.signature, cin, cout, 1e-4 * cin * cout / 16)
+    lookup = LookupLatencyModel(grids, table)
+    samples = sample_widths(graph.prunable_groups(), 8, 12, 3)
+
+    def truth(layer: Layer, widths: dict[str, int]) -> float:  # in the network: a line unlike the lone probes
+        cin, cout = layer.widths(widths)
+        return 0.002 + 1e-3 * (cin + cout)  # memory-bound: it follows the widths, not their product
+
+    times = [{l.name: truth(l, w) for l in layers} for w in samples]
+    in_network = [sum(t.values()) + 0.1 for t in times]
+    assert held_out_error(lookup, samples, in_network, times, layers) < 0.01
+    assert held_out_error(lookup, samples, in_network, None, layers) > 0.02
+    # where the whole model follows the probes, the same profiled times lose to them
+    as_probed = [lookup.kernel_sum(w) for w in samples]
+    assert held_out_error(lookup, samples, as_probed, None, layers) < 1e-6
+    assert held_out_error(lookup, samples, as_probed, times, layers) > 0.01
+    assert lookup.calibration is None  # left as it was
