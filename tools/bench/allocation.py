@@ -25,12 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +35,11 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from cell_run import run_and_save  # noqa: E402
 from docs_section import write_section  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 import edgeprune  # noqa: E402
-from edgeprune.errors import BudgetUnreachableError  # noqa: E402
-from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 
 log = logging.getLogger("allocation_bench")
 
@@ -87,10 +82,8 @@ def run_cell(cell: Cell, results: Path) -> dict[str, Any]:
     """Run one cell and write its result; a budget out of reach is a result, not a crash."""
     record: dict[str, Any] = {"cell": cell.name, "model": cell.model, "target": cell.target, "method": cell.method,
                               "speedup_goal": cell.speedup, "provenance": provenance()}
-    work = Path(tempfile.mkdtemp(prefix=f"allocation-{cell.name}-"))
-    start = time.perf_counter()
-    log.info("cell %s", cell.name)
-    try:
+
+    def body(work: Path, record: dict[str, Any]) -> None:
         report = edgeprune.fit(**MODELS[cell.model], target=cell.target,
                                budget=f"{100 / SPEEDUPS[cell.speedup]:.3f}%", precision="fp32",
                                allocation="uniform" if cell.method == "uniform" else "latency",
@@ -106,15 +99,8 @@ def run_cell(cell: Cell, results: Path) -> dict[str, Any]:
             "rounds_measured": len(report["search"]["rounds"]),
             "guard_rounds": sum(r["kind"] == "guard" for r in report["search"]["rounds"]),
             "uniform_guard": report["method"].get("uniform_guard"), "fit_timings_s": report["timings_s"]})
-    except BudgetUnreachableError as exc:
-        log.warning("cell %s: %s", cell.name, exc)
-        record.update({"status": "unreachable", "detail": str(exc)})
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    record["wall_seconds"] = time.perf_counter() - start
-    record["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json_atomic(cell.path(results), record)
-    return record
+
+    return run_and_save(cell.name, cell.path(results), record, body, "allocation")
 
 
 def _cell_text(r: dict[str, Any] | None) -> str:

@@ -39,12 +39,9 @@ import argparse
 import copy
 import json
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +50,13 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from cell_run import run_and_save  # noqa: E402
 from docs_section import write_section  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 import edgeprune  # noqa: E402
 from edgeprune.environment import machine_info, package_versions  # noqa: E402
 from edgeprune.errors import BudgetUnreachableError, ValidationFailedError  # noqa: E402
-from edgeprune.io_atomic import write_json_atomic  # noqa: E402
 
 log = logging.getLogger("detection_bench")
 
@@ -241,21 +238,9 @@ def run_tp(cell: Cell, work: Path, record: dict[str, Any]) -> None:
 # -- running and rendering ------------------------------------------------------------------------------
 def run_cell(cell: Cell, results: Path) -> dict[str, Any]:
     """Run one cell and write its result; a budget out of reach is a result, not a crash."""
-    record = _record(cell)
-    work = Path(tempfile.mkdtemp(prefix=f"detection-{cell.name}-"))
-    start = time.perf_counter()
-    log.info("cell %s", cell.name)
-    try:
-        (run_tp if cell.method == "tp" else run_edgeprune)(cell, work, record)
-    except BudgetUnreachableError as exc:
-        log.warning("cell %s: %s", cell.name, exc)
-        record.update({"status": "unreachable", "detail": str(exc)})
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    record["wall_seconds"] = time.perf_counter() - start
-    record["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json_atomic(cell.path(results), record)
-    return record
+    body = (lambda work, record: run_tp(cell, work, record)) if cell.method == "tp" else \
+        (lambda work, record: run_edgeprune(cell, work, record))
+    return run_and_save(cell.name, cell.path(results), _record(cell), body, "detection")
 
 
 def _pct(value: float | None) -> str:
