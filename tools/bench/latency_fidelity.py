@@ -144,12 +144,10 @@ def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_di
     errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
     share_errors = np.array([abs(r["predicted_share"] - r["measured_share"]) / r["measured_share"] for r in rows])
     calibration = lookup.calibration
-    if probes_only is not None:
-        plain = np.array([abs(r["probe_only_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
-        extra = {"probe_only_within_10pct": float((plain <= 0.10).mean()),
-                 "probe_only_within_5pct": float((plain <= 0.05).mean())}
-    else:
-        extra = {}
+    extra = probe_only_scores(rows, probes_only.predict({g.name: g.width for g in groups})) if probes_only else {}
+    if calibration is not None and calibration.samples:  # sample 0 is the whole model, measured while profiling
+        extra["profiling_full_ms"] = calibration.samples[0][1]
+        extra["measuring_full_ms"] = anchor
     repeats = np.array([abs(r["ratios"][0] - r["ratios"][1]) / np.mean(r["ratios"]) for r in rows])
     return {
         **extra,
@@ -185,10 +183,19 @@ def probe_only_model(model: torch.nn.Module, example: torch.Tensor, graph: Model
     return plain
 
 
+def probe_only_scores(rows: list[dict], full_ms: float) -> dict:
+    """Scores of the probes-alone predictions (``probe_only_ms`` in each row) in both forms."""
+    ms = np.array([abs(r["probe_only_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
+    share = np.array([abs(r["probe_only_ms"] / full_ms - r["measured_share"]) / r["measured_share"] for r in rows])
+    return {"probe_only_within_10pct": float((ms <= 0.10).mean()), "probe_only_within_5pct": float((ms <= 0.05).mean()),
+            "probe_only_share_within_10pct": float((share <= 0.10).mean()),
+            "probe_only_share_within_5pct": float((share <= 0.05).mean())}
+
+
 def rescore(result: dict, table_dir: Path, seed: int) -> dict:
     """Add the probes-alone scores to a result written before they were recorded, from its saved table (the same
     probes and calibration) and its variants (the same seed), without timing anything again."""
-    if "probe_only_within_10pct" in result or not result.get("in_context_signatures"):
+    if "probe_only_share_within_10pct" in result or not result.get("in_context_signatures"):
         return result
     target = load_target(result["target"])
     backend = get_backend(target)
@@ -207,9 +214,10 @@ def rescore(result: dict, table_dir: Path, seed: int) -> dict:
         if abs(lookup.predict(widths) - row["predicted_ms"]) > 1e-9 * max(1.0, row["predicted_ms"]):
             raise SystemExit(f"{result['model']} {result['target']}: the saved table does not reproduce the run")
         row["widths"], row["probe_only_ms"] = widths, plain.predict(widths)
-    errors = np.array([abs(r["probe_only_ms"] - r["measured_ms"]) / r["measured_ms"] for r in result["rows"]])
-    result.update(probe_only_within_10pct=float((errors <= 0.10).mean()),
-                  probe_only_within_5pct=float((errors <= 0.05).mean()), probe_only_rescored=True)
+    result.update(probe_only_scores(result["rows"], plain.predict({g.name: g.width for g in groups})),
+                  probe_only_rescored=True)
+    result.setdefault("profiling_full_ms", lookup.calibration.samples[0][1])
+    result.setdefault("measuring_full_ms", result["rows"][0]["measured_ms"] / result["rows"][0]["measured_share"])
     return result
 
 
@@ -244,10 +252,18 @@ def _repeat(r: dict) -> str:
 
 
 def _plain(r: dict) -> str:
-    """The same readings scored against the probe timings alone (no in-context lines)."""
-    if "probe_only_within_10pct" not in r:
+    """The same readings scored against the probe timings alone (no in-context lines): shares, then ms."""
+    if "probe_only_share_within_10pct" not in r:
         return "n/a" if "signatures" not in r else "(same)"
-    return f"{100 * r['probe_only_within_10pct']:.0f}% / {100 * r['probe_only_within_5pct']:.0f}%"
+    return (f"{100 * r['probe_only_share_within_10pct']:.0f}% / {100 * r['probe_only_share_within_5pct']:.0f}%; "
+            f"{100 * r['probe_only_within_10pct']:.0f}% / {100 * r['probe_only_within_5pct']:.0f}%")
+
+
+def _speed(r: dict) -> str:
+    """How much faster (-) or slower (+) the machine ran the whole model while measuring than while profiling."""
+    if "profiling_full_ms" not in r:
+        return "n/a"
+    return f"{100 * (r['measuring_full_ms'] / r['profiling_full_ms'] - 1):+.0f}%"
 
 
 def _lines(r: dict) -> str:
@@ -273,9 +289,9 @@ def write_markdown(results: list[dict], doc: Path) -> None:
         "",
         "| model | backend (version) | variants | share within ±10% | share within ±5% | share median error "
         "| ms within ±10% | ms within ±5% | ms median error | max ms error | two readings within ±10% / ±5% "
-        "| in-context lines | probes alone: ms within ±10% / ±5% | time to profile | probes measured (reused) "
-        "| predict() |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| in-context lines | probes alone: share, ms within ±10% / ±5% | whole model, measuring vs profiling "
+        "| time to profile | probes measured (reused) | predict() |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         share = (f"{100 * r['share_within_10pct']:.0f}% | {100 * r['share_within_5pct']:.0f}% | "
@@ -284,7 +300,7 @@ def write_markdown(results: list[dict], doc: Path) -> None:
             f"| {r['model']} | {r['backend']} {r['runtime_version']} | {r['configs']} | {share} | "
             f"{100 * r['within_10pct']:.0f}% | "
             f"{100 * r.get('within_5pct', float('nan')):.0f}% | "
-            f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {_repeat(r)} | {_lines(r)} | {_plain(r)} | "
+            f"{r['median_abs_error_pct']:.1f}% | {r['max_abs_error_pct']:.1f}% | {_repeat(r)} | {_lines(r)} | {_plain(r)} | {_speed(r)} | "
             f"{r['profile_seconds']:.0f} s | "
             f"{r['probes_measured']} ({r['probes_reused']}) | {r['predict_us_median']:.0f} µs |"
         )
