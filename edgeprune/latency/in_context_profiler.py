@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: profiled runs per sample (after warm-up); the per-node medians are what the fit reads
 IN_CONTEXT_TIMING = TimingSpec(warmup_runs=5, min_runs=30)
+#: fewest calibration samples worth profiling (each held out in turn, the rest fit the lines)
+MIN_SAMPLES = 6
 #: share of samples whose nodes must all match a layer for the lines to be fitted
 MIN_MATCHED_SHARE = 0.75
 
@@ -45,15 +47,21 @@ class InContextProfiler:
 
     @classmethod
     def for_run(cls, model: nn.Module, example: torch.Tensor, layers: Sequence[Layer], backend: Backend,
-                target: Target, timer: ArtifactTimer, work: Path) -> "InContextProfiler | None":
+                target: Target, timer: ArtifactTimer, work: Path, samples: int,
+                onnx_export: Path | None = None) -> "InContextProfiler | None":
         """A profiler when this run can use one, else None: the runtime must read ONNX (its nodes keep the ONNX
         node names the exporter labelled) and have a per-node profiler, the samples must be timed here (an agent
-        does not profile), and the target float (a quantized file's nodes are renamed by the quantizer)."""
+        does not profile), the target float (a quantized file's nodes are renamed by the quantizer), and the
+        calibration have at least :data:`MIN_SAMPLES` samples. ``onnx_export``: the model's own ONNX export, when
+        the run has one (its labels name the nodes; else the model is exported once for them)."""
         facts = backend.facts
         if not (facts.reads_onnx and facts.profiler) or type(timer) is not LocalTimer or target.precision == "int8":
             return None
+        if samples < MIN_SAMPLES:
+            log.info("no in-context layer times: %d calibration samples, %d needed", samples, MIN_SAMPLES)
+            return None
         try:
-            labels = onnx_module_labels(export_onnx(model, example, work / "in-context-labels.onnx"))
+            labels = onnx_module_labels(onnx_export or export_onnx(model, example, work / "in-context-labels.onnx"))
         except Exception as exc:  # noqa: BLE001 - the probe timings still serve; say why they alone do
             log.info("no in-context layer times: the labelling export failed (%s)", exc)
             return None

@@ -42,6 +42,7 @@ from edgeprune.quantize.backend import check_int8_target
 from edgeprune.quantize.probes import int8_probe_backend
 from edgeprune.runtimes import get_backend
 from edgeprune.runtimes.base import Artifact, Backend
+from edgeprune.runtimes.onnx_export import is_onnx
 from edgeprune.target import Target, load_target
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,9 @@ def build_lookup_model(
             keep = {g.name: list(range(widths[g.name])) for g in groups if widths[g.name] < g.width}
             return measurer.export(slim_copy(model, example, keep) if keep else model, "calibration")
 
-        profiler = InContextProfiler.for_run(model, example, layers, backend, target, timer, work)
+        reference = measurer.reference
+        profiler = InContextProfiler.for_run(model, example, layers, backend, target, timer, work, len(samples),
+                                             reference.path if reference and is_onnx(reference.format) else None)
         in_context: list[dict[str, float] | None] = [None] * len(samples)
 
         def finish(index: int, widths: Mapping[str, int], artifact: Artifact, result: Measurement) -> None:

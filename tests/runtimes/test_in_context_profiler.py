@@ -27,7 +27,7 @@ def test_every_layer_of_a_pruned_export_gets_its_in_context_time(tmp_path: Path,
     target = load_target(target_name)
     backend = get_backend(target)
     profiler = InContextProfiler.for_run(model, example, layers, backend, target, LocalTimer(backend, target),
-                                         tmp_path)
+                                         tmp_path, samples=12)
     assert profiler is not None
     keep = {g.name: list(range(g.width // 2)) for g in graph.prunable_groups()}
     # the labels come from the full model's export; a channel-pruned copy's nodes keep the same names
@@ -44,4 +44,7 @@ def test_runtimes_that_cannot_profile_here_keep_their_probes(tmp_path: Path) -> 
     int8 = load_target("cpu").with_precision("int8")
     backend = get_backend(int8)
     assert InContextProfiler.for_run(model, example, layers, backend, int8, LocalTimer(backend, int8),
-                                     tmp_path) is None
+                                     tmp_path, samples=12) is None
+    fp32 = load_target("cpu")
+    timer = LocalTimer(get_backend(fp32), fp32)
+    assert InContextProfiler.for_run(model, example, layers, get_backend(fp32), fp32, timer, tmp_path, samples=5) is None

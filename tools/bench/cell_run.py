@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from provenance import provenance
+
 from edgeprune.errors import BudgetUnreachableError
 from edgeprune.io_atomic import write_json_atomic
 
@@ -33,6 +35,7 @@ def run_and_save(name: str, path: Path, record: dict[str, Any], body: Callable[[
         record.update({"status": "unreachable", "detail": str(exc)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    record.setdefault("provenance", provenance())  # the commit, machine and versions behind the figures
     record["wall_seconds"] = time.perf_counter() - start
     record["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(path, record)
