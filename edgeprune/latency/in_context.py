@@ -21,8 +21,9 @@ sample is also run under it and:
 one and the probe table for the rest, and the whole-model calibration is fitted over the result, but only where
 leave-one-out over the calibration samples says the lines predict better than the probes alone
 (:meth:`edgeprune.latency.in_context_profiler.InContextProfiler.fit`). Measured on cifar-resnet56 (docs/benchmarks.md,
-"Latency-model fidelity"): on OpenVINO, whose lone probes pay two layout conversions each, the lines put 92% of
-random variants within ±10% where the probes alone put 15%; on ONNX Runtime the probes alone did better.
+"Latency-model fidelity", 2026-12-07): on OpenVINO, whose lone probes pay two layout conversions each, the lines
+put 88% of random variants' shares of the whole model within ±10% where the probes alone put 8%, on the same
+readings; on ONNX Runtime, and for mobilenet_v2 on OpenVINO, the probes alone did as well or better.
 """
 
 from __future__ import annotations
