@@ -18,7 +18,7 @@ from edgeprune.runtimes import get_backend
 from edgeprune.target import load_target
 
 
-@pytest.mark.parametrize("target_name", ["cpu", "cpu-openvino"])
+@pytest.mark.parametrize("target_name", [pytest.param("cpu", marks=pytest.mark.full), "cpu-openvino"])
 def test_every_layer_of_a_pruned_export_gets_its_in_context_time(tmp_path: Path, target_name: str) -> None:
     model = build_architecture("cifar-resnet8").model.eval()
     example = torch.full((1, 3, 32, 32), 0.5)
