@@ -21,7 +21,7 @@ from edgeprune.latency.predictor import LookupLatencyModel
 from edgeprune.latency.profiler import fit_measured
 from edgeprune.latency.timers import ArtifactTimer, LocalTimer
 from edgeprune.runtimes.base import Artifact, Backend
-from edgeprune.runtimes.onnx_export import export_onnx
+from edgeprune.runtimes.onnx_export import export_onnx, is_onnx
 from edgeprune.runtimes.onnx_labels import onnx_module_labels
 from edgeprune.target import Target
 from edgeprune.timing import TimingSpec
@@ -78,8 +78,12 @@ class InContextProfiler:
             timings = session.profile_layers({artifact.input_name: self.feed_array}, IN_CONTEXT_TIMING)
         except NotImplementedError:
             return None
-        return in_context.layer_times([(t.name, float(t.ms)) for t in timings], self.matching, measured_ms,
-                                      self.layers)
+        matching = self.matching
+        if is_onnx(artifact.format):  # the sample's own labels: the exporter numbers nodes anew when widths change
+            labels = onnx_module_labels(artifact.path)  # the split of a YOLOv8 C2f block, for one
+            if labels:
+                matching = NodeLayers(labels, self.matching.layer_of_module)
+        return in_context.layer_times([(t.name, float(t.ms)) for t in timings], matching, measured_ms, self.layers)
 
     def fit(self, lookup: LookupLatencyModel, samples: Sequence[Mapping[str, int]], measured_ms: Sequence[float],
             times: Sequence[Mapping[str, float] | None]) -> dict[str, list[float]]:

@@ -30,7 +30,7 @@ def test_every_layer_of_a_pruned_export_gets_its_in_context_time(tmp_path: Path,
                                          tmp_path, samples=12)
     assert profiler is not None
     keep = {g.name: list(range(g.width // 2)) for g in graph.prunable_groups()}
-    # the labels come from the full model's export; a channel-pruned copy's nodes keep the same names
+    # on OpenVINO the labels come from the full model's export: a channel-pruned CIFAR ResNet keeps its node names
     artifact = backend.export(slim_copy(model, example, keep), example, tmp_path / "half", target)
     times = profiler.layer_times(artifact, measured_ms=2.0)
     assert times is not None and set(times) == {layer.name for layer in layers}
