@@ -42,9 +42,9 @@ from edgeprune.train.segmentation_loss import SegmentationLoss
 log = logging.getLogger(__name__)
 
 DISTILL_TEMPERATURE = 4.0
+DISTILL_ALPHA = 0.9
 #: rebuilt candidates kept for a later :meth:`Recovery.recover` (the guard compares two at a time)
 REBUILT_KEPT = 2
-DISTILL_ALPHA = 0.9
 
 
 class Recovery:

@@ -37,12 +37,12 @@ import torch
 from torch import nn
 
 from edgeprune.latency.layers import Layer
+from edgeprune.runtimes.onnx_labels import label_of
 
 log = logging.getLogger(__name__)
 
-#: feature names of the per-signature line, dense and depthwise (what the coefficients multiply)
+#: what the coefficients of a per-signature line multiply (a depthwise kernel's line: ``1`` and its width ``c``)
 FEATURES = ("1", "cin*cout", "cin+cout")
-DIAGONAL_FEATURES = ("1", "c")
 #: observations needed per coefficient before a signature's line is trusted over its probes
 MIN_ROWS_PER_COEFFICIENT = 3
 
@@ -95,8 +95,6 @@ class NodeLayers:
 
     def layer(self, node_name: str) -> str | None:
         """The layer a profiled node belongs to, or None (a layout conversion, a pooling ...)."""
-        from edgeprune.runtimes.onnx_labels import label_of
-
         module = label_of(self.labels, node_name)
         return self.layer_of_module.get(module) if module is not None else None
 

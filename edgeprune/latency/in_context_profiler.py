@@ -120,16 +120,13 @@ def held_out_error(lookup: LookupLatencyModel, samples: Sequence[Mapping[str, in
     """Mean relative error of each calibration sample predicted by a model fitted on the others: with in-context
     lines (fitted without it too) when ``times`` are given, else the probes alone."""
     errors = []
-    previous = lookup.calibration
-    try:
-        for i, (widths, ms) in enumerate(zip(samples, measured_ms)):
-            others = [j for j in range(len(samples)) if j != i]
-            lines: dict[str, list[float]] = {}
-            if times is not None:
-                lines = in_context.fit_lines(layers, [(samples[j], times[j]) for j in others if times[j] is not None])
-            lookup.calibration = fit_measured(lookup, [samples[j] for j in others], [measured_ms[j] for j in others],
-                                              in_context=lines)
-            errors.append(abs(lookup.predict(widths) - ms) / ms)
-    finally:
-        lookup.calibration = previous
+    for i, (widths, ms) in enumerate(zip(samples, measured_ms)):
+        others = [j for j in range(len(samples)) if j != i]
+        lines: dict[str, list[float]] = {}
+        if times is not None:
+            lines = in_context.fit_lines(layers, [(samples[j], times[j]) for j in others if times[j] is not None])
+        calibration = fit_measured(lookup, [samples[j] for j in others], [measured_ms[j] for j in others],
+                                   in_context=lines)
+        sums = lookup.kind_sums(widths, lines)
+        errors.append(abs(calibration.apply(sum(sums.values()), sums) - ms) / ms)
     return float(np.mean(errors)) if errors else float("inf")

@@ -90,10 +90,13 @@ class LookupLatencyModel:
             )
         return value
 
-    def kernel_times(self, widths: Mapping[str, int]) -> dict[str, float]:
-        """Uncalibrated per-kernel times (ms) for a candidate (in-context where the calibration has a line)."""
+    def kernel_times(self, widths: Mapping[str, int],
+                     lines: Mapping[str, Sequence[float]] | None = None) -> dict[str, float]:
+        """Uncalibrated per-kernel times (ms) for a candidate, in-context where ``lines`` (per signature key; by
+        default the calibration's) has a line."""
         times = {}
-        lines = self.calibration.in_context if self.calibration is not None else {}
+        if lines is None:
+            lines = self.calibration.in_context if self.calibration is not None else {}
         for layer, xs, ys, values in self._layers:
             cin, cout = layer.widths(widths)
             line = lines.get(layer.signature.key()) if lines else None
@@ -109,10 +112,12 @@ class LookupLatencyModel:
         """Σ of uncalibrated kernel times (ms)."""
         return sum(self.kernel_times(widths).values())
 
-    def kind_sums(self, widths: Mapping[str, int]) -> dict[str, float]:
-        """Σ of uncalibrated kernel times (ms) per kernel kind (the calibration's split)."""
+    def kind_sums(self, widths: Mapping[str, int],
+                  lines: Mapping[str, Sequence[float]] | None = None) -> dict[str, float]:
+        """Σ of uncalibrated kernel times (ms) per kernel kind (the calibration's split); ``lines``: as
+        :meth:`kernel_times` takes them."""
         sums: dict[str, float] = {}
-        for name, ms in self.kernel_times(widths).items():
+        for name, ms in self.kernel_times(widths, lines).items():
             kind = self._kinds[name]
             sums[kind] = sums.get(kind, 0.0) + ms
         return sums

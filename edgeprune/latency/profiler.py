@@ -219,12 +219,7 @@ def fit_measured(model: LookupLatencyModel, samples: Sequence[Mapping[str, int]]
     """The whole-model correction from samples measured end to end (``measured_ms``, in their order; ``devices``:
     the device that timed each, when measured through agents), fitted over kernel times that take ``in_context``
     lines (per signature key) where given."""
-    previous = model.calibration
-    model.calibration = Calibration(1.0, 0.0, in_context=dict(in_context or {}))
-    try:
-        kind_sums = [model.kind_sums(widths) for widths in samples]
-    finally:
-        model.calibration = previous
+    kind_sums = [model.kind_sums(widths, in_context or {}) for widths in samples]
     calibration = fit_calibration([(sum(k.values()), ms) for k, ms in zip(kind_sums, measured_ms)], kind_sums)
     if any(devices):
         calibration.measured_by = [d or "" for d in devices]

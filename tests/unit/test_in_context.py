@@ -24,6 +24,20 @@ def _layer(name: str, sig: LayerSignature = SIG) -> Layer:
     return Layer(name, sig, 32, 32, (("a", 32),), (("b", 32),))
 
 
+def _resnet8_lookup() -> tuple[ModelGraph, list[Layer], LookupLatencyModel]:
+    """A CIFAR ResNet-8, its layers and a lookup model on made-up probes (time ∝ cin × cout)."""
+    model = CifarResNet(depth=8).eval()
+    example = torch.zeros(1, 3, 32, 32)
+    graph = ModelGraph(model, example)
+    layers = extract_layers(model, example, graph.groups)
+    table = LatencyTable(TableContext("openvino", "1.0", "cpu", 1, "fp32", "test machine"))
+    grids = layer_grids(layers, 8, 3)
+    for grid in grids:
+        for cin, cout in grid.probes():
+            table.put(grid.layer.signature, cin, cout, 1e-4 * cin * cout / 16)
+    return graph, layers, LookupLatencyModel(grids, table)
+
+
 def test_norm_owners_maps_each_batch_norm_to_the_conv_it_follows() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4))
     assert in_context.norm_owners(model.eval(), torch.zeros(1, 3, 8, 8)) == {"1": "0", "4": "3"}
@@ -60,16 +74,7 @@ def test_fit_lines_recovers_the_line_and_skips_signatures_it_cannot_fit() -> Non
 
 
 def test_the_lookup_model_takes_the_in_context_line_over_the_probes() -> None:
-    model = CifarResNet(depth=8).eval()
-    example = torch.zeros(1, 3, 32, 32)
-    graph = ModelGraph(model, example)
-    layers = extract_layers(model, example, graph.groups)
-    table = LatencyTable(TableContext("onnxruntime", "1.0", "cpu", 1, "fp32", "test machine"))
-    grids = layer_grids(layers, 8, 3)
-    for grid in grids:
-        for cin, cout in grid.probes():
-            table.put(grid.layer.signature, cin, cout, 1e-4 * cin * cout / 16)
-    lookup = LookupLatencyModel(grids, table)
+    graph, layers, lookup = _resnet8_lookup()
     groups = graph.prunable_groups()
     samples = sample_widths(groups, 8, 6, 0)
     sig = layers[1].signature.key()
@@ -94,16 +99,7 @@ def test_a_calibration_with_lines_round_trips_through_the_table(tmp_path) -> Non
 
 
 def test_held_out_error_prefers_whichever_predicts_unseen_samples() -> None:
-    model = CifarResNet(depth=8).eval()
-    example = torch.zeros(1, 3, 32, 32)
-    graph = ModelGraph(model, example)
-    layers = extract_layers(model, example, graph.groups)
-    table = LatencyTable(TableContext("openvino", "1.0", "cpu", 1, "fp32", "test machine"))
-    grids = layer_grids(layers, 8, 3)
-    for grid in grids:
-        for cin, cout in grid.probes():
-            table.put(grid.layer.signature, cin, cout, 1e-4 * cin * cout / 16)
-    lookup = LookupLatencyModel(grids, table)
+    graph, layers, lookup = _resnet8_lookup()
     samples = sample_widths(graph.prunable_groups(), 8, 12, 3)
 
     def truth(layer: Layer, widths: dict[str, int]) -> float:  # in the network: a line unlike the lone probes

@@ -100,19 +100,24 @@ were not rerun: LiteRT for mobilenet_v2, and nothing for YOLOv8n on LiteRT yet. 
    Runtime and OpenVINO, 243 s on LiteRT, 173-232 s for mobilenet_v2 and 216-226 s for YOLOv8n at 320 px."""
 
 
-def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_dir: Path) -> dict:
+def setup(model_spec: str, target_name: str, table_dir: Path) -> tuple:
+    """(target, backend, model, example input, graph, latency table, probe points per side) of one row."""
     target = load_target(target_name)
     backend = get_backend(target)
-    shape = MODELS[model_spec]
     model = build_architecture(model_spec, 80 if model_spec.startswith("ultralytics:") else None).model.eval()
-    example = torch.full((1, *shape), 0.5)
+    example = torch.full((1, *MODELS[model_spec]), 0.5)
     graph = ModelGraph(model, example, warn_frozen=False)
-    groups = graph.prunable_groups()
     table = LatencyTable.open(table_context(backend, target), table_dir)
+    max_points = 6 if backend.name in ("onnxruntime", "openvino") else 3
+    return target, backend, model, example, graph, table, max_points
+
+
+def run_one(model_spec: str, target_name: str, configs: int, seed: int, table_dir: Path) -> dict:
+    target, backend, model, example, graph, table, max_points = setup(model_spec, target_name, table_dir)
+    groups = graph.prunable_groups()
     work = Path(tempfile.mkdtemp(prefix="fidelity-"))
     try:
         start = time.perf_counter()
-        max_points = 6 if backend.name in ("onnxruntime", "openvino") else 3
         lookup, measured, reused = build_lookup_model(model, example, graph, target, backend, table, work,
                                                       max_points, recalibrate=True)
         profile_s = time.perf_counter() - start
@@ -208,13 +213,7 @@ def rescore(result: dict, table_dir: Path, seed: int) -> dict:
     probes and calibration) and its variants (the same seed), without timing anything again."""
     if "probe_only_share_within_10pct" in result or not result.get("in_context_signatures"):
         return result
-    target = load_target(result["target"])
-    backend = get_backend(target)
-    model = build_architecture(result["model"], 80 if result["model"].startswith("ultralytics:") else None).model.eval()
-    example = torch.full((1, *MODELS[result["model"]]), 0.5)
-    graph = ModelGraph(model, example, warn_frozen=False)
-    table = LatencyTable.open(table_context(backend, target), table_dir)
-    max_points = 6 if backend.name in ("onnxruntime", "openvino") else 3
+    target, _, model, example, graph, table, max_points = setup(result["model"], result["target"], table_dir)
     layers = extract_layers(model, example, graph.groups)
     lookup = LookupLatencyModel(bounded_grids(layers, target.channel_alignment, max_points), table)
     lookup.calibration = table.calibrations[structure_key(layers, list(example.shape))]
